@@ -1,0 +1,105 @@
+package config
+
+import (
+	"maps"
+	"slices"
+	"time"
+)
+
+// CurrentVersion is the container config format this lodge writes. Bump it
+// only together with an entry in containerMigrations (a test insists).
+const CurrentVersion = 1
+
+// Default values, named so docs, Default and the validators agree.
+const (
+	defaultInitPath    = "/sbin/init"
+	defaultStopTimeout = Duration(30 * time.Second)
+	defaultShift       = ShiftAuto
+)
+
+// Rootfs.Shift values: how container ids are mapped onto the root
+// filesystem's files, which keep their natural ids 0..65535 on disk.
+const (
+	ShiftAuto  = "auto"  // an idmapped mount, or a chown shift where the filesystem cannot idmap
+	ShiftIDMap = "idmap" // an idmapped mount, or fail to start
+	ShiftChown = "chown" // always chown the files into the container's id range
+)
+
+// Container is a container's whole configuration, stored in
+// containers/NAME/config.toml. The documentation of each key, for users, is
+// in the key registry (keys.go).
+//
+// Numeric fields use omitzero because the TOML encoder's omitempty does not
+// skip zero numbers; zero always means "not set" here. Tables use omitempty
+// so a saved file shows only what is set.
+type Container struct {
+	Version int    `toml:"version"`
+	Source  Source `toml:"source,omitempty"`
+	Limits  Limits `toml:"limits,omitempty"`
+	Init    Init   `toml:"init,omitempty"`
+	Rootfs  Rootfs `toml:"rootfs,omitempty"`
+}
+
+// Source records how the container was made. `lodge create` sets it; users
+// can read it but not set it.
+type Source struct {
+	Template string            `toml:"template,omitempty"` // e.g. "busybox", "debian"
+	Image    string            `toml:"image,omitempty"`    // image alias when created from an image
+	Options  map[string]string `toml:"options,omitempty"`  // template options, e.g. release=bookworm
+	Created  time.Time         `toml:"created,omitempty"`
+}
+
+// Limits are the container's resource limits. Zero means "no limit".
+type Limits struct {
+	// Memory caps RAM and page cache of all processes together, in bytes.
+	Memory Size `toml:"memory,omitzero"`
+
+	// Swap is how much swap the container may use on top of Memory. 0 sets
+	// no swap limit: the container may swap as much as the host allows
+	// (memory.swap.max stays "max"). It needs Memory, because cgroup v1 can
+	// only limit memory and swap together (memory.memsw = Memory + Swap).
+	Swap Size `toml:"swap,omitzero"`
+
+	// CPU is a CPU time quota in CPUs, e.g. 1.5.
+	CPU float64 `toml:"cpu,omitzero"`
+
+	// Cpuset lists the CPUs the container may run on, e.g. "0-1" or "0,2";
+	// "" means all.
+	Cpuset string `toml:"cpuset,omitempty"`
+
+	// Pids caps the number of tasks (processes and threads).
+	Pids int64 `toml:"pids,omitzero"`
+}
+
+// Init says how the container's init is started and stopped.
+type Init struct {
+	Command     []string `toml:"command,omitempty"`
+	StopSignal  string   `toml:"stop_signal,omitempty"` // "" = chosen from the init
+	StopTimeout Duration `toml:"stop_timeout,omitzero"`
+}
+
+// Rootfs holds settings of the container's root filesystem.
+type Rootfs struct {
+	Shift string `toml:"shift,omitempty"` // ShiftAuto, ShiftIDMap or ShiftChown
+}
+
+// Default returns the configuration of a container with nothing set. Load
+// decodes a file on top of it, so keys missing from the file keep these values.
+func Default() *Container {
+	return &Container{
+		Version: CurrentVersion,
+		Init: Init{
+			Command:     []string{defaultInitPath},
+			StopTimeout: defaultStopTimeout,
+		},
+		Rootfs: Rootfs{Shift: defaultShift},
+	}
+}
+
+// Clone returns a deep copy, so the copy can be changed without touching c.
+func (c *Container) Clone() *Container {
+	clone := *c
+	clone.Source.Options = maps.Clone(c.Source.Options)
+	clone.Init.Command = slices.Clone(c.Init.Command)
+	return &clone
+}

@@ -1,0 +1,226 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// CurrentHostVersion is the host config format this lodge understands.
+const CurrentHostVersion = 1
+
+// DefaultHostConfigPath is where the host config lives unless
+// $LODGE_HOST_CONFIG names another file.
+const DefaultHostConfigPath = "/etc/lodge/lodge.toml"
+
+// Host id ranges. systemd documents 524288..1879048191 as the range for
+// container ids (docs/UIDS-GIDS.md in systemd), in 65536-id blocks; staying
+// inside it avoids clashing with users, DynamicUser= and systemd-nspawn.
+const (
+	defaultFirstID    = 524288
+	lastSystemdID     = 1879048191
+	containerIDs      = 65536      // ids per container: the whole 16-bit range files use
+	lastUsableID      = 4294967294 // 4294967295 is (uid_t)-1, "no id" to the kernel
+	defaultCgroupName = "lodge"
+)
+
+// Host is lodge's host-wide configuration.
+type Host struct {
+	Version   int                          `toml:"version"`
+	IDMap     HostIDMap                    `toml:"idmap"`
+	Cgroup    HostCgroup                   `toml:"cgroup"`
+	Templates map[string]map[string]string `toml:"templates"` // default template options, e.g. [templates.debian] release = "trixie"
+	Defaults  map[string]string            `toml:"defaults"`  // container keys applied at create, e.g. "limits.pids" = "1024"
+}
+
+// HostIDMap is the pool of host ids that containers' ids map to. Each
+// container gets its own range of Size ids: First+n*Size for n < Count.
+type HostIDMap struct {
+	First uint32 `toml:"first"` // first host uid/gid handed to containers
+	Size  uint32 `toml:"size"`  // ids per container; must be 65536, see checkIDSize
+	Count uint32 `toml:"count"` // number of ranges; default: as many as fit below 1879048192
+}
+
+// HostCgroup names lodge's cgroups.
+type HostCgroup struct {
+	Name string `toml:"name"` // directory under lodge's own cgroup that holds containers
+}
+
+// DefaultHost returns the host config used when the file does not exist.
+func DefaultHost() *Host {
+	return &Host{
+		Version: CurrentHostVersion,
+		IDMap: HostIDMap{
+			First: defaultFirstID,
+			Size:  containerIDs,
+			Count: defaultIDCount(defaultFirstID, containerIDs),
+		},
+		Cgroup: HostCgroup{Name: defaultCgroupName},
+	}
+}
+
+// defaultIDCount is how many ranges fit from first up to systemd's last
+// container id; 0 if none do.
+func defaultIDCount(first, size uint32) uint32 {
+	if size == 0 || first > lastSystemdID {
+		return 0
+	}
+	return (lastSystemdID - first + 1) / size
+}
+
+// HostConfigEnv names the environment variable that points lodge at another
+// host config file (tests and second "hosts" on one machine use it).
+const HostConfigEnv = "LODGE_HOST_CONFIG"
+
+// HostConfigPath returns $LODGE_HOST_CONFIG if set, else DefaultHostConfigPath.
+func HostConfigPath() string {
+	if path := os.Getenv(HostConfigEnv); path != "" {
+		return path
+	}
+	return DefaultHostConfigPath
+}
+
+// LoadHost reads the host config. A missing file is not an error: the host
+// then runs with DefaultHost(). Decoding and errors are as strict as Load's.
+func LoadHost(path string) (*Host, error) {
+	text, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return DefaultHost(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read host config: %w", err)
+	}
+	return parseHost(sourceFile{path: path, text: string(text)})
+}
+
+func parseHost(file sourceFile) (*Host, error) {
+	file, err := file.upgrade(CurrentHostVersion, hostMigrations)
+	if err != nil {
+		return nil, err
+	}
+	h := DefaultHost()
+	meta, err := file.decodeStrict(h)
+	if err != nil {
+		return nil, err
+	}
+	// The default count depends on first, so recompute it unless given.
+	if !meta.IsDefined("idmap", "count") {
+		h.IDMap.Count = defaultIDCount(h.IDMap.First, h.IDMap.Size)
+	}
+	if err := h.Validate(); err != nil {
+		return nil, file.locate(err)
+	}
+	return h, nil
+}
+
+// Validate checks the host config and returns every problem, joined.
+func (h *Host) Validate() error {
+	return errors.Join(
+		h.checkVersion(),
+		h.checkIDFirst(),
+		h.checkIDSize(),
+		h.checkIDCount(),
+		h.checkCgroupName(),
+		h.checkDefaults(),
+	)
+}
+
+func (h *Host) checkVersion() error {
+	if h.Version != CurrentHostVersion {
+		return keyErrorf("version", "%d is not supported; this lodge writes version = %d", h.Version, CurrentHostVersion)
+	}
+	return nil
+}
+
+func (h *Host) checkIDFirst() error {
+	if h.IDMap.First < containerIDs {
+		return keyErrorf("idmap.first", "%d would overlap the host's own ids 0..65535; use at least 65536, e.g. the default %d", h.IDMap.First, defaultFirstID)
+	}
+	return nil
+}
+
+// checkIDSize insists on 65536 ids per container: root filesystems keep
+// their files' natural ids 0..65535 on disk and are shifted by an idmapped
+// mount, so a container must own the whole 16-bit range to see them all.
+func (h *Host) checkIDSize() error {
+	if h.IDMap.Size != containerIDs {
+		return keyErrorf("idmap.size", "%d is not supported; use %d, because root filesystems keep file ids 0..65535 and each container needs all of them", h.IDMap.Size, containerIDs)
+	}
+	return nil
+}
+
+func (h *Host) checkIDCount() error {
+	m := h.IDMap
+	last := uint64(m.First) + uint64(m.Size)*uint64(m.Count) - 1
+	switch {
+	case m.Count == 0:
+		return keyErrorf("idmap.count", "is 0, so no container can start; set idmap.count, or lower idmap.first to leave room below %d", lastSystemdID+1)
+	case last > lastUsableID:
+		return keyErrorf("idmap.count", "%d ranges from %d end at id %d, past the last usable id %d; lower idmap.count or idmap.first", m.Count, m.First, last, uint64(lastUsableID))
+	}
+	return nil
+}
+
+func (h *Host) checkCgroupName() error {
+	name := h.Cgroup.Name
+	valid := name != "" && name != "." && name != ".." && !strings.ContainsFunc(name, func(r rune) bool {
+		return r > 127 || !isLetter(byte(r)) && !isDigit(byte(r)) && !strings.ContainsRune("-._", r)
+	})
+	if !valid {
+		return keyErrorf("cgroup.name", "%q is not a single directory name; use letters, digits, dash, dot and underscore, e.g. %q", name, defaultCgroupName)
+	}
+	return nil
+}
+
+func (h *Host) checkDefaults() error {
+	_, err := h.DefaultContainer()
+	return err
+}
+
+// DefaultContainer returns Default() with the host's [defaults] applied: the
+// starting point of `lodge create` before its -c options.
+func (h *Host) DefaultContainer() (*Container, error) {
+	c := Default()
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(h.Defaults)) {
+		if err := c.assign(name, h.Defaults[name]); err != nil {
+			errs = append(errs, asDefaultsError(name, err))
+		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, relabelAsDefaults(c.Validate()))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// asDefaultsError files an error about a container key under the host's
+// [defaults] table, so it points at the line that set it.
+func asDefaultsError(name string, err error) error {
+	var problem *keyError
+	if errors.As(err, &problem) {
+		err = problem.Err // the defaults key already names it
+	}
+	return &keyError{Key: "defaults." + strconv.Quote(name), Err: err}
+}
+
+// relabelAsDefaults applies asDefaultsError to each error of a Validate
+// result.
+func relabelAsDefaults(err error) error {
+	var errs []error
+	for _, err := range unjoin(err) {
+		var problem *keyError
+		if errors.As(err, &problem) {
+			err = asDefaultsError(problem.Key, err)
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,284 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Key is one configuration key as users see it in `lodge create -c
+// key=value`, `lodge config set`, `lodge config show` and the README.
+type Key struct {
+	Name     string // dotted TOML name, e.g. "limits.memory"
+	Doc      string // what it does, units and default; for README and --help
+	Example  string // a valid value, e.g. "512MiB"
+	ReadOnly bool   // source.* keys: shown, never set by users
+
+	set   func(*Container, string) error // parses a value into the container
+	get   func(*Container) string        // formats the value so set accepts it back
+	check func(*Container) error         // validates the value; nil if any value is fine
+}
+
+// Default returns the key's value in a container with nothing set.
+func (k Key) Default() string { return k.get(Default()) }
+
+// keyRegistry lists every key, sorted by name; each key's documentation,
+// parser, formatter and validator sit together so they stay in step.
+var keyRegistry = []Key{
+	{
+		Name:    "init.command",
+		Doc:     "The init program and its arguments, started as process 1 of the container. A word list with shell-like quoting (e.g. `/bin/sh -c 'exec init'`); the first word must be an absolute path.",
+		Example: "/lib/systemd/systemd --log-level=info",
+		set:     func(c *Container, v string) error { return setWords(&c.Init.Command, v) },
+		get:     func(c *Container) string { return joinWords(c.Init.Command) },
+		check:   checkCommand,
+	},
+	{
+		Name:    "init.stop_signal",
+		Doc:     "Signal `lodge stop` sends to init: a name like SIGTERM or SIGRTMIN+3, or a number. Empty means chosen from the init: SIGRTMIN+3 for systemd, SIGPWR for others.",
+		Example: "SIGRTMIN+3",
+		set:     func(c *Container, v string) error { c.Init.StopSignal = strings.TrimSpace(v); return nil },
+		get:     func(c *Container) string { return c.Init.StopSignal },
+		check:   checkStopSignal,
+	},
+	{
+		Name:    "init.stop_timeout",
+		Doc:     "How long `lodge stop` waits for init to exit after the stop signal before it kills the container, e.g. 30s or 2m.",
+		Example: "1m30s",
+		set:     func(c *Container, v string) error { return setDuration(&c.Init.StopTimeout, v) },
+		get:     func(c *Container) string { return c.Init.StopTimeout.String() },
+		check:   checkStopTimeout,
+	},
+	{
+		Name:    "limits.cpu",
+		Doc:     "CPU time the container may use, in CPUs: 1.5 is one and a half CPUs' worth of time, spread over any CPUs. The smallest quota is 0.01; 0 means no limit.",
+		Example: "1.5",
+		set:     func(c *Container, v string) error { return setFloat(&c.Limits.CPU, v) },
+		get:     func(c *Container) string { return strconv.FormatFloat(c.Limits.CPU, 'f', -1, 64) },
+		check:   checkCPU,
+	},
+	{
+		Name:    "limits.cpuset",
+		Doc:     "CPUs the container's processes may run on, in the kernel's list format, e.g. 0-1 or 0,2. Empty means all CPUs.",
+		Example: "0-1",
+		set:     func(c *Container, v string) error { c.Limits.Cpuset = strings.TrimSpace(v); return nil },
+		get:     func(c *Container) string { return c.Limits.Cpuset },
+		check:   checkCpuset,
+	},
+	{
+		Name:    "limits.memory",
+		Doc:     "Memory limit for all the container's processes together, page cache included. K, M, G, T and KiB, MiB, GiB, TiB are powers of 1024; KB, MB, GB, TB are powers of 1000; a plain number is bytes. 0 means no limit.",
+		Example: "512MiB",
+		set:     func(c *Container, v string) error { return setSize(&c.Limits.Memory, v) },
+		get:     func(c *Container) string { return c.Limits.Memory.String() },
+		check:   checkMemory,
+	},
+	{
+		Name:    "limits.pids",
+		Doc:     "Maximum number of processes and threads in the container. 0 means no limit.",
+		Example: "1024",
+		set:     func(c *Container, v string) error { return setInt(&c.Limits.Pids, v) },
+		get:     func(c *Container) string { return strconv.FormatInt(c.Limits.Pids, 10) },
+		check:   checkPids,
+	},
+	{
+		Name:    "limits.swap",
+		Doc:     "Swap the container may use on top of limits.memory, in the same units; needs limits.memory. 0 means no swap limit is set, so the container may swap as much as the host allows.",
+		Example: "1GiB",
+		set:     func(c *Container, v string) error { return setSize(&c.Limits.Swap, v) },
+		get:     func(c *Container) string { return c.Limits.Swap.String() },
+		check:   checkSwap,
+	},
+	{
+		Name:    "rootfs.shift",
+		Doc:     "How the root filesystem's files, which keep ids 0..65535 on disk, are mapped to the container's host ids: auto uses an idmapped mount, or shifts ownership with chown where the filesystem cannot idmap; idmap requires an idmapped mount; chown always shifts ownership.",
+		Example: ShiftIDMap,
+		set:     func(c *Container, v string) error { c.Rootfs.Shift = strings.TrimSpace(v); return nil },
+		get:     func(c *Container) string { return c.Rootfs.Shift },
+		check:   checkShift,
+	},
+	{
+		Name:     "source.created",
+		Doc:      "When the container was created (RFC 3339). Set by `lodge create`.",
+		Example:  "2025-01-31T12:00:00Z",
+		ReadOnly: true,
+		get:      func(c *Container) string { return formatTime(c.Source.Created) },
+	},
+	{
+		Name:     "source.image",
+		Doc:      "Image alias the container was created from, if any. Set by `lodge create`.",
+		Example:  "debian-base",
+		ReadOnly: true,
+		get:      func(c *Container) string { return c.Source.Image },
+	},
+	{
+		Name:     "source.options",
+		Doc:      "Template options the container was built with, as name=value words. Set by `lodge create`.",
+		Example:  "release=bookworm",
+		ReadOnly: true,
+		get:      func(c *Container) string { return formatOptions(c.Source.Options) },
+	},
+	{
+		Name:     "source.template",
+		Doc:      "Template the container was built from, e.g. debian or busybox. Set by `lodge create`.",
+		Example:  "debian",
+		ReadOnly: true,
+		get:      func(c *Container) string { return c.Source.Template },
+	},
+}
+
+// Keys returns every key, sorted by name.
+func Keys() []Key {
+	keys := slices.Clone(keyRegistry)
+	slices.SortFunc(keys, func(a, b Key) int { return strings.Compare(a.Name, b.Name) })
+	return keys
+}
+
+// LookupKey finds a key by name. The error for an unknown name suggests the
+// nearest key and lists the settable ones.
+func LookupKey(name string) (Key, error) {
+	for _, key := range keyRegistry {
+		if key.Name == name {
+			return key, nil
+		}
+	}
+	var names []string
+	for _, key := range keyRegistry {
+		names = append(names, key.Name)
+	}
+	return Key{}, fmt.Errorf("unknown key %q%s; settable keys: %s",
+		name, didYouMean(name, names), strings.Join(settableKeyNames(), ", "))
+}
+
+func settableKeyNames() []string {
+	var names []string
+	for _, key := range Keys() {
+		if !key.ReadOnly {
+			names = append(names, key.Name)
+		}
+	}
+	return names
+}
+
+// Set parses value into the key called name and validates the result; on
+// error c is unchanged. An empty value resets the key to its default.
+func (c *Container) Set(name, value string) error {
+	updated := c.Clone()
+	if err := updated.assign(name, value); err != nil {
+		return err
+	}
+	// Validate the whole config, not only this key: some keys depend on
+	// others (limits.swap needs limits.memory).
+	if err := updated.Validate(); err != nil {
+		return err
+	}
+	*c = *updated
+	return nil
+}
+
+// assign parses value into the key without validating, for callers that
+// set several keys before one Validate.
+func (c *Container) assign(name, value string) error {
+	key, err := LookupKey(name)
+	if err != nil {
+		return err
+	}
+	if key.ReadOnly {
+		return fmt.Errorf("%s is read-only: it records how the container was made", name)
+	}
+	if value == "" {
+		value = key.Default()
+	}
+	if err := key.set(c, value); err != nil {
+		return &keyError{Key: name, Err: err}
+	}
+	return nil
+}
+
+// Get returns the value of the key called name, in the form Set accepts.
+func (c *Container) Get(name string) (string, error) {
+	key, err := LookupKey(name)
+	if err != nil {
+		return "", err
+	}
+	return key.get(c), nil
+}
+
+// ParseAssignment splits "limits.memory=1G" into key and value. The value
+// may be empty, which resets the key to its default.
+func ParseAssignment(s string) (key, value string, err error) {
+	key, value, found := strings.Cut(s, "=")
+	key = strings.TrimSpace(key)
+	switch {
+	case !found:
+		return "", "", fmt.Errorf("%q is not key=value; write e.g. limits.memory=512MiB", s)
+	case key == "":
+		return "", "", fmt.Errorf("%q has no key before '='; write e.g. limits.memory=512MiB", s)
+	}
+	return key, strings.TrimSpace(value), nil
+}
+
+func setSize(dst *Size, value string) error {
+	size, err := ParseSize(value)
+	if err != nil {
+		return err
+	}
+	*dst = size
+	return nil
+}
+
+func setDuration(dst *Duration, value string) error {
+	duration, err := ParseDuration(value)
+	if err != nil {
+		return err
+	}
+	*dst = duration
+	return nil
+}
+
+func setFloat(dst *float64, value string) error {
+	number, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a number; use e.g. 1.5", value)
+	}
+	*dst = number
+	return nil
+}
+
+func setInt(dst *int64, value string) error {
+	number, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number; use e.g. 1024", value)
+	}
+	*dst = number
+	return nil
+}
+
+func setWords(dst *[]string, value string) error {
+	words, err := splitWords(value)
+	if err != nil {
+		return fmt.Errorf("%q cannot be split into words: %w", value, err)
+	}
+	*dst = words
+	return nil
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Format(time.RFC3339)
+}
+
+// formatOptions writes options as sorted name=value words.
+func formatOptions(options map[string]string) string {
+	words := make([]string, 0, len(options))
+	for name, value := range options {
+		words = append(words, name+"="+value)
+	}
+	sort.Strings(words)
+	return joinWords(words)
+}

@@ -1,0 +1,239 @@
+package config
+
+import (
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestEveryFieldHasAKey keeps the registry complete: every leaf key of the
+// file format except version must be a registry key, and the other way round.
+func TestEveryFieldHasAKey(t *testing.T) {
+	var leaves []string
+	containerType := reflect.TypeFor[Container]()
+	for _, name := range tomlKeys(containerType) {
+		if name != "version" && !isTableKey(containerType, name) {
+			leaves = append(leaves, name)
+		}
+	}
+	var registered []string
+	for _, key := range Keys() {
+		registered = append(registered, key.Name)
+	}
+	slices.Sort(leaves)
+	if !slices.Equal(leaves, registered) {
+		t.Errorf("file keys %q\nregistry  %q", leaves, registered)
+	}
+}
+
+// isTableKey reports whether the dotted name is a table of t.
+func isTableKey(t reflect.Type, name string) bool {
+	for _, element := range strings.Split(name, ".") {
+		field, ok := fieldByTag(t, element)
+		if !ok {
+			return false
+		}
+		t = field.Type
+	}
+	return isTable(t)
+}
+
+func TestKeysAreDocumented(t *testing.T) {
+	keys := Keys()
+	if !slices.IsSortedFunc(keys, func(a, b Key) int { return strings.Compare(a.Name, b.Name) }) {
+		t.Error("Keys() is not sorted by name")
+	}
+	for _, key := range keys {
+		if key.Doc == "" || key.Example == "" || key.get == nil {
+			t.Errorf("%s: missing Doc, Example or get", key.Name)
+		}
+		if key.ReadOnly != strings.HasPrefix(key.Name, "source.") {
+			t.Errorf("%s: ReadOnly = %v; only source.* keys are read-only", key.Name, key.ReadOnly)
+		}
+		if !key.ReadOnly && (key.set == nil || key.check == nil) {
+			t.Errorf("%s: settable key without set or check", key.Name)
+		}
+	}
+}
+
+func TestExamplesAreValid(t *testing.T) {
+	for _, key := range Keys() {
+		if key.ReadOnly {
+			continue
+		}
+		c := Default()
+		c.Limits.Memory = 1 << 30 // limits.swap needs it
+		if err := c.Set(key.Name, key.Example); err != nil {
+			t.Errorf("Set(%s, example %q): %v", key.Name, key.Example, err)
+		}
+	}
+}
+
+func TestSetGet(t *testing.T) {
+	tests := []struct {
+		key, value, want string
+	}{
+		{"limits.memory", "1.5G", "1.5GiB"},
+		{"limits.memory", "1073741824", "1GiB"},
+		{"limits.cpu", "1.5", "1.5"},
+		{"limits.cpu", " 2 ", "2"},
+		{"limits.cpuset", "0-1", "0-1"},
+		{"limits.pids", "1024", "1024"},
+		{"init.command", `/bin/sh -c "exec /sbin/init"`, `/bin/sh -c 'exec /sbin/init'`},
+		{"init.stop_signal", "SIGRTMIN+3", "SIGRTMIN+3"},
+		{"init.stop_timeout", "90s", "1m30s"},
+		{"rootfs.shift", "chown", "chown"},
+	}
+	for _, tt := range tests {
+		c := Default()
+		if err := c.Set(tt.key, tt.value); err != nil {
+			t.Errorf("Set(%s, %q): %v", tt.key, tt.value, err)
+			continue
+		}
+		if got, err := c.Get(tt.key); err != nil || got != tt.want {
+			t.Errorf("after Set(%s, %q), Get = %q, %v; want %q", tt.key, tt.value, got, err, tt.want)
+		}
+	}
+}
+
+func TestSetEmptyResetsToDefault(t *testing.T) {
+	for _, key := range Keys() {
+		if key.ReadOnly {
+			continue
+		}
+		c := Default()
+		c.Limits.Memory = 1 << 30
+		if err := c.Set(key.Name, key.Example); err != nil {
+			t.Fatalf("Set(%s, %q): %v", key.Name, key.Example, err)
+		}
+		if key.Name == "limits.memory" {
+			c.Limits.Swap = 0 // else resetting memory would leave swap without it
+		}
+		if err := c.Set(key.Name, ""); err != nil {
+			t.Errorf("Set(%s, \"\"): %v", key.Name, err)
+		}
+		got, _ := c.Get(key.Name)
+		if want := key.Default(); got != want {
+			t.Errorf("after reset, Get(%s) = %q; want default %q", key.Name, got, want)
+		}
+	}
+}
+
+func TestSetErrors(t *testing.T) {
+	tests := []struct {
+		key, value, wantErr string
+	}{
+		{"limits.memory", "lots", `limits.memory: "lots" is not a size; ` + sizeHint},
+		{"limits.cpu", "abc", `limits.cpu: "abc" is not a number; use e.g. 1.5`},
+		{"limits.cpu", "-1", "limits.cpu: -1 is negative; use a number of CPUs like 1.5, or 0 for no limit"},
+		{"limits.pids", "1.5", `limits.pids: "1.5" is not a whole number; use e.g. 1024`},
+		{"limits.swap", "1G", "limits.swap: 1GiB is swap on top of limits.memory, which is not set; set limits.memory too, or set limits.swap to 0"},
+		{"limits.cpuset", "0-x", `limits.cpuset: "0-x" is not a CPU list ("x" is not a CPU number); use e.g. "0-1" or "0,2"`},
+		{"init.command", `/bin/sh "`, `init.command: "/bin/sh \"" cannot be split into words: unterminated " quote`},
+		{"init.command", "sbin/init", `init.command: "sbin/init" is not an absolute path; start with the full path of the init program, e.g. /sbin/init`},
+		{"init.stop_signal", "SIGFOO", `init.stop_signal: "SIGFOO" is not a signal; use a name like SIGTERM, SIGPWR, SIGRTMIN+3 or a number`},
+		{"init.stop_timeout", "-5s", `init.stop_timeout: "-5s" is negative; ` + durationHint},
+		{"rootfs.shift", "x", `rootfs.shift: "x" must be one of auto, idmap, chown`},
+		{"source.template", "debian", "source.template is read-only: it records how the container was made"},
+		{"limits.memroy", "1G", `unknown key "limits.memroy" (did you mean "limits.memory"?); settable keys: init.command, init.stop_signal, init.stop_timeout, limits.cpu, limits.cpuset, limits.memory, limits.pids, limits.swap, rootfs.shift`},
+	}
+	for _, tt := range tests {
+		c := Default()
+		err := c.Set(tt.key, tt.value)
+		if err == nil || err.Error() != tt.wantErr {
+			t.Errorf("Set(%s, %q) = %v\nwant %s", tt.key, tt.value, err, tt.wantErr)
+		}
+		if !reflect.DeepEqual(c, Default()) {
+			t.Errorf("failed Set(%s, %q) changed the container: %+v", tt.key, tt.value, c)
+		}
+	}
+}
+
+func TestGetReadOnly(t *testing.T) {
+	c := Default()
+	c.Source = Source{
+		Template: "debian",
+		Image:    "base",
+		Options:  map[string]string{"release": "bookworm", "arch": "amd64", "note": "two words"},
+		Created:  time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+	}
+	want := map[string]string{
+		"source.template": "debian",
+		"source.image":    "base",
+		"source.options":  "arch=amd64 'note=two words' release=bookworm",
+		"source.created":  "2025-01-02T03:04:05Z",
+	}
+	for key, value := range want {
+		if got, err := c.Get(key); err != nil || got != value {
+			t.Errorf("Get(%s) = %q, %v; want %q", key, got, err, value)
+		}
+	}
+	if _, err := c.Get("nope"); err == nil || !strings.HasPrefix(err.Error(), `unknown key "nope"; settable keys:`) {
+		t.Errorf("Get(nope) error = %v", err)
+	}
+}
+
+func TestLookupKey(t *testing.T) {
+	key, err := LookupKey("limits.memory")
+	if err != nil || key.Name != "limits.memory" {
+		t.Errorf("LookupKey(limits.memory) = %+v, %v", key, err)
+	}
+	_, err = LookupKey("memory")
+	if err == nil || !strings.HasPrefix(err.Error(), `unknown key "memory" (did you mean "limits.memory"?); settable keys: init.command,`) {
+		t.Errorf("LookupKey(memory) error = %v", err)
+	}
+	if strings.Contains(err.Error(), "source.") {
+		t.Errorf("LookupKey error lists read-only keys as settable: %v", err)
+	}
+}
+
+func TestParseAssignment(t *testing.T) {
+	good := []struct{ in, key, value string }{
+		{"limits.memory=1G", "limits.memory", "1G"},
+		{" limits.memory = 1G ", "limits.memory", "1G"},
+		{"limits.memory=", "limits.memory", ""},
+		{"init.command=/bin/sh -c 'a=b'", "init.command", "/bin/sh -c 'a=b'"},
+	}
+	for _, tt := range good {
+		key, value, err := ParseAssignment(tt.in)
+		if err != nil || key != tt.key || value != tt.value {
+			t.Errorf("ParseAssignment(%q) = %q, %q, %v; want %q, %q", tt.in, key, value, err, tt.key, tt.value)
+		}
+	}
+	bad := map[string]string{
+		"limits.memory": `"limits.memory" is not key=value; write e.g. limits.memory=512MiB`,
+		"=1G":           `"=1G" has no key before '='; write e.g. limits.memory=512MiB`,
+		" =1G":          `" =1G" has no key before '='`,
+	}
+	for in, wantErr := range bad {
+		_, _, err := ParseAssignment(in)
+		if err == nil || !strings.HasPrefix(err.Error(), wantErr) {
+			t.Errorf("ParseAssignment(%q) error = %v; want %q", in, err, wantErr)
+		}
+	}
+}
+
+func TestKeysMarkdown(t *testing.T) {
+	markdown := KeysMarkdown()
+	lines := strings.Split(strings.TrimSuffix(markdown, "\n"), "\n")
+	if len(lines) != len(Keys())+2 {
+		t.Fatalf("got %d lines; want a header, a rule and one row per key:\n%s", len(lines), markdown)
+	}
+	for i, key := range Keys() {
+		if !strings.HasPrefix(lines[i+2], "| `"+key.Name+"` |") {
+			t.Errorf("row %d = %q; want key %s", i, lines[i+2], key.Name)
+		}
+	}
+	wantRow := "| `limits.memory` | `0` | `512MiB` | Memory limit"
+	if !strings.Contains(markdown, wantRow) {
+		t.Errorf("markdown lacks %q:\n%s", wantRow, markdown)
+	}
+	if !strings.Contains(markdown, "| `source.image` | (empty) | `debian-base` | Read-only. ") {
+		t.Errorf("markdown does not mark read-only keys:\n%s", markdown)
+	}
+	if got := markdownCell("a|b"); got != `a\|b` {
+		t.Errorf("markdownCell(a|b) = %q", got)
+	}
+}

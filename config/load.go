@@ -1,0 +1,38 @@
+package config
+
+import (
+	"fmt"
+	"os"
+)
+
+// Load reads a container config file. Decoding is strict: unknown keys and
+// wrongly typed values are errors naming the file and line. Keys missing
+// from the file keep the values of Default(). The result is validated.
+func Load(path string) (*Container, error) {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read container config: %w", err)
+	}
+	return parseContainer(sourceFile{path: path, text: string(text)})
+}
+
+// Parse reads container config text (from `lodge config edit`, say) as Load
+// reads a file; path is used in error messages.
+func Parse(path string, text []byte) (*Container, error) {
+	return parseContainer(sourceFile{path: path, text: string(text)})
+}
+
+func parseContainer(file sourceFile) (*Container, error) {
+	file, err := file.upgrade(CurrentVersion, migrations)
+	if err != nil {
+		return nil, err
+	}
+	c := Default()
+	if _, err := file.decodeStrict(c); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, file.locate(err)
+	}
+	return c, nil
+}

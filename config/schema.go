@@ -1,0 +1,76 @@
+package config
+
+import (
+	"encoding"
+	"reflect"
+	"strings"
+)
+
+// The structs' toml tags are the schema of the files: these helpers read
+// them, so the list of known keys can never drift from the code.
+
+// tomlKeys lists the dotted name of every key a struct type decodes,
+// tables included, from its toml tags; maps and types with their own text
+// form (Size, time.Time) are leaves. It is the list unknown keys are
+// compared with for "did you mean".
+func tomlKeys(t reflect.Type) []string {
+	var names []string
+	for field := range t.Fields() {
+		name := tomlName(field)
+		if name == "" {
+			continue
+		}
+		names = append(names, name)
+		if isTable(field.Type) {
+			for _, sub := range tomlKeys(field.Type) {
+				names = append(names, name+"."+sub)
+			}
+		}
+	}
+	return names
+}
+
+// tomlName is the key a struct field decodes, or "" for none.
+func tomlName(field reflect.StructField) string {
+	name, _, _ := strings.Cut(field.Tag.Get("toml"), ",")
+	if !field.IsExported() || name == "-" {
+		return ""
+	}
+	return name
+}
+
+// isTable reports whether t decodes from a TOML table field by field.
+func isTable(t reflect.Type) bool {
+	textType := reflect.TypeFor[encoding.TextUnmarshaler]()
+	return t.Kind() == reflect.Struct && !reflect.PointerTo(t).Implements(textType)
+}
+
+// hasKey reports whether key names a field of schema exactly, or lies
+// inside a map field, where any key is data.
+func hasKey(schema reflect.Type, key []string) bool {
+	t := schema
+	for _, element := range key {
+		if t.Kind() == reflect.Map {
+			return true
+		}
+		field, ok := fieldByTag(t, element)
+		if !ok {
+			return false
+		}
+		t = field.Type
+	}
+	return true
+}
+
+// fieldByTag finds the field of a table type whose toml name is name.
+func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
+	if !isTable(t) {
+		return reflect.StructField{}, false
+	}
+	for field := range t.Fields() {
+		if tomlName(field) == name {
+			return field, true
+		}
+	}
+	return reflect.StructField{}, false
+}

@@ -1,0 +1,145 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// keyError is a problem with the value of one key. Keeping the key apart
+// from the message lets Load point at the key's line in the file.
+type keyError struct {
+	Key string // dotted TOML key, e.g. limits.cpu or defaults."limits.pids"
+	Err error
+}
+
+func (e *keyError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *keyError) Unwrap() error { return e.Err }
+
+func keyErrorf(key, format string, args ...any) error {
+	return &keyError{Key: key, Err: fmt.Errorf(format, args...)}
+}
+
+// Smallest limits that make sense. The CPU bound is the kernel's: a quota of
+// 1ms per 100ms period. The memory bound catches a forgotten unit
+// ("memory = 512" is 512 bytes); no init boots in less than 1MiB.
+const (
+	minCPU    = 0.01
+	minMemory = Size(1 << 20)
+)
+
+// Validate checks every key and returns all problems at once, joined, so a
+// user fixes them in one round. Each check is listed with its key in the
+// registry (keys.go).
+func (c *Container) Validate() error {
+	errs := []error{c.checkVersion()}
+	for _, key := range keyRegistry {
+		if key.check != nil {
+			errs = append(errs, key.check(c))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Container) checkVersion() error {
+	if c.Version != CurrentVersion {
+		return keyErrorf("version", "%d is not supported; this lodge writes version = %d", c.Version, CurrentVersion)
+	}
+	return nil
+}
+
+func checkMemory(c *Container) error {
+	memory := c.Limits.Memory
+	switch {
+	case memory < 0:
+		return keyErrorf("limits.memory", "%d is negative; use a size like 512MiB, or 0 for no limit", int64(memory))
+	case memory > 0 && memory < minMemory:
+		return keyErrorf("limits.memory", "%d bytes is too small to boot; did you forget the unit? use a size like 512MiB, or 0 for no limit", int64(memory))
+	}
+	return nil
+}
+
+func checkSwap(c *Container) error {
+	swap := c.Limits.Swap
+	switch {
+	case swap < 0:
+		return keyErrorf("limits.swap", "%d is negative; use a size like 1GiB, or 0 for no swap limit", int64(swap))
+	case swap > 0 && c.Limits.Memory == 0:
+		return keyErrorf("limits.swap", "%s is swap on top of limits.memory, which is not set; set limits.memory too, or set limits.swap to 0", swap)
+	}
+	return nil
+}
+
+func checkCPU(c *Container) error {
+	cpu := c.Limits.CPU
+	text := strconv.FormatFloat(cpu, 'g', -1, 64)
+	switch {
+	case math.IsNaN(cpu) || math.IsInf(cpu, 0):
+		return keyErrorf("limits.cpu", "%s is not a number of CPUs; use a number like 1.5, or 0 for no limit", text)
+	case cpu < 0:
+		return keyErrorf("limits.cpu", "%s is negative; use a number of CPUs like 1.5, or 0 for no limit", text)
+	case cpu > 0 && cpu < minCPU:
+		return keyErrorf("limits.cpu", "%s is below the smallest quota of %g CPUs; use a number of CPUs like 1.5, or 0 for no limit", text, minCPU)
+	}
+	return nil
+}
+
+func checkCpuset(c *Container) error {
+	if _, err := ParseCPUList(c.Limits.Cpuset); err != nil {
+		return keyErrorf("limits.cpuset", `%q is not a CPU list (%v); use e.g. "0-1" or "0,2"`, c.Limits.Cpuset, err)
+	}
+	return nil
+}
+
+func checkPids(c *Container) error {
+	if c.Limits.Pids < 0 {
+		return keyErrorf("limits.pids", "%d is negative; use a number of tasks like 1024, or 0 for no limit", c.Limits.Pids)
+	}
+	return nil
+}
+
+func checkCommand(c *Container) error {
+	command := c.Init.Command
+	switch {
+	case len(command) == 0:
+		return keyErrorf("init.command", "is empty; set the init program, e.g. %s", defaultInitPath)
+	case !filepath.IsAbs(command[0]):
+		return keyErrorf("init.command", "%q is not an absolute path; start with the full path of the init program, e.g. %s", command[0], defaultInitPath)
+	case slices.ContainsFunc(command, func(arg string) bool { return strings.ContainsRune(arg, 0) }):
+		return keyErrorf("init.command", "contains a NUL byte, which no program argument can hold; remove it")
+	}
+	return nil
+}
+
+func checkStopSignal(c *Container) error {
+	if c.Init.StopSignal == "" {
+		return nil // chosen from the init at stop time
+	}
+	if _, err := ParseSignal(c.Init.StopSignal); err != nil {
+		return &keyError{Key: "init.stop_signal", Err: err}
+	}
+	return nil
+}
+
+func checkStopTimeout(c *Container) error {
+	timeout := c.Init.StopTimeout
+	switch {
+	case timeout < 0:
+		return keyErrorf("init.stop_timeout", "%s is negative; use a duration like 30s", timeout)
+	case timeout == 0:
+		return keyErrorf("init.stop_timeout", "0s gives init no time to shut down; use a duration like 30s (lodge stop --force kills at once)")
+	}
+	return nil
+}
+
+func checkShift(c *Container) error {
+	switch c.Rootfs.Shift {
+	case ShiftAuto, ShiftIDMap, ShiftChown:
+		return nil
+	}
+	return keyErrorf("rootfs.shift", "%q must be one of %s, %s, %s", c.Rootfs.Shift, ShiftAuto, ShiftIDMap, ShiftChown)
+}
