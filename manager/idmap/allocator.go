@@ -1,0 +1,146 @@
+package idmap
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrExists is returned by Allocate when the name already holds a range.
+var ErrExists = errors.New("already holds an id range")
+
+// ErrExhausted is returned by Allocate when every range of the pool is taken.
+var ErrExhausted = errors.New("id range pool exhausted")
+
+// Allocator hands out ranges of a pool and records them in a file. Every
+// change takes an exclusive flock on PATH.lock, so concurrent lodge processes
+// (and concurrent Allocators in one process) never hand out the same range.
+type Allocator struct {
+	path string
+	pool Pool
+}
+
+// Open returns the allocator whose table is the file at path (created on the
+// first allocation). Nothing is read until a method is called.
+func Open(path string, pool Pool) *Allocator {
+	return &Allocator{path: path, pool: pool}
+}
+
+// Path is the allocation table file.
+func (a *Allocator) Path() string { return a.path }
+
+// Allocate gives name the lowest free range of the pool and records it.
+func (a *Allocator) Allocate(name string) (Range, error) {
+	if name == "" {
+		return Range{}, errors.New("allocate id range: empty container name")
+	}
+	if err := a.pool.Validate(); err != nil {
+		return Range{}, fmt.Errorf("allocate id range for %q: %w", name, err)
+	}
+	var got Range
+	err := a.update(func(t *table) error {
+		if r, ok := t.Allocations[name]; ok {
+			return fmt.Errorf("container %q %w (%s) in %s", name, ErrExists, r, a.path)
+		}
+		r, ok := a.pool.lowestFree(t.ranges())
+		if !ok {
+			return a.exhausted(t)
+		}
+		t.Allocations[name] = r
+		got = r
+		return nil
+	})
+	if err != nil {
+		return Range{}, fmt.Errorf("allocate id range for %q: %w", name, err)
+	}
+	return got, nil
+}
+
+func (a *Allocator) exhausted(t *table) error {
+	p := a.pool
+	return fmt.Errorf("%w: %d containers hold ranges and all %d ranges of %d ids from host id %d are in use; "+
+		"raise idmap.count in the host config (or delete containers)", ErrExhausted, len(t.Allocations), p.Count, p.Size, p.First)
+}
+
+// Lookup returns the range recorded for name, if any.
+func (a *Allocator) Lookup(name string) (Range, bool, error) {
+	t, err := a.read()
+	if err != nil {
+		return Range{}, false, err
+	}
+	r, ok := t.Allocations[name]
+	return r, ok, nil
+}
+
+// Release forgets the range of name. Releasing a name that holds no range is
+// not an error.
+func (a *Allocator) Release(name string) error {
+	err := a.update(func(t *table) error {
+		if _, ok := t.Allocations[name]; !ok {
+			return errUnchanged
+		}
+		delete(t.Allocations, name)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("release id range of %q: %w", name, err)
+	}
+	return nil
+}
+
+// List returns every recorded allocation.
+func (a *Allocator) List() (map[string]Range, error) {
+	t, err := a.read()
+	if err != nil {
+		return nil, err
+	}
+	return maps.Clone(t.Allocations), nil
+}
+
+// errUnchanged tells update that there is nothing to write.
+var errUnchanged = errors.New("unchanged")
+
+// update runs change on the table under the exclusive lock and writes the
+// result unless change fails.
+func (a *Allocator) update(change func(*table) error) error {
+	unlock, err := a.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	t, err := a.read()
+	if err != nil {
+		return err
+	}
+	if err := change(t); err != nil {
+		if errors.Is(err, errUnchanged) {
+			return nil
+		}
+		return err
+	}
+	return a.write(t)
+}
+
+// lock takes the exclusive lock. Each call opens the lock file anew, so the
+// lock excludes other Allocators of this process as well as other processes.
+func (a *Allocator) lock() (func(), error) {
+	lockPath := a.path + ".lock"
+	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open id range lock: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", lockPath, err)
+	}
+	return func() { f.Close() }, nil
+}
