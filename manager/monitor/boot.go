@@ -1,0 +1,215 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"lodge/config"
+	"lodge/manager/cgroup"
+	"lodge/manager/failpoint"
+	"lodge/manager/revert"
+	"lodge/manager/store"
+	"lodge/rootfs"
+)
+
+// boot is one run of the container, from init's start to its exit. A guest
+// reboot ends a boot and begins the next.
+type boot struct {
+	cfg        *config.Container
+	group      *cgroup.Group
+	child      *child
+	init       store.Process
+	console    *consoleRelay
+	stopSignal syscall.Signal
+	started    time.Time
+	rootfsMode string        // "idmapped" or "shifted"
+	exited     chan struct{} // closed when init has exited and been reaped
+	wait       syscall.WaitStatus
+}
+
+// rebootRequested reports whether the guest asked for a reboot: reboot(2) in a
+// pid namespace ends its init as if killed by SIGHUP (poweroff: SIGINT).
+func (b *boot) rebootRequested() bool {
+	return b.wait.Signaled() && b.wait.Signal() == syscall.SIGHUP
+}
+
+// boot starts the container: cgroups, namespaces, mounts, init. On failure it
+// leaves nothing behind.
+func (m *Monitor) boot() (*boot, error) {
+	cfg, err := config.Load(m.store.ConfigPath(m.name))
+	if err != nil {
+		return nil, err
+	}
+	r := revert.New()
+	defer r.Fail()
+	group, err := m.makeCgroup(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.Add(func() { destroyCgroup(group) })
+	ch, err := spawnChild(m.ids.HostID, m.ids.Size, m.logFile)
+	if err != nil {
+		return nil, err
+	}
+	r.Add(ch.kill)
+	if err := group.AddProcess(ch.pid()); err != nil {
+		return nil, fmt.Errorf("move the container into its cgroup: %w", err)
+	}
+	b := &boot{cfg: cfg, group: group, child: ch, exited: make(chan struct{})}
+	if err := m.startInit(b); err != nil {
+		return nil, err
+	}
+	r.Success()
+	go b.reap()
+	m.setCurrent(b)
+	if err := m.writeState(b, store.Running); err != nil {
+		m.log.Warn("record state", "err", err)
+	}
+	m.log.Info("container running", "init", b.init.PID)
+	return b, nil
+}
+
+// makeCgroup creates the container's cgroup with its limits, delegated to the
+// container's root so that an init like systemd can manage its own subtree.
+func (m *Monitor) makeCgroup(cfg *config.Container) (*cgroup.Group, error) {
+	if err := failpoint.Check("cgroup"); err != nil {
+		return nil, err
+	}
+	group := m.cgroups.Group(m.host.Cgroup.Name, m.name)
+	if err := group.Create(); err != nil {
+		return nil, err
+	}
+	if err := group.Apply(CgroupLimits(cfg)); err != nil {
+		destroyCgroup(group)
+		return nil, err
+	}
+	if err := group.Delegate(int(m.ids.HostID), int(m.ids.HostID)); err != nil {
+		destroyCgroup(group)
+		return nil, err
+	}
+	return group, nil
+}
+
+// CgroupLimits converts a container's configured limits for its cgroup.
+func CgroupLimits(cfg *config.Container) cgroup.Limits {
+	return cgroup.Limits{
+		MemoryBytes: int64(cfg.Limits.Memory),
+		SwapBytes:   int64(cfg.Limits.Swap),
+		CPUQuota:    cfg.Limits.CPU,
+		Cpuset:      cfg.Limits.Cpuset,
+		Pids:        cfg.Limits.Pids,
+	}
+}
+
+// destroyCgroup kills whatever is left in a container's cgroup and removes it.
+func destroyCgroup(group *cgroup.Group) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := group.Kill(ctx); err != nil {
+		return err
+	}
+	return group.Destroy()
+}
+
+// startInit hands the child its root filesystem and waits until init runs.
+func (m *Monitor) startInit(b *boot) error {
+	tree, mode, err := m.rootTree(b.cfg, b.child)
+	if err != nil {
+		return err
+	}
+	b.rootfsMode = mode
+	defer tree.Close()
+	b.stopSignal, err = stopSignal(b.cfg, m.store.RootfsPath(m.name))
+	if err != nil {
+		return err
+	}
+	setup := &initSetup{
+		Rootfs:   m.store.RootfsPath(m.name),
+		Cgroups:  cgroupMounts(b.group),
+		Hostname: m.name,
+		Command:  b.cfg.Init.Command,
+		Env:      initEnv(),
+	}
+	master, err := b.child.setup(setup, tree)
+	if err != nil {
+		return err
+	}
+	b.console = newConsoleRelay(master, filepath.Join(m.store.LogDir(m.name), "console.log"))
+	if b.init, err = store.ProcessOf(b.child.pid()); err != nil {
+		b.console.close()
+		return fmt.Errorf("init exited right after it started: %w", err)
+	}
+	b.started = time.Now().UTC()
+	m.log.Info("root filesystem attached", "mode", mode)
+	return nil
+}
+
+// initEnv is init's environment, per systemd's Container Interface.
+func initEnv() []string {
+	return []string{
+		"container=" + rootfs.ContainerManager,
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"TERM=linux",
+		"HOME=/",
+	}
+}
+
+func cgroupMounts(group *cgroup.Group) []rootfs.CgroupMount {
+	var mounts []rootfs.CgroupMount
+	for _, m := range group.InsideMounts() {
+		mounts = append(mounts, rootfs.CgroupMount{
+			Target: m.Target, FSType: m.FSType, Data: m.Data, Symlinks: m.Symlinks,
+		})
+	}
+	return mounts
+}
+
+// reap waits for init to exit.
+func (b *boot) reap() {
+	err := b.child.cmd.Wait()
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) || err == nil {
+		b.wait = b.child.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	}
+	close(b.exited)
+}
+
+// teardown cleans up after init exited: console, leftover processes, cgroups.
+func (m *Monitor) teardown(b *boot) {
+	m.setCurrent(nil)
+	b.console.close()
+	if err := destroyCgroup(b.group); err != nil {
+		m.log.Error("remove cgroup", "err", err)
+	}
+}
+
+func (m *Monitor) setCurrent(b *boot) {
+	m.mu.Lock()
+	m.current = b
+	m.mu.Unlock()
+}
+
+func (m *Monitor) writeState(b *boot, status store.Status) error {
+	self, err := store.ProcessOf(os.Getpid())
+	if err != nil {
+		return err
+	}
+	return m.store.WriteState(&store.State{
+		Name:       m.name,
+		Status:     status,
+		Init:       b.init,
+		Monitor:    self,
+		StartedAt:  b.started,
+		StopSignal: int(b.stopSignal),
+		HostID:     m.ids.HostID,
+		IDCount:    m.ids.Size,
+		Cgroups:    b.group.Paths(),
+		RootfsMode: b.rootfsMode,
+	})
+}

@@ -1,0 +1,113 @@
+package monitor
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// The monitor and the container's first process talk over a SOCK_SEQPACKET
+// socketpair: one JSON message per packet, with file descriptors attached as
+// SCM_RIGHTS. Packet boundaries make each message arrive whole or not at all.
+
+const maxMessage = 64 << 10
+
+// message is one packet of the monitor/child protocol (see spawn.go).
+type message struct {
+	Type  string     `json:"type"`
+	Error string     `json:"error,omitempty"`
+	Setup *initSetup `json:"setup,omitempty"`
+}
+
+// socketpair returns two connected SEQPACKET sockets, close-on-exec.
+func socketpair() (*os.File, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "monitor-sync"), os.NewFile(uintptr(fds[1]), "init-sync"), nil
+}
+
+// send writes msg with the given files attached.
+func send(sock *os.File, msg message, files ...*os.File) error {
+	data, err := json.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	var oob []byte
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+		oob = unix.UnixRights(fds...)
+	}
+	if err := unix.Sendmsg(int(sock.Fd()), data, oob, nil, 0); err != nil {
+		return fmt.Errorf("send %s message: %w", msg.Type, err)
+	}
+	return nil
+}
+
+// errPeerClosed is returned by receive when the other end closed the socket,
+// which for the child means it executed init (its end is close-on-exec) or died.
+var errPeerClosed = fmt.Errorf("peer closed the connection")
+
+// receive reads one message and the files attached to it.
+func receive(sock *os.File) (message, []*os.File, error) {
+	buf := make([]byte, maxMessage)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	for {
+		n, oobn, _, _, err := unix.Recvmsg(int(sock.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return message{}, nil, fmt.Errorf("receive: %w", err)
+		}
+		if n == 0 && oobn == 0 {
+			return message{}, nil, errPeerClosed
+		}
+		files, err := parseRights(oob[:oobn])
+		if err != nil {
+			return message{}, nil, err
+		}
+		var msg message
+		if err := json.Unmarshal(buf[:n], &msg); err != nil {
+			closeAll(files)
+			return message{}, nil, fmt.Errorf("decode message: %w", err)
+		}
+		return msg, files, nil
+	}
+}
+
+func parseRights(oob []byte) ([]*os.File, error) {
+	if len(oob) == 0 {
+		return nil, nil
+	}
+	cmsgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, fmt.Errorf("parse control message: %w", err)
+	}
+	var files []*os.File
+	for _, c := range cmsgs {
+		fds, err := unix.ParseUnixRights(&c)
+		if err != nil {
+			return nil, err
+		}
+		for _, fd := range fds {
+			// Non-blocking, so that os.File uses the runtime poller where the
+			// descriptor supports it (a pty master does) and Close interrupts a Read.
+			unix.SetNonblock(fd, true)
+			files = append(files, os.NewFile(uintptr(fd), "received"))
+		}
+	}
+	return files, nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}

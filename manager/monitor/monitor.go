@@ -1,0 +1,175 @@
+// Package monitor is the per-container monitor: the lodge binary re-executed
+// (`lodge __monitor ROOT NAME`), detached from the CLI that started it. It is
+// the parent of the container's init, holds its console, answers requests on
+// ROOT/run/NAME.sock, restarts the container when the guest reboots itself, and
+// tears everything down when init exits. It does not own the container's life:
+// if the monitor is killed, the container keeps running and other lodge
+// commands find it through ROOT/run/NAME.json.
+package monitor
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"lodge/config"
+	"lodge/manager/cgroup"
+	"lodge/manager/idmap"
+	"lodge/manager/store"
+)
+
+// statusFD is the pipe to the CLI that started the monitor (its first ExtraFile).
+const statusFD = 3
+
+// Monitor watches over one container.
+type Monitor struct {
+	store   *store.Store
+	name    string
+	host    *config.Host
+	cgroups *cgroup.Host
+	ids     idmap.Range
+	log     *slog.Logger
+	logFile *os.File
+	status  *statusPipe
+	ln      net.Listener
+
+	mu       sync.Mutex
+	current  *boot
+	stopping bool
+	finished chan struct{} // closed when the container is down and cleaned up
+	replies  sync.WaitGroup
+}
+
+// Main runs the monitor; args are ROOT and NAME. It returns the exit status.
+func Main(args []string) int {
+	status := &statusPipe{f: os.NewFile(statusFD, "status")}
+	if len(args) != 2 {
+		status.fail(fmt.Errorf("usage: lodge __monitor ROOT NAME"))
+		return 2
+	}
+	m, err := newMonitor(args[0], args[1], status)
+	if err != nil {
+		status.fail(err)
+		return 1
+	}
+	return m.run()
+}
+
+func newMonitor(root, name string, status *statusPipe) (*Monitor, error) {
+	st, err := store.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	m := &Monitor{store: st, name: name, status: status, finished: make(chan struct{})}
+	if err := m.openLog(); err != nil {
+		return nil, err
+	}
+	if m.host, err = config.LoadHost(config.HostConfigPath()); err != nil {
+		return nil, err
+	}
+	if m.cgroups, err = cgroup.DetectHost(); err != nil {
+		return nil, err
+	}
+	if m.ids, err = lookupRange(st, m.host, name); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Monitor) openLog() error {
+	dir := m.store.LogDir(m.name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create log directory: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "monitor.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open monitor log: %w", err)
+	}
+	m.logFile = f
+	m.log = slog.New(slog.NewTextHandler(f, nil)).With("container", m.name)
+	return nil
+}
+
+func lookupRange(st *store.Store, host *config.Host, name string) (idmap.Range, error) {
+	pool := idmap.Pool{First: host.IDMap.First, Size: host.IDMap.Size, Count: host.IDMap.Count}
+	r, ok, err := idmap.Open(st.IDMapPath(), pool).Lookup(name)
+	if err != nil {
+		return idmap.Range{}, err
+	}
+	if !ok {
+		return idmap.Range{}, fmt.Errorf("container %q has no id range in %s; delete and create it again", name, st.IDMapPath())
+	}
+	return r, nil
+}
+
+// run boots the container, reports to the CLI, and serves until the container
+// is down for good.
+func (m *Monitor) run() int {
+	if err := m.listen(); err != nil {
+		m.status.fail(err)
+		return 1
+	}
+	go m.serve()
+	for first := true; ; first = false {
+		b, err := m.boot()
+		if err != nil {
+			m.log.Error("boot failed", "err", err)
+			m.status.fail(err)
+			m.finish()
+			return 1
+		}
+		if first {
+			m.status.ready(b.init.PID)
+		}
+		<-b.exited
+		reboot := b.rebootRequested() && !m.isStopping()
+		m.log.Info("init exited", "status", describeWait(b.wait), "reboot", reboot)
+		m.teardown(b)
+		if !reboot {
+			break
+		}
+	}
+	m.finish()
+	return 0
+}
+
+// finish removes the runtime state and lets pending stop requests answer.
+func (m *Monitor) finish() {
+	m.store.RemoveState(m.name)
+	if m.ln != nil {
+		m.ln.Close()
+	}
+	close(m.finished)
+	waitTimeout(&m.replies, 2*time.Second)
+	m.log.Info("monitor exits")
+}
+
+func (m *Monitor) isStopping() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stopping
+}
+
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
+func describeWait(ws syscall.WaitStatus) string {
+	switch {
+	case ws.Exited():
+		return fmt.Sprintf("exit %d", ws.ExitStatus())
+	case ws.Signaled():
+		return "signal " + ws.Signal().String()
+	}
+	return fmt.Sprintf("wait status %#x", int(ws))
+}

@@ -1,0 +1,157 @@
+package monitor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"lodge/manager/store"
+)
+
+func (m *Monitor) listen() error {
+	path := m.store.SocketPath(m.name)
+	os.Remove(path) // a stale socket of a dead monitor; the CLI holds the container lock
+	ln, err := net.Listen("unix", shortSocketPath(path))
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", path, err)
+	}
+	os.Chmod(path, 0o600)
+	m.ln = ln
+	return nil
+}
+
+func (m *Monitor) serve() {
+	for {
+		conn, err := m.ln.Accept()
+		if err != nil {
+			return
+		}
+		go m.handle(conn)
+	}
+}
+
+func (m *Monitor) handle(conn net.Conn) {
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	conn.SetReadDeadline(time.Time{})
+	if err != nil {
+		conn.Close()
+		return
+	}
+	var req Request
+	if err := json.Unmarshal(line, &req); err != nil {
+		reply(conn, Response{Error: "malformed request: " + err.Error()})
+		conn.Close()
+		return
+	}
+	switch req.Op {
+	case "ping":
+		reply(conn, Response{OK: true})
+	case "stop":
+		m.replies.Add(1)
+		reply(conn, m.stop(req))
+		m.replies.Done()
+	case "console":
+		m.attachConsole(conn, req)
+		return // attachConsole owns conn
+	case "resize":
+		reply(conn, m.resize(req))
+	default:
+		reply(conn, Response{Error: fmt.Sprintf("unknown request %q", req.Op)})
+	}
+	conn.Close()
+}
+
+func reply(conn net.Conn, resp Response) {
+	data, _ := json.Marshal(resp)
+	conn.Write(append(data, '\n'))
+}
+
+func (m *Monitor) currentBoot() *boot {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.current
+}
+
+// stop asks init to shut down, kills the container if it has not within the
+// timeout (or at once when forced), and answers once everything is cleaned up.
+func (m *Monitor) stop(req Request) Response {
+	m.mu.Lock()
+	m.stopping = true
+	b := m.current
+	m.mu.Unlock()
+	killed := false
+	if b != nil {
+		if err := m.writeState(b, store.Stopping); err != nil {
+			m.log.Warn("record state", "err", err)
+		}
+		killed = m.shutdown(b, req)
+	}
+	select {
+	case <-m.finished:
+		return Response{OK: true, Killed: killed}
+	case <-time.After(30 * time.Second):
+		return Response{Error: "the container stopped but its cleanup did not finish; see " + m.store.LogDir(m.name)}
+	}
+}
+
+// shutdown signals init and waits; it reports whether it had to kill.
+func (m *Monitor) shutdown(b *boot, req Request) bool {
+	if !req.Force {
+		sig := b.stopSignal
+		if req.Signal != 0 {
+			sig = syscall.Signal(req.Signal)
+		}
+		timeout := req.Timeout
+		if timeout <= 0 {
+			timeout = b.cfg.Init.StopTimeout.Std()
+		}
+		m.log.Info("stopping", "signal", sig, "timeout", timeout)
+		if err := b.child.cmd.Process.Signal(sig); err == nil {
+			select {
+			case <-b.exited:
+				return false
+			case <-time.After(timeout):
+				m.log.Warn("init did not stop in time; killing the container", "timeout", timeout)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b.child.cmd.Process.Kill()
+	if err := b.group.Kill(ctx); err != nil {
+		m.log.Error("kill container", "err", err)
+	}
+	<-b.exited
+	return true
+}
+
+func (m *Monitor) attachConsole(conn net.Conn, req Request) {
+	b := m.currentBoot()
+	if b == nil {
+		reply(conn, Response{Error: "the container is not running"})
+		conn.Close()
+		return
+	}
+	if req.Rows > 0 && req.Cols > 0 {
+		b.console.resize(req.Rows, req.Cols)
+	}
+	reply(conn, Response{OK: true})
+	b.console.attach(conn)
+}
+
+func (m *Monitor) resize(req Request) Response {
+	b := m.currentBoot()
+	if b == nil {
+		return Response{Error: "the container is not running"}
+	}
+	if err := b.console.resize(req.Rows, req.Cols); err != nil {
+		return Response{Error: err.Error()}
+	}
+	return Response{OK: true}
+}

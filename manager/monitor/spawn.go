@@ -1,0 +1,168 @@
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+
+	"lodge/manager/failpoint"
+	"lodge/rootfs"
+)
+
+// The container's first process is the lodge binary re-executed as `__init` in
+// new namespaces. Creating namespaces needs no C: clone flags and id maps are
+// set by the Go runtime before the child runs. The child then waits for the
+// monitor, which needs the child's user namespace to idmap the root filesystem:
+//
+//	monitor                                   child (lodge __init, pid 1 inside)
+//	clone(NEWUSER|NEWNS|NEWPID|NEWUTS|NEWIPC|NEWNET), write uid/gid maps
+//	add child to the container's cgroups        |  waits on the socket
+//	open_tree+mount_setattr(IDMAP, child userns)|
+//	---- setup{rootfs, cgroups, init} + tree fd ---->
+//	                                            unshare(NEWCGROUP)
+//	                                            assemble mounts, pivot_root
+//	<--------------- console + pty master fd ------
+//	                                            hostname, loopback, unshare(NEWTIME)
+//	<--------------- exec -------------------------
+//	                                            execve(init); the socket is
+//	<--------------- (socket closes) --------------  close-on-exec
+//
+// Any failure in the child arrives as an "error" message instead, and the
+// child exits; the monitor then undoes its own steps.
+
+// containerNamespaces are created at clone time. The cgroup namespace comes
+// later (the child must be in its cgroups first), and the time namespace last
+// (its clock offsets can only be set before a process enters it).
+const containerNamespaces = syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
+	syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET
+
+// child is the container's first process before and after it becomes init.
+type child struct {
+	cmd  *exec.Cmd
+	sock *os.File // the monitor's end of the sync socket
+}
+
+// spawnChild starts `lodge __init` in new namespaces with the container's id
+// range mapped to 0..count-1.
+func spawnChild(hostID, count uint32, stderr *os.File) (*child, error) {
+	if err := failpoint.Check("spawn"); err != nil {
+		return nil, err
+	}
+	parentSock, childSock, err := socketpair()
+	if err != nil {
+		return nil, err
+	}
+	defer childSock.Close()
+	idMap := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(hostID), Size: int(count)}}
+	cmd := exec.Command("/proc/self/exe", "__init")
+	cmd.Args[0] = "lodge-init"
+	cmd.Env = failpoint.Env()
+	cmd.Stderr = stderr
+	cmd.ExtraFiles = []*os.File{childSock}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:                 containerNamespaces,
+		UidMappings:                idMap,
+		GidMappings:                idMap,
+		GidMappingsEnableSetgroups: true,
+		// Become the container's root: host root is not mapped inside, and an
+		// unmapped uid has no capabilities in the new user namespace.
+		Credential: &syscall.Credential{Uid: 0, Gid: 0},
+	}
+	if err := cmd.Start(); err != nil {
+		parentSock.Close()
+		return nil, fmt.Errorf("create the container's namespaces: %w", err)
+	}
+	return &child{cmd: cmd, sock: parentSock}, nil
+}
+
+// pid is the child's host pid.
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+// userns opens the child's user namespace.
+func (c *child) userns() (*os.File, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(c.pid()) + "/ns/user")
+	if err != nil {
+		return nil, fmt.Errorf("open user namespace of the container: %w", err)
+	}
+	return f, nil
+}
+
+// kill ends the child (and with it its pid namespace) and reaps it.
+func (c *child) kill() {
+	c.cmd.Process.Kill()
+	c.cmd.Wait()
+	c.sock.Close()
+}
+
+// setup sends the setup and waits until init runs, returning the console's
+// pty master.
+func (c *child) setup(s *initSetup, tree *os.File) (*os.File, error) {
+	target, err := rootfs.OpenTarget(c.pid(), s.Rootfs)
+	if err != nil {
+		return nil, err
+	}
+	err = send(c.sock, message{Type: "setup", Setup: s}, tree, target)
+	target.Close()
+	if err != nil {
+		return nil, err
+	}
+	console, err := c.expect("console")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.expect("exec"); err != nil {
+		console.Close()
+		return nil, err
+	}
+	if err := c.waitExec(); err != nil {
+		console.Close()
+		return nil, err
+	}
+	c.sock.Close()
+	return console, nil
+}
+
+// expect receives the next message, which must be of type want; it returns the
+// attached file, if any.
+func (c *child) expect(want string) (*os.File, error) {
+	msg, files, err := receive(c.sock)
+	if errors.Is(err, errPeerClosed) {
+		return nil, fmt.Errorf("the container's first process exited during setup (see the monitor log)")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if msg.Type == "error" {
+		closeAll(files)
+		return nil, errors.New(msg.Error)
+	}
+	if msg.Type != want {
+		closeAll(files)
+		return nil, fmt.Errorf("expected %q from the container's first process, got %q", want, msg.Type)
+	}
+	if len(files) == 0 {
+		return nil, nil
+	}
+	closeAll(files[1:])
+	return files[0], nil
+}
+
+// waitExec waits for the socket to close: the child's end is close-on-exec, so
+// a close without an error message means init is running.
+func (c *child) waitExec() error {
+	msg, files, err := receive(c.sock)
+	closeAll(files)
+	if errors.Is(err, errPeerClosed) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if msg.Type == "error" {
+		return errors.New(msg.Error)
+	}
+	return fmt.Errorf("unexpected %q message after exec", msg.Type)
+}

@@ -1,0 +1,123 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"lodge/config"
+)
+
+// Status is a container's lifecycle state as users see it.
+type Status string
+
+// The states `lodge list` reports.
+const (
+	Stopped  Status = "STOPPED"
+	Starting Status = "STARTING"
+	Running  Status = "RUNNING"
+	Stopping Status = "STOPPING"
+	Frozen   Status = "FROZEN"
+)
+
+// Process identifies a process across pid reuse: its pid and its start time in
+// clock ticks since boot (field 22 of /proc/PID/stat).
+type Process struct {
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start"`
+}
+
+// State is what a running container's monitor records in ROOT/run/NAME.json.
+// It lets every lodge command find the container's processes without the
+// monitor, so list, stop and exec still work if the monitor was killed.
+type State struct {
+	Name       string            `json:"name"`
+	Status     Status            `json:"status"`
+	Init       Process           `json:"init"`
+	Monitor    Process           `json:"monitor"`
+	StartedAt  time.Time         `json:"started_at"`
+	StopSignal int               `json:"stop_signal"`
+	HostID     uint32            `json:"host_id"` // container id 0 is this host id
+	IDCount    uint32            `json:"id_count"`
+	Cgroups    map[string]string `json:"cgroups"` // hierarchy → host directory
+	RootfsMode string            `json:"rootfs_mode"`
+}
+
+// ReadState returns the recorded state of name, or nil if it has none.
+func (s *Store) ReadState(name string) (*State, error) {
+	data, err := os.ReadFile(s.StatePath(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read state of %q: %w", name, err)
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("read state of %q: %s is corrupt: %w", name, s.StatePath(name), err)
+	}
+	return &st, nil
+}
+
+// WriteState records st atomically.
+func (s *Store) WriteState(st *State) error {
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := config.WriteFileAtomic(s.StatePath(st.Name), data, 0o600); err != nil {
+		return fmt.Errorf("record state of %q: %w", st.Name, err)
+	}
+	return nil
+}
+
+// RemoveState deletes the runtime state and monitor socket of name.
+func (s *Store) RemoveState(name string) {
+	os.Remove(s.StatePath(name))
+	os.Remove(s.SocketPath(name))
+}
+
+// ProcessOf returns the identity of a live process.
+func ProcessOf(pid int) (Process, error) {
+	start, err := processStart(pid)
+	if err != nil {
+		return Process{}, err
+	}
+	return Process{PID: pid, Start: start}, nil
+}
+
+// Alive reports whether p still runs (and is not a reused pid). A zombie counts
+// as gone.
+func (p Process) Alive() bool {
+	if p.PID <= 0 {
+		return false
+	}
+	start, err := processStart(p.PID)
+	return err == nil && start == p.Start
+}
+
+func processStart(pid int) (uint64, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+	text := string(data)
+	end := strings.LastIndexByte(text, ')')
+	if end < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	fields := strings.Fields(text[end+1:])
+	// fields[0] is field 3 (state); start time is field 22.
+	if len(fields) < 20 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	if fields[0] == "Z" || fields[0] == "X" {
+		return 0, fmt.Errorf("process %d is a zombie", pid)
+	}
+	return strconv.ParseUint(fields[19], 10, 64)
+}

@@ -1,0 +1,121 @@
+// Package store owns lodge's directory tree: where each container's
+// configuration, root filesystem, logs and runtime state live under the root
+// directory (default /var/lib/lodge), and the locks that serialise changes.
+//
+//	ROOT/containers/NAME/config.toml   the container's configuration
+//	ROOT/containers/NAME/rootfs/       its root filesystem, natural ids on disk
+//	ROOT/containers/NAME/shift.json    present when ownership was shifted by chown
+//	ROOT/containers/NAME/log/          monitor.log, console.log
+//	ROOT/images/                       template and image cache
+//	ROOT/run/NAME.json                 runtime state of a running container
+//	ROOT/run/NAME.sock                 its monitor's socket
+//	ROOT/tmp/                          containers being created or deleted
+//	ROOT/idmap.json                    the id range allocations
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// DefaultRoot is where lodge keeps its state unless --root or LODGE_ROOT says otherwise.
+const DefaultRoot = "/var/lib/lodge"
+
+// Store is one lodge root directory.
+type Store struct {
+	Root string
+}
+
+// Open returns the store at root, creating its top-level directories.
+func Open(root string) (*Store, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("lodge root %q: %w", root, err)
+	}
+	s := &Store{Root: abs}
+	for _, dir := range []string{s.containersDir(), s.RunDir(), s.TmpDir(), s.ImagesDir()} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return nil, fmt.Errorf("prepare lodge root: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func (s *Store) containersDir() string { return filepath.Join(s.Root, "containers") }
+
+// RunDir holds runtime state: state files and monitor sockets.
+func (s *Store) RunDir() string { return filepath.Join(s.Root, "run") }
+
+// TmpDir holds containers being created or deleted; it is on the same
+// filesystem as the containers, so moving one in or out is an atomic rename.
+func (s *Store) TmpDir() string { return filepath.Join(s.Root, "tmp") }
+
+// ImagesDir holds the template and image cache.
+func (s *Store) ImagesDir() string { return filepath.Join(s.Root, "images") }
+
+// IDMapPath is the id range allocation table.
+func (s *Store) IDMapPath() string { return filepath.Join(s.Root, "idmap.json") }
+
+// ContainerDir is the directory of container name.
+func (s *Store) ContainerDir(name string) string { return filepath.Join(s.containersDir(), name) }
+
+// ConfigPath is the configuration file of container name.
+func (s *Store) ConfigPath(name string) string {
+	return filepath.Join(s.ContainerDir(name), "config.toml")
+}
+
+// RootfsPath is the root filesystem of container name.
+func (s *Store) RootfsPath(name string) string {
+	return filepath.Join(s.ContainerDir(name), "rootfs")
+}
+
+// ShiftPath records a chown shift of the root filesystem (see rootfs.Shift).
+func (s *Store) ShiftPath(name string) string {
+	return filepath.Join(s.ContainerDir(name), "shift.json")
+}
+
+// LogDir holds the monitor and console logs of container name.
+func (s *Store) LogDir(name string) string { return filepath.Join(s.ContainerDir(name), "log") }
+
+// StatePath is the runtime state file of container name.
+func (s *Store) StatePath(name string) string { return filepath.Join(s.RunDir(), name+".json") }
+
+// SocketPath is the monitor socket of container name.
+func (s *Store) SocketPath(name string) string { return filepath.Join(s.RunDir(), name+".sock") }
+
+// ErrNotFound is returned for a container that does not exist.
+var ErrNotFound = errors.New("container not found")
+
+// Exists reports whether container name exists.
+func (s *Store) Exists(name string) bool {
+	_, err := os.Stat(s.ConfigPath(name))
+	return err == nil
+}
+
+// MustExist returns an error wrapping ErrNotFound, with a hint, if name does not exist.
+func (s *Store) MustExist(name string) error {
+	if s.Exists(name) {
+		return nil
+	}
+	return fmt.Errorf("container %q: %w in %s (see: lodge list)", name, ErrNotFound, s.Root)
+}
+
+// Names lists the containers, sorted.
+func (s *Store) Names() ([]string, error) {
+	entries, err := os.ReadDir(s.containersDir())
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") && s.Exists(e.Name()) {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
