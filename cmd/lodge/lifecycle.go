@@ -1,0 +1,205 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"lodge/manager"
+)
+
+type createOptions struct {
+	template string
+	options  []string // template options, KEY=VALUE
+	config   []string // -c key=value
+}
+
+func newCreateCmd(a *app) *cobra.Command {
+	var opts createOptions
+	cmd := &cobra.Command{
+		Use:   "create NAME --template TEMPLATE [-o option=value]... [-c key=value]...",
+		Short: "Create a container from a template",
+		Example: `  lodge create web1 --template busybox
+  lodge create db1 --template busybox -c limits.memory=512MiB -c limits.cpuset=0`,
+		Args: exactArgs(1, "a container name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCreate(cmd, a, args[0], opts)
+		},
+	}
+	cmd.Flags().StringVarP(&opts.template, "template", "t", "", "template to build the root filesystem from (busybox)")
+	cmd.Flags().StringArrayVarP(&opts.options, "option", "o", nil, "template option KEY=VALUE (repeatable)")
+	cmd.Flags().StringArrayVarP(&opts.config, "config", "c", nil, "configuration key=value (repeatable; see README: Configuration keys)")
+	return cmd
+}
+
+func runCreate(cmd *cobra.Command, a *app, name string, opts createOptions) error {
+	if opts.template == "" {
+		return usageError{"create needs --template (available: busybox)"}
+	}
+	tmplOpts, err := parseKeyValues(opts.options, "--option")
+	if err != nil {
+		return err
+	}
+	m, err := a.manager()
+	if err != nil {
+		return err
+	}
+	err = m.Create(cmd.Context(), manager.CreateOptions{
+		Name: name, Template: opts.template, TemplateOptions: tmplOpts, Config: opts.config, Progress: a.progress,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "Created %s from template %s.\n", name, opts.template)
+	return nil
+}
+
+func parseKeyValues(entries []string, flag string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, e := range entries {
+		k, v, ok := strings.Cut(e, "=")
+		if !ok || k == "" {
+			return nil, usageError{fmt.Sprintf("%s %q: use KEY=VALUE", flag, e)}
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func newStartCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:               "start NAME",
+		Short:             "Boot a container; returns once its init runs",
+		Args:              exactArgs(1, "a container name"),
+		ValidArgsFunction: completeNames(a),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := a.manager()
+			if err != nil {
+				return err
+			}
+			return m.Start(cmd.Context(), args[0], a.progress)
+		},
+	}
+}
+
+type stopFlags struct {
+	timeout string
+	force   bool
+}
+
+func (f *stopFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.timeout, "timeout", "", "grace period before the container is killed, e.g. 30s or 30 (default: init.stop_timeout)")
+	cmd.Flags().BoolVarP(&f.force, "force", "f", false, "kill the container at once")
+}
+
+func (f *stopFlags) options() (manager.StopOptions, error) {
+	opts := manager.StopOptions{Force: f.force}
+	if f.timeout == "" {
+		return opts, nil
+	}
+	d, err := parseTimeout(f.timeout)
+	if err != nil {
+		return opts, err
+	}
+	opts.Timeout = d
+	return opts, nil
+}
+
+// parseTimeout accepts a Go duration ("1m30s") or plain seconds ("90").
+func parseTimeout(s string) (time.Duration, error) {
+	if secs, err := strconv.ParseFloat(s, 64); err == nil && secs > 0 {
+		return time.Duration(secs * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, usageError{fmt.Sprintf("--timeout %q: use a positive duration like 30s, 2m or a number of seconds", s)}
+	}
+	return d, nil
+}
+
+func newStopCmd(a *app) *cobra.Command {
+	var flags stopFlags
+	cmd := &cobra.Command{
+		Use:               "stop NAME [--timeout DURATION] [--force]",
+		Short:             "Shut a container down gracefully, killing it after the timeout",
+		Args:              exactArgs(1, "a container name"),
+		ValidArgsFunction: completeNames(a),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := flags.options()
+			if err != nil {
+				return err
+			}
+			m, err := a.manager()
+			if err != nil {
+				return err
+			}
+			res, err := m.Stop(cmd.Context(), args[0], opts)
+			if err == nil && res.Killed && !opts.Force {
+				fmt.Fprintf(a.stderr, "lodge: %s did not shut down within its timeout and was killed\n", args[0])
+			}
+			return err
+		},
+	}
+	flags.register(cmd)
+	return cmd
+}
+
+func newRestartCmd(a *app) *cobra.Command {
+	var flags stopFlags
+	cmd := &cobra.Command{
+		Use:               "restart NAME [--timeout DURATION] [--force]",
+		Short:             "Stop a container (if it runs) and start it again",
+		Args:              exactArgs(1, "a container name"),
+		ValidArgsFunction: completeNames(a),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := flags.options()
+			if err != nil {
+				return err
+			}
+			m, err := a.manager()
+			if err != nil {
+				return err
+			}
+			return m.Restart(cmd.Context(), args[0], opts, a.progress)
+		},
+	}
+	flags.register(cmd)
+	return cmd
+}
+
+func newDeleteCmd(a *app) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:               "delete NAME [--force]",
+		Aliases:           []string{"rm"},
+		Short:             "Delete a container and everything it holds",
+		Args:              exactArgs(1, "a container name"),
+		ValidArgsFunction: completeNames(a),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := a.manager()
+			if err != nil {
+				return err
+			}
+			return m.Delete(cmd.Context(), args[0], force)
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "stop a running container at once, then delete it")
+	return cmd
+}
+
+func newVersionCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print lodge's version",
+		Args:  exactArgs(0, "no arguments"),
+		Run: func(*cobra.Command, []string) {
+			fmt.Fprintf(a.stdout, "lodge %s\n", version)
+		},
+	}
+}
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"

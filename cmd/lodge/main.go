@@ -1,0 +1,24 @@
+// Command lodge manages persistent, unprivileged system containers that boot
+// their own init. See README.md for the commands and docs/architecture.md for
+// how it works.
+package main
+
+import (
+	"os"
+
+	"lodge/manager/monitor"
+)
+
+func main() {
+	// Internal re-executions of this binary, dispatched before any CLI set-up:
+	// the per-container monitor and the container's first process.
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "__monitor":
+			os.Exit(monitor.Main(os.Args[2:]))
+		case "__init":
+			monitor.InitMain()
+		}
+	}
+	os.Exit(run(os.Args[1:], newApp()))
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"lodge/manager"
+)
+
+var outputFormats = []string{"table", "json", "yaml", "csv"}
+
+func checkFormat(format string) error {
+	for _, f := range outputFormats {
+		if f == format {
+			return nil
+		}
+	}
+	return usageError{fmt.Sprintf("--format %q: use one of %s", format, strings.Join(outputFormats, ", "))}
+}
+
+func newListCmd(a *app) *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:     "list [--format table|json|yaml|csv]",
+		Aliases: []string{"ls"},
+		Short:   "List containers and their state",
+		Args:    exactArgs(0, "no arguments"),
+		RunE: func(*cobra.Command, []string) error {
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			m, err := a.manager()
+			if err != nil {
+				return err
+			}
+			infos, err := m.List()
+			if err != nil {
+				return err
+			}
+			return printList(a.stdout, format, infos)
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "table", "output format: table, json, yaml or csv")
+	return cmd
+}
+
+func printList(w io.Writer, format string, infos []manager.Info) error {
+	switch format {
+	case "json":
+		return writeJSON(w, infos)
+	case "yaml":
+		return yaml.NewEncoder(w).Encode(infos)
+	case "csv":
+		return writeCSV(w, infos)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(listColumns, "\t"))
+	for _, info := range infos {
+		fmt.Fprintln(tw, strings.Join(listRow(info), "\t"))
+	}
+	return tw.Flush()
+}
+
+var listColumns = []string{"NAME", "STATE", "PID", "TEMPLATE", "MEMORY", "CPU", "CPUSET", "IDMAP"}
+
+func listRow(info manager.Info) []string {
+	return []string{
+		info.Name, string(info.State), dashIfZero(strconv.Itoa(info.PID)), dashIfEmpty(info.Template),
+		dashIfEmpty(info.Limits.Memory), dashIfZero(strconv.FormatFloat(info.Limits.CPU, 'g', -1, 64)),
+		dashIfEmpty(info.Limits.Cpuset), dashIfEmpty(info.IDMap),
+	}
+}
+
+func writeCSV(w io.Writer, infos []manager.Info) error {
+	cw := csv.NewWriter(w)
+	cw.Write(listColumns)
+	for _, info := range infos {
+		cw.Write(listRow(info))
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func dashIfZero(s string) string {
+	if s == "0" {
+		return "-"
+	}
+	return s
+}
+
+func newInfoCmd(a *app) *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:               "info NAME [--format table|json|yaml]",
+		Short:             "Show a container's state, limits, id range and cgroups",
+		Args:              exactArgs(1, "a container name"),
+		ValidArgsFunction: completeNames(a),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if err := checkFormat(format); err != nil || format == "csv" {
+				return usageError{fmt.Sprintf("--format %q: use table, json or yaml", format)}
+			}
+			m, err := a.manager()
+			if err != nil {
+				return err
+			}
+			info, err := m.Info(args[0])
+			if err != nil {
+				return err
+			}
+			return printInfo(a.stdout, format, info)
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "table", "output format: table, json or yaml")
+	return cmd
+}
+
+func printInfo(w io.Writer, format string, info manager.Info) error {
+	switch format {
+	case "json":
+		return writeJSON(w, info)
+	case "yaml":
+		return yaml.NewEncoder(w).Encode(info)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	row("Name", info.Name)
+	row("State", string(info.State))
+	row("PID", dashIfZero(strconv.Itoa(info.PID)))
+	row("Monitor", monitorText(info))
+	row("Template", dashIfEmpty(info.Template))
+	row("Created", info.Created.Local().Format("2006-01-02 15:04:05"))
+	if info.StartedAt != nil {
+		row("Started", info.StartedAt.Local().Format("2006-01-02 15:04:05"))
+	}
+	row("ID map", dashIfEmpty(info.IDMap)+" (container 0-65535)")
+	row("Root filesystem", info.Rootfs+rootfsModeText(info.RootfsMode))
+	row("Memory limit", dashIfEmpty(info.Limits.Memory))
+	row("CPU quota", dashIfZero(strconv.FormatFloat(info.Limits.CPU, 'g', -1, 64)))
+	row("CPU set", dashIfEmpty(info.Limits.Cpuset))
+	row("Pids limit", dashIfZero(strconv.FormatInt(info.Limits.Pids, 10)))
+	for _, k := range slices.Sorted(maps.Keys(info.Cgroups)) {
+		row("Cgroup "+k, info.Cgroups[k])
+	}
+	return tw.Flush()
+}
+
+func monitorText(info manager.Info) string {
+	switch info.Monitor {
+	case "running":
+		return fmt.Sprintf("running (pid %d)", info.MonitorPID)
+	case "gone":
+		return "gone: the container runs on; stop works, the console returns after a restart"
+	}
+	return "-"
+}
+
+func rootfsModeText(mode string) string {
+	if mode == "" {
+		return ""
+	}
+	return " (" + mode + ")"
+}

@@ -1,0 +1,80 @@
+package manager
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+
+	"lodge/config"
+	"lodge/manager/cgroup"
+	"lodge/manager/monitor"
+)
+
+// ConfigText returns the container's configuration file as it is on disk.
+func (m *Manager) ConfigText(name string) ([]byte, error) {
+	if err := m.store.MustExist(name); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(m.store.ConfigPath(name))
+}
+
+// SetResult says what a configuration change did.
+type SetResult struct {
+	AppliedLive bool // limits were applied to the running container
+	NeedRestart bool // the container runs; other keys take effect at its next start
+}
+
+// ConfigSet changes configuration keys ("key=value"). All are checked before
+// any is saved. Limits of a running container are applied at once.
+func (m *Manager) ConfigSet(name string, assignments []string) (SetResult, error) {
+	lock, err := m.store.Lock(name)
+	if err != nil {
+		return SetResult{}, err
+	}
+	defer lock.Unlock()
+	cfg, err := config.Load(m.store.ConfigPath(name))
+	if err != nil {
+		return SetResult{}, invalid(err)
+	}
+	if err := applyAssignments(cfg, assignments, "set"); err != nil {
+		return SetResult{}, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return SetResult{}, invalid(err)
+	}
+	return m.saveConfig(name, cfg)
+}
+
+// ConfigReplace validates new configuration text (from `lodge config edit`) and
+// saves it.
+func (m *Manager) ConfigReplace(name string, text []byte) (SetResult, error) {
+	lock, err := m.store.Lock(name)
+	if err != nil {
+		return SetResult{}, err
+	}
+	defer lock.Unlock()
+	cfg, err := config.Parse(m.store.ConfigPath(name), text)
+	if err != nil {
+		return SetResult{}, invalid(err)
+	}
+	old, err := config.Load(m.store.ConfigPath(name))
+	if err == nil && !reflect.DeepEqual(old.Source, cfg.Source) {
+		return SetResult{}, invalid(errors.New("the [source] table records how the container was made and cannot be changed"))
+	}
+	return m.saveConfig(name, cfg)
+}
+
+func (m *Manager) saveConfig(name string, cfg *config.Container) (SetResult, error) {
+	if err := cfg.Save(m.store.ConfigPath(name)); err != nil {
+		return SetResult{}, err
+	}
+	st, err := m.liveState(name)
+	if err != nil || st == nil {
+		return SetResult{}, err
+	}
+	if err := cgroup.Open(st.Cgroups).Apply(monitor.CgroupLimits(cfg)); err != nil {
+		return SetResult{NeedRestart: true}, fmt.Errorf("saved, but applying the limits to the running container failed (they apply at the next start): %w", err)
+	}
+	return SetResult{AppliedLive: true, NeedRestart: true}, nil
+}

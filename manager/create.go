@@ -1,0 +1,275 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"lodge/config"
+	"lodge/manager/revert"
+	"lodge/manager/store"
+	"lodge/templates"
+)
+
+// CreateOptions says how to make a container.
+type CreateOptions struct {
+	Name            string
+	Template        string
+	TemplateOptions map[string]string
+	Config          []string // "key=value" assignments
+	Progress        func(format string, args ...any)
+}
+
+// Create builds a new container. It is all or nothing: the container appears
+// under its name only once complete (an atomic rename from ROOT/tmp), and an
+// error or Ctrl-C leaves nothing behind.
+func (m *Manager) Create(ctx context.Context, opts CreateOptions) error {
+	if opts.Progress == nil {
+		opts.Progress = func(string, ...any) {}
+	}
+	if err := config.ValidateName(opts.Name); err != nil {
+		return invalid(err)
+	}
+	if m.store.Exists(opts.Name) {
+		return m.existsError(opts.Name)
+	}
+	tmpl, cfg, err := m.prepareCreate(opts)
+	if err != nil {
+		return err
+	}
+	return m.build(ctx, opts, tmpl, cfg)
+}
+
+func (m *Manager) existsError(name string) error {
+	return fmt.Errorf("container %q %w; pick another name or remove it: lodge delete %s", name, ErrExists, name)
+}
+
+// prepareCreate checks the template and the configuration before any work.
+func (m *Manager) prepareCreate(opts CreateOptions) (templates.Template, *config.Container, error) {
+	tmpl, err := m.templates.Lookup(opts.Template)
+	if err != nil {
+		return tmpl, nil, invalid(err)
+	}
+	options, err := tmpl.ResolveOptions(opts.TemplateOptions, m.host.Templates[tmpl.Name])
+	if err != nil {
+		return tmpl, nil, invalid(err)
+	}
+	cfg, err := m.host.DefaultContainer()
+	if err != nil {
+		return tmpl, nil, invalid(fmt.Errorf("%s: %w", config.HostConfigPath(), err))
+	}
+	cfg.Source = config.Source{Template: tmpl.Name, Options: options, Created: time.Now().UTC().Truncate(time.Second)}
+	if err := applyAssignments(cfg, opts.Config, "-c"); err != nil {
+		return tmpl, nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return tmpl, nil, invalid(err)
+	}
+	return tmpl, cfg, nil
+}
+
+func applyAssignments(cfg *config.Container, assignments []string, origin string) error {
+	for _, a := range assignments {
+		key, value, err := config.ParseAssignment(a)
+		if err == nil {
+			err = cfg.Set(key, value)
+		}
+		if err != nil {
+			return invalid(fmt.Errorf("%s %s: %w", origin, a, err))
+		}
+	}
+	return nil
+}
+
+// build makes the container in a staging directory and moves it into place.
+func (m *Manager) build(ctx context.Context, opts CreateOptions, tmpl templates.Template, cfg *config.Container) error {
+	r := revert.New()
+	defer r.Fail()
+	staging, err := m.reserveStaging(opts.Name)
+	if err != nil {
+		return err
+	}
+	r.Add(func() { os.RemoveAll(staging) })
+	if err := m.buildRootfs(ctx, staging, opts, tmpl, cfg); err != nil {
+		return err
+	}
+	if err := cfg.Save(filepath.Join(staging, "config.toml")); err != nil {
+		return err
+	}
+	if err := m.allocateRange(opts.Name, r); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("create %s: %w", opts.Name, err)
+	}
+	if err := os.Remove(filepath.Join(staging, ownerFile)); err != nil {
+		return err
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, staging, unix.AT_FDCWD, m.store.ContainerDir(opts.Name), unix.RENAME_NOREPLACE); err != nil {
+		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
+			return m.existsError(opts.Name)
+		}
+		return fmt.Errorf("move new container into place: %w", err)
+	}
+	r.Success()
+	return nil
+}
+
+func (m *Manager) buildRootfs(ctx context.Context, staging string, opts CreateOptions, tmpl templates.Template, cfg *config.Container) error {
+	rootfsDir := filepath.Join(staging, "rootfs")
+	if err := os.Mkdir(rootfsDir, 0o755); err != nil {
+		return err
+	}
+	if err := os.Mkdir(filepath.Join(staging, "log"), 0o700); err != nil {
+		return err
+	}
+	logFile, err := os.Create(filepath.Join(staging, "log", "create.log"))
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	build := templates.Build{Rootfs: rootfsDir, Options: cfg.Source.Options, Log: logFile, Progress: opts.Progress}
+	if err := tmpl.Build(ctx, build); err != nil {
+		return fmt.Errorf("template %s: %w", tmpl.Name, err)
+	}
+	if err := tmpl.Configure(rootfsDir, opts.Name); err != nil {
+		return fmt.Errorf("configure root filesystem: %w", err)
+	}
+	return nil
+}
+
+// allocateRange gives the container its id range. A range already recorded for
+// this name is the leftover of a create that was killed between allocating and
+// moving into place: this create holds the name's staging reservation, so it
+// takes that range over.
+func (m *Manager) allocateRange(name string, r *revert.Reverter) error {
+	alloc := m.allocator()
+	if _, ok, err := alloc.Lookup(name); err != nil {
+		return err
+	} else if ok {
+		r.Add(func() { alloc.Release(name) })
+		return nil
+	}
+	if _, err := alloc.Allocate(name); err != nil {
+		return err
+	}
+	r.Add(func() { alloc.Release(name) })
+	return nil
+}
+
+// ownerFile in a staging directory names the process that builds it, so a
+// staging directory whose creator was killed can be told from a live one.
+const ownerFile = ".owner"
+
+// reserveStaging makes ROOT/tmp/NAME.create. Its fixed name reserves the
+// container name: two creates of one name cannot run at once.
+func (m *Manager) reserveStaging(name string) (string, error) {
+	dir := filepath.Join(m.store.TmpDir(), name+".create")
+	for attempt := 0; attempt < 2; attempt++ {
+		err := os.Mkdir(dir, 0o700)
+		if err == nil {
+			self, err := store.ProcessOf(os.Getpid())
+			if err != nil {
+				return "", err
+			}
+			return dir, writeOwner(dir, self)
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("reserve %s: %w", dir, err)
+		}
+		if owner, ok := readOwner(dir); ok && owner.Alive() {
+			return "", fmt.Errorf("container %q is being created by process %d; wait for it or stop it: %w", name, owner.PID, ErrExists)
+		}
+		// Left behind by a create that was killed: clear it and try again.
+		if err := removeTree(dir); err != nil {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("reserve %s: it keeps reappearing", dir)
+}
+
+func writeOwner(dir string, p store.Process) error {
+	text := fmt.Sprintf("%d %d\n", p.PID, p.Start)
+	return os.WriteFile(filepath.Join(dir, ownerFile), []byte(text), 0o600)
+}
+
+func readOwner(dir string) (store.Process, bool) {
+	data, err := os.ReadFile(filepath.Join(dir, ownerFile))
+	if err != nil {
+		return store.Process{}, false
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) != 2 {
+		return store.Process{}, false
+	}
+	pid, err1 := strconv.Atoi(fields[0])
+	start, err2 := strconv.ParseUint(fields[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return store.Process{}, false
+	}
+	return store.Process{PID: pid, Start: start}, true
+}
+
+// removeTree deletes a directory tree, refusing if anything is mounted inside
+// it: RemoveAll would otherwise delete files on the mounted filesystem.
+func removeTree(dir string) error {
+	mounts, err := mountsUnder(dir)
+	if err != nil {
+		return err
+	}
+	if len(mounts) > 0 {
+		return fmt.Errorf("refusing to remove %s: %s is mounted inside it; unmount it first", dir, mounts[0])
+	}
+	return os.RemoveAll(dir)
+}
+
+func mountsUnder(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	var found []string
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountPath(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			found = append(found, mp)
+		}
+	}
+	return found, nil
+}
+
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

@@ -1,0 +1,233 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"lodge/manager/cgroup"
+	"lodge/manager/nsenter"
+	"lodge/manager/terminal"
+)
+
+// ExecOptions says what to run in a container and how.
+type ExecOptions struct {
+	Args   []string
+	User   string   // NAME, UID, NAME:GROUP or UID:GID inside the container; "" is root
+	Env    []string // KEY=VALUE entries added to the default environment
+	Cwd    string   // "" is the user's home directory
+	TTY    bool     // run on a pty made in the container; Stdin should be a terminal
+	Stdin  *os.File
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// Exec runs a command in all of a running container's namespaces and in its
+// init's cgroup, and returns the command's exit status (128+N for signal N).
+func (m *Manager) Exec(ctx context.Context, name string, opts ExecOptions) (int, error) {
+	if len(opts.Args) == 0 {
+		return 0, invalid(errors.New("no command given; usage: lodge exec NAME -- COMMAND [ARG...]"))
+	}
+	st, err := m.running(name)
+	if err != nil {
+		return 0, err
+	}
+	user, err := lookupUser(m.store.RootfsPath(name), opts.User)
+	if err != nil {
+		return 0, invalid(err)
+	}
+	env, err := execEnv(user, opts)
+	if err != nil {
+		return 0, invalid(err)
+	}
+	pidfd, err := openPidfd(st.Init)
+	if err != nil {
+		return 0, fmt.Errorf("exec in %s: %w", name, err)
+	}
+	init := os.NewFile(uintptr(pidfd), "init-pidfd")
+	defer init.Close()
+	cgroupFiles, err := cgroup.ProcessCgroupProcsFiles(st.Init.PID)
+	if err != nil {
+		return 0, fmt.Errorf("exec in %s: %w", name, err)
+	}
+	helper, err := nsenter.FindHelper(m.self)
+	if err != nil {
+		return 0, err
+	}
+	cwd := opts.Cwd
+	if cwd == "" {
+		cwd = user.Home
+	}
+	spec := nsenter.Spec{
+		Init: init, Namespaces: nsenter.AllNamespaces, CgroupProcs: cgroupFiles,
+		UID: user.UID, GID: user.GID, Groups: user.Groups, Cwd: cwd, Env: env, Args: opts.Args,
+	}
+	if opts.TTY {
+		return execPty(helper, spec, opts)
+	}
+	return execPlain(helper, spec, opts)
+}
+
+// execEnv is the command's environment: a clean login-like one, plus -e entries.
+func execEnv(u containerUser, opts ExecOptions) ([]string, error) {
+	env := []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=" + u.Home, "USER=" + u.Name, "LOGNAME=" + u.Name, "container=lodge",
+	}
+	if opts.TTY {
+		term := os.Getenv("TERM")
+		if term == "" {
+			term = "xterm"
+		}
+		env = append(env, "TERM="+term)
+	}
+	for _, kv := range opts.Env {
+		key, _, ok := strings.Cut(kv, "=")
+		if !ok || key == "" {
+			return nil, fmt.Errorf("--env %q: use KEY=VALUE", kv)
+		}
+		env = append(env, kv) // later entries win for execvpe's getenv
+	}
+	return dedupeEnv(env), nil
+}
+
+// dedupeEnv keeps the last value of each key, in first-seen order.
+func dedupeEnv(env []string) []string {
+	index := map[string]int{}
+	var out []string
+	for _, kv := range env {
+		key, _, _ := strings.Cut(kv, "=")
+		if i, ok := index[key]; ok {
+			out[i] = kv
+			continue
+		}
+		index[key] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}
+
+func execPlain(helper string, spec nsenter.Spec, opts ExecOptions) (int, error) {
+	cmd := nsenter.Command(helper, spec)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("exec: %w", err)
+	}
+	stop := forwardSignals(cmd)
+	defer stop()
+	return exitStatus(cmd.Wait())
+}
+
+// forwardSignals passes SIGTERM and SIGHUP on to the command. SIGINT and
+// SIGQUIT from the terminal reach it directly (same process group): lodge
+// ignores them, to live on and report the command's exit status.
+func forwardSignals(cmd *exec.Cmd) (stop func()) {
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case sig := <-ch:
+				if sig == syscall.SIGTERM || sig == syscall.SIGHUP {
+					cmd.Process.Signal(sig)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(ch); close(done) }
+}
+
+func exitStatus(err error) (int, error) {
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+		return exitErr.ExitCode(), nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("exec: %w", err)
+	}
+	return 0, nil
+}
+
+// execPty runs the command on a pty made inside the container and relays the
+// user's terminal to it in raw mode.
+func execPty(helper string, spec nsenter.Spec, opts ExecOptions) (int, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "pty-receiver"), os.NewFile(uintptr(fds[1]), "pty-sender")
+	defer ours.Close()
+	spec.PtySocket = theirs
+	cmd := nsenter.Command(helper, spec)
+	cmd.Stderr = opts.Stderr
+	err = cmd.Start()
+	theirs.Close()
+	if err != nil {
+		return 0, fmt.Errorf("exec: %w", err)
+	}
+	master, err := receiveFile(ours)
+	if err != nil { // the helper failed before making the pty; its stderr says why
+		return exitStatus(cmd.Wait())
+	}
+	defer master.Close()
+	return relayPty(cmd, master, opts)
+}
+
+func relayPty(cmd *exec.Cmd, master *os.File, opts ExecOptions) (int, error) {
+	if rows, cols, ok := terminal.Size(opts.Stdin); ok {
+		terminal.SetSize(master, rows, cols)
+	}
+	if restore, err := terminal.MakeRaw(opts.Stdin); err == nil {
+		defer restore()
+	}
+	stopResize := terminal.OnResize(opts.Stdin, func(rows, cols uint16) { terminal.SetSize(master, rows, cols) })
+	defer stopResize()
+	stopSignals := forwardSignals(cmd)
+	defer stopSignals()
+	go io.Copy(master, opts.Stdin)
+	output := make(chan struct{})
+	go func() { io.Copy(opts.Stdout, master); close(output) }()
+	status, err := exitStatus(cmd.Wait())
+	// Let the last output through; a background process still holding the pty
+	// must not keep us waiting.
+	select {
+	case <-output:
+	case <-time.After(time.Second):
+	}
+	return status, err
+}
+
+// receiveFile reads one file descriptor sent with SCM_RIGHTS.
+func receiveFile(sock *os.File) (*os.File, error) {
+	buf := make([]byte, 1)
+	oob := make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := unix.Recvmsg(int(sock.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, fmt.Errorf("no descriptor received")
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return nil, fmt.Errorf("no descriptor received")
+	}
+	unix.SetNonblock(fds[0], true)
+	return os.NewFile(uintptr(fds[0]), "pty-master"), nil
+}

@@ -1,0 +1,82 @@
+// Package manager is lodge's container lifecycle: create, start, stop, exec,
+// console, delete, list and configuration changes. The lodge CLI is a thin layer
+// over it. Running containers are watched by their monitor (package monitor);
+// every operation here also works from the kernel's view alone (pids, cgroups)
+// when a monitor is gone.
+package manager
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"lodge/config"
+	"lodge/manager/idmap"
+	"lodge/manager/store"
+	"lodge/templates"
+)
+
+// Manager operates on the containers of one lodge root.
+type Manager struct {
+	store     *store.Store
+	host      *config.Host
+	templates *templates.Registry
+	self      string // the lodge binary, re-executed for monitors and exec
+}
+
+// New opens the lodge root (creating it if needed) with the host configuration
+// from config.HostConfigPath.
+func New(root string) (*Manager, error) {
+	if os.Geteuid() != 0 {
+		return nil, ErrNotRoot
+	}
+	host, err := config.LoadHost(config.HostConfigPath())
+	if err != nil {
+		return nil, invalid(err)
+	}
+	st, err := store.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the lodge binary: %w", err)
+	}
+	return &Manager{store: st, host: host, templates: templates.Default(), self: self}, nil
+}
+
+// Root is the lodge root directory.
+func (m *Manager) Root() string { return m.store.Root }
+
+// Templates lists the available templates.
+func (m *Manager) Templates() *templates.Registry { return m.templates }
+
+func (m *Manager) allocator() *idmap.Allocator {
+	pool := idmap.Pool{First: m.host.IDMap.First, Size: m.host.IDMap.Size, Count: m.host.IDMap.Count}
+	return idmap.Open(m.store.IDMapPath(), pool)
+}
+
+// Errors callers branch on (the CLI maps them to exit codes).
+var (
+	ErrNotRoot    = errors.New("lodge must run as root (uid 0) to create namespaces, cgroups and mounts; run it with sudo")
+	ErrNotFound   = store.ErrNotFound
+	ErrExists     = errors.New("already exists")
+	ErrRunning    = errors.New("is running")
+	ErrNotRunning = errors.New("is not running")
+	ErrInvalid    = errors.New("invalid input")
+)
+
+// invalidError marks bad user input (a name, a config value, a template) while
+// keeping the underlying message as is.
+type invalidError struct{ err error }
+
+func (e invalidError) Error() string        { return e.err.Error() }
+func (e invalidError) Unwrap() error        { return e.err }
+func (e invalidError) Is(target error) bool { return target == ErrInvalid }
+
+func invalid(err error) error {
+	if err == nil {
+		return nil
+	}
+	return invalidError{err}
+}

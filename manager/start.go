@@ -1,0 +1,165 @@
+package manager
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"lodge/config"
+	"lodge/manager/cgroup"
+	"lodge/manager/failpoint"
+)
+
+// Start boots a container and returns once its init runs. The container is
+// watched by a monitor process that outlives this call (and this process).
+func (m *Manager) Start(ctx context.Context, name string, progress func(format string, args ...any)) error {
+	lock, err := m.store.Lock(name)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	return m.startLocked(ctx, name, progress)
+}
+
+func (m *Manager) startLocked(ctx context.Context, name string, progress func(format string, args ...any)) error {
+	if progress == nil {
+		progress = func(string, ...any) {}
+	}
+	if st, err := m.liveState(name); err != nil {
+		return err
+	} else if st != nil {
+		return fmt.Errorf("container %q %w (pid %d); to start it again: lodge restart %s", name, ErrRunning, st.Init.PID, name)
+	}
+	if err := m.cleanupStale(name); err != nil {
+		return err
+	}
+	cfg, err := config.Load(m.store.ConfigPath(name))
+	if err != nil {
+		return invalid(err)
+	}
+	if err := checkHostFit(name, cfg); err != nil {
+		return invalid(err)
+	}
+	return m.runMonitor(ctx, name, progress)
+}
+
+// checkHostFit catches configuration that is valid but not on this host.
+func checkHostFit(name string, cfg *config.Container) error {
+	if cfg.Limits.Cpuset == "" {
+		return nil
+	}
+	want, _ := config.ParseCPUList(cfg.Limits.Cpuset)
+	data, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return nil // the kernel will judge
+	}
+	online, err := config.ParseCPUList(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil
+	}
+	isOnline := map[int]bool{}
+	for _, c := range online {
+		isOnline[c] = true
+	}
+	for _, c := range want {
+		if !isOnline[c] {
+			return fmt.Errorf("limits.cpuset: CPU %d is not online on this host (online: %s); fix it: lodge config set %s limits.cpuset=%s",
+				c, config.FormatCPUList(online), name, config.FormatCPUList(online))
+		}
+	}
+	return nil
+}
+
+// runMonitor starts `lodge __monitor` detached (its own session, stdio to its
+// log) and relays its status lines until init runs or the boot failed.
+func (m *Manager) runMonitor(ctx context.Context, name string, progress func(format string, args ...any)) error {
+	if err := failpoint.Check("monitor"); err != nil {
+		return err
+	}
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer statusR.Close()
+	logFile, err := m.openMonitorLog(name)
+	if err != nil {
+		statusW.Close()
+		return err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(m.self, "__monitor", m.store.Root, name)
+	cmd.Args[0] = "lodge-monitor"
+	cmd.Env = monitorEnv()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.ExtraFiles = []*os.File{statusW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	statusW.Close()
+	if err != nil {
+		return fmt.Errorf("start monitor: %w", err)
+	}
+	// The monitor outlives us; reap it if we live longer (tests, lodge serve).
+	go cmd.Wait()
+	return readMonitorStatus(ctx, statusR, name, progress, logFile.Name())
+}
+
+func (m *Manager) openMonitorLog(name string) (*os.File, error) {
+	dir := m.store.LogDir(name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(filepath.Join(dir, "monitor.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+}
+
+// monitorEnv passes on what the monitor needs from our environment, nothing more.
+func monitorEnv() []string {
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	if v, ok := os.LookupEnv(config.HostConfigEnv); ok {
+		env = append(env, config.HostConfigEnv+"="+v)
+	}
+	return append(env, failpoint.Env()...)
+}
+
+func readMonitorStatus(ctx context.Context, r io.Reader, name string, progress func(string, ...any), logPath string) error {
+	lines := bufio.NewScanner(r)
+	for lines.Scan() {
+		kind, text, _ := strings.Cut(lines.Text(), " ")
+		switch kind {
+		case "progress":
+			progress("%s", text)
+		case "ready":
+			return nil
+		case "error":
+			return fmt.Errorf("start %s: %s", name, text)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return fmt.Errorf("start %s: the monitor exited without a word; see %s", name, logPath)
+}
+
+// cleanupStale removes what a container left behind when it stopped without
+// its monitor (killed, or the host lost power): state file and cgroups.
+func (m *Manager) cleanupStale(name string) error {
+	st, err := m.store.ReadState(name)
+	if err != nil || st == nil || st.Init.Alive() {
+		return err
+	}
+	if st.Monitor.Alive() {
+		// Its monitor is still tearing down; it removes the state itself.
+		return fmt.Errorf("container %q is still stopping (monitor pid %d); try again in a moment", name, st.Monitor.PID)
+	}
+	if err := destroyGroup(cgroup.Open(st.Cgroups)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale cgroups of %s: %w", name, err)
+	}
+	m.store.RemoveState(name)
+	return nil
+}
