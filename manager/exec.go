@@ -69,7 +69,7 @@ func (m *Manager) Exec(ctx context.Context, name string, opts ExecOptions) (int,
 	}
 	spec := nsenter.Spec{
 		Init: init, Namespaces: nsenter.AllNamespaces, CgroupProcs: cgroupFiles,
-		UID: user.UID, GID: user.GID, Groups: user.Groups, Cwd: cwd, Env: env, Args: opts.Args,
+		UID: user.UID, GID: user.GID, Groups: user.Groups, Cwd: cwd, CwdIsHome: opts.Cwd == "", Env: env, Args: opts.Args,
 	}
 	if opts.TTY {
 		return execPty(helper, spec, opts)

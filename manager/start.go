@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"lodge/config"
 	"lodge/manager/cgroup"
@@ -105,9 +106,17 @@ func (m *Manager) runMonitor(ctx context.Context, name string, progress func(for
 	if err != nil {
 		return fmt.Errorf("start monitor: %w", err)
 	}
-	// The monitor outlives us; reap it if we live longer (tests, lodge serve).
-	go cmd.Wait()
-	return readMonitorStatus(ctx, statusR, name, progress, logFile.Name())
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }() // reap it if we outlive it
+	err = readMonitorStatus(ctx, statusR, name, progress, logFile.Name())
+	if err != nil {
+		// A failed start is over only once the monitor has undone its steps and exited.
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	return err
 }
 
 func (m *Manager) openMonitorLog(name string) (*os.File, error) {

@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -25,6 +26,9 @@ type Info struct {
 	RootfsMode string            `json:"rootfs_mode,omitempty" yaml:"rootfs_mode,omitempty"`
 	Limits     LimitsInfo        `json:"limits" yaml:"limits"`
 	Cgroups    map[string]string `json:"cgroups,omitempty" yaml:"cgroups,omitempty"`
+	// Error says why the container cannot be described fully (a broken
+	// config.toml, say); `lodge list` still shows it, with its true state.
+	Error string `json:"error,omitempty" yaml:"error,omitempty"`
 }
 
 // LimitsInfo shows the configured limits; empty means unlimited.
@@ -51,12 +55,24 @@ func (m *Manager) List() ([]Info, error) {
 	infos := make([]Info, 0, len(names))
 	for _, name := range names {
 		info, err := m.Info(name)
-		if err != nil {
+		if errors.Is(err, ErrInvalid) {
+			info = m.brokenInfo(name, err)
+		} else if err != nil {
 			return nil, err
 		}
 		infos = append(infos, info)
 	}
 	return infos, nil
+}
+
+// brokenInfo describes a container whose configuration cannot be read: its
+// runtime state is still the kernel's truth.
+func (m *Manager) brokenInfo(name string, cause error) Info {
+	info := Info{Name: name, State: store.Stopped, Monitor: monitorNone, Rootfs: m.store.RootfsPath(name), Error: cause.Error()}
+	if st, err := m.liveState(name); err == nil && st != nil {
+		m.addRuntime(&info, st)
+	}
+	return info
 }
 
 // Info describes one container. Its state comes from the kernel: a recorded

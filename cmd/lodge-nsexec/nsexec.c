@@ -20,6 +20,8 @@
 //   _LODGE_NSEXEC_CGROUPS  newline-separated host paths of cgroup.procs files to join
 //   _LODGE_NSEXEC_UID, _LODGE_NSEXEC_GID, _LODGE_NSEXEC_GROUPS (comma-separated)
 //   _LODGE_NSEXEC_CWD      working directory inside the container
+//   _LODGE_NSEXEC_CWD_SOFT set when the directory is only the user's home: if it
+//                          does not exist, / is used (as login does)
 //   _LODGE_NSEXEC_PTY      unix socket fd: allocate a pty in the container and send its master here
 // argv[1..] is the command. Exit status: the command's, 128+N if it died of signal N,
 // 125 when nsexec itself failed, 126 when the command cannot run, 127 when not found.
@@ -159,7 +161,8 @@ static void clear_nsexec_env(void)
 {
 	static const char *names[] = { "_LODGE_NSEXEC", "_LODGE_NSEXEC_PIDFD", "_LODGE_NSEXEC_NS",
 				       "_LODGE_NSEXEC_CGROUPS", "_LODGE_NSEXEC_UID", "_LODGE_NSEXEC_GID",
-				       "_LODGE_NSEXEC_GROUPS", "_LODGE_NSEXEC_CWD", "_LODGE_NSEXEC_PTY" };
+				       "_LODGE_NSEXEC_GROUPS", "_LODGE_NSEXEC_CWD", "_LODGE_NSEXEC_CWD_SOFT",
+				       "_LODGE_NSEXEC_PTY" };
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		unsetenv(names[i]);
 }
@@ -177,8 +180,10 @@ static void run_command(char **argv, int slave)
 			close(slave);
 	}
 	if (cwd != NULL && *cwd != '\0' && chdir(cwd) < 0) {
-		fprintf(stderr, "lodge exec: cannot change to directory %s: %s\n", cwd, strerror(errno));
-		_exit(EXIT_CANNOT_RUN);
+		if (getenv("_LODGE_NSEXEC_CWD_SOFT") == NULL || chdir("/") < 0) {
+			fprintf(stderr, "lodge exec: cannot change to directory %s: %s\n", cwd, strerror(errno));
+			_exit(EXIT_CANNOT_RUN);
+		}
 	}
 	signal(SIGINT, SIG_DFL);
 	signal(SIGQUIT, SIG_DFL);

@@ -25,22 +25,20 @@ A pty is used when stdin is a terminal (override with -t or -T). The command's e
 status becomes lodge's; lodge's own failures exit 125 (126: cannot run, 127: not found).`,
 		Example: `  lodge exec web1 -- ps
   lodge exec web1 --user nobody --cwd /tmp -e FOO=bar -- sh -c 'id; pwd; echo $FOO'`,
-		Args:              cobra.MinimumNArgs(2),
+		Args:              cobra.MinimumNArgs(1),
 		ValidArgsFunction: completeNames(a),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			command := args[1:]
-			// Flag parsing stops at the name, so a "--" after it is still here.
-			if len(command) > 0 && command[0] == "--" {
-				command = command[1:]
+			if dash := cmd.ArgsLenAtDash(); dash > 1 {
+				return usageError{"exec takes one container name before --: lodge exec NAME [flags] -- COMMAND"}
 			}
+			command := args[1:]
 			if len(command) == 0 {
 				return usageError{"exec needs a command: lodge exec NAME -- COMMAND [ARG...]"}
 			}
 			return runExec(cmd, a, args[0], command, opts)
 		},
 	}
-	// Flags after the container name belong to lodge only before "--" or the command.
-	cmd.Flags().SetInterspersed(false)
+	// Everything after "--" is the command's, flags included.
 	cmd.Flags().StringVarP(&opts.user, "user", "u", "", "user inside the container: NAME, UID, NAME:GROUP or UID:GID (default root)")
 	cmd.Flags().StringArrayVarP(&opts.env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
 	cmd.Flags().StringVarP(&opts.cwd, "cwd", "w", "", "working directory inside the container (default: the user's home)")

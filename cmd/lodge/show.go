@@ -68,7 +68,15 @@ func printList(w io.Writer, format string, infos []manager.Info) error {
 	for _, info := range infos {
 		fmt.Fprintln(tw, strings.Join(listRow(info), "\t"))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, info := range infos {
+		if info.Error != "" {
+			fmt.Fprintf(w, "\n%s: %s\n", info.Name, info.Error)
+		}
+	}
+	return nil
 }
 
 var listColumns = []string{"NAME", "STATE", "PID", "TEMPLATE", "MEMORY", "CPU", "CPUSET", "IDMAP"}
@@ -148,6 +156,9 @@ func printInfo(w io.Writer, format string, info manager.Info) error {
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	row("Name", info.Name)
 	row("State", string(info.State))
+	if info.Error != "" {
+		row("Error", info.Error)
+	}
 	row("PID", dashIfZero(strconv.Itoa(info.PID)))
 	row("Monitor", monitorText(info))
 	row("Template", dashIfEmpty(info.Template))

@@ -119,8 +119,8 @@ func (m *Monitor) run() int {
 		b, err := m.boot()
 		if err != nil {
 			m.log.Error("boot failed", "err", err)
-			m.status.fail(err)
 			m.finish()
+			m.status.fail(err)
 			return 1
 		}
 		if first {

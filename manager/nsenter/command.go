@@ -27,6 +27,7 @@ type Spec struct {
 	UID, GID    uint32   // credentials inside the container
 	Groups      []uint32 // supplementary groups inside the container
 	Cwd         string   // working directory inside the container
+	CwdIsHome   bool     // Cwd is just the user's home: fall back to / if it is missing
 	Env         []string // the command's whole environment
 	Args        []string // the command and its arguments
 	PtySocket   *os.File // if set, a pty is made in the container and its master sent here
@@ -77,6 +78,9 @@ func helperEnv(spec Spec) []string {
 		"_LODGE_NSEXEC_GID=" + strconv.FormatUint(uint64(spec.GID), 10),
 		"_LODGE_NSEXEC_GROUPS=" + joinIDs(spec.Groups),
 		"_LODGE_NSEXEC_CWD=" + spec.Cwd,
+	}
+	if spec.CwdIsHome {
+		env = append(env, "_LODGE_NSEXEC_CWD_SOFT=1")
 	}
 	if spec.PtySocket != nil {
 		env = append(env, "_LODGE_NSEXEC_PTY="+strconv.Itoa(ptySocketFD))

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"lodge/manager"
+)
+
+// runCLI runs the CLI without touching the system: opening the manager fails
+// with a marker, so a command that got past flag parsing exits 5.
+func runCLI(args ...string) (int, string) {
+	var stdout, stderr bytes.Buffer
+	a := &app{stdin: os.Stdin, stdout: &stdout, stderr: &stderr,
+		openManager: func(string) (*manager.Manager, error) { return nil, manager.ErrNotRoot }}
+	code := run(args, a)
+	return code, stdout.String() + stderr.String()
+}
+
+func TestCommandLines(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"create", "c1", "-t", "busybox", "-c", "limits.memory=1G"}, exitNotRoot, "root"},
+		{[]string{"create", "c1"}, exitUsage, "needs --template"},
+		{[]string{"create"}, exitUsage, "needs a container name"},
+		{[]string{"create", "c1", "-t", "busybox", "-o", "novalue"}, exitUsage, "KEY=VALUE"},
+		{[]string{"start", "a", "b"}, exitUsage, "needs a container name"},
+		{[]string{"stop", "c1", "--timeout", "10"}, exitNotRoot, ""},
+		{[]string{"stop", "c1", "--timeout", "1m30s", "--force"}, exitNotRoot, ""},
+		{[]string{"stop", "c1", "--timeout", "-5s"}, exitUsage, "--timeout"},
+		{[]string{"list", "--format", "json"}, exitNotRoot, ""},
+		{[]string{"ls", "--format", "toml"}, exitUsage, "table, json, yaml, csv"},
+		{[]string{"info", "c1", "--format", "csv"}, exitUsage, "table, json or yaml"},
+		{[]string{"exec", "c1", "--", "ls", "-l"}, exitExecFailed, "root"},
+		{[]string{"exec", "c1", "-u", "nobody", "-e", "A=b", "-w", "/tmp", "--", "id"}, exitExecFailed, ""},
+		{[]string{"exec", "c1", "ps"}, exitExecFailed, ""},
+		{[]string{"exec", "c1"}, exitUsage, "needs a command"},
+		{[]string{"exec", "c1", "c2", "--", "ls"}, exitUsage, "one container name"},
+		{[]string{"exec", "c1", "-t", "-T", "--", "ls"}, exitUsage, "contradict"},
+		{[]string{"delete", "c1", "--force"}, exitNotRoot, ""},
+		{[]string{"config", "set", "c1", "limits.cpu=2"}, exitNotRoot, ""},
+		{[]string{"config", "show"}, exitUsage, "needs a container name"},
+		{[]string{"bogus"}, exitFailure, "unknown command"},
+		{[]string{"list", "--bogus"}, exitUsage, "unknown flag"},
+		{[]string{"version"}, exitOK, "lodge "},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			code, out := runCLI(c.args...)
+			if code != c.code || !strings.Contains(out, c.want) {
+				t.Fatalf("exit %d, output %q; want exit %d with %q", code, out, c.code, c.want)
+			}
+		})
+	}
+}
+
+func TestParseTimeout(t *testing.T) {
+	cases := map[string]time.Duration{"30": 30 * time.Second, "1.5": 1500 * time.Millisecond, "2m": 2 * time.Minute}
+	for in, want := range cases {
+		if got, err := parseTimeout(in); err != nil || got != want {
+			t.Errorf("parseTimeout(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "0", "-1", "soon", "0s"} {
+		if _, err := parseTimeout(bad); err == nil {
+			t.Errorf("parseTimeout(%q) accepted", bad)
+		}
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	cases := []struct {
+		err  error
+		code int
+	}{
+		{errors.New("boom"), exitFailure},
+		{fmt.Errorf("x: %w", manager.ErrInvalid), exitUsage},
+		{fmt.Errorf("x: %w", manager.ErrNotFound), exitNotFound},
+		{fmt.Errorf("x: %w", manager.ErrExists), exitConflict},
+		{fmt.Errorf("x: %w", manager.ErrRunning), exitConflict},
+		{fmt.Errorf("x: %w", manager.ErrNotRunning), exitConflict},
+		{manager.ErrNotRoot, exitNotRoot},
+		{execFailed(manager.ErrNotRunning), exitExecFailed},
+		{usageError{"bad"}, exitUsage},
+	}
+	for _, c := range cases {
+		if got := exitCodeOf(c.err); got != c.code {
+			t.Errorf("exitCodeOf(%v) = %d, want %d", c.err, got, c.code)
+		}
+	}
+}

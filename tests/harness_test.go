@@ -1,0 +1,236 @@
+// Package tests drives the built lodge binary as a user would, as root, against
+// the real kernel: namespaces, cgroups, idmapped mounts, busybox init.
+package tests
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// binDir holds lodge and lodge-nsexec, built once by TestMain.
+var binDir string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "lodge-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755) // TestNotRoot runs lodge as nobody
+	if err := buildBinaries(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "build lodge:", err)
+		return 1
+	}
+	binDir = dir
+	return m.Run()
+}
+
+func buildBinaries(dir string) error {
+	builds := []struct{ pkg, cgo string }{{"lodge/cmd/lodge", "0"}, {"lodge/cmd/lodge-nsexec", "1"}}
+	for _, b := range builds {
+		cmd := exec.Command("go", "build", "-o", dir, b.pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	return nil
+}
+
+// requireRoot skips, loudly, a test that needs root.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: needs root (namespaces, cgroups, idmapped mounts); run: sudo make test")
+	}
+}
+
+// env is one lodge root with its own host config: its own cgroup parent name
+// and id range, so tests never collide with each other or a real lodge.
+type env struct {
+	t          *testing.T
+	root       string
+	hostConfig string
+	cgroupName string
+	extraEnv   []string
+}
+
+var envCount atomic.Int32
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	requireRoot(t)
+	e := &env{t: t, root: t.TempDir(), cgroupName: "lodge-test-" + randomHex(4)}
+	// Spread test roots over distinct id ranges, far from lodge's default pool.
+	first := 100_000_000 + int(envCount.Add(1))*64*65536 + os.Getpid()%8*8*64*65536
+	e.hostConfig = filepath.Join(t.TempDir(), "lodge.toml")
+	hostConfig := fmt.Sprintf("version = 1\n[idmap]\nfirst = %d\ncount = 64\n[cgroup]\nname = %q\n", first, e.cgroupName)
+	if err := os.WriteFile(e.hostConfig, []byte(hostConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.cleanup)
+	return e
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+}
+
+// command returns a lodge command for this env.
+func (e *env) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "lodge"), append([]string{"--root", e.root}, args...)...)
+	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LODGE_HOST_CONFIG=" + e.hostConfig}, e.extraEnv...)
+	return cmd
+}
+
+// run runs lodge with a generous hang guard (not a timing assertion).
+func (e *env) run(args ...string) result {
+	return e.runInput("", args...)
+}
+
+func (e *env) runInput(stdin string, args ...string) result {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := e.command(ctx, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if exitErr, ok := err.(*exec.ExitError); ok {
+		code = exitErr.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("run lodge %v: %v", args, err)
+	}
+	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
+}
+
+// must runs lodge and fails the test unless it exits 0.
+func (e *env) must(args ...string) string {
+	e.t.Helper()
+	r := e.run(args...)
+	if r.code != 0 {
+		e.t.Fatalf("lodge %s: %s", strings.Join(args, " "), r)
+	}
+	return r.stdout
+}
+
+// expectFail runs lodge and checks its exit status and that stderr has want.
+func (e *env) expectFail(code int, want string, args ...string) result {
+	e.t.Helper()
+	r := e.run(args...)
+	if r.code != code || !strings.Contains(r.stderr, want) {
+		e.t.Fatalf("lodge %s: want exit %d and stderr containing %q, got %s", strings.Join(args, " "), code, want, r)
+	}
+	if strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
+		e.t.Errorf("lodge %s: error is more than one line:\n%s", strings.Join(args, " "), r.stderr)
+	}
+	return r
+}
+
+type info struct {
+	Name       string            `json:"name"`
+	State      string            `json:"state"`
+	PID        int               `json:"pid"`
+	Monitor    string            `json:"monitor"`
+	MonitorPID int               `json:"monitor_pid"`
+	IDMap      string            `json:"idmap"`
+	RootfsMode string            `json:"rootfs_mode"`
+	Cgroups    map[string]string `json:"cgroups"`
+	Error      string            `json:"error"`
+}
+
+func (e *env) info(name string) info {
+	e.t.Helper()
+	var i info
+	if err := json.Unmarshal([]byte(e.must("info", name, "--format", "json")), &i); err != nil {
+		e.t.Fatal(err)
+	}
+	return i
+}
+
+func (e *env) list() []info {
+	e.t.Helper()
+	var infos []info
+	if err := json.Unmarshal([]byte(e.must("list", "--format", "json")), &infos); err != nil {
+		e.t.Fatal(err)
+	}
+	return infos
+}
+
+// createBusybox makes a busybox container with extra -c options.
+func (e *env) createBusybox(name string, config ...string) {
+	e.t.Helper()
+	args := []string{"create", name, "--template", "busybox"}
+	for _, c := range config {
+		args = append(args, "-c", c)
+	}
+	e.must(args...)
+}
+
+// cleanup stops and deletes every container of the env, then checks that
+// nothing of it is left on the host.
+func (e *env) cleanup() {
+	var infos []info
+	r := e.run("list", "--format", "json")
+	if r.code == 0 {
+		json.Unmarshal([]byte(r.stdout), &infos)
+	}
+	for _, i := range infos {
+		e.run("delete", "--force", i.Name)
+	}
+	e.assertNoLeftovers("")
+	removeCgroupParent(e.cgroupName)
+}
+
+// assertNoLeftovers checks that no cgroup, mount, process or runtime file of
+// container name (or of any container, for "") is left on the host.
+func (e *env) assertNoLeftovers(name string) {
+	e.t.Helper()
+	if dirs := cgroupDirs(e.cgroupName, name); len(dirs) > 0 {
+		e.t.Errorf("cgroups left behind: %v", dirs)
+	}
+	if mounts := mountsUnder(e.root); len(mounts) > 0 {
+		e.t.Errorf("mounts left behind: %v", mounts)
+	}
+	if procs := processesOf(e.root, name); len(procs) > 0 {
+		e.t.Errorf("lodge processes left behind: %v", procs)
+	}
+	if pids := processesInCgroup("/" + e.cgroupName + "/" + name); len(pids) > 0 {
+		e.t.Errorf("container processes left behind: %v", pids)
+	}
+	if name != "" {
+		for _, f := range []string{name + ".json", name + ".sock"} {
+			if _, err := os.Stat(filepath.Join(e.root, "run", f)); err == nil {
+				e.t.Errorf("runtime file left behind: run/%s", f)
+			}
+		}
+	}
+}
