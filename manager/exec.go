@@ -55,7 +55,7 @@ func (m *Manager) Exec(ctx context.Context, name string, opts ExecOptions) (int,
 	}
 	init := os.NewFile(uintptr(pidfd), "init-pidfd")
 	defer init.Close()
-	cgroupFiles, err := cgroup.ProcessCgroupProcsFiles(st.Init.PID)
+	placement, err := cgroup.ProcessPlacement(st.Init.PID)
 	if err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", name, err)
 	}
@@ -68,7 +68,7 @@ func (m *Manager) Exec(ctx context.Context, name string, opts ExecOptions) (int,
 		cwd = user.Home
 	}
 	spec := nsenter.Spec{
-		Init: init, Namespaces: nsenter.AllNamespaces, CgroupProcs: cgroupFiles,
+		Init: init, Namespaces: nsenter.AllNamespaces, CgroupTasks: placement.Tasks, Cgroup2: placement.Unified,
 		UID: user.UID, GID: user.GID, Groups: user.Groups, Cwd: cwd, CwdIsHome: opts.Cwd == "", Env: env, Args: opts.Args,
 	}
 	if opts.TTY {

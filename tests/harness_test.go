@@ -69,6 +69,7 @@ type env struct {
 	hostConfig string
 	cgroupName string
 	extraEnv   []string
+	bin        string // the lodge binary; binDir/lodge unless a test changes it
 }
 
 var envCount atomic.Int32
@@ -76,7 +77,7 @@ var envCount atomic.Int32
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	requireRoot(t)
-	e := &env{t: t, root: t.TempDir(), cgroupName: "lodge-test-" + randomHex(4)}
+	e := &env{t: t, root: t.TempDir(), cgroupName: "lodge-test-" + randomHex(4), bin: filepath.Join(binDir, "lodge")}
 	// Spread test roots over distinct id ranges, far from lodge's default pool.
 	first := 100_000_000 + int(envCount.Add(1))*64*65536 + os.Getpid()%8*8*64*65536
 	e.hostConfig = filepath.Join(t.TempDir(), "lodge.toml")
@@ -105,7 +106,7 @@ func (r result) String() string {
 
 // command returns a lodge command for this env.
 func (e *env) command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "lodge"), append([]string{"--root", e.root}, args...)...)
+	cmd := exec.CommandContext(ctx, e.bin, append([]string{"--root", e.root}, args...)...)
 	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LODGE_HOST_CONFIG=" + e.hostConfig}, e.extraEnv...)
 	return cmd
 }

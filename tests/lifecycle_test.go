@@ -181,3 +181,30 @@ func TestListFormats(t *testing.T) {
 	expectFile(t, filepath.Join(cg["cpu"], "cpu.cfs_quota_us"), "50000")
 	e.must("stop", "--force", "f1")
 }
+
+// TestWithoutHelper: with lodge-nsexec missing, containers still start (the
+// monitor moves the first process into its cgroups itself, more slowly) and
+// exec says what is missing.
+func TestWithoutHelper(t *testing.T) {
+	e := newEnv(t)
+	alone := t.TempDir()
+	os.Chmod(alone, 0o755)
+	data, err := os.ReadFile(filepath.Join(binDir, "lodge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(alone, "lodge"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.bin = filepath.Join(alone, "lodge")
+	e.createBusybox("w1")
+	e.must("start", "w1")
+	i := e.info("w1")
+	if data, err := os.ReadFile(filepath.Join("/proc", itoa(i.PID), "cgroup")); err != nil ||
+		strings.Count(string(data), "/"+e.cgroupName+"/w1") != strings.Count(string(data), "\n") {
+		t.Errorf("init is not in the container's cgroups on every hierarchy:\n%s", data)
+	}
+	e.expectFail(125, "lodge-nsexec is missing", "exec", "w1", "--", "true")
+	e.must("stop", "--force", "w1")
+	e.assertNoLeftovers("w1")
+}

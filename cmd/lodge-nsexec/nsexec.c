@@ -1,34 +1,50 @@
-// nsexec: enter a running container's namespaces and run a command there.
+// The C half of lodge: work that must happen in a single-threaded process,
+// before any Go runtime starts. It runs as a constructor of the lodge-nsexec
+// helper and never returns to Go. Two modes, chosen by the environment:
 //
-// Go cannot setns(2) into a user or mount namespace once the runtime has started
-// threads, so this runs as a C constructor of the lodge-nsexec helper, before
-// its Go runtime, when the environment carries _LODGE_NSEXEC=1. It never
-// returns to Go: it ends with _exit in both the parent and the child.
+// _LODGE_NSEXEC=1: `lodge exec` - enter a running container and run a command.
+// Go cannot setns(2) into a user or mount namespace once its runtime has
+// started threads.
 //
-//   lodge exec (Go)            nsexec parent (C)               command (C, then execve)
-//        | fork+exec ------------> join init's cgroups
-//        |                         setns(pidfd, all namespaces)
-//        |                         set uid/gid/groups
-//        | <-- pty master (SCM) -- [pty: open /dev/pts/ptmx of the container]
-//        |                         fork ----------------------> setsid, ctty, chdir
-//        |                          |                           execvp(argv[1], ...)
-//        | <---- exit status ---- waitpid ---------------------- exits
+//   lodge exec (Go)       helper (C, host)         middle (C)             command
+//        | fork+exec ----> join v1 cgroups
+//        |                 clone3(CLONE_INTO_CGROUP) -> setns(pidfd, all namespaces)
+//        |                  |                         set groups, gid, uid
+//        | <---- pty master over a socket (with a pty) --
+//        |                  |                         fork ----------------> setsid, ctty, chdir
+//        |                  |                          |                     execvp(argv[1], ...)
+//        | <- exit status - waitpid <----------------- waitpid <------------ exits
+//
+// The middle process is needed because joining a pid namespace only affects
+// children, and because CLONE_INTO_CGROUP must be done with host credentials,
+// before setns. Exit status: the command's, 128+N if it died of signal N, 125 when
+// the helper itself failed, 126 when the command cannot run, 127 when not found.
+//
+// _LODGE_INITSTUB=FD: the container's first process, started by the monitor in
+// new namespaces. It joins the container's v1 cgroups, then executes the lodge
+// binary open at FD (argv unchanged: "__init"), which sets up the container.
+//
+// Joining cgroups: writing a pid to cgroup.procs takes the kernel's global
+// threadgroup lock for writing and waits for an RCU grace period (7-13 ms here).
+// A single-threaded process writing "0" to a v1 "tasks" file moves only its own
+// thread and skips that lock; cgroup2 is entered at clone time instead. Both
+// modes rely on this, which is why they run before any thread exists.
 //
 // Inputs (all removed from the environment before the command runs):
+//   _LODGE_TASKS           newline-separated v1 "tasks" files to join
+//   _LODGE_CGROUP2         cgroup2 directory to create the command in (exec mode)
 //   _LODGE_NSEXEC_PIDFD    pidfd of the container's init (inherited fd)
 //   _LODGE_NSEXEC_NS       namespace flags for setns, decimal
-//   _LODGE_NSEXEC_CGROUPS  newline-separated host paths of cgroup.procs files to join
 //   _LODGE_NSEXEC_UID, _LODGE_NSEXEC_GID, _LODGE_NSEXEC_GROUPS (comma-separated)
 //   _LODGE_NSEXEC_CWD      working directory inside the container
 //   _LODGE_NSEXEC_CWD_SOFT set when the directory is only the user's home: if it
 //                          does not exist, / is used (as login does)
 //   _LODGE_NSEXEC_PTY      unix socket fd: allocate a pty in the container and send its master here
-// argv[1..] is the command. Exit status: the command's, 128+N if it died of signal N,
-// 125 when nsexec itself failed, 126 when the command cannot run, 127 when not found.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +52,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -45,6 +62,8 @@
 #endif
 
 enum { EXIT_NSEXEC_FAILED = 125, EXIT_CANNOT_RUN = 126, EXIT_NOT_FOUND = 127 };
+
+extern char **environ;
 
 static void die(const char *step)
 {
@@ -73,25 +92,49 @@ static long env_long(const char *name, long fallback)
 	return v;
 }
 
-// join_cgroups moves this process into each listed cgroup.procs file ("0" means
-// the writer), so the command is accounted and limited like the container.
-static void join_cgroups(void)
+static void clear_env(void)
 {
-	char *list = getenv("_LODGE_NSEXEC_CGROUPS");
+	static const char *names[] = { "_LODGE_NSEXEC", "_LODGE_INITSTUB", "_LODGE_TASKS", "_LODGE_CGROUP2",
+				       "_LODGE_NSEXEC_PIDFD", "_LODGE_NSEXEC_NS", "_LODGE_NSEXEC_UID",
+				       "_LODGE_NSEXEC_GID", "_LODGE_NSEXEC_GROUPS", "_LODGE_NSEXEC_CWD",
+				       "_LODGE_NSEXEC_CWD_SOFT", "_LODGE_NSEXEC_PTY" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		unsetenv(names[i]);
+}
+
+// join_v1_cgroups writes "0" to each listed v1 tasks file: the calling thread,
+// which is the whole process as long as it is single-threaded, moves there.
+static void join_v1_cgroups(void)
+{
+	char *list = getenv("_LODGE_TASKS");
 	char *save = NULL, *path;
 
-	if (list == NULL)
+	if (list == NULL || *list == '\0')
 		return;
 	list = strdup(list);
 	for (path = strtok_r(list, "\n", &save); path; path = strtok_r(NULL, "\n", &save)) {
 		int fd = open(path, O_WRONLY | O_CLOEXEC);
 		if (fd < 0 || write(fd, "0", 1) != 1) {
-			fprintf(stderr, "lodge exec: join cgroup %s: %s\n", path, strerror(errno));
+			fprintf(stderr, "lodge: join cgroup %s: %s\n", path, strerror(errno));
 			_exit(EXIT_NSEXEC_FAILED);
 		}
 		close(fd);
 	}
 	free(list);
+}
+
+// spawn forks, creating the child directly in the cgroup2 directory cgroup_fd
+// (if not -1) with clone3(CLONE_INTO_CGROUP).
+static pid_t spawn(int cgroup_fd)
+{
+	struct clone_args args = { .exit_signal = SIGCHLD };
+
+	if (cgroup_fd < 0)
+		return fork();
+	args.flags = CLONE_INTO_CGROUP;
+	args.cgroup = (unsigned long long)cgroup_fd;
+	fflush(NULL);
+	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 }
 
 static void set_credentials(void)
@@ -157,16 +200,6 @@ static int open_container_pty(int sock)
 	return slave;
 }
 
-static void clear_nsexec_env(void)
-{
-	static const char *names[] = { "_LODGE_NSEXEC", "_LODGE_NSEXEC_PIDFD", "_LODGE_NSEXEC_NS",
-				       "_LODGE_NSEXEC_CGROUPS", "_LODGE_NSEXEC_UID", "_LODGE_NSEXEC_GID",
-				       "_LODGE_NSEXEC_GROUPS", "_LODGE_NSEXEC_CWD", "_LODGE_NSEXEC_CWD_SOFT",
-				       "_LODGE_NSEXEC_PTY" };
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		unsetenv(names[i]);
-}
-
 static void run_command(char **argv, int slave)
 {
 	const char *cwd = getenv("_LODGE_NSEXEC_CWD");
@@ -187,40 +220,77 @@ static void run_command(char **argv, int slave)
 	}
 	signal(SIGINT, SIG_DFL);
 	signal(SIGQUIT, SIG_DFL);
-	clear_nsexec_env();
+	clear_env();
 	execvp(argv[0], argv);
 	fprintf(stderr, "lodge exec: %s: %s\n", argv[0], strerror(errno));
 	_exit(errno == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_RUN);
 }
 
-static pid_t command_pid;
+static pid_t child_pid;
 
 static void forward_signal(int sig)
 {
-	if (command_pid > 0)
-		kill(command_pid, sig);
+	if (child_pid > 0)
+		kill(child_pid, sig);
 }
 
-static int wait_status(pid_t pid)
+// wait_child relays SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 to the child and
+// exits with its status. SIGINT and SIGQUIT from a terminal reach the command
+// directly (same process group): the waiting processes ignore them, to live on
+// and report the command's status.
+static void wait_child(pid_t pid)
 {
+	struct sigaction sa = { .sa_handler = forward_signal };
 	int status;
 
+	child_pid = pid;
+	signal(SIGINT, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR)
 			die("wait for command");
 	}
 	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	return 128 + WTERMSIG(status);
+		_exit(WEXITSTATUS(status));
+	_exit(128 + WTERMSIG(status));
+}
+
+// enter joins the container's namespaces and runs the command in its pid
+// namespace (a child, since setns of a pid namespace only affects children).
+static void enter(char **argv)
+{
+	int pidfd = (int)env_long("_LODGE_NSEXEC_PIDFD", -1);
+	int ptysock = (int)env_long("_LODGE_NSEXEC_PTY", -1);
+	int slave = -1;
+	pid_t pid;
+
+	if (setns(pidfd, (int)env_long("_LODGE_NSEXEC_NS", 0)) < 0)
+		die("enter the container's namespaces");
+	close(pidfd);
+	set_credentials();
+	if (ptysock >= 0)
+		slave = open_container_pty(ptysock);
+	pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0)
+		run_command(argv, slave);
+	if (slave >= 0)
+		close(slave);
+	wait_child(pid);
 }
 
 static void nsexec(int argc, char **argv)
 {
+	const char *cgroup2 = getenv("_LODGE_CGROUP2");
 	int pidfd = (int)env_long("_LODGE_NSEXEC_PIDFD", -1);
-	int nsflags = (int)env_long("_LODGE_NSEXEC_NS", 0);
 	int ptysock = (int)env_long("_LODGE_NSEXEC_PTY", -1);
-	int slave = -1;
-	struct sigaction sa = { .sa_handler = forward_signal };
+	int cgroup_fd = -1;
+	pid_t pid;
 
 	if (argc < 2)
 		die_msg("no command given");
@@ -229,40 +299,43 @@ static void nsexec(int argc, char **argv)
 	fcntl(pidfd, F_SETFD, FD_CLOEXEC);
 	if (ptysock >= 0)
 		fcntl(ptysock, F_SETFD, FD_CLOEXEC);
-
-	join_cgroups();
-	if (setns(pidfd, nsflags) < 0)
-		die("enter the container's namespaces");
+	join_v1_cgroups();
+	if (cgroup2 != NULL && *cgroup2 != '\0') {
+		cgroup_fd = open(cgroup2, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (cgroup_fd < 0)
+			die("open the container's cgroup2 directory");
+	}
+	pid = spawn(cgroup_fd);
+	if (pid < 0)
+		die("create a process in the container's cgroup");
+	if (pid == 0)
+		enter(argv + 1);
 	close(pidfd);
-	set_credentials();
 	if (ptysock >= 0)
-		slave = open_container_pty(ptysock);
-
-	// Ctrl-C from a terminal reaches the command directly (same process group);
-	// the waiting parent must outlive it to report its status.
-	signal(SIGINT, SIG_IGN);
-	signal(SIGQUIT, SIG_IGN);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigaction(SIGUSR2, &sa, NULL);
-
-	command_pid = fork();
-	if (command_pid < 0)
-		die("fork");
-	if (command_pid == 0)
-		run_command(argv + 1, slave);
-	if (slave >= 0)
-		close(slave);
-	_exit(wait_status(command_pid));
+		close(ptysock);
+	wait_child(pid);
 }
 
-// lodge_nsexec_init runs before the Go runtime. It returns at once (costing one
-// getenv) unless this process was started by lodge exec to enter a container.
+// initstub joins the v1 cgroups and executes the lodge binary open at exe.
+static void initstub(char **argv)
+{
+	int exe = (int)env_long("_LODGE_INITSTUB", -1);
+
+	join_v1_cgroups();
+	fcntl(exe, F_SETFD, FD_CLOEXEC);
+	clear_env();
+	fexecve(exe, argv, environ);
+	fprintf(stderr, "lodge: execute lodge __init: %s\n", strerror(errno));
+	_exit(EXIT_NSEXEC_FAILED);
+}
+
+// lodge_nsexec_init runs before the Go runtime. It returns at once (a getenv or
+// two) unless lodge started this process for one of the two modes.
 __attribute__((constructor)) static void lodge_nsexec_init(int argc, char **argv, char **envp)
 {
 	(void)envp;
-	if (getenv("_LODGE_NSEXEC") == NULL)
-		return;
-	nsexec(argc, argv);
+	if (getenv("_LODGE_INITSTUB") != NULL)
+		initstub(argv);
+	if (getenv("_LODGE_NSEXEC") != NULL)
+		nsexec(argc, argv);
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -157,13 +158,13 @@ func TestGroupLifecycle(t *testing.T) {
 		t.Fatalf("Procs = %v, %v; want [%d]", pids, err, sleep.pid)
 	}
 	checkProcCgroup(t, g, sleep.pid)
-	files, err := ProcessCgroupProcsFiles(sleep.pid)
-	if err != nil || len(files) != len(paths) {
-		t.Fatalf("ProcessCgroupProcsFiles = %v, %v", files, err)
+	placement, err := ProcessPlacement(sleep.pid)
+	if err != nil || !reflect.DeepEqual(placement, g.Placement()) {
+		t.Fatalf("ProcessPlacement = %+v, %v; want the group's %+v", placement, err, g.Placement())
 	}
-	for _, f := range files {
+	for _, f := range placement.Tasks {
 		if !slices.Contains(mapValues(paths), filepath.Dir(f)) {
-			t.Errorf("cgroup.procs file %s is not in the group", f)
+			t.Errorf("tasks file %s is not in the group", f)
 		}
 	}
 	if s, err := g.Stats(); err != nil || s.Pids != 1 || s.MemoryLimit != 0 {

@@ -322,32 +322,34 @@ func TestProcsFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := h.procsFiles(cgs)
+	got, err := h.placement(cgs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{
-		"/sys/fs/cgroup/cpu,cpuacct/system.slice/lodge.service/lodge/web1/cgroup.procs",
-		"/sys/fs/cgroup/cpuset/lodge/web1/cgroup.procs",
-		"/sys/fs/cgroup/freezer/lodge/web1/cgroup.procs",
-		"/sys/fs/cgroup/memory/system.slice/lodge.service/lodge/web1/cgroup.procs",
-		"/sys/fs/cgroup/net_cls,net_prio/lodge/web1/cgroup.procs",
-		"/sys/fs/cgroup/pids/system.slice/lodge.service/lodge/web1/cgroup.procs",
-		"/sys/fs/cgroup/systemd/system.slice/lodge.service/lodge/web1/init.scope/cgroup.procs",
-		"/sys/fs/cgroup/unified/system.slice/lodge.service/lodge/web1/init.scope/cgroup.procs",
+	want := Placement{
+		Tasks: []string{
+			"/sys/fs/cgroup/cpu,cpuacct/system.slice/lodge.service/lodge/web1/tasks",
+			"/sys/fs/cgroup/cpuset/lodge/web1/tasks",
+			"/sys/fs/cgroup/freezer/lodge/web1/tasks",
+			"/sys/fs/cgroup/memory/system.slice/lodge.service/lodge/web1/tasks",
+			"/sys/fs/cgroup/net_cls,net_prio/lodge/web1/tasks",
+			"/sys/fs/cgroup/pids/system.slice/lodge.service/lodge/web1/tasks",
+			"/sys/fs/cgroup/systemd/system.slice/lodge.service/lodge/web1/init.scope/tasks",
+		},
+		Unified: "/sys/fs/cgroup/unified/system.slice/lodge.service/lodge/web1/init.scope",
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got\n%s", strings.Join(got, "\n"))
+		t.Errorf("got %+v", got)
 	}
 	// A process missing a hierarchy is an error.
-	if _, err := h.procsFiles(cgs[:3]); err == nil {
+	if _, err := h.placement(cgs[:3]); err == nil {
 		t.Error("missing hierarchies: no error")
 	}
 	// Pure v2.
 	u := sampleHost(t, "unified", "memory")
-	got, err = u.procsFiles([]ProcCgroup{{ID: 0, Path: "/system.slice/lodge.service/lodge/web1/init.scope"}})
-	if err != nil || len(got) != 1 || got[0] != "/sys/fs/cgroup/system.slice/lodge.service/lodge/web1/init.scope/cgroup.procs" {
-		t.Errorf("unified: %v, %v", got, err)
+	got, err = u.placement([]ProcCgroup{{ID: 0, Path: "/system.slice/lodge.service/lodge/web1/init.scope"}})
+	if err != nil || len(got.Tasks) != 0 || got.Unified != "/sys/fs/cgroup/system.slice/lodge.service/lodge/web1/init.scope" {
+		t.Errorf("unified: %+v, %v", got, err)
 	}
 }
 

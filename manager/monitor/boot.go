@@ -42,6 +42,7 @@ func (b *boot) rebootRequested() bool {
 // boot starts the container: cgroups, namespaces, mounts, init. On failure it
 // leaves nothing behind.
 func (m *Monitor) boot() (*boot, error) {
+	timer := newPhaseTimer()
 	cfg, err := config.Load(m.store.ConfigPath(m.name))
 	if err != nil {
 		return nil, err
@@ -53,18 +54,26 @@ func (m *Monitor) boot() (*boot, error) {
 		return nil, err
 	}
 	r.Add(func() { destroyCgroup(group) })
-	ch, err := spawnChild(m.ids.HostID, m.ids.Size, m.logFile)
+	timer.mark("cgroup")
+	spec := spawnSpec{hostID: m.ids.HostID, count: m.ids.Size, placement: group.Placement(), helper: m.helper, stderr: m.logFile}
+	ch, needsMove, err := spawnChild(spec)
 	if err != nil {
 		return nil, err
 	}
 	r.Add(ch.kill)
-	if err := group.AddProcess(ch.pid()); err != nil {
-		return nil, fmt.Errorf("move the container into its cgroup: %w", err)
+	timer.mark("spawn")
+	if needsMove {
+		if err := group.AddProcess(ch.pid()); err != nil {
+			return nil, fmt.Errorf("move the container into its cgroup: %w", err)
+		}
+		timer.mark("join")
 	}
 	b := &boot{cfg: cfg, group: group, child: ch, exited: make(chan struct{})}
 	if err := m.startInit(b); err != nil {
 		return nil, err
 	}
+	timer.mark("init")
+	m.log.Info("boot timing", timer.attrs...)
 	r.Success()
 	go b.reap()
 	m.setCurrent(b)
@@ -212,4 +221,19 @@ func (m *Monitor) writeState(b *boot, status store.Status) error {
 		Cgroups:    b.group.Paths(),
 		RootfsMode: b.rootfsMode,
 	})
+}
+
+// phaseTimer measures the steps of a boot, for the monitor log: it shows an
+// operator where a slow start spends its time.
+type phaseTimer struct {
+	last  time.Time
+	attrs []any
+}
+
+func newPhaseTimer() *phaseTimer { return &phaseTimer{last: time.Now()} }
+
+func (t *phaseTimer) mark(phase string) {
+	now := time.Now()
+	t.attrs = append(t.attrs, phase, now.Sub(t.last).Round(time.Microsecond).String())
+	t.last = now
 }

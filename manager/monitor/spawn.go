@@ -8,7 +8,9 @@ import (
 	"strconv"
 	"syscall"
 
+	"lodge/manager/cgroup"
 	"lodge/manager/failpoint"
+	"lodge/manager/nsenter"
 	"lodge/rootfs"
 )
 
@@ -18,8 +20,9 @@ import (
 // monitor, which needs the child's user namespace to idmap the root filesystem:
 //
 //	monitor                                   child (lodge __init, pid 1 inside)
-//	clone(NEWUSER|NEWNS|NEWPID|NEWUTS|NEWIPC|NEWNET), write uid/gid maps
-//	add child to the container's cgroups        |  waits on the socket
+//	clone3(NEWUSER|NEWNS|NEWPID|NEWUTS|NEWIPC|NEWNET, INTO_CGROUP), uid/gid maps
+//	                                            [init stub: join v1 cgroups, exec lodge]
+//	                                            |  waits on the socket
 //	open_tree+mount_setattr(IDMAP, child userns)|
 //	---- setup{rootfs, cgroups, init} + tree fd ---->
 //	                                            unshare(NEWCGROUP)
@@ -45,24 +48,72 @@ type child struct {
 	sock *os.File // the monitor's end of the sync socket
 }
 
+// spawnSpec says how to start the container's first process.
+type spawnSpec struct {
+	hostID, count uint32           // the container's id range
+	placement     cgroup.Placement // the container's cgroups
+	helper        string           // lodge-nsexec, or "" if it is missing
+	stderr        *os.File
+}
+
 // spawnChild starts `lodge __init` in new namespaces with the container's id
-// range mapped to 0..count-1.
-func spawnChild(hostID, count uint32, stderr *os.File) (*child, error) {
+// range mapped to 0..count-1, already in the container's cgroups: cgroup2 at
+// clone time (CLONE_INTO_CGROUP), v1 through the helper's init stub, which
+// joins them before executing lodge (see nsexec.c for why this is faster than
+// moving the process afterwards). It reports whether the child still needs
+// moving (no helper).
+func spawnChild(s spawnSpec) (c *child, needsMove bool, err error) {
 	if err := failpoint.Check("spawn"); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	parentSock, childSock, err := socketpair()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer childSock.Close()
-	idMap := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(hostID), Size: int(count)}}
 	cmd := exec.Command("/proc/self/exe", "__init")
 	cmd.Args[0] = "lodge-init"
 	cmd.Env = failpoint.Env()
-	cmd.Stderr = stderr
+	cmd.Stderr = s.stderr
 	cmd.ExtraFiles = []*os.File{childSock}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
+	cmd.SysProcAttr = namespaceAttrs(s.hostID, s.count)
+	if s.placement.Unified != "" {
+		dir, err := os.Open(s.placement.Unified)
+		if err != nil {
+			parentSock.Close()
+			return nil, false, fmt.Errorf("open the container's cgroup: %w", err)
+		}
+		defer dir.Close()
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = int(dir.Fd())
+	}
+	if len(s.placement.Tasks) > 0 {
+		if s.helper == "" {
+			needsMove = true
+		} else {
+			exe, err := os.Open("/proc/self/exe")
+			if err != nil {
+				parentSock.Close()
+				return nil, false, err
+			}
+			defer exe.Close()
+			cmd.Path = s.helper
+			cmd.ExtraFiles = append(cmd.ExtraFiles, exe)
+			cmd.Env = append(cmd.Env, nsenter.InitStub(initSyncFD+1, s.placement.Tasks)...)
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		parentSock.Close()
+		return nil, false, fmt.Errorf("create the container's namespaces: %w", err)
+	}
+	return &child{cmd: cmd, sock: parentSock}, needsMove, nil
+}
+
+// namespaceAttrs creates the container's namespaces and makes the child the
+// container's root.
+func namespaceAttrs(hostID, count uint32) *syscall.SysProcAttr {
+	idMap := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(hostID), Size: int(count)}}
+	return &syscall.SysProcAttr{
 		Cloneflags:                 containerNamespaces,
 		UidMappings:                idMap,
 		GidMappings:                idMap,
@@ -71,11 +122,6 @@ func spawnChild(hostID, count uint32, stderr *os.File) (*child, error) {
 		// unmapped uid has no capabilities in the new user namespace.
 		Credential: &syscall.Credential{Uid: 0, Gid: 0},
 	}
-	if err := cmd.Start(); err != nil {
-		parentSock.Close()
-		return nil, fmt.Errorf("create the container's namespaces: %w", err)
-	}
-	return &child{cmd: cmd, sock: parentSock}, nil
 }
 
 // pid is the child's host pid.

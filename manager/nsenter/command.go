@@ -1,6 +1,8 @@
-// Package nsenter runs commands inside a running container's namespaces through
-// the lodge-nsexec helper (cmd/lodge-nsexec), which does its work in C before a
-// Go runtime starts: a Go process cannot join user or mount namespaces.
+// Package nsenter starts lodge's C helper, lodge-nsexec (cmd/lodge-nsexec), which
+// works before any Go runtime starts: it runs commands inside a running
+// container's namespaces (a Go process cannot join user or mount namespaces),
+// and it starts a container's first process in the container's v1 cgroups
+// without the cost of a process migration.
 package nsenter
 
 import (
@@ -23,7 +25,8 @@ const AllNamespaces = unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID 
 type Spec struct {
 	Init        *os.File // pidfd of the container's init; its namespaces are joined
 	Namespaces  int      // namespaces to join (AllNamespaces)
-	CgroupProcs []string // host paths of the cgroup.procs files to join first
+	CgroupTasks []string // v1 "tasks" files of the cgroups to join (see cgroup.Placement)
+	Cgroup2     string   // cgroup2 directory to create the command in; "" if none
 	UID, GID    uint32   // credentials inside the container
 	Groups      []uint32 // supplementary groups inside the container
 	Cwd         string   // working directory inside the container
@@ -73,7 +76,8 @@ func helperEnv(spec Spec) []string {
 		"_LODGE_NSEXEC=1",
 		"_LODGE_NSEXEC_PIDFD=" + strconv.Itoa(pidfdFD),
 		"_LODGE_NSEXEC_NS=" + strconv.Itoa(spec.Namespaces),
-		"_LODGE_NSEXEC_CGROUPS=" + strings.Join(spec.CgroupProcs, "\n"),
+		"_LODGE_TASKS=" + strings.Join(spec.CgroupTasks, "\n"),
+		"_LODGE_CGROUP2=" + spec.Cgroup2,
 		"_LODGE_NSEXEC_UID=" + strconv.FormatUint(uint64(spec.UID), 10),
 		"_LODGE_NSEXEC_GID=" + strconv.FormatUint(uint64(spec.GID), 10),
 		"_LODGE_NSEXEC_GROUPS=" + joinIDs(spec.Groups),
@@ -102,3 +106,10 @@ const (
 	ExitCannotRun    = 126
 	ExitNotFound     = 127
 )
+
+// InitStub returns the environment that makes the helper join the v1 cgroups
+// listed in tasks and then execute the binary open at descriptor exeFD (with
+// the helper's own argv): how the monitor starts a container's first process.
+func InitStub(exeFD int, tasks []string) []string {
+	return []string{"_LODGE_INITSTUB=" + strconv.Itoa(exeFD), "_LODGE_TASKS=" + strings.Join(tasks, "\n")}
+}
