@@ -7,6 +7,8 @@
 
 # Go may not be on root's PATH on a fresh machine; Debian images put it here.
 GO          ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+# The tests build binaries with the same go (sudo's PATH often lacks it).
+export PATH := $(dir $(GO)):$(PATH)
 BIN         := bin/lodge
 HELPER      := bin/lodge-nsexec
 TOOLS       := $(CURDIR)/.tools

@@ -45,7 +45,29 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) error {
 	if err != nil {
 		return err
 	}
+	m.sweepTmp()
 	return m.build(ctx, opts, tmpl, cfg)
+}
+
+// sweepTmp removes what killed creates and deletes left in ROOT/tmp: staging
+// directories whose creator is dead, and containers already moved out of sight
+// for deletion.
+func (m *Manager) sweepTmp() {
+	entries, err := os.ReadDir(m.store.TmpDir())
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		dir := filepath.Join(m.store.TmpDir(), e.Name())
+		switch {
+		case strings.HasSuffix(e.Name(), ".create"):
+			if owner, ok := readOwner(dir); !ok || !owner.Alive() {
+				removeTree(dir)
+			}
+		case strings.Contains(e.Name(), ".delete-"):
+			removeTree(dir)
+		}
+	}
 }
 
 func (m *Manager) existsError(name string) error {

@@ -113,3 +113,58 @@ func TestNotRoot(t *testing.T) {
 		t.Fatalf("as nobody: exit %d (%v), output %q; want exit 5 and a hint to use root", code, err, out)
 	}
 }
+
+// TestLeftoversOfKilledCommands: a create or delete killed half-way leaves a
+// directory in ROOT/tmp, never a half-made container; the next create clears it.
+func TestLeftoversOfKilledCommands(t *testing.T) {
+	e := newEnv(t)
+	e.createBusybox("first") // makes the root
+	killedCreate := filepath.Join(e.root, "tmp", "ghost.create")
+	os.MkdirAll(filepath.Join(killedCreate, "rootfs"), 0o700)
+	os.WriteFile(filepath.Join(killedCreate, ".owner"), []byte("999999999 1\n"), 0o600) // no such process
+	killedDelete := filepath.Join(e.root, "tmp", "old.delete-abc")
+	os.MkdirAll(filepath.Join(killedDelete, "rootfs"), 0o700)
+	if infos := e.list(); len(infos) != 1 {
+		t.Fatalf("half-made containers are listed: %+v", infos)
+	}
+	e.createBusybox("ghost")
+	for _, dir := range []string{killedCreate, killedDelete} {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("%s survived the next create", dir)
+		}
+	}
+}
+
+func TestConfigSetAndEdit(t *testing.T) {
+	e := newEnv(t)
+	e.createBusybox("cfg1", "limits.pids=100")
+	e.must("start", "cfg1")
+	out := e.must("config", "set", "cfg1", "limits.pids=50", "init.stop_timeout=9s")
+	if !strings.Contains(out, "applied to the running") {
+		t.Errorf("config set on a running container said: %q", out)
+	}
+	expectFile(t, filepath.Join(e.info("cfg1").Cgroups["pids"], "pids.max"), "50")
+	show := e.must("config", "show", "cfg1")
+	if !strings.Contains(show, "pids = 50") || !strings.Contains(show, `stop_timeout = "9s"`) {
+		t.Errorf("config show after set:\n%s", show)
+	}
+	before := show
+	e.expectFail(2, `did you mean "limits.pids"`, "config", "set", "cfg1", "limits.pid=5")
+	e.expectFail(2, "limits.cpu", "config", "set", "cfg1", "limits.pids=10", "limits.cpu=-1")
+	if after := e.must("config", "show", "cfg1"); after != before {
+		t.Errorf("a refused config set changed the file:\n%s", after)
+	}
+	// edit: the editor is a script; a valid change is saved, an invalid one
+	// is refused (stdin is not a terminal, so there is no second try).
+	e.extraEnv = []string{`EDITOR=sed -i s/9s/11s/`}
+	e.must("config", "edit", "cfg1")
+	if show := e.must("config", "show", "cfg1"); !strings.Contains(show, `stop_timeout = "11s"`) {
+		t.Errorf("config edit did not save:\n%s", show)
+	}
+	e.extraEnv = []string{`EDITOR=sed -i s/11s/eleven/`}
+	e.expectFail(2, "init.stop_timeout", "config", "edit", "cfg1")
+	e.extraEnv = nil
+	if show := e.must("config", "show", "cfg1"); !strings.Contains(show, `stop_timeout = "11s"`) {
+		t.Errorf("an invalid edit changed the file:\n%s", show)
+	}
+}
