@@ -1,0 +1,215 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// lxcRuntime drives Debian's LXC tools: unprivileged busybox containers made
+// by `lxc-create -t busybox`, run by root from a private lxcpath.
+type lxcRuntime struct {
+	path        string // the private lxcpath (-P)
+	createConf  string // the file given to lxc-create -f
+	createText  string
+	extraConfig []string // lines appended to each container's config after lxc-create
+	cgroupDir   string
+	uids, gids  subIDGrant
+	tools       map[string]string // lxc-start etc. by name, resolved once
+	run         *runner
+	created     []string
+}
+
+var lxcTools = []string{"lxc-create", "lxc-start", "lxc-stop", "lxc-attach", "lxc-info", "lxc-destroy", "newuidmap", "newgidmap"}
+
+// newLXC prepares the lxcpath, root's subordinate ids and the configuration
+// lines; the caller undoes the id grants (undoIDs) when done.
+func newLXC(dir, cgroupDir string, run *runner) (*lxcRuntime, error) {
+	x := &lxcRuntime{path: filepath.Join(dir, "lxc"), cgroupDir: cgroupDir, tools: map[string]string{}, run: run}
+	for _, tool := range lxcTools {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			return nil, fmt.Errorf("%s not found: LXC and uidmap are needed for the comparison (make bench installs them: apt-get install lxc uidmap)", tool)
+		}
+		x.tools[tool] = p
+	}
+	// The container's root (an unprivileged host uid) must be able to reach
+	// the rootfs: lxc-start fails with "Could not access DIR. Please grant
+	// it x access" otherwise.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(x.path, 0o711); err != nil {
+		return nil, err
+	}
+	var err error
+	if x.uids, err = ensureRootRange("/etc/subuid"); err != nil {
+		return nil, err
+	}
+	if x.gids, err = ensureRootRange("/etc/subgid"); err != nil {
+		x.undoIDs()
+		return nil, err
+	}
+	x.createConf = filepath.Join(dir, "lxc-create.conf")
+	x.createText = "lxc.net.0.type = empty\n"
+	if err := os.WriteFile(x.createConf, []byte(x.createText), 0o644); err != nil {
+		x.undoIDs()
+		return nil, err
+	}
+	x.extraConfig = []string{
+		fmt.Sprintf("lxc.idmap = u 0 %d %d", x.uids.Range.Start, x.uids.Range.Count),
+		fmt.Sprintf("lxc.idmap = g 0 %d %d", x.gids.Range.Start, x.gids.Range.Count),
+		"lxc.rootfs.options = idmap=container",
+		"lxc.cgroup.relative = 1",
+		"lxc.cgroup.dir = " + cgroupDir,
+	}
+	return x, nil
+}
+
+// undoIDs removes the subordinate id ranges newLXC added, if any.
+func (x *lxcRuntime) undoIDs() error {
+	return errors.Join(x.uids.undo(), x.gids.undo())
+}
+
+func (x *lxcRuntime) Name() string           { return "LXC" }
+func (x *lxcRuntime) Container(i int) string { return fmt.Sprintf("c%d", i) }
+
+func (x *lxcRuntime) tool(name string, args ...string) []string {
+	return append([]string{x.tools[name]}, args...)
+}
+
+func (x *lxcRuntime) StartCmd(name string) []string {
+	return x.tool("lxc-start", "-n", name, "-P", x.path)
+}
+
+func (x *lxcRuntime) StopCmd(name string, force bool) []string {
+	if force {
+		return x.tool("lxc-stop", "-k", "-n", name, "-P", x.path)
+	}
+	return x.tool("lxc-stop", "-n", name, "-P", x.path)
+}
+
+func (x *lxcRuntime) ExecCmd(name string, command ...string) []string {
+	return append(x.tool("lxc-attach", "-n", name, "-P", x.path, "--"), command...)
+}
+
+func (x *lxcRuntime) VersionCmd() []string { return x.tool("lxc-attach", "--version") }
+
+func (x *lxcRuntime) CreateCmd(name string) []string {
+	return x.tool("lxc-create", "-n", name, "-P", x.path, "-t", "busybox", "-f", x.createConf)
+}
+
+// Create runs the busybox template as host root, so the rootfs keeps ids
+// 0..65535 on disk like lodge's, then makes the container unprivileged: an
+// id map, an idmapped rootfs mount, cgroups under our own.
+func (x *lxcRuntime) Create(name string) error {
+	x.created = append(x.created, name)
+	if _, err := x.run.output(x.CreateCmd(name)...); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(x.path, name, "config"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "\n# lodge-bench: unprivileged, idmapped rootfs, cgroups under the caller's\n%s\n", strings.Join(x.extraConfig, "\n"))
+	return errors.Join(err, f.Close())
+}
+
+func (x *lxcRuntime) ProcsCmd(name string) []string {
+	return x.tool("lxc-info", "-n", name, "-P", x.path, "-p", "-H")
+}
+
+func (x *lxcRuntime) Procs(name string) (procs, error) {
+	out, err := x.run.output(x.ProcsCmd(name)...)
+	if err != nil {
+		return procs{}, err
+	}
+	out = strings.TrimSpace(out)
+	if out == "" {
+		return procs{}, nil
+	}
+	init, err := strconv.Atoi(out)
+	if err != nil {
+		return procs{}, fmt.Errorf("lxc-info -p: %q", out)
+	}
+	ppid, err := parentPID(init)
+	if err != nil {
+		return procs{}, err
+	}
+	return procs{Init: init, Monitor: ppid}, nil
+}
+
+func (x *lxcRuntime) Destroy(name string) error {
+	x.run.output(x.StopCmd(name, true)...) // fails when not running
+	_, err := x.run.output(x.tool("lxc-destroy", "-n", name, "-P", x.path)...)
+	return err
+}
+
+// cleanup destroys every container the benchmark created.
+func (x *lxcRuntime) cleanup() error {
+	var errs []error
+	for _, name := range x.created {
+		if _, err := os.Stat(filepath.Join(x.path, name)); err != nil {
+			continue
+		}
+		errs = append(errs, x.Destroy(name))
+	}
+	return errors.Join(errs...)
+}
+
+// startDebug starts a container with a debug log, to explain a failure.
+func (x *lxcRuntime) startDebug(name string) string {
+	log := filepath.Join(x.path, name+"-debug.log")
+	_, err := x.run.output(x.tool("lxc-start", "-n", name, "-P", x.path, "-l", "DEBUG", "-o", log)...)
+	if err == nil {
+		x.run.output(x.StopCmd(name, true)...)
+		return "it started with a debug log, so the failure is intermittent"
+	}
+	data, _ := os.ReadFile(log)
+	var lines []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, "ERROR") || strings.Contains(l, "WARN") {
+			lines = append(lines, l)
+		}
+	}
+	return "lxc-start debug log:\n" + lastLines(strings.Join(lines, "\n"), 15)
+}
+
+// version is `lxc-start --version` and the Debian package version.
+func (x *lxcRuntime) version() string {
+	v, err := x.run.output(x.tools["lxc-start"], "--version")
+	if err != nil {
+		return "unknown"
+	}
+	v = trimOutput(v)
+	if pkg, err := x.run.output("dpkg-query", "-W", "-f", "${Version}", "lxc"); err == nil {
+		v += " (Debian package lxc " + trimOutput(pkg) + ")"
+	}
+	return v
+}
+
+// hostNotes says which host features that change LXC's work at start are
+// present: AppArmor, lxcfs, the lxc-net bridge.
+func (x *lxcRuntime) hostNotes() string {
+	var notes []string
+	if data, err := os.ReadFile("/sys/module/apparmor/parameters/enabled"); err == nil && strings.TrimSpace(string(data)) == "Y" {
+		notes = append(notes, "AppArmor is enabled; the template config sets no profile, so LXC applies its default.")
+	} else {
+		notes = append(notes, "AppArmor is not enabled in this kernel, so no profile is loaded.")
+	}
+	if _, err := os.Stat("/var/lib/lxcfs"); err == nil {
+		notes = append(notes, "lxcfs is installed, so LXC's lxcfs hook runs at start and stop.")
+	} else {
+		notes = append(notes, "lxcfs is not installed, so LXC's lxcfs mount hook does not run.")
+	}
+	if _, err := os.Stat("/sys/class/net/lxcbr0"); err == nil {
+		notes = append(notes, "An lxcbr0 bridge exists, but the containers do not use it (`lxc.net.0.type = empty`).")
+	} else {
+		notes = append(notes, "lxc-net is not running (no lxcbr0 bridge, no NAT) and the containers have no network.")
+	}
+	return strings.Join(notes, " ")
+}

@@ -1,0 +1,152 @@
+// Command lodge-bench measures lodge side by side with LXC on this machine
+// and writes the results, as ratios, to a Markdown report (docs/benchmarks.md
+// via `sudo make bench`).
+//
+// It drives both managers through their command-line tools, as a user
+// would: a busybox container each, unprivileged, on an idmapped rootfs.
+// Each benchmark group lives in its own file and is listed in groups();
+// runtime.go is what a group can ask of lodge and LXC.
+//
+// It exits non-zero only when the benchmark itself could not run; targets
+// that are missed are reported, not failed.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	lodge     string        // the lodge binary under test
+	out       string        // the Markdown report; "" to skip
+	n         int           // repetitions for start, forced stop, exec
+	stopN     int           // repetitions for graceful stop
+	k         int           // containers per runtime for memory
+	memRounds int           // memory rounds
+	settle    time.Duration // pause between steps
+	only      string        // comma-separated group names
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("lodge-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.lodge, "lodge", "bin/lodge", "the lodge binary to measure (lodge-nsexec next to it)")
+	fs.StringVar(&o.out, "out", "", "write the Markdown report here (e.g. docs/benchmarks.md)")
+	fs.IntVar(&o.n, "n", 30, "repetitions of start, forced stop and exec, per runtime")
+	fs.IntVar(&o.stopN, "stop-n", 5, "repetitions of the graceful stop (about 2 s each), per runtime")
+	fs.IntVar(&o.k, "k", 10, "containers per runtime for the memory measurement")
+	fs.IntVar(&o.memRounds, "mem-rounds", 3, "rounds of the memory measurement")
+	fs.DurationVar(&o.settle, "settle", 100*time.Millisecond, "untimed pause between steps")
+	fs.StringVar(&o.only, "only", "", "run only these groups (comma-separated: start, exec, stop, memory)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if o.n < 1 || o.stopN < 1 || o.k < 1 || o.memRounds < 1 {
+		return o, errors.New("-n, -stop-n, -k and -mem-rounds must be at least 1")
+	}
+	if o.k > 1000 {
+		return o, errors.New("-k: at most 1000 containers")
+	}
+	return o, nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	opts, err := parseFlags(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lodge-bench: %v\n", err)
+		return 2
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "lodge-bench: needs root (lodge and LXC create namespaces, cgroups and mounts): sudo make bench")
+		return 1
+	}
+	if err := closeInheritedOnExec(); err != nil {
+		fmt.Fprintf(os.Stderr, "lodge-bench: %v\n", err)
+		return 1
+	}
+	selected, err := selectGroups(opts.only)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lodge-bench: %v\n", err)
+		return 2
+	}
+	// Ctrl-C, SIGTERM and SIGHUP end the run; the clean-up always runs.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	code := measure(ctx, opts, selected)
+	if ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "lodge-bench: interrupted")
+		return 130
+	}
+	return code
+}
+
+// measure prepares, runs the groups, reports and cleans up.
+func measure(ctx context.Context, opts options, selected []group) int {
+	began, loadBefore := time.Now(), loadAverage()
+	b, err := newBench(ctx, opts)
+	defer func() {
+		b.logf("cleaning up")
+		if err := b.cleanup(); err != nil {
+			fmt.Fprintf(os.Stderr, "lodge-bench: clean-up incomplete: %v\n", err)
+		}
+	}()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lodge-bench: the benchmark cannot run: %v\n", err)
+		if opts.out != "" && ctx.Err() == nil {
+			m := describeMachine(b)
+			m.Duration = time.Since(began)
+			os.WriteFile(opts.out, []byte(failureDocument(m, err)), 0o644)
+		}
+		return 1
+	}
+	var results []*groupResult
+	failed := false
+	for _, g := range selected {
+		b.logf("running %s", g.Title)
+		res, err := g.Run(b)
+		if res == nil {
+			res = &groupResult{}
+		}
+		res.Title, res.Err = g.Title, err
+		results = append(results, res)
+		if err != nil {
+			failed = true
+			fmt.Fprintf(os.Stderr, "lodge-bench: %s: %v\n", g.Title, err)
+			if ctx.Err() != nil {
+				return 1
+			}
+		}
+	}
+	m := describeMachine(b)
+	m.Duration = time.Since(began)
+	m.Load = loadBefore + " → " + loadAverage()
+	if opts.out != "" {
+		if err := os.WriteFile(opts.out, []byte(document(b, m, results)), 0o644); err != nil {
+			fmt.Fprintf(os.Stderr, "lodge-bench: %v\n", err)
+			return 1
+		}
+	}
+	fmt.Print(terminalSummary(results, opts.out))
+	if failed {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// runner runs the commands under test. A timed run measures the wall time
+// of one command from fork to exit, as a user's shell would see it: stdin
+// and stdout are /dev/null, stderr goes to a scratch file (kept for error
+// messages), and nothing else is open in the child, because os/exec passes
+// only fds 0-2 (lxc-attach would carry any other open fd into the
+// container).
+type runner struct {
+	env     []string
+	devNull *os.File
+	errFile *os.File
+	shorten func(string) string // for messages: temp paths to $TMP
+}
+
+func newRunner(env []string, scratch string, shorten func(string) string) (*runner, error) {
+	devNull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	errFile, err := os.Create(scratch)
+	if err != nil {
+		devNull.Close()
+		return nil, err
+	}
+	return &runner{env: env, devNull: devNull, errFile: errFile, shorten: shorten}, nil
+}
+
+func (r *runner) close() {
+	r.devNull.Close()
+	r.errFile.Close()
+}
+
+// timed runs argv and returns its wall time. The command is resolved and
+// its stdio opened before the clock starts.
+func (r *runner) timed(argv []string) (time.Duration, error) {
+	if err := r.resetErrFile(); err != nil {
+		return 0, err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = r.env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = r.devNull, r.devNull, r.errFile
+	start := time.Now()
+	err := cmd.Run()
+	elapsed := time.Since(start)
+	if err != nil {
+		return elapsed, r.failure(argv, err, r.stderrText())
+	}
+	return elapsed, nil
+}
+
+// output runs argv untimed, with a hang guard, and returns its stdout.
+func (r *runner) output(argv ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = r.env
+	cmd.Stdin = r.devNull
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), r.failure(argv, err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+func (r *runner) resetErrFile() error {
+	if err := r.errFile.Truncate(0); err != nil {
+		return err
+	}
+	_, err := r.errFile.Seek(0, 0)
+	return err
+}
+
+func (r *runner) stderrText() string {
+	data, _ := os.ReadFile(r.errFile.Name())
+	return string(data)
+}
+
+func (r *runner) failure(argv []string, err error, stderr string) error {
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		err = fmt.Errorf("exit status %d", exitErr.ExitCode())
+	}
+	msg := fmt.Sprintf("%s: %v", r.display(argv), err)
+	if s := strings.TrimSpace(stderr); s != "" {
+		msg += ": " + lastLines(s, 8)
+	}
+	return errors.New(msg)
+}
+
+// display is argv as a user would type it, with temp paths shortened.
+func (r *runner) display(argv []string) string {
+	return r.shorten(strings.Join(argv, " "))
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// closeInheritedOnExec marks every descriptor above stderr close-on-exec.
+// os/exec passes only stdio to children, but descriptors this process
+// inherited without close-on-exec (from make, a shell, a CI runner) would
+// reach them, and lxc-attach would carry them into the container.
+func closeInheritedOnExec() error {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
+	return nil
+}
