@@ -15,7 +15,7 @@ TOOLS       := $(CURDIR)/.tools
 STATICCHECK := $(TOOLS)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 # Debian packages a fresh machine lacks, for the runtime, the templates and the tests.
-DEB_PACKAGES := busybox-static iproute2
+DEB_PACKAGES := busybox-static iproute2 musl-tools
 # Extra packages only the benchmarks need (the LXC peer).
 BENCH_PACKAGES := lxc uidmap
 TEST_TIMEOUT ?= 60m
@@ -28,11 +28,12 @@ all: build
 deps:
 	@.ci/install-debs $(DEB_PACKAGES)
 
-# lodge itself is pure Go (no cgo: faster start-up); lodge-nsexec, the helper of
-# `lodge exec`, is C in a cgo constructor and is installed next to it.
+# lodge itself is pure Go (no cgo: faster start-up); lodge-nsexec, its C helper
+# for work that needs a single-threaded process, is a static C program next to it.
+NSEXEC_CC ?= $(shell command -v musl-gcc 2>/dev/null || echo cc)
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/lodge
-	CGO_ENABLED=1 $(GO) build -trimpath -ldflags "-extldflags=-static" -o $(HELPER) ./cmd/lodge-nsexec
+	$(NSEXEC_CC) -static -O2 -Wall -Werror -o $(HELPER) cmd/lodge-nsexec/nsexec.c
 
 test: deps build
 	$(GO) vet ./...

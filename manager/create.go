@@ -45,6 +45,9 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := m.store.Prepare(); err != nil {
+		return err
+	}
 	m.sweepTmp()
 	return m.build(ctx, opts, tmpl, cfg)
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -117,20 +116,68 @@ func dedupeEnv(env []string) []string {
 }
 
 func execPlain(helper string, spec nsenter.Spec, opts ExecOptions) (int, error) {
-	cmd := nsenter.Command(helper, spec)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
-	if err := cmd.Start(); err != nil {
+	stdout, err := outputFile(opts.Stdout)
+	if err != nil {
+		return 0, err
+	}
+	stderr, err := outputFile(opts.Stderr)
+	if err != nil {
+		stdout.started()
+		return 0, err
+	}
+	proc, err := nsenter.Start(helper, spec, [3]*os.File{opts.Stdin, stdout.f, stderr.f})
+	stdout.started()
+	stderr.started()
+	if err != nil {
 		return 0, fmt.Errorf("exec: %w", err)
 	}
-	stop := forwardSignals(cmd)
+	stop := forwardSignals(proc)
 	defer stop()
-	return exitStatus(cmd.Wait())
+	status, err := proc.Wait()
+	stdout.drain()
+	stderr.drain()
+	return status, err
+}
+
+// output is a writer given to the helper as a file: the writer itself when it
+// is one (no copying), else a pipe copied into it.
+type output struct {
+	f      *os.File
+	copied chan struct{} // nil when f is the writer itself
+}
+
+func outputFile(w io.Writer) (*output, error) {
+	if f, ok := w.(*os.File); ok {
+		return &output{f: f}, nil
+	}
+	r, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	o := &output{f: pw, copied: make(chan struct{})}
+	go func() { io.Copy(w, r); r.Close(); close(o.copied) }()
+	return o, nil
+}
+
+// started closes our end of the pipe once the helper holds its own, so that the
+// copy ends when the helper and the command exit.
+func (o *output) started() {
+	if o.copied != nil {
+		o.f.Close()
+	}
+}
+
+// drain waits for the copy to finish.
+func (o *output) drain() {
+	if o.copied != nil {
+		<-o.copied
+	}
 }
 
 // forwardSignals passes SIGTERM and SIGHUP on to the command. SIGINT and
 // SIGQUIT from the terminal reach it directly (same process group): lodge
 // ignores them, to live on and report the command's exit status.
-func forwardSignals(cmd *exec.Cmd) (stop func()) {
+func forwardSignals(proc *nsenter.Process) (stop func()) {
 	ch := make(chan os.Signal, 4)
 	signal.Notify(ch, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -139,7 +186,7 @@ func forwardSignals(cmd *exec.Cmd) (stop func()) {
 			select {
 			case sig := <-ch:
 				if sig == syscall.SIGTERM || sig == syscall.SIGHUP {
-					cmd.Process.Signal(sig)
+					proc.Signal(sig.(syscall.Signal))
 				}
 			case <-done:
 				return
@@ -147,20 +194,6 @@ func forwardSignals(cmd *exec.Cmd) (stop func()) {
 		}
 	}()
 	return func() { signal.Stop(ch); close(done) }
-}
-
-func exitStatus(err error) (int, error) {
-	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) {
-		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal()), nil
-		}
-		return exitErr.ExitCode(), nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("exec: %w", err)
-	}
-	return 0, nil
 }
 
 // execPty runs the command on a pty made inside the container and relays the
@@ -172,23 +205,33 @@ func execPty(helper string, spec nsenter.Spec, opts ExecOptions) (int, error) {
 	}
 	ours, theirs := os.NewFile(uintptr(fds[0]), "pty-receiver"), os.NewFile(uintptr(fds[1]), "pty-sender")
 	defer ours.Close()
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		theirs.Close()
+		return 0, err
+	}
+	defer devNull.Close()
+	stderr, err := outputFile(opts.Stderr)
+	if err != nil {
+		theirs.Close()
+		return 0, err
+	}
 	spec.PtySocket = theirs
-	cmd := nsenter.Command(helper, spec)
-	cmd.Stderr = opts.Stderr
-	err = cmd.Start()
+	proc, err := nsenter.Start(helper, spec, [3]*os.File{devNull, devNull, stderr.f})
 	theirs.Close()
+	stderr.started()
 	if err != nil {
 		return 0, fmt.Errorf("exec: %w", err)
 	}
 	master, err := receiveFile(ours)
 	if err != nil { // the helper failed before making the pty; its stderr says why
-		return exitStatus(cmd.Wait())
+		return proc.Wait()
 	}
 	defer master.Close()
-	return relayPty(cmd, master, opts)
+	return relayPty(proc, master, opts)
 }
 
-func relayPty(cmd *exec.Cmd, master *os.File, opts ExecOptions) (int, error) {
+func relayPty(proc *nsenter.Process, master *os.File, opts ExecOptions) (int, error) {
 	if rows, cols, ok := terminal.Size(opts.Stdin); ok {
 		terminal.SetSize(master, rows, cols)
 	}
@@ -197,12 +240,12 @@ func relayPty(cmd *exec.Cmd, master *os.File, opts ExecOptions) (int, error) {
 	}
 	stopResize := terminal.OnResize(opts.Stdin, func(rows, cols uint16) { terminal.SetSize(master, rows, cols) })
 	defer stopResize()
-	stopSignals := forwardSignals(cmd)
+	stopSignals := forwardSignals(proc)
 	defer stopSignals()
 	go io.Copy(master, opts.Stdin)
 	output := make(chan struct{})
 	go func() { io.Copy(opts.Stdout, master); close(output) }()
-	status, err := exitStatus(cmd.Wait())
+	status, err := proc.Wait()
 	// Let the last output through; a background process still holding the pty
 	// must not keep us waiting.
 	select {

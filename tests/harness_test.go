@@ -41,13 +41,18 @@ func runTests(m *testing.M) int {
 	return m.Run()
 }
 
+// buildBinaries builds lodge and its C helper as the Makefile does.
 func buildBinaries(dir string) error {
-	builds := []struct{ pkg, cgo string }{{"lodge/cmd/lodge", "0"}, {"lodge/cmd/lodge-nsexec", "1"}}
-	for _, b := range builds {
-		cmd := exec.Command("go", "build", "-o", dir, b.pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo)
+	goBuild := exec.Command("go", "build", "-o", dir, "lodge/cmd/lodge")
+	goBuild.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cc := "cc"
+	if path, err := exec.LookPath("musl-gcc"); err == nil {
+		cc = path
+	}
+	ccBuild := exec.Command(cc, "-static", "-O2", "-Wall", "-Werror", "-o", filepath.Join(dir, "lodge-nsexec"), "../cmd/lodge-nsexec/nsexec.c")
+	for _, cmd := range []*exec.Cmd{goBuild, ccBuild} {
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("%s: %v\n%s", b.pkg, err, out)
+			return fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
 		}
 	}
 	return nil

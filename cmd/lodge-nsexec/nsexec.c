@@ -1,24 +1,27 @@
-// The C half of lodge: work that must happen in a single-threaded process,
-// before any Go runtime starts. It runs as a constructor of the lodge-nsexec
-// helper and never returns to Go. Two modes, chosen by the environment:
+// lodge-nsexec, the C half of lodge: work that must happen in a
+// single-threaded process, which a Go program never is once its runtime has
+// started. It is a small static C program (built with musl where available:
+// its start-up costs a fraction of glibc's CPU-feature probing, which is slow
+// under virtualization) that lodge installs next to itself. Two modes, chosen
+// by the environment:
 //
 // _LODGE_NSEXEC=1: `lodge exec` - enter a running container and run a command.
 // Go cannot setns(2) into a user or mount namespace once its runtime has
 // started threads.
 //
-//   lodge exec (Go)       helper (C, host)         middle (C)             command
-//        | fork+exec ----> join v1 cgroups
-//        |                 clone3(CLONE_INTO_CGROUP) -> setns(pidfd, all namespaces)
-//        |                  |                         set groups, gid, uid
-//        | <---- pty master over a socket (with a pty) --
-//        |                  |                         fork ----------------> setsid, ctty, chdir
-//        |                  |                          |                     execvp(argv[1], ...)
-//        | <- exit status - waitpid <----------------- waitpid <------------ exits
+//   lodge exec (Go)                     helper (C)                       command
+//        | clone3(CLONE_INTO_CGROUP) --> join v1 cgroups
+//        |   + exec                      setns(pidfd, all namespaces)
+//        |                               set groups, gid, uid
+//        | <-- pty master over a socket - [with a pty: open the container's ptmx]
+//        |                               fork ---------------------------> setsid, ctty, chdir
+//        |                                |                                execvp(argv[1], ...)
+//        | <-------- exit status ------- waitpid <------------------------ exits
 //
-// The middle process is needed because joining a pid namespace only affects
-// children, and because CLONE_INTO_CGROUP must be done with host credentials,
-// before setns. Exit status: the command's, 128+N if it died of signal N, 125 when
-// the helper itself failed, 126 when the command cannot run, 127 when not found.
+// lodge exec creates the helper directly in the container's cgroup2 cgroup; the
+// command is a child because joining a pid namespace only affects children.
+// Exit status: the command's, 128+N if it died of signal N, 125 when the helper
+// itself failed, 126 when the command cannot run, 127 when not found.
 //
 // _LODGE_INITSTUB=FD: the container's first process, started by the monitor in
 // new namespaces. It joins the container's v1 cgroups, then executes the lodge
@@ -32,7 +35,6 @@
 //
 // Inputs (all removed from the environment before the command runs):
 //   _LODGE_TASKS           newline-separated v1 "tasks" files to join
-//   _LODGE_CGROUP2         cgroup2 directory to create the command in (exec mode)
 //   _LODGE_NSEXEC_PIDFD    pidfd of the container's init (inherited fd)
 //   _LODGE_NSEXEC_NS       namespace flags for setns, decimal
 //   _LODGE_NSEXEC_UID, _LODGE_NSEXEC_GID, _LODGE_NSEXEC_GROUPS (comma-separated)
@@ -44,7 +46,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -52,7 +53,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -94,7 +94,7 @@ static long env_long(const char *name, long fallback)
 
 static void clear_env(void)
 {
-	static const char *names[] = { "_LODGE_NSEXEC", "_LODGE_INITSTUB", "_LODGE_TASKS", "_LODGE_CGROUP2",
+	static const char *names[] = { "_LODGE_NSEXEC", "_LODGE_INITSTUB", "_LODGE_TASKS",
 				       "_LODGE_NSEXEC_PIDFD", "_LODGE_NSEXEC_NS", "_LODGE_NSEXEC_UID",
 				       "_LODGE_NSEXEC_GID", "_LODGE_NSEXEC_GROUPS", "_LODGE_NSEXEC_CWD",
 				       "_LODGE_NSEXEC_CWD_SOFT", "_LODGE_NSEXEC_PTY" };
@@ -121,20 +121,6 @@ static void join_v1_cgroups(void)
 		close(fd);
 	}
 	free(list);
-}
-
-// spawn forks, creating the child directly in the cgroup2 directory cgroup_fd
-// (if not -1) with clone3(CLONE_INTO_CGROUP).
-static pid_t spawn(int cgroup_fd)
-{
-	struct clone_args args = { .exit_signal = SIGCHLD };
-
-	if (cgroup_fd < 0)
-		return fork();
-	args.flags = CLONE_INTO_CGROUP;
-	args.cgroup = (unsigned long long)cgroup_fd;
-	fflush(NULL);
-	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 }
 
 static void set_credentials(void)
@@ -286,11 +272,8 @@ static void enter(char **argv)
 
 static void nsexec(int argc, char **argv)
 {
-	const char *cgroup2 = getenv("_LODGE_CGROUP2");
 	int pidfd = (int)env_long("_LODGE_NSEXEC_PIDFD", -1);
 	int ptysock = (int)env_long("_LODGE_NSEXEC_PTY", -1);
-	int cgroup_fd = -1;
-	pid_t pid;
 
 	if (argc < 2)
 		die_msg("no command given");
@@ -300,20 +283,7 @@ static void nsexec(int argc, char **argv)
 	if (ptysock >= 0)
 		fcntl(ptysock, F_SETFD, FD_CLOEXEC);
 	join_v1_cgroups();
-	if (cgroup2 != NULL && *cgroup2 != '\0') {
-		cgroup_fd = open(cgroup2, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (cgroup_fd < 0)
-			die("open the container's cgroup2 directory");
-	}
-	pid = spawn(cgroup_fd);
-	if (pid < 0)
-		die("create a process in the container's cgroup");
-	if (pid == 0)
-		enter(argv + 1);
-	close(pidfd);
-	if (ptysock >= 0)
-		close(ptysock);
-	wait_child(pid);
+	enter(argv + 1);
 }
 
 // initstub joins the v1 cgroups and executes the lodge binary open at exe.
@@ -329,13 +299,12 @@ static void initstub(char **argv)
 	_exit(EXIT_NSEXEC_FAILED);
 }
 
-// lodge_nsexec_init runs before the Go runtime. It returns at once (a getenv or
-// two) unless lodge started this process for one of the two modes.
-__attribute__((constructor)) static void lodge_nsexec_init(int argc, char **argv, char **envp)
+int main(int argc, char **argv)
 {
-	(void)envp;
 	if (getenv("_LODGE_INITSTUB") != NULL)
 		initstub(argv);
 	if (getenv("_LODGE_NSEXEC") != NULL)
 		nsexec(argc, argv);
+	fputs("lodge-nsexec is started by lodge; use lodge exec instead\n", stderr);
+	return EXIT_NSEXEC_FAILED;
 }

@@ -1,3 +1,10 @@
+// lodge's processes are short-lived or mostly idle: the runtime need not read
+// the cgroup CPU limit at start-up (/proc/self/cgroup, mountinfo, cpu.max) to
+// size GOMAXPROCS, nor track it afterwards.
+
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
+
 // Command lodge manages persistent, unprivileged system containers that boot
 // their own init. See README.md for the commands and docs/architecture.md for
 // how it works.

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -129,6 +130,9 @@ func (m *Monitor) run() int {
 		if first {
 			m.status.ready(b.init.PID)
 		}
+		// From here the monitor mostly waits: hand back the memory that
+		// start-up used (configuration parsing, the child's set-up).
+		debug.FreeOSMemory()
 		<-b.exited
 		reboot := b.rebootRequested() && !m.isStopping()
 		m.log.Info("init exited", "status", describeWait(b.wait), "reboot", reboot)

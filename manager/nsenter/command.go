@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"strconv"
 	"strings"
 
@@ -58,17 +59,62 @@ func FindHelper(self string) (string, error) {
 	return "", fmt.Errorf("%s is missing: lodge exec needs it next to %s or on $PATH (make build builds both)", HelperName, self)
 }
 
-// Command returns the process that runs spec.Args in the container through the
-// helper. Its exit status is the command's (see nsexec.c for the reserved codes).
-func Command(helper string, spec Spec) *exec.Cmd {
-	cmd := exec.Command(helper, spec.Args...)
-	cmd.Args[0] = "lodge-exec"
-	cmd.Env = append(append([]string{}, spec.Env...), helperEnv(spec)...)
-	cmd.ExtraFiles = []*os.File{spec.Init}
+// Process is a started helper.
+type Process struct{ pid int }
+
+// Start starts the helper that runs spec.Args in the container, with stdio as
+// the command's stdin, stdout and stderr. The helper is created directly in the
+// container's cgroup2 cgroup (clone3 CLONE_INTO_CGROUP) and joins the v1 ones
+// itself; see nsexec.c. It uses syscall.ForkExec rather than os/exec, whose
+// first start in a process forks an extra child to probe for pidfd support.
+func Start(helper string, spec Spec, stdio [3]*os.File) (*Process, error) {
+	files := []uintptr{stdio[0].Fd(), stdio[1].Fd(), stdio[2].Fd(), spec.Init.Fd()}
 	if spec.PtySocket != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, spec.PtySocket)
+		files = append(files, spec.PtySocket.Fd())
 	}
-	return cmd
+	attr := &syscall.ProcAttr{
+		Env:   append(append([]string{}, spec.Env...), helperEnv(spec)...),
+		Files: files,
+		Sys:   &syscall.SysProcAttr{},
+	}
+	if spec.Cgroup2 != "" {
+		dir, err := os.Open(spec.Cgroup2)
+		if err != nil {
+			return nil, fmt.Errorf("open the container's cgroup: %w", err)
+		}
+		defer dir.Close()
+		attr.Sys.UseCgroupFD = true
+		attr.Sys.CgroupFD = int(dir.Fd())
+	}
+	argv := append([]string{"lodge-exec"}, spec.Args...)
+	pid, err := syscall.ForkExec(helper, argv, attr)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", helper, err)
+	}
+	return &Process{pid: pid}, nil
+}
+
+// Signal sends sig to the helper, which passes it on to the command.
+func (p *Process) Signal(sig syscall.Signal) error { return syscall.Kill(p.pid, sig) }
+
+// Wait waits for the helper and returns the command's exit status: its exit
+// code, or 128+N when it was killed by signal N.
+func (p *Process) Wait() (int, error) {
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(p.pid, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("wait for %d: %w", p.pid, err)
+		}
+		break
+	}
+	if ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return ws.ExitStatus(), nil
 }
 
 func helperEnv(spec Spec) []string {
@@ -77,7 +123,6 @@ func helperEnv(spec Spec) []string {
 		"_LODGE_NSEXEC_PIDFD=" + strconv.Itoa(pidfdFD),
 		"_LODGE_NSEXEC_NS=" + strconv.Itoa(spec.Namespaces),
 		"_LODGE_TASKS=" + strings.Join(spec.CgroupTasks, "\n"),
-		"_LODGE_CGROUP2=" + spec.Cgroup2,
 		"_LODGE_NSEXEC_UID=" + strconv.FormatUint(uint64(spec.UID), 10),
 		"_LODGE_NSEXEC_GID=" + strconv.FormatUint(uint64(spec.GID), 10),
 		"_LODGE_NSEXEC_GROUPS=" + joinIDs(spec.Groups),

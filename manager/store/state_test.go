@@ -22,6 +22,9 @@ func TestProcessIdentity(t *testing.T) {
 
 func TestStateRoundTrip(t *testing.T) {
 	s, err := Open(t.TempDir())
+	if err == nil {
+		err = s.Prepare()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

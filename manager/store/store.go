@@ -30,19 +30,24 @@ type Store struct {
 	Root string
 }
 
-// Open returns the store at root, creating its top-level directories.
+// Open returns the store at root. It creates nothing: commands that only
+// read (list, info) leave a missing root missing; Prepare makes the layout.
 func Open(root string) (*Store, error) {
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("lodge root %q: %w", root, err)
 	}
-	s := &Store{Root: abs}
+	return &Store{Root: abs}, nil
+}
+
+// Prepare creates the store's top-level directories, for commands that write.
+func (s *Store) Prepare() error {
 	for _, dir := range []string{s.containersDir(), s.RunDir(), s.TmpDir(), s.ImagesDir()} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
-			return nil, fmt.Errorf("prepare lodge root: %w", err)
+			return fmt.Errorf("prepare lodge root %s: %w", s.Root, err)
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func (s *Store) containersDir() string { return filepath.Join(s.Root, "containers") }
@@ -107,6 +112,9 @@ func (s *Store) MustExist(name string) error {
 // Names lists the containers, sorted.
 func (s *Store) Names() ([]string, error) {
 	entries, err := os.ReadDir(s.containersDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
