@@ -10,7 +10,7 @@ GO          ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 # The tests build binaries with the same go (sudo's PATH often lacks it).
 export PATH := $(dir $(GO)):$(PATH)
 BIN         := bin/lodge
-HELPER      := bin/lodge-nsexec
+HELPER      := bin/lodge-helper
 TOOLS       := $(CURDIR)/.tools
 STATICCHECK := $(TOOLS)/staticcheck
 STATICCHECK_VERSION := v0.8.2
@@ -28,12 +28,12 @@ all: build
 deps:
 	@.ci/install-debs $(DEB_PACKAGES)
 
-# lodge itself is pure Go (no cgo: faster start-up); lodge-nsexec, its C helper
-# for work that needs a single-threaded process, is a static C program next to it.
-NSEXEC_CC ?= $(shell command -v musl-gcc 2>/dev/null || echo cc)
+# lodge itself is pure Go (no cgo: faster start-up); lodge-helper, its C half
+# (see cmd/lodge-helper/main.c), is a small static C program next to it.
+HELPER_CC ?= $(shell command -v musl-gcc 2>/dev/null || echo cc)
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/lodge
-	$(NSEXEC_CC) -static -O2 -Wall -Werror -o $(HELPER) cmd/lodge-nsexec/nsexec.c
+	$(HELPER_CC) -static -O2 -Wall -Werror -o $(HELPER) cmd/lodge-helper/*.c
 
 test: deps build
 	$(GO) vet ./...

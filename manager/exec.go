@@ -15,6 +15,7 @@ import (
 
 	"lodge/manager/cgroup"
 	"lodge/manager/nsenter"
+	"lodge/manager/store"
 	"lodge/manager/terminal"
 )
 
@@ -54,7 +55,7 @@ func (m *Manager) Exec(ctx context.Context, name string, opts ExecOptions) (int,
 	}
 	init := os.NewFile(uintptr(pidfd), "init-pidfd")
 	defer init.Close()
-	placement, err := cgroup.ProcessPlacement(st.Init.PID)
+	placement, err := initPlacement(st)
 	if err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", name, err)
 	}
@@ -125,6 +126,7 @@ func execPlain(helper string, spec nsenter.Spec, opts ExecOptions) (int, error) 
 		stdout.started()
 		return 0, err
 	}
+	ignoreTerminalSignals()
 	proc, err := nsenter.Start(helper, spec, [3]*os.File{opts.Stdin, stdout.f, stderr.f})
 	stdout.started()
 	stderr.started()
@@ -174,26 +176,30 @@ func (o *output) drain() {
 	}
 }
 
-// forwardSignals passes SIGTERM and SIGHUP on to the command. SIGINT and
-// SIGQUIT from the terminal reach it directly (same process group): lodge
-// ignores them, to live on and report the command's exit status.
+// ignoreTerminalSignals makes lodge outlive Ctrl-C and Ctrl-\: they reach the
+// command directly (same process group) and lodge must live on to report its
+// exit status. Call it before starting the helper.
+func ignoreTerminalSignals() { signal.Ignore(syscall.SIGINT, syscall.SIGQUIT) }
+
+// forwardSignals passes SIGTERM and SIGHUP on to the command. Setting up
+// signal delivery costs the Go runtime a thread, so it happens in the
+// background while the command runs rather than before it starts.
 func forwardSignals(proc *nsenter.Process) (stop func()) {
 	ch := make(chan os.Signal, 4)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP)
 	done := make(chan struct{})
 	go func() {
+		signal.Notify(ch, syscall.SIGTERM, syscall.SIGHUP)
 		for {
 			select {
 			case sig := <-ch:
-				if sig == syscall.SIGTERM || sig == syscall.SIGHUP {
-					proc.Signal(sig.(syscall.Signal))
-				}
+				proc.Signal(sig.(syscall.Signal))
 			case <-done:
+				signal.Stop(ch)
 				return
 			}
 		}
 	}()
-	return func() { signal.Stop(ch); close(done) }
+	return func() { close(done) }
 }
 
 // execPty runs the command on a pty made inside the container and relays the
@@ -217,6 +223,7 @@ func execPty(helper string, spec nsenter.Spec, opts ExecOptions) (int, error) {
 		return 0, err
 	}
 	spec.PtySocket = theirs
+	ignoreTerminalSignals()
 	proc, err := nsenter.Start(helper, spec, [3]*os.File{devNull, devNull, stderr.f})
 	theirs.Close()
 	stderr.started()
@@ -273,4 +280,13 @@ func receiveFile(sock *os.File) (*os.File, error) {
 	}
 	unix.SetNonblock(fds[0], true)
 	return os.NewFile(uintptr(fds[0]), "pty-master"), nil
+}
+
+// initPlacement finds the cgroups of the container's init, with the cgroup
+// layout recorded by its monitor when there is one.
+func initPlacement(st *store.State) (cgroup.Placement, error) {
+	if st.CgroupHost != nil {
+		return st.CgroupHost.ProcessPlacement(st.Init.PID)
+	}
+	return cgroup.ProcessPlacement(st.Init.PID)
 }

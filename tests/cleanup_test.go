@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // startSteps are the steps of a start, each made to fail for real in turn
@@ -73,6 +74,22 @@ func TestTwentyAtOnce(t *testing.T) {
 	for _, i := range e.list() {
 		if i.State != "RUNNING" || i.PID == 0 {
 			t.Errorf("%s is %s (pid %d) after the parallel start", i.Name, i.State, i.PID)
+		}
+	}
+	// Every monitor has gone idle (lodge-helper's watcher) and is still there.
+	waitUntil(t, "all monitors idle", func() bool {
+		for _, i := range e.list() {
+			exe, _ := os.Readlink(filepath.Join("/proc", itoa(i.MonitorPID), "exe"))
+			if !strings.HasSuffix(exe, "/lodge-helper") {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(time.Second) // a monitor that died on the way would show by now
+	for _, i := range e.list() {
+		if i.Monitor != "running" {
+			t.Errorf("%s: monitor %s after the parallel start", i.Name, i.Monitor)
 		}
 	}
 	parallel(t, names, func(name string) result { return e.run("stop", "--timeout", "30s", name) })

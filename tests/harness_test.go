@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-// binDir holds lodge and lodge-nsexec, built once by TestMain.
+// binDir holds lodge and lodge-helper, built once by TestMain.
 var binDir string
 
 func TestMain(m *testing.M) {
@@ -49,7 +49,9 @@ func buildBinaries(dir string) error {
 	if path, err := exec.LookPath("musl-gcc"); err == nil {
 		cc = path
 	}
-	ccBuild := exec.Command(cc, "-static", "-O2", "-Wall", "-Werror", "-o", filepath.Join(dir, "lodge-nsexec"), "../cmd/lodge-nsexec/nsexec.c")
+	sources, _ := filepath.Glob("../cmd/lodge-helper/*.c")
+	ccArgs := append([]string{"-static", "-O2", "-Wall", "-Werror", "-o", filepath.Join(dir, "lodge-helper")}, sources...)
+	ccBuild := exec.Command(cc, ccArgs...)
 	for _, cmd := range []*exec.Cmd{goBuild, ccBuild} {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)

@@ -43,6 +43,11 @@ func TestBusyboxLifecycle(t *testing.T) {
 	if got := strings.TrimSpace(e.must("exec", "c1", "--", "hostname")); got != "c1" {
 		t.Errorf("hostname inside = %q, want c1", got)
 	}
+	// Once booted, the monitor waits as lodge-helper's small watcher (idle.go).
+	waitUntil(t, "the monitor to go idle", func() bool {
+		exe, _ := os.Readlink(filepath.Join("/proc", itoa(i.MonitorPID), "exe"))
+		return strings.HasSuffix(exe, "/lodge-helper")
+	})
 	began := time.Now()
 	e.must("stop", "c1")
 	t.Logf("graceful stop of busybox took %v", time.Since(began))
@@ -182,7 +187,7 @@ func TestListFormats(t *testing.T) {
 	e.must("stop", "--force", "f1")
 }
 
-// TestWithoutHelper: with lodge-nsexec missing, containers still start (the
+// TestWithoutHelper: with lodge-helper missing, containers still start (the
 // monitor moves the first process into its cgroups itself, more slowly) and
 // exec says what is missing.
 func TestWithoutHelper(t *testing.T) {
@@ -204,7 +209,7 @@ func TestWithoutHelper(t *testing.T) {
 		strings.Count(string(data), "/"+e.cgroupName+"/w1") != strings.Count(string(data), "\n") {
 		t.Errorf("init is not in the container's cgroups on every hierarchy:\n%s", data)
 	}
-	e.expectFail(125, "lodge-nsexec is missing", "exec", "w1", "--", "true")
+	e.expectFail(125, "lodge-helper is missing", "exec", "w1", "--", "true")
 	e.must("stop", "--force", "w1")
 	e.assertNoLeftovers("w1")
 }

@@ -38,7 +38,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("lodge-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.lodge, "lodge", "bin/lodge", "the lodge binary to measure (lodge-nsexec next to it)")
+	fs.StringVar(&o.lodge, "lodge", "bin/lodge", "the lodge binary to measure (lodge-helper next to it)")
 	fs.StringVar(&o.out, "out", "", "write the Markdown report here (e.g. docs/benchmarks.md)")
 	fs.IntVar(&o.n, "n", 30, "repetitions of start, forced stop and exec, per runtime")
 	fs.IntVar(&o.stopN, "stop-n", 5, "repetitions of the graceful stop (about 2 s each), per runtime")

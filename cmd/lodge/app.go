@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -40,8 +38,11 @@ func (a *app) progress(format string, args ...any) {
 
 // run executes the command line and returns the process exit status.
 func run(args []string, a *app) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// No signal handling here: installing it starts a thread in the Go runtime,
+	// a cost every command would pay. Commands that must clean up on Ctrl-C
+	// (create) set it up themselves; the others can be interrupted safely, since
+	// the monitor, not the CLI, carries out starts and stops.
+	ctx := context.Background()
 	cmd := newRootCmd(a)
 	cmd.SetArgs(args)
 	cmd.SetIn(a.stdin)

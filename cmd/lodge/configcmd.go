@@ -20,8 +20,15 @@ func newConfigCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "Show or change a container's configuration",
-		Long:  "Show or change a container's configuration.\n\nKeys:\n" + keyList(),
 	}
+	// The key list is rendered only when help is shown, not on every run.
+	defaultHelp := cmd.HelpFunc()
+	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
+		if c == cmd {
+			c.Long = "Show or change a container's configuration.\n\nKeys:\n" + keyList()
+		}
+		defaultHelp(c, args)
+	})
 	cmd.AddCommand(newConfigShowCmd(a), newConfigSetCmd(a), newConfigEditCmd(a))
 	return cmd
 }

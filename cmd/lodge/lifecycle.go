@@ -2,8 +2,11 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -47,7 +50,10 @@ func runCreate(cmd *cobra.Command, a *app, name string, opts createOptions) erro
 	if err != nil {
 		return err
 	}
-	err = m.Create(cmd.Context(), manager.CreateOptions{
+	// Ctrl-C cancels the build, which then removes everything it made.
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = m.Create(ctx, manager.CreateOptions{
 		Name: name, Template: opts.template, TemplateOptions: tmplOpts, Config: opts.config, Progress: a.progress,
 	})
 	if err != nil {

@@ -2,10 +2,8 @@ package monitor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -23,7 +21,8 @@ import (
 type boot struct {
 	cfg        *config.Container
 	group      *cgroup.Group
-	child      *child
+	child      *child      // during set-up; nil for a boot resumed from its state
+	proc       *os.Process // init, once it runs
 	init       store.Process
 	console    *consoleRelay
 	stopSignal syscall.Signal
@@ -149,7 +148,8 @@ func (m *Monitor) startInit(b *boot) error {
 	if err != nil {
 		return err
 	}
-	b.console = newConsoleRelay(master, filepath.Join(m.store.LogDir(m.name), "console.log"))
+	b.console = newConsoleRelay(master, m.consoleLogPath())
+	b.proc = b.child.cmd.Process
 	if b.init, err = store.ProcessOf(b.child.pid()); err != nil {
 		b.console.close()
 		return fmt.Errorf("init exited right after it started: %w", err)
@@ -181,12 +181,14 @@ func cgroupMounts(group *cgroup.Group) []rootfs.CgroupMount {
 
 // reap waits for init to exit.
 func (b *boot) reap() {
-	err := b.child.cmd.Wait()
-	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) || err == nil {
-		b.wait = b.child.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if state, err := b.proc.Wait(); err == nil {
+		b.wait = state.Sys().(syscall.WaitStatus)
 	}
 	close(b.exited)
+}
+
+func (m *Monitor) consoleLogPath() string {
+	return filepath.Join(m.store.LogDir(m.name), "console.log")
 }
 
 // teardown cleans up after init exited: console, leftover processes, cgroups.
@@ -219,6 +221,7 @@ func (m *Monitor) writeState(b *boot, status store.Status) error {
 		HostID:     m.ids.HostID,
 		IDCount:    m.ids.Size,
 		Cgroups:    b.group.Paths(),
+		CgroupHost: m.cgroups,
 		RootfsMode: b.rootfsMode,
 	})
 }

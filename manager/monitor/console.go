@@ -23,9 +23,10 @@ const (
 // block init), keeps it in a log and a short history, and copies it to and from
 // attached clients.
 type consoleRelay struct {
-	master *os.File
-	log    *cappedLog
-	done   chan struct{}
+	master  *os.File
+	log     *cappedLog
+	done    chan struct{}
+	drained chan struct{} // closed when drain has returned
 
 	mu      sync.Mutex
 	history []byte
@@ -37,6 +38,7 @@ func newConsoleRelay(master *os.File, logPath string) *consoleRelay {
 		master:  master,
 		log:     openCappedLog(logPath, consoleLogLimit),
 		done:    make(chan struct{}),
+		drained: make(chan struct{}),
 		clients: map[chan []byte]struct{}{},
 	}
 	go r.drain()
@@ -46,6 +48,7 @@ func newConsoleRelay(master *os.File, logPath string) *consoleRelay {
 // drain reads the console until the relay is closed. EIO means no process holds
 // the console open right now (between two gettys, say): wait and read again.
 func (r *consoleRelay) drain() {
+	defer close(r.drained)
 	buf := make([]byte, 4096)
 	for {
 		n, err := r.master.Read(buf)
@@ -136,6 +139,17 @@ func (r *consoleRelay) resize(rows, cols uint16) error {
 		return err
 	}
 	return ioErr
+}
+
+// handOff stops draining without closing the console, for the idle watcher to
+// take over, and returns the recent history.
+func (r *consoleRelay) handOff() []byte {
+	r.master.SetReadDeadline(time.Now())
+	<-r.drained
+	r.log.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]byte(nil), r.history...)
 }
 
 func (r *consoleRelay) close() {

@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -35,7 +34,7 @@ type Monitor struct {
 	host    *config.Host
 	cgroups *cgroup.Host
 	ids     idmap.Range
-	helper  string // lodge-nsexec; "" when missing (slower start)
+	helper  string // lodge-helper; "" when missing (slower start)
 	log     *slog.Logger
 	logFile *os.File
 	status  *statusPipe
@@ -44,21 +43,31 @@ type Monitor struct {
 	mu       sync.Mutex
 	current  *boot
 	stopping bool
+	serving  *server       // the Go side of the socket; nil while not serving
 	finished chan struct{} // closed when the container is down and cleaned up
 	replies  sync.WaitGroup
 }
 
-// Main runs the monitor; args are ROOT and NAME. It returns the exit status.
+// Main runs the monitor; args are ROOT and NAME, and "resume" when the idle
+// watcher (see idle.go) hands the monitor back to Go. It returns the exit status.
 func Main(args []string) int {
-	status := &statusPipe{f: os.NewFile(statusFD, "status")}
-	if len(args) != 2 {
+	resume := len(args) == 3 && args[2] == resumeArg
+	status := &statusPipe{}
+	if !resume {
+		status.f = os.NewFile(statusFD, "status")
+	}
+	if len(args) != 2 && !resume {
 		status.fail(fmt.Errorf("usage: lodge __monitor ROOT NAME"))
 		return 2
 	}
 	m, err := newMonitor(args[0], args[1], status)
 	if err != nil {
 		status.fail(err)
+		fmt.Fprintln(os.Stderr, "monitor:", err)
 		return 1
+	}
+	if resume {
+		return m.resume()
 	}
 	return m.run()
 }
@@ -111,33 +120,39 @@ func lookupRange(st *store.Store, host *config.Host, name string) (idmap.Range, 
 	return r, nil
 }
 
-// run boots the container, reports to the CLI, and serves until the container
-// is down for good.
+// run boots the container, reports to the CLI, and watches it. Requests on
+// the socket wait in its backlog until the monitor goes idle (or serves them).
 func (m *Monitor) run() int {
 	if err := m.listen(); err != nil {
 		m.status.fail(err)
 		return 1
 	}
-	go m.serve()
-	for first := true; ; first = false {
-		b, err := m.boot()
-		if err != nil {
-			m.log.Error("boot failed", "err", err)
-			m.finish()
-			m.status.fail(err)
-			return 1
-		}
-		if first {
-			m.status.ready(b.init.PID)
-		}
-		// From here the monitor mostly waits: hand back the memory that
-		// start-up used (configuration parsing, the child's set-up).
-		debug.FreeOSMemory()
+	b, err := m.boot()
+	if err != nil {
+		m.log.Error("boot failed", "err", err)
+		m.finish()
+		m.status.fail(err)
+		return 1
+	}
+	m.status.ready(b.init.PID)
+	return m.watch(b)
+}
+
+// watch waits until the container is down for good, booting it again when the
+// guest rebooted itself.
+func (m *Monitor) watch(b *boot) int {
+	for {
+		m.idle(b) // returns only if the monitor cannot go idle
 		<-b.exited
 		reboot := b.rebootRequested() && !m.isStopping()
 		m.log.Info("init exited", "status", describeWait(b.wait), "reboot", reboot)
 		m.teardown(b)
 		if !reboot {
+			break
+		}
+		var err error
+		if b, err = m.boot(); err != nil {
+			m.log.Error("reboot failed", "err", err)
 			break
 		}
 	}
@@ -181,8 +196,8 @@ func describeWait(ws syscall.WaitStatus) string {
 	return fmt.Sprintf("wait status %#x", int(ws))
 }
 
-// findHelper locates lodge-nsexec next to this binary. Without it containers
-// still start, a few milliseconds slower (see nsexec.c).
+// findHelper locates lodge-helper next to this binary. Without it containers
+// still start, a few milliseconds slower, and the monitor stays in Go while idle.
 func findHelper(log *slog.Logger) string {
 	self, err := os.Executable()
 	if err == nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,13 +26,67 @@ func (m *Monitor) listen() error {
 	return nil
 }
 
-func (m *Monitor) serve() {
+// server is the Go side of the monitor socket: an accept loop and the
+// connections it is handling.
+type server struct {
+	stopped  chan struct{} // closed when the accept loop has ended
+	handlers sync.WaitGroup
+}
+
+// startServing answers the socket from Go (unless it already does).
+func (m *Monitor) startServing() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.serving != nil {
+		return
+	}
+	s := &server{stopped: make(chan struct{})}
+	m.serving = s
+	m.ln.(*net.UnixListener).SetDeadline(time.Time{})
+	go m.acceptLoop(s)
+}
+
+// stopServing ends the accept loop and waits up to a second for the requests
+// in progress; it reports whether none is left (a console client can stay
+// attached for ever).
+func (m *Monitor) stopServing() bool {
+	m.mu.Lock()
+	s := m.serving
+	m.mu.Unlock()
+	if s == nil {
+		return true
+	}
+	m.ln.(*net.UnixListener).SetDeadline(time.Now())
+	<-s.stopped
+	done := make(chan struct{})
+	go func() { s.handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		m.mu.Lock()
+		m.serving = nil
+		m.mu.Unlock()
+		m.startServing()
+		return false
+	}
+	m.mu.Lock()
+	m.serving = nil
+	m.mu.Unlock()
+	return true
+}
+
+func (m *Monitor) acceptLoop(s *server) {
+	defer close(s.stopped)
 	for {
 		conn, err := m.ln.Accept()
 		if err != nil {
 			return
 		}
-		go m.handle(conn)
+		s.handlers.Add(1)
+		go func() {
+			defer s.handlers.Done()
+			m.handle(conn)
+		}()
 	}
 }
 
@@ -43,6 +98,11 @@ func (m *Monitor) handle(conn net.Conn) {
 		conn.Close()
 		return
 	}
+	m.handleLine(conn, line)
+}
+
+// handleLine answers one request line read from conn.
+func (m *Monitor) handleLine(conn net.Conn, line []byte) {
 	var req Request
 	if err := json.Unmarshal(line, &req); err != nil {
 		reply(conn, Response{Error: "malformed request: " + err.Error()})
@@ -112,7 +172,7 @@ func (m *Monitor) shutdown(b *boot, req Request) bool {
 			timeout = b.cfg.Init.StopTimeout.Std()
 		}
 		m.log.Info("stopping", "signal", sig, "timeout", timeout)
-		if err := b.child.cmd.Process.Signal(sig); err == nil {
+		if err := b.proc.Signal(sig); err == nil {
 			select {
 			case <-b.exited:
 				return false
@@ -123,7 +183,7 @@ func (m *Monitor) shutdown(b *boot, req Request) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	b.child.cmd.Process.Kill()
+	b.proc.Kill()
 	if err := b.group.Kill(ctx); err != nil {
 		m.log.Error("kill container", "err", err)
 	}

@@ -52,14 +52,14 @@ type child struct {
 type spawnSpec struct {
 	hostID, count uint32           // the container's id range
 	placement     cgroup.Placement // the container's cgroups
-	helper        string           // lodge-nsexec, or "" if it is missing
+	helper        string           // lodge-helper, or "" if it is missing
 	stderr        *os.File
 }
 
 // spawnChild starts `lodge __init` in new namespaces with the container's id
 // range mapped to 0..count-1, already in the container's cgroups: cgroup2 at
 // clone time (CLONE_INTO_CGROUP), v1 through the helper's init stub, which
-// joins them before executing lodge (see nsexec.c for why this is faster than
+// joins them before executing lodge (see cmd/lodge-helper for why this is faster than
 // moving the process afterwards). It reports whether the child still needs
 // moving (no helper).
 func spawnChild(s spawnSpec) (c *child, needsMove bool, err error) {

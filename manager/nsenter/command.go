@@ -1,4 +1,4 @@
-// Package nsenter starts lodge's C helper, lodge-nsexec (cmd/lodge-nsexec), which
+// Package nsenter starts lodge's C helper, lodge-helper (cmd/lodge-helper), which
 // works before any Go runtime starts: it runs commands inside a running
 // container's namespaces (a Go process cannot join user or mount namespaces),
 // and it starts a container's first process in the container's v1 cgroups
@@ -10,9 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,9 +44,9 @@ const (
 )
 
 // HelperName is the helper's file name; it is looked up next to the lodge binary.
-const HelperName = "lodge-nsexec"
+const HelperName = "lodge-helper"
 
-// FindHelper returns the path of lodge-nsexec next to the lodge binary at self,
+// FindHelper returns the path of lodge-helper next to the lodge binary at self,
 // or on $PATH.
 func FindHelper(self string) (string, error) {
 	path := filepath.Join(filepath.Dir(self), HelperName)
@@ -65,7 +65,7 @@ type Process struct{ pid int }
 // Start starts the helper that runs spec.Args in the container, with stdio as
 // the command's stdin, stdout and stderr. The helper is created directly in the
 // container's cgroup2 cgroup (clone3 CLONE_INTO_CGROUP) and joins the v1 ones
-// itself; see nsexec.c. It uses syscall.ForkExec rather than os/exec, whose
+// itself; see cmd/lodge-helper/exec.c. It uses syscall.ForkExec rather than os/exec, whose
 // first start in a process forks an extra child to probe for pidfd support.
 func Start(helper string, spec Spec, stdio [3]*os.File) (*Process, error) {
 	files := []uintptr{stdio[0].Fd(), stdio[1].Fd(), stdio[2].Fd(), spec.Init.Fd()}
@@ -145,7 +145,7 @@ func joinIDs(ids []uint32) string {
 	return strings.Join(parts, ",")
 }
 
-// Exit statuses reserved by the helper, as documented in nsexec.c.
+// Exit statuses reserved by the helper, as documented in cmd/lodge-helper/exec.c.
 const (
 	ExitHelperFailed = 125
 	ExitCannotRun    = 126

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"lodge/manager/cgroup"
 )
 
 // Status is a container's lifecycle state as users see it.
@@ -42,7 +44,10 @@ type State struct {
 	HostID     uint32            `json:"host_id"` // container id 0 is this host id
 	IDCount    uint32            `json:"id_count"`
 	Cgroups    map[string]string `json:"cgroups"` // hierarchy → host directory
-	RootfsMode string            `json:"rootfs_mode"`
+	// CgroupHost is the host's cgroup layout as the monitor saw it, so that
+	// lodge exec finds init's cgroups without parsing mountinfo again.
+	CgroupHost *cgroup.Host `json:"cgroup_host,omitempty"`
+	RootfsMode string       `json:"rootfs_mode"`
 }
 
 // ReadState returns the recorded state of name, or nil if it has none.

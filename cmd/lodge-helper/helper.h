@@ -1,0 +1,30 @@
+// lodge-helper: the C half of lodge, for work that needs a single-threaded
+// process (which a Go program never is once its runtime has started) or a very
+// small one. It is a static C program, built with musl where available (glibc's
+// start-up probes CPU features with cpuid, which traps to the hypervisor under
+// virtualization), installed next to the lodge binary. Its mode is chosen by
+// the environment; see main.c.
+#ifndef LODGE_HELPER_H
+#define LODGE_HELPER_H
+
+#define _GNU_SOURCE
+#include <sys/types.h>
+
+enum { EXIT_HELPER_FAILED = 125, EXIT_CANNOT_RUN = 126, EXIT_NOT_FOUND = 127 };
+
+extern char **environ;
+
+// util.c
+void die(const char *step);
+void die_msg(const char *msg);
+long env_long(const char *name, long fallback);
+void clear_env(void);
+void join_v1_cgroups(void);
+void send_fd(int sock, int fd);
+
+// The modes.
+void exec_mode(int argc, char **argv);  // exec.c: lodge exec
+void initstub_mode(char **argv);        // stub.c: a container's first process
+void watch_mode(char **argv);           // watch.c: the monitor while idle
+
+#endif
