@@ -15,7 +15,7 @@ TOOLS       := $(CURDIR)/.tools
 STATICCHECK := $(TOOLS)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 # Debian packages a fresh machine lacks, for the runtime, the templates and the tests.
-DEB_PACKAGES := busybox-static iproute2 musl-tools
+DEB_PACKAGES := busybox-static iproute2 musl-tools debootstrap xz-utils zstd
 # Extra packages only the benchmarks need (the LXC peer).
 BENCH_PACKAGES := lxc uidmap
 TEST_TIMEOUT ?= 60m

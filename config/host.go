@@ -34,6 +34,7 @@ type Host struct {
 	Version   int                          `toml:"version"`
 	IDMap     HostIDMap                    `toml:"idmap"`
 	Cgroup    HostCgroup                   `toml:"cgroup"`
+	Images    HostImages                   `toml:"images"`
 	Templates map[string]map[string]string `toml:"templates"` // default template options, e.g. [templates.debian] release = "trixie"
 	Defaults  map[string]string            `toml:"defaults"`  // container keys applied at create, e.g. "limits.pids" = "1024"
 }
@@ -49,6 +50,13 @@ type HostIDMap struct {
 // HostCgroup names lodge's cgroups.
 type HostCgroup struct {
 	Name string `toml:"name"` // directory under lodge's own cgroup that holds containers
+}
+
+// HostImages says where images live.
+type HostImages struct {
+	// Dir holds the template and image cache; "" means ROOT/images. Several
+	// lodge roots can share one cache (a second "host" in tests, say).
+	Dir string `toml:"dir"`
 }
 
 // DefaultHost returns the host config used when the file does not exist.
@@ -126,6 +134,7 @@ func (h *Host) Validate() error {
 		h.checkIDSize(),
 		h.checkIDCount(),
 		h.checkCgroupName(),
+		h.checkImagesDir(),
 		h.checkDefaults(),
 	)
 }
@@ -173,6 +182,13 @@ func (h *Host) checkCgroupName() error {
 	})
 	if !valid {
 		return keyErrorf("cgroup.name", "%q is not a single directory name; use letters, digits, dash, dot and underscore, e.g. %q", name, defaultCgroupName)
+	}
+	return nil
+}
+
+func (h *Host) checkImagesDir() error {
+	if dir := h.Images.Dir; dir != "" && !strings.HasPrefix(dir, "/") {
+		return keyErrorf("images.dir", "%q is not an absolute path; use one like /var/cache/lodge/images, or leave it out for ROOT/images", dir)
 	}
 	return nil
 }

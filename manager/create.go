@@ -22,18 +22,20 @@ import (
 // CreateOptions says how to make a container.
 type CreateOptions struct {
 	Name            string
-	Template        string
-	TemplateOptions map[string]string
-	Config          []string // "key=value" assignments
-	Progress        func(format string, args ...any)
+	Template        string            // build from this template (through the image cache)...
+	Image           string            // ...or copy this cached or imported image (id or alias)
+	TemplateOptions map[string]string // options of the template
+	Refresh         bool              // rebuild the template's cached image first
+	Config          []string          // "key=value" assignments
+	Report          templates.Reporter
 }
 
 // Create builds a new container. It is all or nothing: the container appears
 // under its name only once complete (an atomic rename from ROOT/tmp), and an
 // error or Ctrl-C leaves nothing behind.
 func (m *Manager) Create(ctx context.Context, opts CreateOptions) error {
-	if opts.Progress == nil {
-		opts.Progress = func(string, ...any) {}
+	if opts.Report == nil {
+		opts.Report = templates.Silent{}
 	}
 	if err := config.ValidateName(opts.Name); err != nil {
 		return invalid(err)
@@ -79,19 +81,15 @@ func (m *Manager) existsError(name string) error {
 
 // prepareCreate checks the template and the configuration before any work.
 func (m *Manager) prepareCreate(opts CreateOptions) (templates.Template, *config.Container, error) {
-	tmpl, err := m.templates.Lookup(opts.Template)
+	tmpl, source, err := m.resolveSource(opts)
 	if err != nil {
-		return tmpl, nil, invalid(err)
-	}
-	options, err := tmpl.ResolveOptions(opts.TemplateOptions, m.host.Templates[tmpl.Name])
-	if err != nil {
-		return tmpl, nil, invalid(err)
+		return tmpl, nil, err
 	}
 	cfg, err := m.host.DefaultContainer()
 	if err != nil {
 		return tmpl, nil, invalid(fmt.Errorf("%s: %w", config.HostConfigPath(), err))
 	}
-	cfg.Source = config.Source{Template: tmpl.Name, Options: options, Created: time.Now().UTC().Truncate(time.Second)}
+	cfg.Source = source
 	if err := applyAssignments(cfg, opts.Config, "-c"); err != nil {
 		return tmpl, nil, err
 	}
@@ -99,6 +97,35 @@ func (m *Manager) prepareCreate(opts CreateOptions) (templates.Template, *config
 		return tmpl, nil, invalid(err)
 	}
 	return tmpl, cfg, nil
+}
+
+// resolveSource checks what the container is made from: a template and its
+// options, or an image.
+func (m *Manager) resolveSource(opts CreateOptions) (templates.Template, config.Source, error) {
+	created := time.Now().UTC().Truncate(time.Second)
+	switch {
+	case opts.Image != "" && opts.Template != "":
+		return templates.Template{}, config.Source{}, invalid(errors.New("create takes --template or --image, not both"))
+	case opts.Image != "":
+		if len(opts.TemplateOptions) > 0 || opts.Refresh {
+			return templates.Template{}, config.Source{}, invalid(errors.New("--option and --refresh apply to templates, not to --image"))
+		}
+		img, err := m.images().Lookup(opts.Image)
+		if err != nil {
+			return templates.Template{}, config.Source{}, invalid(err)
+		}
+		tmpl := templates.Template{Name: img.Template, Configure: templates.ConfigureHostname}
+		return tmpl, config.Source{Image: opts.Image, Template: img.Template, Options: img.Options, Created: created}, nil
+	}
+	tmpl, err := m.templates.Lookup(opts.Template)
+	if err != nil {
+		return tmpl, config.Source{}, invalid(err)
+	}
+	options, err := tmpl.ResolveOptions(opts.TemplateOptions, m.host.Templates[tmpl.Name])
+	if err != nil {
+		return tmpl, config.Source{}, invalid(err)
+	}
+	return tmpl, config.Source{Template: tmpl.Name, Options: options, Created: created}, nil
 }
 
 func applyAssignments(cfg *config.Container, assignments []string, origin string) error {
@@ -148,27 +175,32 @@ func (m *Manager) build(ctx context.Context, opts CreateOptions, tmpl templates.
 	return nil
 }
 
+// buildRootfs copies the container's root filesystem from its image, building
+// the template's image first if the cache lacks it.
 func (m *Manager) buildRootfs(ctx context.Context, staging string, opts CreateOptions, tmpl templates.Template, cfg *config.Container) error {
-	rootfsDir := filepath.Join(staging, "rootfs")
-	if err := os.Mkdir(rootfsDir, 0o755); err != nil {
-		return err
-	}
 	if err := os.Mkdir(filepath.Join(staging, "log"), 0o700); err != nil {
 		return err
 	}
-	logFile, err := os.Create(filepath.Join(staging, "log", "create.log"))
+	img, err := m.imageFor(ctx, opts, tmpl, cfg)
 	if err != nil {
 		return err
 	}
-	defer logFile.Close()
-	build := templates.Build{Rootfs: rootfsDir, Options: cfg.Source.Options, Log: logFile, Progress: opts.Progress}
-	if err := tmpl.Build(ctx, build); err != nil {
-		return fmt.Errorf("template %s: %w", tmpl.Name, err)
+	rootfsDir := filepath.Join(staging, "rootfs")
+	opts.Report.Step("copying the root filesystem from image %s", img.ID)
+	if err := templates.CopyRootfs(ctx, m.images().Rootfs(img.ID), rootfsDir); err != nil {
+		return err
 	}
 	if err := tmpl.Configure(rootfsDir, opts.Name); err != nil {
 		return fmt.Errorf("configure root filesystem: %w", err)
 	}
 	return nil
+}
+
+func (m *Manager) imageFor(ctx context.Context, opts CreateOptions, tmpl templates.Template, cfg *config.Container) (templates.Image, error) {
+	if opts.Image != "" {
+		return m.images().Lookup(opts.Image)
+	}
+	return m.images().Ensure(ctx, tmpl, cfg.Source.Options, opts.Refresh, opts.Report)
 }
 
 // allocateRange gives the container its id range. A range already recorded for

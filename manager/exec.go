@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lodge/manager/cgroup"
+	"lodge/manager/monitor"
 	"lodge/manager/nsenter"
 	"lodge/manager/store"
 	"lodge/manager/terminal"
@@ -70,6 +71,7 @@ func (m *Manager) Exec(ctx context.Context, name string, opts ExecOptions) (int,
 	spec := nsenter.Spec{
 		Init: init, Namespaces: nsenter.AllNamespaces, CgroupTasks: placement.Tasks, Cgroup2: placement.Unified,
 		UID: user.UID, GID: user.GID, Groups: user.Groups, Cwd: cwd, CwdIsHome: opts.Cwd == "", Env: env, Args: opts.Args,
+		DropCaps: monitor.DroppedCapabilitiesList(),
 	}
 	if opts.TTY {
 		return execPty(helper, spec, opts)

@@ -80,3 +80,12 @@ func invalid(err error) error {
 	}
 	return invalidError{err}
 }
+
+// images is the image cache: the host config's images.dir, else ROOT/images.
+func (m *Manager) images() *templates.Images {
+	dir := m.host.Images.Dir
+	if dir == "" {
+		dir = m.store.ImagesDir()
+	}
+	return &templates.Images{Dir: dir}
+}

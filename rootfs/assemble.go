@@ -66,6 +66,7 @@ func Assemble(spec Spec) (*Console, error) {
 		{"sys", mountSys},
 		{"cgroup", func(root string) error { return mountCgroups(root, spec.Cgroups) }},
 		{"run", mountRun},
+		{"bootid", bindBootID},
 		{"dev", mountDev},
 	}
 	for _, step := range steps {

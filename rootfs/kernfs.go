@@ -1,6 +1,7 @@
 package rootfs
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -159,4 +160,40 @@ func maskDir(path string) error {
 func exists(path string) bool {
 	_, err := os.Lstat(path)
 	return !errors.Is(err, os.ErrNotExist)
+}
+
+// bindBootID gives each boot of the container its own boot id. The kernel's
+// /proc/sys/kernel/random/boot_id is the host's, so every container boot
+// within one host boot would share it, and journalctl -b could not tell them
+// apart. A fresh random id is written to a file on the container's /run,
+// bound read-only over it, and unlinked (the bind keeps it).
+func bindBootID(root string) error {
+	target := filepath.Join(root, "proc/sys/kernel/random/boot_id")
+	if !exists(target) {
+		return nil
+	}
+	id, err := randomUUID()
+	if err != nil {
+		return err
+	}
+	file := filepath.Join(root, "run/.lodge-boot-id")
+	if err := os.WriteFile(file, []byte(id+"\n"), 0o444); err != nil {
+		return err
+	}
+	defer os.Remove(file)
+	if err := unix.Mount(file, target, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind boot id: %w", err)
+	}
+	return setReadOnly(target)
+}
+
+// randomUUID returns a random (version 4) UUID in its text form.
+func randomUUID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:]), nil
 }

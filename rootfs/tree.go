@@ -23,13 +23,20 @@ func OpenTree(dir string, userns *os.File) (*os.File, error) {
 		return nil, fmt.Errorf("clone mount of %s: %w", dir, err)
 	}
 	tree := os.NewFile(uintptr(fd), dir)
-	if userns == nil {
-		return tree, nil
+	// nodev: a device node in the root filesystem (an imported image may hold
+	// any) must not open a host device; the container's /dev is a tmpfs with
+	// the few nodes lodge binds there itself.
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NODEV}
+	if userns != nil {
+		attr.Attr_set |= unix.MOUNT_ATTR_IDMAP
+		attr.Userns_fd = uint64(userns.Fd())
 	}
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(userns.Fd())}
 	err = unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr)
 	if err != nil {
 		tree.Close()
+		if userns == nil {
+			return nil, fmt.Errorf("set nodev on the mount of %s: %w", dir, err)
+		}
 		return nil, idmapError(dir, err)
 	}
 	return tree, nil

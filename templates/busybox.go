@@ -20,8 +20,9 @@ func Busybox() Template {
 	return Template{
 		Name:        "busybox",
 		Description: "minimal system from the host's static busybox (Debian package busybox-static)",
+		Revision:    1,
 		Build:       buildBusybox,
-		Configure:   configureHostname,
+		Configure:   ConfigureHostname,
 	}
 }
 
@@ -63,7 +64,7 @@ func buildBusybox(ctx context.Context, b Build) error {
 	if err := checkStaticBinary(HostBusybox); err != nil {
 		return err
 	}
-	b.Progress("building busybox root filesystem from %s", HostBusybox)
+	b.Report.Step("building a busybox root filesystem from %s", HostBusybox)
 	for _, d := range busyboxDirs {
 		if err := mkdirMode(filepath.Join(b.Rootfs, d.path), d.mode); err != nil {
 			return err
@@ -119,15 +120,6 @@ func linkApplets(ctx context.Context, rootfs string) error {
 		}
 	}
 	return nil
-}
-
-// configureHostname names the system after the container.
-func configureHostname(rootfs, container string) error {
-	hosts := fmt.Sprintf("127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n", container)
-	if err := writeFileMode(filepath.Join(rootfs, "etc/hostname"), []byte(container+"\n"), 0o644); err != nil {
-		return err
-	}
-	return writeFileMode(filepath.Join(rootfs, "etc/hosts"), []byte(hosts), 0o644)
 }
 
 func mkdirMode(path string, mode os.FileMode) error {

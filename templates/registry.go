@@ -24,8 +24,7 @@ type Build struct {
 	Rootfs  string            // empty directory to fill
 	Options map[string]string // validated options, defaults filled in
 	Log     io.Writer         // detailed output (a log file)
-	// Progress receives one-line status updates for the user.
-	Progress func(format string, args ...any)
+	Report  Reporter          // progress for the user
 }
 
 // Template makes root filesystems of one kind.
@@ -33,6 +32,10 @@ type Template struct {
 	Name        string
 	Description string
 	Options     []Option
+	// Revision changes whenever Build would make a different tree for the
+	// same options (a fix in the template's set-up), so that images cached by
+	// an older lodge are rebuilt rather than reused.
+	Revision int
 	// Build fills b.Rootfs. It must honour ctx (Ctrl-C) and may leave a partial
 	// tree behind on error: the caller removes the staging directory.
 	Build func(ctx context.Context, b Build) error
@@ -54,7 +57,7 @@ func NewRegistry(ts ...Template) *Registry {
 }
 
 // Default returns the registry of the templates lodge ships.
-func Default() *Registry { return NewRegistry(Busybox()) }
+func Default() *Registry { return NewRegistry(Busybox(), Debian()) }
 
 // Lookup returns template name, or an error listing the ones that exist.
 func (r *Registry) Lookup(name string) (Template, error) {

@@ -25,6 +25,7 @@
 //   _LODGE_NSEXEC_CWD_SOFT set when the directory is only the user's home: if it
 //                          does not exist, / is used (as login does)
 //   _LODGE_NSEXEC_PTY      unix socket fd: allocate a pty in the container and send its master here
+//   _LODGE_NSEXEC_DROP_CAPS capabilities to drop from the bounding set, comma-separated numbers
 #include "helper.h"
 
 #include <errno.h>
@@ -36,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -43,6 +45,24 @@
 #ifndef TIOCGPTPEER
 #define TIOCGPTPEER _IO('T', 0x41)
 #endif
+
+// drop_capabilities removes from the bounding set the capabilities lodge keeps
+// away from containers ($_LODGE_NSEXEC_DROP_CAPS, comma-separated numbers; see
+// manager/monitor/caps.go), as it does for init.
+static void drop_capabilities(void)
+{
+	const char *list = getenv("_LODGE_NSEXEC_DROP_CAPS");
+	char *copy, *save = NULL, *tok;
+
+	if (list == NULL || *list == '\0')
+		return;
+	copy = strdup(list);
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (prctl(PR_CAPBSET_DROP, strtoul(tok, NULL, 10), 0, 0, 0) < 0)
+			die("drop a capability");
+	}
+	free(copy);
+}
 
 static void set_credentials(void)
 {
@@ -158,6 +178,7 @@ static void enter(char **argv)
 	if (setns(pidfd, (int)env_long("_LODGE_NSEXEC_NS", 0)) < 0)
 		die("enter the container's namespaces");
 	close(pidfd);
+	drop_capabilities();
 	set_credentials();
 	if (ptysock >= 0)
 		slave = open_container_pty(ptysock);

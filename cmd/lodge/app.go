@@ -12,6 +12,7 @@ import (
 	"lodge/manager"
 	"lodge/manager/nsenter"
 	"lodge/manager/store"
+	"lodge/templates"
 )
 
 // app carries what every command needs: the streams and the lodge root.
@@ -34,6 +35,15 @@ func (a *app) manager() (*manager.Manager, error) { return a.openManager(a.root)
 // progress prints one status line on stderr.
 func (a *app) progress(format string, args ...any) {
 	fmt.Fprintf(a.stderr, format+"\n", args...)
+}
+
+// reporter draws progress bars and steps on stderr.
+func (a *app) reporter() templates.Reporter {
+	fd := ^uintptr(0)
+	if f, ok := a.stderr.(*os.File); ok {
+		fd = f.Fd()
+	}
+	return newProgressReporter(a.stderr, fd)
 }
 
 // run executes the command line and returns the process exit status.

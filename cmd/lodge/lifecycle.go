@@ -12,10 +12,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"lodge/manager"
+	"lodge/templates"
 )
 
 type createOptions struct {
 	template string
+	image    string
+	refresh  bool
 	options  []string // template options, KEY=VALUE
 	config   []string // -c key=value
 }
@@ -23,24 +26,32 @@ type createOptions struct {
 func newCreateCmd(a *app) *cobra.Command {
 	var opts createOptions
 	cmd := &cobra.Command{
-		Use:   "create NAME --template TEMPLATE [-o option=value]... [-c key=value]...",
-		Short: "Create a container from a template",
-		Example: `  lodge create web1 --template busybox
-  lodge create db1 --template busybox -c limits.memory=512MiB -c limits.cpuset=0`,
+		Use:   "create NAME (--template TEMPLATE [-o option=value]... | --image IMAGE) [-c key=value]...",
+		Short: "Create a container from a template or an image",
+		Long: `Create a container. A template's root filesystem is built once into the image
+cache (with progress, and a log) and copied from there by later creates; --refresh
+rebuilds it. Templates and their options:
+` + templateHelp(),
+		Example: `  lodge create web1 --template debian
+  lodge create old --template debian -o release=trixie -o init=sysvinit
+  lodge create tiny --template busybox -c limits.memory=64MiB -c limits.cpuset=0
+  lodge create copy1 --image my-image`,
 		Args: exactArgs(1, "a container name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runCreate(cmd, a, args[0], opts)
 		},
 	}
-	cmd.Flags().StringVarP(&opts.template, "template", "t", "", "template to build the root filesystem from (busybox)")
+	cmd.Flags().StringVarP(&opts.template, "template", "t", "", "template to build the root filesystem from (debian, busybox)")
+	cmd.Flags().StringVar(&opts.image, "image", "", "image (id or alias, see lodge image list) to copy the root filesystem from")
+	cmd.Flags().BoolVar(&opts.refresh, "refresh", false, "rebuild the template's cached image first")
 	cmd.Flags().StringArrayVarP(&opts.options, "option", "o", nil, "template option KEY=VALUE (repeatable)")
 	cmd.Flags().StringArrayVarP(&opts.config, "config", "c", nil, "configuration key=value (repeatable; see README: Configuration keys)")
 	return cmd
 }
 
 func runCreate(cmd *cobra.Command, a *app, name string, opts createOptions) error {
-	if opts.template == "" {
-		return usageError{"create needs --template (available: busybox)"}
+	if opts.template == "" && opts.image == "" {
+		return usageError{"create needs --template (debian, busybox) or --image"}
 	}
 	tmplOpts, err := parseKeyValues(opts.options, "--option")
 	if err != nil {
@@ -54,12 +65,17 @@ func runCreate(cmd *cobra.Command, a *app, name string, opts createOptions) erro
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err = m.Create(ctx, manager.CreateOptions{
-		Name: name, Template: opts.template, TemplateOptions: tmplOpts, Config: opts.config, Progress: a.progress,
+		Name: name, Template: opts.template, Image: opts.image, TemplateOptions: tmplOpts,
+		Refresh: opts.refresh, Config: opts.config, Report: a.reporter(),
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "Created %s from template %s.\n", name, opts.template)
+	from := "template " + opts.template
+	if opts.image != "" {
+		from = "image " + opts.image
+	}
+	fmt.Fprintf(a.stdout, "Created %s from %s.\n", name, from)
 	return nil
 }
 
@@ -209,3 +225,16 @@ func newVersionCmd(a *app) *cobra.Command {
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
+
+// templateHelp lists the templates and their options for create --help.
+func templateHelp() string {
+	var b strings.Builder
+	for _, name := range templates.Default().Names() {
+		t, _ := templates.Default().Lookup(name)
+		fmt.Fprintf(&b, "\n  %s: %s\n", t.Name, t.Description)
+		for _, o := range t.Options {
+			fmt.Fprintf(&b, "    -o %s=%s\t%s\n", o.Name, o.Default, o.Doc)
+		}
+	}
+	return b.String()
+}

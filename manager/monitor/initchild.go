@@ -72,6 +72,9 @@ func runInit(sock *os.File) error {
 	if err := useConsole(console.Slave); err != nil {
 		return err
 	}
+	if err := dropCapabilities(); err != nil {
+		return err
+	}
 	return execInit(sock, setup)
 }
 

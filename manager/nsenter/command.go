@@ -30,6 +30,7 @@ type Spec struct {
 	Cgroup2     string   // cgroup2 directory to create the command in; "" if none
 	UID, GID    uint32   // credentials inside the container
 	Groups      []uint32 // supplementary groups inside the container
+	DropCaps    string   // capabilities to drop from the bounding set (comma-separated numbers)
 	Cwd         string   // working directory inside the container
 	CwdIsHome   bool     // Cwd is just the user's home: fall back to / if it is missing
 	Env         []string // the command's whole environment
@@ -127,6 +128,7 @@ func helperEnv(spec Spec) []string {
 		"_LODGE_NSEXEC_GID=" + strconv.FormatUint(uint64(spec.GID), 10),
 		"_LODGE_NSEXEC_GROUPS=" + joinIDs(spec.Groups),
 		"_LODGE_NSEXEC_CWD=" + spec.Cwd,
+		"_LODGE_NSEXEC_DROP_CAPS=" + spec.DropCaps,
 	}
 	if spec.CwdIsHome {
 		env = append(env, "_LODGE_NSEXEC_CWD_SOFT=1")
