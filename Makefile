@@ -50,27 +50,30 @@ lint: $(STATICCHECK)
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
-# The demo uses its own lodge root, so it never touches real containers.
+# The demo uses its own lodge root, so it never touches real containers. The
+# Debian image is built on the first run (a minute) and reused afterwards.
 DEMO_ROOT ?= /tmp/lodge-demo
 demo: deps build
 	@set -e; export LODGE_ROOT=$(DEMO_ROOT) PATH="$(CURDIR)/bin:$$PATH"; \
 	show() { printf '\n\033[1m$$ %s\033[0m\n' "$$*"; "$$@"; }; \
 	lodge delete --force demo >/dev/null 2>&1 || true; \
-	show lodge create demo --template busybox -c limits.memory=128MiB -c limits.pids=64; \
+	show lodge create demo --template debian -c limits.memory=512MiB -c limits.pids=512; \
 	show lodge start demo; \
+	printf 'waiting for systemd to finish booting...\n'; \
+	until lodge exec demo -- systemctl is-system-running --wait >/dev/null 2>&1; do sleep 0.2; done; \
 	show lodge list; \
-	show lodge exec demo -- ps; \
+	show lodge exec demo -- systemctl is-system-running; \
+	show lodge exec demo -- sh -c 'for p in /proc/[0-9]*; do echo "$${p#/proc/} $$(cat $$p/comm)"; done'; \
 	show lodge exec demo -- cat /proc/self/uid_map; \
 	show lodge exec demo -- id; \
 	pid=$$(lodge info demo --format json | sed -n 's/.*"pid": \([0-9]*\).*/\1/p' | head -1); \
 	show ps -o user,pid,comm -p $$pid; \
-	echo "(on the host, the container's init runs as an unprivileged uid)"; \
+	echo "(on the host, the container's systemd runs as an unprivileged uid)"; \
 	show lodge stop demo; \
 	show lodge list; \
 	show lodge delete demo; \
-	printf '\nDemo done: the container booted busybox init as pid 1, unprivileged, and was removed.\n'
+	printf '\nDemo done: Debian booted systemd as pid 1, unprivileged, and was removed.\n'
 
-# lxc-net would set up NAT for LXC's bridge: it is masked before lxc is installed
 # (on systemd hosts), since the benchmark's LXC containers have no network.
 bench: deps build
 	@if [ -d /run/systemd/system ]; then systemctl mask lxc-net.service >/dev/null 2>&1 || true; fi

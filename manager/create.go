@@ -66,7 +66,7 @@ func (m *Manager) sweepTmp() {
 		dir := filepath.Join(m.store.TmpDir(), e.Name())
 		switch {
 		case strings.HasSuffix(e.Name(), ".create"):
-			if owner, ok := readOwner(dir); !ok || !owner.Alive() {
+			if abandoned(dir) {
 				removeTree(dir)
 			}
 		case strings.Contains(e.Name(), ".delete-"):
@@ -242,8 +242,8 @@ func (m *Manager) reserveStaging(name string) (string, error) {
 		if !errors.Is(err, os.ErrExist) {
 			return "", fmt.Errorf("reserve %s: %w", dir, err)
 		}
-		if owner, ok := readOwner(dir); ok && owner.Alive() {
-			return "", fmt.Errorf("container %q is being created by process %d; wait for it or stop it: %w", name, owner.PID, ErrExists)
+		if !abandoned(dir) {
+			return "", fmt.Errorf("container %q is being created by another lodge; wait for it: %w", name, ErrExists)
 		}
 		// Left behind by a create that was killed: clear it and try again.
 		if err := removeTree(dir); err != nil {
@@ -251,6 +251,17 @@ func (m *Manager) reserveStaging(name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("reserve %s: it keeps reappearing", dir)
+}
+
+// abandoned reports whether a staging directory's creator is gone. A directory
+// without an owner file yet may belong to a create that has just made it, so
+// only an old one counts as abandoned.
+func abandoned(dir string) bool {
+	if owner, ok := readOwner(dir); ok {
+		return !owner.Alive()
+	}
+	fi, err := os.Stat(dir)
+	return err == nil && time.Since(fi.ModTime()) > 10*time.Minute
 }
 
 func writeOwner(dir string, p store.Process) error {

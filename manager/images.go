@@ -27,13 +27,24 @@ func (m *Manager) DeleteImage(ctx context.Context, name string) error {
 	return imageError(m.images().Delete(ctx, name))
 }
 
-// imageError maps an unknown image to ErrNotFound for the exit status.
+// imageError maps image errors to the manager's, for the exit status.
 func imageError(err error) error {
-	if errors.Is(err, templates.ErrImageNotFound) {
+	switch {
+	case errors.Is(err, templates.ErrImageNotFound):
 		return notFoundError{err}
+	case errors.Is(err, templates.ErrImageExists):
+		return existsError{err}
+	case errors.Is(err, templates.ErrBadName):
+		return invalid(err)
 	}
 	return err
 }
+
+type existsError struct{ err error }
+
+func (e existsError) Error() string        { return e.err.Error() }
+func (e existsError) Unwrap() error        { return e.err }
+func (e existsError) Is(target error) bool { return target == ErrExists }
 
 type notFoundError struct{ err error }
 

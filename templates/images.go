@@ -43,8 +43,12 @@ type Image struct {
 	Size     int64             `json:"size" yaml:"size"` // bytes of file data in the root filesystem
 }
 
-// ErrImageNotFound is returned for an unknown image name.
-var ErrImageNotFound = errors.New("image not found")
+// Errors callers branch on.
+var (
+	ErrImageNotFound = errors.New("image not found")
+	ErrImageExists   = errors.New("already exists")
+	ErrBadName       = errors.New("bad name") // an alias or file name lodge cannot use
+)
 
 // Rootfs is the root filesystem of image id.
 func (s *Images) Rootfs(id string) string { return filepath.Join(s.Dir, id, "rootfs") }

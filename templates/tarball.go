@@ -47,7 +47,7 @@ func compressorFor(name string) ([]string, error) {
 			known = append(known, suffix)
 		}
 	}
-	return nil, fmt.Errorf("%s: name the file .tar, %s", name, strings.Join(known[:len(known)-1], ", "))
+	return nil, fmt.Errorf("%s: name the file .tar, %s: %w", name, strings.Join(known[:len(known)-1], ", "), ErrBadName)
 }
 
 // decompressorFor recognises the compression of a file by its magic bytes.
@@ -73,7 +73,7 @@ func (s *Images) Import(ctx context.Context, file, alias string, report Reporter
 		return Image{}, err
 	}
 	if _, err := s.Lookup(alias); err == nil {
-		return Image{}, fmt.Errorf("an image named %q exists; pick another alias or delete it: lodge image delete %s", alias, alias)
+		return Image{}, fmt.Errorf("an image named %q %w; pick another alias or delete it: lodge image delete %s", alias, ErrImageExists, alias)
 	}
 	unlock, err := s.lock(ctx, "import-"+alias, report)
 	if err != nil {
@@ -110,7 +110,7 @@ func checkAlias(alias string) error {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._", r))
 	}) && alias[0] != '.' && alias[0] != '-'
 	if !ok {
-		return fmt.Errorf("image alias %q: use letters, digits, dashes, dots and underscores, not starting with a dot or dash", alias)
+		return fmt.Errorf("image alias %q: use letters, digits, dashes, dots and underscores, not starting with a dot or dash: %w", alias, ErrBadName)
 	}
 	return nil
 }

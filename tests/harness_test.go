@@ -77,23 +77,35 @@ type env struct {
 	cgroupName string
 	extraEnv   []string
 	bin        string // the lodge binary; binDir/lodge unless a test changes it
+	firstID    int    // first host id of the env's id pool
 }
 
 var envCount atomic.Int32
+
+// sharedImages is the image cache all test roots share and later runs reuse:
+// the Debian image is built once per machine (a minute), not once per test.
+const sharedImages = "/var/cache/lodge/test-images"
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	requireRoot(t)
 	e := &env{t: t, root: t.TempDir(), cgroupName: "lodge-test-" + randomHex(4), bin: filepath.Join(binDir, "lodge")}
 	// Spread test roots over distinct id ranges, far from lodge's default pool.
-	first := 100_000_000 + int(envCount.Add(1))*64*65536 + os.Getpid()%8*8*64*65536
+	e.firstID = 100_000_000 + int(envCount.Add(1))*64*65536 + os.Getpid()%8*8*64*65536
 	e.hostConfig = filepath.Join(t.TempDir(), "lodge.toml")
-	hostConfig := fmt.Sprintf("version = 1\n[idmap]\nfirst = %d\ncount = 64\n[cgroup]\nname = %q\n", first, e.cgroupName)
-	if err := os.WriteFile(e.hostConfig, []byte(hostConfig), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	e.setImages(sharedImages)
 	t.Cleanup(e.cleanup)
 	return e
+}
+
+// setImages points the env's host config at an image cache directory.
+func (e *env) setImages(dir string) {
+	e.t.Helper()
+	hostConfig := fmt.Sprintf("version = 1\n[idmap]\nfirst = %d\ncount = 64\n[cgroup]\nname = %q\n[images]\ndir = %q\n",
+		e.firstID, e.cgroupName, dir)
+	if err := os.WriteFile(e.hostConfig, []byte(hostConfig), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 func randomHex(n int) string {
