@@ -17,7 +17,7 @@ STATICCHECK_VERSION := v0.8.2
 # Debian packages a fresh machine lacks, for the runtime, the templates and the tests.
 DEB_PACKAGES := busybox-static iproute2 musl-tools debootstrap xz-utils zstd
 # Extra packages only the benchmarks need (the LXC peer).
-BENCH_PACKAGES := lxc uidmap
+BENCH_PACKAGES := lxc lxc-templates rsync uidmap
 TEST_TIMEOUT ?= 60m
 
 .PHONY: all deps build test unit-test lint demo bench clean

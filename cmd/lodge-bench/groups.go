@@ -23,6 +23,7 @@ func groups() []group {
 		execGroup(),
 		gracefulStopGroup(),
 		memoryGroup(),
+		debianGroup(),
 	}
 }
 

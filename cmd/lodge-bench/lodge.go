@@ -32,7 +32,7 @@ func newLodge(bin, dir, cgroupName string) (*lodgeRuntime, error) {
 		hostConfig: filepath.Join(dir, "lodge.toml"),
 		cgroupName: cgroupName,
 	}
-	l.configText = fmt.Sprintf("version = 1\n\n[cgroup]\nname = %q\n\n[idmap]\nfirst = %d\n", cgroupName, lodgeIDFirst)
+	l.configText = fmt.Sprintf("version = 1\n\n[cgroup]\nname = %q\n\n[idmap]\nfirst = %d\n\n[images]\ndir = %q\n", cgroupName, lodgeIDFirst, benchImages)
 	if err := os.WriteFile(l.hostConfig, []byte(l.configText), 0o644); err != nil {
 		return nil, err
 	}

@@ -45,7 +45,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.k, "k", 10, "containers per runtime for the memory measurement")
 	fs.IntVar(&o.memRounds, "mem-rounds", 3, "rounds of the memory measurement")
 	fs.DurationVar(&o.settle, "settle", 100*time.Millisecond, "untimed pause between steps")
-	fs.StringVar(&o.only, "only", "", "run only these groups (comma-separated: start, exec, stop, memory)")
+	fs.StringVar(&o.only, "only", "", "run only these groups (comma-separated: start, exec, stop, memory, debian)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
