@@ -149,5 +149,8 @@ func (m *Manager) running(name string) (*store.State, error) {
 	if st == nil {
 		return nil, fmt.Errorf("container %q %w; start it first: lodge start %s", name, ErrNotRunning, name)
 	}
+	if st.Status == store.Starting {
+		return nil, fmt.Errorf("container %q is still starting; try again in a moment", name)
+	}
 	return st, nil
 }

@@ -54,12 +54,16 @@ func send(sock *os.File, msg message, files ...*os.File) error {
 // which for the child means it executed init (its end is close-on-exec) or died.
 var errPeerClosed = fmt.Errorf("peer closed the connection")
 
+// maxFiles is the most descriptors one message carries: the setup message
+// has the mount tree, its target and one per /proc and /sys view.
+const maxFiles = 32
+
 // receive reads one message and the files attached to it.
 func receive(sock *os.File) (message, []*os.File, error) {
 	buf := make([]byte, maxMessage)
-	oob := make([]byte, unix.CmsgSpace(4*4))
+	oob := make([]byte, unix.CmsgSpace(maxFiles*4))
 	for {
-		n, oobn, _, _, err := unix.Recvmsg(int(sock.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		n, oobn, recvFlags, _, err := unix.Recvmsg(int(sock.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
 		if err == unix.EINTR {
 			continue
 		}
@@ -72,6 +76,10 @@ func receive(sock *os.File) (message, []*os.File, error) {
 		files, err := parseRights(oob[:oobn])
 		if err != nil {
 			return message{}, nil, err
+		}
+		if recvFlags&(unix.MSG_CTRUNC|unix.MSG_TRUNC) != 0 {
+			closeAll(files)
+			return message{}, nil, fmt.Errorf("receive: message or its descriptors truncated (flags %#x)", recvFlags)
 		}
 		var msg message
 		if err := json.Unmarshal(buf[:n], &msg); err != nil {
