@@ -19,7 +19,7 @@ func Debian() Template {
 	return Template{
 		Name:        "debian",
 		Description: "Debian built by debootstrap (bookworm, trixie, ...), with systemd or sysvinit",
-		Revision:    1,
+		Revision:    2, // 2: procps by default
 		Options: []Option{
 			{Name: "release", Default: "bookworm", Doc: "Debian release (suite or codename): bookworm, trixie, ..."},
 			{Name: "mirror", Default: "http://deb.debian.org/debian", Doc: "Debian mirror to install from; apt in the container uses it too"},
@@ -55,11 +55,17 @@ func buildDebian(ctx context.Context, b Build) error {
 	return prepareDebian(b.Rootfs, b.Options)
 }
 
+// debianBase is installed whatever the init: procps gives free, top, ps
+// and uptime, the first things people run on a new machine (and how they
+// see the container's /proc views).
+var debianBase = []string{"procps"}
+
 func debootstrapArgs(opts map[string]string, rootfs string) ([]string, error) {
-	include, ok := debianInits[opts["init"]]
+	initPackages, ok := debianInits[opts["init"]]
 	if !ok {
 		return nil, fmt.Errorf("option init=%q: use systemd or sysvinit", opts["init"])
 	}
+	include := append(slices.Clone(initPackages), debianBase...)
 	for _, p := range strings.Split(opts["packages"], ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			include = append(include, p)

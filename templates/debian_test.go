@@ -29,7 +29,7 @@ func TestDebootstrapStage(t *testing.T) {
 func TestDebootstrapArgs(t *testing.T) {
 	opts := map[string]string{"release": "trixie", "mirror": "http://m/debian", "variant": "minbase", "init": "sysvinit", "packages": "less, vim"}
 	args, err := debootstrapArgs(opts, "/r")
-	want := []string{"--include=sysvinit-core,less,vim", "--variant=minbase", "trixie", "/r", "http://m/debian"}
+	want := []string{"--include=sysvinit-core,procps,less,vim", "--variant=minbase", "trixie", "/r", "http://m/debian"}
 	if err != nil || len(args) != len(want) {
 		t.Fatalf("args %v, %v", args, err)
 	}
