@@ -38,6 +38,7 @@ type Container struct {
 	Limits  Limits `toml:"limits,omitempty"`
 	Init    Init   `toml:"init,omitempty"`
 	Rootfs  Rootfs `toml:"rootfs,omitempty"`
+	LXCFS   LXCFS  `toml:"lxcfs"`
 }
 
 // Source records how the container was made. `lodge create` sets it; users
@@ -83,6 +84,14 @@ type Rootfs struct {
 	Shift string `toml:"shift,omitempty"` // ShiftAuto, ShiftIDMap or ShiftChown
 }
 
+// LXCFS says how the container's /proc and /sys views (lodge lxcfs) behave.
+type LXCFS struct {
+	// Enabled mounts the views over /proc/meminfo and friends at start.
+	Enabled bool `toml:"enabled"`
+	// CPUQuotaView counts the CPU quota (rounded up) instead of the cpuset.
+	CPUQuotaView bool `toml:"cpu_quota_view,omitempty"`
+}
+
 // Default returns the configuration of a container with nothing set. Load
 // decodes a file on top of it, so keys missing from the file keep these values.
 func Default() *Container {
@@ -93,6 +102,7 @@ func Default() *Container {
 			StopTimeout: defaultStopTimeout,
 		},
 		Rootfs: Rootfs{Shift: defaultShift},
+		LXCFS:  LXCFS{Enabled: true},
 	}
 }
 

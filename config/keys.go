@@ -93,6 +93,22 @@ var keyRegistry = []Key{
 		check:   checkSwap,
 	},
 	{
+		Name:    "lxcfs.cpu_quota_view",
+		Doc:     "Whether the /proc and /sys views count CPUs from the CPU quota (limits.cpu, rounded up, within the cpuset) instead of the cpuset. nproc still shows the cpuset (it asks the scheduler). Takes effect at once.",
+		Example: "true",
+		set:     func(c *Container, v string) error { return setBool(&c.LXCFS.CPUQuotaView, v) },
+		get:     func(c *Container) string { return strconv.FormatBool(c.LXCFS.CPUQuotaView) },
+		check:   func(*Container) error { return nil }, // any boolean is fine
+	},
+	{
+		Name:    "lxcfs.enabled",
+		Doc:     "Whether the container sees its own /proc/meminfo, cpuinfo, stat, uptime, loadavg, swaps, diskstats and /sys/devices/system/cpu, rendered from its cgroups by lodge's FUSE server, so that free, top, uptime and nproc show its limits. Takes effect at the next start.",
+		Example: "false",
+		set:     func(c *Container, v string) error { return setBool(&c.LXCFS.Enabled, v) },
+		get:     func(c *Container) string { return strconv.FormatBool(c.LXCFS.Enabled) },
+		check:   func(*Container) error { return nil }, // any boolean is fine
+	},
+	{
 		Name:    "rootfs.shift",
 		Doc:     "How the root filesystem's files, which keep ids 0..65535 on disk, are mapped to the container's host ids: auto uses an idmapped mount, or shifts ownership with chown where the filesystem cannot idmap; idmap requires an idmapped mount; chown always shifts ownership.",
 		Example: ShiftIDMap,
@@ -236,6 +252,15 @@ func setDuration(dst *Duration, value string) error {
 		return err
 	}
 	*dst = duration
+	return nil
+}
+
+func setBool(dst *bool, value string) error {
+	b, err := strconv.ParseBool(strings.TrimSpace(value))
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", value)
+	}
+	*dst = b
 	return nil
 }
 

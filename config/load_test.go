@@ -323,6 +323,7 @@ func TestTomlKeys(t *testing.T) {
 		"limits", "limits.memory", "limits.swap", "limits.cpu", "limits.cpuset", "limits.pids",
 		"init", "init.command", "init.stop_signal", "init.stop_timeout",
 		"rootfs", "rootfs.shift",
+		"lxcfs", "lxcfs.enabled", "lxcfs.cpu_quota_view",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("tomlKeys = %q\nwant %q", got, want)

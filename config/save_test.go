@@ -122,6 +122,9 @@ stop_timeout = "30s"
 
 [rootfs]
 shift = "auto"
+
+[lxcfs]
+enabled = true
 `
 	if string(text) != want {
 		t.Errorf("Marshal(Default()) =\n%s\nwant\n%s", text, want)

@@ -48,6 +48,7 @@ func (m *Manager) startLocked(ctx context.Context, name string, progress func(fo
 	if err := checkHostFit(name, cfg); err != nil {
 		return invalid(err)
 	}
+	m.ensureViews(cfg, progress)
 	return m.runMonitor(ctx, name, progress)
 }
 

@@ -17,6 +17,14 @@ type Spec struct {
 	Target  *os.File      // that directory, opened by the host (O_PATH): Tree is attached over it
 	Tree    *os.File      // detached mount of the root filesystem, from OpenTree
 	Cgroups []CgroupMount // the cgroup filesystems to mount under /sys/fs/cgroup
+	Views   []View        // files of lodge's /proc and /sys views to bind (may be empty)
+}
+
+// View is one file (or directory) of the views server, bound over a path of the
+// container's /proc or /sys.
+type View struct {
+	Source *os.File // the server's file, opened by the host in this mount namespace
+	Target string   // absolute path inside the container, e.g. /proc/meminfo
 }
 
 // OpenTarget opens dir, as seen in the mount namespace of process pid (the
@@ -64,6 +72,7 @@ func Assemble(spec Spec) (*Console, error) {
 	}{
 		{"proc", mountProc},
 		{"sys", mountSys},
+		{"views", func(root string) error { return bindViews(root, spec.Views) }},
 		{"cgroup", func(root string) error { return mountCgroups(root, spec.Cgroups) }},
 		{"run", mountRun},
 		{"bootid", bindBootID},

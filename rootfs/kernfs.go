@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -196,4 +197,26 @@ func randomUUID() (string, error) {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:]), nil
+}
+
+// bindViews binds the views server's files over /proc/meminfo and friends.
+// The sources are descriptors the host opened in this mount namespace, reached
+// through /proc/self/fd, so no host path is looked up as the container's root.
+func bindViews(root string, views []View) error {
+	for _, v := range views {
+		source := "/proc/self/fd/" + strconv.Itoa(int(v.Source.Fd()))
+		target := filepath.Join(root, v.Target)
+		if !exists(target) {
+			continue // the kernel lacks it (no /sys/devices/system/cpu, say)
+		}
+		if err := unix.Mount(source, target, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind the view of %s: %w", v.Target, err)
+		}
+		// Read-only, keeping the flags the user namespace cannot drop.
+		flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV)
+		if err := unix.Mount("", target, "", flags, ""); err != nil {
+			return fmt.Errorf("make the view of %s read-only: %w", v.Target, err)
+		}
+	}
+	return nil
 }

@@ -26,5 +26,7 @@ void send_fd(int sock, int fd);
 void exec_mode(int argc, char **argv);  // exec.c: lodge exec
 void initstub_mode(char **argv);        // stub.c: a container's first process
 void watch_mode(char **argv);           // watch.c: the monitor while idle
+void supervise_mode(int argc, char **argv); // supervise.c: keep a server running
+void attach_mode(void);                 // attach.c: mount into a running container
 
 #endif

@@ -39,6 +39,7 @@ long env_long(const char *name, long fallback)
 void clear_env(void)
 {
 	static const char *names[] = { "_LODGE_NSEXEC", "_LODGE_INITSTUB", "_LODGE_WATCH", "_LODGE_TASKS",
+				       "_LODGE_SUPERVISE", "_LODGE_ATTACH", "_LODGE_ATTACH_PIDFD", "_LODGE_ATTACH_MOUNTS",
 				       "_LODGE_NSEXEC_PIDFD", "_LODGE_NSEXEC_NS", "_LODGE_NSEXEC_UID",
 				       "_LODGE_NSEXEC_GID", "_LODGE_NSEXEC_GROUPS", "_LODGE_NSEXEC_CWD",
 				       "_LODGE_NSEXEC_CWD_SOFT", "_LODGE_NSEXEC_PTY", "_LODGE_NSEXEC_DROP_CAPS" };

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"lodge/lxcfs"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -87,6 +88,8 @@ func exitCodeOf(err error) int {
 	var usage usageError
 	var execErr execError
 	switch {
+	case errors.Is(err, lxcfs.ErrRestart):
+		return lxcfs.RestartExitCode
 	case errors.As(err, &execErr):
 		return exitExecFailed
 	case errors.As(err, &usage), errors.Is(err, manager.ErrInvalid), isFlagError(err):

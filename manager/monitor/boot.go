@@ -5,15 +5,19 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
 	"lodge/config"
+	"lodge/lxcfs"
 	"lodge/manager/cgroup"
 	"lodge/manager/failpoint"
 	"lodge/manager/revert"
 	"lodge/manager/store"
 	"lodge/rootfs"
+
+	"golang.org/x/sys/unix"
 )
 
 // boot is one run of the container, from init's start to its exit. A guest
@@ -60,6 +64,7 @@ func (m *Monitor) boot() (*boot, error) {
 		return nil, err
 	}
 	r.Add(ch.kill)
+	r.Add(func() { m.store.RemoveState(m.name) })
 	timer.mark("spawn")
 	if needsMove {
 		if err := group.AddProcess(ch.pid()); err != nil {
@@ -144,7 +149,22 @@ func (m *Monitor) startInit(b *boot) error {
 		Command:  b.cfg.Init.Command,
 		Env:      initEnv(),
 	}
-	master, err := b.child.setup(setup, tree)
+	// Recorded as STARTING with the child's identity (exec keeps its pid
+	// and start time), the container is known to the views server before
+	// init's first read of /proc.
+	if b.init, err = store.ProcessOf(b.child.pid()); err == nil {
+		b.started = time.Now().UTC()
+		if err := m.writeState(b, store.Starting); err != nil {
+			m.log.Warn("record state", "err", err)
+		}
+	}
+	views := m.openViews(b)
+	defer func() {
+		for _, v := range views {
+			v.Source.Close()
+		}
+	}()
+	master, err := b.child.setup(setup, tree, views)
 	if err != nil {
 		return err
 	}
@@ -239,4 +259,24 @@ func (t *phaseTimer) mark(phase string) {
 	now := time.Now()
 	t.attrs = append(t.attrs, phase, now.Sub(t.last).Round(time.Microsecond).String())
 	t.last = now
+}
+
+// openViews opens the views server's files for the container, through
+// /proc/CHILD/root so that they are the child's copies of the mount. No
+// server, or views disabled: none, and the container sees the host's files.
+func (m *Monitor) openViews(b *boot) []rootfs.View {
+	if !b.cfg.LXCFS.Enabled || !lxcfs.Live(m.store) {
+		return nil
+	}
+	var views []rootfs.View
+	base := filepath.Join("/proc", strconv.Itoa(b.child.pid()), "root", lxcfs.MountPoint(m.store))
+	for _, mount := range lxcfs.Mounts() {
+		f, err := os.OpenFile(filepath.Join(base, mount[0]), unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			m.log.Warn("views unavailable", "file", mount[0], "err", err)
+			continue
+		}
+		views = append(views, rootfs.View{Source: f, Target: mount[1]})
+	}
+	return views
 }

@@ -20,6 +20,7 @@ type initSetup struct {
 	Hostname string               `json:"hostname"`
 	Command  []string             `json:"command"`
 	Env      []string             `json:"env"`
+	Views    []string             `json:"views"` // targets of the view files attached after tree and target
 }
 
 // initSyncFD is the child's end of the socketpair (the first ExtraFile).
@@ -46,22 +47,25 @@ func runInit(sock *os.File) error {
 	if err != nil {
 		return fmt.Errorf("wait for setup: %w", err)
 	}
-	if msg.Type != "setup" || msg.Setup == nil || len(files) != 2 {
-		return fmt.Errorf("unexpected %q message from monitor", msg.Type)
+	if msg.Type != "setup" || msg.Setup == nil || len(files) != 2+len(msg.Setup.Views) {
+		return fmt.Errorf("unexpected %q message from monitor (with %d descriptors)", msg.Type, len(files))
 	}
 	setup, tree, target := msg.Setup, files[0], files[1]
+	var views []rootfs.View
+	for i, t := range setup.Views {
+		views = append(views, rootfs.View{Source: files[2+i], Target: t})
+	}
 	// The monitor has moved this process into the container's cgroups, so the
 	// new cgroup namespace is rooted there.
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 		return fmt.Errorf("new cgroup namespace: %w", err)
 	}
-	spec := rootfs.Spec{Rootfs: setup.Rootfs, Target: target, Tree: tree, Cgroups: setup.Cgroups}
+	spec := rootfs.Spec{Rootfs: setup.Rootfs, Target: target, Tree: tree, Cgroups: setup.Cgroups, Views: views}
 	console, err := rootfs.Assemble(spec)
 	if err != nil {
 		return err
 	}
-	tree.Close()
-	target.Close()
+	closeAll(files)
 	if err := send(sock, message{Type: "console"}, console.Master); err != nil {
 		return err
 	}

@@ -145,12 +145,17 @@ func (c *child) kill() {
 
 // setup sends the setup and waits until init runs, returning the console's
 // pty master.
-func (c *child) setup(s *initSetup, tree *os.File) (*os.File, error) {
+func (c *child) setup(s *initSetup, tree *os.File, views []rootfs.View) (*os.File, error) {
 	target, err := rootfs.OpenTarget(c.pid(), s.Rootfs)
 	if err != nil {
 		return nil, err
 	}
-	err = send(c.sock, message{Type: "setup", Setup: s}, tree, target)
+	files := []*os.File{tree, target}
+	for _, v := range views {
+		s.Views = append(s.Views, v.Target)
+		files = append(files, v.Source)
+	}
+	err = send(c.sock, message{Type: "setup", Setup: s}, files...)
 	target.Close()
 	if err != nil {
 		return nil, err

@@ -160,3 +160,21 @@ const (
 func InitStub(exeFD int, tasks []string) []string {
 	return []string{"_LODGE_INITSTUB=" + strconv.Itoa(exeFD), "_LODGE_TASKS=" + strings.Join(tasks, "\n")}
 }
+
+// Attach mounts host paths over paths inside the running container whose init
+// is open as pidfd: mounts are [source on the host, target inside] pairs (see
+// cmd/lodge-helper/attach.c).
+func Attach(helper string, pidfd *os.File, mounts [][2]string) error {
+	lines := make([]string, len(mounts))
+	for i, m := range mounts {
+		lines[i] = m[0] + "\t" + m[1]
+	}
+	cmd := exec.Command(helper)
+	cmd.Args[0] = "lodge-attach"
+	cmd.Env = []string{"_LODGE_ATTACH=1", "_LODGE_ATTACH_PIDFD=3", "_LODGE_ATTACH_MOUNTS=" + strings.Join(lines, "\n")}
+	cmd.ExtraFiles = []*os.File{pidfd}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

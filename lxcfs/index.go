@@ -1,0 +1,214 @@
+package lxcfs
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"lodge/config"
+	"lodge/manager/cgroup"
+	"lodge/manager/store"
+)
+
+// Container is what the server knows of one running container.
+type Container struct {
+	Name      string
+	Cgroups   map[string]string // hierarchy key → host directory of its root cgroup
+	Started   time.Time         // when its init started
+	Init      store.Process     // its init
+	Enabled   bool              // lxcfs.enabled: it has the views mounted
+	QuotaView bool              // lxcfs.cpu_quota_view
+}
+
+// Index maps a reading process to its container, from the runtime state
+// files of one lodge root. A process belongs to a container when its cgroup
+// (on the hierarchy the index uses) is the container's root cgroup or below
+// it: a systemd service inside is seen as its container.
+type Index struct {
+	store *store.Store
+	host  *cgroup.Host
+	key   string // the hierarchy used to place processes
+	boot  time.Time
+
+	mu        sync.Mutex
+	byDir     map[string]*Container // cgroup directory on the key hierarchy → container
+	refreshed time.Time
+	runMtime  time.Time // of ROOT/run when byDir was built
+}
+
+// refreshEvery bounds how often the state files are read again when a reader
+// is in no known container and the run directory looks unchanged.
+const refreshEvery = 200 * time.Millisecond
+
+// mtimeSlack: a state file renamed into ROOT/run within this long of the
+// last refresh may not have changed the directory's (coarse) mtime.
+const mtimeSlack = 20 * time.Millisecond
+
+// NewIndex indexes the running containers of a lodge root.
+func NewIndex(st *store.Store, host *cgroup.Host) *Index {
+	x := &Index{store: st, host: host, boot: hostBootTime()}
+	x.key = placementKey(host)
+	x.refresh()
+	return x
+}
+
+// placementKey picks the hierarchy to place processes by: cgroup2 where
+// mounted (every container process is there), else memory (v1).
+func placementKey(h *cgroup.Host) string {
+	if _, ok := h.Unified(); ok {
+		return cgroup.UnifiedKey
+	}
+	for _, hi := range h.Hierarchies {
+		if hi.Has("memory") {
+			return hi.Key()
+		}
+	}
+	if len(h.Hierarchies) > 0 {
+		return h.Hierarchies[0].Key()
+	}
+	return cgroup.UnifiedKey
+}
+
+// ContainerOf returns the container of process pid, or nil for the host (or a
+// process that is gone).
+func (x *Index) ContainerOf(pid int) *Container {
+	dir, ok := x.cgroupDir(pid)
+	if !ok {
+		return nil
+	}
+	if c := x.lookup(dir); c != nil {
+		return c
+	}
+	if !x.stale() {
+		return nil
+	}
+	x.refresh()
+	return x.lookup(dir)
+}
+
+// stale reports whether the state files may have changed since the last
+// refresh: a monitor renames its state file into ROOT/run as it starts a
+// container, before init runs, which changes the directory's mtime. One
+// stat per read by a process outside any container keeps a new container's
+// first reads right without re-reading every state file each time.
+func (x *Index) stale() bool {
+	info, err := os.Stat(x.store.RunDir())
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if time.Since(x.refreshed) > refreshEvery || err != nil {
+		return true
+	}
+	m := info.ModTime()
+	return !m.Equal(x.runMtime) || x.refreshed.Sub(m) < mtimeSlack
+}
+
+func (x *Index) lookup(dir string) *Container {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for d := dir; len(d) > 1; d = d[:strings.LastIndexByte(d, '/')] {
+		if c, ok := x.byDir[d]; ok {
+			return c
+		}
+	}
+	return nil
+}
+
+// cgroupDir returns pid's cgroup directory on the index's hierarchy.
+func (x *Index) cgroupDir(pid int) (string, bool) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	lines, err := cgroup.ParseProcCgroup(f)
+	if err != nil {
+		return "", false
+	}
+	for _, hi := range x.host.Hierarchies {
+		if hi.Key() != x.key {
+			continue
+		}
+		for _, l := range lines {
+			if l.Unified() == (hi.Version == 2) && (hi.Version == 2 || sameHierarchy(l, hi)) {
+				return hi.Dir(l.Path)
+			}
+		}
+	}
+	return "", false
+}
+
+func sameHierarchy(l cgroup.ProcCgroup, hi cgroup.Hierarchy) bool {
+	if hi.Name != "" {
+		return l.Name == hi.Name
+	}
+	return strings.Join(l.Controllers, ",") == strings.Join(hi.Controllers, ",")
+}
+
+// refresh reads the running containers' state files again.
+func (x *Index) refresh() {
+	var mtime time.Time
+	if info, err := os.Stat(x.store.RunDir()); err == nil {
+		mtime = info.ModTime()
+	}
+	byDir := map[string]*Container{}
+	names, _ := x.store.Names()
+	for _, name := range names {
+		c := x.load(name)
+		if c != nil && c.Cgroups[x.key] != "" {
+			byDir[c.Cgroups[x.key]] = c
+		}
+	}
+	x.mu.Lock()
+	x.byDir = byDir
+	x.refreshed = time.Now()
+	x.runMtime = mtime
+	x.mu.Unlock()
+}
+
+func (x *Index) load(name string) *Container {
+	st, err := x.store.ReadState(name)
+	if err != nil || st == nil || !st.Init.Alive() {
+		return nil
+	}
+	c := &Container{Name: name, Cgroups: st.Cgroups, Started: x.boot.Add(ticks(st.Init.Start)), Init: st.Init, Enabled: true}
+	if cfg, err := config.Load(x.store.ConfigPath(name)); err == nil {
+		c.QuotaView = cfg.LXCFS.CPUQuotaView
+		c.Enabled = cfg.LXCFS.Enabled
+	}
+	return c
+}
+
+// Running lists the indexed containers.
+func (x *Index) Running() []*Container {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	list := make([]*Container, 0, len(x.byDir))
+	for _, c := range x.byDir {
+		list = append(list, c)
+	}
+	return list
+}
+
+// clockTicks is USER_HZ, the unit of process start times in /proc.
+const clockTicks = 100
+
+func ticks(n uint64) time.Duration { return time.Duration(n) * time.Second / clockTicks }
+
+// hostBootTime is when the host booted, from /proc/uptime (to the
+// hundredth of a second; btime in /proc/stat has whole seconds only).
+func hostBootTime() time.Time {
+	now := time.Now()
+	data, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return now
+	}
+	up, err := strconv.ParseFloat(strings.Fields(string(data))[0], 64)
+	if err != nil {
+		return now
+	}
+	return now.Add(-time.Duration(up * float64(time.Second)))
+}
+
+func parseCPUList(s string) ([]int, error) { return config.ParseCPUList(s) }

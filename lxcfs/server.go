@@ -1,0 +1,211 @@
+package lxcfs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"lodge/manager/cgroup"
+	"lodge/manager/store"
+)
+
+// Paths of a lodge root's server.
+func dir(st *store.Store) string { return filepath.Join(st.RunDir(), "lxcfs") }
+
+// MountPoint is where the server mounts its tree on the host; containers get
+// bind mounts of its files.
+func MountPoint(st *store.Store) string { return filepath.Join(dir(st), "mnt") }
+
+// StatePath records the running server (ServerState).
+func StatePath(st *store.Store) string { return filepath.Join(dir(st), "server.json") }
+
+// LogPath is the server's log.
+func LogPath(st *store.Store) string { return filepath.Join(dir(st), "lxcfs.log") }
+
+// ServerState identifies a running server and whoever restarts it.
+type ServerState struct {
+	Server     store.Process `json:"server"`
+	Supervisor store.Process `json:"supervisor"` // zero when run by a service manager
+}
+
+// ReadState returns the recorded server, or nil.
+func ReadState(st *store.Store) *ServerState {
+	data, err := os.ReadFile(StatePath(st))
+	if err != nil {
+		return nil
+	}
+	var s ServerState
+	if json.Unmarshal(data, &s) != nil {
+		return nil
+	}
+	return &s
+}
+
+// Live reports whether the server's tree is mounted and answering.
+func Live(st *store.Store) bool {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(filepath.Join(MountPoint(st), "proc"), &sfs); err != nil {
+		return false
+	}
+	return sfs.Type == unix.FUSE_SUPER_MAGIC
+}
+
+// Serve mounts the views of the lodge root's containers and serves them until
+// ctx ends. Containers started before (by an earlier server that died or was
+// upgraded) get the new mounts through reattach.
+func Serve(ctx context.Context, root string, reattach func(*Container) error, log *slog.Logger) error {
+	st, err := store.Open(root)
+	if err != nil {
+		return err
+	}
+	host, err := cgroup.DetectHost()
+	if err != nil {
+		return err
+	}
+	lock, err := lockServer(st)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	mnt := MountPoint(st)
+	if err := prepareMountPoint(mnt); err != nil {
+		return err
+	}
+	index := NewIndex(st, host)
+	views := NewViews(index)
+	if _, err := mount(mnt, views); err != nil {
+		return err
+	}
+	// Not server.Unmount, which waits for the connection to end: the views
+	// mounted in running containers keep it open. Detaching the host's
+	// mount and exiting ends it; a new server re-attaches them.
+	defer unix.Unmount(mnt, unix.MNT_DETACH)
+	if err := writeState(st); err != nil {
+		return err
+	}
+	defer os.Remove(StatePath(st))
+	log.Info("serving", "mountpoint", mnt)
+	reattachAll(index, reattach, log)
+	go views.loads.run(ctx)
+	<-ctx.Done()
+	log.Info("stopping", "cause", context.Cause(ctx))
+	return context.Cause(ctx)
+}
+
+// ErrOtherServer means another server already serves this root; a
+// supervisor that started this one stops (exit status 0).
+var ErrOtherServer = errors.New("another views server serves this lodge root")
+
+// lockServer takes the root's server lock, held for the server's life, so
+// that two servers (a supervisor's restart racing a new start) never take
+// each other's mount point away.
+func lockServer(st *store.Store) (*os.File, error) {
+	if err := os.MkdirAll(dir(st), 0o711); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir(st), "server.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, ErrOtherServer
+		}
+		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	return f, nil
+}
+
+// prepareMountPoint makes the mount point, lazily unmounting what a server
+// that died left there (its connection is gone: reads fail with ENOTCONN).
+func prepareMountPoint(mnt string) error {
+	// Unmount first: on a dead server's mount even stat fails (ENOTCONN).
+	for i := 0; i < 10; i++ {
+		if err := unix.Unmount(mnt, unix.MNT_DETACH); err != nil {
+			break
+		}
+	}
+	if err := os.MkdirAll(mnt, 0o711); err != nil {
+		return fmt.Errorf("lxcfs mount point: %w", err)
+	}
+	os.Chmod(filepath.Dir(mnt), 0o711)
+	return nil
+}
+
+func mount(mnt string, views *Views) (*fuse.Server, error) {
+	zero := time.Duration(0)
+	opts := &fs.Options{
+		MountOptions: fuse.MountOptions{
+			AllowOther:        true, // containers' processes read it, under their own uids
+			FsName:            "lodge-lxcfs",
+			Name:              "lodge-lxcfs",
+			DirectMountStrict: true,
+			// ro: nothing is ever written through, passed-through host
+			// files included; default_permissions: the kernel checks modes.
+			Options:       []string{"ro", "default_permissions"},
+			MaxBackground: 64,
+		},
+		EntryTimeout:    &zero,
+		AttrTimeout:     &zero,
+		NegativeTimeout: &zero,
+	}
+	server, err := fs.Mount(mnt, &rootNode{views: views}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("mount lxcfs at %s: %w", mnt, err)
+	}
+	return server, nil
+}
+
+func writeState(st *store.Store) error {
+	self, err := store.ProcessOf(os.Getpid())
+	if err != nil {
+		return err
+	}
+	state := ServerState{Server: self}
+	if parent, err := store.ProcessOf(os.Getppid()); err == nil && os.Getenv(SupervisedEnv) != "" {
+		state.Supervisor = parent
+	}
+	data, _ := json.Marshal(state)
+	return os.WriteFile(StatePath(st), data, 0o600)
+}
+
+// SupervisedEnv is set by lodge when it starts the server under its
+// supervisor (lodge-helper), so the server records who restarts it.
+const SupervisedEnv = "LODGE_LXCFS_SUPERVISED"
+
+// reattachAll gives every running container the new server's mounts.
+func reattachAll(index *Index, reattach func(*Container) error, log *slog.Logger) {
+	if reattach == nil {
+		return
+	}
+	for _, c := range index.Running() {
+		if !c.Enabled {
+			continue
+		}
+		if err := reattach(c); err != nil {
+			log.Warn("reattach views", "container", c.Name, "err", err)
+			continue
+		}
+		log.Info("reattached views", "container", c.Name)
+	}
+}
+
+// Mounts lists the bind mounts a container gets: source relative to the
+// mount point, target inside the container. Checkpoints name them external.
+func Mounts() [][2]string {
+	var m [][2]string
+	for _, f := range ProcFiles {
+		m = append(m, [2]string{"proc/" + f, "/proc/" + f})
+	}
+	return append(m, [2]string{CPUDir, "/" + CPUDir})
+}

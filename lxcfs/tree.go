@@ -1,0 +1,198 @@
+package lxcfs
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// The FUSE tree:
+//
+//	/proc/meminfo, cpuinfo, stat, uptime, loadavg, swaps, diskstats
+//	/sys/devices/system/cpu/           online, possible, present rendered;
+//	                                   cpuN for the caller's CPUs, renumbered;
+//	                                   everything else passed through from the host
+//
+// Every answer depends on who asks, so nothing may be cached by the kernel:
+// files are opened with FOPEN_DIRECT_IO and entry and attribute timeouts are 0.
+// A file's text is rendered once per open (a reader sees one consistent
+// snapshot however it reads).
+
+// ProcFiles are the /proc files served, relative to /proc.
+var ProcFiles = []string{"meminfo", "cpuinfo", "stat", "uptime", "loadavg", "swaps", "diskstats"}
+
+// CPUDir is the /sys directory served.
+const CPUDir = "sys/devices/system/cpu"
+
+// hostCPUDir is the host's directory behind CPUDir.
+const hostCPUDir = "/sys/devices/system/cpu"
+
+type rootNode struct {
+	fs.Inode
+	views *Views
+}
+
+var _ fs.NodeOnAdder = (*rootNode)(nil)
+
+// OnAdd builds the static part of the tree.
+func (r *rootNode) OnAdd(ctx context.Context) {
+	proc := r.NewPersistentInode(ctx, &fs.Inode{}, fs.StableAttr{Mode: syscall.S_IFDIR})
+	r.AddChild("proc", proc, false)
+	for _, name := range ProcFiles {
+		file := r.NewPersistentInode(ctx, &viewFile{views: r.views, name: name}, fs.StableAttr{Mode: syscall.S_IFREG})
+		proc.AddChild(name, file, false)
+	}
+	parent := &r.Inode
+	parts := strings.Split(CPUDir, "/")
+	for _, part := range parts[:len(parts)-1] {
+		dir := r.NewPersistentInode(ctx, &fs.Inode{}, fs.StableAttr{Mode: syscall.S_IFDIR})
+		parent.AddChild(part, dir, false)
+		parent = dir
+	}
+	cpu := r.NewPersistentInode(ctx, &cpuDir{views: r.views}, fs.StableAttr{Mode: syscall.S_IFDIR})
+	parent.AddChild(parts[len(parts)-1], cpu, false)
+}
+
+// viewFile is a file whose text is rendered for the caller.
+type viewFile struct {
+	fs.Inode
+	views *Views
+	name  string // a ProcFiles entry, or online/possible/present
+}
+
+var (
+	_ fs.NodeOpener    = (*viewFile)(nil)
+	_ fs.NodeGetattrer = (*viewFile)(nil)
+)
+
+// Getattr reports the size of the caller's current text: programs that
+// sendfile or splice (busybox cat) are served through the page cache up to
+// the file size, and would read nothing from a file of size 0.
+func (f *viewFile) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFREG | 0o444
+	out.SetTimeout(0)
+	if h, ok := fh.(*textHandle); ok {
+		out.Size = uint64(len(h.text))
+	} else if text, err := f.views.Render(callerPID(ctx), f.name); err == nil {
+		out.Size = uint64(len(text))
+	}
+	return 0
+}
+
+func (f *viewFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
+		return nil, 0, syscall.EACCES
+	}
+	text, err := f.views.Render(callerPID(ctx), f.name)
+	if err != nil {
+		return nil, 0, syscall.EIO
+	}
+	return &textHandle{text: text}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// textHandle serves a rendered text.
+type textHandle struct{ text []byte }
+
+var _ fs.FileReader = (*textHandle)(nil)
+
+func (h *textHandle) Read(_ context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if off >= int64(len(h.text)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	return fuse.ReadResultData(h.text[off:min(int64(len(h.text)), off+int64(len(dest)))]), 0
+}
+
+func callerPID(ctx context.Context) int {
+	if c, ok := fuse.FromContext(ctx); ok {
+		return int(c.Pid)
+	}
+	return 0
+}
+
+// cpuDir is /sys/devices/system/cpu as the caller should see it.
+type cpuDir struct {
+	fs.Inode
+	views *Views
+}
+
+var (
+	_ fs.NodeLookuper  = (*cpuDir)(nil)
+	_ fs.NodeReaddirer = (*cpuDir)(nil)
+	_ fs.NodeGetattrer = (*cpuDir)(nil)
+)
+
+var renderedCPULists = []string{"online", "possible", "present"}
+
+func (d *cpuDir) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFDIR | 0o555
+	return 0
+}
+
+func (d *cpuDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	out.SetEntryTimeout(0)
+	out.SetAttrTimeout(0)
+	for _, list := range renderedCPULists {
+		if name == list {
+			out.Mode = syscall.S_IFREG | 0o444
+			return d.NewInode(ctx, &viewFile{views: d.views, name: name}, fs.StableAttr{Mode: syscall.S_IFREG}), 0
+		}
+	}
+	host := filepath.Join(hostCPUDir, name)
+	if n, ok := cpuNumber(name); ok {
+		cpus := d.views.VisibleCPUs(callerPID(ctx))
+		if n >= len(cpus) {
+			return nil, syscall.ENOENT
+		}
+		host = filepath.Join(hostCPUDir, "cpu"+strconv.Itoa(cpus[n]))
+	}
+	return passthrough(ctx, &d.Inode, host, out)
+}
+
+func (d *cpuDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	entries, err := os.ReadDir(hostCPUDir)
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	var list []fuse.DirEntry
+	for _, e := range entries {
+		if _, isCPU := cpuNumber(e.Name()); !isCPU {
+			list = append(list, fuse.DirEntry{Name: e.Name(), Mode: uint32(e.Type())})
+		}
+	}
+	for i := range d.views.VisibleCPUs(callerPID(ctx)) {
+		list = append(list, fuse.DirEntry{Name: "cpu" + strconv.Itoa(i), Mode: syscall.S_IFDIR})
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	return fs.NewListDirStream(list), 0
+}
+
+// cpuNumber recognises "cpuN" (but not cpufreq, cpuidle).
+func cpuNumber(name string) (int, bool) {
+	digits, ok := strings.CutPrefix(name, "cpu")
+	if !ok || digits == "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(digits)
+	return n, err == nil
+}
+
+// passthrough returns a read-only view of a host file or directory.
+func passthrough(ctx context.Context, parent *fs.Inode, host string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(host, &st); err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	node, err := fs.NewLoopbackRoot(host)
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	out.Attr.FromStat(&st)
+	return parent.NewInode(ctx, node, fs.StableAttr{Mode: st.Mode & syscall.S_IFMT}), 0
+}
