@@ -62,7 +62,7 @@ func snapshotRoot(t *testing.T, e *env) string {
 		if err != nil {
 			return nil
 		}
-		if fi.IsDir() && fi.Name() == "rootfs" || strings.HasSuffix(path, "/log") {
+		if fi.IsDir() && fi.Name() == "rootfs" || strings.HasSuffix(path, "/log") || path == e.viewsMount() {
 			return filepath.SkipDir
 		}
 		rel, _ := filepath.Rel(e.root, path)

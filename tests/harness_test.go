@@ -215,8 +215,8 @@ func (e *env) createBusybox(name string, config ...string) {
 	e.must(args...)
 }
 
-// cleanup stops and deletes every container of the env, then checks that
-// nothing of it is left on the host.
+// cleanup stops and deletes every container of the env and its views
+// server, then checks that nothing of it is left on the host.
 func (e *env) cleanup() {
 	var infos []info
 	r := e.run("list", "--format", "json")
@@ -226,21 +226,32 @@ func (e *env) cleanup() {
 	for _, i := range infos {
 		e.run("delete", "--force", i.Name)
 	}
+	if r := e.run("lxcfs", "stop"); r.code != 0 {
+		e.t.Errorf("lodge lxcfs stop: %s", r)
+	}
 	e.assertNoLeftovers("")
+	if mounts := mountsUnder(e.root); len(mounts) > 0 {
+		e.t.Errorf("mounts left behind after lodge lxcfs stop: %v", mounts)
+	}
+	if procs := processesOf(e.root, ""); len(procs) > 0 {
+		e.t.Errorf("processes left behind after lodge lxcfs stop: %v", procs)
+	}
 	removeCgroupParent(e.cgroupName)
 }
 
 // assertNoLeftovers checks that no cgroup, mount, process or runtime file of
-// container name (or of any container, for "") is left on the host.
+// container name (or of any container, for "") is left on the host. The
+// views server (lodge lxcfs) outlives containers, like lxcfs: its mount and
+// processes are checked by cleanup, after lodge lxcfs stop.
 func (e *env) assertNoLeftovers(name string) {
 	e.t.Helper()
 	if dirs := cgroupDirs(e.cgroupName, name); len(dirs) > 0 {
 		e.t.Errorf("cgroups left behind: %v", dirs)
 	}
-	if mounts := mountsUnder(e.root); len(mounts) > 0 {
+	if mounts := e.mountsLeft(); len(mounts) > 0 {
 		e.t.Errorf("mounts left behind: %v", mounts)
 	}
-	if procs := processesOf(e.root, name); len(procs) > 0 {
+	if procs := e.containerProcesses(name); len(procs) > 0 {
 		e.t.Errorf("lodge processes left behind: %v", procs)
 	}
 	if pids := processesInCgroup("/" + e.cgroupName + "/" + name); len(pids) > 0 {
@@ -253,4 +264,30 @@ func (e *env) assertNoLeftovers(name string) {
 			}
 		}
 	}
+}
+
+// viewsMount is the views server's mount point in the env's root.
+func (e *env) viewsMount() string { return filepath.Join(e.root, "run", "lxcfs", "mnt") }
+
+// mountsLeft lists mounts under the env's root but the views server's.
+func (e *env) mountsLeft() []string {
+	var left []string
+	for _, m := range mountsUnder(e.root) {
+		if m != e.viewsMount() {
+			left = append(left, m)
+		}
+	}
+	return left
+}
+
+// containerProcesses lists lodge processes of the env (of container name, or
+// all for "") but the views server and its supervisor.
+func (e *env) containerProcesses(name string) []string {
+	var left []string
+	for _, p := range processesOf(e.root, name) {
+		if !strings.Contains(p, " __lxcfs ") {
+			left = append(left, p)
+		}
+	}
+	return left
 }
