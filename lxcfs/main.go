@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 
@@ -32,6 +33,10 @@ const RestartExitCode = 75
 // (returns nil) or SIGHUP (returns ErrRestart): `lodge lxcfs serve`, and the
 // supervised `lodge __lxcfs ROOT`.
 func ServeMain(root string) error {
+	// One server lives as long as the host's containers: keep its heap
+	// small (renders are short-lived garbage) rather than let the Go
+	// default double it after each storm of reads.
+	debug.SetMemoryLimit(16 << 20)
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	self, err := os.Executable()
 	if err != nil {

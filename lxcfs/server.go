@@ -144,6 +144,7 @@ func prepareMountPoint(mnt string) error {
 
 func mount(mnt string, views *Views) (*fuse.Server, error) {
 	zero := time.Duration(0)
+	fixedEntries := time.Hour // see tree.go: only fixed names are cached
 	opts := &fs.Options{
 		MountOptions: fuse.MountOptions{
 			AllowOther:        true, // containers' processes read it, under their own uids
@@ -154,8 +155,10 @@ func mount(mnt string, views *Views) (*fuse.Server, error) {
 			// files included; default_permissions: the kernel checks modes.
 			Options:       []string{"ro", "default_permissions"},
 			MaxBackground: 64,
+			// LODGE_LXCFS_DEBUG=1 logs every FUSE request (to the log file).
+			Debug: os.Getenv("LODGE_LXCFS_DEBUG") == "1",
 		},
-		EntryTimeout:    &zero,
+		EntryTimeout:    &fixedEntries,
 		AttrTimeout:     &zero,
 		NegativeTimeout: &zero,
 	}

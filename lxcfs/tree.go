@@ -7,7 +7,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -20,10 +22,14 @@ import (
 //	                                   cpuN for the caller's CPUs, renumbered;
 //	                                   everything else passed through from the host
 //
-// Every answer depends on who asks, so nothing may be cached by the kernel:
-// files are opened with FOPEN_DIRECT_IO and entry and attribute timeouts are 0.
-// A file's text is rendered once per open (a reader sees one consistent
-// snapshot however it reads).
+// Every answer depends on who asks, so the kernel caches no data and no
+// attributes: files are opened with FOPEN_DIRECT_IO and attribute timeouts
+// are 0. Only the names of the fixed nodes (proc, its files, the
+// directories down to cpu) are cached, which saves a LOOKUP per open; the
+// names under cpu depend on the caller and are looked up every time.
+// A file's text is rendered at open and again when the reader starts over
+// at offset 0 (top keeps /proc/meminfo open and rereads it), so a reader
+// sees one consistent snapshot per pass however it reads.
 
 // ProcFiles are the /proc files served, relative to /proc.
 var ProcFiles = []string{"meminfo", "cpuinfo", "stat", "uptime", "loadavg", "swaps", "diskstats"}
@@ -94,20 +100,39 @@ func (f *viewFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	if err != nil {
 		return nil, 0, syscall.EIO
 	}
-	return &textHandle{text: text}, fuse.FOPEN_DIRECT_IO, 0
+	return &textHandle{file: f, text: text, at: time.Now()}, fuse.FOPEN_DIRECT_IO, 0
 }
 
-// textHandle serves a rendered text.
-type textHandle struct{ text []byte }
+// textHandle serves a rendered text to one open file.
+type textHandle struct {
+	file *viewFile
+	mu   sync.Mutex
+	text []byte
+	at   time.Time // when text was rendered
+}
 
-var _ fs.FileReader = (*textHandle)(nil)
+var (
+	_ fs.FileReader  = (*textHandle)(nil)
+	_ fs.FileFlusher = (*textHandle)(nil)
+)
 
-func (h *textHandle) Read(_ context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (h *textHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if off == 0 && time.Since(h.at) >= cacheTTL {
+		if text, err := h.file.views.Render(callerPID(ctx), h.file.name); err == nil {
+			h.text, h.at = text, time.Now()
+		}
+	}
 	if off >= int64(len(h.text)) {
 		return fuse.ReadResultData(nil), 0
 	}
 	return fuse.ReadResultData(h.text[off:min(int64(len(h.text)), off+int64(len(dest)))]), 0
 }
+
+// Flush answers ENOSYS, which tells the kernel to send no FLUSH again: there
+// is nothing to flush, and it saves a round trip per close.
+func (h *textHandle) Flush(context.Context) syscall.Errno { return syscall.ENOSYS }
 
 func callerPID(ctx context.Context) int {
 	if c, ok := fuse.FromContext(ctx); ok {
