@@ -17,7 +17,7 @@ STATICCHECK_VERSION := v0.8.2
 # Debian packages a fresh machine lacks, for the runtime, the templates and the tests.
 DEB_PACKAGES := busybox-static iproute2 musl-tools debootstrap xz-utils zstd
 # Extra packages only the benchmarks need (the LXC peer).
-BENCH_PACKAGES := lxc lxc-templates rsync uidmap
+BENCH_PACKAGES := lxc lxc-templates lxcfs rsync uidmap
 TEST_TIMEOUT ?= 60m
 
 .PHONY: all deps build test unit-test lint demo bench clean
@@ -78,7 +78,8 @@ demo: deps build
 bench: deps build
 	@if [ -d /run/systemd/system ]; then systemctl mask lxc-net.service >/dev/null 2>&1 || true; fi
 	@.ci/install-debs $(BENCH_PACKAGES)
-	$(GO) run ./cmd/lodge-bench -lodge $(CURDIR)/$(BIN) -out docs/benchmarks.md
+	CGO_ENABLED=0 $(GO) build -o bin/lodge-procread ./cmd/lodge-bench/procread
+	$(GO) run ./cmd/lodge-bench -lodge $(CURDIR)/$(BIN) -procread $(CURDIR)/bin/lodge-procread -out docs/benchmarks.md
 
 clean:
 	rm -rf bin .tools

@@ -24,6 +24,7 @@ func groups() []group {
 		gracefulStopGroup(),
 		memoryGroup(),
 		debianGroup(),
+		viewsGroup(),
 	}
 }
 

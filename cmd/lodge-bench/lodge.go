@@ -124,6 +124,10 @@ func (l *lodgeRuntime) cleanup() error {
 	for _, c := range list {
 		errs = append(errs, l.Destroy(c.Name))
 	}
+	// The views server outlives containers; it goes with the root.
+	if _, err := l.run.output(l.argv("lxcfs", "stop")...); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 

@@ -24,14 +24,16 @@ import (
 )
 
 type options struct {
-	lodge     string        // the lodge binary under test
-	out       string        // the Markdown report; "" to skip
-	n         int           // repetitions for start, forced stop, exec
-	stopN     int           // repetitions for graceful stop
-	k         int           // containers per runtime for memory
-	memRounds int           // memory rounds
-	settle    time.Duration // pause between steps
-	only      string        // comma-separated group names
+	lodge               string        // the lodge binary under test
+	out                 string        // the Markdown report; "" to skip
+	n                   int           // repetitions for start, forced stop, exec
+	stopN               int           // repetitions for graceful stop
+	k                   int           // containers per runtime for memory
+	memRounds           int           // memory rounds
+	settle              time.Duration // pause between steps
+	only                string        // comma-separated group names
+	procread            string        // the reader binary for the views group
+	viewsRounds, viewsK int           // views: samples per row, containers for memory
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -45,15 +47,18 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.k, "k", 10, "containers per runtime for the memory measurement")
 	fs.IntVar(&o.memRounds, "mem-rounds", 3, "rounds of the memory measurement")
 	fs.DurationVar(&o.settle, "settle", 100*time.Millisecond, "untimed pause between steps")
-	fs.StringVar(&o.only, "only", "", "run only these groups (comma-separated: start, exec, stop, memory, debian)")
+	fs.StringVar(&o.only, "only", "", "run only these groups (comma-separated: start, exec, stop, memory, debian, views)")
+	fs.StringVar(&o.procread, "procread", "bin/lodge-procread", "the reader the views group copies into containers (make bench builds it)")
+	fs.IntVar(&o.viewsRounds, "views-rounds", 5, "samples per views row, per runtime")
+	fs.IntVar(&o.viewsK, "views-k", 50, "containers per runtime for the views servers' memory")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	if o.n < 1 || o.stopN < 1 || o.k < 1 || o.memRounds < 1 {
-		return o, errors.New("-n, -stop-n, -k and -mem-rounds must be at least 1")
+	if o.n < 1 || o.stopN < 1 || o.k < 1 || o.memRounds < 1 || o.viewsRounds < 1 || o.viewsK < 1 {
+		return o, errors.New("-n, -stop-n, -k, -mem-rounds, -views-rounds and -views-k must be at least 1")
 	}
 	if o.k > 1000 {
 		return o, errors.New("-k: at most 1000 containers")

@@ -1,0 +1,295 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The views group compares the /proc views: lodge's server (lodge lxcfs)
+// and lxcfs (Debian's package) serving an LXC container, read from inside
+// each container by procread, then the servers' memory with many containers.
+
+func viewsGroup() group {
+	return group{Name: "views", Title: "/proc views: lodge lxcfs and lxcfs", Run: runViews}
+}
+
+var (
+	viewFiles     = []string{"/proc/meminfo", "/proc/cpuinfo", "/proc/stat"}
+	viewReaders   = []int{1, 8}
+	targetFaster5 = &target{Text: "≥ 5x faster", MinRatio: 5}
+)
+
+// viewReads is how often each reader reads the file per sample.
+const viewReads = 1000
+
+// lxcViewsName is the LXC container that gets lxcfs's files.
+const lxcViewsName = "cv1"
+
+func runViews(b *bench) (*groupResult, error) {
+	res := &groupResult{Method: viewsMethod(b.opts.viewsK)}
+	lx, err := b.startLXCFS()
+	if err != nil {
+		return res, err
+	}
+	b.addCleanup(lx.stop)
+	reader := "/usr/local/bin/procread"
+	lodgeName := b.lodge.Container(1)
+	if err := b.installReader(filepath.Join(b.lodge.root, "containers", lodgeName, "rootfs"), reader); err != nil {
+		return res, err
+	}
+	if err := b.createLXCWithViews(lx, lxcViewsName); err != nil {
+		return res, err
+	}
+	if err := b.installReader(filepath.Join(b.lxc.path, lxcViewsName, "rootfs"), reader); err != nil {
+		return res, err
+	}
+	names := map[string]string{"lodge": lodgeName, "LXC": lxcViewsName}
+	for _, rt := range b.runtimes {
+		if err := b.ensureStopped(rt, names[rt.Name()]); err != nil {
+			return res, err
+		}
+		if _, err := b.run.timed(rt.StartCmd(names[rt.Name()])); err != nil {
+			return res, err
+		}
+		if err := b.checkServed(rt, names[rt.Name()]); err != nil {
+			return res, err
+		}
+	}
+	for _, readers := range viewReaders {
+		for _, file := range viewFiles {
+			row, err := b.measureReads(res, names, reader, file, readers)
+			if err != nil {
+				return res, err
+			}
+			res.Rows = append(res.Rows, row)
+		}
+	}
+	if host, err := b.run.output(b.opts.procread, "/proc/meminfo", strconv.Itoa(viewReads), "1"); err == nil {
+		res.Notes = append(res.Notes, fmt.Sprintf("The host's own /proc/meminfo, read the same way on the host: %s µs per read.", strings.TrimSpace(host)))
+	}
+	for _, rt := range b.runtimes {
+		b.ensureStopped(rt, names[rt.Name()])
+	}
+	mem, err := b.viewsMemory(lx)
+	res.Rows = append(res.Rows, mem...)
+	return res, err
+}
+
+// installReader copies procread into a container's rootfs (ids on disk are
+// the container's own: root is 0).
+func (b *bench) installReader(rootfs, path string) error {
+	data, err := os.ReadFile(b.opts.procread)
+	if err != nil {
+		return fmt.Errorf("procread: %w (make bench builds it)", err)
+	}
+	dst := filepath.Join(rootfs, path)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, 0o755)
+}
+
+// checkServed confirms that /proc/meminfo inside the container is a FUSE
+// file (a view), not the kernel's.
+func (b *bench) checkServed(rt runtime, name string) error {
+	out, err := b.run.output(rt.ExecCmd(name, "grep", " /proc/meminfo ", "/proc/self/mountinfo")...)
+	if err != nil || !strings.Contains(out, "fuse") {
+		return fmt.Errorf("%s container %s: /proc/meminfo is not served by a FUSE view (mountinfo: %q, %v)", rt.Name(), name, strings.TrimSpace(out), err)
+	}
+	return nil
+}
+
+// measureReads runs procread in both containers in turn, rounds times.
+func (b *bench) measureReads(res *groupResult, names map[string]string, reader, file string, readers int) (row, error) {
+	s := samples{}
+	args := []string{reader, file, strconv.Itoa(viewReads), strconv.Itoa(readers)}
+	if len(res.Commands) < len(b.runtimes) {
+		for _, rt := range b.runtimes {
+			res.Commands = append(res.Commands, b.commands(rt.ExecCmd(names[rt.Name()], args...))...)
+		}
+	}
+	err := inTurn(b, b.opts.viewsRounds, b.runtimes, func(_ int, rt runtime) error {
+		out, err := b.run.output(rt.ExecCmd(names[rt.Name()], args...)...)
+		if err != nil {
+			return err
+		}
+		us, err := strconv.ParseFloat(strings.TrimSpace(out), 64)
+		if err != nil {
+			return fmt.Errorf("procread printed %q", out)
+		}
+		s.add(rt.Name(), us/1000) // the report's latency unit is ms
+		return nil
+	})
+	metric := fmt.Sprintf("read %s, %d reader", file, readers)
+	if readers > 1 {
+		metric += "s"
+	}
+	return newRow(metric, latency, s, targetFaster5), err
+}
+
+// viewsMemory starts K containers of each runtime that read the views,
+// then measures the servers' memory.
+func (b *bench) viewsMemory(lx *lxcfsServer) ([]row, error) {
+	k := b.opts.viewsK
+	b.logf("views: starting %d containers per runtime", k)
+	read := []string{"cat", "/proc/meminfo", "/proc/cpuinfo", "/proc/stat", "/proc/uptime", "/proc/loadavg"}
+	pss, rss := samples{}, samples{}
+	for _, rt := range b.runtimes {
+		var names []string
+		for i := 1; i <= k; i++ {
+			name := fmt.Sprintf("%s%d", map[string]string{"lodge": "v", "LXC": "cv"}[rt.Name()], i+1)
+			var err error
+			if rt.Name() == "lodge" {
+				err = b.lodge.Create(name)
+			} else {
+				err = b.createLXCWithViews(lx, name)
+			}
+			if err != nil {
+				return nil, err
+			}
+			names = append(names, name)
+		}
+		for _, name := range names {
+			if _, err := b.run.timed(rt.StartCmd(name)); err != nil {
+				return nil, err
+			}
+			if _, err := b.run.output(rt.ExecCmd(name, read...)...); err != nil {
+				return nil, err
+			}
+		}
+		pids, err := b.viewsServerPIDs(rt, lx)
+		if err != nil {
+			return nil, err
+		}
+		var m processMemory
+		for _, pid := range pids {
+			pm, err := readProcessMemory(pid)
+			if err != nil {
+				return nil, err
+			}
+			m.Pss, m.Rss = m.Pss+pm.Pss, m.Rss+pm.Rss
+		}
+		pss.add(rt.Name(), float64(m.Pss)/1024)
+		rss.add(rt.Name(), float64(m.Rss)/1024)
+		for _, name := range names {
+			if err := b.ensureStopped(rt, name); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return []row{
+		newRow(fmt.Sprintf("server PSS with %d containers", k), memory, pss, nil),
+		newRow(fmt.Sprintf("server RSS with %d containers", k), memory, rss, nil),
+	}, nil
+}
+
+// viewsServerPIDs is lodge's server and its supervisor, or lxcfs.
+func (b *bench) viewsServerPIDs(rt runtime, lx *lxcfsServer) ([]int, error) {
+	if rt.Name() != "lodge" {
+		return []int{lx.cmd.Process.Pid}, nil
+	}
+	out, err := b.run.output(b.lodge.argv("lxcfs", "status", "--format", "json")...)
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, key := range []string{`"server_pid":`, `"supervisor_pid":`} {
+		if i := strings.Index(out, key); i >= 0 {
+			f := strings.FieldsFunc(out[i+len(key):], func(r rune) bool { return r == ',' || r == '}' || r == ' ' || r == '\n' })
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 0 {
+				pids = append(pids, n)
+			}
+		}
+	}
+	if len(pids) == 0 {
+		return nil, fmt.Errorf("lodge lxcfs status: no server: %s", out)
+	}
+	return pids, nil
+}
+
+// lxcfsServer is an lxcfs the benchmark runs on a private mount point.
+type lxcfsServer struct {
+	mnt string
+	cmd *exec.Cmd
+}
+
+func (b *bench) startLXCFS() (*lxcfsServer, error) {
+	bin, err := exec.LookPath("lxcfs")
+	if err != nil {
+		return nil, errors.New("lxcfs not found: the views comparison needs Debian's lxcfs package (make bench installs it)")
+	}
+	lx := &lxcfsServer{mnt: filepath.Join(b.tmp, "lxcfs")}
+	if err := os.Mkdir(lx.mnt, 0o755); err != nil {
+		return nil, err
+	}
+	// -f: in the foreground, our child; the pid file in our temp dir, not
+	// /run/lxcfs.pid, so a system lxcfs is left alone.
+	lx.cmd = exec.Command(bin, "-f", "-p", filepath.Join(b.tmp, "lxcfs.pid"), lx.mnt)
+	lx.cmd.Stdout, lx.cmd.Stderr = b.run.devNull, b.run.devNull
+	if err := lx.cmd.Start(); err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		var st unix.Statfs_t
+		if unix.Statfs(filepath.Join(lx.mnt, "proc"), &st) == nil && st.Type == unix.FUSE_SUPER_MAGIC {
+			return lx, nil
+		}
+		if time.Now().After(deadline) {
+			lx.stop()
+			return nil, errors.New("lxcfs did not mount within 5 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stop ends the lxcfs this benchmark started and unmounts it.
+func (lx *lxcfsServer) stop() error {
+	if lx.cmd.Process != nil {
+		lx.cmd.Process.Signal(unix.SIGTERM)
+		lx.cmd.Wait()
+	}
+	unix.Unmount(lx.mnt, unix.MNT_DETACH)
+	return nil
+}
+
+// createLXCWithViews makes an LXC busybox container that binds lxcfs's
+// files over its own, as LXC's lxcfs mount hook does.
+func (b *bench) createLXCWithViews(lx *lxcfsServer, name string) error {
+	if err := b.lxc.Create(name); err != nil {
+		return err
+	}
+	var lines []string
+	for _, f := range []string{"meminfo", "cpuinfo", "stat", "uptime", "loadavg", "swaps", "diskstats"} {
+		lines = append(lines, fmt.Sprintf("lxc.mount.entry = %s/proc/%s proc/%s none bind,optional 0 0", lx.mnt, f, f))
+	}
+	lines = append(lines, fmt.Sprintf("lxc.mount.entry = %s/sys/devices/system/cpu sys/devices/system/cpu none bind,optional 0 0", lx.mnt))
+	f, err := os.OpenFile(filepath.Join(b.lxc.path, name, "config"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "\n# lodge-bench: lxcfs's files, as /usr/share/lxcfs/lxc.mount.hook binds them\n%s\n", strings.Join(lines, "\n"))
+	return errors.Join(err, f.Close())
+}
+
+func viewsMethod(k int) []string {
+	return []string{
+		fmt.Sprintf("**Read latency.** procread (`cmd/lodge-bench/procread`, a static binary copied into both containers) opens, reads to the end "+
+			"and closes the file %d times in each of N threads at once and prints the mean time per read; it runs inside lodge's busybox "+
+			"container (views by lodge's server) and inside an LXC busybox container whose /proc files and /sys/devices/system/cpu are "+
+			"bound from an lxcfs that the benchmark runs on a private mount point (as LXC's lxcfs hook binds them from /var/lib/lxcfs). "+
+			"Both containers are checked to read a FUSE file. The runtimes alternate; each row is the median of the samples.", viewReads),
+		"lodge's server renders a file for a container at most every 100 ms and serves the cached text in between, so a reader in a " +
+			"tight loop mostly measures the FUSE round trip; lxcfs renders on every open.",
+		fmt.Sprintf("**Memory.** %d more containers per runtime are created and started, and each reads meminfo, cpuinfo, stat, uptime "+
+			"and loadavg once; then the proportional (PSS) and resident (RSS) memory of lodge's server plus its supervisor, and of lxcfs, "+
+			"are read from /proc/PID/smaps_rollup.", k),
+	}
+}
