@@ -210,5 +210,3 @@ func hostBootTime() time.Time {
 	}
 	return now.Add(-time.Duration(up * float64(time.Second)))
 }
-
-func parseCPUList(s string) ([]int, error) { return config.ParseCPUList(s) }

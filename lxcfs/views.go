@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -187,7 +186,7 @@ func hostCPUs() []int {
 	if err != nil {
 		return []int{0}
 	}
-	cpus, err := parseCPUList(strings.TrimSpace(string(data)))
+	cpus, err := cgstats.ParseList(string(data))
 	if err != nil || len(cpus) == 0 {
 		return []int{0}
 	}

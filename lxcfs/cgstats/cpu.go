@@ -2,6 +2,7 @@ package cgstats
 
 import (
 	"fmt"
+	"lodge/config"
 	"strconv"
 	"strings"
 )
@@ -161,31 +162,6 @@ func readUsageV1Ticks(dir string, c *CPU) error {
 	return nil
 }
 
-// ParseList parses a CPU list such as "0-3,8,10-11".
-func ParseList(s string) ([]int, error) {
-	var out []int
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, nil
-	}
-	for _, part := range strings.Split(s, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil || a < 0 {
-			return nil, fmt.Errorf("CPU list %q: %q is not a CPU number", s, lo)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return nil, fmt.Errorf("CPU list %q: bad range %q", s, part)
-			}
-		}
-		for n := a; n <= b; n++ {
-			if len(out) > 0 && n <= out[len(out)-1] {
-				return nil, fmt.Errorf("CPU list %q is not ascending", s)
-			}
-			out = append(out, n)
-		}
-	}
-	return out, nil
-}
+// ParseList parses a CPU list such as "0-3,8,10-11" (config.ParseCPUList:
+// the kernel's format, sorted, no duplicates).
+func ParseList(s string) ([]int, error) { return config.ParseCPUList(s) }

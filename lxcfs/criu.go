@@ -1,0 +1,38 @@
+package lxcfs
+
+import (
+	"path/filepath"
+
+	"github.com/checkpoint-restore/go-criu/v7/rpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// CRIU cannot checkpoint a FUSE mount (checkpoint-restore/criu#53, #88),
+// and need not: a view holds no state. A checkpoint names each view mount
+// external, and a restore binds the name to the file of the server running
+// on the destination, which answers for the restored container as soon as
+// its state file is written (reads are answered by cgroup, not by mount).
+
+// externalKey names a view mount in a checkpoint image.
+func externalKey(target string) string { return "lodge-lxcfs:" + target }
+
+// CRIUDumpExternal is the ext_mnt list for a dump: each view's mount point
+// in the container, mapped to its name.
+func CRIUDumpExternal() []*rpc.ExtMountMap {
+	var out []*rpc.ExtMountMap
+	for _, m := range Mounts() {
+		out = append(out, &rpc.ExtMountMap{Key: proto.String(m[1]), Val: proto.String(externalKey(m[1]))})
+	}
+	return out
+}
+
+// CRIURestoreExternal is the ext_mnt list for a restore: each view's name,
+// mapped to the host path it is bound from, under the mount point mnt of
+// the server on this host (MountPoint).
+func CRIURestoreExternal(mnt string) []*rpc.ExtMountMap {
+	var out []*rpc.ExtMountMap
+	for _, m := range Mounts() {
+		out = append(out, &rpc.ExtMountMap{Key: proto.String(externalKey(m[1])), Val: proto.String(filepath.Join(mnt, m[0]))})
+	}
+	return out
+}

@@ -1,0 +1,32 @@
+package lxcfs
+
+import (
+	"strings"
+	"testing"
+)
+
+// The dump and restore lists name the same mounts: every view, by a unique
+// name, restored from the server's tree.
+func TestCRIUExternal(t *testing.T) {
+	dump, restore := CRIUDumpExternal(), CRIURestoreExternal("/var/lib/lodge/run/lxcfs/mnt")
+	if len(dump) != len(Mounts()) || len(restore) != len(dump) {
+		t.Fatalf("%d dump and %d restore entries for %d mounts", len(dump), len(restore), len(Mounts()))
+	}
+	names := map[string]bool{}
+	for i, d := range dump {
+		name := d.GetVal()
+		if names[name] {
+			t.Errorf("name %q used twice", name)
+		}
+		names[name] = true
+		if restore[i].GetKey() != name {
+			t.Errorf("restore key %q, dump named %s %q", restore[i].GetKey(), d.GetKey(), name)
+		}
+		if !strings.HasPrefix(restore[i].GetVal(), "/var/lib/lodge/run/lxcfs/mnt/") {
+			t.Errorf("%s is restored from %q, outside the server's tree", name, restore[i].GetVal())
+		}
+	}
+	if !names["lodge-lxcfs:/proc/meminfo"] || !names["lodge-lxcfs:/sys/devices/system/cpu"] {
+		t.Errorf("names: %v", names)
+	}
+}
