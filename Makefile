@@ -57,7 +57,7 @@ demo: deps build
 	@set -e; export LODGE_ROOT=$(DEMO_ROOT) PATH="$(CURDIR)/bin:$$PATH"; \
 	show() { printf '\n\033[1m$$ %s\033[0m\n' "$$*"; "$$@"; }; \
 	lodge delete --force demo >/dev/null 2>&1 || true; \
-	show lodge create demo --template debian -c limits.memory=512MiB -c limits.pids=512; \
+	show lodge create demo --template debian -c limits.memory=512MiB -c limits.cpuset=0 -c limits.pids=512; \
 	show lodge start demo; \
 	printf 'waiting for systemd to finish booting...\n'; \
 	until lodge exec demo -- systemctl is-system-running --wait >/dev/null 2>&1; do sleep 0.2; done; \
@@ -66,12 +66,17 @@ demo: deps build
 	show lodge exec demo -- sh -c 'for p in /proc/[0-9]*; do echo "$${p#/proc/} $$(cat $$p/comm)"; done'; \
 	show lodge exec demo -- cat /proc/self/uid_map; \
 	show lodge exec demo -- id; \
+	show lodge exec demo -- free -m; \
+	show lodge exec demo -- nproc; \
+	show lodge exec demo -- uptime; \
+	echo "(free, nproc and uptime show the container's 512 MiB, 1 CPU and its own uptime)"; \
 	pid=$$(lodge info demo --format json | sed -n 's/.*"pid": \([0-9]*\).*/\1/p' | head -1); \
 	show ps -o user,pid,comm -p $$pid; \
 	echo "(on the host, the container's systemd runs as an unprivileged uid)"; \
 	show lodge stop demo; \
 	show lodge list; \
 	show lodge delete demo; \
+	lodge lxcfs stop; \
 	printf '\nDemo done: Debian booted systemd as pid 1, unprivileged, and was removed.\n'
 
 # (on systemd hosts), since the benchmark's LXC containers have no network.
