@@ -18,20 +18,20 @@ func externalKey(target string) string { return "lodge-lxcfs:" + target }
 
 // CRIUDumpExternal is the ext_mnt list for a dump: each view's mount point
 // in the container, mapped to its name.
-func CRIUDumpExternal() []*rpc.ExtMountMap {
+func CRIUDumpExternal(name string) []*rpc.ExtMountMap {
 	var out []*rpc.ExtMountMap
-	for _, m := range Mounts() {
+	for _, m := range Mounts(name) {
 		out = append(out, &rpc.ExtMountMap{Key: proto.String(m[1]), Val: proto.String(externalKey(m[1]))})
 	}
 	return out
 }
 
-// CRIURestoreExternal is the ext_mnt list for a restore: each view's name,
-// mapped to the host path it is bound from, under the mount point mnt of
-// the server on this host (MountPoint).
-func CRIURestoreExternal(mnt string) []*rpc.ExtMountMap {
+// CRIURestoreExternal is the ext_mnt list for a restore of container name:
+// each view's name, mapped to the host path it is bound from, under the
+// mount point mnt of the server on this host (MountPoint).
+func CRIURestoreExternal(mnt, name string) []*rpc.ExtMountMap {
 	var out []*rpc.ExtMountMap
-	for _, m := range Mounts() {
+	for _, m := range Mounts(name) {
 		out = append(out, &rpc.ExtMountMap{Key: proto.String(externalKey(m[1])), Val: proto.String(filepath.Join(mnt, m[0]))})
 	}
 	return out

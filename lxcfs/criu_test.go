@@ -8,9 +8,9 @@ import (
 // The dump and restore lists name the same mounts: every view, by a unique
 // name, restored from the server's tree.
 func TestCRIUExternal(t *testing.T) {
-	dump, restore := CRIUDumpExternal(), CRIURestoreExternal("/var/lib/lodge/run/lxcfs/mnt")
-	if len(dump) != len(Mounts()) || len(restore) != len(dump) {
-		t.Fatalf("%d dump and %d restore entries for %d mounts", len(dump), len(restore), len(Mounts()))
+	dump, restore := CRIUDumpExternal("c1"), CRIURestoreExternal("/var/lib/lodge/run/lxcfs/mnt", "c1")
+	if len(dump) != len(Mounts("c1")) || len(restore) != len(dump) {
+		t.Fatalf("%d dump and %d restore entries for %d mounts", len(dump), len(restore), len(Mounts("c1")))
 	}
 	names := map[string]bool{}
 	for i, d := range dump {
@@ -22,7 +22,7 @@ func TestCRIUExternal(t *testing.T) {
 		if restore[i].GetKey() != name {
 			t.Errorf("restore key %q, dump named %s %q", restore[i].GetKey(), d.GetKey(), name)
 		}
-		if !strings.HasPrefix(restore[i].GetVal(), "/var/lib/lodge/run/lxcfs/mnt/") {
+		if !strings.HasPrefix(restore[i].GetVal(), "/var/lib/lodge/run/lxcfs/mnt/containers/c1/") {
 			t.Errorf("%s is restored from %q, outside the server's tree", name, restore[i].GetVal())
 		}
 	}

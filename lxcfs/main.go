@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"lodge/lxcfs/cgstats"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -15,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"lodge/lxcfs/cgstats"
 	"lodge/manager/nsenter"
 	"lodge/manager/store"
 )
@@ -87,7 +87,7 @@ func Reattach(helper, mnt string, c *Container) error {
 		return fmt.Errorf("container stopped")
 	}
 	var pairs [][2]string
-	for _, m := range Mounts() {
+	for _, m := range Mounts(c.Name) {
 		pairs = append(pairs, [2]string{filepath.Join(mnt, m[0]), m[1]})
 	}
 	var errs []error

@@ -203,12 +203,14 @@ func reattachAll(index *Index, reattach func(*Container) error, log *slog.Logger
 	}
 }
 
-// Mounts lists the bind mounts a container gets: source relative to the
-// mount point, target inside the container. Checkpoints name them external.
-func Mounts() [][2]string {
+// Mounts lists the bind mounts container name gets: source relative to the
+// mount point (in the container's own copy of the tree), target inside the
+// container. Checkpoints name them external.
+func Mounts(name string) [][2]string {
+	base := ContainersDir + "/" + name + "/"
 	var m [][2]string
 	for _, f := range ProcFiles {
-		m = append(m, [2]string{"proc/" + f, "/proc/" + f})
+		m = append(m, [2]string{base + "proc/" + f, "/proc/" + f})
 	}
-	return append(m, [2]string{CPUDir, "/" + CPUDir})
+	return append(m, [2]string{base + CPUDir, "/" + CPUDir})
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"lodge/config"
 )
 
 // The FUSE tree:
@@ -21,6 +23,7 @@ import (
 //	/sys/devices/system/cpu/           online, possible, present rendered;
 //	                                   cpuN for the caller's CPUs, renumbered;
 //	                                   everything else passed through from the host
+//	/containers/NAME/proc/..., sys/... the same, one copy per container
 //
 // Every answer depends on who asks, so the kernel caches no data and no
 // attributes: files are opened with FOPEN_DIRECT_IO and attribute timeouts
@@ -47,23 +50,66 @@ type rootNode struct {
 
 var _ fs.NodeOnAdder = (*rootNode)(nil)
 
-// OnAdd builds the static part of the tree.
+// ContainersDir holds a copy of the tree per container name; each
+// container's views are bound from its own copy.
+const ContainersDir = "containers"
+
+var dirAttr = fs.StableAttr{Mode: syscall.S_IFDIR}
+
+// OnAdd builds the tree: the views at the root (for host readers and
+// health checks) and the containers directory.
 func (r *rootNode) OnAdd(ctx context.Context) {
-	proc := r.NewPersistentInode(ctx, &fs.Inode{}, fs.StableAttr{Mode: syscall.S_IFDIR})
-	r.AddChild("proc", proc, false)
+	addViews(ctx, &r.Inode, r.views)
+	r.AddChild(ContainersDir, r.NewPersistentInode(ctx, &containersDir{views: r.views, trees: map[string]*fs.Inode{}}, dirAttr), false)
+}
+
+// addViews adds proc/* and sys/devices/system/cpu under parent.
+func addViews(ctx context.Context, parent *fs.Inode, views *Views) {
+	proc := parent.NewPersistentInode(ctx, &fs.Inode{}, dirAttr)
+	parent.AddChild("proc", proc, false)
 	for _, name := range ProcFiles {
-		file := r.NewPersistentInode(ctx, &viewFile{views: r.views, name: name}, fs.StableAttr{Mode: syscall.S_IFREG})
+		file := parent.NewPersistentInode(ctx, &viewFile{views: views, name: name}, fs.StableAttr{Mode: syscall.S_IFREG})
 		proc.AddChild(name, file, false)
 	}
-	parent := &r.Inode
 	parts := strings.Split(CPUDir, "/")
 	for _, part := range parts[:len(parts)-1] {
-		dir := r.NewPersistentInode(ctx, &fs.Inode{}, fs.StableAttr{Mode: syscall.S_IFDIR})
+		dir := parent.NewPersistentInode(ctx, &fs.Inode{}, dirAttr)
 		parent.AddChild(part, dir, false)
 		parent = dir
 	}
-	cpu := r.NewPersistentInode(ctx, &cpuDir{views: r.views}, fs.StableAttr{Mode: syscall.S_IFDIR})
+	cpu := parent.NewPersistentInode(ctx, &cpuDir{views: views}, dirAttr)
 	parent.AddChild(parts[len(parts)-1], cpu, false)
+}
+
+// containersDir gives every container name its own copy of the tree, made
+// on first lookup. The answers still follow the caller; what the copies
+// separate is the kernel's page cache, which sendfile and splice read
+// through (busybox cat): on one shared inode, a container could be handed
+// the text another container's read had just cached.
+type containersDir struct {
+	fs.Inode
+	views *Views
+
+	mu    sync.Mutex
+	trees map[string]*fs.Inode
+}
+
+var _ fs.NodeLookuper = (*containersDir)(nil)
+
+func (d *containersDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if config.ValidateName(name) != nil {
+		return nil, syscall.ENOENT
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	tree, ok := d.trees[name]
+	if !ok {
+		tree = d.NewPersistentInode(ctx, &fs.Inode{}, dirAttr)
+		addViews(ctx, tree, d.views)
+		d.trees[name] = tree
+	}
+	out.Mode = syscall.S_IFDIR | 0o555
+	return tree, 0
 }
 
 // viewFile is a file whose text is rendered for the caller.

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"lodge/lxcfs"
 	"os"
 
 	"github.com/spf13/cobra"
 
+	"lodge/lxcfs"
 	"lodge/manager"
 	"lodge/manager/nsenter"
 	"lodge/manager/store"

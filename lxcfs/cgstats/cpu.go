@@ -2,9 +2,10 @@ package cgstats
 
 import (
 	"fmt"
-	"lodge/config"
 	"strconv"
 	"strings"
+
+	"lodge/config"
 )
 
 // CPU is a container's CPU placement, quota and usage.

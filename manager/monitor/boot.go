@@ -270,7 +270,7 @@ func (m *Monitor) openViews(b *boot) []rootfs.View {
 	}
 	var views []rootfs.View
 	base := filepath.Join("/proc", strconv.Itoa(b.child.pid()), "root", lxcfs.MountPoint(m.store))
-	for _, mount := range lxcfs.Mounts() {
+	for _, mount := range lxcfs.Mounts(m.name) {
 		f, err := os.OpenFile(filepath.Join(base, mount[0]), unix.O_PATH|unix.O_CLOEXEC, 0)
 		if err != nil {
 			m.log.Warn("views unavailable", "file", mount[0], "err", err)
