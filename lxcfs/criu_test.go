@@ -14,16 +14,16 @@ func TestCRIUExternal(t *testing.T) {
 	}
 	names := map[string]bool{}
 	for i, d := range dump {
-		name := d.GetVal()
+		name := d.Val
 		if names[name] {
 			t.Errorf("name %q used twice", name)
 		}
 		names[name] = true
-		if restore[i].GetKey() != name {
-			t.Errorf("restore key %q, dump named %s %q", restore[i].GetKey(), d.GetKey(), name)
+		if restore[i].Key != name {
+			t.Errorf("restore key %q, dump named %s %q", restore[i].Key, d.Key, name)
 		}
-		if !strings.HasPrefix(restore[i].GetVal(), "/var/lib/lodge/run/lxcfs/mnt/containers/c1/") {
-			t.Errorf("%s is restored from %q, outside the server's tree", name, restore[i].GetVal())
+		if !strings.HasPrefix(restore[i].Val, "/var/lib/lodge/run/lxcfs/mnt/containers/c1/") {
+			t.Errorf("%s is restored from %q, outside the server's tree", name, restore[i].Val)
 		}
 	}
 	if !names["lodge-lxcfs:/proc/meminfo"] || !names["lodge-lxcfs:/sys/devices/system/cpu"] {

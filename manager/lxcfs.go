@@ -53,7 +53,11 @@ func (m *Manager) startViews() error {
 		return err
 	}
 	defer logFile.Close()
-	cmd := exec.Command(helper, m.self, "__lxcfs", m.store.Root)
+	server, err := nsenter.FindBeside(m.self, lxcfs.ServerName)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(helper, server, m.store.Root)
 	cmd.Args[0] = "lodge-lxcfs-supervisor"
 	cmd.Env = append(monitorEnv(), "_LODGE_SUPERVISE=1")
 	cmd.Stdout, cmd.Stderr = logFile, logFile

@@ -41,9 +41,10 @@ func runTests(m *testing.M) int {
 	return m.Run()
 }
 
-// buildBinaries builds lodge and its C helper as the Makefile does.
+// buildBinaries builds lodge, its views server and its C helper as the
+// Makefile does.
 func buildBinaries(dir string) error {
-	goBuild := exec.Command("go", "build", "-o", dir, "lodge/cmd/lodge")
+	goBuild := exec.Command("go", "build", "-o", dir, "lodge/cmd/lodge", "lodge/cmd/lodge-lxcfs")
 	goBuild.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cc := "cc"
 	if path, err := exec.LookPath("musl-gcc"); err == nil {
@@ -285,7 +286,7 @@ func (e *env) mountsLeft() []string {
 func (e *env) containerProcesses(name string) []string {
 	var left []string
 	for _, p := range processesOf(e.root, name) {
-		if !strings.Contains(p, " __lxcfs ") {
+		if !strings.Contains(p, "lodge-lxcfs") {
 			left = append(left, p)
 		}
 	}

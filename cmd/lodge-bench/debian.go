@@ -242,7 +242,8 @@ func debianMethod() []string {
 			fmt.Sprintf("%d untimed warm-up rounds first.", warmups),
 		"**Graceful stop.** After each boot: `lodge stop` (SIGRTMIN+3 to systemd, wait until init exits) and `lxc-stop` " +
 			"(which sends SIGRTMIN+3 when init blocks it, as systemd does, and waits), **timed**. " +
-			"The issue's LXC figure (0.65 s) is half a fixed sleep in LXC's lxcfs hook; where lxcfs is not installed " +
-			"(see the machine notes) that hook does not run and both stop as fast as systemd shuts down.",
+			"`make bench` installs Debian's lxcfs package (for the views group), so LXC's Debian container runs the lxcfs hooks " +
+			"that `lxc-create -t debian` configures, as a default LXC host does; the issue's LXC figure (0.65 s) is half a fixed " +
+			"sleep in those hooks. Without lxcfs installed (see the machine notes) both stop as fast as systemd shuts down.",
 	}
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"lodge/lxcfs"
 	"lodge/manager"
 	"lodge/manager/nsenter"
 	"lodge/manager/store"
@@ -88,8 +87,6 @@ func exitCodeOf(err error) int {
 	var usage usageError
 	var execErr execError
 	switch {
-	case errors.Is(err, lxcfs.ErrRestart):
-		return lxcfs.RestartExitCode
 	case errors.As(err, &execErr):
 		return exitExecFailed
 	case errors.As(err, &usage), errors.Is(err, manager.ErrInvalid), isFlagError(err):

@@ -2,13 +2,16 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
 	"lodge/lxcfs"
 	"lodge/manager"
+	"lodge/manager/nsenter"
 )
 
 func newLXCFSCmd(a *app) *cobra.Command {
@@ -29,13 +32,23 @@ unit with Restart=always).`,
 func newLXCFSServeCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "serve",
-		Short: "Run the server in the foreground until SIGTERM",
+		Short: "Run the server in the foreground until SIGTERM (SIGHUP: exit 75 to be restarted)",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(*cobra.Command, []string) error {
 			if _, err := a.manager(); err != nil {
 				return err
 			}
-			return lxcfs.ServeMain(a.root)
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			server, err := nsenter.FindBeside(self, lxcfs.ServerName)
+			if err != nil {
+				return err
+			}
+			// The server is its own binary (FUSE stays out of lodge's
+			// start-up); it takes this process's place.
+			return syscall.Exec(server, []string{server, a.root}, os.Environ())
 		},
 	}
 }

@@ -11,11 +11,8 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"os"
 
-	"lodge/lxcfs"
 	"lodge/manager/monitor"
 )
 
@@ -28,14 +25,6 @@ func main() {
 			os.Exit(monitor.Main(os.Args[2:]))
 		case "__init":
 			monitor.InitMain()
-		case "__lxcfs": // under lodge-helper's supervisor; see lodge lxcfs --help
-			if err := lxcfs.ServeMain(os.Args[2]); errors.Is(err, lxcfs.ErrRestart) {
-				os.Exit(lxcfs.RestartExitCode)
-			} else if err != nil {
-				fmt.Fprintln(os.Stderr, "lodge lxcfs:", err)
-				os.Exit(1)
-			}
-			os.Exit(0)
 		}
 	}
 	os.Exit(run(os.Args[1:], newApp()))

@@ -49,15 +49,19 @@ const HelperName = "lodge-helper"
 
 // FindHelper returns the path of lodge-helper next to the lodge binary at self,
 // or on $PATH.
-func FindHelper(self string) (string, error) {
-	path := filepath.Join(filepath.Dir(self), HelperName)
+func FindHelper(self string) (string, error) { return FindBeside(self, HelperName) }
+
+// FindBeside returns the path of lodge's companion binary name (lodge-helper,
+// lodge-lxcfs) next to the lodge binary at self, or on $PATH.
+func FindBeside(self, name string) (string, error) {
+	path := filepath.Join(filepath.Dir(self), name)
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
-	if path, err := exec.LookPath(HelperName); err == nil {
+	if path, err := exec.LookPath(name); err == nil {
 		return path, nil
 	}
-	return "", fmt.Errorf("%s is missing: lodge exec needs it next to %s or on $PATH (make build builds both)", HelperName, self)
+	return "", fmt.Errorf("%s is missing: lodge needs it next to %s or on $PATH (make build builds it)", name, self)
 }
 
 // Process is a started helper.

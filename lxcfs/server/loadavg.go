@@ -1,4 +1,4 @@
-package lxcfs
+package server
 
 import (
 	"context"

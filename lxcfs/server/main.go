@@ -1,4 +1,4 @@
-package lxcfs
+package server
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"lodge/lxcfs"
 	"lodge/lxcfs/cgstats"
 	"lodge/manager/nsenter"
 	"lodge/manager/store"
@@ -25,13 +26,9 @@ import (
 // That is how an upgrade takes effect: `lodge lxcfs restart`.
 var ErrRestart = errors.New("restart requested (SIGHUP)")
 
-// RestartExitCode is the exit status for ErrRestart: non-zero, so that
-// lodge-helper's supervisor and systemd's Restart=on-failure start it again.
-const RestartExitCode = 75
-
 // ServeMain runs the server of the lodge root until SIGTERM or SIGINT
 // (returns nil) or SIGHUP (returns ErrRestart): `lodge lxcfs serve`, and the
-// supervised `lodge __lxcfs ROOT`.
+// supervised `lodge-lxcfs ROOT`.
 func ServeMain(root string) error {
 	// One server lives as long as the host's containers: keep its heap
 	// small (renders are short-lived garbage) rather than let the Go
@@ -65,14 +62,14 @@ func ServeMain(root string) error {
 		if helper == "" {
 			return fmt.Errorf("lodge-helper is missing")
 		}
-		return Reattach(helper, MountPoint(st), c)
+		return Reattach(helper, lxcfs.MountPoint(st), c)
 	}
 	err = Serve(ctx, root, reattach, log)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	if errors.Is(err, ErrOtherServer) {
-		log.Info("not serving: another server runs", "state", StatePath(st))
+		log.Info("not serving: another server runs", "state", lxcfs.StatePath(st))
 		return nil
 	}
 	return err
@@ -87,7 +84,7 @@ func Reattach(helper, mnt string, c *Container) error {
 		return fmt.Errorf("container stopped")
 	}
 	var pairs [][2]string
-	for _, m := range Mounts(c.Name) {
+	for _, m := range lxcfs.Mounts(c.Name) {
 		pairs = append(pairs, [2]string{filepath.Join(mnt, m[0]), m[1]})
 	}
 	var errs []error

@@ -1,4 +1,9 @@
-package lxcfs
+// Package server is lodge's /proc and /sys views server (the lodge-lxcfs
+// binary): a FUSE tree whose files are rendered, per read, for the container
+// of the calling process (index.go finds it, views.go renders and caches,
+// tree.go is the FUSE side), and the re-attachment of a new server's views
+// into running containers (main.go). See docs/lxcfs.md.
+package server
 
 import (
 	"context"
@@ -14,50 +19,10 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"lodge/lxcfs"
 	"lodge/manager/cgroup"
 	"lodge/manager/store"
 )
-
-// Paths of a lodge root's server.
-func dir(st *store.Store) string { return filepath.Join(st.RunDir(), "lxcfs") }
-
-// MountPoint is where the server mounts its tree on the host; containers get
-// bind mounts of its files.
-func MountPoint(st *store.Store) string { return filepath.Join(dir(st), "mnt") }
-
-// StatePath records the running server (ServerState).
-func StatePath(st *store.Store) string { return filepath.Join(dir(st), "server.json") }
-
-// LogPath is the server's log.
-func LogPath(st *store.Store) string { return filepath.Join(dir(st), "lxcfs.log") }
-
-// ServerState identifies a running server and whoever restarts it.
-type ServerState struct {
-	Server     store.Process `json:"server"`
-	Supervisor store.Process `json:"supervisor"` // zero when run by a service manager
-}
-
-// ReadState returns the recorded server, or nil.
-func ReadState(st *store.Store) *ServerState {
-	data, err := os.ReadFile(StatePath(st))
-	if err != nil {
-		return nil
-	}
-	var s ServerState
-	if json.Unmarshal(data, &s) != nil {
-		return nil
-	}
-	return &s
-}
-
-// Live reports whether the server's tree is mounted and answering.
-func Live(st *store.Store) bool {
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(filepath.Join(MountPoint(st), "proc"), &sfs); err != nil {
-		return false
-	}
-	return sfs.Type == unix.FUSE_SUPER_MAGIC
-}
 
 // Serve mounts the views of the lodge root's containers and serves them until
 // ctx ends. Containers started before (by an earlier server that died or was
@@ -76,7 +41,7 @@ func Serve(ctx context.Context, root string, reattach func(*Container) error, lo
 		return err
 	}
 	defer lock.Close()
-	mnt := MountPoint(st)
+	mnt := lxcfs.MountPoint(st)
 	if err := prepareMountPoint(mnt); err != nil {
 		return err
 	}
@@ -92,7 +57,7 @@ func Serve(ctx context.Context, root string, reattach func(*Container) error, lo
 	if err := writeState(st); err != nil {
 		return err
 	}
-	defer os.Remove(StatePath(st))
+	defer os.Remove(lxcfs.StatePath(st))
 	log.Info("serving", "mountpoint", mnt)
 	reattachAll(index, reattach, log)
 	go views.loads.run(ctx)
@@ -109,10 +74,10 @@ var ErrOtherServer = errors.New("another views server serves this lodge root")
 // that two servers (a supervisor's restart racing a new start) never take
 // each other's mount point away.
 func lockServer(st *store.Store) (*os.File, error) {
-	if err := os.MkdirAll(dir(st), 0o711); err != nil {
+	if err := os.MkdirAll(lxcfs.Dir(st), 0o711); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(dir(st), "server.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(filepath.Join(lxcfs.Dir(st), "server.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -174,17 +139,13 @@ func writeState(st *store.Store) error {
 	if err != nil {
 		return err
 	}
-	state := ServerState{Server: self}
-	if parent, err := store.ProcessOf(os.Getppid()); err == nil && os.Getenv(SupervisedEnv) != "" {
+	state := lxcfs.ServerState{Server: self}
+	if parent, err := store.ProcessOf(os.Getppid()); err == nil && os.Getenv(lxcfs.SupervisedEnv) != "" {
 		state.Supervisor = parent
 	}
 	data, _ := json.Marshal(state)
-	return os.WriteFile(StatePath(st), data, 0o600)
+	return os.WriteFile(lxcfs.StatePath(st), data, 0o600)
 }
-
-// SupervisedEnv is set by lodge when it starts the server under its
-// supervisor (lodge-helper), so the server records who restarts it.
-const SupervisedEnv = "LODGE_LXCFS_SUPERVISED"
 
 // reattachAll gives every running container the new server's mounts.
 func reattachAll(index *Index, reattach func(*Container) error, log *slog.Logger) {
@@ -201,16 +162,4 @@ func reattachAll(index *Index, reattach func(*Container) error, log *slog.Logger
 		}
 		log.Info("reattached views", "container", c.Name)
 	}
-}
-
-// Mounts lists the bind mounts container name gets: source relative to the
-// mount point (in the container's own copy of the tree), target inside the
-// container. Checkpoints name them external.
-func Mounts(name string) [][2]string {
-	base := ContainersDir + "/" + name + "/"
-	var m [][2]string
-	for _, f := range ProcFiles {
-		m = append(m, [2]string{base + "proc/" + f, "/proc/" + f})
-	}
-	return append(m, [2]string{base + CPUDir, "/" + CPUDir})
 }

@@ -1,4 +1,4 @@
-package lxcfs
+package server
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"lodge/config"
+	"lodge/lxcfs"
 )
 
 // The FUSE tree:
@@ -34,13 +35,7 @@ import (
 // at offset 0 (top keeps /proc/meminfo open and rereads it), so a reader
 // sees one consistent snapshot per pass however it reads.
 
-// ProcFiles are the /proc files served, relative to /proc.
-var ProcFiles = []string{"meminfo", "cpuinfo", "stat", "uptime", "loadavg", "swaps", "diskstats"}
-
-// CPUDir is the /sys directory served.
-const CPUDir = "sys/devices/system/cpu"
-
-// hostCPUDir is the host's directory behind CPUDir.
+// hostCPUDir is the host's directory behind lxcfs.CPUDir.
 const hostCPUDir = "/sys/devices/system/cpu"
 
 type rootNode struct {
@@ -50,28 +45,24 @@ type rootNode struct {
 
 var _ fs.NodeOnAdder = (*rootNode)(nil)
 
-// ContainersDir holds a copy of the tree per container name; each
-// container's views are bound from its own copy.
-const ContainersDir = "containers"
-
 var dirAttr = fs.StableAttr{Mode: syscall.S_IFDIR}
 
 // OnAdd builds the tree: the views at the root (for host readers and
 // health checks) and the containers directory.
 func (r *rootNode) OnAdd(ctx context.Context) {
 	addViews(ctx, &r.Inode, r.views)
-	r.AddChild(ContainersDir, r.NewPersistentInode(ctx, &containersDir{views: r.views, trees: map[string]*fs.Inode{}}, dirAttr), false)
+	r.AddChild(lxcfs.ContainersDir, r.NewPersistentInode(ctx, &containersDir{views: r.views, trees: map[string]*fs.Inode{}}, dirAttr), false)
 }
 
 // addViews adds proc/* and sys/devices/system/cpu under parent.
 func addViews(ctx context.Context, parent *fs.Inode, views *Views) {
 	proc := parent.NewPersistentInode(ctx, &fs.Inode{}, dirAttr)
 	parent.AddChild("proc", proc, false)
-	for _, name := range ProcFiles {
+	for _, name := range lxcfs.ProcFiles {
 		file := parent.NewPersistentInode(ctx, &viewFile{views: views, name: name}, fs.StableAttr{Mode: syscall.S_IFREG})
 		proc.AddChild(name, file, false)
 	}
-	parts := strings.Split(CPUDir, "/")
+	parts := strings.Split(lxcfs.CPUDir, "/")
 	for _, part := range parts[:len(parts)-1] {
 		dir := parent.NewPersistentInode(ctx, &fs.Inode{}, dirAttr)
 		parent.AddChild(part, dir, false)
@@ -116,7 +107,7 @@ func (d *containersDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 type viewFile struct {
 	fs.Inode
 	views *Views
-	name  string // a ProcFiles entry, or online/possible/present
+	name  string // an lxcfs.ProcFiles entry, or online/possible/present
 }
 
 var (
