@@ -12,9 +12,17 @@ package main
 
 import (
 	"os"
+	"runtime"
 
 	"lodge/manager/monitor"
 )
+
+// The monitor replaces itself with lodge-helper's watcher (execve, see
+// manager/monitor/idle.go) from the main goroutine. Locked to the main
+// thread, that exec needs no leader swap: when another thread execs, the
+// kernel leaves the old leader a zombie for a moment, and /proc/PID/stat
+// then says the monitor is dead (lodge list, lodge-bench saw it).
+func init() { runtime.LockOSThread() }
 
 func main() {
 	// Internal re-executions of this binary, dispatched before any CLI set-up:
