@@ -94,7 +94,7 @@ var keyRegistry = []Key{
 	},
 	{
 		Name:    "lxcfs.cpu_quota_view",
-		Doc:     "Whether the /proc and /sys views count CPUs from the CPU quota (limits.cpu, rounded up, within the cpuset) instead of the cpuset. nproc still shows the cpuset (it asks the scheduler). Takes effect at once.",
+		Doc:     "Whether the /proc and /sys views count CPUs from the CPU quota (limits.cpu, rounded up, within the cpuset) instead of the cpuset. nproc still shows the cpuset (it asks the scheduler). Takes effect at once, also on a running container (within a second).",
 		Example: "true",
 		set:     func(c *Container, v string) error { return setBool(&c.LXCFS.CPUQuotaView, v) },
 		get:     func(c *Container) string { return strconv.FormatBool(c.LXCFS.CPUQuotaView) },

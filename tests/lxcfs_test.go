@@ -109,6 +109,9 @@ func TestViewsQuotaAndDisabled(t *testing.T) {
 	if got := count("q2"); got != "2 2 0-1" {
 		t.Errorf("without the quota view, cpuset 0-1: %q, want 2 2 0-1", got)
 	}
+	// Turned on while it runs, the quota view takes effect within a second.
+	e.must("config", "set", "q2", "lxcfs.cpu_quota_view=true")
+	waitUntil(t, "the quota view on a running container", func() bool { return count("q2") == "1 1 0" })
 	host, _ := os.ReadFile("/proc/meminfo")
 	if got := meminfoValue(t, e.must("exec", "q3", "--", "cat", "/proc/meminfo"), "MemTotal"); got != meminfoValue(t, string(host), "MemTotal") {
 		t.Errorf("with lxcfs.enabled = false, MemTotal %d kB is not the host's", got)

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"lodge/config"
@@ -14,13 +15,24 @@ import (
 
 // Container is what the server knows of one running container.
 type Container struct {
-	Name      string
-	Cgroups   map[string]string // hierarchy key → host directory of its root cgroup
-	Started   time.Time         // when its init started
-	Init      store.Process     // its init
-	Enabled   bool              // lxcfs.enabled: it has the views mounted
-	QuotaView bool              // lxcfs.cpu_quota_view
+	Name    string
+	Cgroups map[string]string // hierarchy key → host directory of its root cgroup
+	Started time.Time         // when its init started
+	Init    store.Process     // its init
+	Enabled bool              // lxcfs.enabled: it has the views mounted
+
+	quotaView atomic.Bool // lxcfs.cpu_quota_view, followed while it runs
+	// Guarded by the index's mutex: when the config file was last checked
+	// and its modification time then.
+	configChecked, configMtime time.Time
 }
+
+// QuotaView reports lxcfs.cpu_quota_view, which takes effect at once.
+func (c *Container) QuotaView() bool { return c.quotaView.Load() }
+
+// configCheckEvery bounds how often a running container's config file is
+// checked for a changed lxcfs.cpu_quota_view.
+const configCheckEvery = time.Second
 
 // Index maps a reading process to its container, from the runtime state
 // files of one lodge root. A process belongs to a container when its cgroup
@@ -79,6 +91,7 @@ func (x *Index) ContainerOf(pid int) *Container {
 		return nil
 	}
 	if c := x.lookup(dir); c != nil {
+		x.followConfig(c)
 		return c
 	}
 	if !x.stale() {
@@ -173,11 +186,45 @@ func (x *Index) load(name string) *Container {
 		return nil
 	}
 	c := &Container{Name: name, Cgroups: st.Cgroups, Started: x.boot.Add(ticks(st.Init.Start)), Init: st.Init, Enabled: true}
-	if cfg, err := config.Load(x.store.ConfigPath(name)); err == nil {
-		c.QuotaView = cfg.LXCFS.CPUQuotaView
+	path := x.store.ConfigPath(name)
+	if info, err := os.Stat(path); err == nil {
+		c.configMtime = info.ModTime()
+	}
+	c.configChecked = time.Now()
+	if cfg, err := config.Load(path); err == nil {
+		c.quotaView.Store(cfg.LXCFS.CPUQuotaView)
 		c.Enabled = cfg.LXCFS.Enabled
 	}
 	return c
+}
+
+// followConfig picks up a changed lxcfs.cpu_quota_view (lodge config set on
+// a running container), checking the config file's mtime at most every
+// configCheckEvery.
+func (x *Index) followConfig(c *Container) {
+	path := x.store.ConfigPath(c.Name)
+	x.mu.Lock()
+	due := time.Since(c.configChecked) >= configCheckEvery
+	if due {
+		c.configChecked = time.Now()
+	}
+	last := c.configMtime
+	x.mu.Unlock()
+	if !due {
+		return
+	}
+	info, err := os.Stat(path)
+	if err != nil || info.ModTime().Equal(last) {
+		return
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return // a config being edited; the next check tries again
+	}
+	c.quotaView.Store(cfg.LXCFS.CPUQuotaView)
+	x.mu.Lock()
+	c.configMtime = info.ModTime()
+	x.mu.Unlock()
 }
 
 // Running lists the indexed containers.

@@ -89,7 +89,7 @@ func (v *Views) VisibleCPUs(pid int) []int {
 	if err != nil {
 		return hostCPUs()
 	}
-	return render.VisibleCPUs(cpu, c.QuotaView)
+	return render.VisibleCPUs(cpu, c.QuotaView())
 }
 
 func (v *Views) render(c *Container, file string, now time.Time) ([]byte, error) {
@@ -132,13 +132,13 @@ func (v *Views) renderCPUList(c *Container, file string) ([]byte, error) {
 		return nil, err
 	}
 	if file != "cpuinfo" {
-		return []byte(render.CPUList(len(render.VisibleCPUs(cpu, c.QuotaView))) + "\n"), nil
+		return []byte(render.CPUList(len(render.VisibleCPUs(cpu, c.QuotaView()))) + "\n"), nil
 	}
 	host, err := os.ReadFile("/proc/cpuinfo")
 	if err != nil {
 		return nil, err
 	}
-	return []byte(render.Cpuinfo(string(host), cpu, c.QuotaView)), nil
+	return []byte(render.Cpuinfo(string(host), cpu, c.QuotaView())), nil
 }
 
 func (v *Views) renderTimes(c *Container, file string, now time.Time) ([]byte, error) {
@@ -146,7 +146,7 @@ func (v *Views) renderTimes(c *Container, file string, now time.Time) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
-	view := render.Times{CPU: cpu, QuotaView: c.QuotaView, Started: c.Started, Now: now}
+	view := render.Times{CPU: cpu, QuotaView: c.QuotaView(), Started: c.Started, Now: now}
 	if file == "uptime" {
 		return []byte(render.Uptime(view)), nil
 	}
