@@ -16,7 +16,7 @@ import (
 // until the user types Ctrl-a q or the container stops. The last lines the
 // console printed (a login prompt, usually) are shown on attach.
 func (m *Manager) Console(ctx context.Context, name string, in *os.File, out io.Writer) error {
-	if _, err := m.running(name); err != nil {
+	if _, err := m.runningInit(name); err != nil {
 		return err
 	}
 	conn, err := monitor.Dial(m.store.SocketPath(name))

@@ -38,7 +38,7 @@ func (m *Manager) Exec(ctx context.Context, name string, opts ExecOptions) (int,
 	if len(opts.Args) == 0 {
 		return 0, invalid(errors.New("no command given; usage: lodge exec NAME -- COMMAND [ARG...]"))
 	}
-	st, err := m.running(name)
+	st, err := m.runningInit(name)
 	if err != nil {
 		return 0, err
 	}

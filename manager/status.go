@@ -149,8 +149,16 @@ func (m *Manager) running(name string) (*store.State, error) {
 	if st == nil {
 		return nil, fmt.Errorf("container %q %w; start it first: lodge start %s", name, ErrNotRunning, name)
 	}
-	if st.Status == store.Starting {
+	return st, nil
+}
+
+// runningInit is running, but refuses a container whose init is not running
+// yet (STARTING: being set up, or rebooting), which exec and console could
+// not enter. stop accepts it: its request waits for the monitor.
+func (m *Manager) runningInit(name string) (*store.State, error) {
+	st, err := m.running(name)
+	if err == nil && st.Status == store.Starting {
 		return nil, fmt.Errorf("container %q is still starting; try again in a moment", name)
 	}
-	return st, nil
+	return st, err
 }
