@@ -308,3 +308,36 @@ func TestViewsDebian(t *testing.T) {
 		t.Errorf("from a transient service (nested cgroup), free -m shows:\n%s", nested)
 	}
 }
+
+// TestViewsForgetStoppedContainers: the server keeps a tree per container
+// name only while the container runs; the next start drops the others.
+func TestViewsForgetStoppedContainers(t *testing.T) {
+	e := newEnv(t)
+	for _, name := range []string{"p1", "p2", "p3"} {
+		e.createBusybox(name, "limits.memory=64MiB")
+	}
+	e.must("start", "p1")
+	e.must("start", "p2")
+	e.must("stop", "--force", "p1")
+	e.must("start", "p3")
+	entries, err := os.ReadDir(filepath.Join(e.viewsMount(), "containers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, entry := range entries {
+		names = append(names, entry.Name())
+	}
+	if strings.Join(names, " ") != "p2 p3" {
+		t.Errorf("the server's trees after p1 stopped and p3 started: %v, want [p2 p3]", names)
+	}
+	for _, name := range []string{"p2", "p3"} {
+		if got := meminfoValue(t, e.must("exec", name, "--", "cat", "/proc/meminfo"), "MemTotal"); got != 65536 {
+			t.Errorf("%s MemTotal %d kB", name, got)
+		}
+	}
+	e.must("start", "p1")
+	if got := meminfoValue(t, e.must("exec", "p1", "--", "cat", "/proc/meminfo"), "MemTotal"); got != 65536 {
+		t.Errorf("p1 after a restart: MemTotal %d kB", got)
+	}
+}

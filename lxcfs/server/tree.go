@@ -95,12 +95,42 @@ func (d *containersDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 	defer d.mu.Unlock()
 	tree, ok := d.trees[name]
 	if !ok {
+		d.pruneLocked()
 		tree = d.NewPersistentInode(ctx, &fs.Inode{}, dirAttr)
 		addViews(ctx, tree, d.views)
 		d.trees[name] = tree
 	}
 	out.Mode = syscall.S_IFDIR | 0o555
 	return tree, 0
+}
+
+// pruneLocked drops the trees of containers that no longer run, as a new
+// one is made: names come and go on a busy host, and the server must not
+// grow with every name it ever served. A pruned tree still mounted
+// somewhere keeps working (the kernel's references keep its nodes), and a
+// container that runs again gets a fresh one.
+func (d *containersDir) pruneLocked() {
+	d.views.index.refresh()
+	running := map[string]bool{}
+	for _, c := range d.views.index.Running() {
+		running[c.Name] = true
+	}
+	for name, tree := range d.trees {
+		if running[name] {
+			continue
+		}
+		d.RmChild(name)
+		forgetTree(tree)
+		delete(d.trees, name)
+	}
+}
+
+// forgetTree lets go-fuse free a tree's nodes once the kernel forgets them.
+func forgetTree(n *fs.Inode) {
+	for _, child := range n.Children() {
+		forgetTree(child)
+	}
+	n.ForgetPersistent()
 }
 
 // viewFile is a file whose text is rendered for the caller.
