@@ -18,6 +18,7 @@ import (
 // nested cgroup sees the same; the views are read-only; a host process
 // reading the server's tree gets the host's files.
 func TestViewsBusybox(t *testing.T) {
+	requireFUSE(t)
 	e := newEnv(t)
 	e.createBusybox("v1", "limits.memory=256MiB", "limits.cpuset=0")
 	e.must("start", "v1")
@@ -92,6 +93,7 @@ func TestViewsQuotaAndDisabled(t *testing.T) {
 	if runtime.NumCPU() < 2 {
 		t.Skip("needs 2 host CPUs to tell the quota from the cpuset; this machine has 1")
 	}
+	requireFUSE(t)
 	e := newEnv(t)
 	e.createBusybox("q1", "limits.cpuset=0-1", "limits.cpu=1", "lxcfs.cpu_quota_view=true")
 	e.createBusybox("q2", "limits.cpuset=0-1", "limits.cpu=1")
@@ -123,6 +125,7 @@ func TestViewsQuotaAndDisabled(t *testing.T) {
 // a systemd service has): reads recover within 5 s, no container restarts;
 // lodge lxcfs restart (an upgrade) keeps them working too.
 func TestViewsSurviveServerKill(t *testing.T) {
+	requireFUSE(t)
 	e := newEnv(t)
 	names := []string{"k1", "k2"}
 	pids := map[string]int{}
@@ -189,6 +192,7 @@ func TestViewsSurviveServerKill(t *testing.T) {
 // grow the server's memory without bound, and another container's reads
 // keep working meanwhile.
 func TestViewsBounded(t *testing.T) {
+	requireFUSE(t)
 	e := newEnv(t)
 	e.createBusybox("b1", "limits.memory=128MiB")
 	e.createBusybox("b2", "limits.memory=64MiB")
@@ -283,6 +287,7 @@ func rssKiB(t *testing.T, pid int) int {
 // nproc and uptime and glibc's getconf show the container's values, also
 // from a nested cgroup (a transient systemd service).
 func TestViewsDebian(t *testing.T) {
+	requireFUSE(t)
 	e := newEnv(t)
 	e.must("create", "dv", "--template", "debian", "-c", "limits.memory=512MiB", "-c", "limits.cpuset=0")
 	e.must("start", "dv")
@@ -312,6 +317,7 @@ func TestViewsDebian(t *testing.T) {
 // TestViewsForgetStoppedContainers: the server keeps a tree per container
 // name only while the container runs; the next start drops the others.
 func TestViewsForgetStoppedContainers(t *testing.T) {
+	requireFUSE(t)
 	e := newEnv(t)
 	for _, name := range []string{"p1", "p2", "p3"} {
 		e.createBusybox(name, "limits.memory=64MiB")
@@ -339,5 +345,14 @@ func TestViewsForgetStoppedContainers(t *testing.T) {
 	e.must("start", "p1")
 	if got := meminfoValue(t, e.must("exec", "p1", "--", "cat", "/proc/meminfo"), "MemTotal"); got != 65536 {
 		t.Errorf("p1 after a restart: MemTotal %d kB", got)
+	}
+}
+
+// requireFUSE skips, saying why, where the kernel offers no FUSE: the views
+// need /dev/fuse (containers then start with the host's /proc files).
+func requireFUSE(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skipf("SKIP: no /dev/fuse on this machine (%v): the /proc views cannot be tested; modprobe fuse", err)
 	}
 }
