@@ -45,7 +45,31 @@ type rootNode struct {
 
 var _ fs.NodeOnAdder = (*rootNode)(nil)
 
+func (r *rootNode) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fixedDirAttr(out)
+	return 0
+}
+
 var dirAttr = fs.StableAttr{Mode: syscall.S_IFDIR}
+
+// fixedDir is a directory whose attributes never change, so the kernel may
+// keep them: with default_permissions every path walk checks each
+// directory's mode, which would otherwise cost a GETATTR per component (the
+// monitor opens eight views by path at every start).
+type fixedDir struct{ fs.Inode }
+
+var _ fs.NodeGetattrer = (*fixedDir)(nil)
+
+func (d *fixedDir) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fixedDirAttr(out)
+	return 0
+}
+
+// fixedDirAttr is a fixed directory's attributes, cached for long.
+func fixedDirAttr(out *fuse.AttrOut) {
+	out.Mode = syscall.S_IFDIR | 0o555
+	out.SetTimeout(time.Hour)
+}
 
 // OnAdd builds the tree: the views at the root (for host readers and
 // health checks) and the containers directory.
@@ -56,7 +80,7 @@ func (r *rootNode) OnAdd(ctx context.Context) {
 
 // addViews adds proc/* and sys/devices/system/cpu under parent.
 func addViews(ctx context.Context, parent *fs.Inode, views *Views) {
-	proc := parent.NewPersistentInode(ctx, &fs.Inode{}, dirAttr)
+	proc := parent.NewPersistentInode(ctx, &fixedDir{}, dirAttr)
 	parent.AddChild("proc", proc, false)
 	for _, name := range lxcfs.ProcFiles {
 		file := parent.NewPersistentInode(ctx, &viewFile{views: views, name: name}, fs.StableAttr{Mode: syscall.S_IFREG})
@@ -64,7 +88,7 @@ func addViews(ctx context.Context, parent *fs.Inode, views *Views) {
 	}
 	parts := strings.Split(lxcfs.CPUDir, "/")
 	for _, part := range parts[:len(parts)-1] {
-		dir := parent.NewPersistentInode(ctx, &fs.Inode{}, dirAttr)
+		dir := parent.NewPersistentInode(ctx, &fixedDir{}, dirAttr)
 		parent.AddChild(part, dir, false)
 		parent = dir
 	}
@@ -87,6 +111,11 @@ type containersDir struct {
 
 var _ fs.NodeLookuper = (*containersDir)(nil)
 
+func (d *containersDir) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fixedDirAttr(out)
+	return 0
+}
+
 func (d *containersDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	if config.ValidateName(name) != nil {
 		return nil, syscall.ENOENT
@@ -96,7 +125,7 @@ func (d *containersDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 	tree, ok := d.trees[name]
 	if !ok {
 		d.pruneLocked()
-		tree = d.NewPersistentInode(ctx, &fs.Inode{}, dirAttr)
+		tree = d.NewPersistentInode(ctx, &fixedDir{}, dirAttr)
 		addViews(ctx, tree, d.views)
 		d.trees[name] = tree
 	}
@@ -223,7 +252,7 @@ var (
 var renderedCPULists = []string{"online", "possible", "present"}
 
 func (d *cpuDir) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFDIR | 0o555
+	fixedDirAttr(out) // its entries depend on the caller, its attributes do not
 	return 0
 }
 
