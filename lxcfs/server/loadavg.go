@@ -2,14 +2,12 @@ package server
 
 import (
 	"context"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"lodge/lxcfs/cgstats"
 	"lodge/lxcfs/render"
+	"lodge/manager/store"
 )
 
 // A container's load average, like the kernel's: every 5 s the runnable and
@@ -104,14 +102,9 @@ func (s *loadSampler) sampleLocked(c *Container, cl *containerLoad) {
 
 // taskState is the state letter of /proc/PID/stat (R, S, D, ...).
 func taskState(pid int) byte {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	fields, err := store.StatFields(pid)
 	if err != nil {
 		return 0
 	}
-	text := string(data)
-	end := strings.LastIndexByte(text, ')')
-	if end < 0 || end+2 >= len(text) {
-		return 0
-	}
-	return text[end+2]
+	return fields[0][0]
 }

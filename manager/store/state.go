@@ -122,17 +122,10 @@ func (p Process) Alive() bool {
 }
 
 func processStart(pid int) (uint64, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	fields, err := StatFields(pid)
 	if err != nil {
 		return 0, err
 	}
-	// The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-	text := string(data)
-	end := strings.LastIndexByte(text, ')')
-	if end < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	fields := strings.Fields(text[end+1:])
 	// fields[0] is field 3 (state); start time is field 22.
 	if len(fields) < 20 {
 		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
@@ -141,4 +134,24 @@ func processStart(pid int) (uint64, error) {
 		return 0, fmt.Errorf("process %d is a zombie", pid)
 	}
 	return strconv.ParseUint(fields[19], 10, 64)
+}
+
+// StatFields returns the fields of /proc/PID/stat after the command name:
+// [0] is field 3, the state letter (R, S, D, Z, ...).
+func StatFields(pid int) ([]string, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	// The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+	text := string(data)
+	end := strings.LastIndexByte(text, ')')
+	if end < 0 {
+		return nil, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	fields := strings.Fields(text[end+1:])
+	if len(fields) == 0 {
+		return nil, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	return fields, nil
 }
