@@ -30,15 +30,22 @@ var HostOnline = "/sys/devices/system/cpu/online"
 // ReadCPU reads the cpuset, cpu and cpuacct controllers (v1) or their
 // cgroup2 files.
 func ReadCPU(cg Cgroups) (CPU, error) {
+	c, err := ReadPlacement(cg)
+	if err != nil {
+		return c, err
+	}
+	return c, readUsage(cg, &c)
+}
+
+// ReadPlacement reads what decides which CPUs a container sees (cpuset and
+// quota) and not its usage: enough for CPU counts and lists.
+func ReadPlacement(cg Cgroups) (CPU, error) {
 	c := CPU{Quota: Unlimited, Period: 100000}
 	var err error
 	if c.Cpuset, err = readCpuset(cg); err != nil {
 		return c, err
 	}
-	if err := readQuota(cg, &c); err != nil {
-		return c, err
-	}
-	return c, readUsage(cg, &c)
+	return c, readQuota(cg, &c)
 }
 
 func readCpuset(cg Cgroups) ([]int, error) {
@@ -62,14 +69,15 @@ func readCpuset(cg Cgroups) ([]int, error) {
 	}
 	if len(cpus) == 0 {
 		// An empty effective set never runs a task; the parent's applies.
-		if cpus, err = readHostOnline(); err != nil {
+		if cpus, err = HostCPUs(); err != nil {
 			return nil, err
 		}
 	}
 	return cpus, nil
 }
 
-func readHostOnline() ([]int, error) {
+// HostCPUs lists the host's online CPUs (HostOnline).
+func HostCPUs() ([]int, error) {
 	s, err := readString("", HostOnline)
 	if err != nil {
 		return nil, err

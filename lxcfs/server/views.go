@@ -85,7 +85,7 @@ func (v *Views) VisibleCPUs(pid int) []int {
 	if c == nil {
 		return hostCPUs()
 	}
-	cpu, err := cgstats.ReadCPU(c.Cgroups)
+	cpu, err := cgstats.ReadPlacement(c.Cgroups)
 	if err != nil {
 		return hostCPUs()
 	}
@@ -127,7 +127,7 @@ func (v *Views) renderMemory(c *Container, file string) ([]byte, error) {
 }
 
 func (v *Views) renderCPUList(c *Container, file string) ([]byte, error) {
-	cpu, err := cgstats.ReadCPU(c.Cgroups)
+	cpu, err := cgstats.ReadPlacement(c.Cgroups)
 	if err != nil {
 		return nil, err
 	}
@@ -180,13 +180,9 @@ func hostFile(file string) ([]byte, error) {
 	return os.ReadFile("/proc/" + file)
 }
 
-// hostCPUs lists the host's online CPUs.
+// hostCPUs lists the host's online CPUs, at least CPU 0.
 func hostCPUs() []int {
-	data, err := os.ReadFile(hostCPUDir + "/online")
-	if err != nil {
-		return []int{0}
-	}
-	cpus, err := cgstats.ParseList(string(data))
+	cpus, err := cgstats.HostCPUs()
 	if err != nil || len(cpus) == 0 {
 		return []int{0}
 	}
