@@ -17,7 +17,7 @@ import (
 type Container struct {
 	Name    string
 	Cgroups map[string]string // hierarchy key → host directory of its root cgroup
-	Started time.Time         // when its init started
+	Started time.Time         // when its monitor started init (the state's started_at)
 	Init    store.Process     // its init
 	Enabled bool              // lxcfs.enabled: it has the views mounted
 
@@ -42,7 +42,6 @@ type Index struct {
 	store *store.Store
 	host  *cgroup.Host
 	key   string // the hierarchy used to place processes
-	boot  time.Time
 
 	mu        sync.Mutex
 	byDir     map[string]*Container // cgroup directory on the key hierarchy → container
@@ -60,7 +59,7 @@ const mtimeSlack = 20 * time.Millisecond
 
 // NewIndex indexes the running containers of a lodge root.
 func NewIndex(st *store.Store, host *cgroup.Host) *Index {
-	x := &Index{store: st, host: host, boot: hostBootTime()}
+	x := &Index{store: st, host: host}
 	x.key = placementKey(host)
 	x.refresh()
 	return x
@@ -185,7 +184,7 @@ func (x *Index) load(name string) *Container {
 	if err != nil || st == nil || !st.Init.Alive() {
 		return nil
 	}
-	c := &Container{Name: name, Cgroups: st.Cgroups, Started: x.boot.Add(ticks(st.Init.Start)), Init: st.Init, Enabled: true}
+	c := &Container{Name: name, Cgroups: st.Cgroups, Started: st.StartedAt, Init: st.Init, Enabled: true}
 	path := x.store.ConfigPath(name)
 	if info, err := os.Stat(path); err == nil {
 		c.configMtime = info.ModTime()
@@ -236,24 +235,4 @@ func (x *Index) Running() []*Container {
 		list = append(list, c)
 	}
 	return list
-}
-
-// clockTicks is USER_HZ, the unit of process start times in /proc.
-const clockTicks = 100
-
-func ticks(n uint64) time.Duration { return time.Duration(n) * time.Second / clockTicks }
-
-// hostBootTime is when the host booted, from /proc/uptime (to the
-// hundredth of a second; btime in /proc/stat has whole seconds only).
-func hostBootTime() time.Time {
-	now := time.Now()
-	data, err := os.ReadFile("/proc/uptime")
-	if err != nil {
-		return now
-	}
-	up, err := strconv.ParseFloat(strings.Fields(string(data))[0], 64)
-	if err != nil {
-		return now
-	}
-	return now.Add(-time.Duration(up * float64(time.Second)))
 }

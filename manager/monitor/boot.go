@@ -152,8 +152,8 @@ func (m *Monitor) startInit(b *boot) error {
 	// Recorded as STARTING with the child's identity (exec keeps its pid
 	// and start time), the container is known to the views server before
 	// init's first read of /proc.
+	b.started = time.Now().UTC()
 	if b.init, err = store.ProcessOf(b.child.pid()); err == nil {
-		b.started = time.Now().UTC()
 		if err := m.writeState(b, store.Starting); err != nil {
 			m.log.Warn("record state", "err", err)
 		}
@@ -174,7 +174,6 @@ func (m *Monitor) startInit(b *boot) error {
 		b.console.close()
 		return fmt.Errorf("init exited right after it started: %w", err)
 	}
-	b.started = time.Now().UTC()
 	m.log.Info("root filesystem attached", "mode", mode)
 	return nil
 }
