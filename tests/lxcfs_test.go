@@ -356,3 +356,24 @@ func requireFUSE(t *testing.T) {
 		t.Skipf("SKIP: no /dev/fuse on this machine (%v): the /proc views cannot be tested; modprobe fuse", err)
 	}
 }
+
+// TestViewsAfterReboot: a reboot from inside starts the uptime again.
+func TestViewsAfterReboot(t *testing.T) {
+	requireFUSE(t)
+	e := newEnv(t)
+	e.createBusybox("rb", "limits.memory=64MiB")
+	e.must("start", "rb")
+	uptime := func() float64 {
+		f := strings.Fields(e.must("exec", "rb", "--", "cat", "/proc/uptime"))
+		secs, _ := strconv.ParseFloat(f[0], 64)
+		return secs
+	}
+	waitUntil(t, "3 s of uptime", func() bool { return uptime() >= 3 })
+	before := e.info("rb").PID
+	e.run("exec", "rb", "--", "reboot")
+	waitFor(t, e, "rb", func(i info) bool { return i.State == "RUNNING" && i.PID != before && i.PID != 0 })
+	rebooted := time.Now()
+	if up := uptime(); up > time.Since(rebooted).Seconds()+2 {
+		t.Errorf("uptime %.2f s after a reboot %v ago: it counts from the first boot", up, time.Since(rebooted))
+	}
+}

@@ -90,6 +90,14 @@ func (x *Index) ContainerOf(pid int) *Container {
 		return nil
 	}
 	if c := x.lookup(dir); c != nil {
+		// A reboot keeps the cgroup but starts a new init: its monitor
+		// rewrites the state file, and the view must count from then.
+		if x.runDirChanged() {
+			x.refresh()
+			if c = x.lookup(dir); c == nil {
+				return nil
+			}
+		}
 		x.followConfig(c)
 		return c
 	}
@@ -101,17 +109,27 @@ func (x *Index) ContainerOf(pid int) *Container {
 }
 
 // stale reports whether the state files may have changed since the last
-// refresh: a monitor renames its state file into ROOT/run as it starts a
-// container, before init runs, which changes the directory's mtime. One
-// stat per read by a process outside any container keeps a new container's
-// first reads right without re-reading every state file each time.
+// refresh, for a reader in no known container; see runDirChanged. Past
+// refreshEvery it is stale anyway.
 func (x *Index) stale() bool {
-	info, err := os.Stat(x.store.RunDir())
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	if time.Since(x.refreshed) > refreshEvery || err != nil {
+	old := time.Since(x.refreshed) > refreshEvery
+	x.mu.Unlock()
+	return old || x.runDirChanged()
+}
+
+// runDirChanged reports whether ROOT/run changed since the last refresh: a
+// monitor renames its state file in there as it starts (before init runs)
+// or reboots a container. One stat per read keeps a new or rebooted
+// container's first reads right without re-reading every state file each
+// time.
+func (x *Index) runDirChanged() bool {
+	info, err := os.Stat(x.store.RunDir())
+	if err != nil {
 		return true
 	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
 	m := info.ModTime()
 	return !m.Equal(x.runMtime) || x.refreshed.Sub(m) < mtimeSlack
 }
