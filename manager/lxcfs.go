@@ -13,6 +13,7 @@ import (
 	"lodge/config"
 	"lodge/lxcfs"
 	"lodge/manager/nsenter"
+	"lodge/manager/store"
 )
 
 // The /proc and /sys views (lodge lxcfs) are served by one server per lodge
@@ -115,16 +116,27 @@ func (m *Manager) StopViews() error {
 	}
 	target := st.Server
 	if st.Supervisor.Alive() {
-		target = st.Supervisor
+		target = st.Supervisor // it passes SIGTERM on and exits with the server
 	}
-	if target.Alive() {
-		syscall.Kill(target.PID, syscall.SIGTERM)
-		if !waitGone(target, 10*time.Second) {
-			return fmt.Errorf("the views server (pid %d) did not stop within 10s", target.PID)
-		}
+	if !signalAndWait(target, syscall.SIGTERM, 10*time.Second) {
+		return fmt.Errorf("the views server (pid %d) did not stop within 10s", target.PID)
 	}
-	waitGone(st.Server, 5*time.Second)
+	signalAndWait(st.Server, 0, 5*time.Second)
 	return unmountStale(m)
+}
+
+// signalAndWait sends sig (none for 0) to p through a pidfd, immune to pid
+// reuse, and waits until p exits; true when it has, or was gone already.
+func signalAndWait(p store.Process, sig syscall.Signal, timeout time.Duration) bool {
+	pidfd, err := openPidfd(p)
+	if err != nil {
+		return true
+	}
+	defer unix.Close(pidfd)
+	if sig != 0 {
+		unix.PidfdSendSignal(pidfd, sig, nil, 0)
+	}
+	return waitPidfd(pidfd, timeout)
 }
 
 // ViewsUsers names the running containers that have the views mounted.
@@ -179,15 +191,4 @@ func unmountStale(m *Manager) error {
 	}
 	os.Remove(lxcfs.StatePath(m.store))
 	return nil
-}
-
-func waitGone(p interface{ Alive() bool }, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for p.Alive() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
 }
