@@ -267,12 +267,7 @@ func (b *bench) lxcOnLodgeRootfs(lxcName, lodgeName string) error {
 	if !strings.Contains(string(data), "lxc.rootfs.path = dir:"+dst) {
 		return errors.New("LXC's Debian config does not use " + dst + " as its rootfs")
 	}
-	f, err := os.OpenFile(config, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(f, "\n# lodge-bench: unprivileged, idmapped rootfs, cgroups under the caller's\n%s\n", strings.Join(b.lxc.extraConfig, "\n"))
-	return errors.Join(err, f.Close())
+	return b.lxc.makeUnprivileged(lxcName)
 }
 
 func debianMethod() []string {

@@ -111,11 +111,23 @@ func (x *lxcRuntime) Create(name string) error {
 	if _, err := x.run.output(x.CreateCmd(name)...); err != nil {
 		return err
 	}
+	return x.makeUnprivileged(name)
+}
+
+// makeUnprivileged appends the id map, the idmapped rootfs and the cgroup
+// placement to container name's config.
+func (x *lxcRuntime) makeUnprivileged(name string) error {
+	return x.appendConfig(name, "unprivileged, idmapped rootfs, cgroups under the caller's", x.extraConfig)
+}
+
+// appendConfig appends lines, under a comment saying why, to container
+// name's config.
+func (x *lxcRuntime) appendConfig(name, why string, lines []string) error {
 	f, err := os.OpenFile(filepath.Join(x.path, name, "config"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(f, "\n# lodge-bench: unprivileged, idmapped rootfs, cgroups under the caller's\n%s\n", strings.Join(x.extraConfig, "\n"))
+	_, err = fmt.Fprintf(f, "\n# lodge-bench: %s\n%s\n", why, strings.Join(lines, "\n"))
 	return errors.Join(err, f.Close())
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -200,17 +201,16 @@ func (b *bench) viewsServerPIDs(rt runtime, lx *lxcfsServer) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	var pids []int
-	for _, key := range []string{`"server_pid":`, `"supervisor_pid":`} {
-		if i := strings.Index(out, key); i >= 0 {
-			f := strings.FieldsFunc(out[i+len(key):], func(r rune) bool { return r == ',' || r == '}' || r == ' ' || r == '\n' })
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 0 {
-				pids = append(pids, n)
-			}
-		}
+	var status struct {
+		Server     int `json:"server_pid"`
+		Supervisor int `json:"supervisor_pid"`
 	}
-	if len(pids) == 0 {
-		return nil, fmt.Errorf("lodge lxcfs status: no server: %s", out)
+	if err := json.Unmarshal([]byte(out), &status); err != nil || status.Server == 0 {
+		return nil, fmt.Errorf("lodge lxcfs status: no server (%v): %s", err, out)
+	}
+	pids := []int{status.Server}
+	if status.Supervisor != 0 {
+		pids = append(pids, status.Supervisor)
 	}
 	return pids, nil
 }
@@ -271,12 +271,7 @@ func (b *bench) createLXCWithViews(lx *lxcfsServer, name string) error {
 		lines = append(lines, fmt.Sprintf("lxc.mount.entry = %s/proc/%s proc/%s none bind,optional 0 0", lx.mnt, f, f))
 	}
 	lines = append(lines, fmt.Sprintf("lxc.mount.entry = %s/sys/devices/system/cpu sys/devices/system/cpu none bind,optional 0 0", lx.mnt))
-	f, err := os.OpenFile(filepath.Join(b.lxc.path, name, "config"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(f, "\n# lodge-bench: lxcfs's files, as /usr/share/lxcfs/lxc.mount.hook binds them\n%s\n", strings.Join(lines, "\n"))
-	return errors.Join(err, f.Close())
+	return b.lxc.appendConfig(name, "lxcfs's files, as /usr/share/lxcfs/lxc.mount.hook binds them", lines)
 }
 
 func viewsMethod(k int) []string {
