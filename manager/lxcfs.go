@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -107,9 +108,14 @@ func (m *Manager) ViewsStatus() ViewsStatus {
 }
 
 // StopViews stops the views server (and its supervisor) and unmounts its
-// tree. Running containers keep running; their views fail until a server runs
-// again (the next container start starts one, which re-attaches them).
-func (m *Manager) StopViews() error {
+// tree. Running containers would keep running with failing views until a
+// server runs again (the next container start starts one, which
+// re-attaches them), so it is refused while they use it, unless force.
+func (m *Manager) StopViews(force bool) error {
+	if users := m.viewsUsers(); len(users) > 0 && !force {
+		return kindError{fmt.Errorf("running containers use the views (%s): stopping the server would break their /proc files until it runs again; stop them first, use lodge lxcfs restart to upgrade, or --force",
+			strings.Join(users, ", ")), ErrRunning}
+	}
 	st := lxcfs.ReadState(m.store)
 	if st == nil {
 		return unmountStale(m)
@@ -139,8 +145,8 @@ func signalAndWait(p store.Process, sig syscall.Signal, timeout time.Duration) b
 	return waitPidfd(pidfd, timeout)
 }
 
-// ViewsUsers names the running containers that have the views mounted.
-func (m *Manager) ViewsUsers() []string {
+// viewsUsers names the running containers that have the views mounted.
+func (m *Manager) viewsUsers() []string {
 	names, _ := m.store.Names()
 	var users []string
 	for _, name := range names {

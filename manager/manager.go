@@ -66,19 +66,20 @@ var (
 	ErrInvalid    = errors.New("invalid input")
 )
 
-// invalidError marks bad user input (a name, a config value, a template) while
-// keeping the underlying message as is.
-type invalidError struct{ err error }
+// kindError marks an error as one of the kinds above (for the CLI's exit
+// status) while keeping its message as is.
+type kindError struct{ err, kind error }
 
-func (e invalidError) Error() string        { return e.err.Error() }
-func (e invalidError) Unwrap() error        { return e.err }
-func (e invalidError) Is(target error) bool { return target == ErrInvalid }
+func (e kindError) Error() string        { return e.err.Error() }
+func (e kindError) Unwrap() error        { return e.err }
+func (e kindError) Is(target error) bool { return target == e.kind }
 
+// invalid marks bad user input (a name, a config value, a template).
 func invalid(err error) error {
 	if err == nil {
 		return nil
 	}
-	return invalidError{err}
+	return kindError{err, ErrInvalid}
 }
 
 // images is the image cache: the host config's images.dir, else ROOT/images.

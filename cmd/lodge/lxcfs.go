@@ -3,14 +3,12 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
 	"lodge/lxcfs"
-	"lodge/manager"
 	"lodge/manager/nsenter"
 )
 
@@ -69,11 +67,7 @@ breaking anything, use lodge lxcfs restart.`,
 			if err != nil {
 				return err
 			}
-			if users := m.ViewsUsers(); len(users) > 0 && !force {
-				return conflictError{fmt.Sprintf("running containers use the views (%s): stopping the server would break their /proc files until it runs again; stop them first, use lodge lxcfs restart to upgrade, or --force",
-					strings.Join(users, ", "))}
-			}
-			return m.StopViews()
+			return m.StopViews(force)
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "stop even while running containers use the views")
@@ -132,10 +126,3 @@ func newLXCFSStatusCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&format, "format", "table", "output format: table, json or yaml")
 	return cmd
 }
-
-// conflictError is a refusal because of a running container (exit code 4)
-// whose message says it all.
-type conflictError struct{ msg string }
-
-func (e conflictError) Error() string { return e.msg }
-func (e conflictError) Unwrap() error { return manager.ErrRunning }
