@@ -33,12 +33,13 @@ const (
 // skip zero numbers; zero always means "not set" here. Tables use omitempty
 // so a saved file shows only what is set.
 type Container struct {
-	Version int    `toml:"version"`
-	Source  Source `toml:"source,omitempty"`
-	Limits  Limits `toml:"limits,omitempty"`
-	Init    Init   `toml:"init,omitempty"`
-	Rootfs  Rootfs `toml:"rootfs,omitempty"`
-	LXCFS   LXCFS  `toml:"lxcfs"`
+	Version  int      `toml:"version"`
+	Source   Source   `toml:"source,omitempty"`
+	Limits   Limits   `toml:"limits,omitempty"`
+	Init     Init     `toml:"init,omitempty"`
+	Rootfs   Rootfs   `toml:"rootfs,omitempty"`
+	LXCFS    LXCFS    `toml:"lxcfs"`
+	Security Security `toml:"security,omitempty"`
 }
 
 // Source records how the container was made. `lodge create` sets it; users
@@ -92,6 +93,22 @@ type LXCFS struct {
 	CPUQuotaView bool `toml:"cpu_quota_view,omitempty"`
 }
 
+// Security relaxes or tightens the protections every container gets
+// (docs/security.md says what they are).
+type Security struct {
+	// Nesting lets the container run containers of its own.
+	Nesting bool `toml:"nesting,omitempty"`
+	// Syscalls changes the default seccomp filter.
+	Syscalls Syscalls `toml:"syscalls,omitempty"`
+}
+
+// Syscalls names system calls to deny on top of, or allow out of, the
+// default seccomp filter.
+type Syscalls struct {
+	Deny  []string `toml:"deny,omitempty"`
+	Allow []string `toml:"allow,omitempty"`
+}
+
 // Default returns the configuration of a container with nothing set. Load
 // decodes a file on top of it, so keys missing from the file keep these values.
 func Default() *Container {
@@ -111,5 +128,7 @@ func (c *Container) Clone() *Container {
 	clone := *c
 	clone.Source.Options = maps.Clone(c.Source.Options)
 	clone.Init.Command = slices.Clone(c.Init.Command)
+	clone.Security.Syscalls.Deny = slices.Clone(c.Security.Syscalls.Deny)
+	clone.Security.Syscalls.Allow = slices.Clone(c.Security.Syscalls.Allow)
 	return &clone
 }

@@ -117,6 +117,28 @@ var keyRegistry = []Key{
 		check:   checkShift,
 	},
 	{
+		Name:    "security.nesting",
+		Doc:     "Whether the container may run containers of its own (lodge, LXC, Docker or systemd-nspawn inside). Takes effect at the next start.",
+		Example: "true",
+		set:     func(c *Container, v string) error { return setBool(&c.Security.Nesting, v) },
+		get:     func(c *Container) string { return strconv.FormatBool(c.Security.Nesting) },
+		check:   func(*Container) error { return nil }, // any boolean is fine
+	},
+	{
+		Name:    "security.syscalls.allow",
+		Doc:     "System calls to allow although the default seccomp filter denies them, as a word list of names. Takes effect at the next start, and for `lodge exec` at once.",
+		Example: "perf_event_open",
+		set:     func(c *Container, v string) error { return setWords(&c.Security.Syscalls.Allow, v) },
+		get:     func(c *Container) string { return joinWords(c.Security.Syscalls.Allow) },
+	},
+	{
+		Name:    "security.syscalls.deny",
+		Doc:     "System calls to deny on top of the default seccomp filter, as a word list of names; they fail with EPERM. Takes effect at the next start, and for `lodge exec` at once.",
+		Example: "mknod mknodat",
+		set:     func(c *Container, v string) error { return setWords(&c.Security.Syscalls.Deny, v) },
+		get:     func(c *Container) string { return joinWords(c.Security.Syscalls.Deny) },
+	},
+	{
 		Name:     "source.created",
 		Doc:      "When the container was created (RFC 3339). Set by `lodge create`.",
 		Example:  "2025-01-31T12:00:00Z",
