@@ -130,6 +130,9 @@ var keyRegistry = []Key{
 		Example: "perf_event_open",
 		set:     func(c *Container, v string) error { return setWords(&c.Security.Syscalls.Allow, v) },
 		get:     func(c *Container) string { return joinWords(c.Security.Syscalls.Allow) },
+		check: func(c *Container) error {
+			return checkSyscallNames("security.syscalls.allow", c.Security.Syscalls.Allow)
+		},
 	},
 	{
 		Name:    "security.syscalls.deny",
@@ -137,6 +140,7 @@ var keyRegistry = []Key{
 		Example: "mknod mknodat",
 		set:     func(c *Container, v string) error { return setWords(&c.Security.Syscalls.Deny, v) },
 		get:     func(c *Container) string { return joinWords(c.Security.Syscalls.Deny) },
+		check:   func(c *Container) error { return checkSyscallNames("security.syscalls.deny", c.Security.Syscalls.Deny) },
 	},
 	{
 		Name:     "source.created",

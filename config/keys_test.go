@@ -137,7 +137,7 @@ func TestSetErrors(t *testing.T) {
 		{"init.stop_timeout", "-5s", `init.stop_timeout: "-5s" is negative; ` + durationHint},
 		{"rootfs.shift", "x", `rootfs.shift: "x" must be one of auto, idmap, chown`},
 		{"source.template", "debian", "source.template is read-only: it records how the container was made"},
-		{"limits.memroy", "1G", `unknown key "limits.memroy" (did you mean "limits.memory"?); settable keys: init.command, init.stop_signal, init.stop_timeout, limits.cpu, limits.cpuset, limits.memory, limits.pids, limits.swap, lxcfs.cpu_quota_view, lxcfs.enabled, rootfs.shift`},
+		{"limits.memroy", "1G", `unknown key "limits.memroy" (did you mean "limits.memory"?); settable keys: init.command, init.stop_signal, init.stop_timeout, limits.cpu, limits.cpuset, limits.memory, limits.pids, limits.swap, lxcfs.cpu_quota_view, lxcfs.enabled, rootfs.shift, security.nesting, security.syscalls.allow, security.syscalls.deny`},
 	}
 	for _, tt := range tests {
 		c := Default()

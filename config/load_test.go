@@ -324,6 +324,7 @@ func TestTomlKeys(t *testing.T) {
 		"init", "init.command", "init.stop_signal", "init.stop_timeout",
 		"rootfs", "rootfs.shift",
 		"lxcfs", "lxcfs.enabled", "lxcfs.cpu_quota_view",
+		"security", "security.nesting", "security.syscalls", "security.syscalls.deny", "security.syscalls.allow",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("tomlKeys = %q\nwant %q", got, want)

@@ -143,3 +143,18 @@ func checkShift(c *Container) error {
 	}
 	return keyErrorf("rootfs.shift", "%q must be one of %s, %s, %s", c.Rootfs.Shift, ShiftAuto, ShiftIDMap, ShiftChown)
 }
+
+// checkSyscallNames accepts system call names in the kernel's spelling
+// (lower case letters, digits and underscores, like open_by_handle_at).
+func checkSyscallNames(key string, names []string) error {
+	for _, name := range names {
+		valid := name != ""
+		for _, r := range name {
+			valid = valid && (r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_')
+		}
+		if !valid {
+			return keyErrorf(key, "%q is not a system call name; write names like open_by_handle_at, separated by spaces", name)
+		}
+	}
+	return nil
+}
