@@ -2,6 +2,7 @@
 #
 #   make demo   install dependencies, build, boot a container and show it working
 #   make test   unit and integration tests (integration tests need root)
+#   make fuzz   every fuzz target for a short time (FUZZTIME, default 5s)
 #   make bench  benchmarks side by side with LXC; writes docs/benchmarks.md
 #   make lint   gofmt, go vet, staticcheck
 
@@ -20,7 +21,7 @@ DEB_PACKAGES := busybox-static iproute2 musl-tools debootstrap xz-utils zstd
 BENCH_PACKAGES := lxc lxc-templates lxcfs rsync uidmap
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all deps build test unit-test lint demo bench clean
+.PHONY: all deps build test unit-test fuzz lint demo bench clean
 
 all: build
 
@@ -39,6 +40,12 @@ build:
 test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@GO=$(GO) .ci/fuzz $(FUZZTIME)
+
+# Every fuzz target for FUZZTIME each (make test runs them too).
+FUZZTIME ?= 5s
+fuzz:
+	@GO=$(GO) .ci/fuzz $(FUZZTIME)
 
 unit-test:
 	$(GO) test -count=1 -short ./...
