@@ -124,7 +124,8 @@ func (d *docWriter) setup(b *bench) {
 		"The rest is the busybox template's own config (`lxc.autodev = 1`, `lxc.tty.max = 5`, `lxc.pty.max = 1`, "+
 			"`lxc.mount.auto = cgroup:mixed proc:mixed sys:ro`, `lxc.signal.halt = SIGUSR1`, read-only binds of the host's "+
 			"/lib, /usr/lib, /lib64, ...). It includes neither `common.conf` nor `userns.conf`, so LXC sets up no seccomp "+
-			"filter and no device cgroup rules for it, which if anything makes LXC's start cheaper.",
+			"filter and no device cgroup rules for it; the lines above add LXC's default seccomp profile (`common.seccomp`), "+
+			"as lodge loads its own filter. LXC still sets no device rules, which if anything makes its start cheaper.",
 		x.hostNotes(),
 	)
 	d.p("### Checked before measuring")

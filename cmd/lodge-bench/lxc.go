@@ -24,6 +24,9 @@ type lxcRuntime struct {
 	created     []string
 }
 
+// lxcSeccompProfile is the seccomp policy LXC's common.conf gives containers.
+const lxcSeccompProfile = "/usr/share/lxc/config/common.seccomp"
+
 var lxcTools = []string{"lxc-create", "lxc-start", "lxc-stop", "lxc-attach", "lxc-info", "lxc-destroy", "newuidmap", "newgidmap"}
 
 // newLXC prepares the lxcpath, root's subordinate ids and the configuration
@@ -66,6 +69,13 @@ func newLXC(dir, cgroupDir string, run *runner) (*lxcRuntime, error) {
 		"lxc.rootfs.options = idmap=container",
 		"lxc.cgroup.relative = 1",
 		"lxc.cgroup.dir = " + cgroupDir,
+		// lodge loads a seccomp filter into every container; LXC's busybox
+		// template loads none unless asked, so ask for LXC's default one.
+		"lxc.seccomp.profile = " + lxcSeccompProfile,
+	}
+	if _, err := os.Stat(lxcSeccompProfile); err != nil {
+		x.undoIDs()
+		return nil, fmt.Errorf("LXC's default seccomp profile: %w (it comes with Debian's lxc package)", err)
 	}
 	return x, nil
 }
