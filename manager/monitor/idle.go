@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lodge/config"
+	"lodge/internal/fds"
 	"lodge/manager/cgroup"
 )
 
@@ -69,6 +70,10 @@ func (m *Monitor) execWatcher(b *boot) error {
 	}
 	history, err := historyFile(b.console.handOff())
 	if err != nil {
+		return err
+	}
+	// The watcher gets these four and nothing else (see internal/fds).
+	if err := fds.CloseOnExecFrom(3); err != nil {
 		return err
 	}
 	fds, err := inheritable(listener, b.console.master, exe, history)
