@@ -1,7 +1,6 @@
 package monitor
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -148,8 +147,7 @@ func (m *Monitor) takePending() {
 	if err != nil {
 		return
 	}
-	var req Request
-	if json.Unmarshal([]byte(line), &req) == nil && req.Op == "stop" {
+	if req, err := decodeRequest([]byte(line)); err == nil && req.Op == "stop" {
 		m.mu.Lock()
 		m.stopping = true
 		m.mu.Unlock()
