@@ -184,3 +184,14 @@ func TestBytesRoundTrip(t *testing.T) {
 		t.Error("a partial instruction was accepted")
 	}
 }
+
+// BenchmarkBuild is the cost the filter adds to each start and exec.
+func BenchmarkBuild(b *testing.B) {
+	for b.Loop() {
+		p, err := Build(Config{Deny: []string{"mknodat"}, Allow: []string{"bpf"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = p.Hex()
+	}
+}
