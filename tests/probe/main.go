@@ -43,7 +43,7 @@ func main() {
 		for _, p := range []string{"/proc/self/status", "/proc/1/status"} {
 			data, _ := os.ReadFile(p)
 			for _, line := range strings.Split(string(data), "\n") {
-				if strings.HasPrefix(line, "Seccomp") {
+				if strings.HasPrefix(line, "Seccomp") || strings.HasPrefix(line, "CapBnd") {
 					fmt.Printf("%s %s\n", p, strings.Join(strings.Fields(line), " "))
 				}
 			}
