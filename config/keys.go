@@ -131,7 +131,10 @@ var keyRegistry = []Key{
 		set:     func(c *Container, v string) error { return setWords(&c.Security.Syscalls.Allow, v) },
 		get:     func(c *Container) string { return joinWords(c.Security.Syscalls.Allow) },
 		check: func(c *Container) error {
-			return checkSyscallNames("security.syscalls.allow", c.Security.Syscalls.Allow)
+			if err := checkSyscallNames("security.syscalls.allow", c.Security.Syscalls.Allow); err != nil {
+				return err
+			}
+			return checkSyscallConflicts("security.syscalls.allow", c.Security.Syscalls)
 		},
 	},
 	{

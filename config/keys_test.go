@@ -2,6 +2,7 @@ package config
 
 import (
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -235,5 +236,32 @@ func TestKeysMarkdown(t *testing.T) {
 	}
 	if got := markdownCell("a|b"); got != `a\|b` {
 		t.Errorf("markdownCell(a|b) = %q", got)
+	}
+}
+
+func TestSyscallNames(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the messages name x86_64's system calls")
+	}
+	c := Default()
+	err := c.Set("security.syscalls.deny", "mknodat kexec_lod")
+	if want := `security.syscalls.deny: "kexec_lod" is not a system call on x86_64; did you mean kexec_load?`; err == nil || err.Error() != want {
+		t.Errorf("typo: %v\nwant %s", err, want)
+	}
+	if err := c.Set("security.syscalls.allow", "perf_event_open nosuchcallanywhere"); err == nil || !strings.Contains(err.Error(), `"nosuchcallanywhere" is not a system call on x86_64`) {
+		t.Errorf("unknown name: %v", err)
+	}
+	if err := c.Set("security.syscalls.deny", "mknodat"); err != nil {
+		t.Fatal(err)
+	}
+	err = c.Set("security.syscalls.allow", "perf_event_open mknodat")
+	if want := "security.syscalls.allow: mknodat is also in security.syscalls.deny; remove it from one of them"; err == nil || err.Error() != want {
+		t.Errorf("conflict: %v\nwant %s", err, want)
+	}
+	c = Default()
+	c.Set("security.syscalls.allow", "bpf")
+	err = c.Set("security.syscalls.deny", "bpf")
+	if want := "security.syscalls.allow: bpf is also in security.syscalls.deny; remove it from one of them"; err == nil || err.Error() != want {
+		t.Errorf("conflict: %v\nwant %s", err, want)
 	}
 }

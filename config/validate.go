@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"lodge/internal/seccomp"
 )
 
 // keyError is a problem with the value of one key. Keeping the key apart
@@ -145,7 +147,9 @@ func checkShift(c *Container) error {
 }
 
 // checkSyscallNames accepts system call names in the kernel's spelling
-// (lower case letters, digits and underscores, like open_by_handle_at).
+// (lower case letters, digits and underscores, like open_by_handle_at) that
+// the seccomp filter knows for this architecture: a typo would otherwise
+// only show at the next start, or deny nothing.
 func checkSyscallNames(key string, names []string) error {
 	for _, name := range names {
 		valid := name != ""
@@ -154,6 +158,21 @@ func checkSyscallNames(key string, names []string) error {
 		}
 		if !valid {
 			return keyErrorf(key, "%q is not a system call name; write names like open_by_handle_at, separated by spaces", name)
+		}
+	}
+	if err := seccomp.CheckNames(names); err != nil {
+		return keyErrorf(key, "%v", err)
+	}
+	return nil
+}
+
+// checkSyscallConflicts refuses a name both allowed and denied: the filter
+// would deny it, which is probably not what the allow was for.
+// Validate checks every key, so the allow key's check covers setting either.
+func checkSyscallConflicts(key string, s Syscalls) error {
+	for _, name := range s.Allow {
+		if slices.Contains(s.Deny, name) {
+			return keyErrorf(key, "%s is also in security.syscalls.deny; remove it from one of them", name)
 		}
 	}
 	return nil

@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"lodge/config"
+	"lodge/internal/seccomp"
 	"lodge/manager/cgroup"
 	"lodge/manager/monitor"
 	"lodge/manager/nsenter"
@@ -64,6 +66,10 @@ func (m *Manager) Exec(ctx context.Context, name string, opts ExecOptions) (int,
 	if err != nil {
 		return 0, err
 	}
+	filter, err := m.execFilter(name)
+	if err != nil {
+		return 0, err
+	}
 	cwd := opts.Cwd
 	if cwd == "" {
 		cwd = user.Home
@@ -71,12 +77,27 @@ func (m *Manager) Exec(ctx context.Context, name string, opts ExecOptions) (int,
 	spec := nsenter.Spec{
 		Init: init, Namespaces: nsenter.AllNamespaces, CgroupTasks: placement.Tasks, Cgroup2: placement.Unified,
 		UID: user.UID, GID: user.GID, Groups: user.Groups, Cwd: cwd, CwdIsHome: opts.Cwd == "", Env: env, Args: opts.Args,
-		DropCaps: monitor.DroppedCapabilitiesList(),
+		DropCaps: monitor.DroppedCapabilitiesList(), Seccomp: filter.Hex(),
 	}
 	if opts.TTY {
 		return execPty(helper, spec, opts)
 	}
 	return execPlain(helper, spec, opts)
+}
+
+// execFilter is the seccomp filter for a command in the container, from its
+// configuration as it is now. An unreadable configuration gives the default
+// filter: a damaged file must not open the container up.
+func (m *Manager) execFilter(name string) (seccomp.Program, error) {
+	cfg, err := config.Load(m.store.ConfigPath(name))
+	if err != nil {
+		cfg = config.Default()
+	}
+	filter, err := monitor.Filter(cfg)
+	if err != nil {
+		return nil, invalid(fmt.Errorf("exec in %s: %w", name, err))
+	}
+	return filter, nil
 }
 
 // execEnv is the command's environment: a clean login-like one, plus -e entries.

@@ -54,6 +54,7 @@ void attach_mode(void)
 
 	if (pidfd < 0 || list == NULL)
 		die_msg("attach: missing _LODGE_ATTACH_PIDFD or _LODGE_ATTACH_MOUNTS");
+	fds_from(pidfd + 1, 0); // nothing else of the caller's enters the container's namespace
 	list = strdup(list);
 	for (line = strtok_r(list, "\n", &save); line && n < MAX_MOUNTS; line = strtok_r(NULL, "\n", &save)) {
 		char *tab = strchr(line, '\t');

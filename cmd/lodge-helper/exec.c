@@ -5,9 +5,11 @@
 //   lodge exec (Go)                     helper (C)                       command
 //        | clone3(CLONE_INTO_CGROUP) --> join v1 cgroups
 //        |   + exec                      setns(pidfd, all namespaces)
+//        |                               new session keyring, drop capabilities,
+//        |                               seccomp filter
 //        |                               set groups, gid, uid
 //        | <-- pty master over a socket - [with a pty: open the container's ptmx]
-//        |                               fork ---------------------------> setsid, ctty, chdir
+//        |                               fork ---------------------------> setsid, [ctty], chdir
 //        |                                |                                execvp(argv[1], ...)
 //        | <-------- exit status ------- waitpid <------------------------ exits
 //
@@ -26,6 +28,13 @@
 //                          does not exist, / is used (as login does)
 //   _LODGE_NSEXEC_PTY      unix socket fd: allocate a pty in the container and send its master here
 //   _LODGE_NSEXEC_DROP_CAPS capabilities to drop from the bounding set, comma-separated numbers
+//   _LODGE_NSEXEC_SECCOMP  the seccomp filter, hex of a struct sock_filter array
+//                          (internal/seccomp); required
+//
+// The command inherits only its stdin, stdout and stderr (or the pty): every
+// other descriptor is close-on-exec. It runs in a session of its own, pty or
+// not, so it has no controlling terminal of the host's (no TIOCSTI into the
+// caller's terminal) and CRIU can checkpoint it.
 #include "helper.h"
 
 #include <errno.h>
@@ -38,6 +47,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -62,6 +72,66 @@ static void drop_capabilities(void)
 			die("drop a capability");
 	}
 	free(copy);
+}
+
+// join_session_keyring gives the command a new anonymous session keyring:
+// keyrings are not namespaced, and the caller's (the operator's) must not be
+// reachable from the container. ENOSYS: no keyrings (or a nested lodge whose
+// outer filter denies keyctl), nothing to share.
+static void join_session_keyring(void)
+{
+	if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, (char *)NULL) < 0 && errno != ENOSYS)
+		die("join a new session keyring");
+}
+
+// struct sock_filter and struct sock_fprog of <linux/filter.h>, which musl's
+// headers lack.
+struct lodge_sock_filter {
+	unsigned short code;
+	unsigned char jt, jf;
+	unsigned int k;
+};
+struct lodge_sock_fprog {
+	unsigned short len;
+	struct lodge_sock_filter *filter;
+};
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+// load_seccomp installs the container's filter ($_LODGE_NSEXEC_SECCOMP). It
+// needs CAP_SYS_ADMIN in the container's user namespace instead of
+// no_new_privs, so it runs before the switch to the command's user, and
+// setuid programs (sudo) keep working inside.
+static void load_seccomp(void)
+{
+	const char *hex = getenv("_LODGE_NSEXEC_SECCOMP");
+	size_t n = hex ? strlen(hex) : 0, insns = n / (2 * sizeof(struct lodge_sock_filter));
+	unsigned char *buf;
+	struct lodge_sock_fprog prog;
+
+	if (n == 0 || n % (2 * sizeof(struct lodge_sock_filter)) != 0 || insns > 4096)
+		die_msg("exec: no valid seccomp filter given ($_LODGE_NSEXEC_SECCOMP)");
+	buf = malloc(n / 2);
+	if (buf == NULL)
+		die("exec: allocate the seccomp filter");
+	for (size_t i = 0; i < n / 2; i++) {
+		int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			die_msg("exec: malformed seccomp filter");
+		buf[i] = (unsigned char)(hi << 4 | lo);
+	}
+	prog.len = (unsigned short)insns;
+	prog.filter = (struct lodge_sock_filter *)buf;
+	if (syscall(SYS_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, 0, &prog) < 0)
+		die("exec: load the seccomp filter");
+	free(buf);
 }
 
 static void set_credentials(void)
@@ -111,8 +181,10 @@ static void run_command(char **argv, int slave)
 {
 	const char *cwd = getenv("_LODGE_NSEXEC_CWD");
 
+	if (setsid() < 0)
+		die("exec: new session");
 	if (slave >= 0) {
-		if (setsid() < 0 || ioctl(slave, TIOCSCTTY, 0) < 0)
+		if (ioctl(slave, TIOCSCTTY, 0) < 0)
 			die("make the pty the controlling terminal");
 		if (dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0)
 			die("dup pty");
@@ -142,17 +214,19 @@ static void forward_signal(int sig)
 }
 
 // wait_child relays SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 to the child and
-// exits with its status. SIGINT and SIGQUIT from a terminal reach the command
-// directly (same process group): the waiting processes ignore them, to live on
-// and report the command's status.
+// exits with its status. It relays SIGINT and SIGQUIT too: the command is in
+// a session of its own, so Ctrl-C and Ctrl-\ on the caller's terminal reach
+// only lodge (which ignores them, to report the command's status) and this
+// process, in the caller's process group. With a pty the terminal is raw and
+// they arrive as bytes on the pty instead.
 static void wait_child(pid_t pid)
 {
 	struct sigaction sa = { .sa_handler = forward_signal };
 	int status;
 
 	child_pid = pid;
-	signal(SIGINT, SIG_IGN);
-	signal(SIGQUIT, SIG_IGN);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGQUIT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
@@ -178,7 +252,9 @@ static void enter(char **argv)
 	if (setns(pidfd, (int)env_long("_LODGE_NSEXEC_NS", 0)) < 0)
 		die("enter the container's namespaces");
 	close(pidfd);
+	join_session_keyring(); // before the filter, which denies keyctl
 	drop_capabilities();
+	load_seccomp();
 	set_credentials();
 	if (ptysock >= 0)
 		slave = open_container_pty(ptysock);
@@ -195,15 +271,12 @@ static void enter(char **argv)
 void exec_mode(int argc, char **argv)
 {
 	int pidfd = (int)env_long("_LODGE_NSEXEC_PIDFD", -1);
-	int ptysock = (int)env_long("_LODGE_NSEXEC_PTY", -1);
 
 	if (argc < 2)
 		die_msg("no command given");
 	if (pidfd < 0)
 		die_msg("no container process given");
-	fcntl(pidfd, F_SETFD, FD_CLOEXEC);
-	if (ptysock >= 0)
-		fcntl(ptysock, F_SETFD, FD_CLOEXEC);
+	fds_from(3, 1); // the pidfd and the pty socket are ours, not the command's
 	join_v1_cgroups();
 	enter(argv + 1);
 }

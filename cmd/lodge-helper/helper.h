@@ -21,6 +21,7 @@ long env_long(const char *name, long fallback);
 void clear_env(void);
 void join_v1_cgroups(void);
 void send_fd(int sock, int fd);
+void fds_from(int first, int cloexec);
 
 // The modes.
 void exec_mode(int argc, char **argv);  // exec.c: lodge exec

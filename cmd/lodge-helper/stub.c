@@ -21,8 +21,11 @@ void initstub_mode(char **argv)
 {
 	int exe = (int)env_long("_LODGE_INITSTUB", -1);
 
-	join_v1_cgroups();
+	// lodge __init gets the sync socket (3) and nothing else; the lodge
+	// binary at exe is executed, not inherited.
+	fds_from(4, 1);
 	fcntl(exe, F_SETFD, FD_CLOEXEC);
+	join_v1_cgroups();
 	clear_env();
 	fexecve(exe, argv, environ);
 	fprintf(stderr, "lodge: execute lodge __init: %s\n", strerror(errno));

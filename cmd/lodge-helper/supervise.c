@@ -52,6 +52,7 @@ void supervise_mode(int argc, char **argv)
 
 	if (argc < 2)
 		die_msg("supervise: no command");
+	fds_from(3, 0); // the server gets its stdin, stdout and stderr only
 	clear_env();
 	setenv("LODGE_LXCFS_SUPERVISED", "1", 1);
 	sigaction(SIGTERM, &sa, NULL);

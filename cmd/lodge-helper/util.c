@@ -6,8 +6,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
 
 void die(const char *step)
 {
@@ -42,7 +51,8 @@ void clear_env(void)
 				       "_LODGE_SUPERVISE", "_LODGE_ATTACH", "_LODGE_ATTACH_PIDFD", "_LODGE_ATTACH_MOUNTS",
 				       "_LODGE_NSEXEC_PIDFD", "_LODGE_NSEXEC_NS", "_LODGE_NSEXEC_UID",
 				       "_LODGE_NSEXEC_GID", "_LODGE_NSEXEC_GROUPS", "_LODGE_NSEXEC_CWD",
-				       "_LODGE_NSEXEC_CWD_SOFT", "_LODGE_NSEXEC_PTY", "_LODGE_NSEXEC_DROP_CAPS" };
+				       "_LODGE_NSEXEC_CWD_SOFT", "_LODGE_NSEXEC_PTY", "_LODGE_NSEXEC_DROP_CAPS",
+				       "_LODGE_NSEXEC_SECCOMP" };
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		unsetenv(names[i]);
 }
@@ -88,3 +98,29 @@ void send_fd(int sock, int fd)
 		die("send a descriptor");
 }
 
+
+// fds_from applies to every descriptor from first up: close-on-exec with
+// cloexec set, else closed. Whatever the caller of lodge left open must not
+// cross into a container (see internal/fds in Go); descriptors handed over on
+// purpose are below first, or are made inheritable again afterwards.
+void fds_from(int first, int cloexec)
+{
+	DIR *dir;
+	struct dirent *e;
+
+	if (syscall(SYS_close_range, (unsigned)first, ~0U, cloexec ? CLOSE_RANGE_CLOEXEC : 0U) == 0)
+		return;
+	dir = opendir("/proc/self/fd"); // kernels before 5.11
+	if (dir == NULL)
+		die("list open descriptors");
+	while ((e = readdir(dir)) != NULL) {
+		int fd = atoi(e->d_name);
+		if (fd < first || fd == dirfd(dir) || e->d_name[0] == '.')
+			continue;
+		if (cloexec)
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
+		else
+			close(fd);
+	}
+	closedir(dir);
+}

@@ -279,6 +279,7 @@ static void setup(char **argv)
 	struct stat st;
 
 	place_fds();
+	fds_from(HISTORY_FD + 1, 0); // nothing else is ours to hand on
 	w.argv = argv;
 	w.log_path = getenv("_LODGE_WATCH_LOG");
 	w.log_fd = w.log_path ? open(w.log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;

@@ -11,9 +11,11 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"runtime"
 
+	"lodge/internal/fds"
 	"lodge/manager/monitor"
 )
 
@@ -25,6 +27,14 @@ import (
 func init() { runtime.LockOSThread() }
 
 func main() {
+	// Nothing the caller left open crosses into the processes lodge starts
+	// (the monitor, the container's init, exec'd commands): see internal/fds.
+	// Descriptors handed over on purpose (the monitor's status pipe, the init
+	// sync socket, the watcher's hand-over) are read by this process itself.
+	if err := fds.CloseOnExecFrom(3); err != nil {
+		fmt.Fprintln(os.Stderr, "lodge:", err)
+		os.Exit(1)
+	}
 	// Internal re-executions of this binary, dispatched before any CLI set-up:
 	// the per-container monitor and the container's first process.
 	if len(os.Args) > 1 {

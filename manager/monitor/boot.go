@@ -142,12 +142,17 @@ func (m *Monitor) startInit(b *boot) error {
 	if err != nil {
 		return err
 	}
+	filter, err := Filter(b.cfg)
+	if err != nil {
+		return err
+	}
 	setup := &initSetup{
 		Rootfs:   m.store.RootfsPath(m.name),
 		Cgroups:  cgroupMounts(b.group),
 		Hostname: m.name,
 		Command:  b.cfg.Init.Command,
 		Env:      initEnv(),
+		Seccomp:  filter.Bytes(),
 	}
 	// Recorded as STARTING with the child's identity (exec keeps its pid
 	// and start time), the container is known to the views server before

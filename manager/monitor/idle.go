@@ -1,7 +1,6 @@
 package monitor
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lodge/config"
+	"lodge/internal/fds"
 	"lodge/manager/cgroup"
 )
 
@@ -69,6 +69,10 @@ func (m *Monitor) execWatcher(b *boot) error {
 	}
 	history, err := historyFile(b.console.handOff())
 	if err != nil {
+		return err
+	}
+	// The watcher gets these four and nothing else (see internal/fds).
+	if err := fds.CloseOnExecFrom(3); err != nil {
 		return err
 	}
 	fds, err := inheritable(listener, b.console.master, exe, history)
@@ -143,8 +147,7 @@ func (m *Monitor) takePending() {
 	if err != nil {
 		return
 	}
-	var req Request
-	if json.Unmarshal([]byte(line), &req) == nil && req.Op == "stop" {
+	if req, err := decodeRequest([]byte(line)); err == nil && req.Op == "stop" {
 		m.mu.Lock()
 		m.stopping = true
 		m.mu.Unlock()

@@ -20,7 +20,8 @@ type initSetup struct {
 	Hostname string               `json:"hostname"`
 	Command  []string             `json:"command"`
 	Env      []string             `json:"env"`
-	Views    []string             `json:"views"` // targets of the view files attached after tree and target
+	Views    []string             `json:"views"`   // targets of the view files attached after tree and target
+	Seccomp  []byte               `json:"seccomp"` // the filter for init (seccomp.Program.Bytes)
 }
 
 // initSyncFD is the child's end of the socketpair (the first ExtraFile).
@@ -77,6 +78,9 @@ func runInit(sock *os.File) error {
 		return err
 	}
 	if err := dropCapabilities(); err != nil {
+		return err
+	}
+	if err := isolate(setup); err != nil {
 		return err
 	}
 	return execInit(sock, setup)

@@ -2,10 +2,13 @@ package monitor
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"lodge/internal/seccomp"
 )
 
 // The monitor and the container's first process talk over a SOCK_SEQPACKET
@@ -81,13 +84,46 @@ func receive(sock *os.File) (message, []*os.File, error) {
 			closeAll(files)
 			return message{}, nil, fmt.Errorf("receive: message or its descriptors truncated (flags %#x)", recvFlags)
 		}
-		var msg message
-		if err := json.Unmarshal(buf[:n], &msg); err != nil {
+		msg, err := decodeMessage(buf[:n])
+		if err != nil {
 			closeAll(files)
-			return message{}, nil, fmt.Errorf("decode message: %w", err)
+			return message{}, nil, err
 		}
 		return msg, files, nil
 	}
+}
+
+// decodeMessage parses one packet and checks what its receiver relies on:
+// a known type, and for a setup a command to execute and a whole seccomp
+// program (InitMain takes them as given).
+func decodeMessage(data []byte) (message, error) {
+	var msg message
+	if err := json.Unmarshal(data, &msg); err != nil {
+		return message{}, fmt.Errorf("decode message: %w", err)
+	}
+	switch msg.Type {
+	case "console", "exec":
+	case "error":
+		if msg.Error == "" {
+			return message{}, errors.New("decode message: an error message without the error")
+		}
+	case "setup":
+		s := msg.Setup
+		switch {
+		case s == nil:
+			return message{}, errors.New("decode message: a setup message without the setup")
+		case len(s.Command) == 0 || s.Command[0] == "":
+			return message{}, errors.New("decode message: a setup without a command for init")
+		case len(s.Views) > maxFiles-2:
+			return message{}, fmt.Errorf("decode message: a setup with %d views, more than a message carries", len(s.Views))
+		}
+		if _, err := seccomp.FromBytes(s.Seccomp); err != nil {
+			return message{}, fmt.Errorf("decode message: a setup without a usable seccomp filter: %w", err)
+		}
+	default:
+		return message{}, fmt.Errorf("decode message: unknown type %q", msg.Type)
+	}
+	return msg, nil
 }
 
 func parseRights(oob []byte) ([]*os.File, error) {

@@ -4,6 +4,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"lodge/internal/seccomp"
 )
 
 func TestMessageWithFiles(t *testing.T) {
@@ -15,7 +17,11 @@ func TestMessageWithFiles(t *testing.T) {
 	defer b.Close()
 	f, _ := os.Open("/dev/null")
 	defer f.Close()
-	setup := &initSetup{Rootfs: "/r", Hostname: "h", Command: []string{"/sbin/init"}}
+	filter, err := seccomp.Build(seccomp.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup := &initSetup{Rootfs: "/r", Hostname: "h", Command: []string{"/sbin/init"}, Seccomp: filter.Bytes()}
 	if err := send(a, message{Type: "setup", Setup: setup}, f); err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,32 @@ type Request struct {
 	Cols    uint16        `json:"cols,omitempty"`
 }
 
+// maxRequest is the longest request line the monitor reads; lodge-helper's
+// watcher (watch.c, REQUEST_MAX) has the same limit.
+const maxRequest = 1024
+
+// maxSignal is the highest signal number (SIGRTMAX).
+const maxSignal = 64
+
+// decodeRequest parses one request line and checks it: a known operation and,
+// for stop, a signal that exists (a bad one would have init killed at once).
+func decodeRequest(line []byte) (Request, error) {
+	var req Request
+	if err := json.Unmarshal(line, &req); err != nil {
+		return Request{}, fmt.Errorf("malformed request: %w", err)
+	}
+	switch req.Op {
+	case "ping", "console", "resize":
+	case "stop":
+		if req.Signal < 0 || req.Signal > maxSignal {
+			return Request{}, fmt.Errorf("malformed request: signal %d does not exist", req.Signal)
+		}
+	default:
+		return Request{}, fmt.Errorf("unknown request %q", req.Op)
+	}
+	return req, nil
+}
+
 // Response is the monitor's answer.
 type Response struct {
 	OK     bool   `json:"ok"`

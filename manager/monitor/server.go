@@ -92,9 +92,13 @@ func (m *Monitor) acceptLoop(s *server) {
 
 func (m *Monitor) handle(conn net.Conn) {
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	// A request is one short line; a client sending more is not heard out.
+	line, err := bufio.NewReaderSize(conn, maxRequest).ReadSlice('\n')
 	conn.SetReadDeadline(time.Time{})
 	if err != nil {
+		if err == bufio.ErrBufferFull {
+			reply(conn, Response{Error: fmt.Sprintf("malformed request: longer than %d bytes", maxRequest)})
+		}
 		conn.Close()
 		return
 	}
@@ -103,9 +107,9 @@ func (m *Monitor) handle(conn net.Conn) {
 
 // handleLine answers one request line read from conn.
 func (m *Monitor) handleLine(conn net.Conn, line []byte) {
-	var req Request
-	if err := json.Unmarshal(line, &req); err != nil {
-		reply(conn, Response{Error: "malformed request: " + err.Error()})
+	req, err := decodeRequest(line)
+	if err != nil {
+		reply(conn, Response{Error: err.Error()})
 		conn.Close()
 		return
 	}
@@ -121,8 +125,6 @@ func (m *Monitor) handleLine(conn net.Conn, line []byte) {
 		return // attachConsole owns conn
 	case "resize":
 		reply(conn, m.resize(req))
-	default:
-		reply(conn, Response{Error: fmt.Sprintf("unknown request %q", req.Op)})
 	}
 	conn.Close()
 }

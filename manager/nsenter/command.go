@@ -36,6 +36,7 @@ type Spec struct {
 	Env         []string // the command's whole environment
 	Args        []string // the command and its arguments
 	PtySocket   *os.File // if set, a pty is made in the container and its master sent here
+	Seccomp     string   // the seccomp filter to load, hex (seccomp.Program.Hex)
 }
 
 // Fixed descriptor numbers in the helper: ExtraFiles start at 3.
@@ -133,6 +134,7 @@ func helperEnv(spec Spec) []string {
 		"_LODGE_NSEXEC_GROUPS=" + joinIDs(spec.Groups),
 		"_LODGE_NSEXEC_CWD=" + spec.Cwd,
 		"_LODGE_NSEXEC_DROP_CAPS=" + spec.DropCaps,
+		"_LODGE_NSEXEC_SECCOMP=" + spec.Seccomp,
 	}
 	if spec.CwdIsHome {
 		env = append(env, "_LODGE_NSEXEC_CWD_SOFT=1")

@@ -1,0 +1,197 @@
+package seccomp
+
+import (
+	"strings"
+	"testing"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// run evaluates the program in the BPF interpreter of golang.org/x/net/bpf
+// for one system call: the kernel's struct seccomp_data, little-endian.
+func run(t *testing.T, p Program, auditArch uint32, nr uint32, args ...uint64) uint32 {
+	t.Helper()
+	raw := make([]bpf.RawInstruction, len(p))
+	for i, f := range p {
+		raw[i] = bpf.RawInstruction{Op: f.Code, Jt: f.Jt, Jf: f.Jf, K: f.K}
+	}
+	insns, ok := bpf.Disassemble(raw)
+	if !ok {
+		t.Fatal("program does not disassemble")
+	}
+	vm, err := bpf.NewVM(insns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// seccomp_data: nr, arch, instruction_pointer, args[6]. The VM loads
+	// words big-endian; the kernel loads them in host order, so the data is
+	// laid out with each 32-bit word in big-endian here.
+	data := make([]byte, 64)
+	put := func(off int, v uint32) {
+		data[off], data[off+1], data[off+2], data[off+3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+	}
+	put(0, nr)
+	put(4, auditArch)
+	for i, a := range args {
+		put(16+8*i, uint32(a))       // low half first (little-endian argument)
+		put(16+8*i+4, uint32(a>>32)) // high half
+	}
+	out, err := vm.Run(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint32(out)
+}
+
+const auditArchX86_64 = 0xc000003e
+const auditArchI386 = 0x40000003
+
+func nr(t *testing.T, name string) uint32 {
+	t.Helper()
+	info, err := native()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, ok := info.SyscallNames[name]
+	if !ok {
+		t.Fatalf("no system call %s", name)
+	}
+	return uint32(n)
+}
+
+func errnoRet(e unix.Errno) uint32 { return unix.SECCOMP_RET_ERRNO | uint32(e) }
+
+func TestDefaultPolicy(t *testing.T) {
+	if nativeArch(t) != auditArchX86_64 {
+		t.Skip("the expectations are written for x86_64")
+	}
+	p, err := Build(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []uint64
+		want uint32
+	}{
+		{"kexec_load", nil, errnoRet(unix.EPERM)},
+		{"open_by_handle_at", nil, errnoRet(unix.EPERM)},
+		{"keyctl", nil, errnoRet(unix.ENOSYS)},
+		{"clock_settime", nil, errnoRet(unix.EPERM)},
+		{"read", nil, unix.SECCOMP_RET_ALLOW},
+		{"mount", nil, unix.SECCOMP_RET_ALLOW},
+		{"unshare", nil, unix.SECCOMP_RET_ALLOW},
+		{"setns", nil, unix.SECCOMP_RET_ALLOW},
+		{"reboot", nil, unix.SECCOMP_RET_ALLOW},
+		{"adjtimex", nil, unix.SECCOMP_RET_ALLOW},
+		{"umount2", []uint64{0, 0}, unix.SECCOMP_RET_ALLOW},
+		{"umount2", []uint64{0, unix.MNT_DETACH}, unix.SECCOMP_RET_ALLOW},
+		{"umount2", []uint64{0, unix.MNT_FORCE}, errnoRet(unix.EPERM)},
+		{"personality", []uint64{0}, unix.SECCOMP_RET_ALLOW},
+		{"personality", []uint64{personalityQuery}, unix.SECCOMP_RET_ALLOW},
+		{"personality", []uint64{0x0008}, unix.SECCOMP_RET_ALLOW},                 // PER_LINUX32
+		{"personality", []uint64{0x0040000}, unix.SECCOMP_RET_ALLOW},              // ADDR_NO_RANDOMIZE
+		{"personality", []uint64{0x0400000}, errnoRet(unix.EPERM)},                // READ_IMPLIES_EXEC
+		{"personality", []uint64{1<<32 | personalityQuery}, errnoRet(unix.EPERM)}, // not the query
+	}
+	for _, c := range cases {
+		if got := run(t, p, auditArchX86_64, nr(t, c.name), c.args...); got != c.want {
+			t.Errorf("%s%v: got %#x, want %#x", c.name, c.args, got, c.want)
+		}
+	}
+	// x32 and i386 calls are refused whatever they are.
+	if got := run(t, p, auditArchX86_64, 0x40000000|nr(t, "read")); got != errnoRet(unix.ENOSYS) {
+		t.Errorf("x32 read: got %#x", got)
+	}
+	if got := run(t, p, auditArchI386, 3); got != errnoRet(unix.ENOSYS) {
+		t.Errorf("i386 read: got %#x", got)
+	}
+}
+
+func nativeArch(t *testing.T) uint32 {
+	info, err := native()
+	if err != nil {
+		t.Skip(err)
+	}
+	return uint32(info.ID)
+}
+
+func TestAllowAndDeny(t *testing.T) {
+	if nativeArch(t) != auditArchX86_64 {
+		t.Skip("the expectations are written for x86_64")
+	}
+	p, err := Build(Config{Allow: []string{"perf_event_open", "umount2", "mknod"}, Deny: []string{"mknodat", "keyctl"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]uint32{
+		"perf_event_open": unix.SECCOMP_RET_ALLOW, // allowed out of the defaults
+		"mknod":           unix.SECCOMP_RET_ALLOW, // allowing what is allowed changes nothing
+		"mknodat":         errnoRet(unix.EPERM),   // denied on top
+		"keyctl":          errnoRet(unix.EPERM),   // a denial says EPERM
+		"bpf":             errnoRet(unix.EPERM),   // defaults stay
+		"add_key":         errnoRet(unix.ENOSYS),
+	}
+	for name, want := range cases {
+		if got := run(t, p, auditArchX86_64, nr(t, name)); got != want {
+			t.Errorf("%s: got %#x, want %#x", name, got, want)
+		}
+	}
+	if got := run(t, p, auditArchX86_64, nr(t, "umount2"), 0, unix.MNT_FORCE); got != unix.SECCOMP_RET_ALLOW {
+		t.Errorf("allowed umount2 with MNT_FORCE: got %#x", got)
+	}
+	// Deny wins over allow.
+	d := Denials(Config{Allow: []string{"bpf", "mknod"}, Deny: []string{"mknod"}})
+	if _, ok := d["bpf"]; ok {
+		t.Error("bpf still denied after allow")
+	}
+	if d["mknod"] != unix.EPERM {
+		t.Error("mknod in deny and allow is not denied")
+	}
+}
+
+func TestUnknownNames(t *testing.T) {
+	if _, err := Build(Config{Deny: []string{"kexec_lod"}}); err == nil || !strings.Contains(err.Error(), "did you mean kexec_load?") {
+		t.Errorf("typo: %v", err)
+	}
+	if err := CheckNames([]string{"mount", "nosuchsyscallatall"}); err == nil || strings.Contains(err.Error(), "did you mean") {
+		t.Errorf("far from anything: %v", err)
+	}
+	if err := CheckNames([]string{"mount", "open_by_handle_at"}); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestBytesRoundTrip(t *testing.T) {
+	p, err := Build(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := FromBytes(p.Bytes())
+	if err != nil || len(q) != len(p) {
+		t.Fatalf("round trip: %v", err)
+	}
+	for i := range p {
+		if p[i] != q[i] {
+			t.Fatalf("instruction %d: %+v != %+v", i, p[i], q[i])
+		}
+	}
+	if len(p.Hex()) != 2*len(p.Bytes()) {
+		t.Error("hex length")
+	}
+	if _, err := FromBytes([]byte{1, 2, 3}); err == nil {
+		t.Error("a partial instruction was accepted")
+	}
+}
+
+// BenchmarkBuild is the cost the filter adds to each start and exec.
+func BenchmarkBuild(b *testing.B) {
+	for b.Loop() {
+		p, err := Build(Config{Deny: []string{"mknodat"}, Allow: []string{"bpf"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = p.Hex()
+	}
+}
