@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestBusyboxLifecycle is the first "done when": create, start, exec as
@@ -116,6 +118,9 @@ func TestRebootAndPoweroffFromInside(t *testing.T) {
 		_, err := os.Stat(filepath.Join(e.root, "run", "r1.json"))
 		return os.IsNotExist(err)
 	})
+	// The monitor removes the state as its last step and then exits; on a
+	// loaded machine it can still be exiting a few ms later.
+	waitUntil(t, "monitor exited", func() bool { return unix.Kill(i.MonitorPID, 0) != nil })
 	e.assertNoLeftovers("r1")
 }
 
