@@ -1,0 +1,120 @@
+package templates
+
+import (
+	"archive/tar"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// filterTarball copies the tarball r to w, member by member, as the image
+// rules (sanitize.go) allow: device nodes, members outside the root and hard
+// links to what was left out are dropped, owners and setuid bits changed. It
+// records what changed in c. The output is a PAX tarball that keeps each
+// member's xattrs and ACLs (SCHILY records, as GNU tar writes and reads them).
+func filterTarball(r io.Reader, w io.Writer, c *Changes) error {
+	tr, tw := tar.NewReader(r), tar.NewWriter(w)
+	dropped := map[string]bool{} // names left out, for hard links to them
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read tarball: %w", err)
+		}
+		if err := checkSparse(h); err != nil {
+			return err
+		}
+		out, ok := filterHeader(h, dropped, c)
+		if !ok {
+			continue
+		}
+		if err := tw.WriteHeader(out); err != nil {
+			return fmt.Errorf("member %q: %w", h.Name, err)
+		}
+		if out.Typeflag == tar.TypeReg {
+			if _, err := io.Copy(tw, tr); err != nil {
+				return fmt.Errorf("member %q: %w", h.Name, err)
+			}
+		}
+	}
+	return tw.Close()
+}
+
+// maxSparse is the largest sparse file lodge imports: the filter writes out
+// the holes (Go's tar writer makes no sparse files), so a small tarball could
+// otherwise fill the disk with zeros. (A variable for the fuzz test.)
+var maxSparse int64 = 1 << 30
+
+func checkSparse(h *tar.Header) error {
+	sparse := h.Typeflag == tar.TypeGNUSparse
+	for k := range h.PAXRecords {
+		sparse = sparse || strings.HasPrefix(k, "GNU.sparse.")
+	}
+	if sparse && h.Size > maxSparse {
+		return fmt.Errorf("member %q is a sparse file of %d bytes; lodge imports sparse files of up to 1 GiB (re-create the tarball without --sparse, or remove the file)", h.Name, h.Size)
+	}
+	return nil
+}
+
+// filterHeader returns the header to write for h, or false to leave it out.
+func filterHeader(h *tar.Header, dropped map[string]bool, c *Changes) (*tar.Header, bool) {
+	m, ok := memberOfHeader(h)
+	if !ok {
+		return nil, false // a pax global header: nothing to unpack
+	}
+	out, v, n := sanitizeMember(m)
+	if v == keep && m.Type == typeLink && dropped[out.Linkname] {
+		v = dropDevice // a second name of a dropped device node
+	}
+	name, ok := cleanMemberName(m.Name)
+	if !ok {
+		name = m.Name
+	}
+	c.add(name, v, n)
+	if v != keep && v != changed {
+		dropped[name] = true
+		return nil, false
+	}
+	return headerOfMember(out, h), true
+}
+
+// memberOfHeader describes a tar header as a member; false for headers that
+// are no member at all.
+func memberOfHeader(h *tar.Header) (member, bool) {
+	m := member{Name: h.Name, Linkname: h.Linkname, Type: h.Typeflag, Mode: h.Mode, UID: h.Uid, GID: h.Gid}
+	switch h.Typeflag {
+	case tar.TypeXGlobalHeader:
+		return m, false
+	case tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse: // the reader expands sparse files
+		m.Type = typeReg
+	}
+	return m, true
+}
+
+// headerOfMember makes the header to write: the member's name, type, owner
+// and mode, h's times, size and extended attributes (with ACLs), numeric
+// owners only.
+func headerOfMember(m member, h *tar.Header) *tar.Header {
+	out := &tar.Header{
+		Typeflag: m.Type, Name: m.Name, Linkname: m.Linkname,
+		Mode: m.Mode, Uid: m.UID, Gid: m.GID, ModTime: h.ModTime,
+		Format: tar.FormatPAX,
+	}
+	if m.Type == typeReg {
+		out.Size = h.Size
+	}
+	if m.Type == typeDir && m.Name != "." {
+		out.Name += "/"
+	}
+	for k, v := range h.PAXRecords {
+		if strings.HasPrefix(k, "SCHILY.xattr.") || strings.HasPrefix(k, "SCHILY.acl.") {
+			if out.PAXRecords == nil {
+				out.PAXRecords = map[string]string{}
+			}
+			out.PAXRecords[k] = v
+		}
+	}
+	return out
+}
