@@ -115,7 +115,7 @@ func runDebootstrap(ctx context.Context, args []string, b Build) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("debootstrap failed: %w (the last lines of the log say why)", err)
+		return fmt.Errorf("debootstrap failed: %w", err)
 	}
 	return nil
 }
