@@ -300,3 +300,51 @@ func specialFiles(t *testing.T, top, skip string) []string {
 	})
 	return found
 }
+
+// TestOlderImageRechecked: an image an older lodge made (device nodes in its
+// tree, a directory others may search, no record of a check) is brought under
+// today's rules when a container is next made from it.
+func TestOlderImageRechecked(t *testing.T) {
+	e := newEnv(t)
+	images := t.TempDir()
+	e.setImages(images)
+	e.createBusybox("first")
+	imgs := e.images()
+	if len(imgs) != 1 {
+		t.Fatalf("images: %+v", imgs)
+	}
+	id := imgs[0].ID
+	dir := filepath.Join(images, id)
+	meta := filepath.Join(dir, "image.json")
+	var img map[string]any
+	data, err := os.ReadFile(meta)
+	mustOK(t, err)
+	mustOK(t, json.Unmarshal(data, &img))
+	delete(img, "checked")
+	delete(img, "changes")
+	data, _ = json.Marshal(img)
+	mustOK(t, os.WriteFile(meta, data, 0o644))
+	mustOK(t, syscall.Mknod(filepath.Join(dir, "rootfs/dev/null"), syscall.S_IFCHR|0o666, 1<<8|3))
+	mustOK(t, os.Chmod(dir, 0o711))
+	mustOK(t, os.Chmod(images, 0o711))
+
+	r := e.run("create", "second", "--image", id)
+	if r.code != 0 || !strings.Contains(r.stderr, "removed 1 device node (dev/null)") {
+		t.Errorf("create from an older image: want the removal of dev/null reported, got %s", r)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "rootfs/dev/null")); err == nil {
+		t.Errorf("the device node is still in the image")
+	}
+	for _, d := range []string{dir, images} {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %v (%v), want 0700", d, fi.Mode(), err)
+		}
+	}
+	data, _ = os.ReadFile(meta)
+	if !strings.Contains(string(data), `"checked": 1`) || !strings.Contains(string(data), "dev/null") {
+		t.Errorf("the check is not recorded in image.json:\n%s", data)
+	}
+	if r := e.run("create", "third", "--image", id); r.code != 0 || strings.Contains(r.stderr, "older lodge") {
+		t.Errorf("a checked image is checked again: %s", r)
+	}
+}
