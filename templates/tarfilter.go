@@ -87,7 +87,7 @@ func memberOfHeader(h *tar.Header) (member, bool) {
 	switch h.Typeflag {
 	case tar.TypeXGlobalHeader:
 		return m, false
-	case tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse: // the reader expands sparse files
+	case 0, tar.TypeCont, tar.TypeGNUSparse: // V7 regular files; the reader expands sparse ones
 		m.Type = typeReg
 	}
 	return m, true
