@@ -182,7 +182,7 @@ func (c *Changes) Lines() []string {
 	say(c.setgid, "cleared setgid on %d file of a gid outside 0..65535", "cleared setgid on %d files of gids outside 0..65535")
 	say(c.mappedOwners, "gave %d file owned by a uid outside 0..65535 to uid 65534 (nobody)", "gave %d files owned by uids outside 0..65535 to uid 65534 (nobody)")
 	say(c.mappedGroups, "gave %d file of a gid outside 0..65535 to gid 65534 (nogroup)", "gave %d files of gids outside 0..65535 to gid 65534 (nogroup)")
-	say(c.unsafe, "skipped %d member whose name leaves the root", "skipped %d members whose names leave the root")
+	say(c.unsafe, "skipped %d member whose name leaves the root or passes through a symlink", "skipped %d members whose names leave the root or pass through symlinks")
 	say(c.types, "skipped %d member of a kind a root filesystem cannot hold", "skipped %d members of kinds a root filesystem cannot hold")
 	return lines
 }

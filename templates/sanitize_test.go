@@ -141,6 +141,7 @@ func FuzzFilterTarball(f *testing.F) {
 			return
 		}
 		tr := tar.NewReader(&out)
+		seen := &tarFilter{symlinks: map[string]bool{}}
 		for {
 			h, err := tr.Next()
 			if err == io.EOF {
@@ -154,6 +155,10 @@ func FuzzFilterTarball(f *testing.F) {
 				m.Name = "."
 			}
 			checkSafe(t, m, m)
+			if seen.underSymlink(m.Name) || m.Type == typeLink && seen.underSymlink(m.Linkname) {
+				t.Fatalf("%q is written through a symlink", m.Name)
+			}
+			seen.symlinks[m.Name] = m.Type == typeSymlink
 		}
 	})
 }
@@ -173,6 +178,9 @@ func sampleTarball(tb testing.TB) []byte {
 		{Name: "./dev/sda", Typeflag: tar.TypeBlock, Mode: 0o666, Devmajor: 8},
 		{Name: "./dev/mem2", Typeflag: tar.TypeLink, Linkname: "./dev/mem"},
 		{Name: "../../escape", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4},
+		{Name: "./lnk", Typeflag: tar.TypeSymlink, Linkname: "/etc"},
+		{Name: "./lnk/passwd", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4},
+		{Name: "./lnk2", Typeflag: tar.TypeLink, Linkname: "lnk/shadow"},
 		{Name: "./ping", Typeflag: tar.TypeReg, Mode: 0o755, Size: 4, PAXRecords: map[string]string{"SCHILY.xattr.security.capability": "\x01\x00\x00\x02 \x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"}},
 	} {
 		if err := tw.WriteHeader(h); err != nil {
@@ -204,7 +212,7 @@ func TestFilterTarball(t *testing.T) {
 		}
 		got[h.Name] = h
 	}
-	for _, gone := range []string{"dev/mem", "dev/sda", "dev/mem2", "../../escape", "escape"} {
+	for _, gone := range []string{"dev/mem", "dev/sda", "dev/mem2", "../../escape", "escape", "lnk/passwd", "lnk2"} {
 		if got[gone] != nil {
 			t.Errorf("%s was kept", gone)
 		}
@@ -218,7 +226,7 @@ func TestFilterTarball(t *testing.T) {
 	if h := got["ping"]; h == nil || h.PAXRecords["SCHILY.xattr.security.capability"] == "" {
 		t.Errorf("xattr lost: %+v", h)
 	}
-	want := []string{"removed 3 device nodes (dev/mem; dev/sda; dev/mem2)", "cleared setuid on 1 file", "skipped 1 member whose name leaves the root (../../escape)"}
+	want := []string{"removed 3 device nodes (dev/mem; dev/sda; dev/mem2)", "cleared setuid on 1 file", "skipped 3 members whose names leave the root or pass through symlinks (../../escape; lnk/passwd; lnk2)"}
 	lines := strings.Join(c.Lines(), "\n")
 	for _, w := range want {
 		if !strings.Contains(lines, w) {

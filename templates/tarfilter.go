@@ -4,17 +4,19 @@ import (
 	"archive/tar"
 	"fmt"
 	"io"
+	"path"
 	"strings"
 )
 
 // filterTarball copies the tarball r to w, member by member, as the image
-// rules (sanitize.go) allow: device nodes, members outside the root and hard
+// rules (sanitize.go) allow: device nodes, members outside the root, members
+// under a symlink the tarball made (tar would write through it) and hard
 // links to what was left out are dropped, owners and setuid bits changed. It
 // records what changed in c. The output is a PAX tarball that keeps each
 // member's xattrs and ACLs (SCHILY records, as GNU tar writes and reads them).
 func filterTarball(r io.Reader, w io.Writer, c *Changes) error {
 	tr, tw := tar.NewReader(r), tar.NewWriter(w)
-	dropped := map[string]bool{} // names left out, for hard links to them
+	f := &tarFilter{dropped: map[string]verdict{}, symlinks: map[string]bool{}, changes: c}
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -26,7 +28,7 @@ func filterTarball(r io.Reader, w io.Writer, c *Changes) error {
 		if err := checkSparse(h); err != nil {
 			return err
 		}
-		out, ok := filterHeader(h, dropped, c)
+		out, ok := f.header(h)
 		if !ok {
 			continue
 		}
@@ -58,26 +60,58 @@ func checkSparse(h *tar.Header) error {
 	return nil
 }
 
-// filterHeader returns the header to write for h, or false to leave it out.
-func filterHeader(h *tar.Header, dropped map[string]bool, c *Changes) (*tar.Header, bool) {
+// tarFilter is what filterTarball remembers of the members so far.
+type tarFilter struct {
+	dropped  map[string]verdict // names left out, for hard links to them
+	symlinks map[string]bool    // names that are symlinks, for members under them
+	changes  *Changes
+}
+
+// header returns the header to write for h, or false to leave it out.
+func (f *tarFilter) header(h *tar.Header) (*tar.Header, bool) {
 	m, ok := memberOfHeader(h)
 	if !ok {
 		return nil, false // a pax global header: nothing to unpack
 	}
 	out, v, n := sanitizeMember(m)
-	if v == keep && m.Type == typeLink && dropped[out.Linkname] {
-		v = dropDevice // a second name of a dropped device node
+	name := out.Name
+	if v == keep || v == changed {
+		v = f.judgePaths(out, v)
+	} else if clean, ok := cleanMemberName(m.Name); ok {
+		name = clean
 	}
-	name, ok := cleanMemberName(m.Name)
-	if !ok {
-		name = m.Name
-	}
-	c.add(name, v, n)
+	f.changes.add(name, v, n)
 	if v != keep && v != changed {
-		dropped[name] = true
+		f.dropped[name] = v
 		return nil, false
 	}
+	delete(f.dropped, name)
+	f.symlinks[name] = out.Type == typeSymlink
 	return headerOfMember(out, h), true
+}
+
+// judgePaths drops a member whose name or hard link target passes through a
+// symlink an earlier member made, and a hard link to a member left out.
+func (f *tarFilter) judgePaths(m member, v verdict) verdict {
+	if f.underSymlink(m.Name) || m.Type == typeLink && (f.underSymlink(m.Linkname) || f.symlinks[m.Linkname]) {
+		return dropUnsafeName
+	}
+	if m.Type == typeLink {
+		if why, ok := f.dropped[m.Linkname]; ok {
+			return why // a second name of a device node is one too
+		}
+	}
+	return v
+}
+
+// underSymlink reports whether a parent directory of name is a symlink.
+func (f *tarFilter) underSymlink(name string) bool {
+	for dir := path.Dir(name); dir != "." && dir != "/"; dir = path.Dir(dir) {
+		if f.symlinks[dir] {
+			return true
+		}
+	}
+	return false
 }
 
 // memberOfHeader describes a tar header as a member; false for headers that

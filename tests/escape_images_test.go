@@ -76,8 +76,9 @@ func asNobody(argv ...string) (string, error) {
 }
 
 // hostileTarball writes the busybox image of e, plus the hostile members, to
-// a tarball and returns its path.
-func hostileTarball(t *testing.T, e *env, probe string) string {
+// a tarball and returns its path. outside is a host directory a symlink in
+// the tarball points to, with a member to be written through it.
+func hostileTarball(t *testing.T, e *env, probe, outside string) string {
 	t.Helper()
 	var busybox string
 	for _, img := range e.images() {
@@ -124,6 +125,8 @@ func hostileTarball(t *testing.T, e *env, probe string) string {
 		{Name: "./root/kmem", Typeflag: tar.TypeChar, Mode: 0o666, Devmajor: 1, Devminor: 2},
 		{Name: "./tmp/mem2", Typeflag: tar.TypeLink, Linkname: "./dev/mem"},
 		{Name: "../../escape", Typeflag: tar.TypeReg, Mode: 0o4755, Size: int64(len(program))},
+		{Name: "./etc/evil-link", Typeflag: tar.TypeSymlink, Linkname: outside},
+		{Name: "./etc/evil-link/escape", Typeflag: tar.TypeReg, Mode: 0o4755, Size: int64(len(program))},
 	} {
 		mustOK(t, tw.WriteHeader(h))
 		if h.Typeflag == tar.TypeReg {
@@ -148,13 +151,14 @@ func TestEscapeImportedImage(t *testing.T) {
 		mustOK(t, os.Chmod(dir, 0o711))
 	}
 	e.createBusybox("src")
-	tarball := hostileTarball(t, e, probe)
+	outside := publicTempDir(t)
+	tarball := hostileTarball(t, e, probe, outside)
 
 	out := e.must("image", "import", tarball, "--alias", "hostile")
 	for _, want := range []string{
 		"removed 4 device nodes (dev/mem; dev/sda; root/kmem; tmp/mem2)",
 		"cleared setuid on 1 file owned by a uid outside 0..65535 (usr/bin/probe-evil, uid 70000)",
-		"skipped 1 member whose name leaves the root (../../escape)",
+		"skipped 2 members whose names leave the root or pass through symlinks (../../escape; etc/evil-link/escape)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("lodge image import did not say %q:\n%s", want, out)
@@ -172,7 +176,7 @@ func TestEscapeImportedImage(t *testing.T) {
 	if !kept {
 		t.Errorf("the changes are not in the image's metadata: %+v", listed)
 	}
-	for _, escaped := range []string{filepath.Join(images, "escape"), filepath.Join(base, "escape"), "/tmp/escape"} {
+	for _, escaped := range []string{filepath.Join(images, "escape"), filepath.Join(base, "escape"), "/tmp/escape", filepath.Join(outside, "escape")} {
 		if _, err := os.Lstat(escaped); err == nil {
 			t.Errorf("a member climbed out of the root to %s", escaped)
 		}

@@ -21,7 +21,7 @@ func TestEscapeBetweenContainers(t *testing.T) {
 	openUp(t, e.root)
 	e.setImages(t.TempDir())
 	e.createBusybox("seed")
-	e.must("image", "import", hostileTarball(t, e, probe), "--alias", "probe")
+	e.must("image", "import", hostileTarball(t, e, probe, t.TempDir()), "--alias", "probe")
 	e.must("create", "c1", "--image", "probe", "-c", "limits.memory=100MiB")
 	e.must("create", "c2", "--image", "probe", "-c", "limits.memory=200MiB")
 	e.must("start", "c1")
