@@ -332,9 +332,10 @@ func (s *Images) prepareDir() error {
 }
 
 // makePrivate takes group and other permissions off a directory (made by an
-// older lodge, or by hand); a missing one is left missing.
+// older lodge, or by hand); a missing one is left missing. A symlink (an
+// images.dir moved elsewhere by root) is followed.
 func makePrivate(dir string) error {
-	fi, err := os.Lstat(dir)
+	fi, err := os.Stat(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

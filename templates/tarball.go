@@ -101,9 +101,8 @@ func (s *Images) Import(ctx context.Context, file, alias string, report Reporter
 	img := Image{ID: "img-" + sum[:12], Aliases: []string{alias}, Source: abs,
 		Created: time.Now().UTC().Truncate(time.Second), Size: treeSize(filepath.Join(tmp, "rootfs")),
 		Changes: changes.Lines(), Checked: sanitizeVersion}
-	if existing, err := s.read(img.ID); err == nil {
-		existing.Changes = img.Changes // what importing this file changes, as the user expects to read
-		return s.addAlias(existing, alias)
+	if _, err := s.read(img.ID); err == nil {
+		return s.addAlias(ctx, img.ID, alias, report)
 	}
 	if err := s.install(tmp, img); err != nil {
 		return Image{}, err
@@ -122,13 +121,23 @@ func checkAlias(alias string) error {
 	return nil
 }
 
-func (s *Images) addAlias(img Image, alias string) (Image, error) {
-	img.Aliases = append(img.Aliases, alias)
-	data, err := jsonIndent(img)
+// addAlias names an image imported before (from the same file) alias too,
+// checking it first if an older lodge imported it.
+func (s *Images) addAlias(ctx context.Context, id, alias string, report Reporter) (Image, error) {
+	unlock, err := s.lock(ctx, id, report)
 	if err != nil {
 		return Image{}, err
 	}
-	return img, os.WriteFile(s.metaPath(img.ID), data, 0o644)
+	defer unlock()
+	img, err := s.read(id)
+	if err != nil {
+		return Image{}, err
+	}
+	if img, err = s.recheck(img, report); err != nil {
+		return Image{}, err
+	}
+	img.Aliases = append(img.Aliases, alias)
+	return img, s.writeMeta(img)
 }
 
 // extract unpacks file into dir and returns the file's sha256. The file is

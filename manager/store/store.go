@@ -64,7 +64,7 @@ func (s *Store) Prepare() error {
 
 // restrictMode takes away the permissions of dir that mode lacks.
 func restrictMode(dir string, mode os.FileMode) error {
-	fi, err := os.Lstat(dir)
+	fi, err := os.Stat(dir) // a symlink (moved elsewhere by root) is followed
 	if err != nil {
 		return err
 	}
