@@ -142,6 +142,7 @@ type Changes struct {
 	devices, unsafe, types     []string
 	setuid, setgid             []string // "path (uid N)"
 	mappedOwners, mappedGroups []string
+	trusted                    []string // members whose trusted.* xattrs were dropped
 }
 
 // add records a member's verdict.
@@ -183,6 +184,7 @@ func (c *Changes) Lines() []string {
 	say(c.mappedOwners, "gave %d file owned by a uid outside 0..65535 to uid 65534 (nobody)", "gave %d files owned by uids outside 0..65535 to uid 65534 (nobody)")
 	say(c.mappedGroups, "gave %d file of a gid outside 0..65535 to gid 65534 (nogroup)", "gave %d files of gids outside 0..65535 to gid 65534 (nogroup)")
 	say(c.unsafe, "skipped %d member whose name leaves the root or passes through a symlink", "skipped %d members whose names leave the root or pass through symlinks")
+	say(c.trusted, "dropped the trusted.* xattrs (the host kernel's, e.g. overlayfs') of %d file", "dropped the trusted.* xattrs (the host kernel's, e.g. overlayfs') of %d files")
 	say(c.types, "skipped %d member of a kind a root filesystem cannot hold", "skipped %d members of kinds a root filesystem cannot hold")
 	return lines
 }

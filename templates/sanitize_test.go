@@ -159,6 +159,11 @@ func FuzzFilterTarball(f *testing.F) {
 				t.Fatalf("%q is written through a symlink", m.Name)
 			}
 			seen.symlinks[m.Name] = m.Type == typeSymlink
+			for k := range h.PAXRecords {
+				if strings.HasPrefix(k, "SCHILY.xattr.trusted.") {
+					t.Fatalf("%q keeps xattr %s", m.Name, k)
+				}
+			}
 		}
 	})
 }
@@ -181,7 +186,10 @@ func sampleTarball(tb testing.TB) []byte {
 		{Name: "./lnk", Typeflag: tar.TypeSymlink, Linkname: "/etc"},
 		{Name: "./lnk/passwd", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4},
 		{Name: "./lnk2", Typeflag: tar.TypeLink, Linkname: "lnk/shadow"},
-		{Name: "./ping", Typeflag: tar.TypeReg, Mode: 0o755, Size: 4, PAXRecords: map[string]string{"SCHILY.xattr.security.capability": "\x01\x00\x00\x02 \x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"}},
+		{Name: "./ping", Typeflag: tar.TypeReg, Mode: 0o755, Size: 4, PAXRecords: map[string]string{
+			"SCHILY.xattr.security.capability": "\x01\x00\x00\x02 \x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+			"SCHILY.xattr.trusted.overlay.redirect": "/etc",
+		}},
 	} {
 		if err := tw.WriteHeader(h); err != nil {
 			tb.Fatal(err)
@@ -223,10 +231,11 @@ func TestFilterTarball(t *testing.T) {
 	if h := got["usr/bin/evil"]; h == nil || h.Mode != 0o755 || h.Uid != nobodyID {
 		t.Errorf("setuid uid 70000: %+v", h)
 	}
-	if h := got["ping"]; h == nil || h.PAXRecords["SCHILY.xattr.security.capability"] == "" {
-		t.Errorf("xattr lost: %+v", h)
+	if h := got["ping"]; h == nil || h.PAXRecords["SCHILY.xattr.security.capability"] == "" || h.PAXRecords["SCHILY.xattr.trusted.overlay.redirect"] != "" {
+		t.Errorf("want the capability kept and the trusted xattr dropped: %+v", h)
 	}
-	want := []string{"removed 3 device nodes (dev/mem; dev/sda; dev/mem2)", "cleared setuid on 1 file", "skipped 3 members whose names leave the root or pass through symlinks (../../escape; lnk/passwd; lnk2)"}
+	want := []string{"removed 3 device nodes (dev/mem; dev/sda; dev/mem2)", "cleared setuid on 1 file", "skipped 3 members whose names leave the root or pass through symlinks (../../escape; lnk/passwd; lnk2)",
+		"dropped the trusted.* xattrs (the host kernel's, e.g. overlayfs') of 1 file (ping)"}
 	lines := strings.Join(c.Lines(), "\n")
 	for _, w := range want {
 		if !strings.Contains(lines, w) {

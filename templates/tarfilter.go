@@ -87,6 +87,9 @@ func (f *tarFilter) header(h *tar.Header) (*tar.Header, bool) {
 	}
 	delete(f.dropped, name)
 	f.symlinks[name] = out.Type == typeSymlink
+	if droppedRecords(h) {
+		f.changes.trusted = append(f.changes.trusted, name)
+	}
 	return headerOfMember(out, h), true
 }
 
@@ -143,7 +146,7 @@ func headerOfMember(m member, h *tar.Header) *tar.Header {
 		out.Name += "/"
 	}
 	for k, v := range h.PAXRecords {
-		if strings.HasPrefix(k, "SCHILY.xattr.") || strings.HasPrefix(k, "SCHILY.acl.") {
+		if keptRecord(k) {
 			if out.PAXRecords == nil {
 				out.PAXRecords = map[string]string{}
 			}
@@ -151,4 +154,22 @@ func headerOfMember(m member, h *tar.Header) *tar.Header {
 		}
 	}
 	return out
+}
+
+// keptRecord says which PAX records of a member reach tar: xattrs and ACLs,
+// but trusted.* xattrs, which only the host's root may set and its kernel
+// trusts (overlayfs takes trusted.overlay.* as its own metadata).
+func keptRecord(key string) bool {
+	return strings.HasPrefix(key, "SCHILY.acl.") ||
+		strings.HasPrefix(key, "SCHILY.xattr.") && !strings.HasPrefix(key, "SCHILY.xattr.trusted.")
+}
+
+// droppedRecords reports whether h has xattrs that keptRecord leaves out.
+func droppedRecords(h *tar.Header) bool {
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "SCHILY.xattr.") && !keptRecord(k) {
+			return true
+		}
+	}
+	return false
 }
