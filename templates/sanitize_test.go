@@ -187,7 +187,7 @@ func sampleTarball(tb testing.TB) []byte {
 		{Name: "./lnk/passwd", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4},
 		{Name: "./lnk2", Typeflag: tar.TypeLink, Linkname: "lnk/shadow"},
 		{Name: "./ping", Typeflag: tar.TypeReg, Mode: 0o755, Size: 4, PAXRecords: map[string]string{
-			"SCHILY.xattr.security.capability": "\x01\x00\x00\x02 \x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+			"SCHILY.xattr.security.capability":      "\x01\x00\x00\x02 \x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
 			"SCHILY.xattr.trusted.overlay.redirect": "/etc",
 		}},
 	} {
