@@ -50,3 +50,23 @@ func TestLockExcludesAndLeavesNothing(t *testing.T) {
 		t.Errorf("an id with a slash was locked")
 	}
 }
+
+// TestStagingIsPrivate: the staging directory of a build or import is
+// root-only before anything is unpacked into it, in a cache directory made
+// root-only too (even one an older lodge left open).
+func TestStagingIsPrivate(t *testing.T) {
+	s := &Images{Dir: t.TempDir() + "/images"}
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(s.Dir, 0o711)
+	dir, err := s.tempDir("img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{s.Dir, dir} {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %v (%v), want 0700", d, fi.Mode(), err)
+		}
+	}
+}
