@@ -65,8 +65,10 @@ func TestStagingIsPrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, d := range []string{s.Dir, dir} {
-		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o700 {
-			t.Errorf("%s: mode %v (%v), want 0700", d, fi.Mode(), err)
+		if fi, err := os.Stat(d); err != nil {
+			t.Error(err)
+		} else if fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %v, want 0700", d, fi.Mode())
 		}
 	}
 }

@@ -217,8 +217,10 @@ func checkHostCannotReach(t *testing.T, e *env, images, probe string) {
 		t.Fatalf("control: nobody cannot reach ROOT/containers, so this test proves nothing: %s", out)
 	}
 	for _, dir := range []string{images, filepath.Join(e.root, "images"), filepath.Join(e.root, "tmp")} {
-		if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
-			t.Errorf("%s: mode %v (%v), want 0700", dir, fi.Mode(), err)
+		if fi, err := os.Stat(dir); err != nil {
+			t.Error(err)
+		} else if fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %v, want 0700", dir, fi.Mode())
 		}
 	}
 	skip := e.viewsMount()
@@ -340,8 +342,10 @@ func TestOlderImageRechecked(t *testing.T) {
 		t.Errorf("the device node is still in the image")
 	}
 	for _, d := range []string{dir, images} {
-		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o700 {
-			t.Errorf("%s: mode %v (%v), want 0700", d, fi.Mode(), err)
+		if fi, err := os.Stat(d); err != nil {
+			t.Error(err)
+		} else if fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %v, want 0700", d, fi.Mode())
 		}
 	}
 	data, _ = os.ReadFile(meta)

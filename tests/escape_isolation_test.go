@@ -50,8 +50,10 @@ func TestEscapeBetweenContainers(t *testing.T) {
 		if r := e.run("exec", "c1", "--", "/usr/bin/probe", "connect", sock); r.code == 0 {
 			t.Errorf("c1 connects to c2's monitor socket: %s", r.stdout)
 		}
-		if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm()&0o077 != 0 {
-			t.Errorf("%s: mode %v (%v), want a socket only root may use", sock, fi.Mode(), err)
+		if fi, err := os.Stat(sock); err != nil {
+			t.Error(err)
+		} else if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s: mode %v, want a socket only root may use", sock, fi.Mode())
 		}
 		if out, err := asNobody(probe, "connect", sock); err == nil {
 			t.Errorf("host user nobody connects to c2's monitor socket: %s", out)
