@@ -106,7 +106,8 @@ the ids a container maps), and lodge keeps the image harmless on the host:
   - files owned by a uid or gid above 65535 go to 65534 (nobody, nogroup), as a
     container would show them, and lose their setuid or setgid bit;
   - setuid and setgid bits of owners in 0..65535 stay (passwd works inside);
-  - members whose names leave the root (../) are skipped.
+  - members whose names leave the root (../) or pass through a symlink made by
+    an earlier member are skipped, and trusted.* xattrs (the host kernel's) dropped.
 What changed is printed and kept in the image (lodge image list --format yaml).
 Images are readable by root only.`,
 		Args: exactArgs(1, "a tarball"),
