@@ -198,7 +198,7 @@ func (m *Manager) buildRootfs(ctx context.Context, staging string, opts CreateOp
 
 func (m *Manager) imageFor(ctx context.Context, opts CreateOptions, tmpl templates.Template, cfg *config.Container) (templates.Image, error) {
 	if opts.Image != "" {
-		return m.images().Lookup(opts.Image)
+		return m.images().Use(ctx, opts.Image, opts.Report)
 	}
 	return m.images().Ensure(ctx, tmpl, cfg.Source.Options, opts.Refresh, opts.Report)
 }

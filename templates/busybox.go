@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // HostBusybox is where Debian's busybox-static package installs its binary.
@@ -20,7 +22,7 @@ func Busybox() Template {
 	return Template{
 		Name:        "busybox",
 		Description: "minimal system from the host's static busybox (Debian package busybox-static)",
-		Revision:    1,
+		Revision:    2, // 2: /tmp and /var/tmp sticky
 		Build:       buildBusybox,
 		Configure:   ConfigureHostname,
 	}
@@ -126,8 +128,9 @@ func mkdirMode(path string, mode os.FileMode) error {
 	if err := os.MkdirAll(path, 0o755); err != nil {
 		return err
 	}
-	// MkdirAll is subject to the umask and cannot set sticky bits.
-	return os.Chmod(path, mode)
+	// MkdirAll is subject to the umask, and os.Chmod takes the sticky bit
+	// as os.ModeSticky only: 0o1777 would give a /tmp anyone can empty.
+	return unix.Chmod(path, uint32(mode))
 }
 
 func writeFileMode(path string, data []byte, mode os.FileMode) error {

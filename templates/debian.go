@@ -21,11 +21,11 @@ func Debian() Template {
 		Description: "Debian built by debootstrap (bookworm, trixie, ...), with systemd or sysvinit",
 		Revision:    2, // 2: procps by default
 		Options: []Option{
-			{Name: "release", Default: "bookworm", Doc: "Debian release (suite or codename): bookworm, trixie, ..."},
-			{Name: "mirror", Default: "http://deb.debian.org/debian", Doc: "Debian mirror to install from; apt in the container uses it too"},
-			{Name: "variant", Default: "minbase", Doc: "debootstrap variant: minbase (required packages only) or standard (debootstrap's default set)"},
-			{Name: "packages", Default: "", Doc: "extra packages, comma-separated, e.g. openssh-server,less"},
-			{Name: "init", Default: "systemd", Doc: "init system: systemd or sysvinit"},
+			{Name: "release", Default: "bookworm", Doc: "Debian release (suite or codename): bookworm, trixie, ...", Check: checkWord("bookworm or trixie")},
+			{Name: "mirror", Default: "http://deb.debian.org/debian", Doc: "Debian mirror to install from; apt in the container uses it too", Check: checkMirror},
+			{Name: "variant", Default: "minbase", Doc: "debootstrap variant: minbase (required packages only) or standard (debootstrap's default set)", Check: checkOneOf("minbase", "standard")},
+			{Name: "packages", Default: "", Doc: "extra packages, comma-separated, e.g. openssh-server,less", Check: checkPackages},
+			{Name: "init", Default: "systemd", Doc: "init system: systemd or sysvinit", Check: checkOneOf("systemd", "sysvinit")},
 		},
 		Build:     buildDebian,
 		Configure: ConfigureHostname,
@@ -79,16 +79,18 @@ func debootstrapArgs(opts map[string]string, rootfs string) ([]string, error) {
 	default:
 		return nil, fmt.Errorf("option variant=%q: use minbase or standard", opts["variant"])
 	}
-	if !validWord(opts["release"]) {
-		return nil, fmt.Errorf("option release=%q is not a Debian release name", opts["release"])
+	// Checked when the options were resolved; checked again here because
+	// these go on debootstrap's command line.
+	if err := checkWord("bookworm")(opts["release"]); err != nil {
+		return nil, fmt.Errorf("option release=%q: %w", opts["release"], err)
+	}
+	if err := checkMirror(opts["mirror"]); err != nil {
+		return nil, fmt.Errorf("option mirror=%q: %w", opts["mirror"], err)
+	}
+	if err := checkPackages(opts["packages"]); err != nil {
+		return nil, fmt.Errorf("option packages: %w", err)
 	}
 	return append(args, opts["release"], rootfs, opts["mirror"]), nil
-}
-
-func validWord(s string) bool {
-	return s != "" && !strings.ContainsFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-')
-	})
 }
 
 // runDebootstrap runs debootstrap as pid 1 of its own pid and mount namespaces
@@ -113,7 +115,7 @@ func runDebootstrap(ctx context.Context, args []string, b Build) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("debootstrap failed: %w (the last lines of the log say why)", err)
+		return fmt.Errorf("debootstrap failed: %w", err)
 	}
 	return nil
 }

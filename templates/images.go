@@ -15,8 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Images is the image cache: root filesystems with natural ids (0..65535) on
@@ -25,9 +23,15 @@ import (
 //
 //	DIR/ID/rootfs      the root filesystem
 //	DIR/ID/image.json  what it is (Image)
-//	DIR/ID.log         the build log of a template image
-//	DIR/ID.lock        taken while the image is built or changed
+//	DIR/ID/build.log   the build log of a template image
+//	DIR/ID.lock        exists while the image is built or changed
 //	DIR/.ID.tmp-PID    an image being built or imported
+//
+// DIR is root-only (0700), and so is every image and staging directory in
+// it: a root filesystem's files have host ids (uid 0 in the image is host uid
+// 0), so a setuid-root program in an image would run as root for any host
+// user who could reach it. Directories an older lodge made traversable are
+// made private again when next used.
 type Images struct {
 	Dir string
 }
@@ -41,6 +45,11 @@ type Image struct {
 	Source   string            `json:"source,omitempty" yaml:"source,omitempty"` // imported from this file
 	Created  time.Time         `json:"created" yaml:"created"`
 	Size     int64             `json:"size" yaml:"size"` // bytes of file data in the root filesystem
+	// Changes says what lodge changed in the files to keep them harmless on
+	// the host (see sanitize.go), one sentence each; Checked is the revision
+	// of those rules the files were checked against.
+	Changes []string `json:"changes,omitempty" yaml:"changes,omitempty"`
+	Checked int      `json:"checked,omitempty" yaml:"checked,omitempty"`
 }
 
 // Errors callers branch on.
@@ -56,7 +65,13 @@ func (s *Images) Rootfs(id string) string { return filepath.Join(s.Dir, id, "roo
 func (s *Images) metaPath(id string) string { return filepath.Join(s.Dir, id, "image.json") }
 
 // LogPath is the build log of image id.
-func (s *Images) LogPath(id string) string { return filepath.Join(s.Dir, id+".log") }
+func (s *Images) LogPath(id string) string { return filepath.Join(s.Dir, id, buildLog) }
+
+// buildLog is the build log's name in an image's (or a build's staging) directory.
+const buildLog = "build.log"
+
+// legacyLogPath is where lodge kept build logs before they moved into the image.
+func (s *Images) legacyLogPath(id string) string { return filepath.Join(s.Dir, id+".log") }
 
 // List returns the images, sorted by id.
 func (s *Images) List() ([]Image, error) {
@@ -120,7 +135,7 @@ func TemplateImageID(t Template, options map[string]string) string {
 		fmt.Fprintf(h, "\x00%s=%s", k, options[k])
 	}
 	label := t.Name
-	if r := options["release"]; r != "" {
+	if r := options["release"]; validWord(r) { // never a path: see checkID
 		label += "-" + r
 	}
 	return label + "-" + hex.EncodeToString(h.Sum(nil))[:12]
@@ -137,24 +152,65 @@ func (s *Images) Ensure(ctx context.Context, t Template, options map[string]stri
 	}
 	defer unlock()
 	if img, err := s.read(id); err == nil && !refresh {
-		return img, nil
+		return s.recheck(img, report)
 	}
-	report.Step("building image %s from template %s (log: %s)", id, t.Name, s.LogPath(id))
-	err = s.build(ctx, id, t, options, report)
-	if err != nil {
+	if err := s.build(ctx, id, t, options, report); err != nil {
 		return Image{}, err
 	}
 	return s.read(id)
 }
 
-// build makes image id in a temporary directory and moves it into place.
+// Use returns image name (id or alias) for a new container, first checking
+// an image made by an older lodge against today's rules.
+func (s *Images) Use(ctx context.Context, name string, report Reporter) (Image, error) {
+	img, err := s.Lookup(name)
+	if err != nil {
+		return Image{}, err
+	}
+	unlock, err := s.lock(ctx, img.ID, report)
+	if err != nil {
+		return Image{}, err
+	}
+	defer unlock()
+	if img, err = s.read(img.ID); err != nil {
+		return Image{}, fmt.Errorf("image %s: %w", name, err)
+	}
+	return s.recheck(img, report)
+}
+
+// recheck brings an image made by an older lodge up to today's rules: its
+// directory private, no device nodes, no setuid for ids outside the
+// container's range. The caller holds the image's lock.
+func (s *Images) recheck(img Image, report Reporter) (Image, error) {
+	if err := makePrivate(filepath.Join(s.Dir, img.ID)); err != nil {
+		return Image{}, err
+	}
+	if img.Checked >= sanitizeVersion {
+		return img, nil
+	}
+	changes, err := sanitizeTree(s.Rootfs(img.ID))
+	if err != nil {
+		return Image{}, fmt.Errorf("check image %s: %w", img.ID, err)
+	}
+	img.Changes, img.Checked = append(img.Changes, changes.Lines()...), sanitizeVersion
+	for _, line := range changes.Lines() {
+		report.Step("image %s (made by an older lodge): %s", img.ID, line)
+	}
+	return img, s.writeMeta(img)
+}
+
+// build makes image id in a private staging directory, its log beside the
+// root filesystem, and moves both into place. A failed build leaves nothing:
+// the end of its log is shown and goes with the staging directory.
 func (s *Images) build(ctx context.Context, id string, t Template, options map[string]string, report Reporter) error {
 	tmp, err := s.tempDir(id)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	logFile, err := os.Create(s.LogPath(id))
+	logPath := filepath.Join(tmp, buildLog)
+	report.Step("building image %s from template %s (log: %s)", id, t.Name, logPath)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
@@ -165,13 +221,57 @@ func (s *Images) build(ctx context.Context, id string, t Template, options map[s
 	}
 	b := Build{Rootfs: rootfs, Options: options, Log: logFile, Report: report}
 	if err := t.Build(ctx, b); err != nil {
-		return fmt.Errorf("build image %s: %w (log: %s)", id, err, s.LogPath(id))
+		return buildError(id, err, logPath, report)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	img := Image{ID: id, Template: t.Name, Options: options, Created: time.Now().UTC().Truncate(time.Second), Size: treeSize(rootfs)}
+	changes, err := sanitizeTree(rootfs)
+	if err != nil {
+		return fmt.Errorf("build image %s: %w", id, err)
+	}
+	for _, line := range changes.Lines() {
+		fmt.Fprintf(logFile, "lodge: %s\n", line)
+	}
+	img := Image{ID: id, Template: t.Name, Options: options, Created: time.Now().UTC().Truncate(time.Second),
+		Size: treeSize(rootfs), Changes: changes.Lines(), Checked: sanitizeVersion}
 	return s.install(tmp, img)
+}
+
+// buildError shows the last lines of a failed build's log, which is about to
+// be removed, and names the last error line in the error itself.
+func buildError(id string, err error, logPath string, report Reporter) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	tail := logTail(logPath, 10)
+	if len(tail) > 0 {
+		report.Step("the build log of image %s ended with:", id)
+		for _, line := range tail {
+			report.Step("  %s", line)
+		}
+	}
+	for i := len(tail) - 1; i >= 0; i-- {
+		if strings.HasPrefix(tail[i], "E: ") {
+			return fmt.Errorf("build image %s: %w: %s", id, err, strings.TrimPrefix(tail[i], "E: "))
+		}
+	}
+	return fmt.Errorf("build image %s: %w", id, err)
+}
+
+// logTail returns the last n non-empty lines of a log file.
+func logTail(path string, n int) []string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var lines []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			lines = append(lines, line)
+		}
+	}
+	return lines[max(0, len(lines)-n):]
 }
 
 // install writes the image's description into dir and moves dir into place,
@@ -184,6 +284,7 @@ func (s *Images) install(dir string, img Image) error {
 	if err := os.WriteFile(filepath.Join(dir, "image.json"), data, 0o644); err != nil {
 		return err
 	}
+	os.Remove(s.legacyLogPath(img.ID))
 	final := filepath.Join(s.Dir, img.ID)
 	old := ""
 	if _, err := os.Stat(final); err == nil {
@@ -201,54 +302,53 @@ func (s *Images) install(dir string, img Image) error {
 	return nil
 }
 
-// tempDir makes a fresh DIR/.ID.tmp-PID, removing ones left by builds that
-// were killed (the caller holds the image's lock, so none is in use).
+// tempDir makes a fresh, private DIR/.ID.tmp-PID, removing ones left by
+// builds that were killed (the caller holds the image's lock, so none is in
+// use). It is private before anything is unpacked or built in it.
 func (s *Images) tempDir(id string) (string, error) {
-	if err := os.MkdirAll(s.Dir, 0o711); err != nil {
-		return "", fmt.Errorf("image cache %s: %w", s.Dir, err)
+	if err := s.prepareDir(); err != nil {
+		return "", err
 	}
 	stale, _ := filepath.Glob(filepath.Join(s.Dir, "."+id+".tmp-*"))
 	for _, dir := range stale {
 		os.RemoveAll(dir)
 	}
 	dir := filepath.Join(s.Dir, "."+id+".tmp-"+strconv.Itoa(os.Getpid()))
-	if err := os.Mkdir(dir, 0o711); err != nil {
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		return "", err
 	}
-	return dir, nil
+	return dir, makePrivate(dir) // in case one of the same name survived
 }
 
-// lock takes the image's lock, telling the user when another lodge holds it.
-func (s *Images) lock(ctx context.Context, id string, report Reporter) (func(), error) {
-	if err := os.MkdirAll(s.Dir, 0o711); err != nil {
-		return nil, fmt.Errorf("image cache %s: %w", s.Dir, err)
+// prepareDir makes the image cache directory, root-only.
+func (s *Images) prepareDir() error {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return fmt.Errorf("image cache %s: %w", s.Dir, err)
 	}
-	f, err := os.OpenFile(filepath.Join(s.Dir, id+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err := makePrivate(s.Dir); err != nil {
+		return fmt.Errorf("image cache %s: %w", s.Dir, err)
+	}
+	return nil
+}
+
+// makePrivate takes group and other permissions off a directory (made by an
+// older lodge, or by hand); a missing one is left missing. A symlink (an
+// images.dir moved elsewhere by root) is followed.
+func makePrivate(dir string) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
-		report.Step("waiting for another lodge that is building image %s", id)
-		if err := flockContext(ctx, f); err != nil {
-			f.Close()
-			return nil, err
-		}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
 	}
-	return func() { f.Close() }, nil
-}
-
-// flockContext waits for an exclusive flock until ctx ends.
-func flockContext(ctx context.Context, f *os.File) error {
-	for {
-		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	if fi.Mode().Perm()&0o077 == 0 {
+		return nil
 	}
+	return os.Chmod(dir, fi.Mode().Perm()&0o700)
 }
 
 // Delete removes an image by id or alias.
@@ -266,8 +366,7 @@ func (s *Images) Delete(ctx context.Context, name string) error {
 	if err := os.Rename(filepath.Join(s.Dir, img.ID), trash); err != nil {
 		return fmt.Errorf("delete image %s: %w", img.ID, err)
 	}
-	os.Remove(s.LogPath(img.ID))
-	os.Remove(filepath.Join(s.Dir, img.ID+".lock"))
+	os.Remove(s.legacyLogPath(img.ID))
 	return os.RemoveAll(trash)
 }
 
@@ -297,3 +396,16 @@ func treeSize(dir string) int64 {
 }
 
 func jsonIndent(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }
+
+// writeMeta rewrites an installed image's description.
+func (s *Images) writeMeta(img Image) error {
+	data, err := jsonIndent(img)
+	if err != nil {
+		return err
+	}
+	tmp := s.metaPath(img.ID) + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, s.metaPath(img.ID))
+}

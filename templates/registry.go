@@ -17,6 +17,9 @@ type Option struct {
 	Name    string
 	Default string
 	Doc     string
+	// Check refuses values that are unsafe or meaningless (see options.go);
+	// nil accepts any value.
+	Check func(value string) error
 }
 
 // Build is a request to build a root filesystem.
@@ -95,6 +98,11 @@ func (t Template) ResolveOptions(opts, hostDefaults map[string]string) (map[stri
 				return nil, fmt.Errorf("template %s has no option %q (options: %s)", t.Name, k, t.optionNames())
 			}
 			resolved[k] = v
+		}
+	}
+	for _, o := range t.Options {
+		if err := t.checkOption(o, resolved[o.Name]); err != nil {
+			return nil, err
 		}
 	}
 	return resolved, nil

@@ -50,24 +50,28 @@ func compressorFor(name string) ([]string, error) {
 	return nil, fmt.Errorf("%s: name the file .tar, %s: %w", name, strings.Join(known[:len(known)-1], ", "), ErrBadName)
 }
 
-// decompressorFor recognises the compression of a file by its magic bytes.
-func decompressorFor(head []byte) (flag string, err error) {
+// decompressorFor recognises the compression of a file by its magic bytes
+// and returns the command that decompresses it (nil: none).
+func decompressorFor(head []byte) ([]string, error) {
 	switch {
 	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
-		return "--gzip", nil
+		return []string{"gzip", "-d", "-c"}, nil
 	case bytes.HasPrefix(head, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		return "--xz", nil
+		return []string{"xz", "-d", "-c"}, nil
 	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return "--zstd", nil
+		return []string{"zstd", "-d", "-q", "-c"}, nil
 	case len(head) > 262 && string(head[257:262]) == "ustar":
-		return "", nil
+		return nil, nil
 	}
-	return "", errors.New("not a tar archive (plain, gzip, xz or zstd)")
+	return nil, errors.New("not a tar archive (plain, gzip, xz or zstd)")
 }
 
 // Import unpacks a root filesystem tarball into a new image named alias. The
 // tarball holds the root filesystem itself, or (LXC and Incus images) a
 // rootfs/ directory beside metadata.yaml. Its id is derived from its content.
+// Its members pass the image rules (sanitize.go) on their way to tar, into a
+// staging directory that is private before tar starts; what the rules changed
+// is in the image's Changes.
 func (s *Images) Import(ctx context.Context, file, alias string, report Reporter) (Image, error) {
 	if err := checkAlias(alias); err != nil {
 		return Image{}, err
@@ -85,7 +89,8 @@ func (s *Images) Import(ctx context.Context, file, alias string, report Reporter
 		return Image{}, err
 	}
 	defer os.RemoveAll(tmp)
-	sum, err := extract(ctx, file, filepath.Join(tmp, "unpacked"), report)
+	changes := &Changes{}
+	sum, err := extract(ctx, file, filepath.Join(tmp, "unpacked"), changes, report)
 	if err != nil {
 		return Image{}, err
 	}
@@ -94,9 +99,10 @@ func (s *Images) Import(ctx context.Context, file, alias string, report Reporter
 	}
 	abs, _ := filepath.Abs(file)
 	img := Image{ID: "img-" + sum[:12], Aliases: []string{alias}, Source: abs,
-		Created: time.Now().UTC().Truncate(time.Second), Size: treeSize(filepath.Join(tmp, "rootfs"))}
-	if existing, err := s.read(img.ID); err == nil {
-		return s.addAlias(existing, alias)
+		Created: time.Now().UTC().Truncate(time.Second), Size: treeSize(filepath.Join(tmp, "rootfs")),
+		Changes: changes.Lines(), Checked: sanitizeVersion}
+	if _, err := s.read(img.ID); err == nil {
+		return s.addAlias(ctx, img.ID, alias, report)
 	}
 	if err := s.install(tmp, img); err != nil {
 		return Image{}, err
@@ -115,17 +121,29 @@ func checkAlias(alias string) error {
 	return nil
 }
 
-func (s *Images) addAlias(img Image, alias string) (Image, error) {
-	img.Aliases = append(img.Aliases, alias)
-	data, err := jsonIndent(img)
+// addAlias names an image imported before (from the same file) alias too,
+// checking it first if an older lodge imported it.
+func (s *Images) addAlias(ctx context.Context, id, alias string, report Reporter) (Image, error) {
+	unlock, err := s.lock(ctx, id, report)
 	if err != nil {
 		return Image{}, err
 	}
-	return img, os.WriteFile(s.metaPath(img.ID), data, 0o644)
+	defer unlock()
+	img, err := s.read(id)
+	if err != nil {
+		return Image{}, err
+	}
+	if img, err = s.recheck(img, report); err != nil {
+		return Image{}, err
+	}
+	img.Aliases = append(img.Aliases, alias)
+	return img, s.writeMeta(img)
 }
 
-// extract unpacks file into dir with tar and returns the file's sha256.
-func extract(ctx context.Context, file, dir string, report Reporter) (string, error) {
+// extract unpacks file into dir and returns the file's sha256. The file is
+// decompressed (by gzip, xz or zstd), its members pass the image rules in
+// filterTarball, and GNU tar unpacks what is left, with xattrs and ACLs.
+func extract(ctx context.Context, file, dir string, changes *Changes, report Reporter) (string, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return "", fmt.Errorf("import: %w", err)
@@ -133,7 +151,7 @@ func extract(ctx context.Context, file, dir string, report Reporter) (string, er
 	defer f.Close()
 	head := make([]byte, 512)
 	n, _ := io.ReadFull(f, head)
-	flag, err := decompressorFor(head[:n])
+	decompressor, err := decompressorFor(head[:n])
 	if err != nil {
 		return "", fmt.Errorf("import %s: %w", file, err)
 	}
@@ -143,33 +161,92 @@ func extract(ctx context.Context, file, dir string, report Reporter) (string, er
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return "", err
 	}
-	args := append([]string{"-x", "-f", "-", "-C", dir}, tarFlags...)
-	if flag != "" {
-		args = append(args, flag)
-	}
 	info, _ := f.Stat()
 	h := sha256.New()
 	in := &countingReader{r: io.TeeReader(f, h), total: info.Size(), report: report, label: "importing " + filepath.Base(file)}
-	if err := runTar(ctx, args, in, nil); err != nil {
+	if err := unpack(ctx, in, decompressor, dir, changes); err != nil {
+		return "", fmt.Errorf("import %s: %w", file, err)
+	}
+	if _, err := io.Copy(io.Discard, in); err != nil { // the id is the whole file's
 		return "", fmt.Errorf("import %s: %w", file, err)
 	}
 	return hexSum(h), nil
 }
 
-// moveRootfs finds the root filesystem in an unpacked tarball and moves it to dst.
+// unpack runs the pipeline: in, through the decompressor (if any), through
+// filterTarball, into tar -x in dir. The decompressor's output is read to its
+// end whatever happens, so that it ends by itself and its own error (a
+// corrupt file) is told apart from the others.
+func unpack(ctx context.Context, in io.Reader, decompressor []string, dir string, changes *Changes) error {
+	src, finish, err := decompress(ctx, in, decompressor)
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	filtered := make(chan error, 1)
+	go func() {
+		err := filterTarball(src, pw, changes)
+		pw.CloseWithError(err)
+		io.Copy(io.Discard, src)
+		filtered <- err
+	}()
+	args := append([]string{"-x", "-f", "-", "-C", dir}, tarFlags...)
+	tarErr := runTar(ctx, args, pr, nil)
+	pr.CloseWithError(errTarStopped)
+	filterErr := <-filtered
+	decompressErr := finish()
+	switch {
+	case decompressErr != nil:
+		return decompressErr
+	case filterErr != nil && !errors.Is(filterErr, errTarStopped):
+		return filterErr
+	}
+	return tarErr
+}
+
+var errTarStopped = errors.New("tar stopped reading")
+
+// decompress starts the decompressor on in and returns its output, and a
+// function that waits for it and says how it ended.
+func decompress(ctx context.Context, in io.Reader, command []string) (io.Reader, func() error, error) {
+	if command == nil {
+		return in, func() error { return nil }, nil
+	}
+	cmd := exec.CommandContext(ctx, command[0], command[1:]...)
+	var stderr bytes.Buffer
+	cmd.Stdin, cmd.Stderr = in, &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", command[0], err)
+	}
+	return out, func() error {
+		if err := cmd.Wait(); err != nil {
+			return fmt.Errorf("%s: %v: %s", command[0], err, strings.TrimSpace(stderr.String()))
+		}
+		return nil
+	}, nil
+}
+
+// moveRootfs finds the root filesystem in an unpacked tarball and moves it to
+// dst. Symlinks are not followed: a rootfs or etc that is a symlink does not
+// count (it could point anywhere on the host).
 func moveRootfs(unpacked, dst string) error {
 	src := unpacked
 	if isDir(filepath.Join(unpacked, "rootfs")) && !isDir(filepath.Join(unpacked, "etc")) {
 		src = filepath.Join(unpacked, "rootfs")
 	}
 	if !isDir(filepath.Join(src, "etc")) {
-		return errors.New("import: the tarball has no etc/ (at its top or under rootfs/): it is not a root filesystem")
+		return errors.New("import: the tarball has no etc/ directory (at its top or under rootfs/): it is not a root filesystem")
 	}
 	return os.Rename(src, dst)
 }
 
+// isDir reports whether path is a directory, not a symlink to one.
 func isDir(path string) bool {
-	fi, err := os.Stat(path)
+	fi, err := os.Lstat(path)
 	return err == nil && fi.IsDir()
 }
 

@@ -100,7 +100,16 @@ func newImageImportCmd(a *app) *cobra.Command {
 		Short: "Import a root filesystem tarball as an image",
 		Long: `Import a root filesystem tarball as an image. The tarball holds the root filesystem
 itself (as made by lodge image export or tar -C rootfs -c .), or an LXC/Incus image's
-rootfs/ directory beside metadata.yaml. Files keep their numeric owners.`,
+rootfs/ directory beside metadata.yaml. Files keep their numeric owners (0..65535,
+the ids a container maps), and lodge keeps the image harmless on the host:
+  - device nodes are removed (a container's /dev is a tmpfs lodge fills itself);
+  - files owned by a uid or gid above 65535 go to 65534 (nobody, nogroup), as a
+    container would show them, and lose their setuid or setgid bit;
+  - setuid and setgid bits of owners in 0..65535 stay (passwd works inside);
+  - members whose names leave the root (../) or pass through a symlink made by
+    an earlier member are skipped, and trusted.* xattrs (the host kernel's) dropped.
+What changed is printed and kept in the image (lodge image list --format yaml).
+Images are readable by root only.`,
 		Args: exactArgs(1, "a tarball"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if alias == "" {
@@ -117,6 +126,12 @@ rootfs/ directory beside metadata.yaml. Files keep their numeric owners.`,
 				return err
 			}
 			fmt.Fprintf(a.stdout, "Imported %s as image %s (%s).\n", args[0], img.ID, strings.Join(img.Aliases, ", "))
+			if len(img.Changes) > 0 {
+				fmt.Fprintf(a.stdout, "Changed to keep the host safe (see: lodge image import --help):\n")
+			}
+			for _, line := range img.Changes {
+				fmt.Fprintf(a.stdout, "  %s\n", line)
+			}
 			return nil
 		},
 	}

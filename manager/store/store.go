@@ -41,11 +41,38 @@ func Open(root string) (*Store, error) {
 }
 
 // Prepare creates the store's top-level directories, for commands that write.
+// The ones that hold root filesystems (tmp, images) are root-only: an image's
+// files have host ids, so a setuid-root program in one would run as root for
+// any host user who could reach it. Containers' own directories are private
+// too, so containers/ and run/ need only be traversable (for the views
+// server's mount). Modes an older lodge left are fixed here.
 func (s *Store) Prepare() error {
-	for _, dir := range []string{s.containersDir(), s.RunDir(), s.TmpDir(), s.ImagesDir()} {
-		if err := os.MkdirAll(dir, 0o711); err != nil {
+	dirs := []struct {
+		path string
+		mode os.FileMode
+	}{{s.containersDir(), 0o711}, {s.RunDir(), 0o711}, {s.TmpDir(), 0o700}, {s.ImagesDir(), 0o700}}
+	for _, d := range dirs {
+		if err := os.MkdirAll(d.path, d.mode); err != nil {
 			return fmt.Errorf("prepare lodge root %s: %w", s.Root, err)
 		}
+		if err := restrictMode(d.path, d.mode); err != nil {
+			return fmt.Errorf("prepare lodge root %s: %w", s.Root, err)
+		}
+	}
+	return nil
+}
+
+// restrictMode takes away the permissions of dir that mode lacks.
+func restrictMode(dir string, mode os.FileMode) error {
+	fi, err := os.Stat(dir) // a symlink (moved elsewhere by root) is followed
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if perm := fi.Mode().Perm(); perm&^mode != 0 {
+		return os.Chmod(dir, perm&mode)
 	}
 	return nil
 }

@@ -1,0 +1,34 @@
+package store
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestPrepareMakesTreesPrivate: the directories that hold root filesystems
+// are root-only, including ones an older lodge made searchable by everyone.
+func TestPrepareMakesTreesPrivate(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{s.TmpDir(), s.ImagesDir()} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(dir, 0o755)
+	}
+	if err := s.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]os.FileMode{s.TmpDir(): 0o700, s.ImagesDir(): 0o700, s.RunDir(): 0o711, filepath.Join(s.Root, "containers"): 0o711}
+	for dir, mode := range want {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			t.Error(err)
+		} else if fi.Mode().Perm() != mode {
+			t.Errorf("%s: mode %v, want %v", dir, fi.Mode().Perm(), mode)
+		}
+	}
+}
