@@ -21,9 +21,9 @@ import (
 // the import says what it changed, and inside the container setuid root still
 // works.
 
-// buildProbe compiles tests/testdata/probe.c, static (it runs on the host and
+// buildUIDProbe compiles tests/testdata/probe.c, static (it runs on the host and
 // in busybox containers), into a directory every host user can search.
-func buildProbe(t *testing.T) string {
+func buildUIDProbe(t *testing.T) string {
 	t.Helper()
 	dir := publicTempDir(t)
 	cc := "cc"
@@ -140,7 +140,7 @@ func hostileTarball(t *testing.T, e *env, probe, outside string) string {
 
 func TestEscapeImportedImage(t *testing.T) {
 	e := newEnv(t)
-	probe := buildProbe(t)
+	probe := buildUIDProbe(t)
 	openUp(t, e.root)
 	base := publicTempDir(t)
 	images := filepath.Join(base, "images")

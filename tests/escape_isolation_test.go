@@ -18,7 +18,7 @@ import (
 // should.
 func TestEscapeBetweenContainers(t *testing.T) {
 	e := newEnv(t)
-	probe := buildProbe(t)
+	probe := buildUIDProbe(t)
 	openUp(t, e.root)
 	e.setImages(t.TempDir())
 	e.createBusybox("seed")
