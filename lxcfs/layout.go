@@ -31,6 +31,12 @@ const ServerName = "lodge-lxcfs"
 // Dir holds a lodge root's server: its mount point, state, lock and log.
 func Dir(st *store.Store) string { return filepath.Join(st.RunDir(), "lxcfs") }
 
+// DirMode keeps Dir, and with it the views' mount point, to root: the mount
+// is allow_other (containers' uids read it), so a host user who could reach
+// it would read every container's views. Containers reach their views
+// through binds made from descriptors, never through this path.
+const DirMode = 0o700
+
 // MountPoint is where the server mounts its tree on the host; containers get
 // bind mounts of its files.
 func MountPoint(st *store.Store) string { return filepath.Join(Dir(st), "mnt") }

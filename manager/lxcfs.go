@@ -47,9 +47,10 @@ func (m *Manager) startViews() error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(lxcfsDir(m), 0o711); err != nil {
+	if err := os.MkdirAll(lxcfsDir(m), lxcfs.DirMode); err != nil {
 		return err
 	}
+	os.Chmod(lxcfsDir(m), lxcfs.DirMode) // an older lodge made it traversable
 	logFile, err := os.OpenFile(lxcfs.LogPath(m.store), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err

@@ -76,6 +76,15 @@ func TestEscapeBetweenContainers(t *testing.T) {
 				t.Errorf("c1 reaches %s: %s", path, r.stdout)
 			}
 		}
+		// The views mount is allow_other: only its directory's mode keeps
+		// host users from reading every container's numbers.
+		c2views := filepath.Join(e.viewsMount(), "containers", "c2", "proc", "meminfo")
+		if out, err := asNobody(probe, "open", c2views); err == nil {
+			t.Errorf("host user nobody reads c2's views at %s: %s", c2views, out)
+		}
+		if _, err := os.Stat(c2views); err != nil {
+			t.Fatalf("control: root cannot reach c2's views: %v", err)
+		}
 	})
 
 	t.Run("abstract sockets", func(t *testing.T) {

@@ -74,7 +74,7 @@ var ErrOtherServer = errors.New("another views server serves this lodge root")
 // that two servers (a supervisor's restart racing a new start) never take
 // each other's mount point away.
 func lockServer(st *store.Store) (*os.File, error) {
-	if err := os.MkdirAll(lxcfs.Dir(st), 0o711); err != nil {
+	if err := os.MkdirAll(lxcfs.Dir(st), lxcfs.DirMode); err != nil {
 		return nil, err
 	}
 	f, err := os.OpenFile(filepath.Join(lxcfs.Dir(st), "server.lock"), os.O_CREATE|os.O_RDWR, 0o600)
@@ -103,7 +103,7 @@ func prepareMountPoint(mnt string) error {
 	if err := os.MkdirAll(mnt, 0o711); err != nil {
 		return fmt.Errorf("lxcfs mount point: %w", err)
 	}
-	os.Chmod(filepath.Dir(mnt), 0o711)
+	os.Chmod(filepath.Dir(mnt), lxcfs.DirMode)
 	return nil
 }
 
