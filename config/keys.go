@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Key is one configuration key as users see it in `lodge create -c
@@ -230,6 +231,10 @@ func (c *Container) assign(name, value string) error {
 	}
 	if key.ReadOnly {
 		return fmt.Errorf("%s is read-only: it records how the container was made", name)
+	}
+	if !utf8.ValidString(value) {
+		// config.toml is UTF-8: such a value would save a file no one can load.
+		return &keyError{Key: name, Err: fmt.Errorf("%q is not valid UTF-8 text; config files hold only UTF-8", value)}
 	}
 	if value == "" {
 		value = key.Default()
