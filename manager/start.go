@@ -55,15 +55,15 @@ func (m *Manager) startLocked(ctx context.Context, name string, progress func(fo
 // checkHostFit catches configuration that is valid but cannot start on this
 // host. config set and create check the same (and more) with ValidateOn.
 func checkHostFit(name string, cfg *config.Container) error {
-	if err := cfg.CheckHost(HostFacts()); err != nil {
+	if err := cfg.CheckHost(hostFacts()); err != nil {
 		return fmt.Errorf("%w; fix it with lodge config set %s or lodge config edit %s", err, name, name)
 	}
 	return nil
 }
 
-// HostFacts reads what config validation needs to know about this host.
+// hostFacts reads what config validation needs to know about this host.
 // Facts it cannot read are left unknown: the kernel judges at start.
-func HostFacts() config.HostFacts {
+func hostFacts() config.HostFacts {
 	var facts config.HostFacts
 	if data, err := os.ReadFile("/sys/devices/system/cpu/online"); err == nil {
 		facts.CPUs, _ = config.ParseCPUList(strings.TrimSpace(string(data)))
