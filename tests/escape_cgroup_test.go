@@ -435,6 +435,9 @@ func TestForkBomb(t *testing.T) {
 // OOM-killed inside its container only: the container's init, another
 // container and a host process keep running.
 func TestMemoryHog(t *testing.T) {
+	if swaps := strings.Split(readTrim("/proc/swaps"), "\n"); len(swaps) > 1 {
+		t.Skip("SKIPPED: the host has swap, which limits.memory does not cover, so the hog could swap instead of being OOM-killed")
+	}
 	e := newEnv(t)
 	e.createBusybox("hog", "limits.memory=64MiB")
 	e.createBusybox("bystander")
