@@ -202,29 +202,41 @@ func bpf(cmd int, attr unsafe.Pointer, size uintptr) (int, error) {
 const deviceProgramName = "lodge_devices"
 
 // loadDeviceProgram loads the program for rules and returns its descriptor.
+// The verifier's log costs time, so it is asked for only to explain a failure.
 func loadDeviceProgram(rules []DeviceRule) (int, error) {
 	code := encodeProgram(deviceProgram(rules))
-	license := []byte("GPL\x00")
+	fd, err := loadProgram(code, nil)
+	if err == nil {
+		return fd, nil
+	}
 	logBuf := make([]byte, 64<<10)
+	if _, err := loadProgram(code, logBuf); err != nil {
+		return -1, fmt.Errorf("load the device program: %w (verifier: %s)", err, cString(logBuf))
+	}
+	return -1, fmt.Errorf("load the device program: %w", err)
+}
+
+// loadProgram is BPF_PROG_LOAD of a cgroup device program, with the
+// verifier's log in logBuf if it is not nil.
+func loadProgram(code, logBuf []byte) (int, error) {
+	license := []byte("GPL\x00")
 	attr := progLoadAttr{
 		progType:           bpfProgTypeCgroupDevice,
 		insnCnt:            uint32(len(code) / 8),
 		insns:              uint64(uintptr(unsafe.Pointer(&code[0]))),
 		license:            uint64(uintptr(unsafe.Pointer(&license[0]))),
-		logLevel:           1,
-		logSize:            uint32(len(logBuf)),
-		logBuf:             uint64(uintptr(unsafe.Pointer(&logBuf[0]))),
 		expectedAttachType: bpfCgroupDevice,
+	}
+	if logBuf != nil {
+		attr.logLevel, attr.logSize = 1, uint32(len(logBuf))
+		attr.logBuf = uint64(uintptr(unsafe.Pointer(&logBuf[0])))
 	}
 	copy(attr.progName[:], deviceProgramName)
 	fd, err := bpf(bpfProgLoad, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	runtime.KeepAlive(code)
 	runtime.KeepAlive(license)
 	runtime.KeepAlive(logBuf)
-	if err != nil {
-		return -1, fmt.Errorf("load the device program: %w (verifier: %s)", err, cString(logBuf))
-	}
-	return fd, nil
+	return fd, err
 }
 
 func cString(b []byte) string {

@@ -198,3 +198,18 @@ func TestDeviceProgramReplaced(t *testing.T) {
 		t.Fatalf("after three creates: programs %v, %v; want exactly one", progs, err)
 	}
 }
+
+// TestVerifierLogOnFailure: a program the kernel refuses comes back with
+// the verifier's reason, which the fast path does not ask for.
+func TestVerifierLogOnFailure(t *testing.T) {
+	rootHost(t)
+	code := encodeProgram([]insn{{Op: opMovImm, Dst: r0, Imm: 1}}) // no exit
+	if fd, err := loadProgram(code, nil); err == nil {
+		unix.Close(fd)
+		t.Fatal("the kernel loaded a program without exit")
+	}
+	log := make([]byte, 4096)
+	if _, err := loadProgram(code, log); err == nil || cString(log) == "" {
+		t.Errorf("with a log buffer: %v, log %q; want an error and the verifier's words", err, cString(log))
+	}
+}
