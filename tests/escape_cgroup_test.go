@@ -141,6 +141,9 @@ func init() {
 // device cgroup stands between them and the container.
 func bindNodes(t *testing.T, pid int, nodes []plantedNode) {
 	t.Helper()
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		t.Skip("SKIPPED: nsenter (util-linux) is missing; it binds host nodes into the container")
+	}
 	dir := t.TempDir()
 	exe, err := os.Open("/proc/self/exe")
 	if err != nil {
