@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -149,15 +148,18 @@ const (
 )
 
 // progLoadAttr is the BPF_PROG_LOAD part of union bpf_attr, up to
-// expected_attach_type.
+// expected_attach_type. Its pointers (__aligned_u64 in the kernel: lodge
+// builds for 64-bit hosts) are unsafe.Pointer, not uintptr, so that the Go
+// runtime keeps what they point to alive and adjusts them if a goroutine
+// stack moves before the system call.
 type progLoadAttr struct {
 	progType           uint32
 	insnCnt            uint32
-	insns              uint64
-	license            uint64
+	insns              unsafe.Pointer
+	license            unsafe.Pointer
 	logLevel           uint32
 	logSize            uint32
-	logBuf             uint64
+	logBuf             unsafe.Pointer
 	kernVersion        uint32
 	progFlags          uint32
 	progName           [16]byte
@@ -179,7 +181,7 @@ type queryAttr struct {
 	attachType  uint32
 	queryFlags  uint32
 	attachFlags uint32
-	progIDs     uint64
+	progIDs     unsafe.Pointer
 	progCnt     uint32
 	_           uint32
 }
@@ -223,20 +225,16 @@ func loadProgram(code, logBuf []byte) (int, error) {
 	attr := progLoadAttr{
 		progType:           bpfProgTypeCgroupDevice,
 		insnCnt:            uint32(len(code) / 8),
-		insns:              uint64(uintptr(unsafe.Pointer(&code[0]))),
-		license:            uint64(uintptr(unsafe.Pointer(&license[0]))),
+		insns:              unsafe.Pointer(&code[0]),
+		license:            unsafe.Pointer(&license[0]),
 		expectedAttachType: bpfCgroupDevice,
 	}
 	if logBuf != nil {
 		attr.logLevel, attr.logSize = 1, uint32(len(logBuf))
-		attr.logBuf = uint64(uintptr(unsafe.Pointer(&logBuf[0])))
+		attr.logBuf = unsafe.Pointer(&logBuf[0])
 	}
 	copy(attr.progName[:], deviceProgramName)
-	fd, err := bpf(bpfProgLoad, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
-	runtime.KeepAlive(code)
-	runtime.KeepAlive(license)
-	runtime.KeepAlive(logBuf)
-	return fd, err
+	return bpf(bpfProgLoad, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 }
 
 func cString(b []byte) string {
@@ -277,10 +275,8 @@ func attachDeviceProgram(dir string, rules []DeviceRule) error {
 // cgroup open at cg itself (not those inherited from its ancestors).
 func devicePrograms(cg int) ([]uint32, error) {
 	ids := make([]uint32, 64) // BPF_CGROUP_MAX_PROGS
-	attr := queryAttr{targetFd: uint32(cg), attachType: bpfCgroupDevice, progIDs: uint64(uintptr(unsafe.Pointer(&ids[0]))), progCnt: uint32(len(ids))}
-	_, err := bpf(bpfProgQuery, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
-	runtime.KeepAlive(ids)
-	if err != nil {
+	attr := queryAttr{targetFd: uint32(cg), attachType: bpfCgroupDevice, progIDs: unsafe.Pointer(&ids[0]), progCnt: uint32(len(ids))}
+	if _, err := bpf(bpfProgQuery, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
 		return nil, err
 	}
 	return ids[:attr.progCnt], nil

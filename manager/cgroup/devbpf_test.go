@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
+	"unsafe"
 
 	"github.com/cilium/ebpf/asm"
 )
@@ -58,6 +59,27 @@ func TestDeviceProgramMatchesAsm(t *testing.T) {
 		}
 		if got := encodeProgram(deviceProgram(rules)); !bytes.Equal(got, want.Bytes()) {
 			t.Errorf("rules %v:\n lodge %x\n asm   %x", rules, got, want.Bytes())
+		}
+	}
+}
+
+// TestBPFAttrLayout: the attribute structs match union bpf_attr's layout
+// (linux/bpf.h), pointers as __aligned_u64.
+func TestBPFAttrLayout(t *testing.T) {
+	var load progLoadAttr
+	var query queryAttr
+	for what, got := range map[string][2]uintptr{
+		"prog_load size":            {unsafe.Sizeof(load), 72},
+		"prog_load insns":           {unsafe.Offsetof(load.insns), 8},
+		"prog_load log_buf":         {unsafe.Offsetof(load.logBuf), 32},
+		"prog_load prog_name":       {unsafe.Offsetof(load.progName), 48},
+		"prog_load expected_attach": {unsafe.Offsetof(load.expectedAttachType), 68},
+		"attach size":               {unsafe.Sizeof(attachAttr{}), 20},
+		"query prog_ids":            {unsafe.Offsetof(query.progIDs), 16},
+		"query prog_cnt":            {unsafe.Offsetof(query.progCnt), 24},
+	} {
+		if got[0] != got[1] {
+			t.Errorf("%s: %d, want %d", what, got[0], got[1])
 		}
 	}
 }
