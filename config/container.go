@@ -15,6 +15,13 @@ const (
 	defaultInitPath    = "/sbin/init"
 	defaultStopTimeout = Duration(30 * time.Second)
 	defaultShift       = ShiftAuto
+	// DefaultPids is limits.pids of a container that does not set it. It
+	// stops a fork bomb (or a runaway thread pool) well before the host's
+	// pid space, and is far above what a system container uses: a booted
+	// Debian with systemd runs about 30 tasks, a busy application server a
+	// few hundred. Hosts change it with [defaults] "limits.pids" in
+	// lodge.toml; a container sets limits.pids = 0 for no limit.
+	DefaultPids = 2048
 )
 
 // Rootfs.Shift values: how container ids are mapped onto the root
@@ -30,12 +37,14 @@ const (
 // in the key registry (keys.go).
 //
 // Numeric fields use omitzero because the TOML encoder's omitempty does not
-// skip zero numbers; zero always means "not set" here. Tables use omitempty
-// so a saved file shows only what is set.
+// skip zero numbers; zero means "not set" there. Tables use omitempty so a
+// saved file shows only what is set. limits.pids is the exception: its
+// default is a limit, so its 0 ("no limit") is written out, and the
+// [limits] table with it.
 type Container struct {
 	Version  int      `toml:"version"`
 	Source   Source   `toml:"source,omitempty"`
-	Limits   Limits   `toml:"limits,omitempty"`
+	Limits   Limits   `toml:"limits"`
 	Init     Init     `toml:"init,omitempty"`
 	Rootfs   Rootfs   `toml:"rootfs,omitempty"`
 	LXCFS    LXCFS    `toml:"lxcfs"`
@@ -51,7 +60,8 @@ type Source struct {
 	Created  time.Time         `toml:"created,omitempty"`
 }
 
-// Limits are the container's resource limits. Zero means "no limit".
+// Limits are the container's resource limits. Zero means "no limit"; all
+// are unset by default but Pids.
 type Limits struct {
 	// Memory caps RAM and page cache of all processes together, in bytes.
 	Memory Size `toml:"memory,omitzero"`
@@ -69,8 +79,9 @@ type Limits struct {
 	// "" means all.
 	Cpuset string `toml:"cpuset,omitempty"`
 
-	// Pids caps the number of tasks (processes and threads).
-	Pids int64 `toml:"pids,omitzero"`
+	// Pids caps the number of tasks (processes and threads); DefaultPids
+	// unless set, 0 for no limit.
+	Pids int64 `toml:"pids"`
 }
 
 // Init says how the container's init is started and stopped.
@@ -118,6 +129,7 @@ func Default() *Container {
 			Command:     []string{defaultInitPath},
 			StopTimeout: defaultStopTimeout,
 		},
+		Limits: Limits{Pids: DefaultPids},
 		Rootfs: Rootfs{Shift: defaultShift},
 		LXCFS:  LXCFS{Enabled: true},
 	}

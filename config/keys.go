@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Key is one configuration key as users see it in `lodge create -c
@@ -54,7 +55,7 @@ var keyRegistry = []Key{
 	},
 	{
 		Name:    "limits.cpu",
-		Doc:     "CPU time the container may use, in CPUs: 1.5 is one and a half CPUs' worth of time, spread over any CPUs. The smallest quota is 0.01; 0 means no limit.",
+		Doc:     "CPU time the container may use, in CPUs: 1.5 is one and a half CPUs' worth of time, spread over any CPUs. The smallest quota is 0.01, the largest the host's number of CPUs; 0 means no limit.",
 		Example: "1.5",
 		set:     func(c *Container, v string) error { return setFloat(&c.Limits.CPU, v) },
 		get:     func(c *Container) string { return strconv.FormatFloat(c.Limits.CPU, 'f', -1, 64) },
@@ -78,7 +79,7 @@ var keyRegistry = []Key{
 	},
 	{
 		Name:    "limits.pids",
-		Doc:     "Maximum number of processes and threads in the container. 0 means no limit.",
+		Doc:     "Maximum number of processes and threads in the container; 0 means no limit. The default stops fork bombs and is far above what a system container needs; `create` writes the host's default (`[defaults]` in lodge.toml) into the container's config.toml, and a config.toml without the key gets the built-in default.",
 		Example: "1024",
 		set:     func(c *Container, v string) error { return setInt(&c.Limits.Pids, v) },
 		get:     func(c *Container) string { return strconv.FormatInt(c.Limits.Pids, 10) },
@@ -233,6 +234,10 @@ func (c *Container) assign(name, value string) error {
 	}
 	if key.ReadOnly {
 		return fmt.Errorf("%s is read-only: it records how the container was made", name)
+	}
+	if !utf8.ValidString(value) {
+		// config.toml is UTF-8: such a value would save a file no one can load.
+		return &keyError{Key: name, Err: fmt.Errorf("%q is not valid UTF-8 text; config files hold only UTF-8", value)}
 	}
 	if value == "" {
 		value = key.Default()

@@ -330,31 +330,3 @@ func TestTomlKeys(t *testing.T) {
 		t.Errorf("tomlKeys = %q\nwant %q", got, want)
 	}
 }
-
-// FuzzParseContainer checks that no input makes the loader panic, and that
-// whatever it accepts saves and loads back to the same configuration.
-func FuzzParseContainer(f *testing.F) {
-	f.Add("version = 1\n")
-	f.Add("version = 1\n[limits]\nmemory = \"1.5GiB\"\nswap = 5\ncpu = 0.5\ncpuset = \"0-1\"\n")
-	f.Add("version = 1\ninit = { command = ['/bin/sh', '-c', 'x y'], stop_signal = \"RTMIN+3\" }\n")
-	f.Add("version = 1\n[source.options]\n\"a b\" = \"c\"\n[rootfs]\nshift = 'chown'\n")
-	f.Fuzz(func(t *testing.T, text string) {
-		c, err := parseTestContainer(text)
-		if err != nil {
-			return
-		}
-		saved, err := c.Marshal()
-		if err != nil {
-			t.Fatalf("Marshal of accepted config: %v", err)
-		}
-		back, err := parseTestContainer(string(saved))
-		if err != nil {
-			t.Fatalf("saved config does not load: %v\n%s", err, saved)
-		}
-		// Compare as saved text: an empty table and a missing one, or two
-		// spellings of one time, are the same configuration.
-		if again, _ := back.Marshal(); string(again) != string(saved) {
-			t.Fatalf("round trip changed the config:\n%s\n%s", saved, again)
-		}
-	})
-}

@@ -116,6 +116,9 @@ func TestSaveDefaultIsMinimal(t *testing.T) {
 	}
 	want := containerFileHeader + `version = 1
 
+[limits]
+pids = 2048
+
 [init]
 command = ["/sbin/init"]
 stop_timeout = "30s"

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"lodge/internal/seccomp"
 )
@@ -72,6 +73,9 @@ func checkSwap(c *Container) error {
 		return keyErrorf("limits.swap", "%d is negative; use a size like 1GiB, or 0 for no swap limit", int64(swap))
 	case swap > 0 && c.Limits.Memory == 0:
 		return keyErrorf("limits.swap", "%s is swap on top of limits.memory, which is not set; set limits.memory too, or set limits.swap to 0", swap)
+	case swap > 0 && c.Limits.Memory > 0 && swap > math.MaxInt64-c.Limits.Memory:
+		// cgroup v1 limits memory and swap together, as their sum.
+		return keyErrorf("limits.swap", "%s plus limits.memory %s is more than the largest size, %d bytes; lower one of them", swap, c.Limits.Memory, int64(math.MaxInt64))
 	}
 	return nil
 }
@@ -86,11 +90,17 @@ func checkCPU(c *Container) error {
 		return keyErrorf("limits.cpu", "%s is negative; use a number of CPUs like 1.5, or 0 for no limit", text)
 	case cpu > 0 && cpu < minCPU:
 		return keyErrorf("limits.cpu", "%s is below the smallest quota of %g CPUs; use a number of CPUs like 1.5, or 0 for no limit", text, minCPU)
+	case cpu > maxCPU+1:
+		return keyErrorf("limits.cpu", "%s is more CPUs than Linux supports (%d); use a number of CPUs like 1.5, or 0 for no limit", text, maxCPU+1)
 	}
 	return nil
 }
 
 func checkCpuset(c *Container) error {
+	// The kernel takes no blanks inside the list.
+	if strings.ContainsFunc(c.Limits.Cpuset, unicode.IsSpace) {
+		return keyErrorf("limits.cpuset", `%q has blanks in it; write the list without them, e.g. "0-1" or "0,2"`, c.Limits.Cpuset)
+	}
 	if _, err := ParseCPUList(c.Limits.Cpuset); err != nil {
 		return keyErrorf("limits.cpuset", `%q is not a CPU list (%v); use e.g. "0-1" or "0,2"`, c.Limits.Cpuset, err)
 	}

@@ -40,7 +40,7 @@ func (m *Manager) ConfigSet(name string, assignments []string) (SetResult, error
 	if err := applyAssignments(cfg, assignments, "set"); err != nil {
 		return SetResult{}, err
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.ValidateOn(hostFacts()); err != nil {
 		return SetResult{}, invalid(err)
 	}
 	return m.saveConfig(name, cfg)
@@ -57,6 +57,9 @@ func (m *Manager) ConfigReplace(name string, text []byte) (SetResult, error) {
 	cfg, err := config.Parse(m.store.ConfigPath(name), text)
 	if err != nil {
 		return SetResult{}, invalid(err)
+	}
+	if err := cfg.ValidateOn(hostFacts()); err != nil {
+		return SetResult{}, invalid(fmt.Errorf("%s: %w", m.store.ConfigPath(name), err))
 	}
 	old, err := config.Load(m.store.ConfigPath(name))
 	if err == nil && !reflect.DeepEqual(old.Source, cfg.Source) {

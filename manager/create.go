@@ -93,7 +93,7 @@ func (m *Manager) prepareCreate(opts CreateOptions) (templates.Template, *config
 	if err := applyAssignments(cfg, opts.Config, "-c"); err != nil {
 		return tmpl, nil, err
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.ValidateOn(hostFacts()); err != nil {
 		return tmpl, nil, invalid(err)
 	}
 	return tmpl, cfg, nil

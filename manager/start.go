@@ -52,31 +52,29 @@ func (m *Manager) startLocked(ctx context.Context, name string, progress func(fo
 	return m.runMonitor(ctx, name, progress)
 }
 
-// checkHostFit catches configuration that is valid but not on this host.
+// checkHostFit catches configuration that is valid but cannot start on this
+// host. config set and create check the same (and more) with ValidateOn.
 func checkHostFit(name string, cfg *config.Container) error {
-	if cfg.Limits.Cpuset == "" {
-		return nil
-	}
-	want, _ := config.ParseCPUList(cfg.Limits.Cpuset)
-	data, err := os.ReadFile("/sys/devices/system/cpu/online")
-	if err != nil {
-		return nil // the kernel will judge
-	}
-	online, err := config.ParseCPUList(strings.TrimSpace(string(data)))
-	if err != nil {
-		return nil
-	}
-	isOnline := map[int]bool{}
-	for _, c := range online {
-		isOnline[c] = true
-	}
-	for _, c := range want {
-		if !isOnline[c] {
-			return fmt.Errorf("limits.cpuset: CPU %d is not online on this host (online: %s); fix it: lodge config set %s limits.cpuset=%s",
-				c, config.FormatCPUList(online), name, config.FormatCPUList(online))
-		}
+	if err := cfg.CheckHost(hostFacts()); err != nil {
+		return fmt.Errorf("%w; fix it with lodge config set %s or lodge config edit %s", err, name, name)
 	}
 	return nil
+}
+
+// hostFacts reads what config validation needs to know about this host.
+// Facts it cannot read are left unknown: the kernel judges at start.
+func hostFacts() config.HostFacts {
+	var facts config.HostFacts
+	if data, err := os.ReadFile("/sys/devices/system/cpu/online"); err == nil {
+		facts.CPUs, _ = config.ParseCPUList(strings.TrimSpace(string(data)))
+	}
+	if host, err := cgroup.DetectHost(); err == nil {
+		facts.Controllers = host.Controllers()
+		if facts.Controllers == nil {
+			facts.Controllers = []string{}
+		}
+	}
+	return facts
 }
 
 // runMonitor starts `lodge __monitor` detached (its own session, stdio to its

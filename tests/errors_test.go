@@ -81,7 +81,7 @@ func TestBrokenConfig(t *testing.T) {
 	e.createBusybox("b1")
 	path := filepath.Join(e.root, "containers", "b1", "config.toml")
 	good, _ := os.ReadFile(path)
-	os.WriteFile(path, append(append([]byte{}, good...), "\n[limits]\nmemroy = \"1G\"\n"...), 0o644)
+	os.WriteFile(path, []byte(strings.Replace(string(good), "[limits]\n", "[limits]\nmemroy = \"1G\"\n", 1)), 0o644)
 	r := e.expectFail(2, `unknown key "limits.memroy"`, "start", "b1")
 	if !strings.Contains(r.stderr, "config.toml:") {
 		t.Errorf("error does not name the file and line: %s", r.stderr)
@@ -95,9 +95,24 @@ func TestBrokenConfig(t *testing.T) {
 	e.must("stop", "--force", "b1")
 }
 
+// TestHostFit: create and config set refuse values this host cannot honour;
+// a config file changed behind lodge's back is refused at start.
 func TestHostFit(t *testing.T) {
 	e := newEnv(t)
-	e.createBusybox("h1", "limits.cpuset=4000")
+	e.expectFail(2, "not online", "create", "h0", "--template", "busybox", "-c", "limits.cpuset=4000")
+	e.createBusybox("h1")
+	e.expectFail(2, "limits.cpu: 1e+308 is more CPUs than Linux supports", "config", "set", "h1", "limits.cpu=1e308")
+	e.expectFail(2, "CPUs is more than this host has", "config", "set", "h1", "limits.cpu=4096")
+	e.expectFail(2, "not online", "config", "set", "h1", "limits.cpuset=4000")
+	path := filepath.Join(e.root, "containers", "h1", "config.toml")
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(text), "[limits]\n", "[limits]\ncpuset = \"4000\"\n", 1)
+	if err := os.WriteFile(path, []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	e.expectFail(2, "not online", "start", "h1")
 	e.assertNoLeftovers("h1")
 }

@@ -18,7 +18,8 @@ var v2Controllers = []string{"cpuset", "cpu", "io", "memory", "pids"}
 // Create makes the group's directory, and the parent's, on every hierarchy.
 // A stale empty group left by a crash is reused (thawed, its sub-cgroups
 // removed); a group that still holds processes is ErrBusy. Creating and
-// destroying different groups under one parent concurrently is safe.
+// destroying different groups under one parent concurrently is safe. The
+// new group may use only the devices in AllowedDevices.
 func (g *Group) Create() error {
 	if g.err != nil {
 		return fmt.Errorf("create cgroup: %w", g.err)
@@ -43,6 +44,10 @@ func (g *Group) Create() error {
 		if err := g.resetStale(); err != nil {
 			return fmt.Errorf("reuse stale cgroup %s: %w", g.name, err)
 		}
+	}
+	if err := g.restrictDevices(); err != nil {
+		g.Destroy()
+		return err
 	}
 	return nil
 }

@@ -13,7 +13,12 @@ import (
 // Files handed to the container's root, per systemd's cgroup delegation
 // document (and its cg_set_access): enough to create sub-cgroups, move
 // processes between them and (v2) enable controllers for them. The group's
-// limit files stay owned by host root, so the guest cannot raise its limits.
+// limit files and its devices.* files stay owned by host root, so the guest
+// can neither raise its limits nor widen its devices. (In sub-cgroups it
+// makes, devices.allow is the guest's file, but writing it needs
+// CAP_SYS_ADMIN in the host's user namespace, and a child cgroup never gets
+// a device its parent lacks; the cgroup2 device program is the kernel's to
+// attach, with CAP_SYS_ADMIN there too.)
 var (
 	delegateV1 = []string{"cgroup.procs", "tasks", "cgroup.clone_children"}
 	delegateV2 = []string{"cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "memory.oom.group", "memory.reclaim"}
