@@ -58,8 +58,20 @@ func (m *Monitor) boot() (*boot, error) {
 	}
 	r.Add(func() { destroyCgroup(group) })
 	timer.mark("cgroup")
+	// The stage builds the mounts the container cannot undo; its namespace
+	// is gone once the child has its tree (see rootfs.Stage).
+	stage, err := rootfs.NewStage(m.store.RootfsPath(m.name))
+	if err != nil {
+		return nil, err
+	}
+	defer stage.Close()
 	spec := spawnSpec{hostID: m.ids.HostID, count: m.ids.Size, placement: group.Placement(), helper: m.helper, stderr: m.logFile}
-	ch, needsMove, err := spawnChild(spec)
+	var ch *child
+	var needsMove bool
+	err = stage.Do(func() (err error) {
+		ch, needsMove, err = spawnChild(spec)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +85,7 @@ func (m *Monitor) boot() (*boot, error) {
 		timer.mark("join")
 	}
 	b := &boot{cfg: cfg, group: group, child: ch, exited: make(chan struct{})}
-	if err := m.startInit(b); err != nil {
+	if err := m.startInit(b, stage); err != nil {
 		return nil, err
 	}
 	timer.mark("init")
@@ -131,7 +143,7 @@ func destroyCgroup(group *cgroup.Group) error {
 }
 
 // startInit hands the child its root filesystem and waits until init runs.
-func (m *Monitor) startInit(b *boot) error {
+func (m *Monitor) startInit(b *boot, stage *rootfs.Stage) error {
 	tree, mode, err := m.rootTree(b.cfg, b.child)
 	if err != nil {
 		return err
@@ -148,6 +160,7 @@ func (m *Monitor) startInit(b *boot) error {
 		Hostname: m.name,
 		Command:  b.cfg.Init.Command,
 		Env:      initEnv(),
+		Nesting:  b.cfg.Security.Nesting,
 	}
 	// Recorded as STARTING with the child's identity (exec keeps its pid
 	// and start time), the container is known to the views server before
@@ -164,7 +177,7 @@ func (m *Monitor) startInit(b *boot) error {
 			v.Source.Close()
 		}
 	}()
-	master, err := b.child.setup(setup, tree, views)
+	master, err := b.child.setup(setup, tree, views, stage, int(m.ids.HostID))
 	if err != nil {
 		return err
 	}
