@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -16,7 +17,7 @@ import (
 type Spec struct {
 	Rootfs  string   // host path of the root filesystem, for messages
 	Root    *os.File // the locked tree's root in this mount namespace (O_PATH)
-	Views   []View   // files of lodge's /proc and /sys views to bind (may be empty)
+	Views   []View   // the views not locked (see LockedView), opened in this mount namespace
 	Nesting bool     // add an unmasked proc and sysfs for nested containers
 }
 
@@ -49,6 +50,14 @@ type CgroupMount struct {
 	Symlinks []string // names under /sys/fs/cgroup that point at Target
 }
 
+// LockedView says whether the view at target is bound by the stage (locked)
+// or by the container's first process (not locked): those over /proc are
+// locked, since below /proc nothing may stay unlocked (see mountLocked); the
+// CPU directory in /sys is not: a locked bind over a non-empty directory makes
+// sysfs not "fully visible", and the kernel would refuse the read-only sysfs
+// that `ip netns exec` mounts for a new network namespace.
+func LockedView(target string) bool { return strings.HasPrefix(target, "/proc/") }
+
 // PrepareTree creates the directories lodge mounts on in a root filesystem
 // (the detached tree from OpenTree), as the container's root so that they get
 // its ownership, and checks that none of them is a symlink.
@@ -63,23 +72,20 @@ func PrepareTree(tree *os.File) error {
 	return nil
 }
 
-// Assemble mounts the container's own /run, /dev, console, views and boot id
-// on the locked tree and makes it the root. It must run in the container's
+// Assemble mounts the container's own /run, /dev and console on the locked tree and makes it the root. It must run in the container's
 // first process, in its user and mount namespaces, before init is executed.
 // These mounts belong to the container (it may unmount or remount them:
 // nothing of the host is under them). It returns the console pty made in the
 // container's devpts.
 func Assemble(spec Spec) (*Console, error) {
 	root := int(spec.Root.Fd())
-	var run int
 	var devices *devMounts
 	steps := []struct {
 		name string
 		run  func() error
 	}{
-		{"run", func() (err error) { run, err = mountRun(root); return err }},
-		{"bootid", func() error { defer unix.Close(run); return bindBootID(root, run) }},
-		{"views", func() error { return bindViews(root, spec.Views) }},
+		{"run", func() error { return mountRun(root) }},
+		{"sysviews", func() error { return bindViews(root, spec.Views) }},
 		{"dev", func() (err error) { devices, err = mountDev(root, spec.Nesting); return err }},
 	}
 	for _, step := range steps {

@@ -85,18 +85,33 @@ func (k *KernelFS) Close() {
 	}
 }
 
+// Locked is what the host mounts on the stage besides the kernel filesystems.
+type Locked struct {
+	Cgroups []CgroupMount
+	Views   []View // opened in the stage's mount namespace
+	Owner   int    // host uid (and gid) of the container's root
+}
+
 // mountLocked attaches the kernel filesystems in the tree at root with their
-// masks and read-only binds. It runs in the stage's mount namespace, owned by
-// the host's user namespace, so that all of it arrives locked in the
-// container's (see Stage). owner is the host uid of the container's root.
-func mountLocked(root int, k *KernelFS, cgroups []CgroupMount, owner int) error {
+// masks, read-only binds, views and boot id. It runs in the stage's mount
+// namespace, owned by the host's user namespace, so that all of it arrives
+// locked in the container's (see Stage). scratch is the stage's own tmpfs.
+//
+// Nothing below /proc is left unlocked: systemd's ProtectProc= (networkd and
+// logind in Debian 12) unmounts what it can below /proc before it mounts a
+// new proc, and when that mount is refused (lodge's /proc is not "fully
+// visible", its masks being locked) it falls back to the existing /proc only
+// if it unmounted nothing.
+func mountLocked(root, scratch int, k *KernelFS, l Locked) error {
 	steps := []struct {
 		name string
 		run  func() error
 	}{
 		{"proc", func() error { return mountProc(root, k.Proc) }},
 		{"sys", func() error { return attachAt(int(k.Sys.Fd()), root, "sys") }},
-		{"cgroup", func() error { return mountCgroups(int(k.Sys.Fd()), k.Cgroups, cgroups, owner) }},
+		{"cgroup", func() error { return mountCgroups(int(k.Sys.Fd()), k.Cgroups, l.Cgroups, l.Owner) }},
+		{"views", func() error { return bindViews(root, l.Views) }},
+		{"bootid", func() error { return bindBootID(root, scratch, l.Owner) }},
 	}
 	for _, step := range steps {
 		if err := failpoint.Check("mount-" + step.name); err != nil {
@@ -248,31 +263,25 @@ func mountCgroups(sys int, mounts []*os.File, specs []CgroupMount, owner int) er
 
 // mountRun gives init an empty tmpfs /run carrying /run/systemd/container, as
 // systemd's Container Interface describes; init systems other than systemd
-// find it there as well. It returns the mount, for bindBootID.
-func mountRun(root int) (int, error) {
+// find it there as well.
+func mountRun(root int) error {
 	run, err := newMount("tmpfs", "mode=755", unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
 	if err != nil {
-		return -1, err
+		return err
 	}
+	defer unix.Close(run)
 	if err := attachAt(run, root, "run"); err != nil {
-		unix.Close(run)
-		return -1, err
+		return err
 	}
 	if err := unix.Mkdirat(run, "systemd", 0o755); err != nil {
-		unix.Close(run)
-		return -1, err
+		return err
 	}
 	sd, err := openRaw(run, "systemd", true)
 	if err != nil {
-		unix.Close(run)
-		return -1, err
+		return err
 	}
 	defer unix.Close(sd)
-	if err := writeFileAt(sd, "container", []byte(ContainerManager+"\n"), 0o444); err != nil {
-		unix.Close(run)
-		return -1, err
-	}
-	return run, nil
+	return writeFileAt(sd, "container", []byte(ContainerManager+"\n"), 0o444)
 }
 
 // ContainerManager is the value of $container and /run/systemd/container.
@@ -281,9 +290,9 @@ const ContainerManager = "lodge"
 // bindBootID gives each boot of the container its own boot id. The kernel's
 // /proc/sys/kernel/random/boot_id is the host's, so every container boot
 // within one host boot would share it, and journalctl -b could not tell them
-// apart. A fresh random id is written to a file on the container's /run,
-// bound read-only over it, and unlinked (the bind keeps it).
-func bindBootID(root, run int) error {
+// apart. A fresh random id is written to a file on the stage's tmpfs and bound
+// read-only over it (the bind keeps that tmpfs alive, with this one file).
+func bindBootID(root, scratch, owner int) error {
 	target, err := openRaw(root, "proc/sys/kernel/random/boot_id", false)
 	if errors.Is(err, unix.ENOENT) {
 		return nil
@@ -296,17 +305,17 @@ func bindBootID(root, run int) error {
 	if err != nil {
 		return err
 	}
-	const name = ".lodge-boot-id"
-	if err := writeFileAt(run, name, []byte(id+"\n"), 0o444); err != nil {
+	const name = "boot_id"
+	if err := writeFileAt(scratch, name, []byte(id+"\n"), 0o444); err != nil {
 		return err
 	}
-	defer unix.Unlinkat(run, name, 0)
-	src, err := openRaw(run, name, false)
+	unix.Fchownat(scratch, name, owner, owner, unix.AT_SYMLINK_NOFOLLOW)
+	src, err := openRaw(scratch, name, false)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(src)
-	return bindOnto(src, target, "/proc/sys/kernel/random/boot_id", unix.MOUNT_ATTR_RDONLY, 0)
+	return bindOnto(src, target, "/proc/sys/kernel/random/boot_id", unix.MOUNT_ATTR_RDONLY|kernelFSAttrs, 0)
 }
 
 // randomUUID returns a random (version 4) UUID in its text form.
@@ -321,10 +330,9 @@ func randomUUID() (string, error) {
 }
 
 // bindViews binds the views server's files over /proc/meminfo and friends.
-// The sources are descriptors the host opened in this mount namespace. These
-// binds are not locked: the views server re-attaches fresh ones into running
-// containers after a restart, and what the container would reveal by
-// unmounting one is the host's /proc/meminfo and friends, not a way out.
+// The sources are descriptors the host opened in this mount namespace. After
+// a restart of the views server, it mounts fresh ones over these (they cannot
+// be unmounted, being locked).
 func bindViews(root int, views []View) error {
 	for _, v := range views {
 		target, err := openRaw(root, v.Target, false)

@@ -118,15 +118,19 @@ func (s *Stage) SharedDir() string { return filepath.Join(s.dir, "s") }
 
 // Build attaches the root filesystem tree and the kernel filesystems with
 // their masks and read-only mounts, then hands the whole tree to the
-// container's mount namespace (see Stage). owner is the host uid of the
-// container's root.
-func (s *Stage) Build(tree *os.File, k *KernelFS, cgroups []CgroupMount, owner int) error {
+// container's mount namespace (see Stage).
+func (s *Stage) Build(tree *os.File, k *KernelFS, l Locked) error {
 	return s.Do(func() error {
 		build := filepath.Join(s.dir, "b")
 		if err := unix.MoveMount(int(tree.Fd()), "", unix.AT_FDCWD, build, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 			return fmt.Errorf("attach the root filesystem: %w", err)
 		}
-		if err := mountLocked(int(tree.Fd()), k, cgroups, owner); err != nil {
+		scratch, err := unix.Open(s.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(scratch)
+		if err := mountLocked(int(tree.Fd()), scratch, k, l); err != nil {
 			return err
 		}
 		if err := unix.MoveMount(unix.AT_FDCWD, build, unix.AT_FDCWD, s.SharedDir(), 0); err != nil {

@@ -171,13 +171,19 @@ func (m *Monitor) startInit(b *boot, stage *rootfs.Stage) error {
 			m.log.Warn("record state", "err", err)
 		}
 	}
-	views := m.openViews(b)
+	// Views over /proc are bound on the stage (locked, opened in its mount
+	// namespace); the one over /sys by the child (opened in its namespace),
+	// see rootfs.LockedView.
+	var procViews []rootfs.View
+	stage.Do(func() error { procViews = m.openViews(b, "", true); return nil })
+	sysViews := m.openViews(b, filepath.Join("/proc", strconv.Itoa(b.child.pid()), "root"), false)
 	defer func() {
-		for _, v := range views {
+		for _, v := range append(procViews, sysViews...) {
 			v.Source.Close()
 		}
 	}()
-	master, err := b.child.setup(setup, tree, views, stage, int(m.ids.HostID))
+	locked := rootfs.Locked{Cgroups: setup.Cgroups, Views: procViews, Owner: int(m.ids.HostID)}
+	master, err := b.child.setup(setup, tree, sysViews, stage, locked)
 	if err != nil {
 		return err
 	}
@@ -273,16 +279,21 @@ func (t *phaseTimer) mark(phase string) {
 	t.last = now
 }
 
-// openViews opens the views server's files for the container, through
-// /proc/CHILD/root so that they are the child's copies of the mount. No
+// openViews opens the views server's files for the container, below prefix
+// (/proc/CHILD/root for the child's mount namespace, "" for the caller's),
+// those bound locked or the others (rootfs.LockedView): a
+// mount can only be copied by a process in the mount namespace it is in. No
 // server, or views disabled: none, and the container sees the host's files.
-func (m *Monitor) openViews(b *boot) []rootfs.View {
+func (m *Monitor) openViews(b *boot, prefix string, locked bool) []rootfs.View {
 	if !b.cfg.LXCFS.Enabled || !lxcfs.Live(m.store) {
 		return nil
 	}
 	var views []rootfs.View
-	base := filepath.Join("/proc", strconv.Itoa(b.child.pid()), "root", lxcfs.MountPoint(m.store))
+	base := filepath.Join("/", prefix, lxcfs.MountPoint(m.store))
 	for _, mount := range lxcfs.Mounts(m.name) {
+		if rootfs.LockedView(mount[1]) != locked {
+			continue
+		}
 		f, err := os.OpenFile(filepath.Join(base, mount[0]), unix.O_PATH|unix.O_CLOEXEC, 0)
 		if err != nil {
 			m.log.Warn("views unavailable", "file", mount[0], "err", err)

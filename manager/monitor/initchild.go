@@ -20,7 +20,7 @@ type initSetup struct {
 	Hostname string               `json:"hostname"`
 	Command  []string             `json:"command"`
 	Env      []string             `json:"env"`
-	Views    []string             `json:"views"` // targets of the view files attached after the tree
+	Views    []string             `json:"views"` // targets of the view files the child binds, attached after the tree
 	Nesting  bool                 `json:"nesting,omitempty"`
 }
 
@@ -80,7 +80,7 @@ func runInit(sock *os.File) error {
 }
 
 // receiveSetup waits for the monitor's setup: the root filesystem tree and the
-// views' files.
+// files of the views this process binds itself.
 func receiveSetup(sock *os.File) (*initSetup, *os.File, []rootfs.View, error) {
 	msg, files, err := receive(sock)
 	if err != nil {
@@ -109,7 +109,7 @@ func buildTree(sock *os.File, setup *initSetup, tree *os.File) (*os.File, error)
 		return nil, fmt.Errorf("new cgroup namespace: %w", err)
 	}
 	if err := rootfs.PrepareTree(tree); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("root filesystem %s: %w", setup.Rootfs, err)
 	}
 	kfs, err := rootfs.NewKernelFS(setup.Cgroups)
 	if err != nil {

@@ -28,9 +28,10 @@ import (
 //	                                            unshare(NEWCGROUP), mount points,
 //	<------- kernfs: proc, sysfs, cgroupfs fds ----  detached kernel filesystems
 //	on the stage thread (rootfs.Stage): tree,  |
-//	kernfs, masks, read-only binds; hand over  |
+//	kernfs, masks, read-only binds, views,     |
+//	boot id; hand over                         |
 //	----------------- tree: its root fd ------------>
-//	                                            /run, /dev, console, views, pivot_root
+//	                                            /run, /dev, console, pivot_root
 //	<--------------- console + pty master fd ------
 //	                                            hostname, loopback, unshare(NEWTIME)
 //	<--------------- exec -------------------------
@@ -152,7 +153,7 @@ func (c *child) kill() {
 
 // setup sends the setup, builds the locked mount tree with the child (see
 // rootfs.Stage) and waits until init runs, returning the console's pty master.
-func (c *child) setup(s *initSetup, tree *os.File, views []rootfs.View, stage *rootfs.Stage, owner int) (*os.File, error) {
+func (c *child) setup(s *initSetup, tree *os.File, views []rootfs.View, stage *rootfs.Stage, locked rootfs.Locked) (*os.File, error) {
 	files := []*os.File{tree}
 	for _, v := range views {
 		s.Views = append(s.Views, v.Target)
@@ -161,7 +162,7 @@ func (c *child) setup(s *initSetup, tree *os.File, views []rootfs.View, stage *r
 	if err := send(c.sock, message{Type: "setup", Setup: s}, files...); err != nil {
 		return nil, err
 	}
-	if err := c.buildTree(s, tree, stage, owner); err != nil {
+	if err := c.buildTree(tree, stage, locked); err != nil {
 		return nil, err
 	}
 	console, err := c.expect("console")
@@ -182,7 +183,7 @@ func (c *child) setup(s *initSetup, tree *os.File, views []rootfs.View, stage *r
 
 // buildTree receives the child's kernel filesystems, builds the locked tree
 // on the stage and sends the child the tree's root in its own namespace.
-func (c *child) buildTree(s *initSetup, tree *os.File, stage *rootfs.Stage, owner int) error {
+func (c *child) buildTree(tree *os.File, stage *rootfs.Stage, locked rootfs.Locked) error {
 	msg, files, err := receive(c.sock)
 	if errors.Is(err, errPeerClosed) {
 		return fmt.Errorf("the container's first process exited during setup (see the monitor log)")
@@ -197,11 +198,11 @@ func (c *child) buildTree(s *initSetup, tree *os.File, stage *rootfs.Stage, owne
 	if msg.Type != "kernfs" {
 		return fmt.Errorf("expected %q from the container's first process, got %q", "kernfs", msg.Type)
 	}
-	kfs, err := rootfs.KernelFSFromFiles(files, len(s.Cgroups))
+	kfs, err := rootfs.KernelFSFromFiles(files, len(locked.Cgroups))
 	if err != nil {
 		return err
 	}
-	if err := stage.Build(tree, kfs, s.Cgroups, owner); err != nil {
+	if err := stage.Build(tree, kfs, locked); err != nil {
 		return err
 	}
 	// The tree is now at the stage's shared directory in the child's mount
