@@ -7,6 +7,8 @@ import (
 	"runtime"
 
 	"golang.org/x/sys/unix"
+
+	"lodge/manager/failpoint"
 )
 
 // A Stage is where the host builds the part of a container's mount tree that
@@ -121,6 +123,9 @@ func (s *Stage) SharedDir() string { return filepath.Join(s.dir, "s") }
 // container's mount namespace (see Stage).
 func (s *Stage) Build(tree *os.File, k *KernelFS, l Locked) error {
 	return s.Do(func() error {
+		if err := failpoint.Check("mount-rootfs"); err != nil {
+			return err
+		}
 		build := filepath.Join(s.dir, "b")
 		if err := unix.MoveMount(int(tree.Fd()), "", unix.AT_FDCWD, build, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 			return fmt.Errorf("attach the root filesystem: %w", err)
