@@ -40,35 +40,36 @@ import (
 //	sys, cgroups below it; move X/b to X/s  -----> the tree appears at DIR/s, locked
 //	                                               pivot_root into it
 type Stage struct {
-	dir  string // where the stage's tmpfs is mounted in its namespace
-	work chan func()
-	done chan struct{}
+	dir   string // where the stage's tmpfs is mounted in its namespace
+	work  chan func()
+	ready chan struct{} // closed once the namespace is set up (or failed: err)
+	err   error
+	done  chan struct{}
 }
 
 // NewStage starts a stage whose tmpfs covers dir (an existing host directory,
-// hidden only in the stage's own namespace).
-func NewStage(dir string) (*Stage, error) {
-	s := &Stage{dir: dir, work: make(chan func()), done: make(chan struct{})}
-	errc := make(chan error, 1)
-	go s.loop(errc)
-	if err := <-errc; err != nil {
-		return nil, err
-	}
-	return s, nil
+// hidden only in the stage's own namespace). It returns at once: the stage
+// gets ready while the caller goes on (creating cgroups, say), and the first
+// Do waits for it and returns its error, if any.
+func NewStage(dir string) *Stage {
+	s := &Stage{dir: dir, work: make(chan func()), ready: make(chan struct{}), done: make(chan struct{})}
+	go s.loop()
+	return s
 }
 
 // loop runs on a thread of its own, which never returns to the Go runtime's
 // pool: its mount namespace and working directory are the stage's.
-func (s *Stage) loop(errc chan<- error) {
+func (s *Stage) loop() {
 	runtime.LockOSThread()
 	// No UnlockOSThread: when this goroutine returns, its thread exits and the
 	// stage's mount namespace with it.
 	defer close(s.done)
 	if err := s.setup(); err != nil {
-		errc <- fmt.Errorf("prepare the mount namespace for the container's mounts: %w", err)
+		s.err = fmt.Errorf("prepare the mount namespace for the container's mounts: %w", err)
+		close(s.ready)
 		return
 	}
-	errc <- nil
+	close(s.ready)
 	for f := range s.work {
 		f()
 	}
@@ -105,6 +106,10 @@ func (s *Stage) setup() error {
 
 // Do runs f on the stage's thread (in its mount namespace) and returns its error.
 func (s *Stage) Do(f func() error) error {
+	<-s.ready
+	if s.err != nil {
+		return s.err
+	}
 	errc := make(chan error, 1)
 	select {
 	case s.work <- func() { errc <- f() }:

@@ -52,19 +52,17 @@ func (m *Monitor) boot() (*boot, error) {
 	}
 	r := revert.New()
 	defer r.Fail()
+	// The stage builds the mounts the container cannot undo; its namespace
+	// is gone once the child has its tree (see rootfs.Stage). It gets ready
+	// while the cgroups are made.
+	stage := rootfs.NewStage(m.store.RootfsPath(m.name))
+	defer stage.Close()
 	group, err := m.makeCgroup(cfg)
 	if err != nil {
 		return nil, err
 	}
 	r.Add(func() { destroyCgroup(group) })
 	timer.mark("cgroup")
-	// The stage builds the mounts the container cannot undo; its namespace
-	// is gone once the child has its tree (see rootfs.Stage).
-	stage, err := rootfs.NewStage(m.store.RootfsPath(m.name))
-	if err != nil {
-		return nil, err
-	}
-	defer stage.Close()
 	spec := spawnSpec{hostID: m.ids.HostID, count: m.ids.Size, placement: group.Placement(), helper: m.helper, stderr: m.logFile}
 	var ch *child
 	var needsMove bool
@@ -172,17 +170,19 @@ func (m *Monitor) startInit(b *boot, stage *rootfs.Stage) error {
 		}
 	}
 	// Views over /proc are bound on the stage (locked, opened in its mount
-	// namespace); the one over /sys by the child (opened in its namespace),
-	// see rootfs.LockedView.
+	// namespace, while the child prepares); the one over /sys by the child
+	// (opened in its namespace), see rootfs.LockedView.
 	var procViews []rootfs.View
-	stage.Do(func() error { procViews = m.openViews(b, "", true); return nil })
 	sysViews := m.openViews(b, filepath.Join("/proc", strconv.Itoa(b.child.pid()), "root"), false)
 	defer func() {
 		for _, v := range append(procViews, sysViews...) {
 			v.Source.Close()
 		}
 	}()
-	locked := rootfs.Locked{Cgroups: setup.Cgroups, Views: procViews, Owner: int(m.ids.HostID)}
+	locked := func() rootfs.Locked {
+		stage.Do(func() error { procViews = m.openViews(b, "", true); return nil })
+		return rootfs.Locked{Cgroups: setup.Cgroups, Views: procViews, Owner: int(m.ids.HostID)}
+	}
 	master, err := b.child.setup(setup, tree, sysViews, stage, locked)
 	if err != nil {
 		return err

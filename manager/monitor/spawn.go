@@ -153,7 +153,9 @@ func (c *child) kill() {
 
 // setup sends the setup, builds the locked mount tree with the child (see
 // rootfs.Stage) and waits until init runs, returning the console's pty master.
-func (c *child) setup(s *initSetup, tree *os.File, views []rootfs.View, stage *rootfs.Stage, locked rootfs.Locked) (*os.File, error) {
+// locked gives the rest of the locked part; it is called while the child
+// prepares.
+func (c *child) setup(s *initSetup, tree *os.File, views []rootfs.View, stage *rootfs.Stage, locked func() rootfs.Locked) (*os.File, error) {
 	files := []*os.File{tree}
 	for _, v := range views {
 		s.Views = append(s.Views, v.Target)
@@ -162,7 +164,7 @@ func (c *child) setup(s *initSetup, tree *os.File, views []rootfs.View, stage *r
 	if err := send(c.sock, message{Type: "setup", Setup: s}, files...); err != nil {
 		return nil, err
 	}
-	if err := c.buildTree(tree, stage, locked); err != nil {
+	if err := c.buildTree(tree, stage, locked()); err != nil {
 		return nil, err
 	}
 	console, err := c.expect("console")
