@@ -166,17 +166,8 @@ func setAttrs(mnt int, set, clear uint64, recursive bool) error {
 	return unix.MountSetattr(mnt, "", uint(flags), &attr)
 }
 
-// bindInTree binds a copy of src (a descriptor of a file or directory) over
-// name below root, with the given flags.
-func bindInTree(src, root int, name string, set, clear uint64) error {
-	target, err := openInTree(root, name, false)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(target)
-	return bindOnto(src, target, name, set, clear)
-}
-
+// bindOnto binds a copy of the mount at src (a descriptor of a file or
+// directory) onto target, with the given flags; name is for messages.
 func bindOnto(src, target int, name string, set, clear uint64) error {
 	mnt, err := cloneMount(src, "", false)
 	if err != nil {
