@@ -36,9 +36,9 @@ func openRaw(root int, name string, dir bool) (int, error) {
 	if dir {
 		how.Flags |= unix.O_DIRECTORY
 	}
-	for {
+	for try := 0; ; try++ {
 		fd, err := unix.Openat2(root, name, &how)
-		if err == unix.EINTR || err == unix.EAGAIN {
+		if (err == unix.EINTR || err == unix.EAGAIN) && try < 16 {
 			continue // a concurrent rename or mount: the kernel asks for a retry
 		}
 		return fd, err
