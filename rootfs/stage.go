@@ -1,10 +1,10 @@
 package rootfs
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"golang.org/x/sys/unix"
 
@@ -40,39 +40,25 @@ import (
 //	sys, cgroups below it; move X/b to X/s  -----> the tree appears at DIR/s, locked
 //	                                               pivot_root into it
 type Stage struct {
-	dir   string // where the stage's tmpfs is mounted in its namespace
-	work  chan func()
-	ready chan struct{} // closed once the namespace is set up (or failed: err)
-	err   error
-	done  chan struct{}
+	dir string // where the stage's tmpfs is mounted in its namespace
 }
 
-// NewStage starts a stage whose tmpfs covers dir (an existing host directory,
-// hidden only in the stage's own namespace). It returns at once: the stage
-// gets ready while the caller goes on (creating cgroups, say), and the first
-// Do waits for it and returns its error, if any.
-func NewStage(dir string) *Stage {
-	s := &Stage{dir: dir, work: make(chan func()), ready: make(chan struct{}), done: make(chan struct{})}
-	go s.loop()
-	return s
-}
-
-// loop runs on a thread of its own, which never returns to the Go runtime's
-// pool: its mount namespace and working directory are the stage's.
-func (s *Stage) loop() {
-	runtime.LockOSThread()
-	// No UnlockOSThread: when this goroutine returns, its thread exits and the
-	// stage's mount namespace with it.
-	defer close(s.done)
+// EnterStage makes the calling thread a stage whose tmpfs covers dir (a
+// directory that nothing else uses; it is created if missing, and stays empty
+// on the host). The caller must have locked its goroutine to the thread
+// (runtime.LockOSThread) and must let the goroutine end without unlocking it:
+// the thread then exits, and the stage's mount namespace with it. Everything
+// the thread does afterwards sees the stage's namespace, the same as the
+// host's but for dir.
+func EnterStage(dir string) (*Stage, error) {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, err
+	}
+	s := &Stage{dir: dir}
 	if err := s.setup(); err != nil {
-		s.err = fmt.Errorf("prepare the mount namespace for the container's mounts: %w", err)
-		close(s.ready)
-		return
+		return nil, fmt.Errorf("prepare the mount namespace for the container's mounts: %w", err)
 	}
-	close(s.ready)
-	for f := range s.work {
-		f()
-	}
+	return s, nil
 }
 
 func (s *Stage) setup() error {
@@ -104,58 +90,31 @@ func (s *Stage) setup() error {
 	return unix.Mount("", shared, "", unix.MS_SHARED, "")
 }
 
-// Do runs f on the stage's thread (in its mount namespace) and returns its error.
-func (s *Stage) Do(f func() error) error {
-	<-s.ready
-	if s.err != nil {
-		return s.err
-	}
-	errc := make(chan error, 1)
-	select {
-	case s.work <- func() { errc <- f() }:
-		return <-errc
-	case <-s.done:
-		return fmt.Errorf("the mount stage is gone")
-	}
-}
-
 // SharedDir is the shared mount point, as a path in the namespaces cloned
 // from the stage: the container's locked tree appears there.
 func (s *Stage) SharedDir() string { return filepath.Join(s.dir, "s") }
 
 // Build attaches the root filesystem tree and the kernel filesystems with
 // their masks and read-only mounts, then hands the whole tree to the
-// container's mount namespace (see Stage).
+// container's mount namespace (see Stage). It runs on the stage's thread.
 func (s *Stage) Build(tree *os.File, k *KernelFS, l Locked) error {
-	return s.Do(func() error {
-		if err := failpoint.Check("mount-rootfs"); err != nil {
-			return err
-		}
-		build := filepath.Join(s.dir, "b")
-		if err := unix.MoveMount(int(tree.Fd()), "", unix.AT_FDCWD, build, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-			return fmt.Errorf("attach the root filesystem: %w", err)
-		}
-		scratch, err := unix.Open(s.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(scratch)
-		if err := mountLocked(int(tree.Fd()), scratch, k, l); err != nil {
-			return err
-		}
-		if err := unix.MoveMount(unix.AT_FDCWD, build, unix.AT_FDCWD, s.SharedDir(), 0); err != nil {
-			return fmt.Errorf("hand the mount tree to the container: %w", err)
-		}
-		return nil
-	})
-}
-
-// Close ends the stage's thread, and with it its mount namespace.
-func (s *Stage) Close() {
-	select {
-	case <-s.done:
-	default:
-		close(s.work)
-		<-s.done
+	if err := failpoint.Check("mount-rootfs"); err != nil {
+		return err
 	}
+	build := filepath.Join(s.dir, "b")
+	if err := unix.MoveMount(int(tree.Fd()), "", unix.AT_FDCWD, build, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("attach the root filesystem: %w", err)
+	}
+	scratch, err := unix.Open(s.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(scratch)
+	if err := mountLocked(int(tree.Fd()), scratch, k, l); err != nil {
+		return err
+	}
+	if err := unix.MoveMount(unix.AT_FDCWD, build, unix.AT_FDCWD, s.SharedDir(), 0); err != nil {
+		return fmt.Errorf("hand the mount tree to the container: %w", err)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -43,8 +44,26 @@ func (b *boot) rebootRequested() bool {
 }
 
 // boot starts the container: cgroups, namespaces, mounts, init. On failure it
-// leaves nothing behind.
+// leaves nothing behind. It runs on a thread of its own, the stage of the
+// container's locked mounts (see rootfs.Stage), which exits when it is done.
 func (m *Monitor) boot() (*boot, error) {
+	type result struct {
+		b   *boot
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// Never unlocked: the thread, in the stage's mount namespace, exits
+		// with this goroutine.
+		runtime.LockOSThread()
+		b, err := m.bootOnStage()
+		done <- result{b, err}
+	}()
+	r := <-done
+	return r.b, r.err
+}
+
+func (m *Monitor) bootOnStage() (*boot, error) {
 	timer := newPhaseTimer()
 	cfg, err := config.Load(m.store.ConfigPath(m.name))
 	if err != nil {
@@ -52,11 +71,12 @@ func (m *Monitor) boot() (*boot, error) {
 	}
 	r := revert.New()
 	defer r.Fail()
-	// The stage builds the mounts the container cannot undo; its namespace
-	// is gone once the child has its tree (see rootfs.Stage). It gets ready
-	// while the cgroups are made.
-	stage := rootfs.NewStage(m.store.RootfsPath(m.name))
-	defer stage.Close()
+	// From here on this thread is in the stage's mount namespace, the same
+	// as the host's but for the stage's directory.
+	stage, err := rootfs.EnterStage(filepath.Join(m.store.RunDir(), "stage"))
+	if err != nil {
+		return nil, err
+	}
 	group, err := m.makeCgroup(cfg)
 	if err != nil {
 		return nil, err
@@ -64,12 +84,7 @@ func (m *Monitor) boot() (*boot, error) {
 	r.Add(func() { destroyCgroup(group) })
 	timer.mark("cgroup")
 	spec := spawnSpec{hostID: m.ids.HostID, count: m.ids.Size, placement: group.Placement(), helper: m.helper, stderr: m.logFile}
-	var ch *child
-	var needsMove bool
-	err = stage.Do(func() (err error) {
-		ch, needsMove, err = spawnChild(spec)
-		return err
-	})
+	ch, needsMove, err := spawnChild(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +184,7 @@ func (m *Monitor) startInit(b *boot, stage *rootfs.Stage) error {
 			m.log.Warn("record state", "err", err)
 		}
 	}
-	// Views over /proc are bound on the stage (locked, opened in its mount
+	// Views over /proc are bound by the stage (locked, opened in its mount
 	// namespace, while the child prepares); the one over /sys by the child
 	// (opened in its namespace), see rootfs.LockedView.
 	var procViews []rootfs.View
@@ -180,7 +195,7 @@ func (m *Monitor) startInit(b *boot, stage *rootfs.Stage) error {
 		}
 	}()
 	locked := func() rootfs.Locked {
-		stage.Do(func() error { procViews = m.openViews(b, "", true); return nil })
+		procViews = m.openViews(b, "", true)
 		return rootfs.Locked{Cgroups: setup.Cgroups, Views: procViews, Owner: int(m.ids.HostID)}
 	}
 	master, err := b.child.setup(setup, tree, sysViews, stage, locked)
