@@ -5,19 +5,20 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"lodge/manager/failpoint"
 )
 
-// Spec describes a container's mount tree.
+// Spec describes the part of a container's mount tree that its first process
+// mounts itself, on the locked tree the host built (see Stage).
 type Spec struct {
-	Rootfs  string        // host path of the root filesystem, for messages
-	Target  *os.File      // that directory, opened by the host (O_PATH): Tree is attached over it
-	Tree    *os.File      // detached mount of the root filesystem, from OpenTree
-	Cgroups []CgroupMount // the cgroup filesystems to mount under /sys/fs/cgroup
-	Views   []View        // files of lodge's /proc and /sys views to bind (may be empty)
+	Rootfs  string   // host path of the root filesystem, for messages
+	Root    *os.File // the locked tree's root in this mount namespace (O_PATH)
+	Views   []View   // the views not locked (see LockedView), opened in this mount namespace
+	Nesting bool     // add an unmasked proc and sysfs for nested containers
 }
 
 // View is one file (or directory) of the views server, bound over a path of the
@@ -28,7 +29,7 @@ type View struct {
 }
 
 // OpenTarget opens dir, as seen in the mount namespace of process pid (the
-// container's first process), as the attachment point for Spec.Target. The
+// container's first process), as an O_PATH descriptor for that process. The
 // container's root cannot look up host paths like ROOT/containers/NAME (they
 // are private to host root), so the host opens it, through /proc/PID/root so
 // that the descriptor refers to the container's copy of the mount.
@@ -49,48 +50,59 @@ type CgroupMount struct {
 	Symlinks []string // names under /sys/fs/cgroup that point at Target
 }
 
-// Assemble builds the container's mount tree and makes it the root. It must run
-// in the container's first process, in its new user and mount namespaces, before
-// init is executed. It returns the console pty made in the container's devpts.
+// LockedView says whether the view at target is bound by the stage (locked)
+// or by the container's first process (not locked): those over /proc are
+// locked, since below /proc nothing may stay unlocked (see mountLocked); the
+// CPU directory in /sys is not: a locked bind over a non-empty directory makes
+// sysfs not "fully visible", and the kernel would refuse the read-only sysfs
+// that `ip netns exec` mounts for a new network namespace.
+func LockedView(target string) bool { return strings.HasPrefix(target, "/proc/") }
+
+// PrepareTree creates the directories lodge mounts on in a root filesystem
+// (the detached tree from OpenTree), as the container's root so that they get
+// its ownership, and checks that none of them is a symlink.
+func PrepareTree(tree *os.File) error {
+	for _, dir := range []string{"proc", "sys", "dev", "run"} {
+		fd, err := mkdirInTree(int(tree.Fd()), dir)
+		if err != nil {
+			return err
+		}
+		unix.Close(fd)
+	}
+	return nil
+}
+
+// Assemble mounts the container's own /run, /dev and console on the locked tree and makes it the root. It must run in the container's
+// first process, in its user and mount namespaces, before init is executed.
+// These mounts belong to the container (it may unmount or remount them:
+// nothing of the host is under them). It returns the console pty made in the
+// container's devpts.
 func Assemble(spec Spec) (*Console, error) {
-	// Mounts copied from the host must not propagate back to it.
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return nil, fmt.Errorf("make mounts private: %w", err)
-	}
-	if err := failpoint.Check("mount-rootfs"); err != nil {
-		return nil, err
-	}
-	if err := attachTree(spec); err != nil {
-		return nil, err
-	}
-	// From here on, paths are relative to the container's root, the working
-	// directory: no host path is looked up as the container's root.
-	const root = "."
+	root := int(spec.Root.Fd())
+	var devices *devMounts
 	steps := []struct {
 		name string
-		run  func(root string) error
+		run  func() error
 	}{
-		{"proc", mountProc},
-		{"sys", mountSys},
-		{"views", func(root string) error { return bindViews(root, spec.Views) }},
-		{"cgroup", func(root string) error { return mountCgroups(root, spec.Cgroups) }},
-		{"run", mountRun},
-		{"bootid", bindBootID},
-		{"dev", mountDev},
+		{"run", func() error { return mountRun(root) }},
+		{"sysviews", func() error { return bindViews(root, spec.Views) }},
+		{"dev", func() (err error) { devices, err = mountDev(root, spec.Nesting); return err }},
 	}
 	for _, step := range steps {
 		if err := failpoint.Check("mount-" + step.name); err != nil {
 			return nil, err
 		}
-		if err := step.run(root); err != nil {
+		if err := step.run(); err != nil {
 			return nil, fmt.Errorf("mount %s: %w", step.name, err)
 		}
 	}
-	console, err := newConsole(root)
+	defer devices.close()
+	console, err := newConsole(devices)
 	if err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}
 	if err := failpoint.Check("pivot"); err != nil {
+		console.Close()
 		return nil, err
 	}
 	if err := pivot(root); err != nil {
@@ -100,34 +112,15 @@ func Assemble(spec Spec) (*Console, error) {
 	return console, nil
 }
 
-// attachTree mounts the tree over the target and makes its root the working
-// directory.
-func attachTree(spec Spec) error {
-	err := unix.MoveMount(int(spec.Tree.Fd()), "", int(spec.Target.Fd()), "",
-		unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
-	if err != nil {
-		return fmt.Errorf("attach root filesystem at %s: %w", spec.Rootfs, err)
-	}
-	if err := unix.Fchdir(int(spec.Tree.Fd())); err != nil {
-		return fmt.Errorf("enter root filesystem: %w", err)
-	}
-	return nil
-}
-
 // pivot makes root the container's / and detaches the host's tree entirely, so
 // nothing of the host stays reachable.
-func pivot(root string) error {
+func pivot(root int) error {
 	oldRoot, err := unix.Open("/", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(oldRoot)
-	newRoot, err := unix.Open(root, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(newRoot)
-	if err := unix.Fchdir(newRoot); err != nil {
+	if err := unix.Fchdir(root); err != nil {
 		return err
 	}
 	// pivot_root(".", ".") stacks the old root on top of the new one; no
@@ -144,5 +137,9 @@ func pivot(root string) error {
 	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("detach host root: %w", err)
 	}
-	return unix.Chdir("/")
+	if err := unix.Chdir("/"); err != nil {
+		return err
+	}
+	// The tree came by propagation from the stage; it owes it nothing more.
+	return unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
 }

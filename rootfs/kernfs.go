@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"lodge/manager/failpoint"
 )
 
-const kernelFSFlags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+const kernelFSAttrs = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
 
 // /proc entries that stay visible but read-only: writing them would reach the
 // host kernel (sysctls outside the container's own namespaces, sysrq, irq
@@ -25,167 +25,297 @@ var procMaskedDirs = []string{"acpi", "scsi"}
 // /proc/sys/net belongs to the container's own network namespace, so it stays writable.
 const procSysNet = "sys/net"
 
-func mountProc(root string) error {
-	proc := filepath.Join(root, "proc")
-	if err := mountFS("proc", proc, "proc", kernelFSFlags, ""); err != nil {
+// KernelFS are the container's proc, sysfs and cgroup filesystems as detached
+// mounts. Only the container's first process can create them (proc shows the
+// pid namespace of its creator, sysfs the network namespace, cgroupfs the
+// cgroup namespace), but they are attached by the host in a mount namespace
+// of its own (see Stage), so that the container cannot undo the masks and
+// read-only mounts over them.
+type KernelFS struct {
+	Proc    *os.File
+	Sys     *os.File
+	Cgroups []*os.File // one per CgroupMount, in order
+}
+
+// NewKernelFS creates the kernel filesystems in the calling process's
+// namespaces; the cgroup namespace must already be the container's.
+func NewKernelFS(cgroups []CgroupMount) (*KernelFS, error) {
+	k := &KernelFS{}
+	proc, err := newMount("proc", "", kernelFSAttrs)
+	if err != nil {
+		return nil, err
+	}
+	k.Proc = fileOf(proc, "proc")
+	sys, err := newMount("sysfs", "", kernelFSAttrs|unix.MOUNT_ATTR_RDONLY)
+	if err != nil {
+		k.Close()
+		return nil, err
+	}
+	k.Sys = fileOf(sys, "sysfs")
+	for _, m := range cgroups {
+		fd, err := newMount(m.FSType, m.Data, kernelFSAttrs)
+		if err != nil {
+			k.Close()
+			return nil, err
+		}
+		k.Cgroups = append(k.Cgroups, fileOf(fd, m.FSType))
+	}
+	return k, nil
+}
+
+// Files lists the descriptors, to send them: proc, sysfs, then the cgroups.
+func (k *KernelFS) Files() []*os.File {
+	return append([]*os.File{k.Proc, k.Sys}, k.Cgroups...)
+}
+
+// KernelFSFromFiles is the inverse of Files.
+func KernelFSFromFiles(files []*os.File, cgroups int) (*KernelFS, error) {
+	if len(files) != 2+cgroups {
+		return nil, fmt.Errorf("expected %d kernel filesystems, got %d", 2+cgroups, len(files))
+	}
+	return &KernelFS{Proc: files[0], Sys: files[1], Cgroups: files[2:]}, nil
+}
+
+// Close closes the descriptors (the mounts, once attached, stay).
+func (k *KernelFS) Close() {
+	for _, f := range k.Files() {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// Locked is what the host mounts on the stage besides the kernel filesystems.
+type Locked struct {
+	Cgroups []CgroupMount
+	Views   []View // opened in the stage's mount namespace
+	Owner   int    // host uid (and gid) of the container's root
+}
+
+// mountLocked attaches the kernel filesystems in the tree at root with their
+// masks, read-only binds, views and boot id. It runs in the stage's mount
+// namespace, owned by the host's user namespace, so that all of it arrives
+// locked in the container's (see Stage). scratch is the stage's own tmpfs.
+//
+// Nothing below /proc is left unlocked: systemd's ProtectProc= (networkd and
+// logind in Debian 12) unmounts what it can below /proc before it mounts a
+// new proc, and when that mount is refused (lodge's /proc is not "fully
+// visible", its masks being locked) it falls back to the existing /proc only
+// if it unmounted nothing.
+func mountLocked(root, scratch int, k *KernelFS, l Locked) error {
+	steps := []struct {
+		name string
+		run  func() error
+	}{
+		{"proc", func() error { return mountProc(root, k.Proc) }},
+		{"sys", func() error { return attachAt(int(k.Sys.Fd()), root, "sys") }},
+		{"cgroup", func() error { return mountCgroups(int(k.Sys.Fd()), k.Cgroups, l.Cgroups, l.Owner) }},
+		{"views", func() error { return bindViews(root, l.Views) }},
+		{"bootid", func() error { return bindBootID(root, scratch, l.Owner) }},
+	}
+	for _, step := range steps {
+		if err := failpoint.Check("mount-" + step.name); err != nil {
+			return err
+		}
+		if err := step.run(); err != nil {
+			return fmt.Errorf("mount %s: %w", step.name, err)
+		}
+	}
+	return nil
+}
+
+func mountProc(root int, procMount *os.File) error {
+	if err := attachAt(int(procMount.Fd()), root, "proc"); err != nil {
 		return err
 	}
+	// The mount's descriptor is now the root of the attached /proc.
+	proc := int(procMount.Fd())
 	for _, name := range procReadOnly {
-		if err := bindReadOnly(filepath.Join(proc, name)); err != nil {
+		if err := bindSelf(proc, name, unix.MOUNT_ATTR_RDONLY, 0, true); err != nil {
 			return err
 		}
 	}
-	if err := bindWritable(filepath.Join(proc, procSysNet)); err != nil {
+	if err := bindSelf(proc, procSysNet, 0, unix.MOUNT_ATTR_RDONLY, false); err != nil {
 		return err
 	}
 	for _, name := range procMaskedFiles {
-		if err := maskFile(filepath.Join(proc, name)); err != nil {
+		if err := maskFile(proc, name); err != nil {
 			return err
 		}
 	}
 	for _, name := range procMaskedDirs {
-		if err := maskDir(filepath.Join(proc, name)); err != nil {
+		if err := maskDir(proc, name); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func mountSys(root string) error {
-	return mountFS("sysfs", filepath.Join(root, "sys"), "sysfs", kernelFSFlags|unix.MS_RDONLY, "")
-}
-
-// mountCgroups mounts the container's cgroup filesystems. With a cgroup
-// namespace, each shows the container's own cgroup as its root. On hybrid and
-// v1 hosts they sit on a read-only tmpfs, the layout systemd expects.
-func mountCgroups(root string, mounts []CgroupMount) error {
-	base := filepath.Join(root, "sys/fs/cgroup")
-	if len(mounts) == 1 && mounts[0].Target == "" {
-		return mountFS("cgroup2", base, "cgroup2", kernelFSFlags, mounts[0].Data)
+// bindSelf binds name below dir over itself with changed flags; a name the
+// kernel does not have is skipped.
+func bindSelf(dir int, name string, set, clear uint64, recursive bool) error {
+	target, err := openRaw(dir, name, false)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
 	}
-	if err := mountFS("tmpfs", base, "tmpfs", kernelFSFlags, "mode=755,size=64k"); err != nil {
+	if err != nil {
+		return fmt.Errorf("open /proc/%s: %w", name, err)
+	}
+	defer unix.Close(target)
+	mnt, err := cloneMount(target, "", recursive)
+	if err != nil {
 		return err
 	}
-	for _, m := range mounts {
-		if err := mountFS("cgroup", filepath.Join(base, m.Target), m.FSType, kernelFSFlags, m.Data); err != nil {
+	defer unix.Close(mnt)
+	if err := setAttrs(mnt, set, clear, recursive); err != nil {
+		return fmt.Errorf("set flags of /proc/%s: %w", name, err)
+	}
+	if err := attach(mnt, target); err != nil {
+		return fmt.Errorf("bind /proc/%s: %w", name, err)
+	}
+	return nil
+}
+
+// maskFile hides a /proc file behind the host's /dev/null.
+func maskFile(proc int, name string) error {
+	target, err := openRaw(proc, name, false)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open /proc/%s: %w", name, err)
+	}
+	defer unix.Close(target)
+	null, err := cloneMount(unix.AT_FDCWD, "/dev/null", false)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(null)
+	if err := attach(null, target); err != nil {
+		return fmt.Errorf("mask /proc/%s: %w", name, err)
+	}
+	return nil
+}
+
+// maskDir hides a /proc directory behind an empty read-only tmpfs.
+func maskDir(proc int, name string) error {
+	target, err := openRaw(proc, name, true)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open /proc/%s: %w", name, err)
+	}
+	defer unix.Close(target)
+	empty, err := newMount("tmpfs", "size=0,mode=555", kernelFSAttrs|unix.MOUNT_ATTR_RDONLY)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(empty)
+	if err := attach(empty, target); err != nil {
+		return fmt.Errorf("mask /proc/%s: %w", name, err)
+	}
+	return nil
+}
+
+// mountCgroups attaches the container's cgroup filesystems under
+// /sys/fs/cgroup (sys is the attached sysfs). With a cgroup namespace, each
+// shows the container's own cgroup as its root. On hybrid and v1 hosts they
+// sit on a read-only tmpfs, the layout systemd expects.
+func mountCgroups(sys int, mounts []*os.File, specs []CgroupMount, owner int) error {
+	base, err := openInTree(sys, "fs/cgroup", true)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(base)
+	if len(specs) == 1 && specs[0].Target == "" {
+		return attach(int(mounts[0].Fd()), base)
+	}
+	opts := fmt.Sprintf("mode=755,size=64k,uid=%d,gid=%d", owner, owner)
+	tmp, err := newMount("tmpfs", opts, kernelFSAttrs)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(tmp)
+	if err := attach(tmp, base); err != nil {
+		return fmt.Errorf("mount tmpfs on /sys/fs/cgroup: %w", err)
+	}
+	for i, m := range specs {
+		if err := unix.Mkdirat(tmp, m.Target, 0o755); err != nil {
+			return fmt.Errorf("create /sys/fs/cgroup/%s: %w", m.Target, err)
+		}
+		unix.Fchownat(tmp, m.Target, owner, owner, unix.AT_SYMLINK_NOFOLLOW)
+		if err := attachAt(int(mounts[i].Fd()), tmp, m.Target); err != nil {
 			return err
 		}
 		for _, link := range m.Symlinks {
-			if err := os.Symlink(m.Target, filepath.Join(base, link)); err != nil {
-				return fmt.Errorf("link %s: %w", link, err)
+			if err := unix.Symlinkat(m.Target, tmp, link); err != nil {
+				return fmt.Errorf("link /sys/fs/cgroup/%s: %w", link, err)
 			}
+			unix.Fchownat(tmp, link, owner, owner, unix.AT_SYMLINK_NOFOLLOW)
 		}
 	}
-	return setReadOnly(base)
+	if err := setAttrs(tmp, unix.MOUNT_ATTR_RDONLY, 0, false); err != nil {
+		return fmt.Errorf("make /sys/fs/cgroup read-only: %w", err)
+	}
+	return nil
 }
 
 // mountRun gives init an empty tmpfs /run carrying /run/systemd/container, as
 // systemd's Container Interface describes; init systems other than systemd
 // find it there as well.
-func mountRun(root string) error {
-	run := filepath.Join(root, "run")
-	if err := mountFS("tmpfs", run, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755"); err != nil {
+func mountRun(root int) error {
+	run, err := newMount("tmpfs", "mode=755", unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Join(run, "systemd"), 0o755); err != nil {
+	defer unix.Close(run)
+	if err := attachAt(run, root, "run"); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(run, "systemd/container"), []byte(ContainerManager+"\n"), 0o444)
+	if err := unix.Mkdirat(run, "systemd", 0o755); err != nil {
+		return err
+	}
+	sd, err := openRaw(run, "systemd", true)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(sd)
+	return writeFileAt(sd, "container", []byte(ContainerManager+"\n"), 0o444)
 }
 
 // ContainerManager is the value of $container and /run/systemd/container.
 const ContainerManager = "lodge"
 
-// mountFS mounts a filesystem at target, creating the directory if needed.
-func mountFS(source, target, fstype string, flags uintptr, data string) error {
-	if err := os.MkdirAll(target, 0o755); err != nil {
-		return fmt.Errorf("create mount point %s: %w", target, err)
-	}
-	if err := unix.Mount(source, target, fstype, flags, data); err != nil {
-		return fmt.Errorf("mount %s on %s (%s): %w", fstype, target, data, err)
-	}
-	return nil
-}
-
-func bindReadOnly(path string) error {
-	if !exists(path) {
-		return nil
-	}
-	if err := unix.Mount(path, path, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("bind %s: %w", path, err)
-	}
-	return setReadOnly(path)
-}
-
-func bindWritable(path string) error {
-	if !exists(path) {
-		return nil
-	}
-	if err := unix.Mount(path, path, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind %s: %w", path, err)
-	}
-	attr := unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_RDONLY}
-	if err := unix.MountSetattr(unix.AT_FDCWD, path, 0, &attr); err != nil {
-		return fmt.Errorf("make %s writable: %w", path, err)
-	}
-	return nil
-}
-
-func setReadOnly(path string) error {
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
-	if err := unix.MountSetattr(unix.AT_FDCWD, path, 0, &attr); err != nil {
-		return fmt.Errorf("make %s read-only: %w", path, err)
-	}
-	return nil
-}
-
-// maskFile hides a file behind the host's /dev/null (mounted while the host tree
-// is still reachable, before pivot_root).
-func maskFile(path string) error {
-	if !exists(path) {
-		return nil
-	}
-	if err := unix.Mount("/dev/null", path, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("mask %s: %w", path, err)
-	}
-	return nil
-}
-
-func maskDir(path string) error {
-	if !exists(path) {
-		return nil
-	}
-	return mountFS("tmpfs", path, "tmpfs", kernelFSFlags|unix.MS_RDONLY, "size=0")
-}
-
-func exists(path string) bool {
-	_, err := os.Lstat(path)
-	return !errors.Is(err, os.ErrNotExist)
-}
-
 // bindBootID gives each boot of the container its own boot id. The kernel's
 // /proc/sys/kernel/random/boot_id is the host's, so every container boot
 // within one host boot would share it, and journalctl -b could not tell them
-// apart. A fresh random id is written to a file on the container's /run,
-// bound read-only over it, and unlinked (the bind keeps it).
-func bindBootID(root string) error {
-	target := filepath.Join(root, "proc/sys/kernel/random/boot_id")
-	if !exists(target) {
+// apart. A fresh random id is written to a file on the stage's tmpfs and bound
+// read-only over it (the bind keeps that tmpfs alive, with this one file).
+func bindBootID(root, scratch, owner int) error {
+	target, err := openRaw(root, "proc/sys/kernel/random/boot_id", false)
+	if errors.Is(err, unix.ENOENT) {
 		return nil
 	}
+	if err != nil {
+		return fmt.Errorf("open /proc/sys/kernel/random/boot_id: %w", err)
+	}
+	defer unix.Close(target)
 	id, err := randomUUID()
 	if err != nil {
 		return err
 	}
-	file := filepath.Join(root, "run/.lodge-boot-id")
-	if err := os.WriteFile(file, []byte(id+"\n"), 0o444); err != nil {
+	const name = "boot_id"
+	if err := writeFileAt(scratch, name, []byte(id+"\n"), 0o444); err != nil {
 		return err
 	}
-	defer os.Remove(file)
-	if err := unix.Mount(file, target, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind boot id: %w", err)
+	unix.Fchownat(scratch, name, owner, owner, unix.AT_SYMLINK_NOFOLLOW)
+	src, err := openRaw(scratch, name, false)
+	if err != nil {
+		return err
 	}
-	return setReadOnly(target)
+	defer unix.Close(src)
+	return bindOnto(src, target, "/proc/sys/kernel/random/boot_id", unix.MOUNT_ATTR_RDONLY|kernelFSAttrs, 0)
 }
 
 // randomUUID returns a random (version 4) UUID in its text form.
@@ -200,22 +330,23 @@ func randomUUID() (string, error) {
 }
 
 // bindViews binds the views server's files over /proc/meminfo and friends.
-// The sources are descriptors the host opened in this mount namespace, reached
-// through /proc/self/fd, so no host path is looked up as the container's root.
-func bindViews(root string, views []View) error {
+// The sources are descriptors the host opened in this mount namespace. After
+// a restart of the views server, it mounts fresh ones over these (they cannot
+// be unmounted, being locked).
+func bindViews(root int, views []View) error {
 	for _, v := range views {
-		source := "/proc/self/fd/" + strconv.Itoa(int(v.Source.Fd()))
-		target := filepath.Join(root, v.Target)
-		if !exists(target) {
+		target, err := openRaw(root, v.Target, false)
+		if errors.Is(err, unix.ENOENT) {
 			continue // the kernel lacks it (no /sys/devices/system/cpu, say)
 		}
-		if err := unix.Mount(source, target, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind the view of %s: %w", v.Target, err)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", v.Target, err)
 		}
-		// Read-only, keeping the flags the user namespace cannot drop.
-		flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV)
-		if err := unix.Mount("", target, "", flags, ""); err != nil {
-			return fmt.Errorf("make the view of %s read-only: %w", v.Target, err)
+		err = bindOnto(int(v.Source.Fd()), target, v.Target,
+			unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, 0)
+		unix.Close(target)
+		if err != nil {
+			return fmt.Errorf("bind the view of %s: %w", v.Target, err)
 		}
 	}
 	return nil

@@ -1,10 +1,12 @@
 package rootfs
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -46,4 +48,54 @@ func ResolveInRoot(root, path string) (string, error) {
 		return "", err
 	}
 	return "/" + rel, nil
+}
+
+// WriteFileInRoot replaces the file at path inside root with data, as host
+// root writing into a tree the container controls: the directory is resolved
+// as the container would (symlinks stay inside root), and the file is
+// written to a new name and renamed over the old one, so a symlink (or hard
+// link) at path is replaced, never written through.
+func WriteFileInRoot(root, path string, data []byte, mode os.FileMode) error {
+	rootFD, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(rootFD)
+	dir, name := filepath.Split(filepath.Clean("/" + path))
+	how := unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	dirFD, err := unix.Openat2(rootFD, dir, &how)
+	if errors.Is(err, unix.ENOENT) && strings.Count(strings.Trim(dir, "/"), "/") == 0 {
+		// A missing top-level directory (an image without /etc).
+		if err = unix.Mkdirat(rootFD, strings.Trim(dir, "/"), 0o755); err == nil {
+			dirFD, err = unix.Openat2(rootFD, dir, &how)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("open %s in %s: %w", dir, root, err)
+	}
+	defer unix.Close(dirFD)
+	tmp := fmt.Sprintf(".%s.lodge-%d", name, os.Getpid())
+	fd, err := unix.Openat(dirFD, tmp, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()))
+	if err != nil {
+		return fmt.Errorf("create %s in %s: %w", path, root, err)
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode.Perm()) // the umask applied at creation
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = unix.Renameat(dirFD, tmp, dirFD, name)
+	}
+	if err != nil {
+		unix.Unlinkat(dirFD, tmp, 0)
+		return fmt.Errorf("write %s in %s: %w", path, root, err)
+	}
+	return nil
 }

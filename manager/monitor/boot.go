@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -43,8 +44,26 @@ func (b *boot) rebootRequested() bool {
 }
 
 // boot starts the container: cgroups, namespaces, mounts, init. On failure it
-// leaves nothing behind.
+// leaves nothing behind. It runs on a thread of its own, the stage of the
+// container's locked mounts (see rootfs.Stage), which exits when it is done.
 func (m *Monitor) boot() (*boot, error) {
+	type result struct {
+		b   *boot
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// Never unlocked: the thread, in the stage's mount namespace, exits
+		// with this goroutine.
+		runtime.LockOSThread()
+		b, err := m.bootOnStage()
+		done <- result{b, err}
+	}()
+	r := <-done
+	return r.b, r.err
+}
+
+func (m *Monitor) bootOnStage() (*boot, error) {
 	timer := newPhaseTimer()
 	cfg, err := config.Load(m.store.ConfigPath(m.name))
 	if err != nil {
@@ -52,6 +71,12 @@ func (m *Monitor) boot() (*boot, error) {
 	}
 	r := revert.New()
 	defer r.Fail()
+	// From here on this thread is in the stage's mount namespace, the same
+	// as the host's but for the stage's directory.
+	stage, err := rootfs.EnterStage(filepath.Join(m.store.RunDir(), "stage"))
+	if err != nil {
+		return nil, err
+	}
 	group, err := m.makeCgroup(cfg)
 	if err != nil {
 		return nil, err
@@ -73,7 +98,7 @@ func (m *Monitor) boot() (*boot, error) {
 		timer.mark("join")
 	}
 	b := &boot{cfg: cfg, group: group, child: ch, exited: make(chan struct{})}
-	if err := m.startInit(b); err != nil {
+	if err := m.startInit(b, stage); err != nil {
 		return nil, err
 	}
 	timer.mark("init")
@@ -131,7 +156,7 @@ func destroyCgroup(group *cgroup.Group) error {
 }
 
 // startInit hands the child its root filesystem and waits until init runs.
-func (m *Monitor) startInit(b *boot) error {
+func (m *Monitor) startInit(b *boot, stage *rootfs.Stage) error {
 	tree, mode, err := m.rootTree(b.cfg, b.child)
 	if err != nil {
 		return err
@@ -153,6 +178,7 @@ func (m *Monitor) startInit(b *boot) error {
 		Command:  b.cfg.Init.Command,
 		Env:      initEnv(),
 		Seccomp:  filter.Bytes(),
+		Nesting:  b.cfg.Security.Nesting,
 	}
 	// Recorded as STARTING with the child's identity (exec keeps its pid
 	// and start time), the container is known to the views server before
@@ -163,13 +189,21 @@ func (m *Monitor) startInit(b *boot) error {
 			m.log.Warn("record state", "err", err)
 		}
 	}
-	views := m.openViews(b)
+	// Views over /proc are bound by the stage (locked, opened in its mount
+	// namespace, while the child prepares); the one over /sys by the child
+	// (opened in its namespace), see rootfs.LockedView.
+	var procViews []rootfs.View
+	sysViews := m.openViews(b, filepath.Join("/proc", strconv.Itoa(b.child.pid()), "root"), false)
 	defer func() {
-		for _, v := range views {
+		for _, v := range append(procViews, sysViews...) {
 			v.Source.Close()
 		}
 	}()
-	master, err := b.child.setup(setup, tree, views)
+	locked := func() rootfs.Locked {
+		procViews = m.openViews(b, "", true)
+		return rootfs.Locked{Cgroups: setup.Cgroups, Views: procViews, Owner: int(m.ids.HostID)}
+	}
+	master, err := b.child.setup(setup, tree, sysViews, stage, locked)
 	if err != nil {
 		return err
 	}
@@ -265,16 +299,21 @@ func (t *phaseTimer) mark(phase string) {
 	t.last = now
 }
 
-// openViews opens the views server's files for the container, through
-// /proc/CHILD/root so that they are the child's copies of the mount. No
+// openViews opens the views server's files for the container, below prefix
+// (/proc/CHILD/root for the child's mount namespace, "" for the caller's),
+// those bound locked or the others (rootfs.LockedView): a
+// mount can only be copied by a process in the mount namespace it is in. No
 // server, or views disabled: none, and the container sees the host's files.
-func (m *Monitor) openViews(b *boot) []rootfs.View {
+func (m *Monitor) openViews(b *boot, prefix string, locked bool) []rootfs.View {
 	if !b.cfg.LXCFS.Enabled || !lxcfs.Live(m.store) {
 		return nil
 	}
 	var views []rootfs.View
-	base := filepath.Join("/proc", strconv.Itoa(b.child.pid()), "root", lxcfs.MountPoint(m.store))
+	base := filepath.Join("/", prefix, lxcfs.MountPoint(m.store))
 	for _, mount := range lxcfs.Mounts(m.name) {
+		if rootfs.LockedView(mount[1]) != locked {
+			continue
+		}
 		f, err := os.OpenFile(filepath.Join(base, mount[0]), unix.O_PATH|unix.O_CLOEXEC, 0)
 		if err != nil {
 			m.log.Warn("views unavailable", "file", mount[0], "err", err)

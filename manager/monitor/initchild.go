@@ -20,7 +20,8 @@ type initSetup struct {
 	Hostname string               `json:"hostname"`
 	Command  []string             `json:"command"`
 	Env      []string             `json:"env"`
-	Views    []string             `json:"views"`   // targets of the view files attached after tree and target
+	Views    []string             `json:"views"` // targets of the view files the child binds, attached after the tree
+	Nesting  bool                 `json:"nesting,omitempty"`
 	Seccomp  []byte               `json:"seccomp"` // the filter for init (seccomp.Program.Bytes)
 }
 
@@ -43,30 +44,26 @@ func InitMain() {
 }
 
 // runInit returns only on failure: on success init replaces this process.
+// The steps after the mounts (hostname, console, capabilities, exec) run on
+// the thread that executes init, as the last things before execve.
 func runInit(sock *os.File) error {
-	msg, files, err := receive(sock)
+	setup, tree, views, err := receiveSetup(sock)
 	if err != nil {
-		return fmt.Errorf("wait for setup: %w", err)
+		return err
 	}
-	if msg.Type != "setup" || msg.Setup == nil || len(files) != 2+len(msg.Setup.Views) {
-		return fmt.Errorf("unexpected %q message from monitor (with %d descriptors)", msg.Type, len(files))
+	root, err := buildTree(sock, setup, tree)
+	if err != nil {
+		return err
 	}
-	setup, tree, target := msg.Setup, files[0], files[1]
-	var views []rootfs.View
-	for i, t := range setup.Views {
-		views = append(views, rootfs.View{Source: files[2+i], Target: t})
-	}
-	// The monitor has moved this process into the container's cgroups, so the
-	// new cgroup namespace is rooted there.
-	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-		return fmt.Errorf("new cgroup namespace: %w", err)
-	}
-	spec := rootfs.Spec{Rootfs: setup.Rootfs, Target: target, Tree: tree, Cgroups: setup.Cgroups, Views: views}
+	spec := rootfs.Spec{Rootfs: setup.Rootfs, Root: root, Views: views, Nesting: setup.Nesting}
 	console, err := rootfs.Assemble(spec)
 	if err != nil {
 		return err
 	}
-	closeAll(files)
+	root.Close()
+	for _, v := range views {
+		v.Source.Close()
+	}
 	if err := send(sock, message{Type: "console"}, console.Master); err != nil {
 		return err
 	}
@@ -84,6 +81,62 @@ func runInit(sock *os.File) error {
 		return err
 	}
 	return execInit(sock, setup)
+}
+
+// receiveSetup waits for the monitor's setup: the root filesystem tree and the
+// files of the views this process binds itself.
+func receiveSetup(sock *os.File) (*initSetup, *os.File, []rootfs.View, error) {
+	msg, files, err := receive(sock)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("wait for setup: %w", err)
+	}
+	if msg.Type != "setup" || msg.Setup == nil || len(files) != 1+len(msg.Setup.Views) {
+		closeAll(files)
+		return nil, nil, nil, fmt.Errorf("unexpected %q message from monitor (with %d descriptors)", msg.Type, len(files))
+	}
+	var views []rootfs.View
+	for i, t := range msg.Setup.Views {
+		views = append(views, rootfs.View{Source: files[1+i], Target: t})
+	}
+	return msg.Setup, files[0], views, nil
+}
+
+// buildTree has the monitor build the locked part of the mount tree (see
+// rootfs.Stage): this process prepares the mount points and creates the
+// kernel filesystems, which only a process in the container's namespaces can,
+// and receives the finished tree's root.
+func buildTree(sock *os.File, setup *initSetup, tree *os.File) (*os.File, error) {
+	defer tree.Close()
+	// The monitor has moved this process into the container's cgroups, so the
+	// new cgroup namespace is rooted there.
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return nil, fmt.Errorf("new cgroup namespace: %w", err)
+	}
+	if err := rootfs.PrepareTree(tree); err != nil {
+		return nil, fmt.Errorf("root filesystem %s: %w", setup.Rootfs, err)
+	}
+	kfs, err := rootfs.NewKernelFS(setup.Cgroups)
+	if err != nil {
+		return nil, err
+	}
+	err = send(sock, message{Type: "kernfs"}, kfs.Files()...)
+	kfs.Close()
+	if err != nil {
+		return nil, err
+	}
+	msg, files, err := receive(sock)
+	if err != nil {
+		return nil, fmt.Errorf("wait for the mount tree: %w", err)
+	}
+	if msg.Type == "error" {
+		closeAll(files)
+		return nil, errors.New(msg.Error)
+	}
+	if msg.Type != "tree" || len(files) != 1 {
+		closeAll(files)
+		return nil, fmt.Errorf("unexpected %q message from monitor (with %d descriptors)", msg.Type, len(files))
+	}
+	return files[0], nil
 }
 
 // prepareNamespaces names the host and brings up loopback in the container's

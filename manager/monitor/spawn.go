@@ -25,13 +25,21 @@ import (
 //	                                            |  waits on the socket
 //	open_tree+mount_setattr(IDMAP, child userns)|
 //	---- setup{rootfs, cgroups, init} + tree fd ---->
-//	                                            unshare(NEWCGROUP)
-//	                                            assemble mounts, pivot_root
+//	                                            unshare(NEWCGROUP), mount points,
+//	<------- kernfs: proc, sysfs, cgroupfs fds ----  detached kernel filesystems
+//	on the stage thread (rootfs.Stage): tree,  |
+//	kernfs, masks, read-only binds, views,     |
+//	boot id; hand over                         |
+//	----------------- tree: its root fd ------------>
+//	                                            /run, /dev, console, pivot_root
 //	<--------------- console + pty master fd ------
 //	                                            hostname, loopback, unshare(NEWTIME)
 //	<--------------- exec -------------------------
 //	                                            execve(init); the socket is
 //	<--------------- (socket closes) --------------  close-on-exec
+//
+// The child is cloned from the monitor's stage thread, whose private mount
+// namespace hands the child the locked part of its tree by propagation.
 //
 // Any failure in the child arrives as an "error" message instead, and the
 // child exits; the monitor then undoes its own steps.
@@ -143,21 +151,20 @@ func (c *child) kill() {
 	c.sock.Close()
 }
 
-// setup sends the setup and waits until init runs, returning the console's
-// pty master.
-func (c *child) setup(s *initSetup, tree *os.File, views []rootfs.View) (*os.File, error) {
-	target, err := rootfs.OpenTarget(c.pid(), s.Rootfs)
-	if err != nil {
-		return nil, err
-	}
-	files := []*os.File{tree, target}
+// setup sends the setup, builds the locked mount tree with the child (see
+// rootfs.Stage) and waits until init runs, returning the console's pty master.
+// locked gives the rest of the locked part; it is called while the child
+// prepares.
+func (c *child) setup(s *initSetup, tree *os.File, views []rootfs.View, stage *rootfs.Stage, locked func() rootfs.Locked) (*os.File, error) {
+	files := []*os.File{tree}
 	for _, v := range views {
 		s.Views = append(s.Views, v.Target)
 		files = append(files, v.Source)
 	}
-	err = send(c.sock, message{Type: "setup", Setup: s}, files...)
-	target.Close()
-	if err != nil {
+	if err := send(c.sock, message{Type: "setup", Setup: s}, files...); err != nil {
+		return nil, err
+	}
+	if err := c.buildTree(tree, stage, locked()); err != nil {
 		return nil, err
 	}
 	console, err := c.expect("console")
@@ -174,6 +181,41 @@ func (c *child) setup(s *initSetup, tree *os.File, views []rootfs.View) (*os.Fil
 	}
 	c.sock.Close()
 	return console, nil
+}
+
+// buildTree receives the child's kernel filesystems, builds the locked tree
+// on the stage and sends the child the tree's root in its own namespace.
+func (c *child) buildTree(tree *os.File, stage *rootfs.Stage, locked rootfs.Locked) error {
+	msg, files, err := receive(c.sock)
+	if errors.Is(err, errPeerClosed) {
+		return fmt.Errorf("the container's first process exited during setup (see the monitor log)")
+	}
+	if err != nil {
+		return err
+	}
+	defer closeAll(files)
+	if msg.Type == "error" {
+		return errors.New(msg.Error)
+	}
+	if msg.Type != "kernfs" {
+		return fmt.Errorf("expected %q from the container's first process, got %q", "kernfs", msg.Type)
+	}
+	kfs, err := rootfs.KernelFSFromFiles(files, len(locked.Cgroups))
+	if err != nil {
+		return err
+	}
+	if err := stage.Build(tree, kfs, locked); err != nil {
+		return err
+	}
+	// The tree is now at the stage's shared directory in the child's mount
+	// namespace; opened through /proc/PID/root, the descriptor names the
+	// child's copy.
+	root, err := rootfs.OpenTarget(c.pid(), stage.SharedDir())
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return send(c.sock, message{Type: "tree"}, root)
 }
 
 // expect receives the next message, which must be of type want; it returns the
