@@ -2,8 +2,29 @@ package seccomp
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 )
+
+//go:generate go run ./gen -o zsyscalls_x86_64.go
+
+// syscall is one entry of the system call table.
+type syscall struct {
+	name string
+	nr   uint32
+}
+
+// number is the system call number of name, by binary search of the table.
+func number(name string) (uint32, bool) {
+	i, ok := slices.BinarySearchFunc(syscallsX86_64[:], name, func(s syscall, name string) int {
+		return strings.Compare(s.name, name)
+	})
+	if !ok {
+		return 0, false
+	}
+	return syscallsX86_64[i].nr, true
+}
 
 // CheckNames refuses names that are not system calls of this architecture,
 // suggesting the closest known name for a typo.
