@@ -26,4 +26,7 @@ func TestTableIsTheLibrarys(t *testing.T) {
 			t.Errorf("number(%s) = %d, %v; the library says %d", name, got, ok, nr)
 		}
 	}
+	if arch.X86_64.ID != auditArchX86_64 || arch.X32.SeccompMask != x32SyscallBit || arch.I386.ID != auditArchI386 {
+		t.Error("the architecture constants differ from the library's")
+	}
 }
