@@ -2,10 +2,10 @@
 // container may not make, and the BPF program that refuses them. The program
 // is assembled here (program.go) by the monitor for init and by `lodge exec`
 // for each command, and installed just before their exec (Load here, or
-// lodge-helper's exec mode for the bytes of Bytes). It is the program
-// github.com/elastic/go-seccomp-bpf would build for the same policy (a test
-// proves it), without linking the library: its init builds maps of every
-// architecture's system calls, which every lodge process would pay for.
+// lodge-helper's exec mode for the bytes of Bytes). It answers every call as
+// github.com/elastic/go-seccomp-bpf's program for the same policy does (a test
+// proves it) without linking the library: the library's init builds maps of
+// every architecture's system calls, which every lodge process would pay for.
 //
 // The filter is a deny list, like LXC's and Incus's defaults: a system
 // container runs a whole distribution (systemd mounts, creates namespaces,

@@ -14,8 +14,9 @@ import (
 // Program is an assembled filter as the kernel takes it (struct sock_filter).
 type Program []unix.SockFilter
 
-// Build assembles the filter for cfg: the program go-seccomp-bpf assembles
-// for the same policy, behind a guard. The library's program checks the
+// Build assembles the filter for cfg: the verdicts of the program
+// go-seccomp-bpf assembles for the same policy (library_test.go holds it to
+// them), behind a guard. The library's program checks the
 // architecture and refuses x32 system calls (ENOSYS), but lets a call of
 // another architecture through to the default action (allow here): on x86_64
 // that is the 32-bit ABI (int 0x80), with other numbers and no filtering. The
