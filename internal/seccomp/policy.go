@@ -1,9 +1,11 @@
 // Package seccomp is lodge's default seccomp filter: which system calls a
 // container may not make, and the BPF program that refuses them. The program
-// is built with github.com/elastic/go-seccomp-bpf (pure Go: lodge is built
-// without cgo) by the monitor for init and by `lodge exec` for each command,
-// and installed just before their exec (Load here, or lodge-helper's exec
-// mode for the bytes of Encode).
+// is assembled here (program.go) by the monitor for init and by `lodge exec`
+// for each command, and installed just before their exec (Load here, or
+// lodge-helper's exec mode for the bytes of Bytes). It answers every call as
+// github.com/elastic/go-seccomp-bpf's program for the same policy does (a test
+// proves it) without linking the library: the library's init builds maps of
+// every architecture's system calls, which every lodge process would pay for.
 //
 // The filter is a deny list, like LXC's and Incus's defaults: a system
 // container runs a whole distribution (systemd mounts, creates namespaces,
@@ -17,11 +19,10 @@ package seccomp
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 
-	libseccomp "github.com/elastic/go-seccomp-bpf"
-	"github.com/elastic/go-seccomp-bpf/arch"
 	"golang.org/x/sys/unix"
 )
 
@@ -84,18 +85,35 @@ const dangerousPersonality = 0x0400000 | 0x0200000 | 0x0100000
 // personalityQuery is personality(0xffffffff): it reads the persona.
 const personalityQuery = 0xffffffff
 
-// conditional denials: allowed in general, refused with EPERM for some arguments.
-func conditionalDeny() []libseccomp.NameWithConditions {
-	return []libseccomp.NameWithConditions{
-		// umount -f of the host's network filesystems (LXC's reject_force_umount).
-		{Name: "umount2", Conditions: libseccomp.ArgumentConditions{
-			{Argument: 1, Operation: libseccomp.BitsSet, Value: unix.MNT_FORCE},
-		}},
-		{Name: "personality", Conditions: libseccomp.ArgumentConditions{
-			{Argument: 0, Operation: libseccomp.BitsSet, Value: dangerousPersonality},
-			{Argument: 0, Operation: libseccomp.NotEqual, Value: personalityQuery},
-		}},
-	}
+// op is how a condition compares a 64-bit system call argument.
+type op int
+
+const (
+	bitsSet  op = iota // any of the value's bits is set in the argument
+	notEqual           // the argument is not the value
+)
+
+// condition holds for a call whose argument arg compares with value by op.
+type condition struct {
+	arg   uint32 // 0 to 5
+	op    op
+	value uint64
+}
+
+// conditionalRule refuses name with EPERM when all its conditions hold.
+type conditionalRule struct {
+	name string
+	when []condition
+}
+
+// conditionalDeny is allowed in general, refused for some arguments.
+var conditionalDeny = []conditionalRule{
+	// umount -f of the host's network filesystems (LXC's reject_force_umount).
+	{"umount2", []condition{{arg: 1, op: bitsSet, value: unix.MNT_FORCE}}},
+	{"personality", []condition{
+		{arg: 0, op: bitsSet, value: dangerousPersonality},
+		{arg: 0, op: notEqual, value: personalityQuery},
+	}},
 }
 
 // Denials returns the system calls the filter refuses unconditionally for
@@ -114,52 +132,74 @@ func Denials(cfg Config) map[string]unix.Errno {
 	return denied
 }
 
-// Policy is cfg as a go-seccomp-bpf policy for the native architecture: one
-// group per errno, then the conditional denials, else allow.
-func Policy(cfg Config) (*libseccomp.Policy, error) {
+// policy is cfg in system call numbers, what Build assembles.
+type policy struct {
+	groups      []group       // the unconditional denials, one group per errno, by errno
+	conditional []conditional // the conditional denials cfg neither allows nor denies outright
+}
+
+// group is system calls refused with the same errno.
+type group struct {
+	errno unix.Errno
+	nrs   []uint32
+}
+
+// conditional is a conditionalRule in numbers.
+type conditional struct {
+	nr   uint32
+	when []condition
+}
+
+// resolve checks cfg's names and turns cfg into numbers.
+func resolve(cfg Config) (policy, error) {
 	if err := CheckNames(cfg.Deny); err != nil {
-		return nil, err
+		return policy{}, err
 	}
 	if err := CheckNames(cfg.Allow); err != nil {
-		return nil, err
+		return policy{}, err
 	}
 	byErrno := map[unix.Errno][]string{}
 	for name, errno := range Denials(cfg) {
 		byErrno[errno] = append(byErrno[errno], name)
 	}
-	errnos := make([]unix.Errno, 0, len(byErrno))
-	for e := range byErrno {
-		errnos = append(errnos, e)
-	}
-	slices.Sort(errnos)
-	p := &libseccomp.Policy{DefaultAction: libseccomp.ActionAllow}
-	for _, e := range errnos {
+	var p policy
+	for _, e := range slices.Sorted(maps.Keys(byErrno)) {
 		names := byErrno[e]
-		sort.Strings(names)
-		p.Syscalls = append(p.Syscalls, libseccomp.SyscallGroup{Names: names, Action: errnoAction(e)})
-	}
-	var conditional []libseccomp.NameWithConditions
-	for _, c := range conditionalDeny() {
-		if !slices.Contains(cfg.Allow, c.Name) && !slices.Contains(cfg.Deny, c.Name) {
-			conditional = append(conditional, c)
+		sort.Strings(names) // the same program for the same cfg
+		g := group{errno: e}
+		for _, name := range names {
+			nr, err := mustNumber(name)
+			if err != nil {
+				return policy{}, err
+			}
+			g.nrs = append(g.nrs, nr)
 		}
+		p.groups = append(p.groups, g)
 	}
-	// Always one group, even empty: the library refuses a policy without any.
-	p.Syscalls = append(p.Syscalls, libseccomp.SyscallGroup{NamesWithCondtions: conditional, Action: errnoAction(unix.EPERM)})
+	for _, r := range conditionalDeny {
+		if slices.Contains(cfg.Allow, r.name) || slices.Contains(cfg.Deny, r.name) {
+			continue
+		}
+		nr, err := mustNumber(r.name)
+		if err != nil {
+			return policy{}, err
+		}
+		p.conditional = append(p.conditional, conditional{nr: nr, when: r.when})
+	}
 	return p, nil
 }
 
-// errnoAction makes the call fail with errno e.
-func errnoAction(e unix.Errno) libseccomp.Action {
-	return libseccomp.ActionErrno | libseccomp.Action(uint32(e)&unix.SECCOMP_RET_DATA)
+// mustNumber is the number of a name of lodge's own lists (cfg's are
+// checked before): missing, the table and the lists disagree.
+func mustNumber(name string) (uint32, error) {
+	nr, ok := number(name)
+	if !ok {
+		return 0, fmt.Errorf("seccomp: the default filter names %q, which is not a system call on %s", name, archName)
+	}
+	return nr, nil
 }
 
-// native is the architecture lodge runs on; its system call table is the one
-// names are checked against.
-func native() (*arch.Info, error) {
-	info, err := arch.GetInfo("")
-	if err != nil {
-		return nil, fmt.Errorf("seccomp: %w", err)
-	}
-	return info, nil
+// errnoAction makes the call fail with errno e.
+func errnoAction(e unix.Errno) uint32 {
+	return unix.SECCOMP_RET_ERRNO | uint32(e)&unix.SECCOMP_RET_DATA
 }
