@@ -77,7 +77,7 @@ func FuzzDecodeMessage(f *testing.F) {
 			return
 		}
 		switch msg.Type {
-		case "console", "exec":
+		case "console", "exec", "kernfs", "tree":
 		case "error":
 			if msg.Error == "" {
 				t.Fatal("accepted an error without a message")
