@@ -76,11 +76,21 @@ func (a *Allocator) Lookup(name string) (Range, bool, error) {
 }
 
 // Release forgets the range of name. Releasing a name that holds no range is
-// not an error.
+// not an error. While any process runs with ids of the range (as the kernel
+// says, whatever else lodge believes), it is refused with ErrInUse: the next
+// container would be given ids that processes of this one still hold.
 func (a *Allocator) Release(name string) error {
 	err := a.update(func(t *table) error {
-		if _, ok := t.Allocations[name]; !ok {
+		r, ok := t.Allocations[name]
+		if !ok {
 			return errUnchanged
+		}
+		pids, err := ProcessesIn(r)
+		if err != nil {
+			return err
+		}
+		if len(pids) > 0 {
+			return fmt.Errorf("range %s %w by processes %v; stop them first", r, ErrInUse, pids)
 		}
 		delete(t.Allocations, name)
 		return nil
