@@ -7,6 +7,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"lodge/manager/idmap"
 )
 
 // Delete removes a container: its configuration, root filesystem, logs and id
@@ -33,6 +37,9 @@ func (m *Manager) Delete(ctx context.Context, name string, force bool) error {
 	if err := m.cleanupStale(name); err != nil {
 		return err
 	}
+	if err := m.rangeUnused(name, force); err != nil {
+		return err
+	}
 	// Move the container out of sight first, so that a delete interrupted while
 	// removing files never leaves a half-deleted container in `lodge list`.
 	trash := filepath.Join(m.store.TmpDir(), name+".delete-"+strconv.FormatInt(time.Now().UnixNano(), 36))
@@ -47,4 +54,47 @@ func (m *Manager) Delete(ctx context.Context, name string, force bool) error {
 		return fmt.Errorf("container %s is deleted but removing its files failed: %w", name, err)
 	}
 	return nil
+}
+
+// rangeUnused makes sure no process holds ids of the container's range before
+// it is freed (idmap's Release checks again). With force, processes left in
+// the range (outside the container's cgroup, say) are killed: the range is
+// the container's alone, so they are the container's.
+func (m *Manager) rangeUnused(name string, force bool) error {
+	alloc := m.allocator()
+	r, ok, err := alloc.Lookup(name)
+	if err != nil || !ok {
+		return err
+	}
+	pids, err := idmap.ProcessesIn(r)
+	if err != nil || len(pids) == 0 {
+		return err
+	}
+	if !force {
+		return fmt.Errorf("container %q %w: processes %v still run with its ids (%s); delete with --force to kill them", name, ErrRunning, pids, r)
+	}
+	for _, pid := range pids {
+		killVerified(pid, r)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if pids, err = idmap.ProcessesIn(r); err != nil || len(pids) == 0 {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("delete %s: processes %v still run with its ids (%s) after SIGKILL; its id range is kept", name, pids, r)
+}
+
+// killVerified kills process pid through a pidfd, once the pidfd shows it is
+// still a process of range r (not a new process that took a freed pid).
+func killVerified(pid int, r idmap.Range) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	if idmap.ProcessUses(pid, r) {
+		unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+	}
 }

@@ -158,11 +158,20 @@ func readMonitorStatus(ctx context.Context, r io.Reader, name string, progress f
 }
 
 // cleanupStale removes what a container left behind when it stopped without
-// its monitor (killed, or the host lost power): state file and cgroups.
+// its monitor (killed, or the host lost power): state file and cgroups. The
+// callers have made sure that nothing of the container runs, so a corrupt
+// state file describes nothing and goes too.
 func (m *Manager) cleanupStale(name string) error {
 	st, err := m.store.ReadState(name)
-	if err != nil || st == nil || st.Init.Alive() {
-		return err
+	if err != nil || st == nil {
+		if err != nil {
+			m.store.RemoveState(name)
+		}
+		m.removeEmptyGroup(name)
+		return nil
+	}
+	if st.Init.Alive() {
+		return nil
 	}
 	if st.Monitor.Alive() {
 		// Its monitor is still tearing down; it removes the state itself.
@@ -173,4 +182,18 @@ func (m *Manager) cleanupStale(name string) error {
 	}
 	m.store.RemoveState(name)
 	return nil
+}
+
+// removeEmptyGroup removes the container's cgroup where this lodge would
+// create it, if it is left over and empty (a container that stopped while its
+// state file was missing). Best effort: a group with processes stays.
+func (m *Manager) removeEmptyGroup(name string) {
+	host, err := cgroup.DetectHost()
+	if err != nil {
+		return
+	}
+	group := host.Group(m.host.Cgroup.Name, name)
+	if pids, err := group.Procs(); err == nil && len(pids) == 0 && group.Exists() {
+		group.Destroy()
+	}
 }
