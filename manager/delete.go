@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"lodge/manager/idmap"
 )
 
 // Delete removes a container: its configuration, root filesystem, logs and id
@@ -56,45 +54,44 @@ func (m *Manager) Delete(ctx context.Context, name string, force bool) error {
 	return nil
 }
 
-// rangeUnused makes sure no process holds ids of the container's range before
-// it is freed (idmap's Release checks again). With force, processes left in
-// the range (outside the container's cgroup, say) are killed: the range is
-// the container's alone, so they are the container's.
+// rangeUnused makes sure no process of the container holds ids of its range
+// before the range is freed (Release checks again). With force, processes
+// left (outside what stop found, say) are killed.
 func (m *Manager) rangeUnused(name string, force bool) error {
-	alloc := m.allocator()
-	r, ok, err := alloc.Lookup(name)
+	r, ok, err := m.allocator().Lookup(name)
 	if err != nil || !ok {
 		return err
 	}
-	pids, err := idmap.ProcessesIn(r)
+	pids, err := m.processesOf(name, r)
 	if err != nil || len(pids) == 0 {
 		return err
 	}
 	if !force {
-		return fmt.Errorf("container %q %w: processes %v still run with its ids (%s); delete with --force to kill them", name, ErrRunning, pids, r)
+		return fmt.Errorf("container %q %w: its processes %v still run with its ids (%s); delete with --force to kill them", name, ErrRunning, pids, r)
 	}
 	for _, pid := range pids {
-		killVerified(pid, r)
+		m.killVerified(pid, name)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if pids, err = idmap.ProcessesIn(r); err != nil || len(pids) == 0 {
+		if pids, err = m.processesOf(name, r); err != nil || len(pids) == 0 {
 			return err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("delete %s: processes %v still run with its ids (%s) after SIGKILL; its id range is kept", name, pids, r)
+	return fmt.Errorf("delete %s: its processes %v still run with its ids (%s) after SIGKILL; its id range is kept", name, pids, r)
 }
 
-// killVerified kills process pid through a pidfd, once the pidfd shows it is
-// still a process of range r (not a new process that took a freed pid).
-func killVerified(pid int, r idmap.Range) {
+// killVerified kills process pid through a pidfd, checking after opening
+// the pidfd that pid is still a process of the container (in its cgroup) and
+// not a new process that took a freed pid.
+func (m *Manager) killVerified(pid int, name string) {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return
 	}
 	defer unix.Close(fd)
-	if idmap.ProcessUses(pid, r) {
+	if m.inGroupOf(pid, name) {
 		unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
 	}
 }

@@ -266,3 +266,46 @@ func (m *Manager) kernelStopSignal(name string, init store.Process) int {
 	}
 	return int(syscall.SIGPWR)
 }
+
+// processesOf lists the processes of container name that hold ids of its
+// range r, from the kernel: those in its cgroup and in a user namespace that
+// maps r, or still on their way into one (an exec between joining the
+// cgroup and the user namespace). A same-named container of another lodge
+// root is told apart by its ids.
+func (m *Manager) processesOf(name string, r idmap.Range) ([]int, error) {
+	ks, err := m.scanKernel()
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, p := range ks.byName[name] {
+		if idmap.ProcessUses(p.pid, r) || (hostRoot(p.pid) == 0 && running(p.pid)) {
+			pids = append(pids, p.pid)
+		}
+	}
+	return pids, nil
+}
+
+// running reports whether pid is a live process, not a zombie.
+func running(pid int) bool {
+	fields, err := store.StatFields(pid)
+	return err == nil && fields[0] != "Z" && fields[0] != "X"
+}
+
+// inGroupOf reports whether process pid is in a cgroup of container name.
+func (m *Manager) inGroupOf(pid int, name string) bool {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cgroup"))
+	if err != nil {
+		return false
+	}
+	lines, err := cgroup.ParseProcCgroup(bytes.NewReader(data))
+	if err != nil {
+		return false
+	}
+	for _, pc := range lines {
+		if n, _, ok := containerGroup(pc.Path, m.host.Cgroup.Name); ok && n == name {
+			return true
+		}
+	}
+	return false
+}

@@ -14,15 +14,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrInUse is returned by Release while processes still run with ids of the
-// range: freeing it would hand them to the next container.
+// ErrInUse is returned by Release while processes of the container still
+// run with ids of its range: freeing it would hand them to the next container.
 var ErrInUse = errors.New("is still in use")
 
-// ProcessesIn lists the live processes that use ids of r, read from /proc:
-// those whose real, effective, saved or filesystem uid or gid (as the host
-// sees it) is in r, and those in a user namespace that maps ids of r. It is
-// the kernel's answer, whatever lodge's own records say; zombies run nothing
-// and are left out.
+// ProcessesIn lists the live processes that use ids of r, read from /proc
+// (see ProcessUses): the kernel's answer, whatever lodge's records say.
 func ProcessesIn(r Range) ([]int, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
