@@ -125,7 +125,9 @@ func (ks *kernelScan) find(name string, ids *idmap.Range) *store.State {
 	procs := ks.byName[name]
 	var mine []kernelProc
 	for _, p := range procs {
-		if ids == nil || hostRoot(p.pid) == ids.HostID {
+		// Zombies run nothing: a container whose monitor died leaves its
+		// init to be reaped by whoever adopted it, maybe never.
+		if (ids == nil || hostRoot(p.pid) == ids.HostID) && running(p.pid) {
 			mine = append(mine, p)
 		}
 	}
