@@ -79,7 +79,7 @@ func TestDamagedStateAndConfig(t *testing.T) {
 
 					switch op {
 					case "stop":
-						e.must("stop", damaged)
+						e.must("stop", "--timeout", "5s", damaged) // busybox init may need the kill without its console (docs/architecture.md)
 						if i := findInfo(t, e, damaged); i.State != "STOPPED" {
 							t.Fatalf("after stop: %+v", i)
 						}
