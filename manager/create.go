@@ -166,13 +166,15 @@ func applyAssignments(cfg *config.Container, assignments []string, origin string
 
 // build makes the container in a staging directory and moves it into place.
 func (m *Manager) build(ctx context.Context, opts CreateOptions, tmpl templates.Template, cfg *config.Container) error {
-	r := revert.New()
-	defer r.Fail()
 	res, err := m.reserve(opts.Name)
 	if err != nil {
 		return err
 	}
+	// Released last: a failed create removes its staging directory while it
+	// still holds the reservation, never one another create has taken since.
 	defer res.release()
+	r := revert.New()
+	defer r.Fail()
 	staging := res.dir
 	r.Add(func() { os.RemoveAll(staging) })
 	// Checked again under the reservation: a create of the same name in
