@@ -127,3 +127,38 @@ func killPending(pid int) bool {
 	}
 	return false
 }
+
+// TestCreateReservationInUse: while a create runs, a second create of the
+// name (in any letter case) is refused with the truth: who is creating it.
+func TestCreateReservationInUse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIPPED with -short: needs a Debian create (seconds of copying) to race with")
+	}
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	first := e.command(ctx, "create", "busy1", "--template", "debian")
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reservation := filepath.Join(e.root, "tmp", "busy1.create", "rootfs")
+	waitUntil(t, "the first create to copy", func() bool {
+		_, err := os.Stat(reservation)
+		return err == nil
+	})
+	for _, name := range []string{"busy1", "BUSY1"} {
+		r := e.run("create", name, "--template", "busybox")
+		if _, err := os.Stat(reservation); err != nil {
+			t.Skip("SKIPPED: the first create finished before the second could race with it")
+		}
+		if r.code != 4 || !strings.Contains(r.stderr, "being created by another lodge (pid "+itoa(first.Process.Pid)+")") {
+			t.Errorf("create %s during the first create: %s", name, r)
+		}
+	}
+	if err := first.Wait(); err != nil {
+		t.Fatalf("the first create failed: %v", err)
+	}
+	if infos := e.list(); len(infos) != 1 || infos[0].Name != "busy1" {
+		t.Fatalf("containers: %+v", infos)
+	}
+}
