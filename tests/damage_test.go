@@ -55,6 +55,7 @@ var damages = []damage{
 func TestDamagedStateAndConfig(t *testing.T) {
 	for _, d := range damages {
 		t.Run(d.name, func(t *testing.T) {
+			t.Parallel() // each case has its own root, cgroup parent and id pool
 			e := newEnv(t)
 			e.createBusybox("healthy")
 			e.must("start", "healthy")
