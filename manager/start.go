@@ -43,9 +43,9 @@ func (m *Manager) startLocked(ctx context.Context, name string, progress func(fo
 	if err := m.cleanupStale(name); err != nil {
 		return err
 	}
-	cfg, err := config.Load(m.store.ConfigPath(name))
+	cfg, err := m.loadConfig(name)
 	if err != nil {
-		return invalid(err)
+		return err
 	}
 	if err := checkHostFit(name, cfg); err != nil {
 		return invalid(err)

@@ -109,6 +109,16 @@ func (m *Manager) describe(name string, ks *kernelScan) Info {
 	return info
 }
 
+// loadConfig reads a container's configuration; a missing or broken file is
+// bad input (ErrInvalid) with the fix in the message.
+func (m *Manager) loadConfig(name string) (*config.Container, error) {
+	cfg, err := config.Load(m.store.ConfigPath(name))
+	if err != nil {
+		return nil, invalid(fmt.Errorf("container %q: %s", name, m.configProblem(name, err)))
+	}
+	return cfg, nil
+}
+
 // configProblem says what is wrong with a container's config.toml and how to fix it.
 func (m *Manager) configProblem(name string, err error) string {
 	if errors.Is(err, fs.ErrNotExist) {
