@@ -33,9 +33,9 @@ func (m *Manager) ConfigSet(name string, assignments []string) (SetResult, error
 		return SetResult{}, err
 	}
 	defer lock.Unlock()
-	cfg, err := config.Load(m.store.ConfigPath(name))
+	cfg, err := m.loadConfig(name)
 	if err != nil {
-		return SetResult{}, invalid(err)
+		return SetResult{}, err
 	}
 	if err := applyAssignments(cfg, assignments, "set"); err != nil {
 		return SetResult{}, err

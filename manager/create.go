@@ -40,8 +40,8 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) error {
 	if err := config.ValidateName(opts.Name); err != nil {
 		return invalid(err)
 	}
-	if m.store.Exists(opts.Name) {
-		return m.existsError(opts.Name)
+	if err := m.nameFree(opts.Name); err != nil {
+		return err
 	}
 	tmpl, cfg, err := m.prepareCreate(opts)
 	if err != nil {
@@ -55,8 +55,8 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) error {
 }
 
 // sweepTmp removes what killed creates and deletes left in ROOT/tmp: staging
-// directories whose creator is dead, and containers already moved out of sight
-// for deletion.
+// directories whose creator is dead (their lock is free), and containers
+// already moved out of sight for deletion.
 func (m *Manager) sweepTmp() {
 	entries, err := os.ReadDir(m.store.TmpDir())
 	if err != nil {
@@ -66,13 +66,36 @@ func (m *Manager) sweepTmp() {
 		dir := filepath.Join(m.store.TmpDir(), e.Name())
 		switch {
 		case strings.HasSuffix(e.Name(), ".create"):
-			if abandoned(dir) {
-				removeTree(dir)
+			clearAbandoned(dir)
+		case strings.HasPrefix(e.Name(), reservingPrefix):
+			// Not locked yet for a moment after it is made; it blocks no
+			// name, so only an old one is cleared.
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Minute {
+				clearAbandoned(dir)
 			}
 		case strings.Contains(e.Name(), ".delete-"):
 			removeTree(dir)
 		}
 	}
+}
+
+// nameFree checks that no container has name, in any letter case: names
+// are host names, and Web next to web would be confusing at best.
+func (m *Manager) nameFree(name string) error {
+	names, err := m.store.Names()
+	if err != nil {
+		return err
+	}
+	for _, other := range names {
+		if other == name {
+			return m.existsError(name)
+		}
+		if strings.EqualFold(other, name) {
+			return fmt.Errorf("container %q %w; names are unique regardless of letter case: pick another name or remove it: lodge delete %s",
+				other, ErrExists, other)
+		}
+	}
+	return nil
 }
 
 func (m *Manager) existsError(name string) error {
@@ -143,13 +166,22 @@ func applyAssignments(cfg *config.Container, assignments []string, origin string
 
 // build makes the container in a staging directory and moves it into place.
 func (m *Manager) build(ctx context.Context, opts CreateOptions, tmpl templates.Template, cfg *config.Container) error {
-	r := revert.New()
-	defer r.Fail()
-	staging, err := m.reserveStaging(opts.Name)
+	res, err := m.reserve(opts.Name)
 	if err != nil {
 		return err
 	}
+	// Released last: a failed create removes its staging directory while it
+	// still holds the reservation, never one another create has taken since.
+	defer res.release()
+	r := revert.New()
+	defer r.Fail()
+	staging := res.dir
 	r.Add(func() { os.RemoveAll(staging) })
+	// Checked again under the reservation: a create of the same name in
+	// another letter case may have finished meanwhile.
+	if err := m.nameFree(opts.Name); err != nil {
+		return err
+	}
 	if err := m.buildRootfs(ctx, staging, opts, tmpl, cfg); err != nil {
 		return err
 	}
@@ -222,49 +254,126 @@ func (m *Manager) allocateRange(name string, r *revert.Reverter) error {
 	return nil
 }
 
-// ownerFile in a staging directory names the process that builds it, so a
-// staging directory whose creator was killed can be told from a live one.
+// ownerFile in a staging directory names the lodge process that builds it,
+// for the message a second create of the name gets. Whether the creator still
+// runs is the reservation's lock's to say, not this file's.
 const ownerFile = ".owner"
 
-// reserveStaging makes ROOT/tmp/NAME.create. Its fixed name reserves the
-// container name: two creates of one name cannot run at once.
-func (m *Manager) reserveStaging(name string) (string, error) {
-	dir := filepath.Join(m.store.TmpDir(), name+".create")
-	for attempt := 0; attempt < 2; attempt++ {
-		err := os.Mkdir(dir, 0o700)
+// reservingPrefix starts the name of a staging directory not yet moved to
+// its reserved name.
+const reservingPrefix = ".reserving-"
+
+// reservation is a create's claim on a container name: the staging directory
+// ROOT/tmp/NAME.create (NAME in lower case, since names are unique in any
+// case), flocked by the creating lodge for as long as it runs. The kernel
+// drops the lock when that process dies, however it dies, so a reservation
+// whose lock is free is abandoned and the next create clears it at once.
+// Children (cp, debootstrap) do not inherit the lock's descriptor (Go opens
+// with O_CLOEXEC) and die with lodge (templates.runBound).
+type reservation struct {
+	dir  string
+	lock *os.File
+}
+
+func (r *reservation) release() { r.lock.Close() }
+
+// reserve claims name. The staging directory is made and locked under a
+// private name, then renamed (never over another) to its reserved name, so a
+// reservation is locked from the moment it exists.
+func (m *Manager) reserve(name string) (*reservation, error) {
+	dir := filepath.Join(m.store.TmpDir(), strings.ToLower(name)+".create")
+	fresh, err := os.MkdirTemp(m.store.TmpDir(), reservingPrefix+strings.ToLower(name)+"-")
+	if err != nil {
+		return nil, fmt.Errorf("reserve %s: %w", dir, err)
+	}
+	lock, err := lockDir(fresh, unix.LOCK_EX|unix.LOCK_NB)
+	if err == nil {
+		err = writeOwner(fresh)
+	}
+	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		os.RemoveAll(fresh)
+		return nil, fmt.Errorf("reserve %s: %w", dir, err)
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		err = unix.Renameat2(unix.AT_FDCWD, fresh, unix.AT_FDCWD, dir, unix.RENAME_NOREPLACE)
 		if err == nil {
-			self, err := store.ProcessOf(os.Getpid())
-			if err != nil {
-				return "", err
-			}
-			return dir, writeOwner(dir, self)
+			return &reservation{dir: dir, lock: lock}, nil
 		}
-		if !errors.Is(err, os.ErrExist) {
-			return "", fmt.Errorf("reserve %s: %w", dir, err)
+		if !errors.Is(err, unix.EEXIST) && !errors.Is(err, unix.ENOTEMPTY) {
+			break
 		}
-		if !abandoned(dir) {
-			return "", fmt.Errorf("container %q is being created by another lodge; wait for it: %w", name, ErrExists)
-		}
-		// Left behind by a create that was killed: clear it and try again.
-		if err := removeTree(dir); err != nil {
-			return "", err
+		// Taken: by a create that runs, or left by one that was killed.
+		if busy := clearAbandoned(dir); busy != nil {
+			err = busy
+			break
 		}
 	}
-	return "", fmt.Errorf("reserve %s: it keeps reappearing", dir)
-}
-
-// abandoned reports whether a staging directory's creator is gone. A directory
-// without an owner file yet may belong to a create that has just made it, so
-// only an old one counts as abandoned.
-func abandoned(dir string) bool {
-	if owner, ok := readOwner(dir); ok {
-		return !owner.Alive()
+	lock.Close()
+	os.RemoveAll(fresh)
+	if errors.Is(err, ErrExists) {
+		return nil, err
 	}
-	fi, err := os.Stat(dir)
-	return err == nil && time.Since(fi.ModTime()) > 10*time.Minute
+	return nil, fmt.Errorf("reserve %s: %w", dir, err)
 }
 
-func writeOwner(dir string, p store.Process) error {
+// clearAbandoned removes a reservation whose creator is gone (its lock is
+// free), holding the lock meanwhile so that no create can take it half
+// removed. It returns an error saying who holds a reservation still in use.
+func clearAbandoned(dir string) error {
+	lock, err := lockDir(dir, unix.LOCK_EX|unix.LOCK_NB)
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		return inUseError(dir)
+	}
+	if err != nil {
+		return nil // gone already, or not ours to judge: the rename says
+	}
+	defer lock.Close()
+	// Still the directory we locked (not a new one made meanwhile)?
+	var locked, now unix.Stat_t
+	if unix.Fstat(int(lock.Fd()), &locked) != nil || unix.Stat(dir, &now) != nil || locked.Ino != now.Ino || locked.Dev != now.Dev {
+		return nil
+	}
+	removeTree(dir)
+	return nil
+}
+
+// inUseError describes a reservation whose creator still runs.
+func inUseError(dir string) error {
+	name := strings.TrimSuffix(filepath.Base(dir), ".create")
+	if owner, ok := readOwner(dir); ok && owner.Alive() {
+		return fmt.Errorf("container %q is being created by another lodge (pid %d); wait for it to finish, or stop it (kill %d) and try again: %w",
+			name, owner.PID, owner.PID, ErrExists)
+	}
+	return fmt.Errorf("container %q is being created by another lodge right now; wait for it to finish: %w", name, ErrExists)
+}
+
+// lockDir opens dir and flocks it (how: LOCK_EX, with LOCK_NB or not).
+func lockDir(dir string, how int) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), how)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func writeOwner(dir string) error {
+	p, err := store.ProcessOf(os.Getpid())
+	if err != nil {
+		return err
+	}
 	text := fmt.Sprintf("%d %d\n", p.PID, p.Start)
 	return os.WriteFile(filepath.Join(dir, ownerFile), []byte(text), 0o600)
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Delete removes a container: its configuration, root filesystem, logs and id
@@ -33,6 +35,9 @@ func (m *Manager) Delete(ctx context.Context, name string, force bool) error {
 	if err := m.cleanupStale(name); err != nil {
 		return err
 	}
+	if err := m.rangeUnused(name, force); err != nil {
+		return err
+	}
 	// Move the container out of sight first, so that a delete interrupted while
 	// removing files never leaves a half-deleted container in `lodge list`.
 	trash := filepath.Join(m.store.TmpDir(), name+".delete-"+strconv.FormatInt(time.Now().UnixNano(), 36))
@@ -47,4 +52,46 @@ func (m *Manager) Delete(ctx context.Context, name string, force bool) error {
 		return fmt.Errorf("container %s is deleted but removing its files failed: %w", name, err)
 	}
 	return nil
+}
+
+// rangeUnused makes sure no process of the container holds ids of its range
+// before the range is freed (Release checks again). With force, processes
+// left (outside what stop found, say) are killed.
+func (m *Manager) rangeUnused(name string, force bool) error {
+	r, ok, err := m.allocator().Lookup(name)
+	if err != nil || !ok {
+		return err
+	}
+	pids, err := m.processesOf(name, r)
+	if err != nil || len(pids) == 0 {
+		return err
+	}
+	if !force {
+		return fmt.Errorf("container %q %w: its processes %v still run with its ids (%s); delete with --force to kill them", name, ErrRunning, pids, r)
+	}
+	for _, pid := range pids {
+		m.killVerified(pid, name)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if pids, err = m.processesOf(name, r); err != nil || len(pids) == 0 {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("delete %s: its processes %v still run with its ids (%s) after SIGKILL; its id range is kept", name, pids, r)
+}
+
+// killVerified kills process pid through a pidfd, checking after opening
+// the pidfd that pid is still a process of the container (in its cgroup) and
+// not a new process that took a freed pid.
+func (m *Manager) killVerified(pid int, name string) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	if m.inGroupOf(pid, name) {
+		unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+	}
 }

@@ -53,7 +53,9 @@ func (m *Manager) Templates() *templates.Registry { return m.templates }
 
 func (m *Manager) allocator() *idmap.Allocator {
 	pool := idmap.Pool{First: m.host.IDMap.First, Size: m.host.IDMap.Size, Count: m.host.IDMap.Count}
-	return idmap.Open(m.store.IDMapPath(), pool)
+	a := idmap.Open(m.store.IDMapPath(), pool)
+	a.InUse = m.processesOf
+	return a
 }
 
 // Errors callers branch on (the CLI maps them to exit codes).

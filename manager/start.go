@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"lodge/config"
 	"lodge/manager/cgroup"
 	"lodge/manager/failpoint"
+	"lodge/rootfs"
 )
 
 // Start boots a container and returns once its init runs. The container is
@@ -41,15 +43,48 @@ func (m *Manager) startLocked(ctx context.Context, name string, progress func(fo
 	if err := m.cleanupStale(name); err != nil {
 		return err
 	}
-	cfg, err := config.Load(m.store.ConfigPath(name))
+	cfg, err := m.loadConfig(name)
 	if err != nil {
-		return invalid(err)
+		return err
 	}
 	if err := checkHostFit(name, cfg); err != nil {
 		return invalid(err)
 	}
 	m.ensureViews(cfg, progress)
-	return m.runMonitor(ctx, name, progress)
+	if err := m.runMonitor(ctx, name, progress); err != nil {
+		return err
+	}
+	m.waitSystemd(ctx, name, progress)
+	return nil
+}
+
+// systemdReadyLimit bounds how long start waits for systemd to take requests.
+const systemdReadyLimit = 30 * time.Second
+
+// waitSystemd returns once a systemd init takes requests: once it has made
+// its private socket, /run/systemd/private, which systemctl (as root) talks
+// to. systemd makes it only after loading its units, about half a second
+// into the boot; a `lodge exec NAME -- systemctl ...` right after a start
+// that returned before would fail with "Failed to connect to bus". Other
+// inits take their requests as signals, and start returns at once.
+func (m *Manager) waitSystemd(ctx context.Context, name string, progress func(string, ...any)) {
+	st, err := m.store.ReadState(name)
+	if err != nil || st == nil {
+		return
+	}
+	cfg, err := config.Load(m.store.ConfigPath(name))
+	if err != nil || len(cfg.Init.Command) == 0 || !initIsSystemd(m.store.RootfsPath(name), cfg.Init.Command[0]) {
+		return
+	}
+	socket := filepath.Join("/proc", strconv.Itoa(st.Init.PID), "root/run/systemd/private")
+	deadline := time.Now().Add(systemdReadyLimit)
+	for time.Now().Before(deadline) && ctx.Err() == nil && st.Init.Alive() {
+		if fi, err := os.Stat(socket); err == nil && fi.Mode().Type() == os.ModeSocket {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	progress("systemd in %s does not take requests yet; it may still be booting (see lodge console %s)", name, name)
 }
 
 // checkHostFit catches configuration that is valid but cannot start on this
@@ -156,11 +191,20 @@ func readMonitorStatus(ctx context.Context, r io.Reader, name string, progress f
 }
 
 // cleanupStale removes what a container left behind when it stopped without
-// its monitor (killed, or the host lost power): state file and cgroups.
+// its monitor (killed, or the host lost power): state file and cgroups. The
+// callers have made sure that nothing of the container runs, so a corrupt
+// state file describes nothing and goes too.
 func (m *Manager) cleanupStale(name string) error {
 	st, err := m.store.ReadState(name)
-	if err != nil || st == nil || st.Init.Alive() {
-		return err
+	if err != nil || st == nil {
+		if err != nil {
+			m.store.RemoveState(name)
+		}
+		m.removeEmptyGroup(name)
+		return nil
+	}
+	if st.Init.Alive() {
+		return nil
 	}
 	if st.Monitor.Alive() {
 		// Its monitor is still tearing down; it removes the state itself.
@@ -171,4 +215,30 @@ func (m *Manager) cleanupStale(name string) error {
 	}
 	m.store.RemoveState(name)
 	return nil
+}
+
+// removeEmptyGroup removes the container's cgroup where this lodge would
+// create it, if it is left over and empty (a container that stopped while its
+// state file was missing). Best effort: a group with processes stays.
+func (m *Manager) removeEmptyGroup(name string) {
+	host, err := cgroup.DetectHost()
+	if err != nil {
+		return
+	}
+	group := host.Group(m.host.Cgroup.Name, name)
+	if pids, err := group.Procs(); err == nil && len(pids) == 0 && group.Exists() {
+		group.Destroy()
+	}
+}
+
+// initIsSystemd tells, as the monitor does, whether the container's init
+// command is systemd: its path, resolved inside the root filesystem (never
+// out of it), names systemd. The init process itself may not have executed
+// it yet when start returns.
+func initIsSystemd(rootfsDir, initPath string) bool {
+	resolved, err := rootfs.ResolveInRoot(rootfsDir, initPath)
+	if err != nil {
+		return false
+	}
+	return filepath.Base(resolved) == "systemd" || strings.HasSuffix(resolved, "/systemd/systemd")
 }

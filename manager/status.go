@@ -3,10 +3,13 @@ package manager
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"strings"
 	"time"
 
 	"lodge/config"
 	"lodge/manager/cgroup"
+	"lodge/manager/idmap"
 	"lodge/manager/store"
 )
 
@@ -46,59 +49,83 @@ const (
 	monitorNone    = "-"
 )
 
-// List describes every container, sorted by name.
+// List describes every container, sorted by name. A container whose files
+// are damaged is listed too, with its true state (from the kernel) and what
+// is wrong in Info.Error: one container's damage never hides the others.
 func (m *Manager) List() ([]Info, error) {
 	names, err := m.store.Names()
+	if err != nil || len(names) == 0 {
+		return nil, err
+	}
+	ks, err := m.scanKernel()
 	if err != nil {
 		return nil, err
 	}
 	infos := make([]Info, 0, len(names))
 	for _, name := range names {
-		info, err := m.Info(name)
-		if errors.Is(err, ErrInvalid) {
-			info = m.brokenInfo(name, err)
-		} else if err != nil {
-			return nil, err
-		}
-		infos = append(infos, info)
+		infos = append(infos, m.describe(name, ks))
 	}
 	return infos, nil
 }
 
-// brokenInfo describes a container whose configuration cannot be read: its
-// runtime state is still the kernel's truth.
-func (m *Manager) brokenInfo(name string, cause error) Info {
-	info := Info{Name: name, State: store.Stopped, Monitor: monitorNone, Rootfs: m.store.RootfsPath(name), Error: cause.Error()}
-	if st, err := m.liveState(name); err == nil && st != nil {
-		m.addRuntime(&info, st)
-	}
-	return info
-}
-
 // Info describes one container. Its state comes from the kernel: a recorded
-// init that is gone means STOPPED, whatever the state file says.
+// init that is gone means STOPPED, whatever the state file says, and a
+// container running without a (readable) state file is found by its cgroup.
 func (m *Manager) Info(name string) (Info, error) {
 	if err := m.store.MustExist(name); err != nil {
 		return Info{}, err
 	}
-	cfg, err := config.Load(m.store.ConfigPath(name))
-	if err != nil {
-		return Info{}, invalid(err)
-	}
-	info := Info{
-		Name: name, State: store.Stopped, Monitor: monitorNone,
-		Template: cfg.Source.Template, Image: cfg.Source.Image, Created: cfg.Source.Created,
-		Rootfs: m.store.RootfsPath(name), Limits: limitsInfo(cfg),
+	return m.describe(name, nil), nil
+}
+
+// describe builds the Info of an existing container, reporting damage in
+// Info.Error rather than failing.
+func (m *Manager) describe(name string, ks *kernelScan) Info {
+	info := Info{Name: name, State: store.Stopped, Monitor: monitorNone, Rootfs: m.store.RootfsPath(name)}
+	var problems []string
+	if cfg, err := config.Load(m.store.ConfigPath(name)); err != nil {
+		problems = append(problems, m.configProblem(name, err))
+	} else {
+		info.Template, info.Image, info.Created = cfg.Source.Template, cfg.Source.Image, cfg.Source.Created
+		info.Limits = limitsInfo(cfg)
 	}
 	if r, ok, err := m.allocator().Lookup(name); err == nil && ok {
 		info.IDMap = r.String()
 	}
-	st, err := m.liveState(name)
-	if err != nil || st == nil {
-		return info, err
+	obs, err := m.observe(name, ks)
+	switch {
+	case err != nil:
+		problems = append(problems, err.Error())
+	case obs.problem != "" && m.store.Busy(name):
+		// A start or stop holds the container: the record is being written
+		// or removed right now, not damaged.
+	case obs.problem != "":
+		problems = append(problems, obs.problem)
 	}
-	m.addRuntime(&info, st)
-	return info, nil
+	if obs.st != nil {
+		m.addRuntime(&info, obs.st)
+	}
+	info.Error = strings.Join(problems, "; ")
+	return info
+}
+
+// loadConfig reads a container's configuration; a missing or broken file is
+// bad input (ErrInvalid) with the fix in the message.
+func (m *Manager) loadConfig(name string) (*config.Container, error) {
+	cfg, err := config.Load(m.store.ConfigPath(name))
+	if err != nil {
+		return nil, invalid(fmt.Errorf("container %q: %s", name, m.configProblem(name, err)))
+	}
+	return cfg, nil
+}
+
+// configProblem says what is wrong with a container's config.toml and how to fix it.
+func (m *Manager) configProblem(name string, err error) string {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Sprintf("its configuration %s is missing: restore it from a backup, or remove the container with lodge delete --force %s (stop works without it)",
+			m.store.ConfigPath(name), name)
+	}
+	return err.Error()
 }
 
 func (m *Manager) addRuntime(info *Info, st *store.State) {
@@ -127,17 +154,62 @@ func limitsInfo(cfg *config.Container) LimitsInfo {
 	return l
 }
 
-// liveState returns the recorded state of a container whose init is alive, or
-// nil when it is stopped.
+// liveState returns the state of a container whose init is alive, or nil
+// when nothing of it runs. See observe.
 func (m *Manager) liveState(name string) (*store.State, error) {
-	st, err := m.store.ReadState(name)
-	if err != nil || st == nil {
-		return nil, err
+	obs, err := m.observe(name, nil)
+	return obs.st, err
+}
+
+// observation is a container's runtime state as lodge establishes it: its
+// state file, checked against the kernel.
+type observation struct {
+	st         *store.State // nil: nothing of the container runs
+	fromKernel bool         // st was rebuilt from the kernel: the state file is damaged
+	problem    string       // what is wrong with the state file, and the fix; "" if nothing
+}
+
+// observe trusts the state file while the init it names is alive (pid and
+// start time). Otherwise (no file, a corrupt one, or a dead init) the kernel
+// decides: processes in the container's cgroup that hold its id range mean
+// it runs. ks is a scan of /proc to use, or nil to make one.
+func (m *Manager) observe(name string, ks *kernelScan) (observation, error) {
+	st, readErr := m.store.ReadState(name)
+	if readErr == nil && st != nil && st.Init.Alive() {
+		return observation{st: st}, nil
 	}
-	if !st.Init.Alive() {
-		return nil, nil
+	if ks == nil {
+		var err error
+		if ks, err = m.scanKernel(); err != nil {
+			return observation{}, err
+		}
 	}
-	return st, nil
+	var ids *idmap.Range
+	if r, ok, err := m.allocator().Lookup(name); err == nil && ok {
+		ids = &r
+	}
+	found := ks.find(name, ids)
+	statePath := m.store.StatePath(name)
+	if found == nil {
+		if readErr != nil {
+			return observation{problem: fmt.Sprintf("%v; nothing of it runs, so lodge start %s replaces the file", readErr, name)}, nil
+		}
+		return observation{}, nil
+	}
+	found.StopSignal = m.kernelStopSignal(name, found.Init)
+	if st != nil {
+		found.RootfsMode = st.RootfsMode
+	}
+	what := fmt.Sprintf("its state file %s is missing", statePath)
+	switch {
+	case readErr != nil:
+		what = readErr.Error()
+	case st != nil:
+		what = fmt.Sprintf("its state file %s names init pid %d, which is gone", statePath, st.Init.PID)
+	}
+	problem := fmt.Sprintf("%s, yet it runs (found by its cgroup): lodge stop %s and lodge delete --force %s work, lodge restart %s records it anew",
+		what, name, name, name)
+	return observation{st: found, fromKernel: true, problem: problem}, nil
 }
 
 // running returns the state of a running container or an error saying it is not.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -39,16 +40,28 @@ func (m *Manager) Stop(ctx context.Context, name string, opts StopOptions) (Stop
 }
 
 func (m *Manager) stopLocked(ctx context.Context, name string, opts StopOptions) (StopResult, error) {
-	st, err := m.running(name)
+	obs, err := m.observe(name, nil)
 	if err != nil {
-		if errors.Is(err, ErrNotRunning) {
-			m.cleanupStale(name)
-		}
 		return StopResult{}, err
+	}
+	st := obs.st
+	if st == nil {
+		if err := m.cleanupStale(name); err != nil {
+			return StopResult{}, err
+		}
+		return StopResult{}, fmt.Errorf("container %q %w; start it first: lodge start %s", name, ErrNotRunning, name)
+	}
+	if obs.fromKernel {
+		// Record what the kernel says: a monitor resuming from its idle
+		// watcher to carry out the stop reads its container from this file.
+		if err := m.store.WriteState(st); err != nil {
+			return StopResult{}, fmt.Errorf("stop %s: %w", name, err)
+		}
 	}
 	req := monitor.Request{Op: "stop", Timeout: opts.Timeout, Force: opts.Force}
 	resp, err := monitor.Do(ctx, m.store.SocketPath(name), req)
-	if errors.Is(err, monitor.ErrNoMonitor) {
+	if errors.Is(err, monitor.ErrNoMonitor) || (err != nil && ctx.Err() == nil && !st.Monitor.Alive()) {
+		// No monitor, or it died on the way: stop the container ourselves.
 		return m.stopWithoutMonitor(name, st, opts)
 	}
 	if err != nil {
@@ -57,28 +70,28 @@ func (m *Manager) stopLocked(ctx context.Context, name string, opts StopOptions)
 	return StopResult{Killed: resp.Killed}, nil
 }
 
-// stopWithoutMonitor stops a container whose monitor is gone, from the
-// recorded state: signal init through a pidfd (immune to pid reuse), wait for
-// it, kill the cgroup if needed, then clean up.
+// stopWithoutMonitor stops a container whose monitor is gone, from its state:
+// signal init through a pidfd (immune to pid reuse), wait for it, kill the
+// cgroup if needed, then clean up. A container found in the kernel without
+// its init (only stragglers left) is killed.
 func (m *Manager) stopWithoutMonitor(name string, st *store.State, opts StopOptions) (StopResult, error) {
-	pidfd, err := openPidfd(st.Init)
-	if err != nil {
-		return StopResult{}, err
-	}
-	defer unix.Close(pidfd)
 	group := cgroup.Open(st.Cgroups)
 	killed := opts.Force
-	if !opts.Force {
-		timeout, err := m.stopTimeout(name, opts)
-		if err != nil {
-			return StopResult{}, err
+	if pidfd, err := openPidfd(st.Init); err == nil {
+		defer unix.Close(pidfd)
+		if !opts.Force {
+			timeout := m.stopTimeout(name, opts)
+			signalStop(pidfd, st)
+			killed = !waitPidfd(pidfd, timeout)
 		}
-		unix.PidfdSendSignal(pidfd, syscall.Signal(st.StopSignal), nil, 0)
-		killed = !waitPidfd(pidfd, timeout)
-	}
-	if killed {
-		unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
-		waitPidfd(pidfd, 10*time.Second)
+		if killed {
+			unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+			waitPidfd(pidfd, 10*time.Second)
+		}
+	} else if st.Init.Alive() {
+		return StopResult{}, err
+	} else {
+		killed = true // no init to ask: what is left is killed
 	}
 	if err := destroyGroup(group); err != nil {
 		return StopResult{}, fmt.Errorf("stop %s: %w", name, err)
@@ -87,15 +100,49 @@ func (m *Manager) stopWithoutMonitor(name string, st *store.State, opts StopOpti
 	return StopResult{Killed: killed}, nil
 }
 
-func (m *Manager) stopTimeout(name string, opts StopOptions) (time.Duration, error) {
+// signalStop asks init to shut down. systemd is first told to stop writing
+// status lines to the console: with the monitor gone, nobody holds the
+// console's pty master, so each open of /dev/console fails with EIO, which
+// systemd retries for a second per status line (open_terminal), making a
+// shutdown of dozens of lines outlast any stop timeout.
+func signalStop(pidfd int, st *store.State) {
+	if isSystemd(st.Init.PID) {
+		const showStatusOff = 34 + 21 // SIGRTMIN+21, see systemd(1)
+		if unix.PidfdSendSignal(pidfd, syscall.Signal(showStatusOff), nil, 0) == nil {
+			waitSignalTaken(st.Init.PID, showStatusOff, time.Second)
+		}
+	}
+	unix.PidfdSendSignal(pidfd, syscall.Signal(st.StopSignal), nil, 0)
+}
+
+// waitSignalTaken waits (boundedly) until signal sig is no longer pending for
+// process pid: init has read it, and a signal sent next is handled after it.
+func waitSignalTaken(pid, sig int, limit time.Duration) {
+	bit := uint64(1) << (sig - 1)
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		pending := statusField(pid, "ShdPnd")
+		if len(pending) != 1 {
+			return
+		}
+		mask, err := strconv.ParseUint(pending[0], 16, 64)
+		if err != nil || mask&bit == 0 {
+			return
+		}
+	}
+}
+
+// stopTimeout is the grace period of a stop: the one asked for, else the
+// container's init.stop_timeout, else (its configuration is unreadable) the
+// default one.
+func (m *Manager) stopTimeout(name string, opts StopOptions) time.Duration {
 	if opts.Timeout > 0 {
-		return opts.Timeout, nil
+		return opts.Timeout
 	}
 	cfg, err := config.Load(m.store.ConfigPath(name))
 	if err != nil {
-		return 0, invalid(err)
+		cfg = config.Default()
 	}
-	return cfg.Init.StopTimeout.Std(), nil
+	return cfg.Init.StopTimeout.Std()
 }
 
 // openPidfd opens a pidfd for p and checks that it is still the same process.

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 )
 
 // Debian builds a Debian system with debootstrap, set up to boot as a
@@ -100,18 +99,20 @@ func debootstrapArgs(opts map[string]string, rootfs string) ([]string, error) {
 func runDebootstrap(ctx context.Context, args []string, b Build) error {
 	unshare := []string{"--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--", "debootstrap"}
 	cmd := exec.CommandContext(ctx, "unshare", append(unshare, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
 	}
 	cmd.Stderr = cmd.Stdout
 	fmt.Fprintf(b.Log, "$ unshare %s\n", strings.Join(append(unshare, args...), " "))
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start debootstrap: %w", err)
-	}
-	followDebootstrap(out, b)
-	if err := cmd.Wait(); err != nil {
+	err = runBound(cmd, func() error {
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start debootstrap: %w", err)
+		}
+		followDebootstrap(out, b)
+		return cmd.Wait()
+	})
+	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

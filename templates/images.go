@@ -1,6 +1,7 @@
 package templates
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -375,8 +376,10 @@ func (s *Images) Delete(ctx context.Context, name string) error {
 // reflinks where the filesystem supports them.
 func CopyRootfs(ctx context.Context, src, dst string) error {
 	cmd := exec.CommandContext(ctx, "cp", "-a", "--reflink=auto", "--", src, dst)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("copy %s: %v: %s", src, err, strings.TrimSpace(string(out)))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := runBound(cmd, cmd.Run); err != nil {
+		return fmt.Errorf("copy %s: %v: %s", src, err, strings.TrimSpace(out.String()))
 	}
 	return nil
 }

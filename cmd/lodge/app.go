@@ -87,6 +87,8 @@ func exitCodeOf(err error) int {
 	var usage usageError
 	var execErr execError
 	switch {
+	case errors.Is(err, manager.ErrNotRoot):
+		return exitNotRoot // exec included: lodge did not even try
 	case errors.As(err, &execErr):
 		return exitExecFailed
 	case errors.As(err, &usage), errors.Is(err, manager.ErrInvalid), isFlagError(err):
@@ -95,8 +97,6 @@ func exitCodeOf(err error) int {
 		return exitNotFound
 	case errors.Is(err, manager.ErrExists), errors.Is(err, manager.ErrRunning), errors.Is(err, manager.ErrNotRunning):
 		return exitConflict
-	case errors.Is(err, manager.ErrNotRoot):
-		return exitNotRoot
 	}
 	return exitFailure
 }

@@ -39,9 +39,9 @@ func TestCommandLines(t *testing.T) {
 		{[]string{"list", "--format", "json"}, exitNotRoot, ""},
 		{[]string{"ls", "--format", "toml"}, exitUsage, "table, json, yaml, csv"},
 		{[]string{"info", "c1", "--format", "csv"}, exitUsage, "table, json or yaml"},
-		{[]string{"exec", "c1", "--", "ls", "-l"}, exitExecFailed, "root"},
-		{[]string{"exec", "c1", "-u", "nobody", "-e", "A=b", "-w", "/tmp", "--", "id"}, exitExecFailed, ""},
-		{[]string{"exec", "c1", "ps"}, exitExecFailed, ""},
+		{[]string{"exec", "c1", "--", "ls", "-l"}, exitNotRoot, "root"}, // 5 like every command, not 125
+		{[]string{"exec", "c1", "-u", "nobody", "-e", "A=b", "-w", "/tmp", "--", "id"}, exitNotRoot, ""},
+		{[]string{"exec", "c1", "ps"}, exitNotRoot, ""},
 		{[]string{"exec", "c1"}, exitUsage, "needs a command"},
 		{[]string{"exec", "c1", "c2", "--", "ls"}, exitUsage, "one container name"},
 		{[]string{"exec", "c1", "-t", "-T", "--", "ls"}, exitUsage, "contradict"},
@@ -89,6 +89,7 @@ func TestExitCodes(t *testing.T) {
 		{fmt.Errorf("x: %w", manager.ErrNotRunning), exitConflict},
 		{manager.ErrNotRoot, exitNotRoot},
 		{execFailed(manager.ErrNotRunning), exitExecFailed},
+		{execFailed(manager.ErrNotRoot), exitNotRoot},
 		{usageError{"bad"}, exitUsage},
 	}
 	for _, c := range cases {

@@ -94,7 +94,7 @@ func parseKeyValues(entries []string, flag string) (map[string]string, error) {
 func newStartCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:               "start NAME",
-		Short:             "Boot a container; returns once its init runs",
+		Short:             "Boot a container; returns once its init runs (systemd: once it takes requests)",
 		Args:              exactArgs(1, "a container name"),
 		ValidArgsFunction: completeNames(a),
 		RunE: func(cmd *cobra.Command, args []string) error {

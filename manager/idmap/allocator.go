@@ -21,6 +21,11 @@ var ErrExhausted = errors.New("id range pool exhausted")
 type Allocator struct {
 	path string
 	pool Pool
+	// InUse, if set, lists the processes of container name that still use
+	// ids of its range r (from the kernel: see ProcessUses); Release refuses
+	// while there are any. Ids alone cannot say whose a process is: another
+	// lodge root with an overlapping pool may run a container with the same ids.
+	InUse func(name string, r Range) ([]int, error)
 }
 
 // Open returns the allocator whose table is the file at path (created on the
@@ -76,11 +81,24 @@ func (a *Allocator) Lookup(name string) (Range, bool, error) {
 }
 
 // Release forgets the range of name. Releasing a name that holds no range is
-// not an error.
+// not an error. While InUse names processes of name that run with ids of the
+// range, it is refused with ErrInUse: the next container would be given ids
+// that processes of this one still hold. The check runs under the table's
+// lock, so no allocation can take the range in between.
 func (a *Allocator) Release(name string) error {
 	err := a.update(func(t *table) error {
-		if _, ok := t.Allocations[name]; !ok {
+		r, ok := t.Allocations[name]
+		if !ok {
 			return errUnchanged
+		}
+		if a.InUse != nil {
+			pids, err := a.InUse(name, r)
+			if err != nil {
+				return err
+			}
+			if len(pids) > 0 {
+				return fmt.Errorf("range %s %w by processes %v; stop them first", r, ErrInUse, pids)
+			}
 		}
 		delete(t.Allocations, name)
 		return nil

@@ -50,3 +50,14 @@ func flockRetry(f *os.File, how int) error {
 		}
 	}
 }
+
+// Busy reports whether a lifecycle change (start, stop, delete, config edit)
+// holds container name's lock right now. It must not be asked by the holder.
+func (s *Store) Busy(name string) bool {
+	dir, err := os.Open(s.ContainerDir(name))
+	if err != nil {
+		return false
+	}
+	defer dir.Close()
+	return unix.Flock(int(dir.Fd()), unix.LOCK_SH|unix.LOCK_NB) == unix.EWOULDBLOCK
+}

@@ -122,10 +122,16 @@ func (s *Store) SocketPath(name string) string { return filepath.Join(s.RunDir()
 // ErrNotFound is returned for a container that does not exist.
 var ErrNotFound = errors.New("container not found")
 
-// Exists reports whether container name exists.
+// Exists reports whether container name exists: whether it has a directory.
+// Containers move into ROOT/containers only once complete (and out of it
+// first when deleted), so a directory is a container even if its config.toml
+// was lost: it must stay visible, stoppable and deletable.
 func (s *Store) Exists(name string) bool {
-	_, err := os.Stat(s.ConfigPath(name))
-	return err == nil
+	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
+		return false
+	}
+	fi, err := os.Lstat(s.ContainerDir(name))
+	return err == nil && fi.IsDir()
 }
 
 // MustExist returns an error wrapping ErrNotFound, with a hint, if name does not exist.
