@@ -116,24 +116,6 @@ func plant(t *testing.T, dir string, nodes []plantedNode) {
 	}
 }
 
-// moveMountEnv makes this test binary, re-executed inside a container's
-// mount namespace by nsenter, attach the detached mount at descriptor 3 onto
-// the path the variable names. A Go program cannot enter a mount namespace
-// itself (its threads share their fs), so nsenter enters it first.
-const moveMountEnv = "LODGE_TEST_MOVE_MOUNT"
-
-func init() {
-	target := os.Getenv(moveMountEnv)
-	if target == "" {
-		return
-	}
-	if err := unix.MoveMount(3, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		fmt.Fprintf(os.Stderr, "move_mount onto %s: %v\n", target, err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
-
 // bindNodes binds host-made nodes onto /bound-NAME in the running container
 // (pid is its init), as an operator's careless bind mount would. The root
 // filesystem is mounted nodev, so nodes planted in it fail there already;
@@ -145,7 +127,9 @@ func bindNodes(t *testing.T, pid int, nodes []plantedNode) {
 		t.Skip("SKIPPED: nsenter (util-linux) is missing; it binds host nodes into the container")
 	}
 	dir := t.TempDir()
-	exe, err := os.Open("/proc/self/exe")
+	// The probe is static: it runs in a busybox container's mount namespace,
+	// where this (maybe dynamically linked) test binary's loader is missing.
+	exe, err := os.Open(buildProbe(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,9 +144,10 @@ func bindNodes(t *testing.T, pid int, nodes []plantedNode) {
 			t.Fatalf("open_tree %s: %v", path, err)
 		}
 		tree := os.NewFile(uintptr(fd), path)
-		// -p as well, so that /proc/self/fd/4 inside is our own.
-		cmd := exec.Command("nsenter", "-t", strconv.Itoa(pid), "-m", "-p", "--", "/proc/self/fd/4")
-		cmd.Env = []string{moveMountEnv + "=/bound-" + n.name}
+		// -p as well, so that /proc/self/fd/4 inside is our own. A Go
+		// program cannot enter a mount namespace itself (its threads share
+		// their fs), so nsenter enters it and executes the probe there.
+		cmd := exec.Command("nsenter", "-t", strconv.Itoa(pid), "-m", "-p", "--", "/proc/self/fd/4", "move-mount", "/bound-"+n.name)
 		cmd.ExtraFiles = []*os.File{tree, exe}
 		out, err := cmd.CombinedOutput()
 		tree.Close()

@@ -27,7 +27,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe syscalls|fds MARKER|sid|status|hostpid PID|keys SERIAL DESC|int80")
+		fmt.Fprintln(os.Stderr, "usage: probe syscalls|fds MARKER|sid|status|hostpid PID|keys SERIAL DESC|int80|move-mount TARGET")
 		os.Exit(2)
 	}
 	args := os.Args[2:]
@@ -54,6 +54,11 @@ func main() {
 		keys(args[0], args[1])
 	case "int80":
 		fmt.Printf("int80_getpid %d\n", int64(int80(20))) // i386 getpid
+	case "move-mount": // attach the detached mount at descriptor 3 onto args[0]
+		if err := unix.MoveMount(3, "", unix.AT_FDCWD, args[0], unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+			fmt.Fprintf(os.Stderr, "move_mount onto %s: %v\n", args[0], err)
+			os.Exit(1)
+		}
 	case "mkfifo":
 		report("mknodat", unix.Mknodat(unix.AT_FDCWD, args[0], unix.S_IFIFO|0o600, 0))
 	default:
