@@ -119,7 +119,7 @@ var keyRegistry = []Key{
 	},
 	{
 		Name:    "security.nesting",
-		Doc:     "Whether the container may run containers of its own (lodge, LXC, Docker or systemd-nspawn inside). Takes effect at the next start.",
+		Doc:     "Whether the container may run containers of its own (lodge, LXC, Docker or systemd-nspawn inside): it gets an unmasked proc and sysfs at /dev/.lodge, so that it can mount new ones, and sees what /proc's masks hide (docs/security.md). Takes effect at the next start.",
 		Example: "true",
 		set:     func(c *Container, v string) error { return setBool(&c.Security.Nesting, v) },
 		get:     func(c *Container) string { return strconv.FormatBool(c.Security.Nesting) },
