@@ -51,7 +51,7 @@ func (m *Manager) scanKernel() (*kernelScan, error) {
 	}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
+		if err != nil || pid == os.Getpid() || !m.inIDPool(e.Name()) {
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
@@ -65,6 +65,21 @@ func (m *Manager) scanKernel() (*kernelScan, error) {
 		ks.add(pid, lines)
 	}
 	return ks, nil
+}
+
+// inIDPool tells whether process pid runs as a host id of lodge's id pool,
+// as every process of a container does (a non-dumpable one shows as its
+// container's root, also in the pool). One stat instead of reading the
+// cgroup file of each of the host's own processes keeps a scan cheap: it
+// runs at every start and list of a container without a state file.
+func (m *Manager) inIDPool(pid string) bool {
+	var st syscall.Stat_t
+	if syscall.Stat("/proc/"+pid, &st) != nil {
+		return false
+	}
+	pool := m.host.IDMap
+	end := uint64(pool.First) + uint64(pool.Size)*uint64(pool.Count)
+	return uint64(st.Uid) >= uint64(pool.First) && uint64(st.Uid) < end
 }
 
 // add records pid under the container name its cgroups show, if any.
