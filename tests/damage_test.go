@@ -195,19 +195,10 @@ func initHostRoot(t *testing.T, pid int) int {
 // processesUsingRange lists live processes in a user namespace whose root is
 // host id hostRoot, read straight from /proc.
 func processesUsingRange(hostRoot int) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || isZombie(pid) {
-			continue
-		}
-		data, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "uid_map"))
-		if f := strings.Fields(string(data)); len(f) >= 3 && f[0] == "0" && f[1] == itoa(hostRoot) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return liveProcesses("uid_map", func(data string) bool {
+		f := strings.Fields(data)
+		return len(f) >= 3 && f[0] == "0" && f[1] == itoa(hostRoot)
+	})
 }
 
 func writeFile(t *testing.T, path, text string) {

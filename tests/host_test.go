@@ -95,6 +95,12 @@ func containsArg(args []string, want string) bool {
 // Zombies are not counted: they run nothing and wait for their parent (the
 // host's init, for a container whose monitor was killed) to reap them.
 func processesInCgroup(part string) []int {
+	return liveProcesses("cgroup", func(data string) bool { return strings.Contains(data, part) })
+}
+
+// liveProcesses lists the pids, zombies left out, whose /proc/PID/file
+// matches.
+func liveProcesses(file string, match func(data string) bool) []int {
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, e := range entries {
@@ -102,8 +108,8 @@ func processesInCgroup(part string) []int {
 		if err != nil || isZombie(pid) {
 			continue
 		}
-		data, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
-		if strings.Contains(string(data), part) {
+		data, _ := os.ReadFile(filepath.Join("/proc", e.Name(), file))
+		if match(string(data)) {
 			pids = append(pids, pid)
 		}
 	}
