@@ -226,7 +226,10 @@ func (m *Manager) removeEmptyGroup(name string) {
 		return
 	}
 	group := host.Group(m.host.Cgroup.Name, name)
-	if pids, err := group.Procs(); err == nil && len(pids) == 0 && group.Exists() {
+	if !group.Exists() { // the usual case: a few stats, not a read of every hierarchy's cgroup.procs
+		return
+	}
+	if pids, err := group.Procs(); err == nil && len(pids) == 0 {
 		group.Destroy()
 	}
 }
