@@ -40,7 +40,7 @@ func (m *Manager) ConfigSet(name string, assignments []string) (SetResult, error
 	if err := applyAssignments(cfg, assignments, "set"); err != nil {
 		return SetResult{}, err
 	}
-	if err := cfg.ValidateOn(hostFacts()); err != nil {
+	if err := cfg.ValidateOn(m.hostFacts()); err != nil {
 		return SetResult{}, invalid(err)
 	}
 	return m.saveConfig(name, cfg)
@@ -58,7 +58,7 @@ func (m *Manager) ConfigReplace(name string, text []byte) (SetResult, error) {
 	if err != nil {
 		return SetResult{}, invalid(err)
 	}
-	if err := cfg.ValidateOn(hostFacts()); err != nil {
+	if err := cfg.ValidateOn(m.hostFacts()); err != nil {
 		return SetResult{}, invalid(fmt.Errorf("%s: %w", m.store.ConfigPath(name), err))
 	}
 	old, err := config.Load(m.store.ConfigPath(name))

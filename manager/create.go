@@ -116,7 +116,7 @@ func (m *Manager) prepareCreate(opts CreateOptions) (templates.Template, *config
 	if err := applyAssignments(cfg, opts.Config, "-c"); err != nil {
 		return tmpl, nil, err
 	}
-	if err := cfg.ValidateOn(hostFacts()); err != nil {
+	if err := cfg.ValidateOn(m.hostFacts()); err != nil {
 		return tmpl, nil, invalid(err)
 	}
 	return tmpl, cfg, nil

@@ -40,7 +40,7 @@ type kernelProc struct {
 
 // scanKernel reads /proc/*/cgroup once.
 func (m *Manager) scanKernel() (*kernelScan, error) {
-	host, err := cgroup.DetectHost()
+	host, err := m.cgroupHost()
 	if err != nil {
 		return nil, err
 	}

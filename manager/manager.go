@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 
 	"lodge/config"
+	"lodge/manager/cgroup"
 	"lodge/manager/idmap"
 	"lodge/manager/store"
 	"lodge/templates"
@@ -22,6 +24,18 @@ type Manager struct {
 	host      *config.Host
 	templates *templates.Registry
 	self      string // the lodge binary, re-executed for monitors and exec
+
+	cgroupsOnce sync.Once
+	cgroups     *cgroup.Host // the host's cgroup layout, detected once (cgroupHost)
+	cgroupsErr  error
+}
+
+// cgroupHost detects the host's cgroup layout on first use: a start asks
+// for it several times (host facts, leftover groups, the kernel scan), and
+// each detection parses mountinfo and the process's cgroups.
+func (m *Manager) cgroupHost() (*cgroup.Host, error) {
+	m.cgroupsOnce.Do(func() { m.cgroups, m.cgroupsErr = cgroup.DetectHost() })
+	return m.cgroups, m.cgroupsErr
 }
 
 // New opens the lodge root (creating it if needed) with the host configuration

@@ -47,14 +47,14 @@ func (m *Manager) startLocked(ctx context.Context, name string, progress func(fo
 	if err != nil {
 		return err
 	}
-	if err := checkHostFit(name, cfg); err != nil {
+	if err := m.checkHostFit(name, cfg); err != nil {
 		return invalid(err)
 	}
 	m.ensureViews(cfg, progress)
 	if err := m.runMonitor(ctx, name, progress); err != nil {
 		return err
 	}
-	m.waitSystemd(ctx, name, progress)
+	m.waitSystemd(ctx, name, cfg, progress)
 	return nil
 }
 
@@ -67,13 +67,12 @@ const systemdReadyLimit = 30 * time.Second
 // into the boot; a `lodge exec NAME -- systemctl ...` right after a start
 // that returned before would fail with "Failed to connect to bus". Other
 // inits take their requests as signals, and start returns at once.
-func (m *Manager) waitSystemd(ctx context.Context, name string, progress func(string, ...any)) {
-	st, err := m.store.ReadState(name)
-	if err != nil || st == nil {
+func (m *Manager) waitSystemd(ctx context.Context, name string, cfg *config.Container, progress func(string, ...any)) {
+	if len(cfg.Init.Command) == 0 || !initIsSystemd(m.store.RootfsPath(name), cfg.Init.Command[0]) {
 		return
 	}
-	cfg, err := config.Load(m.store.ConfigPath(name))
-	if err != nil || len(cfg.Init.Command) == 0 || !initIsSystemd(m.store.RootfsPath(name), cfg.Init.Command[0]) {
+	st, err := m.store.ReadState(name)
+	if err != nil || st == nil {
 		return
 	}
 	socket := filepath.Join("/proc", strconv.Itoa(st.Init.PID), "root/run/systemd/private")
@@ -89,8 +88,8 @@ func (m *Manager) waitSystemd(ctx context.Context, name string, progress func(st
 
 // checkHostFit catches configuration that is valid but cannot start on this
 // host. config set and create check the same (and more) with ValidateOn.
-func checkHostFit(name string, cfg *config.Container) error {
-	if err := cfg.CheckHost(hostFacts()); err != nil {
+func (m *Manager) checkHostFit(name string, cfg *config.Container) error {
+	if err := cfg.CheckHost(m.hostFacts()); err != nil {
 		return fmt.Errorf("%w; fix it with lodge config set %s or lodge config edit %s", err, name, name)
 	}
 	return nil
@@ -98,12 +97,12 @@ func checkHostFit(name string, cfg *config.Container) error {
 
 // hostFacts reads what config validation needs to know about this host.
 // Facts it cannot read are left unknown: the kernel judges at start.
-func hostFacts() config.HostFacts {
+func (m *Manager) hostFacts() config.HostFacts {
 	var facts config.HostFacts
 	if data, err := os.ReadFile("/sys/devices/system/cpu/online"); err == nil {
 		facts.CPUs, _ = config.ParseCPUList(strings.TrimSpace(string(data)))
 	}
-	if host, err := cgroup.DetectHost(); err == nil {
+	if host, err := m.cgroupHost(); err == nil {
 		facts.Controllers = host.Controllers()
 		if facts.Controllers == nil {
 			facts.Controllers = []string{}
@@ -221,7 +220,7 @@ func (m *Manager) cleanupStale(name string) error {
 // create it, if it is left over and empty (a container that stopped while its
 // state file was missing). Best effort: a group with processes stays.
 func (m *Manager) removeEmptyGroup(name string) {
-	host, err := cgroup.DetectHost()
+	host, err := m.cgroupHost()
 	if err != nil {
 		return
 	}
