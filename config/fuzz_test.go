@@ -3,7 +3,7 @@ package config
 import (
 	"testing"
 
-	"lodge/manager/cgroup"
+	"lodge/internal/cgroup"
 )
 
 // startRefuses returns what `lodge start` would still refuse in a config

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"lodge/manager/store"
+	"lodge/internal/store"
 )
 
 // ProcFiles are the /proc files served, relative to /proc.

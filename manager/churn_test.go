@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"lodge/config"
-	"lodge/manager/idmap"
+	"lodge/internal/idmap"
 )
 
 // TestCreateDeleteChurn creates and deletes 200 containers in random order and

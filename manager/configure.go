@@ -7,7 +7,7 @@ import (
 	"reflect"
 
 	"lodge/config"
-	"lodge/manager/cgroup"
+	"lodge/internal/cgroup"
 	"lodge/manager/monitor"
 )
 

@@ -8,8 +8,8 @@ import (
 	"net"
 	"os"
 
+	"lodge/internal/terminal"
 	"lodge/manager/monitor"
-	"lodge/manager/terminal"
 )
 
 // Console attaches the user's terminal to a running container's /dev/console

@@ -14,8 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lodge/config"
-	"lodge/manager/revert"
-	"lodge/manager/store"
+	"lodge/internal/revert"
+	"lodge/internal/store"
 	"lodge/templates"
 )
 

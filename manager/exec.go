@@ -14,12 +14,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lodge/config"
+	"lodge/internal/cgroup"
+	"lodge/internal/helper"
+	"lodge/internal/isolation"
 	"lodge/internal/seccomp"
-	"lodge/manager/cgroup"
-	"lodge/manager/monitor"
-	"lodge/manager/nsenter"
-	"lodge/manager/store"
-	"lodge/manager/terminal"
+	"lodge/internal/store"
+	"lodge/internal/terminal"
 )
 
 // ExecOptions says what to run in a container and how.
@@ -62,7 +62,7 @@ func (m *Manager) Exec(ctx context.Context, name string, opts ExecOptions) (int,
 	if err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", name, err)
 	}
-	helper, err := nsenter.FindHelper(m.self)
+	helperPath, err := helper.FindHelper(m.self)
 	if err != nil {
 		return 0, err
 	}
@@ -74,15 +74,15 @@ func (m *Manager) Exec(ctx context.Context, name string, opts ExecOptions) (int,
 	if cwd == "" {
 		cwd = user.Home
 	}
-	spec := nsenter.Spec{
-		Init: init, Namespaces: nsenter.AllNamespaces, CgroupTasks: placement.Tasks, Cgroup2: placement.Unified,
+	spec := helper.Spec{
+		Init: init, Namespaces: helper.AllNamespaces, CgroupTasks: placement.Tasks, Cgroup2: placement.Unified,
 		UID: user.UID, GID: user.GID, Groups: user.Groups, Cwd: cwd, CwdIsHome: opts.Cwd == "", Env: env, Args: opts.Args,
-		DropCaps: monitor.DroppedCapabilitiesList(), Seccomp: filter.Hex(),
+		DropCaps: isolation.DroppedCapabilitiesList(), Seccomp: filter.Hex(),
 	}
 	if opts.TTY {
-		return execPty(helper, spec, opts)
+		return execPty(helperPath, spec, opts)
 	}
-	return execPlain(helper, spec, opts)
+	return execPlain(helperPath, spec, opts)
 }
 
 // execFilter is the seccomp filter for a command in the container, from its
@@ -93,7 +93,7 @@ func (m *Manager) execFilter(name string) (seccomp.Program, error) {
 	if err != nil {
 		cfg = config.Default()
 	}
-	filter, err := monitor.Filter(cfg)
+	filter, err := isolation.Filter(cfg)
 	if err != nil {
 		return nil, invalid(fmt.Errorf("exec in %s: %w", name, err))
 	}
@@ -139,7 +139,7 @@ func dedupeEnv(env []string) []string {
 	return out
 }
 
-func execPlain(helper string, spec nsenter.Spec, opts ExecOptions) (int, error) {
+func execPlain(helperPath string, spec helper.Spec, opts ExecOptions) (int, error) {
 	stdout, err := outputFile(opts.Stdout)
 	if err != nil {
 		return 0, err
@@ -150,7 +150,7 @@ func execPlain(helper string, spec nsenter.Spec, opts ExecOptions) (int, error) 
 		return 0, err
 	}
 	ignoreTerminalSignals()
-	proc, err := nsenter.Start(helper, spec, [3]*os.File{opts.Stdin, stdout.f, stderr.f})
+	proc, err := helper.Start(helperPath, spec, [3]*os.File{opts.Stdin, stdout.f, stderr.f})
 	stdout.started()
 	stderr.started()
 	if err != nil {
@@ -207,7 +207,7 @@ func ignoreTerminalSignals() { signal.Ignore(syscall.SIGINT, syscall.SIGQUIT) }
 // forwardSignals passes SIGTERM and SIGHUP on to the command. Setting up
 // signal delivery costs the Go runtime a thread, so it happens in the
 // background while the command runs rather than before it starts.
-func forwardSignals(proc *nsenter.Process) (stop func()) {
+func forwardSignals(proc *helper.Process) (stop func()) {
 	ch := make(chan os.Signal, 4)
 	done := make(chan struct{})
 	go func() {
@@ -227,7 +227,7 @@ func forwardSignals(proc *nsenter.Process) (stop func()) {
 
 // execPty runs the command on a pty made inside the container and relays the
 // user's terminal to it in raw mode.
-func execPty(helper string, spec nsenter.Spec, opts ExecOptions) (int, error) {
+func execPty(helperPath string, spec helper.Spec, opts ExecOptions) (int, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return 0, err
@@ -247,7 +247,7 @@ func execPty(helper string, spec nsenter.Spec, opts ExecOptions) (int, error) {
 	}
 	spec.PtySocket = theirs
 	ignoreTerminalSignals()
-	proc, err := nsenter.Start(helper, spec, [3]*os.File{devNull, devNull, stderr.f})
+	proc, err := helper.Start(helperPath, spec, [3]*os.File{devNull, devNull, stderr.f})
 	theirs.Close()
 	stderr.started()
 	if err != nil {
@@ -261,7 +261,7 @@ func execPty(helper string, spec nsenter.Spec, opts ExecOptions) (int, error) {
 	return relayPty(proc, master, opts)
 }
 
-func relayPty(proc *nsenter.Process, master *os.File, opts ExecOptions) (int, error) {
+func relayPty(proc *helper.Process, master *os.File, opts ExecOptions) (int, error) {
 	if rows, cols, ok := terminal.Size(opts.Stdin); ok {
 		terminal.SetSize(master, rows, cols)
 	}

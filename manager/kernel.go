@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"lodge/config"
-	"lodge/manager/cgroup"
-	"lodge/manager/idmap"
-	"lodge/manager/store"
+	"lodge/internal/cgroup"
+	"lodge/internal/idmap"
+	"lodge/internal/store"
 )
 
 // A container's state file (ROOT/run/NAME.json) is lodge's record of what

@@ -12,9 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lodge/config"
+	"lodge/internal/helper"
+	"lodge/internal/store"
 	"lodge/lxcfs"
-	"lodge/manager/nsenter"
-	"lodge/manager/store"
 )
 
 // The /proc and /sys views (lodge lxcfs) are served by one server per lodge
@@ -43,7 +43,7 @@ func (m *Manager) startViews() error {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		return fmt.Errorf("/dev/fuse: %w (modprobe fuse)", err)
 	}
-	helper, err := nsenter.FindHelper(m.self)
+	helperPath, err := helper.FindHelper(m.self)
 	if err != nil {
 		return err
 	}
@@ -56,11 +56,11 @@ func (m *Manager) startViews() error {
 		return err
 	}
 	defer logFile.Close()
-	server, err := nsenter.FindBeside(m.self, lxcfs.ServerName)
+	server, err := helper.FindBeside(m.self, lxcfs.ServerName)
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(helper, server, m.store.Root)
+	cmd := exec.Command(helperPath, server, m.store.Root)
 	cmd.Args[0] = "lodge-lxcfs-supervisor"
 	cmd.Env = append(monitorEnv(), "_LODGE_SUPERVISE=1")
 	cmd.Stdout, cmd.Stderr = logFile, logFile

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"lodge/config"
-	"lodge/manager/cgroup"
-	"lodge/manager/failpoint"
+	"lodge/internal/cgroup"
+	"lodge/internal/failpoint"
 	"lodge/rootfs"
 )
 

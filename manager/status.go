@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"lodge/config"
-	"lodge/manager/cgroup"
-	"lodge/manager/idmap"
-	"lodge/manager/store"
+	"lodge/internal/cgroup"
+	"lodge/internal/idmap"
+	"lodge/internal/store"
 )
 
 // Info describes a container for `lodge list` and `lodge info`.

@@ -11,9 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lodge/config"
-	"lodge/manager/cgroup"
+	"lodge/internal/cgroup"
+	"lodge/internal/store"
 	"lodge/manager/monitor"
-	"lodge/manager/store"
 )
 
 // StopOptions says how to stop a container.

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"lodge/manager/failpoint"
+	"lodge/internal/failpoint"
 )
 
 // Spec describes the part of a container's mount tree that its first process

@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"lodge/manager/failpoint"
+	"lodge/internal/failpoint"
 )
 
 // A Stage is where the host builds the part of a container's mount tree that

@@ -10,7 +10,7 @@ import (
 )
 
 // startSteps are the steps of a start, each made to fail for real in turn
-// (LODGE_FAILPOINT, see manager/failpoint) to show that a failed start leaves
+// (LODGE_FAILPOINT, see internal/failpoint) to show that a failed start leaves
 // no mounts, cgroups, links, processes or runtime files behind.
 var startSteps = []string{
 	"monitor", // the CLI spawning the monitor

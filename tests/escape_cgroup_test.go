@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"lodge/manager/cgroup"
+	"lodge/internal/cgroup"
 
 	"golang.org/x/sys/unix"
 )

@@ -139,7 +139,7 @@ func checkProcessEscapes(t *testing.T, e *env, name string, leak *leak) {
 }
 
 // boundingSet is the capability bounding set lodge documents
-// (manager/monitor/caps.go), as /proc/PID/status shows it: every capability
+// (internal/isolation/caps.go), as /proc/PID/status shows it: every capability
 // of this kernel but CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_TIME,
 // CAP_AUDIT_CONTROL, CAP_AUDIT_READ, CAP_AUDIT_WRITE, CAP_MAC_ADMIN and
 // CAP_MAC_OVERRIDE.

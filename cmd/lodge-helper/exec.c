@@ -58,7 +58,7 @@
 
 // drop_capabilities removes from the bounding set the capabilities lodge keeps
 // away from containers ($_LODGE_NSEXEC_DROP_CAPS, comma-separated numbers; see
-// manager/monitor/caps.go), as it does for init.
+// internal/isolation/caps.go), as it does for init.
 static void drop_capabilities(void)
 {
 	const char *list = getenv("_LODGE_NSEXEC_DROP_CAPS");

@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"lodge/internal/helper"
+	"lodge/internal/store"
 	"lodge/manager"
-	"lodge/manager/nsenter"
-	"lodge/manager/store"
 	"lodge/templates"
 )
 
@@ -75,7 +75,7 @@ const (
 	exitConflict = 4 // wrong state: exists, running, not running
 	exitNotRoot  = 5 // lodge needs root
 	// exec passes the command's status through; its own failures use these.
-	exitExecFailed = nsenter.ExitHelperFailed // 125
+	exitExecFailed = helper.ExitHelperFailed // 125
 )
 
 // usageError marks command-line mistakes found by the commands themselves.

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"lodge/config"
+	"lodge/internal/terminal"
 	"lodge/manager"
-	"lodge/manager/terminal"
 )
 
 func newConfigCmd(a *app) *cobra.Command {

@@ -3,8 +3,8 @@ package main
 import (
 	"github.com/spf13/cobra"
 
+	"lodge/internal/terminal"
 	"lodge/manager"
-	"lodge/manager/terminal"
 )
 
 type execOptions struct {

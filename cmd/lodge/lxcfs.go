@@ -8,8 +8,8 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"lodge/internal/helper"
 	"lodge/lxcfs"
-	"lodge/manager/nsenter"
 )
 
 func newLXCFSCmd(a *app) *cobra.Command {
@@ -40,7 +40,7 @@ func newLXCFSServeCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			server, err := nsenter.FindBeside(self, lxcfs.ServerName)
+			server, err := helper.FindBeside(self, lxcfs.ServerName)
 			if err != nil {
 				return err
 			}

@@ -16,7 +16,7 @@ import (
 	"runtime"
 
 	"lodge/internal/fds"
-	"lodge/manager/monitor"
+	"lodge/manager"
 )
 
 // The monitor replaces itself with lodge-helper's watcher (execve, see
@@ -40,9 +40,9 @@ func main() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
 		case "__monitor":
-			os.Exit(monitor.Main(os.Args[2:]))
+			os.Exit(manager.MonitorMain(os.Args[2:]))
 		case "__init":
-			monitor.InitMain()
+			manager.InitMain()
 		}
 	}
 	os.Exit(run(os.Args[1:], newApp()))

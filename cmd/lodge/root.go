@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"lodge/manager/store"
+	"lodge/internal/store"
 )
 
 func newRootCmd(a *app) *cobra.Command {

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"lodge/config"
-	"lodge/manager/cgroup"
-	"lodge/manager/store"
+	"lodge/internal/cgroup"
+	"lodge/internal/store"
 )
 
 // Container is what the server knows of one running container.

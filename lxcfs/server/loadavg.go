@@ -5,9 +5,9 @@ import (
 	"sync"
 	"time"
 
+	"lodge/internal/store"
 	"lodge/lxcfs/cgstats"
 	"lodge/lxcfs/render"
-	"lodge/manager/store"
 )
 
 // A container's load average, like the kernel's: every 5 s the runnable and

@@ -14,10 +14,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"lodge/internal/helper"
+	"lodge/internal/store"
 	"lodge/lxcfs"
 	"lodge/lxcfs/cgstats"
-	"lodge/manager/nsenter"
-	"lodge/manager/store"
 )
 
 // ErrRestart is what ServeMain returns on SIGHUP: the server exits for its
@@ -39,7 +39,7 @@ func ServeMain(root string) error {
 	if err != nil {
 		return err
 	}
-	helper, err := nsenter.FindHelper(self)
+	helperPath, err := helper.FindHelper(self)
 	if err != nil {
 		log.Warn("running containers cannot get new views after a restart", "err", err)
 	}
@@ -59,10 +59,10 @@ func ServeMain(root string) error {
 		}
 	}()
 	reattach := func(c *Container) error {
-		if helper == "" {
+		if helperPath == "" {
 			return fmt.Errorf("lodge-helper is missing")
 		}
-		return Reattach(helper, lxcfs.MountPoint(st), c)
+		return Reattach(helperPath, lxcfs.MountPoint(st), c)
 	}
 	err = Serve(ctx, root, reattach, log)
 	if errors.Is(err, context.Canceled) {
@@ -79,7 +79,7 @@ func ServeMain(root string) error {
 // its init's mount namespace and every other one its processes use (a
 // systemd service with PrivateTmp= or ProtectSystem= has its own copy,
 // holding the dead server's mounts too).
-func Reattach(helper, mnt string, c *Container) error {
+func Reattach(helperPath, mnt string, c *Container) error {
 	if !c.Init.Alive() {
 		return fmt.Errorf("container stopped")
 	}
@@ -89,7 +89,7 @@ func Reattach(helper, mnt string, c *Container) error {
 	}
 	var errs []error
 	for _, pid := range mountNamespaces(c) {
-		if err := attachVia(helper, pid, pairs); err != nil && pid == c.Init.PID {
+		if err := attachVia(helperPath, pid, pairs); err != nil && pid == c.Init.PID {
 			errs = append(errs, err)
 		} else if err != nil {
 			errs = append(errs, fmt.Errorf("process %d's mount namespace: %w", pid, err))
@@ -122,12 +122,12 @@ func mountNS(pid int) string {
 	return ns
 }
 
-func attachVia(helper string, pid int, pairs [][2]string) error {
+func attachVia(helperPath string, pid int, pairs [][2]string) error {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return err
 	}
 	pidfd := os.NewFile(uintptr(fd), "pidfd")
 	defer pidfd.Close()
-	return nsenter.Attach(helper, pidfd, pairs)
+	return helper.Attach(helperPath, pidfd, pairs)
 }

@@ -19,9 +19,9 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"lodge/internal/cgroup"
+	"lodge/internal/store"
 	"lodge/lxcfs"
-	"lodge/manager/cgroup"
-	"lodge/manager/store"
 )
 
 // Serve mounts the views of the lodge root's containers and serves them until

@@ -11,11 +11,12 @@ import (
 	"time"
 
 	"lodge/config"
+	"lodge/internal/cgroup"
+	"lodge/internal/failpoint"
+	"lodge/internal/isolation"
+	"lodge/internal/revert"
+	"lodge/internal/store"
 	"lodge/lxcfs"
-	"lodge/manager/cgroup"
-	"lodge/manager/failpoint"
-	"lodge/manager/revert"
-	"lodge/manager/store"
 	"lodge/rootfs"
 
 	"golang.org/x/sys/unix"
@@ -167,7 +168,7 @@ func (m *Monitor) startInit(b *boot, stage *rootfs.Stage) error {
 	if err != nil {
 		return err
 	}
-	filter, err := Filter(b.cfg)
+	filter, err := isolation.Filter(b.cfg)
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lodge/config"
+	"lodge/internal/cgroup"
 	"lodge/internal/fds"
-	"lodge/manager/cgroup"
 )
 
 // A running container's monitor mostly waits. Doing that in Go costs about a

@@ -9,7 +9,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"lodge/manager/failpoint"
+	"lodge/internal/failpoint"
+	"lodge/internal/isolation"
 	"lodge/rootfs"
 )
 
@@ -74,7 +75,7 @@ func runInit(sock *os.File) error {
 	if err := useConsole(console.Slave); err != nil {
 		return err
 	}
-	if err := dropCapabilities(); err != nil {
+	if err := isolation.DropCapabilities(); err != nil {
 		return err
 	}
 	if err := isolate(setup); err != nil {

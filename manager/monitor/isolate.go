@@ -1,13 +1,10 @@
 package monitor
 
 import (
-	"errors"
 	"fmt"
 
-	"golang.org/x/sys/unix"
-
-	"lodge/config"
 	"lodge/internal/fds"
+	"lodge/internal/isolation"
 	"lodge/internal/seccomp"
 )
 
@@ -20,7 +17,7 @@ func isolate(setup *initSetup) error {
 	if err := fds.CloseOnExecFrom(3); err != nil {
 		return err
 	}
-	if err := JoinSessionKeyring(); err != nil {
+	if err := isolation.JoinSessionKeyring(); err != nil {
 		return err
 	}
 	prog, err := seccomp.FromBytes(setup.Seccomp)
@@ -28,31 +25,4 @@ func isolate(setup *initSetup) error {
 		return fmt.Errorf("seccomp filter from the monitor: %w", err)
 	}
 	return seccomp.Load(prog)
-}
-
-// JoinSessionKeyring gives the calling thread a new anonymous session keyring.
-// Without it the container would share the keyring of whoever ran `lodge
-// start` (keyrings are not namespaced), and root inside could read the
-// operator's keys. ENOSYS means there is nothing to share: a kernel without
-// keyrings, or a lodge nested in a container whose filter denies keyctl.
-func JoinSessionKeyring() error {
-	// A NULL name makes an anonymous keyring; x/sys/unix's wrapper would pass "",
-	// which names a keyring that others of the same user could join.
-	_, _, errno := unix.RawSyscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0)
-	if errno != 0 && !errors.Is(errno, unix.ENOSYS) {
-		return fmt.Errorf("join a new session keyring: %w", errno)
-	}
-	return nil
-}
-
-// Filter is the seccomp filter of a container with configuration cfg, for
-// its init and for each command `lodge exec` runs in it.
-func Filter(cfg *config.Container) (seccomp.Program, error) {
-	prog, err := seccomp.Build(seccomp.Config{
-		Deny: cfg.Security.Syscalls.Deny, Allow: cfg.Security.Syscalls.Allow, Nesting: cfg.Security.Nesting,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("seccomp filter (security.syscalls.*): %w", err)
-	}
-	return prog, nil
 }

@@ -18,10 +18,10 @@ import (
 	"time"
 
 	"lodge/config"
-	"lodge/manager/cgroup"
-	"lodge/manager/idmap"
-	"lodge/manager/nsenter"
-	"lodge/manager/store"
+	"lodge/internal/cgroup"
+	"lodge/internal/helper"
+	"lodge/internal/idmap"
+	"lodge/internal/store"
 )
 
 // statusFD is the pipe to the CLI that started the monitor (its first ExtraFile).
@@ -201,9 +201,9 @@ func describeWait(ws syscall.WaitStatus) string {
 func findHelper(log *slog.Logger) string {
 	self, err := os.Executable()
 	if err == nil {
-		var helper string
-		if helper, err = nsenter.FindHelper(self); err == nil {
-			return helper
+		var helperPath string
+		if helperPath, err = helper.FindHelper(self); err == nil {
+			return helperPath
 		}
 	}
 	log.Warn("starting containers without the helper", "err", err)

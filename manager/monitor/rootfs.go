@@ -10,7 +10,7 @@ import (
 	"syscall"
 
 	"lodge/config"
-	"lodge/manager/failpoint"
+	"lodge/internal/failpoint"
 	"lodge/rootfs"
 )
 

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"lodge/manager/store"
+	"lodge/internal/store"
 )
 
 func (m *Monitor) listen() error {

@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"syscall"
 
-	"lodge/manager/cgroup"
-	"lodge/manager/failpoint"
-	"lodge/manager/nsenter"
+	"lodge/internal/cgroup"
+	"lodge/internal/failpoint"
+	"lodge/internal/helper"
 	"lodge/rootfs"
 )
 
@@ -107,7 +107,7 @@ func spawnChild(s spawnSpec) (c *child, needsMove bool, err error) {
 			defer exe.Close()
 			cmd.Path = s.helper
 			cmd.ExtraFiles = append(cmd.ExtraFiles, exe)
-			cmd.Env = append(cmd.Env, nsenter.InitStub(initSyncFD+1, s.placement.Tasks)...)
+			cmd.Env = append(cmd.Env, helper.InitStub(initSyncFD+1, s.placement.Tasks)...)
 		}
 	}
 	if err := cmd.Start(); err != nil {

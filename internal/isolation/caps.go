@@ -1,4 +1,7 @@
-package monitor
+// Package isolation holds what confines every process of a container, init
+// and each `lodge exec` command alike: the capability bounding set, a session
+// keyring of its own and the seccomp filter.
+package isolation
 
 import (
 	"fmt"
@@ -42,9 +45,9 @@ var DroppedCapabilities = []uintptr{
 	unix.CAP_MAC_ADMIN, unix.CAP_MAC_OVERRIDE,
 }
 
-// dropCapabilities removes DroppedCapabilities from the calling thread's
+// DropCapabilities removes DroppedCapabilities from the calling thread's
 // bounding set; the thread that executes init must call it.
-func dropCapabilities() error {
+func DropCapabilities() error {
 	for _, c := range DroppedCapabilities {
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, c, 0, 0, 0); err != nil {
 			return fmt.Errorf("drop capability %d: %w", c, err)

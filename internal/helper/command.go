@@ -1,9 +1,9 @@
-// Package nsenter starts lodge's C helper, lodge-helper (cmd/lodge-helper), which
+// Package helper starts lodge's C helper, lodge-helper (cmd/lodge-helper), which
 // works before any Go runtime starts: it runs commands inside a running
 // container's namespaces (a Go process cannot join user or mount namespaces),
 // and it starts a container's first process in the container's v1 cgroups
 // without the cost of a process migration.
-package nsenter
+package helper
 
 import (
 	"fmt"

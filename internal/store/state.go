@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"lodge/manager/cgroup"
+	"lodge/internal/cgroup"
 )
 
 // Status is a container's lifecycle state as users see it.

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"lodge/manager/failpoint"
+	"lodge/internal/failpoint"
 
 	"golang.org/x/sys/unix"
 )
