@@ -43,8 +43,9 @@ type ExecOptions struct {
 	// The command's streams. A nil Stdin reads as empty, a nil Stdout or
 	// Stderr discards. An *os.File is handed to the command as is; any other
 	// reader or writer is copied through a pipe, and Exec returns only once
-	// the copy of the output is complete. Exec closes none of them; a copy of
-	// Stdin blocked in Read ends when that Read returns.
+	// the copy of the output is complete (all of it, also from processes the
+	// command left behind, unless ctx ends). Exec closes none of them; a copy
+	// of Stdin blocked in Read ends when that Read returns.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 

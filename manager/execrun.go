@@ -96,9 +96,22 @@ func (e *Execution) deliver(sig os.Signal) {
 	}
 }
 
-// setPtySize sets the window size of a pty through its master.
+// setPtySize sets the window size of a pty through its master. It does not
+// use master.Fd(), which would put the master into blocking mode, where a
+// read ties up a thread and the close cannot count on waking it.
 func setPtySize(master *os.File, size WindowSize) error {
-	return unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: size.Rows, Col: size.Cols})
+	conn, err := master.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ioctlErr error
+	err = conn.Control(func(fd uintptr) {
+		ioctlErr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: size.Rows, Col: size.Cols})
+	})
+	if err != nil {
+		return err
+	}
+	return ioctlErr
 }
 
 // startPlain runs the command with the caller's streams as its stdio.

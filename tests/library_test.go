@@ -47,7 +47,7 @@ func TestLibraryExecAndConsole(t *testing.T) {
 	fdsBefore := descriptors(t)
 
 	jobs := []func(context.Context, *manager.Manager) error{
-		libExecPty, libExecCancelled, libExecSignalled, libConsole,
+		libExecPty, libExecPtyHeld, libExecCancelled, libExecSignalled, libConsole,
 	}
 	for i := range 6 {
 		jobs = append(jobs, func(ctx context.Context, m *manager.Manager) error { return libExecPlain(ctx, m, i) })
@@ -137,6 +137,22 @@ func libExecPty(ctx context.Context, m *manager.Manager) error {
 	status, err := run.Wait()
 	if err != nil || status != 0 || !strings.Contains(out.String(), "got:bye") || !regexpFind(`/dev/pts/\d+`, out.String()) {
 		return fmt.Errorf("pty exec: status %d, %v, output:\n%s", status, err, out.String())
+	}
+	return nil
+}
+
+// libExecPtyHeld: a command that leaves a process holding its pty (one that
+// ignores the hangup) still returns, its output complete, after a resize too.
+func libExecPtyHeld(ctx context.Context, m *manager.Manager) error {
+	var out syncBuffer
+	resize := make(chan manager.WindowSize, 1)
+	resize <- manager.WindowSize{Rows: 30, Cols: 90}
+	script := `trap "" HUP; sleep 997 & while [ "$(stty size)" != "30 90" ]; do sleep 0.05; done; echo resized`
+	status, err := m.Exec(ctx, "lib1", manager.ExecOptions{
+		Args: []string{"sh", "-c", script}, TTY: true, Stdout: &out, Resize: resize,
+	})
+	if err != nil || status != 0 || !strings.Contains(out.String(), "resized") {
+		return fmt.Errorf("pty exec leaving a process on the pty: status %d, %v, output:\n%s", status, err, out.String())
 	}
 	return nil
 }
