@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -27,8 +28,8 @@ type SetResult struct {
 
 // ConfigSet changes configuration keys ("key=value"). All are checked before
 // any is saved. Limits of a running container are applied at once.
-func (m *Manager) ConfigSet(name string, assignments []string) (SetResult, error) {
-	lock, err := m.store.Lock(name)
+func (m *Manager) ConfigSet(ctx context.Context, name string, assignments []string) (SetResult, error) {
+	lock, err := m.store.Lock(ctx, name)
 	if err != nil {
 		return SetResult{}, err
 	}
@@ -48,8 +49,8 @@ func (m *Manager) ConfigSet(name string, assignments []string) (SetResult, error
 
 // ConfigReplace validates new configuration text (from `lodge config edit`) and
 // saves it.
-func (m *Manager) ConfigReplace(name string, text []byte) (SetResult, error) {
-	lock, err := m.store.Lock(name)
+func (m *Manager) ConfigReplace(ctx context.Context, name string, text []byte) (SetResult, error) {
+	lock, err := m.store.Lock(ctx, name)
 	if err != nil {
 		return SetResult{}, err
 	}

@@ -3,19 +3,43 @@ package manager
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 
-	"lodge/internal/terminal"
 	"lodge/manager/monitor"
 )
 
-// Console attaches the user's terminal to a running container's /dev/console
-// until the user types Ctrl-a q or the container stops. The last lines the
-// console printed (a login prompt, usually) are shown on attach.
-func (m *Manager) Console(ctx context.Context, name string, in *os.File, out io.Writer) error {
+// ConsoleOptions are the streams of a console attachment. As with Exec,
+// Console uses only these: no terminal of the caller, no signal handling
+// (the lodge CLI adds raw mode and the Ctrl-a q escape in cmd/lodge).
+type ConsoleOptions struct {
+	// Stdin's bytes are typed on the console as they are. Its end does not
+	// detach: the console's output goes on until ctx ends. Console does not
+	// close it; a copy blocked in Read ends when that Read returns.
+	Stdin io.Reader
+	// Stdout gets the console's output, starting with the last lines it
+	// printed (a login prompt, usually). It is not written to once Console
+	// has returned.
+	Stdout io.Writer
+	// Size is the caller's window size for the console (zero: left as is),
+	// Resize carries its changes; it may be nil and needs no closing.
+	Size   WindowSize
+	Resize <-chan WindowSize
+	// Attached, if set, is called once the monitor has accepted the
+	// attachment, before any output is written.
+	Attached func()
+}
+
+// ErrConsoleClosed is Console's error when the console closed under the
+// caller: the container stopped (or its monitor went away).
+var ErrConsoleClosed = errors.New("the console closed (the container stopped)")
+
+// Console attaches to a running container's /dev/console until ctx ends,
+// which is how a caller detaches (Console then returns nil), or the console
+// closes (ErrConsoleClosed).
+func (m *Manager) Console(ctx context.Context, name string, opts ConsoleOptions) error {
 	if _, err := m.runningInit(name); err != nil {
 		return err
 	}
@@ -24,56 +48,88 @@ func (m *Manager) Console(ctx context.Context, name string, in *os.File, out io.
 		return fmt.Errorf("console of %s needs its monitor, which is gone (the container runs on; its console returns after a restart): %w", name, err)
 	}
 	defer conn.Close()
-	rows, cols, _ := terminal.Size(in)
-	_, reader, err := monitor.Call(ctx, conn, monitor.Request{Op: "console", Rows: rows, Cols: cols})
+	req := monitor.Request{Op: "console", Rows: opts.Size.Rows, Cols: opts.Size.Cols}
+	_, reader, err := monitor.Call(ctx, conn, req)
 	if err != nil {
 		return fmt.Errorf("console of %s: %w", name, err)
 	}
-	fmt.Fprintf(out, "Connected to the console of %s. Type Ctrl-a q to detach.\r\n", name)
-	if restore, err := terminal.MakeRaw(in); err == nil {
-		defer restore()
+	if opts.Attached != nil {
+		opts.Attached()
 	}
-	stopResize := terminal.OnResize(in, func(rows, cols uint16) {
-		monitor.Do(ctx, m.store.SocketPath(name), monitor.Request{Op: "resize", Rows: rows, Cols: cols})
-	})
+	stopResize := m.relayConsoleSizes(ctx, name, opts.Resize)
 	defer stopResize()
-	return relayConsole(conn, reader, in, out)
+	return relayConsole(ctx, conn, reader, opts)
 }
 
-// relayConsole copies the console to out and keystrokes to the console until
-// the user detaches or the console closes.
-func relayConsole(conn net.Conn, console *bufio.Reader, in *os.File, out io.Writer) error {
-	closed := make(chan struct{})
+// relayConsoleSizes passes window sizes from sizes on to the console until
+// the returned stop function is called.
+func (m *Manager) relayConsoleSizes(ctx context.Context, name string, sizes <-chan WindowSize) (stop func()) {
+	if sizes == nil {
+		return func() {}
+	}
+	done, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
-		io.Copy(out, console)
-		close(closed)
-	}()
-	detached := make(chan struct{})
-	go func() {
-		var filter terminal.EscapeFilter
-		buf := make([]byte, 1024)
+		defer close(stopped)
 		for {
-			n, err := in.Read(buf)
-			if err != nil {
-				return
-			}
-			keys, detach := filter.Filter(buf[:n])
-			if len(keys) > 0 {
-				if _, err := conn.Write(keys); err != nil {
+			select {
+			case size, ok := <-sizes:
+				if !ok {
 					return
 				}
-			}
-			if detach {
-				close(detached)
+				req := monitor.Request{Op: "resize", Rows: size.Rows, Cols: size.Cols}
+				monitor.Do(ctx, m.store.SocketPath(name), req)
+			case <-done:
 				return
 			}
 		}
 	}()
-	select {
-	case <-detached:
-		fmt.Fprint(out, "\r\nDetached from the console.\r\n")
-	case <-closed:
-		fmt.Fprint(out, "\r\nThe console closed (the container stopped).\r\n")
+	return func() { close(done); <-stopped }
+}
+
+// relayConsole copies the console to Stdout and Stdin to the console until
+// ctx ends or the console closes.
+func relayConsole(ctx context.Context, conn net.Conn, console *bufio.Reader, opts ConsoleOptions) error {
+	out := opts.Stdout
+	if out == nil {
+		out = io.Discard
 	}
-	return nil
+	copied := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(writerOnly{out}, console)
+		copied <- err
+	}()
+	if opts.Stdin != nil {
+		go io.Copy(conn, opts.Stdin) // ends at Stdin's end or the first write after the close
+	}
+	select {
+	case <-ctx.Done():
+		conn.Close()
+		<-copied
+		return nil
+	case err := <-copied:
+		if ctx.Err() != nil {
+			return nil
+		}
+		var werr writeError
+		if errors.As(err, &werr) {
+			return fmt.Errorf("console output: %w", werr.err)
+		}
+		return ErrConsoleClosed
+	}
+}
+
+// writerOnly tells the console's output copy's write errors from its read
+// errors (the console closing).
+type writerOnly struct{ w io.Writer }
+
+type writeError struct{ err error }
+
+func (e writeError) Error() string { return e.err.Error() }
+
+func (w writerOnly) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	if err != nil {
+		return n, writeError{err}
+	}
+	return n, nil
 }

@@ -15,7 +15,7 @@ import (
 // range. A running container is refused unless force is set, which stops it
 // at once first.
 func (m *Manager) Delete(ctx context.Context, name string, force bool) error {
-	lock, err := m.store.Lock(name)
+	lock, err := m.store.Lock(ctx, name)
 	if err != nil {
 		return err
 	}

@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -19,70 +16,120 @@ import (
 	"lodge/internal/isolation"
 	"lodge/internal/seccomp"
 	"lodge/internal/store"
-	"lodge/internal/terminal"
 )
 
-// ExecOptions says what to run in a container and how.
+// WindowSize is a terminal's size in character cells.
+type WindowSize struct{ Rows, Cols uint16 }
+
+// ExecOptions says what to run in a container and how. Exec uses only the
+// streams and channels given here: it never changes the process's signal
+// handling, reads its standard input or touches a terminal of the caller, so
+// that a server can run many commands at once from goroutines. (The lodge
+// CLI does the terminal and signal handling in cmd/lodge.)
 type ExecOptions struct {
-	Args   []string
-	User   string   // NAME, UID, NAME:GROUP or UID:GID inside the container; "" is root
-	Env    []string // KEY=VALUE entries added to the default environment
-	Cwd    string   // "" is the user's home directory
-	TTY    bool     // run on a pty made in the container; Stdin should be a terminal
-	Stdin  *os.File
-	Stdout io.Writer
-	Stderr io.Writer
+	Args []string
+	User string   // NAME, UID, NAME:GROUP or UID:GID inside the container; "" is root
+	Env  []string // KEY=VALUE entries added to the default environment
+	Cwd  string   // "" is the user's home directory
+
+	// TTY runs the command on a pty made in the container, of size Size
+	// (zero: the kernel's default) and with TERM=Term ("": xterm). Stdin is
+	// then its keyboard and Stdout its screen; Stderr gets only the errors
+	// of lodge's helper from before the command runs.
+	TTY  bool
+	Size WindowSize
+	Term string
+
+	// The command's streams. A nil Stdin reads as empty, a nil Stdout or
+	// Stderr discards. An *os.File is handed to the command as is; any other
+	// reader or writer is copied through a pipe, and Exec returns only once
+	// the copy of the output is complete (all of it, also from processes the
+	// command left behind, unless ctx ends). Exec closes none of them; a copy
+	// of Stdin blocked in Read ends when that Read returns.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+
+	// Resize carries new sizes for the pty (TTY only). Signals carries
+	// signals for the command: SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGUSR1 and
+	// SIGUSR2 reach it, SIGKILL kills it (as cancelling ctx does), others are
+	// dropped. Either may be nil; neither needs closing.
+	Resize  <-chan WindowSize
+	Signals <-chan os.Signal
 }
 
 // Exec runs a command in all of a running container's namespaces and in its
 // init's cgroup, and returns the command's exit status (128+N for signal N).
+// If ctx ends first, the command is killed and the error is ctx's.
 func (m *Manager) Exec(ctx context.Context, name string, opts ExecOptions) (int, error) {
-	if len(opts.Args) == 0 {
-		return 0, invalid(errors.New("no command given; usage: lodge exec NAME -- COMMAND [ARG...]"))
-	}
-	st, err := m.runningInit(name)
+	run, err := m.StartExec(ctx, name, opts)
 	if err != nil {
 		return 0, err
+	}
+	return run.Wait()
+}
+
+// StartExec starts a command as Exec does and returns without waiting for it:
+// the caller knows the command runs (and, with a pty, that the pty is
+// there) before it waits. ctx stays in force until Wait returns.
+func (m *Manager) StartExec(ctx context.Context, name string, opts ExecOptions) (*Execution, error) {
+	if len(opts.Args) == 0 {
+		return nil, invalid(errors.New("no command given; usage: lodge exec NAME -- COMMAND [ARG...]"))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("exec in %s: %w", name, err)
+	}
+	helperPath, spec, err := m.execSpec(name, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer spec.Init.Close()
+	if opts.TTY {
+		return startPty(ctx, helperPath, spec, opts)
+	}
+	return startPlain(ctx, helperPath, spec, opts)
+}
+
+// execSpec gathers what the helper needs to run opts.Args in container name.
+// The caller closes spec.Init.
+func (m *Manager) execSpec(name string, opts ExecOptions) (string, helper.Spec, error) {
+	st, err := m.runningInit(name)
+	if err != nil {
+		return "", helper.Spec{}, err
 	}
 	user, err := lookupUser(m.store.RootfsPath(name), opts.User)
 	if err != nil {
-		return 0, invalid(err)
+		return "", helper.Spec{}, invalid(err)
 	}
 	env, err := execEnv(user, opts)
 	if err != nil {
-		return 0, invalid(err)
+		return "", helper.Spec{}, invalid(err)
 	}
-	pidfd, err := openPidfd(st.Init)
-	if err != nil {
-		return 0, fmt.Errorf("exec in %s: %w", name, err)
-	}
-	init := os.NewFile(uintptr(pidfd), "init-pidfd")
-	defer init.Close()
 	placement, err := initPlacement(st)
 	if err != nil {
-		return 0, fmt.Errorf("exec in %s: %w", name, err)
+		return "", helper.Spec{}, fmt.Errorf("exec in %s: %w", name, err)
 	}
 	helperPath, err := helper.FindHelper(m.self)
 	if err != nil {
-		return 0, err
+		return "", helper.Spec{}, err
 	}
 	filter, err := m.execFilter(name)
 	if err != nil {
-		return 0, err
+		return "", helper.Spec{}, err
+	}
+	pidfd, err := openPidfd(st.Init)
+	if err != nil {
+		return "", helper.Spec{}, fmt.Errorf("exec in %s: %w", name, err)
 	}
 	cwd := opts.Cwd
 	if cwd == "" {
 		cwd = user.Home
 	}
-	spec := helper.Spec{
-		Init: init, Namespaces: helper.AllNamespaces, CgroupTasks: placement.Tasks, Cgroup2: placement.Unified,
+	return helperPath, helper.Spec{
+		Init: os.NewFile(uintptr(pidfd), "init-pidfd"), Namespaces: helper.AllNamespaces,
+		CgroupTasks: placement.Tasks, Cgroup2: placement.Unified,
 		UID: user.UID, GID: user.GID, Groups: user.Groups, Cwd: cwd, CwdIsHome: opts.Cwd == "", Env: env, Args: opts.Args,
 		DropCaps: isolation.DroppedCapabilitiesList(), Seccomp: filter.Hex(),
-	}
-	if opts.TTY {
-		return execPty(helperPath, spec, opts)
-	}
-	return execPlain(helperPath, spec, opts)
+	}, nil
 }
 
 // execFilter is the seccomp filter for a command in the container, from its
@@ -107,7 +154,7 @@ func execEnv(u containerUser, opts ExecOptions) ([]string, error) {
 		"HOME=" + u.Home, "USER=" + u.Name, "LOGNAME=" + u.Name, "container=lodge",
 	}
 	if opts.TTY {
-		term := os.Getenv("TERM")
+		term := opts.Term
 		if term == "" {
 			term = "xterm"
 		}
@@ -137,152 +184,6 @@ func dedupeEnv(env []string) []string {
 		out = append(out, kv)
 	}
 	return out
-}
-
-func execPlain(helperPath string, spec helper.Spec, opts ExecOptions) (int, error) {
-	stdout, err := outputFile(opts.Stdout)
-	if err != nil {
-		return 0, err
-	}
-	stderr, err := outputFile(opts.Stderr)
-	if err != nil {
-		stdout.started()
-		return 0, err
-	}
-	ignoreTerminalSignals()
-	proc, err := helper.Start(helperPath, spec, [3]*os.File{opts.Stdin, stdout.f, stderr.f})
-	stdout.started()
-	stderr.started()
-	if err != nil {
-		return 0, fmt.Errorf("exec: %w", err)
-	}
-	stop := forwardSignals(proc)
-	defer stop()
-	status, err := proc.Wait()
-	stdout.drain()
-	stderr.drain()
-	return status, err
-}
-
-// output is a writer given to the helper as a file: the writer itself when it
-// is one (no copying), else a pipe copied into it.
-type output struct {
-	f      *os.File
-	copied chan struct{} // nil when f is the writer itself
-}
-
-func outputFile(w io.Writer) (*output, error) {
-	if f, ok := w.(*os.File); ok {
-		return &output{f: f}, nil
-	}
-	r, pw, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	o := &output{f: pw, copied: make(chan struct{})}
-	go func() { io.Copy(w, r); r.Close(); close(o.copied) }()
-	return o, nil
-}
-
-// started closes our end of the pipe once the helper holds its own, so that the
-// copy ends when the helper and the command exit.
-func (o *output) started() {
-	if o.copied != nil {
-		o.f.Close()
-	}
-}
-
-// drain waits for the copy to finish.
-func (o *output) drain() {
-	if o.copied != nil {
-		<-o.copied
-	}
-}
-
-// ignoreTerminalSignals makes lodge outlive Ctrl-C and Ctrl-\: they reach the
-// command directly (same process group) and lodge must live on to report its
-// exit status. Call it before starting the helper.
-func ignoreTerminalSignals() { signal.Ignore(syscall.SIGINT, syscall.SIGQUIT) }
-
-// forwardSignals passes SIGTERM and SIGHUP on to the command. Setting up
-// signal delivery costs the Go runtime a thread, so it happens in the
-// background while the command runs rather than before it starts.
-func forwardSignals(proc *helper.Process) (stop func()) {
-	ch := make(chan os.Signal, 4)
-	done := make(chan struct{})
-	go func() {
-		signal.Notify(ch, syscall.SIGTERM, syscall.SIGHUP)
-		for {
-			select {
-			case sig := <-ch:
-				proc.Signal(sig.(syscall.Signal))
-			case <-done:
-				signal.Stop(ch)
-				return
-			}
-		}
-	}()
-	return func() { close(done) }
-}
-
-// execPty runs the command on a pty made inside the container and relays the
-// user's terminal to it in raw mode.
-func execPty(helperPath string, spec helper.Spec, opts ExecOptions) (int, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	ours, theirs := os.NewFile(uintptr(fds[0]), "pty-receiver"), os.NewFile(uintptr(fds[1]), "pty-sender")
-	defer ours.Close()
-	devNull, err := os.Open(os.DevNull)
-	if err != nil {
-		theirs.Close()
-		return 0, err
-	}
-	defer devNull.Close()
-	stderr, err := outputFile(opts.Stderr)
-	if err != nil {
-		theirs.Close()
-		return 0, err
-	}
-	spec.PtySocket = theirs
-	ignoreTerminalSignals()
-	proc, err := helper.Start(helperPath, spec, [3]*os.File{devNull, devNull, stderr.f})
-	theirs.Close()
-	stderr.started()
-	if err != nil {
-		return 0, fmt.Errorf("exec: %w", err)
-	}
-	master, err := receiveFile(ours)
-	if err != nil { // the helper failed before making the pty; its stderr says why
-		return proc.Wait()
-	}
-	defer master.Close()
-	return relayPty(proc, master, opts)
-}
-
-func relayPty(proc *helper.Process, master *os.File, opts ExecOptions) (int, error) {
-	if rows, cols, ok := terminal.Size(opts.Stdin); ok {
-		terminal.SetSize(master, rows, cols)
-	}
-	if restore, err := terminal.MakeRaw(opts.Stdin); err == nil {
-		defer restore()
-	}
-	stopResize := terminal.OnResize(opts.Stdin, func(rows, cols uint16) { terminal.SetSize(master, rows, cols) })
-	defer stopResize()
-	stopSignals := forwardSignals(proc)
-	defer stopSignals()
-	go io.Copy(master, opts.Stdin)
-	output := make(chan struct{})
-	go func() { io.Copy(opts.Stdout, master); close(output) }()
-	status, err := proc.Wait()
-	// Let the last output through; a background process still holding the pty
-	// must not keep us waiting.
-	select {
-	case <-output:
-	case <-time.After(time.Second):
-	}
-	return status, err
 }
 
 // receiveFile reads one file descriptor sent with SCM_RIGHTS.

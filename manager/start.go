@@ -23,7 +23,7 @@ import (
 // Start boots a container and returns once its init runs. The container is
 // watched by a monitor process that outlives this call (and this process).
 func (m *Manager) Start(ctx context.Context, name string, progress func(format string, args ...any)) error {
-	lock, err := m.store.Lock(name)
+	lock, err := m.store.Lock(ctx, name)
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ type StopResult struct {
 // the timeout a kill of everything in its cgroup. It works without the
 // container's monitor too.
 func (m *Manager) Stop(ctx context.Context, name string, opts StopOptions) (StopResult, error) {
-	lock, err := m.store.Lock(name)
+	lock, err := m.store.Lock(ctx, name)
 	if err != nil {
 		return StopResult{}, err
 	}
@@ -187,7 +187,7 @@ func destroyGroup(group *cgroup.Group) error {
 
 // Restart stops a running container (if it runs) and starts it again.
 func (m *Manager) Restart(ctx context.Context, name string, opts StopOptions, progress func(string, ...any)) error {
-	lock, err := m.store.Lock(name)
+	lock, err := m.store.Lock(ctx, name)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@
 //   _LODGE_NSEXEC_CWD_SOFT set when the directory is only the user's home: if it
 //                          does not exist, / is used (as login does)
 //   _LODGE_NSEXEC_PTY      unix socket fd: allocate a pty in the container and send its master here
+//   _LODGE_NSEXEC_PTY_ROWS, _LODGE_NSEXEC_PTY_COLS  the pty's size, set before the command runs
 //   _LODGE_NSEXEC_DROP_CAPS capabilities to drop from the bounding set, comma-separated numbers
 //   _LODGE_NSEXEC_SECCOMP  the seccomp filter, hex of a struct sock_filter array
 //                          (internal/seccomp); required
@@ -171,6 +172,16 @@ static int open_container_pty(int sock)
 	slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
 	if (slave < 0)
 		die("open pty peer");
+	// The size, before the command can ask for it (lodge exec sets it only
+	// once it has the master, and the command may be quicker).
+	struct winsize ws = {
+		.ws_row = (unsigned short)env_long("_LODGE_NSEXEC_PTY_ROWS", 0),
+		.ws_col = (unsigned short)env_long("_LODGE_NSEXEC_PTY_COLS", 0),
+	};
+	unsetenv("_LODGE_NSEXEC_PTY_ROWS"); // not in clear_env's list: they are this mode's alone
+	unsetenv("_LODGE_NSEXEC_PTY_COLS");
+	if (ws.ws_row > 0 && ws.ws_col > 0 && ioctl(master, TIOCSWINSZ, &ws) < 0)
+		die("set the pty's size");
 	send_fd(sock, master);
 	close(master);
 	close(sock);

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -69,12 +70,12 @@ func newConfigSetCmd(a *app) *cobra.Command {
 		Example:           "  lodge config set web1 limits.memory=1GiB limits.cpu=1.5",
 		Args:              cobra.MinimumNArgs(2),
 		ValidArgsFunction: completeNames(a),
-		RunE: func(_ *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := a.manager()
 			if err != nil {
 				return err
 			}
-			res, err := m.ConfigSet(args[0], args[1:])
+			res, err := m.ConfigSet(cmd.Context(), args[0], args[1:])
 			if err != nil {
 				return err
 			}
@@ -96,19 +97,19 @@ func newConfigEditCmd(a *app) *cobra.Command {
 		Short:             "Edit the configuration in $VISUAL or $EDITOR; it is checked before it is saved",
 		Args:              exactArgs(1, "a container name"),
 		ValidArgsFunction: completeNames(a),
-		RunE: func(_ *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := a.manager()
 			if err != nil {
 				return err
 			}
-			return editConfig(a, m, args[0])
+			return editConfig(cmd.Context(), a, m, args[0])
 		},
 	}
 }
 
 // editConfig opens the configuration in an editor until it is valid, unchanged,
 // or the user gives up.
-func editConfig(a *app, m *manager.Manager, name string) error {
+func editConfig(ctx context.Context, a *app, m *manager.Manager, name string) error {
 	original, err := m.ConfigText(name)
 	if err != nil {
 		return err
@@ -123,7 +124,7 @@ func editConfig(a *app, m *manager.Manager, name string) error {
 			fmt.Fprintln(a.stdout, "No changes.")
 			return nil
 		}
-		res, err := m.ConfigReplace(name, edited)
+		res, err := m.ConfigReplace(ctx, name, edited)
 		if err == nil {
 			reportSet(a, name, res)
 			return nil

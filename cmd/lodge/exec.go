@@ -1,6 +1,10 @@
 package main
 
 import (
+	"os"
+	"os/signal"
+	"syscall"
+
 	"github.com/spf13/cobra"
 
 	"lodge/internal/terminal"
@@ -56,15 +60,41 @@ func runExec(cmd *cobra.Command, a *app, name string, command []string, opts exe
 		return execFailed(err)
 	}
 	tty := opts.tty || (!opts.noTTY && terminal.IsTerminal(a.stdin))
-	status, err := m.Exec(cmd.Context(), name, manager.ExecOptions{
-		Args: command, User: opts.user, Env: opts.env, Cwd: opts.cwd, TTY: tty,
-		Stdin: a.stdin, Stdout: a.stdout, Stderr: a.stderr,
+	// Ctrl-C and Ctrl-\ on the terminal reach lodge and the helper (our
+	// process group), which relays them to the command; lodge ignores them
+	// for good, to live on and report the command's exit status.
+	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
+	resize := make(chan manager.WindowSize, 1)
+	run, err := m.StartExec(cmd.Context(), name, manager.ExecOptions{
+		Args: command, User: opts.user, Env: opts.env, Cwd: opts.cwd,
+		TTY: tty, Size: windowSize(a.stdin), Term: os.Getenv("TERM"), Resize: resize,
+		Stdin: a.stdin, Stdout: a.stdout, Stderr: a.stderr, Signals: forwardSignals(),
 	})
+	if err != nil {
+		return execFailed(err)
+	}
+	if tty {
+		// The user's terminal is the pty's: raw, so that every key reaches
+		// the command, and with its size changes passed on.
+		restore := rawTerminal(a.stdin, resize)
+		defer restore()
+	}
+	status, err := run.Wait()
 	if err != nil {
 		return execFailed(err)
 	}
 	a.exitCode = status
 	return nil
+}
+
+// forwardSignals returns a channel of the SIGTERM and SIGHUP lodge gets, to
+// pass them on to the command. Setting up signal delivery costs the Go
+// runtime a thread, so it happens in the background while the command
+// starts rather than before.
+func forwardSignals() <-chan os.Signal {
+	signals := make(chan os.Signal, 4)
+	go signal.Notify(signals, syscall.SIGTERM, syscall.SIGHUP)
+	return signals
 }
 
 // execError makes lodge exit with 125 when exec fails before the command runs,

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -36,7 +37,9 @@ type Spec struct {
 	Env         []string // the command's whole environment
 	Args        []string // the command and its arguments
 	PtySocket   *os.File // if set, a pty is made in the container and its master sent here
-	Seccomp     string   // the seccomp filter to load, hex (seccomp.Program.Hex)
+	PtyRows     uint16   // the pty's size, set before the command runs (0: the kernel's default)
+	PtyCols     uint16
+	Seccomp     string // the seccomp filter to load, hex (seccomp.Program.Hex)
 }
 
 // Fixed descriptor numbers in the helper: ExtraFiles start at 3.
@@ -65,8 +68,15 @@ func FindBeside(self, name string) (string, error) {
 	return "", fmt.Errorf("%s is missing: lodge needs it next to %s or on $PATH (make build builds it)", name, self)
 }
 
-// Process is a started helper.
-type Process struct{ pid int }
+// Process is a started helper. Its methods may be called from several
+// goroutines: Signal and Kill never reach a recycled pid, since Wait reaps the
+// helper only under the same lock.
+type Process struct {
+	pid    int
+	mu     sync.Mutex
+	reaped bool
+	killed bool // by Kill
+}
 
 // Start starts the helper that runs spec.Args in the container, with stdio as
 // the command's stdin, stdout and stderr. The helper is created directly in the
@@ -100,12 +110,92 @@ func Start(helper string, spec Spec, stdio [3]*os.File) (*Process, error) {
 	return &Process{pid: pid}, nil
 }
 
-// Signal sends sig to the helper, which passes it on to the command.
-func (p *Process) Signal(sig syscall.Signal) error { return syscall.Kill(p.pid, sig) }
+// Signal sends sig to the helper, which passes SIGINT, SIGQUIT, SIGTERM,
+// SIGHUP, SIGUSR1 and SIGUSR2 on to the command (cmd/lodge-helper/exec.c).
+// Once the helper is reaped it returns os.ErrProcessDone.
+func (p *Process) Signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reaped {
+		return os.ErrProcessDone
+	}
+	return syscall.Kill(p.pid, sig)
+}
+
+// Kill ends the command and the helper at once. The command runs in a session
+// of its own in the container's pid namespace, so killing the helper alone
+// would leave it running: the helper is stopped first, so that it cannot fork
+// the command between the look for its children and its death, then its
+// children are killed, then it is. The command's own children live on, as
+// with any SIGKILL of a process.
+func (p *Process) Kill() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reaped {
+		return os.ErrProcessDone
+	}
+	if err := syscall.Kill(p.pid, syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("stop helper %d: %w", p.pid, err)
+	}
+	var info unix.Siginfo
+	for { // stopped, or dead already: either way it forks no more
+		err := unix.Waitid(unix.P_PID, p.pid, &info, unix.WSTOPPED|unix.WEXITED|unix.WNOWAIT, nil)
+		if err == nil && info.Code != cldStopped {
+			return os.ErrProcessDone // it exited by itself, the command too
+		}
+		if err != unix.EINTR {
+			break
+		}
+	}
+	for _, child := range p.children() {
+		syscall.Kill(child, syscall.SIGKILL)
+	}
+	p.killed = true
+	return syscall.Kill(p.pid, syscall.SIGKILL)
+}
+
+// Killed reports whether Kill ended the helper before it exited by itself.
+func (p *Process) Killed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.killed
+}
+
+// cldStopped is siginfo's si_code for a stopped child (CLD_STOPPED in
+// <asm-generic/siginfo.h>; golang.org/x/sys/unix lacks it).
+const cldStopped = 5
+
+// children lists the helper's child processes (the command, once forked).
+// They cannot be reaped and their pids reused meanwhile: the helper, their
+// only waiter, is stopped.
+func (p *Process) children() []int {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p.pid, p.pid))
+	var pids []int
+	for _, field := range strings.Fields(string(data)) {
+		if pid, err := strconv.Atoi(field); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
 
 // Wait waits for the helper and returns the command's exit status: its exit
 // code, or 128+N when it was killed by signal N.
 func (p *Process) Wait() (int, error) {
+	// Wait for the exit without reaping, then reap under the lock that
+	// Signal and Kill take, so that they never signal a reused pid.
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err == nil {
+			break
+		}
+		if err != unix.EINTR {
+			return 0, fmt.Errorf("wait for %d: %w", p.pid, err)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	var ws syscall.WaitStatus
 	for {
 		_, err := syscall.Wait4(p.pid, &ws, 0, nil)
@@ -117,6 +207,7 @@ func (p *Process) Wait() (int, error) {
 		}
 		break
 	}
+	p.reaped = true
 	if ws.Signaled() {
 		return 128 + int(ws.Signal()), nil
 	}
@@ -141,6 +232,10 @@ func helperEnv(spec Spec) []string {
 	}
 	if spec.PtySocket != nil {
 		env = append(env, "_LODGE_NSEXEC_PTY="+strconv.Itoa(ptySocketFD))
+		if spec.PtyRows > 0 && spec.PtyCols > 0 {
+			env = append(env, "_LODGE_NSEXEC_PTY_ROWS="+strconv.Itoa(int(spec.PtyRows)),
+				"_LODGE_NSEXEC_PTY_COLS="+strconv.Itoa(int(spec.PtyCols)))
+		}
 	}
 	return env
 }

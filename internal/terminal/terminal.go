@@ -1,6 +1,7 @@
 // Package terminal handles the user's terminal for `lodge exec` and `lodge
 // console`: raw mode, window size and its changes, and the Ctrl-a q escape that
-// detaches from a console.
+// detaches from a console. Only the CLI uses it: package manager takes streams
+// and window sizes and leaves the caller's terminal alone.
 package terminal
 
 import (
@@ -31,11 +32,6 @@ func Size(f *os.File) (rows, cols uint16, ok bool) {
 		return 0, 0, false
 	}
 	return ws.Row, ws.Col, true
-}
-
-// SetSize sets the window size of pty (master) f.
-func SetSize(f *os.File, rows, cols uint16) error {
-	return unix.IoctlSetWinsize(int(f.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
 }
 
 // OnResize calls fn with the new size of terminal f each time it changes, until

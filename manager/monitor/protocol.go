@@ -66,7 +66,7 @@ var ErrNoMonitor = errors.New("monitor not reachable")
 
 // Dial connects to the monitor of a container.
 func Dial(socketPath string) (net.Conn, error) {
-	conn, err := net.DialTimeout("unix", shortSocketPath(socketPath), 2*time.Second)
+	conn, err := dialUnix(socketPath, 2*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoMonitor, err)
 	}
@@ -114,10 +114,25 @@ func Do(ctx context.Context, socketPath string, req Request) (Response, error) {
 // maxSocketPath is the room in sockaddr_un for a path (108 bytes with the NUL).
 const maxSocketPath = 107
 
-// shortSocketPath keeps a socket path under the sockaddr_un limit when the lodge
-// root is deep: the directory is reached through /proc/self/fd instead. The
-// descriptor is left open for the life of the process; it is one per distinct
-// directory and only for long paths.
+// dialUnix connects to the unix socket at path. A path too long for
+// sockaddr_un is reached through /proc/self/fd and an open descriptor of its
+// directory, closed again once connected: a server dials many times.
+func dialUnix(path string, timeout time.Duration) (net.Conn, error) {
+	if len(path) <= maxSocketPath {
+		return net.DialTimeout("unix", path, timeout)
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	return net.DialTimeout("unix", fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), filepath.Base(path)), timeout)
+}
+
+// shortSocketPath keeps the monitor's listening socket path under the
+// sockaddr_un limit when the lodge root is deep: the directory is reached
+// through /proc/self/fd instead. The descriptor is left open for the life of
+// the process (the monitor listens once); clients use dialUnix.
 func shortSocketPath(path string) string {
 	if len(path) <= maxSocketPath {
 		return path
