@@ -105,6 +105,16 @@ func (b *Base) Paths() map[string]string {
 	return m
 }
 
+// Cgroups maps each hierarchy's key to the base's cgroup path, as
+// /proc/PID/cgroup shows it.
+func (b *Base) Cgroups() map[string]string {
+	m := make(map[string]string, len(b.dirs))
+	for _, d := range b.dirs {
+		m[d.h.Key()] = d.cg
+	}
+	return m
+}
+
 // Group returns container name's group, BASE/NAME on every hierarchy.
 // Nothing is created until Create. An invalid name gives a group whose
 // Create, Apply, AddProcess and Delegate fail.

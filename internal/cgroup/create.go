@@ -17,10 +17,13 @@ var v2Controllers = []string{"cpuset", "cpu", "io", "memory", "pids"}
 // (thawed, its sub-cgroups removed); a group that still holds processes is
 // ErrBusy. Creating and destroying different groups of one base concurrently
 // is safe. A container's new group may use only the devices in
-// AllowedDevices; a monitor's group gets no device rules.
+// AllowedDevices. A monitor's group (see createMonitor) gets no device rules.
 func (g *Group) Create() error {
 	if g.err != nil {
 		return fmt.Errorf("create cgroup: %w", g.err)
+	}
+	if g.monitor {
+		return g.createMonitor()
 	}
 	if pids, err := g.Procs(); err != nil {
 		return err
@@ -35,7 +38,7 @@ func (g *Group) Create() error {
 		}
 	}
 	for _, d := range g.dirs {
-		if err := retryVanished(func() error { return d.create(g.monitor) }); err != nil {
+		if err := retryVanished(func() error { return d.create(false) }); err != nil {
 			g.Destroy()
 			return fmt.Errorf("create cgroup %s: %w", g.name, err)
 		}
@@ -45,12 +48,27 @@ func (g *Group) Create() error {
 			return fmt.Errorf("reuse stale cgroup %s: %w", g.name, err)
 		}
 	}
-	if g.monitor {
-		return nil
-	}
 	if err := g.restrictDevices(); err != nil {
 		g.Destroy()
 		return err
+	}
+	return nil
+}
+
+// createMonitor makes a monitor's group. It may hold processes already: the
+// container's previous monitor, on its way out (see Leave), or one that was
+// killed; nothing in it needs resetting.
+func (g *Group) createMonitor() error {
+	if g.base == nil {
+		return fmt.Errorf("create cgroup %s: a monitor's group is made from its base", g.name)
+	}
+	if err := g.base.ensure(); err != nil {
+		return err
+	}
+	for _, d := range g.dirs {
+		if err := retryVanished(func() error { return d.create(true) }); err != nil {
+			return fmt.Errorf("create cgroup %s: %w", d.path, err)
+		}
 	}
 	return nil
 }
