@@ -36,7 +36,12 @@ type Manager struct {
 // facts, leftover groups, the kernel lookup, the monitor's group), and each
 // detection parses mountinfo and the process's cgroups.
 func (m *Manager) cgroupBase() (*cgroup.Base, error) {
-	m.cgroupsOnce.Do(func() { m.cgroups, m.cgroupsErr = monitor.CgroupBase(m.host) })
+	m.cgroupsOnce.Do(func() {
+		m.cgroups, m.cgroupsErr = monitor.CgroupBase(m.host)
+		if errors.Is(m.cgroupsErr, monitor.ErrCgroupConfig) {
+			m.cgroupsErr = invalid(m.cgroupsErr)
+		}
+	})
 	return m.cgroups, m.cgroupsErr
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"lodge/config"
 	"lodge/internal/cgroup"
 )
 
@@ -235,4 +236,73 @@ func parentOf(pid int) int {
 	}
 	ppid, _ := strconv.Atoi(fields[1])
 	return ppid
+}
+
+// A host config whose cgroup base cannot work is refused with what, where
+// and what to do, and nothing is left behind.
+func TestCgroupBaseRefused(t *testing.T) {
+	e := newEnv(t)
+	e.createBusybox("c")
+	good, err := os.ReadFile(e.hostConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(text string) {
+		if err := os.WriteFile(e.hostConfig, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { write(string(good)) }) // for the env's cleanup
+
+	write(strings.Replace(string(good), "[cgroup]\n", "[cgroup]\nname = \"lodge\"\n", 1))
+	e.expectFail(2, `cgroup.name: was replaced by cgroup.parent, an absolute cgroup path that is the same whichever cgroup lodge runs from; write parent = "/lodge"`, "start", "c")
+
+	write(string(good) + "memroy = \"/x\"\n")
+	e.expectFail(2, e.hostConfig+`:`, "start", "c")
+	e.expectFail(2, `cgroup.parents."memroy": "memroy" names no cgroup hierarchy of this host (did you mean "memory"?)`, "start", "c")
+
+	// A base lodge cannot create: below a cgroup2 cgroup whose
+	// cgroup.max.depth forbids children (the env's own base, so that nothing
+	// lands outside the test's cgroup).
+	host, err := cgroup.DetectHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unified, ok := host.Unified()
+	if !ok {
+		t.Skip("SKIPPED the uncreatable base: no cgroup2 hierarchy for cgroup.max.depth")
+	}
+	blocker := filepath.Join(unified.OwnDir(), e.cgroupName)
+	if err := os.Mkdir(blocker, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(blocker, "cgroup.max.depth"), []byte("0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	parents, err := cgroup.OwnParents(filepath.Join(e.cgroupName, "blocked"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(strings.Split(string(good), "[cgroup]")[0] + config.CgroupTOML("/"+e.cgroupName+"/blocked", parents))
+	r := e.expectFail(1, `cgroup base `+parents[cgroup.UnifiedKey]+` on the unified hierarchy`, "start", "c")
+	for _, want := range []string{"resource temporarily unavailable", `set cgroup.parent (or cgroup.parents."unified" for this hierarchy) in the host config to a cgroup lodge may create`} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("refusal %q does not say %q", r.stderr, want)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(blocker, "cgroup.max.depth"), []byte("max"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The levels made on the other hierarchies before the refusal stay, as
+	// a base does; they are the test's to remove.
+	for _, dir := range cgroupDirs(e.cgroupName, "blocked") {
+		os.Remove(dir)
+	}
+	write(string(good))
+	if i := e.info("c"); i.State != "STOPPED" {
+		t.Errorf("after the refusals: %+v", i)
+	}
+	e.must("start", "c")
+	e.must("stop", "--force", "c")
+	e.assertNoLeftovers("")
 }
