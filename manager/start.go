@@ -153,6 +153,7 @@ func (m *Manager) runMonitor(ctx context.Context, name string, progress func(for
 		// A failed start is over only once the monitor has undone its steps and exited.
 		select {
 		case <-exited:
+			m.removeMonitorGroup(name) // the monitor removes it itself, unless it died first
 		case <-time.After(10 * time.Second):
 		}
 	}

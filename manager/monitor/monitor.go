@@ -203,14 +203,28 @@ func (m *Monitor) inOwnGroup(g *cgroup.Group) bool {
 // itself to the group's parent first (a cgroup with a process cannot be
 // removed). A new monitor of the same container may have joined the group
 // meanwhile: then the group stays, busy.
+//
+// A thread of ours that was exiting during the move (a failed boot's stage
+// thread) is not moved and keeps the group busy until it is gone: the move
+// is tried again while only this process is left in the group.
 func (m *Monitor) leaveCgroup() {
 	g := m.base.MonitorGroup(m.name)
-	if err := g.Leave(os.Getpid()); err != nil {
-		m.log.Warn("leave the monitor's cgroup", "err", err)
-		return
-	}
-	if err := g.Destroy(); err != nil && !errors.Is(err, cgroup.ErrBusy) {
-		m.log.Warn("remove the monitor's cgroup", "err", err)
+	for try := 0; ; try++ {
+		if err := g.Leave(os.Getpid()); err != nil {
+			m.log.Warn("leave the monitor's cgroup", "err", err)
+			return
+		}
+		err := g.Destroy()
+		if err == nil || !errors.Is(err, cgroup.ErrBusy) {
+			if err != nil {
+				m.log.Warn("remove the monitor's cgroup", "err", err)
+			}
+			return
+		}
+		if pids, _ := g.Procs(); try == 50 || !slices.Equal(pids, []int{os.Getpid()}) {
+			return // another monitor of the container took the group over
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
