@@ -149,3 +149,69 @@ func TestOwnParents(t *testing.T) {
 		}
 	}
 }
+
+// A monitor's group against the kernel: the base's missing levels are made
+// (v1 cpusets seeded at each), a second Create while a process is inside is
+// fine (a new monitor arriving as the old one leaves), and Leave plus
+// Destroy remove the group but keep the base and .monitor.
+func TestMonitorGroupLifecycle(t *testing.T) {
+	h := rootHost(t)
+	parent := uniqueParent(t)
+	t.Cleanup(func() { cleanupParent(t, h, parent) })
+	parents, err := OwnParents(parent + "/a/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.Base("/unused", parents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mg := b.MonitorGroup("web1")
+	if err := mg.Create(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range mg.dirs {
+		if !d.h.Has("cpuset") {
+			continue
+		}
+		for dir := d.path; dir != d.h.OwnDir(); dir = filepath.Dir(dir) {
+			if cpus := readOrFail(t, filepath.Join(dir, "cpuset.cpus")); cpus == "" {
+				t.Errorf("%s has no CPUs", dir)
+			}
+		}
+	}
+	sleep := startSleep(t)
+	if err := mg.AddProcess(sleep.pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := mg.Create(); err != nil {
+		t.Errorf("Create with a process inside: %v", err)
+	}
+	if pids, err := mg.Procs(); err != nil || !slices.Equal(pids, []int{sleep.pid}) {
+		t.Errorf("Procs = %v, %v", pids, err)
+	}
+	if err := mg.Leave(sleep.pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := mg.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	if mg.Exists() {
+		t.Error("the monitor's group exists after Leave and Destroy")
+	}
+	for _, d := range mg.dirs {
+		if !exists(d.parent) {
+			t.Errorf("%s removed; the base's .monitor stays", d.parent)
+		}
+	}
+	g := b.Group("web1")
+	if err := g.Leave(sleep.pid); err == nil {
+		t.Error("Leave of a container's group: no error")
+	}
+	if err := g.Create(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+}
