@@ -306,3 +306,24 @@ func TestCgroupBaseRefused(t *testing.T) {
 	e.must("stop", "--force", "c")
 	e.assertNoLeftovers("")
 }
+
+// Two lodge roots may share a cgroup base: a same-named container of the
+// other root is neither taken for one's own nor disturbed by a start.
+func TestRootsSharingBase(t *testing.T) {
+	a, b := newEnv(t), newEnv(t)
+	b.cgroupName = a.cgroupName // b's cleanup then checks the shared base too
+	b.setImages(sharedImages)
+	a.createBusybox("web")
+	b.createBusybox("web")
+	a.must("start", "web")
+	if i := b.info("web"); i.State != "STOPPED" {
+		t.Errorf("the other root's container is taken for this one's: %+v", i)
+	}
+	b.expectFail(1, "a same-named container of another lodge root with the same cgroup.parent", "start", "web")
+	if i := a.info("web"); i.State != "RUNNING" || i.Monitor != "running" {
+		t.Errorf("after the other root's refused start: %+v", i)
+	}
+	a.must("exec", "web", "--", "true")
+	a.must("stop", "--force", "web")
+	a.assertNoLeftovers("web")
+}
