@@ -58,11 +58,16 @@ lint: $(STATICCHECK)
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
-# The demo uses its own lodge root, so it never touches real containers. The
+# The demo uses its own lodge root, so it never touches real containers, and
+# a host config whose cgroup base is lodge-demo below the demo's own cgroup on
+# every hierarchy (read from /proc/self/cgroup), never a hierarchy's root. The
 # Debian image is built on the first run (a minute) and reused afterwards.
 DEMO_ROOT ?= /tmp/lodge-demo
 demo: deps build
-	@set -e; export LODGE_ROOT=$(DEMO_ROOT) PATH="$(CURDIR)/bin:$$PATH"; \
+	@set -e; export LODGE_ROOT=$(DEMO_ROOT) LODGE_HOST_CONFIG=$(DEMO_ROOT).toml PATH="$(CURDIR)/bin:$$PATH"; \
+	{ printf 'version = 1\n[cgroup]\nparent = "/lodge-demo"\n[cgroup.parents]\n'; \
+	  awk -F: '{ k = $$2; if ($$1 == "0" && k == "") k = "unified"; sub(/^name=/, "", k); p = $$3; if (p == "/") p = ""; \
+	    printf "\"%s\" = \"%s/lodge-demo\"\n", k, p }' /proc/self/cgroup; } > $$LODGE_HOST_CONFIG; \
 	show() { printf '\n\033[1m$$ %s\033[0m\n' "$$*"; "$$@"; }; \
 	lodge delete --force demo >/dev/null 2>&1 || true; \
 	show lodge create demo --template debian -c limits.memory=512MiB -c limits.cpuset=0 -c limits.pids=512; \
@@ -85,6 +90,7 @@ demo: deps build
 	show lodge list; \
 	show lodge delete demo; \
 	lodge lxcfs stop; \
+	find /sys/fs/cgroup -maxdepth 8 -depth -type d \( -path '*/lodge-demo/.monitor' -o -path '*/lodge-demo' \) -exec rmdir {} + 2>/dev/null || true; \
 	printf '\nDemo done: Debian booted systemd as pid 1, unprivileged, and was removed.\n'
 
 # (on systemd hosts), since the benchmark's LXC containers have no network.

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,11 +24,13 @@ const DefaultHostConfigPath = "/etc/lodge/lodge.toml"
 // container ids (docs/UIDS-GIDS.md in systemd), in 65536-id blocks; staying
 // inside it avoids clashing with users, DynamicUser= and systemd-nspawn.
 const (
-	defaultFirstID    = 524288
-	lastSystemdID     = 1879048191
-	containerIDs      = 65536      // ids per container: the whole 16-bit range files use
-	lastUsableID      = 4294967294 // 4294967295 is (uid_t)-1, "no id" to the kernel
-	defaultCgroupName = "lodge"
+	defaultFirstID = 524288
+	lastSystemdID  = 1879048191
+	containerIDs   = 65536      // ids per container: the whole 16-bit range files use
+	lastUsableID   = 4294967294 // 4294967295 is (uid_t)-1, "no id" to the kernel
+	// DefaultCgroupParent is the cgroup, on every hierarchy, that holds
+	// lodge's containers unless the host config says otherwise.
+	DefaultCgroupParent = "/lodge"
 )
 
 // Host is lodge's host-wide configuration.
@@ -37,6 +41,8 @@ type Host struct {
 	Images    HostImages                   `toml:"images"`
 	Templates map[string]map[string]string `toml:"templates"` // default template options, e.g. [templates.debian] release = "trixie"
 	Defaults  map[string]string            `toml:"defaults"`  // container keys applied at create, e.g. "limits.pids" = "1024"
+
+	source sourceFile // the file it was read from, for errors found later (CheckCgroupKeys)
 }
 
 // HostIDMap is the pool of host ids that containers' ids map to. Each
@@ -47,9 +53,28 @@ type HostIDMap struct {
 	Count uint32 `toml:"count"` // number of ranges; default: as many as fit below 1879048192
 }
 
-// HostCgroup names lodge's cgroups.
+// HostCgroup says where lodge's cgroups live: the base, one absolute cgroup
+// path per hierarchy, the same for every lodge process (CLI, monitors, a
+// server) whatever cgroup it runs in. Containers go to BASE/NAME, monitors
+// to BASE/.monitor/NAME.
 type HostCgroup struct {
-	Name string `toml:"name"` // directory under lodge's own cgroup that holds containers
+	Parent string `toml:"parent"` // the base on every hierarchy, e.g. "/lodge" or "/lodge.slice"
+	// Parents overrides Parent per hierarchy, keyed as /proc/self/cgroup
+	// names them: "memory", "cpu,cpuacct", "systemd" (name=systemd),
+	// "unified" (cgroup2).
+	Parents map[string]string `toml:"parents"`
+	// Name was the base's name below the calling process's own cgroup
+	// (version 1 files before cgroup.parent); kept only to say what to
+	// write instead.
+	Name string `toml:"name"`
+}
+
+// ParentOf returns the base on hierarchy key: its override, else Parent.
+func (c HostCgroup) ParentOf(key string) string {
+	if p, ok := c.Parents[key]; ok {
+		return p
+	}
+	return c.Parent
 }
 
 // HostImages says where images live.
@@ -68,7 +93,7 @@ func DefaultHost() *Host {
 			Size:  containerIDs,
 			Count: defaultIDCount(defaultFirstID, containerIDs),
 		},
-		Cgroup: HostCgroup{Name: defaultCgroupName},
+		Cgroup: HostCgroup{Parent: DefaultCgroupParent},
 	}
 }
 
@@ -123,6 +148,7 @@ func parseHost(file sourceFile) (*Host, error) {
 	if err := h.Validate(); err != nil {
 		return nil, file.locate(err)
 	}
+	h.source = file
 	return h, nil
 }
 
@@ -134,6 +160,7 @@ func (h *Host) Validate() error {
 		h.checkIDSize(),
 		h.checkIDCount(),
 		h.checkCgroupName(),
+		h.checkCgroupParent(),
 		h.checkImagesDir(),
 		h.checkDefaults(),
 	)
@@ -175,15 +202,83 @@ func (h *Host) checkIDCount() error {
 	return nil
 }
 
+// checkCgroupName explains the replaced cgroup.name: it was relative to
+// the cgroup of whichever lodge process ran, which made a container's cgroup
+// depend on the shell that started it.
 func (h *Host) checkCgroupName() error {
 	name := h.Cgroup.Name
-	valid := name != "" && name != "." && name != ".." && !strings.ContainsFunc(name, func(r rune) bool {
-		return r > 127 || !isLetter(byte(r)) && !isDigit(byte(r)) && !strings.ContainsRune("-._", r)
-	})
-	if !valid {
-		return keyErrorf("cgroup.name", "%q is not a single directory name; use letters, digits, dash, dot and underscore, e.g. %q", name, defaultCgroupName)
+	if name == "" {
+		return nil
+	}
+	suggest := DefaultCgroupParent
+	if cgroupNameRe.MatchString(name) && name != "." && name != ".." {
+		suggest = "/" + name
+	}
+	return keyErrorf("cgroup.name", "was replaced by cgroup.parent, an absolute cgroup path that is the same whichever cgroup lodge runs from; "+
+		"write parent = %q instead of name = %q under [cgroup] (containers then live in %s/NAME on every hierarchy)", suggest, name, suggest)
+}
+
+var cgroupNameRe = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// checkCgroupParent checks cgroup.parent and each cgroup.parents entry. The
+// hierarchy keys are checked against the host's hierarchies when lodge
+// detects them (CheckCgroupKeys).
+func (h *Host) checkCgroupParent() error {
+	errs := []error{checkCgroupPath("cgroup.parent", h.Cgroup.Parent)}
+	for _, key := range slices.Sorted(maps.Keys(h.Cgroup.Parents)) {
+		name := "cgroup.parents." + strconv.Quote(key)
+		if !hierarchyKeyRe.MatchString(key) {
+			errs = append(errs, keyErrorf(name, "%q is not a cgroup hierarchy key; use one as /proc/self/cgroup names it: \"memory\", \"cpu,cpuacct\", \"systemd\" (name=systemd) or \"unified\" (cgroup2)", key))
+			continue
+		}
+		errs = append(errs, checkCgroupPath(name, h.Cgroup.Parents[key]))
+	}
+	return errors.Join(errs...)
+}
+
+// hierarchyKeyRe matches a hierarchy key: controller or hierarchy names
+// joined by commas.
+var hierarchyKeyRe = regexp.MustCompile(`^[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*$`)
+
+// checkCgroupPath insists on an absolute, clean cgroup path below a
+// hierarchy's root: lodge never puts containers at the root itself, which
+// belongs to the whole host.
+func checkCgroupPath(key, p string) error {
+	switch {
+	case p == "":
+		return keyErrorf(key, "is empty; use an absolute cgroup path like %q", DefaultCgroupParent)
+	case !strings.HasPrefix(p, "/"):
+		return keyErrorf(key, "%q is not an absolute cgroup path; write %q", p, path.Clean("/"+p))
+	case slices.Contains(strings.Split(p, "/"), ".."):
+		return keyErrorf(key, "%q contains \"..\"; write the cgroup path without it", p)
+	case path.Clean(p) != p:
+		return keyErrorf(key, "%q is not a clean path; write %q", p, path.Clean(p))
+	case p == "/":
+		return keyErrorf(key, "is the hierarchy's root, which belongs to the whole host; use a cgroup of lodge's own like %q", DefaultCgroupParent)
+	case strings.ContainsAny(p, "\n\x00"):
+		return keyErrorf(key, "%q contains a newline or NUL", p)
+	case len(p) > 1024:
+		return keyErrorf(key, "is %d bytes long; use a path of at most 1024", len(p))
 	}
 	return nil
+}
+
+// CheckCgroupKeys checks that every cgroup.parents key names one of the
+// host's hierarchies (keys, as lodge detected them), suggesting the nearest.
+// Errors name the host config's file and line when it was read from one.
+func (h *Host) CheckCgroupKeys(keys []string) error {
+	var errs []error
+	for _, key := range slices.Sorted(maps.Keys(h.Cgroup.Parents)) {
+		if !slices.Contains(keys, key) {
+			errs = append(errs, keyErrorf("cgroup.parents."+strconv.Quote(key), "%q names no cgroup hierarchy of this host%s; its hierarchies are %s",
+				key, didYouMean(key, keys), strings.Join(keys, ", ")))
+		}
+	}
+	err := errors.Join(errs...)
+	if err != nil && h.source.path != "" {
+		return h.source.locate(err)
+	}
+	return err
 }
 
 func (h *Host) checkImagesDir() error {
@@ -239,4 +334,18 @@ func relabelAsDefaults(err error) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// CgroupTOML renders a [cgroup] table with parent and per-hierarchy parents,
+// for programs that write host configs (the tests, the benchmark).
+func CgroupTOML(parent string, parents map[string]string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[cgroup]\nparent = %s\n", strconv.Quote(parent))
+	if len(parents) > 0 {
+		b.WriteString("[cgroup.parents]\n")
+	}
+	for _, key := range slices.Sorted(maps.Keys(parents)) {
+		fmt.Fprintf(&b, "%s = %s\n", strconv.Quote(key), strconv.Quote(parents[key]))
+	}
+	return b.String()
 }

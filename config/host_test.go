@@ -27,7 +27,7 @@ func TestDefaultHost(t *testing.T) {
 	if last != 1879048191 {
 		t.Errorf("last id = %d; want systemd's last container id 1879048191", last)
 	}
-	if h.Cgroup.Name != "lodge" || h.Version != 1 {
+	if h.Cgroup.Parent != "/lodge" || h.Cgroup.Name != "" || h.Version != 1 {
 		t.Errorf("DefaultHost() = %+v", h)
 	}
 }
@@ -45,7 +45,10 @@ func TestLoadHostFile(t *testing.T) {
 [idmap]
 first = 1048576
 [cgroup]
-name = "lodge.test_1"
+parent = "/lodge.slice"
+[cgroup.parents]
+"cpu,cpuacct" = "/user.slice/lodge"
+memory = "/m/lodge"
 [templates.debian]
 release = "trixie"
 [defaults]
@@ -62,11 +65,15 @@ release = "trixie"
 	}
 	want := DefaultHost()
 	want.IDMap = HostIDMap{First: 1048576, Size: 65536, Count: 28656} // count follows first
-	want.Cgroup.Name = "lodge.test_1"
+	want.Cgroup = HostCgroup{Parent: "/lodge.slice", Parents: map[string]string{"cpu,cpuacct": "/user.slice/lodge", "memory": "/m/lodge"}}
 	want.Templates = map[string]map[string]string{"debian": {"release": "trixie"}}
 	want.Defaults = map[string]string{"limits.pids": "1024", "limits.memory": "1G", "limits.swap": "512M"}
+	h.source = sourceFile{}
 	if !reflect.DeepEqual(h, want) {
 		t.Errorf("LoadHost = %+v\nwant %+v", h, want)
+	}
+	if got := h.Cgroup.ParentOf("memory") + " " + h.Cgroup.ParentOf("pids"); got != "/m/lodge /lodge.slice" {
+		t.Errorf("ParentOf(memory), ParentOf(pids) = %s", got)
 	}
 	c, err := h.DefaultContainer()
 	if err != nil || c.Limits.Pids != 1024 || c.Limits.Memory != 1<<30 || c.Limits.Swap != 512<<20 {
@@ -80,7 +87,7 @@ func TestLoadHostErrors(t *testing.T) {
 	}{
 		{
 			name:    "missing version",
-			text:    "[cgroup]\nname = \"x\"\n",
+			text:    "[cgroup]\nparent = \"/x\"\n",
 			wantErr: testHostPath + ": no version key; add version = 1 at the top of the file",
 		},
 		{
@@ -124,9 +131,23 @@ func TestLoadHostErrors(t *testing.T) {
 			wantErr: testHostPath + ":2: idmap.count: is 0, so no container can start; set idmap.count, or lower idmap.first to leave room below 1879048192",
 		},
 		{
-			name:    "cgroup name with a slash",
-			text:    "version = 1\n[cgroup]\nname = \"a/b\"\n",
-			wantErr: testHostPath + `:3: cgroup.name: "a/b" is not a single directory name; use letters, digits, dash, dot and underscore, e.g. "lodge"`,
+			name: "the replaced cgroup.name",
+			text: "version = 1\n[cgroup]\nname = \"lodge-test\"\n",
+			wantErr: testHostPath + `:3: cgroup.name: was replaced by cgroup.parent, an absolute cgroup path that is the same whichever cgroup lodge runs from; ` +
+				`write parent = "/lodge-test" instead of name = "lodge-test" under [cgroup] (containers then live in /lodge-test/NAME on every hierarchy)`,
+		},
+		{
+			name:    "relative cgroup parent",
+			text:    "version = 1\n[cgroup]\nparent = \"lodge\"\n",
+			wantErr: testHostPath + `:3: cgroup.parent: "lodge" is not an absolute cgroup path; write "/lodge"`,
+		},
+		{
+			name: "bad per-hierarchy parents, each at its line",
+			text: "version = 1\n[cgroup.parents]\nmemory = \"/a/../b\"\n\"cpu,cpuacct\" = \"/a//b/\"\n\"bad key\" = \"/x\"\nunified = \"/\"\n",
+			wantErr: testHostPath + `:3: cgroup.parents."memory": "/a/../b" contains ".."; write the cgroup path without it` + "\n" +
+				testHostPath + `:4: cgroup.parents."cpu,cpuacct": "/a//b/" is not a clean path; write "/a/b"` + "\n" +
+				testHostPath + `:5: cgroup.parents."bad key": "bad key" is not a cgroup hierarchy key; use one as /proc/self/cgroup names it: "memory", "cpu,cpuacct", "systemd" (name=systemd) or "unified" (cgroup2)` + "\n" +
+				testHostPath + `:6: cgroup.parents."unified": is the hierarchy's root, which belongs to the whole host; use a cgroup of lodge's own like "/lodge"`,
 		},
 		{
 			name: "bad defaults, each at its line",
@@ -156,16 +177,46 @@ func TestLoadHostErrors(t *testing.T) {
 	}
 }
 
-func TestCgroupNames(t *testing.T) {
-	for name, valid := range map[string]bool{
-		"lodge": true, "lodge-2": true, "lodge.slice": true, "my_lodge": true,
-		"": false, ".": false, "..": false, "a/b": false, "a b": false, "lödge": false,
+func TestCgroupParentPaths(t *testing.T) {
+	for p, valid := range map[string]bool{
+		"/lodge": true, "/lodge.slice": true, "/process_api/abc/lodge-test-1": true, "/a b": true,
+		"": false, "/": false, "lodge": false, "/lodge/": false, "/a/./b": false, "/a/../b": false, "/..": false, "/a\nb": false,
 	} {
 		h := DefaultHost()
-		h.Cgroup.Name = name
-		if err := h.checkCgroupName(); (err == nil) != valid {
-			t.Errorf("cgroup name %q: error = %v; want valid = %v", name, err, valid)
+		h.Cgroup.Parent = p
+		if err := h.checkCgroupParent(); (err == nil) != valid {
+			t.Errorf("cgroup.parent %q: error = %v; want valid = %v", p, err, valid)
 		}
+	}
+}
+
+func TestCheckCgroupKeys(t *testing.T) {
+	h, err := parseTestHost("version = 1\n[cgroup.parents]\nmemory = \"/m\"\n\"cpuacct,cpu\" = \"/c\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"cpu,cpuacct", "memory", "systemd", "unified"}
+	want := testHostPath + `:4: cgroup.parents."cpuacct,cpu": "cpuacct,cpu" names no cgroup hierarchy of this host; its hierarchies are cpu,cpuacct, memory, systemd, unified`
+	if err := h.CheckCgroupKeys(keys); err == nil || err.Error() != want {
+		t.Errorf("CheckCgroupKeys = %v\nwant %s", err, want)
+	}
+	if err := h.CheckCgroupKeys(append(keys, "cpuacct,cpu")); err != nil {
+		t.Errorf("CheckCgroupKeys with the key = %v", err)
+	}
+	h, _ = parseTestHost("version = 1\n[cgroup.parents]\nmemroy = \"/m\"\n")
+	if err := h.CheckCgroupKeys(keys); err == nil || !strings.Contains(err.Error(), `(did you mean "memory"?)`) {
+		t.Errorf("CheckCgroupKeys(memroy) = %v; want a suggestion", err)
+	}
+}
+
+func TestCgroupTOML(t *testing.T) {
+	text := "version = 1\n" + CgroupTOML("/base", map[string]string{"cpu,cpuacct": "/own/x", "unified": "/y"})
+	h, err := parseTestHost(text)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	if h.Cgroup.ParentOf("cpu,cpuacct") != "/own/x" || h.Cgroup.ParentOf("unified") != "/y" || h.Cgroup.ParentOf("memory") != "/base" {
+		t.Errorf("parsed %+v from\n%s", h.Cgroup, text)
 	}
 }
 

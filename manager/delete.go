@@ -38,6 +38,7 @@ func (m *Manager) Delete(ctx context.Context, name string, force bool) error {
 	if err := m.rangeUnused(name, force); err != nil {
 		return err
 	}
+	m.removeMonitorGroup(name)
 	// Move the container out of sight first, so that a delete interrupted while
 	// removing files never leaves a half-deleted container in `lodge list`.
 	trash := filepath.Join(m.store.TmpDir(), name+".delete-"+strconv.FormatInt(time.Now().UnixNano(), 36))

@@ -2,8 +2,8 @@ package manager
 
 import (
 	"bytes"
-	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,16 +19,16 @@ import (
 // A container's state file (ROOT/run/NAME.json) is lodge's record of what
 // runs; the kernel holds the truth. When the record is missing, corrupt, or
 // names an init that is gone, lodge looks for the container in the kernel:
-// its processes are in a cgroup .../<cgroup.name>/<NAME> (below the cgroup of
-// whichever lodge started it) and in a user namespace that maps the
-// container's id range. Both must hold, so that a same-named container of
-// another lodge root is never taken for this one.
+// its processes are in the cgroup BASE/NAME (the host config's base, the same
+// whichever lodge started it, so one directory to read, not a scan of /proc)
+// and in a user namespace that maps the container's id range. Both must
+// hold, so that a same-named container of another lodge root sharing the
+// base is never taken for this one.
 
-// kernelScan is one pass over /proc: for each container name, the processes
-// in a cgroup of that name below the host config's cgroup.name.
+// kernelScan looks containers up in the kernel, each name once.
 type kernelScan struct {
-	host   *cgroup.Host
-	parent string
+	m      *Manager
+	base   *cgroup.Base
 	byName map[string][]kernelProc
 }
 
@@ -38,33 +38,40 @@ type kernelProc struct {
 	groups map[string]string // hierarchy key → host directory of the container's group
 }
 
-// scanKernel reads /proc/*/cgroup once.
+// scanKernel returns a lookup of containers in the kernel.
 func (m *Manager) scanKernel() (*kernelScan, error) {
-	host, err := m.cgroupHost()
+	base, err := m.cgroupBase()
 	if err != nil {
 		return nil, err
 	}
-	ks := &kernelScan{host: host, parent: m.host.Cgroup.Name, byName: map[string][]kernelProc{}}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, fmt.Errorf("list processes: %w", err)
+	return &kernelScan{m: m, base: base, byName: map[string][]kernelProc{}}, nil
+}
+
+// procs lists the processes in container name's group (and below it: a
+// systemd guest's init.scope, say) that run with ids of lodge's pool, as
+// every process of a container does.
+func (ks *kernelScan) procs(name string) []kernelProc {
+	if procs, ok := ks.byName[name]; ok {
+		return procs
 	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() || !m.inIDPool(e.Name()) {
-			continue
+	var procs []kernelProc
+	group := ks.base.Group(name)
+	if group.Exists() {
+		groups := map[string]string{}
+		for key, dir := range group.Paths() {
+			if _, err := os.Stat(dir); err == nil {
+				groups[key] = dir
+			}
 		}
-		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
-		if err != nil {
-			continue
+		pids, _ := group.Procs()
+		for _, pid := range pids {
+			if pid != os.Getpid() && ks.m.inIDPool(strconv.Itoa(pid)) {
+				procs = append(procs, kernelProc{pid: pid, groups: groups})
+			}
 		}
-		lines, err := cgroup.ParseProcCgroup(bytes.NewReader(data))
-		if err != nil {
-			continue
-		}
-		ks.add(pid, lines)
 	}
-	return ks, nil
+	ks.byName[name] = procs
+	return procs
 }
 
 // inIDPool tells whether process pid runs as a host id of lodge's id pool,
@@ -82,62 +89,12 @@ func (m *Manager) inIDPool(pid string) bool {
 	return uint64(st.Uid) >= uint64(pool.First) && uint64(st.Uid) < end
 }
 
-// add records pid under the container name its cgroups show, if any.
-func (ks *kernelScan) add(pid int, lines []cgroup.ProcCgroup) {
-	var name string
-	groups := map[string]string{}
-	for _, pc := range lines {
-		n, group, ok := containerGroup(pc.Path, ks.parent)
-		if !ok || (name != "" && n != name) {
-			continue
-		}
-		key := procCgroupKey(pc)
-		for _, hi := range ks.host.Hierarchies {
-			if hi.Key() != key {
-				continue
-			}
-			if dir, ok := hi.Dir(group); ok {
-				name = n
-				groups[key] = dir
-			}
-		}
-	}
-	if name != "" {
-		ks.byName[name] = append(ks.byName[name], kernelProc{pid: pid, groups: groups})
-	}
-}
-
-// containerGroup finds the first ".../<parent>/<name>" in a cgroup path and
-// returns name and the path up to it: a process of a container is in that
-// group or below it (systemd's init.scope, say).
-func containerGroup(path, parent string) (string, string, bool) {
-	parts := strings.Split(strings.Trim(path, "/"), "/")
-	for i := 0; i+1 < len(parts); i++ {
-		if parts[i] == parent && config.ValidateName(parts[i+1]) == nil {
-			return parts[i+1], "/" + strings.Join(parts[:i+2], "/"), true
-		}
-	}
-	return "", "", false
-}
-
-// procCgroupKey is the key of a /proc/PID/cgroup line's hierarchy, as
-// cgroup.Hierarchy.Key names it.
-func procCgroupKey(pc cgroup.ProcCgroup) string {
-	switch {
-	case pc.Unified():
-		return cgroup.UnifiedKey
-	case len(pc.Controllers) > 0:
-		return strings.Join(pc.Controllers, ",")
-	}
-	return pc.Name
-}
-
 // find rebuilds the runtime state of container name from the kernel, or
 // returns nil if none of its processes runs. ids is the container's id range
 // (nil if lodge has none recorded): the processes must be in a user namespace
 // that maps it.
 func (ks *kernelScan) find(name string, ids *idmap.Range) *store.State {
-	procs := ks.byName[name]
+	procs := ks.procs(name)
 	var mine []kernelProc
 	for _, p := range procs {
 		// Zombies run nothing: a container whose monitor died leaves its
@@ -149,7 +106,7 @@ func (ks *kernelScan) find(name string, ids *idmap.Range) *store.State {
 	if len(mine) == 0 {
 		return nil
 	}
-	st := &store.State{Name: name, Status: store.Running, Cgroups: map[string]string{}, CgroupHost: ks.host}
+	st := &store.State{Name: name, Status: store.Running, Cgroups: map[string]string{}, CgroupHost: ks.base.Host()}
 	for _, p := range mine {
 		for k, v := range p.groups {
 			st.Cgroups[k] = v
@@ -295,7 +252,7 @@ func (m *Manager) processesOf(name string, r idmap.Range) ([]int, error) {
 		return nil, err
 	}
 	var pids []int
-	for _, p := range ks.byName[name] {
+	for _, p := range ks.procs(name) {
 		if idmap.ProcessUses(p.pid, r) || (hostRoot(p.pid) == 0 && running(p.pid)) {
 			pids = append(pids, p.pid)
 		}
@@ -309,18 +266,31 @@ func running(pid int) bool {
 	return err == nil && fields[0] != "Z" && fields[0] != "X"
 }
 
-// inGroupOf reports whether process pid is in a cgroup of container name.
+// inGroupOf reports whether process pid is in a cgroup of container name:
+// BASE/NAME or below it, on any hierarchy.
 func (m *Manager) inGroupOf(pid int, name string) bool {
+	base, err := m.cgroupBase()
+	if err != nil {
+		return false
+	}
 	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cgroup"))
 	if err != nil {
 		return false
 	}
 	lines, err := cgroup.ParseProcCgroup(bytes.NewReader(data))
-	if err != nil {
-		return false
-	}
+	return err == nil && inContainerGroup(lines, base.Cgroups(), name)
+}
+
+// inContainerGroup tells whether a process's /proc/PID/cgroup lines put it
+// in BASE/NAME or below, bases given per hierarchy key as cgroup paths.
+func inContainerGroup(lines []cgroup.ProcCgroup, bases map[string]string, name string) bool {
 	for _, pc := range lines {
-		if n, _, ok := containerGroup(pc.Path, m.host.Cgroup.Name); ok && n == name {
+		base, ok := bases[pc.Key()]
+		if !ok {
+			continue
+		}
+		group := path.Join(base, name)
+		if pc.Path == group || strings.HasPrefix(pc.Path, group+"/") {
 			return true
 		}
 	}

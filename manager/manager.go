@@ -27,16 +27,31 @@ type Manager struct {
 	self      string // the lodge binary, re-executed for monitors and exec
 
 	cgroupsOnce sync.Once
-	cgroups     *cgroup.Host // the host's cgroup layout, detected once (cgroupHost)
+	cgroups     *cgroup.Base // the host's cgroup layout and lodge's base in it, detected once (cgroupBase)
 	cgroupsErr  error
 }
 
-// cgroupHost detects the host's cgroup layout on first use: a start asks
-// for it several times (host facts, leftover groups, the kernel scan), and
-// each detection parses mountinfo and the process's cgroups.
-func (m *Manager) cgroupHost() (*cgroup.Host, error) {
-	m.cgroupsOnce.Do(func() { m.cgroups, m.cgroupsErr = cgroup.DetectHost() })
+// cgroupBase detects the host's cgroup layout and resolves the host
+// config's base on it on first use: a start asks for it several times (host
+// facts, leftover groups, the kernel lookup, the monitor's group), and each
+// detection parses mountinfo and the process's cgroups.
+func (m *Manager) cgroupBase() (*cgroup.Base, error) {
+	m.cgroupsOnce.Do(func() {
+		m.cgroups, m.cgroupsErr = monitor.CgroupBase(m.host)
+		if errors.Is(m.cgroupsErr, monitor.ErrCgroupConfig) {
+			m.cgroupsErr = invalid(m.cgroupsErr)
+		}
+	})
 	return m.cgroups, m.cgroupsErr
+}
+
+// cgroupHost is the host's cgroup layout, with the controllers the base offers.
+func (m *Manager) cgroupHost() (*cgroup.Host, error) {
+	b, err := m.cgroupBase()
+	if err != nil {
+		return nil, err
+	}
+	return b.Host(), nil
 }
 
 // New opens the lodge root (creating it if needed) with the host configuration

@@ -17,6 +17,7 @@ import (
 	"lodge/config"
 	"lodge/internal/cgroup"
 	"lodge/internal/failpoint"
+	"lodge/internal/helper"
 	"lodge/rootfs"
 )
 
@@ -134,7 +135,13 @@ func (m *Manager) runMonitor(ctx context.Context, name string, progress func(for
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.ExtraFiles = []*os.File{statusW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	release, err := m.placeMonitor(cmd, name)
+	if err != nil {
+		statusW.Close()
+		return err
+	}
 	err = cmd.Start()
+	release()
 	statusW.Close()
 	if err != nil {
 		return fmt.Errorf("start monitor: %w", err)
@@ -146,10 +153,59 @@ func (m *Manager) runMonitor(ctx context.Context, name string, progress func(for
 		// A failed start is over only once the monitor has undone its steps and exited.
 		select {
 		case <-exited:
+			m.removeMonitorGroup(name) // the monitor removes it itself, unless it died first
 		case <-time.After(10 * time.Second):
 		}
 	}
 	return err
+}
+
+// placeMonitor makes the monitor's cgroup, BASE/.monitor/NAME, and sets cmd
+// up to start in it, so that the monitor never lives in the caller's cgroup
+// (ending an SSH session's scope must not end the container): on cgroup2 by
+// clone3(CLONE_INTO_CGROUP), on v1 hierarchies through lodge-helper's init
+// stub, which joins them single-threaded and then executes lodge, as for a
+// container's init. Both skip the kernel's threadgroup lock that a write to
+// cgroup.procs takes (see docs/architecture.md, "lodge exec"). Without the
+// helper, the monitor moves itself. release closes what cmd.Start needed.
+func (m *Manager) placeMonitor(cmd *exec.Cmd, name string) (release func(), err error) {
+	base, err := m.cgroupBase()
+	if err != nil {
+		return nil, err
+	}
+	group := base.MonitorGroup(name)
+	if err := group.Create(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	var files []*os.File
+	release = func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	p := group.Placement()
+	if p.Unified != "" {
+		dir, err := os.Open(p.Unified)
+		if err != nil {
+			return nil, fmt.Errorf("open the monitor's cgroup: %w", err)
+		}
+		files = append(files, dir)
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(dir.Fd())
+	}
+	helperPath, err := helper.FindHelper(m.self)
+	if len(p.Tasks) == 0 || err != nil {
+		return release, nil
+	}
+	exe, err := os.Open(m.self)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	files = append(files, exe)
+	cmd.Path = helperPath
+	cmd.ExtraFiles = append(cmd.ExtraFiles, exe)
+	cmd.Env = append(cmd.Env, helper.InitStub(2+len(cmd.ExtraFiles), p.Tasks)...)
+	return release, nil
 }
 
 func (m *Manager) openMonitorLog(name string) (*os.File, error) {
@@ -220,12 +276,29 @@ func (m *Manager) cleanupStale(name string) error {
 // create it, if it is left over and empty (a container that stopped while its
 // state file was missing). Best effort: a group with processes stays.
 func (m *Manager) removeEmptyGroup(name string) {
-	host, err := m.cgroupHost()
+	base, err := m.cgroupBase()
 	if err != nil {
 		return
 	}
-	group := host.Group(m.host.Cgroup.Name, name)
+	group := base.Group(name)
 	if !group.Exists() { // the usual case: a few stats, not a read of every hierarchy's cgroup.procs
+		return
+	}
+	if pids, err := group.Procs(); err == nil && len(pids) == 0 {
+		group.Destroy()
+	}
+}
+
+// removeMonitorGroup removes the group of container name's monitor if it is
+// left over and empty: a monitor that was killed could not remove it as it
+// exited. A monitor on its way out removes its own.
+func (m *Manager) removeMonitorGroup(name string) {
+	base, err := m.cgroupBase()
+	if err != nil {
+		return
+	}
+	group := base.MonitorGroup(name)
+	if !group.Exists() {
 		return
 	}
 	if pids, err := group.Procs(); err == nil && len(pids) == 0 {

@@ -196,6 +196,13 @@ func (m *Manager) observe(name string, ks *kernelScan) (observation, error) {
 		}
 		return observation{}, nil
 	}
+	if st != nil && st.Monitor.Alive() && found.Monitor == st.Monitor {
+		// The recorded monitor is booting the container again (a guest
+		// reboot) and records the new init in a moment: not damage, and
+		// not running yet for exec.
+		found.Status = store.Starting
+		return observation{st: found}, nil
+	}
 	found.StopSignal = m.kernelStopSignal(name, found.Init)
 	if st != nil {
 		found.RootfsMode = st.RootfsMode

@@ -96,6 +96,7 @@ func (m *Manager) stopWithoutMonitor(name string, st *store.State, opts StopOpti
 	if err := destroyGroup(group); err != nil {
 		return StopResult{}, fmt.Errorf("stop %s: %w", name, err)
 	}
+	m.removeMonitorGroup(name)
 	m.store.RemoveState(name)
 	return StopResult{Killed: killed}, nil
 }

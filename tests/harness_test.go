@@ -16,6 +16,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"lodge/config"
+	"lodge/internal/cgroup"
 )
 
 // binDir holds lodge and lodge-helper, built once by TestMain.
@@ -69,8 +72,9 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-// env is one lodge root with its own host config: its own cgroup parent name
-// and id range, so tests never collide with each other or a real lodge.
+// env is one lodge root with its own host config: its own cgroup base (below
+// the test's own cgroup on every hierarchy) and id range, so tests never
+// collide with each other or a real lodge.
 type env struct {
 	t          *testing.T
 	root       string
@@ -102,8 +106,13 @@ func newEnv(t *testing.T) *env {
 // setImages points the env's host config at an image cache directory.
 func (e *env) setImages(dir string) {
 	e.t.Helper()
-	hostConfig := fmt.Sprintf("version = 1\n[idmap]\nfirst = %d\ncount = 64\n[cgroup]\nname = %q\n[images]\ndir = %q\n",
-		e.firstID, e.cgroupName, dir)
+	// The base: the env's own cgroup below the test's, on every hierarchy.
+	parents, err := cgroup.OwnParents(e.cgroupName)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	hostConfig := fmt.Sprintf("version = 1\n[idmap]\nfirst = %d\ncount = 64\n[images]\ndir = %q\n", e.firstID, dir) +
+		config.CgroupTOML("/"+e.cgroupName, parents)
 	if err := os.WriteFile(e.hostConfig, []byte(hostConfig), 0o644); err != nil {
 		e.t.Fatal(err)
 	}
@@ -246,7 +255,8 @@ func (e *env) cleanup() {
 // processes are checked by cleanup, after lodge lxcfs stop.
 func (e *env) assertNoLeftovers(name string) {
 	e.t.Helper()
-	if dirs := cgroupDirs(e.cgroupName, name); len(dirs) > 0 {
+	// A monitor removes its own cgroup as it exits, just after answering stop.
+	if dirs := waitEmpty(func() []string { return cgroupsLeft(e.cgroupName, name) }); len(dirs) > 0 {
 		e.t.Errorf("cgroups left behind: %v", dirs)
 	}
 	if mounts := e.mountsLeft(); len(mounts) > 0 {
@@ -255,7 +265,7 @@ func (e *env) assertNoLeftovers(name string) {
 	if procs := e.containerProcesses(name); len(procs) > 0 {
 		e.t.Errorf("lodge processes left behind: %v", procs)
 	}
-	if pids := processesInCgroup("/" + e.cgroupName + "/" + name); len(pids) > 0 {
+	if pids := waitEmpty(func() []int { return processesInCgroup("/" + e.cgroupName + "/" + name) }); len(pids) > 0 {
 		e.t.Errorf("container processes left behind: %v", pids)
 	}
 	if name != "" {

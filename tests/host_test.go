@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // What the host holds, read straight from the kernel: tests check that lodge
@@ -35,10 +36,43 @@ func cgroupDirs(parent, name string) []string {
 	return found
 }
 
-// removeCgroupParent removes a test's empty cgroup parents, if lodge left any.
+// removeCgroupParent removes a test's cgroup base (lodge keeps it, and its
+// .monitor, once made) where no group is left in it.
 func removeCgroupParent(parent string) {
 	for _, dir := range cgroupDirs(parent, "") {
+		os.Remove(filepath.Join(dir, ".monitor"))
 		os.Remove(dir)
+	}
+}
+
+// cgroupsLeft lists the groups of container name (BASE/name and its
+// monitor's BASE/.monitor/name), or of any container for "", in the test's
+// base on every hierarchy.
+func cgroupsLeft(parent, name string) []string {
+	var left []string
+	for _, dir := range cgroupDirs(parent, "") {
+		for _, sub := range []string{dir, filepath.Join(dir, ".monitor")} {
+			entries, _ := os.ReadDir(sub)
+			for _, e := range entries {
+				if e.IsDir() && e.Name() != ".monitor" && (name == "" || e.Name() == name) {
+					left = append(left, filepath.Join(sub, e.Name()))
+				}
+			}
+		}
+	}
+	return left
+}
+
+// waitEmpty calls list until it returns nothing, for at most 10 seconds, and
+// returns its last result: for what a process on its way out still holds.
+func waitEmpty[T any](list func() []T) []T {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := list()
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

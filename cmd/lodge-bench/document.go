@@ -104,8 +104,8 @@ func (d *docWriter) setup(b *bench) {
 		"host's static busybox (Debian `busybox-static`).")
 	l, x := b.lodge, b.lxc
 	d.p("### lodge")
-	d.p("Host config in `$TMP/lodge.toml`, passed as `LODGE_HOST_CONFIG=$TMP/lodge.toml` to every lodge command (a cgroup name " +
-		"of its own, and an id range far from real containers):")
+	d.p("Host config in `$TMP/lodge.toml`, passed as `LODGE_HOST_CONFIG=$TMP/lodge.toml` to every lodge command (a cgroup base " +
+		"of its own below the benchmark's cgroup on every hierarchy, and an id range far from real containers):")
 	d.code(strings.Split(strings.TrimSpace(l.configText), "\n")...)
 	d.code(b.run.display(l.CreateCmd(l.Container(1))))
 	d.p("### LXC")

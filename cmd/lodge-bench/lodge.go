@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"lodge/config"
+	"lodge/internal/cgroup"
 )
 
 // lodgeRuntime drives the lodge binary under test with its own root and host
-// config: a unique cgroup name and an id range far from real containers.
+// config: a unique cgroup base below its own cgroup and an id range far from
+// real containers.
 type lodgeRuntime struct {
 	bin        string
 	root       string
@@ -32,7 +36,13 @@ func newLodge(bin, dir, cgroupName string) (*lodgeRuntime, error) {
 		hostConfig: filepath.Join(dir, "lodge.toml"),
 		cgroupName: cgroupName,
 	}
-	l.configText = fmt.Sprintf("version = 1\n\n[cgroup]\nname = %q\n\n[idmap]\nfirst = %d\n\n[images]\ndir = %q\n", cgroupName, lodgeIDFirst, benchImages)
+	// The base: cgroupName below the benchmark's own cgroup on every hierarchy.
+	parents, err := cgroup.OwnParents(cgroupName)
+	if err != nil {
+		return nil, err
+	}
+	l.configText = fmt.Sprintf("version = 1\n\n[idmap]\nfirst = %d\n\n[images]\ndir = %q\n\n", lodgeIDFirst, benchImages) +
+		config.CgroupTOML("/"+cgroupName, parents)
 	if err := os.WriteFile(l.hostConfig, []byte(l.configText), 0o644); err != nil {
 		return nil, err
 	}

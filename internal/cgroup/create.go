@@ -1,13 +1,10 @@
 package cgroup
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // v2Controllers are the cgroup2 controllers lodge enables for its containers
@@ -15,27 +12,33 @@ import (
 // host offers them.
 var v2Controllers = []string{"cpuset", "cpu", "io", "memory", "pids"}
 
-// Create makes the group's directory, and the parent's, on every hierarchy.
-// A stale empty group left by a crash is reused (thawed, its sub-cgroups
-// removed); a group that still holds processes is ErrBusy. Creating and
-// destroying different groups under one parent concurrently is safe. The
-// new group may use only the devices in AllowedDevices.
+// Create makes the group's directory on every hierarchy, and the base (see
+// Base.ensure) if needed. A stale empty group left by a crash is reused
+// (thawed, its sub-cgroups removed); a group that still holds processes is
+// ErrBusy. Creating and destroying different groups of one base concurrently
+// is safe. A container's new group may use only the devices in
+// AllowedDevices. A monitor's group (see createMonitor) gets no device rules.
 func (g *Group) Create() error {
 	if g.err != nil {
 		return fmt.Errorf("create cgroup: %w", g.err)
 	}
+	if g.monitor {
+		return g.createMonitor()
+	}
 	if pids, err := g.Procs(); err != nil {
 		return err
 	} else if len(pids) > 0 {
-		return fmt.Errorf("create cgroup %s: %w %v (is the container running already?)", g.name, ErrBusy, pids)
+		return fmt.Errorf("create cgroup %s: %w %v (is the container running already, or a same-named container of another lodge root "+
+			"with the same cgroup.parent? Such roots need distinct container names or each its own cgroup.parent)", g.dirs[0].path, ErrBusy, pids)
 	}
 	stale := g.Exists()
-	for _, d := range g.dirs {
-		create := d.createV1
-		if d.h.Version == 2 {
-			create = d.createV2
+	if g.base != nil {
+		if err := g.base.ensure(); err != nil {
+			return err
 		}
-		if err := retryVanished(create); err != nil {
+	}
+	for _, d := range g.dirs {
+		if err := retryVanished(func() error { return d.create(false) }); err != nil {
 			g.Destroy()
 			return fmt.Errorf("create cgroup %s: %w", g.name, err)
 		}
@@ -52,25 +55,53 @@ func (g *Group) Create() error {
 	return nil
 }
 
-// createV1 makes the parent and the group on a v1 hierarchy. A new cpuset
-// cgroup starts with no CPUs and no memory nodes, and no task can join it: copy
-// them from the parent, and set clone_children on the group so that the
-// guest's own sub-cgroups get them too.
-func (d groupDir) createV1() error {
-	if err := mkdir(d.parent); err != nil {
+// createMonitor makes a monitor's group. It may hold processes already: the
+// container's previous monitor, on its way out (see Leave), or one that was
+// killed; nothing in it needs resetting.
+func (g *Group) createMonitor() error {
+	if g.base == nil {
+		return fmt.Errorf("create cgroup %s: a monitor's group is made from its base", g.name)
+	}
+	if err := g.base.ensure(); err != nil {
 		return err
 	}
-	if !d.h.Has("cpuset") {
-		return mkdir(d.path)
+	for _, d := range g.dirs {
+		if err := retryVanished(func() error { return d.create(true) }); err != nil {
+			return fmt.Errorf("create cgroup %s: %w", d.path, err)
+		}
 	}
-	if err := copyCpuset(d.h.OwnDir(), d.parent); err != nil {
-		return err
+	return nil
+}
+
+// create makes the group on one hierarchy, below the base that ensure made
+// (and .monitor for a monitor's group). A new v1 cpuset cgroup starts with
+// no CPUs and no memory nodes, and no task can join it: copy them from the
+// parent, and set clone_children on a container's group so that the
+// guest's own sub-cgroups get them too. On cgroup2 the base enables the
+// controllers.
+func (d groupDir) create(monitor bool) error {
+	cpuset := d.h.Version == 1 && d.h.Has("cpuset")
+	if monitor {
+		if err := mkdir(d.parent); err != nil {
+			return err
+		}
+		if cpuset {
+			if err := copyCpuset(filepath.Dir(d.parent), d.parent); err != nil {
+				return err
+			}
+		}
 	}
 	if err := mkdir(d.path); err != nil {
 		return err
 	}
+	if !cpuset {
+		return nil
+	}
 	if err := copyCpuset(d.parent, d.path); err != nil {
 		return err
+	}
+	if monitor {
+		return nil
 	}
 	return writeFile(filepath.Join(d.path, "cgroup.clone_children"), "1")
 }
@@ -92,25 +123,6 @@ func copyCpuset(from, dir string) error {
 		}
 	}
 	return nil
-}
-
-// createV2 enables lodge's controllers in lodge's own cgroup and in the
-// parent, then makes the group.
-func (d groupDir) createV2() error {
-	want := slices.DeleteFunc(slices.Clone(v2Controllers), func(c string) bool { return !d.h.Has(c) })
-	if err := enableControllers(d.h.OwnDir(), want); err != nil {
-		if errors.Is(err, unix.EBUSY) {
-			return internalProcessesError(d.h.OwnDir(), err)
-		}
-		return err
-	}
-	if err := mkdir(d.parent); err != nil {
-		return err
-	}
-	if err := enableControllers(d.parent, want); err != nil {
-		return err
-	}
-	return mkdir(d.path)
 }
 
 // enableControllers adds the controllers missing from dir's subtree_control.
@@ -136,11 +148,10 @@ func enableControllers(dir string, want []string) error {
 	return nil
 }
 
-func internalProcessesError(own string, err error) error {
+func internalProcessesError(dir string, err error) error {
 	return fmt.Errorf("%w: %w: cgroup v2's no-internal-process rule lets a cgroup either hold processes "+
-		"or enable controllers for its children, and lodge's own cgroup %s holds processes; run lodge from "+
-		"a cgroup with no other processes, e.g. a systemd unit with Delegate=yes (or move the other "+
-		"processes to a leaf cgroup)", ErrInternalProcesses, err, own)
+		"or enable controllers for its children, and %s holds processes; move them to a leaf cgroup, "+
+		"or choose a cgroup.parent that holds none (a base of lodge's own, e.g. a lodge.slice, or below a unit with Delegate=yes)", ErrInternalProcesses, err, dir)
 }
 
 // resetStale prepares a group left by a crash for a new container: thawed,

@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -15,9 +16,11 @@ import (
 // it lists no process (a task still on its way out).
 const rmdirGrace = time.Second
 
-// Destroy removes the group and its sub-cgroups on every hierarchy, then the
-// parent where no other container uses it. A group already gone is fine. If
-// processes remain, nothing is removed and the error (ErrBusy) names them.
+// Destroy removes the group and its sub-cgroups on every hierarchy. The base
+// (and .monitor) stay: they are the host's fixed place for lodge, and
+// keeping them spares each start enabling controllers again. A group already
+// gone is fine. If processes remain, nothing is removed and the error
+// (ErrBusy) names them.
 func (g *Group) Destroy() error {
 	if pids, err := g.Procs(); err != nil {
 		return err
@@ -36,13 +39,6 @@ func (g *Group) Destroy() error {
 			return fmt.Errorf("destroy cgroup %s: %w %v; stop or kill them first: %w", g.name, ErrBusy, pids, err)
 		}
 		return fmt.Errorf("destroy cgroup %s: %w", g.name, err)
-	}
-	for _, d := range g.dirs {
-		// Other containers' groups keep the parent busy: that is fine.
-		err := os.Remove(d.parent)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOTEMPTY) {
-			return fmt.Errorf("destroy cgroup %s: remove parent: %w", g.name, err)
-		}
 	}
 	return nil
 }
@@ -80,4 +76,20 @@ func rmdir(dir string) error {
 			return &fs.PathError{Op: "rmdir", Path: dir, Err: err}
 		}
 	}
+}
+
+// Leave moves process pid (a monitor about to exit, itself) out of the
+// group into the group's parent (.monitor, which enables no controllers, so
+// cgroup v2 lets it hold processes) on every hierarchy, so that the group
+// can be removed.
+func (g *Group) Leave(pid int) error {
+	if !g.monitor {
+		return fmt.Errorf("leave cgroup %s: only a monitor's group can be left for its parent", g.name)
+	}
+	for _, d := range g.dirs {
+		if err := writeFile(filepath.Join(d.parent, "cgroup.procs"), strconv.Itoa(pid)); err != nil && !vanished(err) {
+			return fmt.Errorf("move process %d to cgroup %s: %w", pid, d.parent, err)
+		}
+	}
+	return nil
 }

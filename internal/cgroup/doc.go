@@ -4,11 +4,14 @@
 // cgroup2 hierarchy (Hybrid), or v1 only (Legacy).
 //
 // The layout is detected once (DetectHost, from /proc/self/mountinfo and
-// /proc/self/cgroup). A container's group lives below lodge's own cgroup on
-// every hierarchy, at <own>/<parent>/<name> (parent "lodge" by default):
+// /proc/self/cgroup). A container's group lives in the host's base, an
+// absolute cgroup path per hierarchy from the host config, whatever cgroup
+// the calling process is in: BASE/NAME, and its monitor's BASE/.monitor/NAME
+// (see Base):
 //
 //	h, _ := cgroup.DetectHost()
-//	g := h.Group(cgroup.DefaultParent, "web1")
+//	b, _ := h.Base("/lodge", nil)   // cgroup.parent, cgroup.parents
+//	g := b.Group("web1")
 //	g.Create()                      // mkdir everywhere; v1 cpuset seeded, v2 controllers enabled
 //	g.Apply(cgroup.Limits{...})     // memory, swap, CPU quota, cpuset, pids
 //	g.Delegate(rootUID, rootGID)    // the guest's systemd may make sub-cgroups, not raise limits

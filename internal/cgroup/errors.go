@@ -15,8 +15,8 @@ var (
 	ErrBusy = errors.New("cgroup has processes")
 
 	// ErrInternalProcesses means cgroup v2 refused to enable controllers in
-	// lodge's own cgroup because it holds processes (the no-internal-process rule).
-	ErrInternalProcesses = errors.New("lodge's own cgroup holds processes")
+	// the base because it holds processes (the no-internal-process rule).
+	ErrInternalProcesses = errors.New("the cgroup base holds processes")
 )
 
 const errNoDevice = unix.ENODEV

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -12,43 +13,36 @@ import (
 	"strings"
 )
 
-// DefaultParent is the cgroup, below lodge's own, that holds the containers.
-const DefaultParent = "lodge"
-
-// Group is one container's cgroup: the directory <Own>/<parent>/<name> on
-// every hierarchy of the host. Its methods hide whether those are cgroup v1,
-// v2, or both.
+// Group is one container's cgroup (or its monitor's): the directory
+// BASE/NAME (BASE/.monitor/NAME) on every hierarchy of the host. Its methods
+// hide whether those are cgroup v1, v2, or both.
 type Group struct {
-	host   *Host
-	parent string
-	name   string
-	dirs   []groupDir
-	err    error // an invalid name
+	host    *Host
+	base    *Base // nil for a group found again with Open
+	monitor bool  // a monitor's group: no limits, devices or delegation
+	name    string
+	dirs    []groupDir
+	err     error // an invalid name
 }
 
 // groupDir is the group on one hierarchy.
 type groupDir struct {
 	h      Hierarchy
-	parent string // host path of <Own>/<parent>
+	parent string // host path of the directory holding the group
 	path   string // host path of the group
 }
 
-// Group returns the cgroup of container name, below parentName in lodge's own
-// cgroup. Nothing is created until Create. Invalid names (empty, "..", with a
-// '/') give a group whose Create, Apply, AddProcess and Delegate fail.
-func (h *Host) Group(parentName, name string) *Group {
-	g := &Group{host: h, parent: parentName, name: name}
-	for _, n := range []string{parentName, name} {
-		if err := checkName(n); err != nil {
-			g.err = err
-			return g
-		}
+// ownGroup returns group name below parentName in this process's own cgroup
+// on every hierarchy (the package's tests keep their groups there).
+func (h *Host) ownGroup(parentName, name string) *Group {
+	if err := checkName(parentName); err != nil {
+		return &Group{host: h, name: name, err: err}
 	}
+	b := &Base{host: h}
 	for _, hi := range h.Hierarchies {
-		parent := filepath.Join(hi.OwnDir(), parentName)
-		g.dirs = append(g.dirs, groupDir{h: hi, parent: parent, path: filepath.Join(parent, name)})
+		b.dirs = append(b.dirs, baseDir{h: hi, cg: path.Join(hi.Own, parentName), path: filepath.Join(hi.OwnDir(), parentName)})
 	}
-	return g
+	return b.Group(name)
 }
 
 // Open returns the group whose directories Paths returned earlier, as kept in
@@ -74,7 +68,7 @@ func Open(paths map[string]string) *Group {
 				hi.Controllers = ctrls
 			}
 		}
-		g.name, g.parent = filepath.Base(p), filepath.Base(filepath.Dir(p))
+		g.name, g.monitor = filepath.Base(p), filepath.Base(filepath.Dir(p)) == MonitorDir
 		g.dirs = append(g.dirs, groupDir{h: hi, parent: filepath.Dir(p), path: p})
 	}
 	if len(host.Hierarchies) == 0 {

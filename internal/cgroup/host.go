@@ -91,6 +91,19 @@ func (h Hierarchy) OwnDir() string {
 type Host struct {
 	Mode        Mode
 	Hierarchies []Hierarchy // v1 hierarchies sorted by key, then cgroup2 if mounted
+	Unused      []string    // keys of hierarchies the process is in that lodge leaves alone (not mounted; v1 named ones on a unified host)
+}
+
+// Keys lists the keys of every hierarchy this process is in, used or not:
+// what a host config's cgroup.parents may name.
+func (h *Host) Keys() []string {
+	var keys []string
+	for _, hi := range h.Hierarchies {
+		keys = append(keys, hi.Key())
+	}
+	keys = append(keys, h.Unused...)
+	sort.Strings(keys)
+	return slices.Compact(keys)
 }
 
 // Unified returns the cgroup2 hierarchy, if the host mounts one.
@@ -161,12 +174,14 @@ func readV2Controllers(dir string) ([]string, error) {
 func assembleHost(mounts []MountInfo, self []ProcCgroup, readControllers func(dir string) ([]string, error)) (*Host, error) {
 	var v1 []Hierarchy
 	var v2 *Hierarchy
+	var unused []string
 	for _, pc := range self {
 		if strings.HasPrefix(pc.Path, "/..") {
 			return nil, fmt.Errorf("this process's cgroup %q (hierarchy %d) is outside its cgroup namespace", pc.Path, pc.ID)
 		}
 		m, ok := findMount(mounts, pc)
 		if !ok {
+			unused = append(unused, pc.Key())
 			continue
 		}
 		hi := Hierarchy{Version: 1, Controllers: pc.Controllers, Name: pc.Name, Mountpoint: m.Mountpoint, Root: m.Root, Own: pc.Path}
@@ -182,7 +197,13 @@ func assembleHost(mounts []MountInfo, self []ProcCgroup, readControllers func(di
 		hi.Controllers = ctrls
 		v2 = &hi
 	}
-	return newHost(v1, v2)
+	h, err := newHost(v1, v2)
+	if err != nil {
+		return nil, err
+	}
+	h.Unused = append(h.Unused, unused...)
+	sort.Strings(h.Unused)
+	return h, nil
 }
 
 func newHost(v1 []Hierarchy, v2 *Hierarchy) (*Host, error) {
@@ -195,6 +216,9 @@ func newHost(v1 []Hierarchy, v2 *Hierarchy) (*Host, error) {
 		h.Mode = Legacy
 	case v2 != nil:
 		h.Mode = Unified
+		for _, hi := range v1 {
+			h.Unused = append(h.Unused, hi.Key())
+		}
 		v1 = nil
 	default:
 		return nil, errors.New("no cgroup hierarchy is mounted (looked for cgroup and cgroup2 mounts in /proc/self/mountinfo)")

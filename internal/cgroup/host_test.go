@@ -266,7 +266,7 @@ func TestInsideMounts(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := sampleHost(t, c.name, "memory", "pids")
-			g := h.Group(DefaultParent, "web1")
+			g := h.ownGroup("lodge", "web1")
 			if got := g.InsideMounts(); !reflect.DeepEqual(got, c.want) {
 				t.Errorf("got  %+v\nwant %+v", got, c.want)
 			}
@@ -276,7 +276,7 @@ func TestInsideMounts(t *testing.T) {
 
 func TestGroupPaths(t *testing.T) {
 	h := sampleHost(t, "hybrid")
-	g := h.Group("lodge", "web1")
+	g := h.ownGroup("lodge", "web1")
 	p := g.Paths()
 	for key, want := range map[string]string{
 		"memory":      "/sys/fs/cgroup/memory/system.slice/lodge.service/lodge/web1",
@@ -293,7 +293,7 @@ func TestGroupPaths(t *testing.T) {
 		t.Errorf("%d paths", len(p))
 	}
 	for _, bad := range [][2]string{{"lodge", ""}, {"lodge", ".."}, {"lodge", "a/b"}, {"", "x"}, {"..", "x"}} {
-		g := h.Group(bad[0], bad[1])
+		g := h.ownGroup(bad[0], bad[1])
 		if err := g.Create(); err == nil {
 			t.Errorf("Group(%q, %q).Create: no error", bad[0], bad[1])
 		}
@@ -374,7 +374,7 @@ func TestApplyUnsupported(t *testing.T) {
 	h := sampleHost(t, "legacy")
 	// A host without the pids hierarchy.
 	h.Hierarchies = slices.DeleteFunc(h.Hierarchies, func(hi Hierarchy) bool { return hi.Has("pids") })
-	g := h.Group("lodge", "web1")
+	g := h.ownGroup("lodge", "web1")
 	err := g.Apply(Limits{Pids: 10})
 	if !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("err = %v", err)

@@ -107,6 +107,17 @@ type ProcCgroup struct {
 // Unified reports whether the line is the cgroup2 hierarchy.
 func (p ProcCgroup) Unified() bool { return p.ID == 0 && len(p.Controllers) == 0 && p.Name == "" }
 
+// Key names the line's hierarchy as Hierarchy.Key does.
+func (p ProcCgroup) Key() string {
+	switch {
+	case p.Unified():
+		return UnifiedKey
+	case len(p.Controllers) > 0:
+		return strings.Join(p.Controllers, ",")
+	}
+	return p.Name
+}
+
 // ParseProcCgroup parses /proc/PID/cgroup:
 //
 //	4:memory:/process_api/740444d88440b64805c19a211403055c

@@ -120,7 +120,7 @@ func (m *Monitor) makeCgroup(cfg *config.Container) (*cgroup.Group, error) {
 	if err := failpoint.Check("cgroup"); err != nil {
 		return nil, err
 	}
-	group := m.cgroups.Group(m.host.Cgroup.Name, m.name)
+	group := m.base.Group(m.name)
 	if err := group.Create(); err != nil {
 		return nil, err
 	}

@@ -8,11 +8,13 @@
 package monitor
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -32,7 +34,8 @@ type Monitor struct {
 	store   *store.Store
 	name    string
 	host    *config.Host
-	cgroups *cgroup.Host
+	cgroups *cgroup.Host // the host as the base offers it (Base.Host)
+	base    *cgroup.Base
 	ids     idmap.Range
 	helper  string // lodge-helper; "" when missing (slower start)
 	log     *slog.Logger
@@ -84,9 +87,10 @@ func newMonitor(root, name string, status *statusPipe) (*Monitor, error) {
 	if m.host, err = config.LoadHost(config.HostConfigPath()); err != nil {
 		return nil, err
 	}
-	if m.cgroups, err = cgroup.DetectHost(); err != nil {
+	if m.base, err = CgroupBase(m.host); err != nil {
 		return nil, err
 	}
+	m.cgroups = m.base.Host()
 	if m.ids, err = lookupRange(st, m.host, name); err != nil {
 		return nil, err
 	}
@@ -123,6 +127,10 @@ func lookupRange(st *store.Store, host *config.Host, name string) (idmap.Range, 
 // run boots the container, reports to the CLI, and watches it. Requests on
 // the socket wait in its backlog until the monitor goes idle (or serves them).
 func (m *Monitor) run() int {
+	if err := m.joinCgroup(); err != nil {
+		m.status.fail(err)
+		return 1
+	}
 	if err := m.listen(); err != nil {
 		m.status.fail(err)
 		return 1
@@ -168,7 +176,56 @@ func (m *Monitor) finish() {
 	}
 	close(m.finished)
 	waitTimeout(&m.replies, 2*time.Second)
+	m.leaveCgroup()
 	m.log.Info("monitor exits")
+}
+
+// joinCgroup moves the monitor into its group, BASE/.monitor/NAME, when the
+// manager could not start it there (no lodge-helper: see Manager.runMonitor).
+func (m *Monitor) joinCgroup() error {
+	g := m.base.MonitorGroup(m.name)
+	if m.inOwnGroup(g) {
+		return nil
+	}
+	if err := g.AddProcess(os.Getpid()); err != nil {
+		return fmt.Errorf("move the monitor into its cgroup: %w", err)
+	}
+	return nil
+}
+
+// inOwnGroup tells whether this process is in g on every hierarchy.
+func (m *Monitor) inOwnGroup(g *cgroup.Group) bool {
+	p, err := m.cgroups.ProcessPlacement(os.Getpid())
+	return err == nil && p.Unified == g.Placement().Unified && slices.Equal(p.Tasks, g.Placement().Tasks)
+}
+
+// leaveCgroup removes the monitor's group as the monitor exits: it moves
+// itself to the group's parent first (a cgroup with a process cannot be
+// removed). A new monitor of the same container may have joined the group
+// meanwhile: then the group stays, busy.
+//
+// A thread of ours that was exiting during the move (a failed boot's stage
+// thread) is not moved and keeps the group busy until it is gone: the move
+// is tried again while only this process is left in the group.
+func (m *Monitor) leaveCgroup() {
+	g := m.base.MonitorGroup(m.name)
+	for try := 0; ; try++ {
+		if err := g.Leave(os.Getpid()); err != nil {
+			m.log.Warn("leave the monitor's cgroup", "err", err)
+			return
+		}
+		err := g.Destroy()
+		if err == nil || !errors.Is(err, cgroup.ErrBusy) {
+			if err != nil {
+				m.log.Warn("remove the monitor's cgroup", "err", err)
+			}
+			return
+		}
+		if pids, _ := g.Procs(); try == 50 || !slices.Equal(pids, []int{os.Getpid()}) {
+			return // another monitor of the container took the group over
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (m *Monitor) isStopping() bool {
