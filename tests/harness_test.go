@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"lodge/internal/testreq"
 )
 
 // binDir holds lodge and lodge-helper, built once by TestMain.
@@ -65,7 +67,7 @@ func buildBinaries(dir string) error {
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: needs root (namespaces, cgroups, idmapped mounts); run: sudo make test")
+		testreq.Skip(t, "root", "needs root (namespaces, cgroups, idmapped mounts); run: sudo make test")
 	}
 }
 

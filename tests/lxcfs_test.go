@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"lodge/internal/testreq"
 )
 
 // TestViewsBusybox: with 256 MiB and cpuset 0, a busybox container sees its
@@ -91,7 +93,7 @@ func TestViewsBusybox(t *testing.T) {
 // lxcfs.enabled = false leaves the host's files.
 func TestViewsQuotaAndDisabled(t *testing.T) {
 	if runtime.NumCPU() < 2 {
-		t.Skip("needs 2 host CPUs to tell the quota from the cpuset; this machine has 1")
+		testreq.Skip(t, "cpus2", "needs 2 host CPUs to tell the quota from the cpuset; this machine has 1")
 	}
 	requireFUSE(t)
 	e := newEnv(t)
@@ -353,7 +355,7 @@ func TestViewsForgetStoppedContainers(t *testing.T) {
 func requireFUSE(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skipf("SKIP: no /dev/fuse on this machine (%v): the /proc views cannot be tested; modprobe fuse", err)
+		testreq.Skipf(t, "fuse", "no /dev/fuse on this machine (%v): the /proc views cannot be tested; modprobe fuse", err)
 	}
 }
 

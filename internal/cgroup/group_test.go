@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"lodge/internal/testreq"
 )
 
 // testUID is the host uid of the test container's root.
@@ -32,7 +34,7 @@ func rootHost(t *testing.T) *Host {
 		t.Skip("integration test against the kernel's cgroups; skipped with -short")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates cgroups below this process's own cgroup")
+		testreq.Skip(t, "root", "needs root: creates cgroups below this process's own cgroup")
 	}
 	h, err := DetectHost()
 	if err != nil {
@@ -460,7 +462,7 @@ func TestCpusetError(t *testing.T) {
 	}
 	d, ok := g.dirFor("cpuset")
 	if !ok {
-		t.Skip("no cpuset controller on this host")
+		testreq.Skip(t, "cpuset", "no cpuset controller on this host")
 	}
 	avail := readOrFail(t, filepath.Join(d.parent, "cpuset.cpus"))
 	bad := "7"
@@ -621,7 +623,7 @@ func TestInsideMountsThisHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	if h.Mode != Hybrid {
-		t.Skipf("checks a hybrid host; this one is %s", h.Mode)
+		testreq.Skipf(t, "hybrid", "checks a hybrid host; this one is %s", h.Mode)
 	}
 	var targets []string
 	for _, m := range h.InsideMounts() {
