@@ -433,7 +433,10 @@ func TestKillV1(t *testing.T) {
 	if err := g.AddProcess(sh.pid); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // let it fork a few
+	waitFor(t, time.Minute, "the shell to fork children", func() bool {
+		pids, err := g.Procs()
+		return err == nil && len(pids) >= 3
+	})
 	v1 := *g
 	v1.dirs = slices.DeleteFunc(slices.Clone(g.dirs), func(d groupDir) bool { return d.h.Version == 2 })
 	if _, ok := v1.v1Freezer(); !ok {
