@@ -50,7 +50,7 @@ func LogPath(st *store.Store) string { return filepath.Join(Dir(st), "lxcfs.log"
 // ServerState identifies a running server and whoever restarts it.
 type ServerState struct {
 	Server     store.Process `json:"server"`
-	Supervisor store.Process `json:"supervisor"` // zero when run by a service manager
+	Supervisor store.Process `json:"supervisor"`        // zero when run by a service manager
 	BootID     string        `json:"boot_id,omitempty"` // the host boot it was written in (store.BootID)
 }
 
