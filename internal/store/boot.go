@@ -25,7 +25,9 @@ const bootIDPath = "/proc/sys/kernel/random/boot_id"
 
 // BootID returns the id of the running boot of the host, or "" if the kernel
 // does not say (no procfs): then boot ids are not compared.
-var BootID = sync.OnceValue(func() string {
+func BootID() string { return bootID() }
+
+var bootID = sync.OnceValue(func() string {
 	data, err := os.ReadFile(bootIDPath)
 	if err != nil {
 		return ""
