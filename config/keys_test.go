@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"lodge/internal/testreq"
 )
 
 // TestEveryFieldHasAKey keeps the registry complete: every leaf key of the
@@ -241,7 +243,7 @@ func TestKeysMarkdown(t *testing.T) {
 
 func TestSyscallNames(t *testing.T) {
 	if runtime.GOARCH != "amd64" {
-		t.Skip("the messages name x86_64's system calls")
+		testreq.Skip(t, "amd64", "the messages name x86_64's system calls")
 	}
 	c := Default()
 	err := c.Set("security.syscalls.deny", "mknodat kexec_lod")

@@ -50,17 +50,19 @@ func LogPath(st *store.Store) string { return filepath.Join(Dir(st), "lxcfs.log"
 // ServerState identifies a running server and whoever restarts it.
 type ServerState struct {
 	Server     store.Process `json:"server"`
-	Supervisor store.Process `json:"supervisor"` // zero when run by a service manager
+	Supervisor store.Process `json:"supervisor"`        // zero when run by a service manager
+	BootID     string        `json:"boot_id,omitempty"` // the host boot it was written in (store.BootID)
 }
 
-// ReadState returns the recorded server, or nil.
+// ReadState returns the recorded server, or nil: also for a record from an
+// earlier boot of the host, whose pids may name other processes now.
 func ReadState(st *store.Store) *ServerState {
 	data, err := os.ReadFile(StatePath(st))
 	if err != nil {
 		return nil
 	}
 	var s ServerState
-	if json.Unmarshal(data, &s) != nil {
+	if json.Unmarshal(data, &s) != nil || !store.ThisBoot(s.BootID) {
 		return nil
 	}
 	return &s

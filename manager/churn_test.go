@@ -10,6 +10,7 @@ import (
 
 	"lodge/config"
 	"lodge/internal/idmap"
+	"lodge/internal/testreq"
 )
 
 // TestCreateDeleteChurn creates and deletes 200 containers in random order and
@@ -17,7 +18,7 @@ import (
 // ranges from the pool, and that deleted ones hold none.
 func TestCreateDeleteChurn(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: needs root (lodge refuses to run otherwise); run: sudo make test")
+		testreq.Skip(t, "root", "needs root (lodge refuses to run otherwise); run: sudo make test")
 	}
 	hostConfig := filepath.Join(t.TempDir(), "lodge.toml")
 	os.WriteFile(hostConfig, []byte("version = 1\n[idmap]\nfirst = 300000000\ncount = 40\n"), 0o644)

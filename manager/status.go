@@ -170,7 +170,8 @@ type observation struct {
 }
 
 // observe trusts the state file while the init it names is alive (pid and
-// start time). Otherwise (no file, a corrupt one, or a dead init) the kernel
+// start time) and it was written in this boot of the host. Otherwise (no
+// file, a corrupt one, one from an earlier boot, or a dead init) the kernel
 // decides: processes in the container's cgroup that hold its id range mean
 // it runs. ks is a scan of /proc to use, or nil to make one.
 func (m *Manager) observe(name string, ks *kernelScan) (observation, error) {
@@ -191,7 +192,9 @@ func (m *Manager) observe(name string, ks *kernelScan) (observation, error) {
 	found := ks.find(name, ids)
 	statePath := m.store.StatePath(name)
 	if found == nil {
-		if readErr != nil {
+		// A state file from an earlier boot of the host is no damage: the
+		// container stopped with the host, and lodge start replaces it.
+		if readErr != nil && !errors.Is(readErr, store.ErrOtherBoot) {
 			return observation{problem: fmt.Sprintf("%v; nothing of it runs, so lodge start %s replaces the file", readErr, name)}, nil
 		}
 		return observation{}, nil

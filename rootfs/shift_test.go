@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 
+	"lodge/internal/testreq"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -43,7 +45,7 @@ func TestShiftACL(t *testing.T) {
 // TestShiftKeepsModesAndResumes chowns a small tree for real (root only).
 func TestShiftKeepsModesAndResumes(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: needs root to chown")
+		testreq.Skip(t, "root", "needs root to chown")
 	}
 	dir := t.TempDir()
 	suid := filepath.Join(dir, "suid")

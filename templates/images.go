@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"lodge/internal/atomicfile"
 )
 
 // Images is the image cache: root filesystems with natural ids (0..65535) on
@@ -282,7 +284,13 @@ func (s *Images) install(dir string, img Image) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "image.json"), data, 0o644); err != nil {
+	// The tree's files reach the disk before image.json (durable itself)
+	// and the rename declare the image complete: after a crash the cache
+	// holds a whole image or none.
+	if err := atomicfile.SyncFS(dir); err != nil {
+		return fmt.Errorf("install image %s: %w", img.ID, err)
+	}
+	if err := atomicfile.Write(filepath.Join(dir, "image.json"), data, 0o644); err != nil {
 		return err
 	}
 	os.Remove(s.legacyLogPath(img.ID))
@@ -295,6 +303,9 @@ func (s *Images) install(dir string, img Image) error {
 		}
 	}
 	if err := os.Rename(dir, final); err != nil {
+		return err
+	}
+	if err := atomicfile.SyncDir(s.Dir); err != nil {
 		return err
 	}
 	if old != "" {
@@ -406,9 +417,5 @@ func (s *Images) writeMeta(img Image) error {
 	if err != nil {
 		return err
 	}
-	tmp := s.metaPath(img.ID) + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, s.metaPath(img.ID))
+	return atomicfile.Write(s.metaPath(img.ID), data, 0o644)
 }

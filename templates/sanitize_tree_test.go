@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 
+	"lodge/internal/testreq"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -14,7 +16,7 @@ import (
 // brought under the rules, without following symlinks.
 func TestSanitizeTree(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: needs root (mknod, chown)")
+		testreq.Skip(t, "root", "needs root (mknod, chown)")
 	}
 	rootfs := t.TempDir()
 	os.MkdirAll(filepath.Join(rootfs, "dev"), 0o755)

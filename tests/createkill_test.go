@@ -68,7 +68,7 @@ func killCreateAfter(t *testing.T, e *env, name, template string, delay time.Dur
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(delay)
+	time.Sleep(delay) // picks the moment of the kill (the test tries many): no synchronisation
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	// Its children (cp writing into ROOT/tmp, say) get SIGKILL from the

@@ -65,6 +65,9 @@ func TestDebianSystemd(t *testing.T) {
 		_, err := os.Stat(filepath.Join(e.root, "run", "d1.json"))
 		return os.IsNotExist(err)
 	})
+	// The monitor removes the state as its last step and then exits; on a
+	// loaded machine it can still be exiting a few ms later.
+	waitUntil(t, "the monitor to exit", func() bool { return len(e.containerProcesses("d1")) == 0 })
 	e.assertNoLeftovers("d1")
 }
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"lodge/internal/cgroup"
+	"lodge/internal/testreq"
 
 	"golang.org/x/sys/unix"
 )
@@ -76,7 +77,7 @@ func hostBlockDevice(t *testing.T) (major, minor uint32) {
 			return c[0], c[1]
 		}
 	}
-	t.Skip("SKIPPED: host root can open no block device here, so no test can show a container failing to")
+	testreq.Skip(t, "blockdev", "host root can open no block device here, so no test can show a container failing to")
 	return 0, 0
 }
 
@@ -124,7 +125,7 @@ func plant(t *testing.T, dir string, nodes []plantedNode) {
 func bindNodes(t *testing.T, pid int, nodes []plantedNode) {
 	t.Helper()
 	if _, err := exec.LookPath("nsenter"); err != nil {
-		t.Skip("SKIPPED: nsenter (util-linux) is missing; it binds host nodes into the container")
+		testreq.Skip(t, "nsenter", "nsenter (util-linux) is missing; it binds host nodes into the container")
 	}
 	dir := t.TempDir()
 	// The probe is static: it runs in a busybox container's mount namespace,
@@ -359,7 +360,7 @@ func pidsDir(t *testing.T, i info) string {
 			}
 		}
 	}
-	t.Skip("SKIPPED: no pids controller for the container's cgroup on this host")
+	testreq.Skip(t, "pids", "no pids controller for the container's cgroup on this host")
 	return ""
 }
 
@@ -424,7 +425,7 @@ func TestForkBomb(t *testing.T) {
 // container and a host process keep running.
 func TestMemoryHog(t *testing.T) {
 	if swaps := strings.Split(readTrim("/proc/swaps"), "\n"); len(swaps) > 1 {
-		t.Skip("SKIPPED: the host has swap, which limits.memory does not cover, so the hog could swap instead of being OOM-killed")
+		testreq.Skip(t, "noswap", "the host has swap, which limits.memory does not cover, so the hog could swap instead of being OOM-killed")
 	}
 	e := newEnv(t)
 	e.createBusybox("hog", "limits.memory=64MiB")

@@ -19,6 +19,7 @@ import (
 
 	"lodge/config"
 	"lodge/internal/cgroup"
+	"lodge/internal/testreq"
 )
 
 // binDir holds lodge and lodge-helper, built once by TestMain.
@@ -68,7 +69,7 @@ func buildBinaries(dir string) error {
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: needs root (namespaces, cgroups, idmapped mounts); run: sudo make test")
+		testreq.Skip(t, "root", "needs root (namespaces, cgroups, idmapped mounts); run: sudo make test")
 	}
 }
 

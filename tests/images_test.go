@@ -122,7 +122,9 @@ func TestInterruptedCreate(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitUntil(t, "debootstrap to be under way", func() bool { return debootstrapRunning(images) })
-			time.Sleep(2 * time.Second)
+			// Interrupt it in the middle of its work, with children (wget,
+			// dpkg) running: once its log says it fetches packages.
+			waitUntil(t, "debootstrap to fetch packages", func() bool { return buildLogMatches(images, `(?m)^I: Retrieving \S+ \d`) })
 			cmd.Process.Signal(sig)
 			cmd.Wait()
 			if cmd.ProcessState.ExitCode() == 0 {
@@ -148,6 +150,18 @@ func TestInterruptedCreate(t *testing.T) {
 }
 
 // debootstrapRunning reports whether a debootstrap is building into dir.
+// buildLogMatches reports whether the build log of an image being built in
+// the image cache dir matches pattern.
+func buildLogMatches(dir, pattern string) bool {
+	logs, _ := filepath.Glob(filepath.Join(dir, ".*.tmp-*", "build.log"))
+	for _, log := range logs {
+		if data, err := os.ReadFile(log); err == nil && regexpFind(pattern, string(data)) {
+			return true
+		}
+	}
+	return false
+}
+
 func debootstrapRunning(dir string) bool {
 	out, _ := exec.Command("pgrep", "-f", "debootstrap.*"+dir).Output()
 	return len(bytes.TrimSpace(out)) > 0

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"lodge/internal/testreq"
 )
 
 // TestViewsBusybox: with 256 MiB and cpuset 0, a busybox container sees its
@@ -91,7 +93,7 @@ func TestViewsBusybox(t *testing.T) {
 // lxcfs.enabled = false leaves the host's files.
 func TestViewsQuotaAndDisabled(t *testing.T) {
 	if runtime.NumCPU() < 2 {
-		t.Skip("needs 2 host CPUs to tell the quota from the cpuset; this machine has 1")
+		testreq.Skip(t, "cpus2", "needs 2 host CPUs to tell the quota from the cpuset; this machine has 1")
 	}
 	requireFUSE(t)
 	e := newEnv(t)
@@ -134,17 +136,21 @@ func TestViewsSurviveServerKill(t *testing.T) {
 		e.must("start", name)
 		pids[name] = e.info(name).PID
 	}
-	// A reader in its own mount namespace writes what it reads to /tmp/ns.
+	// A reader in its own mount namespace writes what it reads to /tmp/ns,
+	// after a sequence number that tells each read from the one before.
 	e.must("exec", "k1", "--", "sh", "-c",
-		"unshare -m sh -c 'while :; do head -1 /proc/meminfo > /tmp/ns.new 2>&1; mv /tmp/ns.new /tmp/ns; usleep 50000; done' >/dev/null 2>&1 &")
+		"unshare -m sh -c 'i=0; while :; do i=$((i+1)); { echo $i; head -1 /proc/meminfo; } > /tmp/ns.new 2>&1; mv /tmp/ns.new /tmp/ns; usleep 50000; done' >/dev/null 2>&1 &")
 	readsOK := func(name string) bool {
 		r := e.run("exec", name, "--", "head", "-1", "/proc/meminfo")
 		return r.code == 0 && strings.Contains(r.stdout, "131072 kB")
 	}
-	nsOK := func() bool {
+	nsRead := func() (seq int, ok bool) {
 		r := e.run("exec", "k1", "--", "cat", "/tmp/ns")
-		return r.code == 0 && strings.Contains(r.stdout, "131072 kB")
+		first, _, _ := strings.Cut(r.stdout, "\n")
+		seq, _ = strconv.Atoi(first)
+		return seq, r.code == 0 && strings.Contains(r.stdout, "131072 kB")
 	}
+	nsOK := func() bool { _, ok := nsRead(); return ok }
 	waitUntil(t, "the second mount namespace reads its view", nsOK)
 
 	server := e.viewsStatus().ServerPID
@@ -162,9 +168,10 @@ func TestViewsSurviveServerKill(t *testing.T) {
 		}
 	}
 	t.Logf("reads recovered %v after kill -9", time.Since(killed))
-	// The loop's file is replaced every 50 ms; wait for a fresh good read.
-	time.Sleep(200 * time.Millisecond)
-	for !nsOK() {
+	// The loop's file is replaced every 50 ms: wait for a good read made
+	// after this point (a later sequence number), not one from before the kill.
+	recovered, _ := nsRead()
+	for seq, ok := nsRead(); seq <= recovered || !ok; seq, ok = nsRead() {
 		if time.Now().After(deadline.Add(time.Second)) {
 			t.Fatalf("the second mount namespace still fails: %s", e.run("exec", "k1", "--", "cat", "/tmp/ns"))
 		}
@@ -211,7 +218,7 @@ func TestViewsBounded(t *testing.T) {
 		if got := meminfoValue(t, e.must("exec", "b2", "--", "cat", "/proc/meminfo"), "MemTotal"); got != 65536 {
 			t.Errorf("b2 MemTotal under load: %d kB", got)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // spreads the checks over the readers' 6 s: pacing, not synchronisation
 	}
 	for range loops {
 		if r := <-done; r.code != 0 {
@@ -353,7 +360,7 @@ func TestViewsForgetStoppedContainers(t *testing.T) {
 func requireFUSE(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skipf("SKIP: no /dev/fuse on this machine (%v): the /proc views cannot be tested; modprobe fuse", err)
+		testreq.Skipf(t, "fuse", "no /dev/fuse on this machine (%v): the /proc views cannot be tested; modprobe fuse", err)
 	}
 }
 

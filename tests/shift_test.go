@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 
+	"lodge/internal/testreq"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -55,7 +57,7 @@ func TestIdmapFallback(t *testing.T) {
 	merged := filepath.Join(base, "merged")
 	opts := "lowerdir=" + base + "/lower,upperdir=" + base + "/upper,workdir=" + base + "/work"
 	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
-		t.Skipf("SKIPPED: cannot mount overlayfs here (%v)", err)
+		testreq.Skipf(t, "overlay", "cannot mount overlayfs here (%v)", err)
 	}
 	t.Cleanup(func() { unix.Unmount(merged, unix.MNT_DETACH) })
 	e.root = merged

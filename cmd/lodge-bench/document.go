@@ -17,7 +17,11 @@ func document(b *bench, m machineInfo, results []*groupResult) string {
 	d.p("Targets (from the issue): **start and exec at least 2x faster than LXC, per-container memory no larger than LXC's; for Debian, create from a warm cache at least 10x faster, boot to running no slower, graceful stop at least 3x faster; reads of the /proc views at least 5x faster than lxcfs (in the LXC column)**. " +
 		"Ratio: for latencies LXC median / lodge median (how many times faster lodge is); for memory lodge median / LXC median. " +
 		"PASS/MISS compares the ratio with the target; rows without a target are informational. " +
+		"n/a: no ratio, because a side has no samples or a reading that cannot be right (a latency or memory size of zero or less); such a row neither passes nor misses. " +
 		"n is the number of samples (lodge+LXC).")
+	if notes := implausibleNotes(allRows(results)); len(notes) > 0 {
+		d.list(notes...)
+	}
 	for _, r := range results {
 		if r.Err != nil {
 			d.p(fmt.Sprintf("**Not completed: %s**: %v", r.Title, r.Err))
@@ -190,6 +194,9 @@ func terminalSummary(results []*groupResult, out string) string {
 	var sb strings.Builder
 	sb.WriteString(textTable(allRows(results)))
 	sb.WriteString("\nTargets: start and exec at least 2x faster than LXC; per-container memory no larger than LXC's; Debian create 10x faster, boot no slower, graceful stop 3x faster; /proc view reads 5x faster than lxcfs.\n")
+	for _, n := range implausibleNotes(allRows(results)) {
+		sb.WriteString(n + "\n")
+	}
 	for _, r := range results {
 		if r.Err != nil {
 			fmt.Fprintf(&sb, "NOT COMPLETED: %s: %v\n", r.Title, r.Err)

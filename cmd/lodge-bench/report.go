@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"text/tabwriter"
 )
@@ -45,10 +46,43 @@ func newRow(metric string, k kind, s samples, t *target) row {
 	return row{Metric: metric, Kind: k, Lodge: s["lodge"], LXC: s["LXC"], Target: t}
 }
 
-// ratio is LXC/lodge for latency and lodge/LXC for memory, of the medians.
+// implausible says why the row's readings cannot be right, or "" when
+// they can: every latency and every memory size is positive. A negative
+// "host used memory per container" (the host's used memory fell while K
+// containers started) means the machine's noise swamped what was
+// measured, not that a container costs less than nothing; its ratio would
+// count the noise as a PASS.
+func (r row) implausible() string {
+	for _, set := range []struct {
+		runtime string
+		values  []float64
+	}{{"lodge", r.Lodge}, {"LXC", r.LXC}} {
+		for _, v := range set.values {
+			if !(v > 0) || math.IsInf(v, 0) { // NaN fails v > 0
+				return fmt.Sprintf("a %s reading of %.2f %s cannot be right", set.runtime, v, r.Kind.unit())
+			}
+		}
+	}
+	return ""
+}
+
+// implausibleNotes explains each row shown as n/a for readings that cannot
+// be right.
+func implausibleNotes(rows []row) []string {
+	var notes []string
+	for _, r := range rows {
+		if why := r.implausible(); why != "" {
+			notes = append(notes, fmt.Sprintf("%s: n/a, %s (noise on the machine larger than the quantity measured); rerun the benchmark", r.Metric, why))
+		}
+	}
+	return notes
+}
+
+// ratio is LXC/lodge for latency and lodge/LXC for memory, of the medians;
+// false when either side has no readings or one that cannot be right.
 func (r row) ratio() (float64, bool) {
 	lodge, lxc := summarize(r.Lodge), summarize(r.LXC)
-	if lodge.N == 0 || lxc.N == 0 {
+	if lodge.N == 0 || lxc.N == 0 || r.implausible() != "" {
 		return 0, false
 	}
 	if r.Kind == latency {

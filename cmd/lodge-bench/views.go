@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"lodge/lxcfs/server"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -30,6 +32,60 @@ var (
 
 // viewReads is how often each reader reads the file per sample.
 const viewReads = 1000
+
+// Uncached reads: each after a pause longer than lodge's server keeps a
+// render (server.CacheTTL), so that every read renders the file anew, as
+// the first read by top or free after a while does. lxcfs renders every
+// read anyway; it gets the same pauses, which leave both servers' CPU
+// caches equally cold.
+const viewMissReads = 10
+
+var viewMissPause = server.CacheTTL + 50*time.Millisecond
+
+// readSpec is one way of reading a view: readers at once, reads each,
+// pause before each read.
+type readSpec struct {
+	file           string
+	readers, reads int
+	pause          time.Duration
+}
+
+// viewSpecs lists the read rows in the order of the table: each file with
+// one reader, cached then uncached, then with several readers.
+func viewSpecs() []readSpec {
+	var specs []readSpec
+	for _, readers := range viewReaders {
+		for _, file := range viewFiles {
+			specs = append(specs, readSpec{file: file, readers: readers, reads: viewReads})
+			if readers == 1 {
+				specs = append(specs, readSpec{file: file, readers: 1, reads: viewMissReads, pause: viewMissPause})
+			}
+		}
+	}
+	return specs
+}
+
+// args is procread's command line.
+func (r readSpec) args(reader string) []string {
+	args := []string{reader, r.file, strconv.Itoa(r.reads), strconv.Itoa(r.readers)}
+	if r.pause > 0 {
+		args = append(args, strconv.FormatInt(r.pause.Milliseconds(), 10))
+	}
+	return args
+}
+
+// metric names the row: "read /proc/stat, 8 readers", "read /proc/stat,
+// 1 reader, uncached".
+func (r readSpec) metric() string {
+	m := fmt.Sprintf("read %s, %d reader", r.file, r.readers)
+	if r.readers > 1 {
+		m += "s"
+	}
+	if r.pause > 0 {
+		m += ", uncached"
+	}
+	return m
+}
 
 // lxcViewsName is the LXC container that gets lxcfs's files.
 const lxcViewsName = "cv1"
@@ -64,14 +120,19 @@ func runViews(b *bench) (*groupResult, error) {
 			return res, err
 		}
 	}
-	for _, readers := range viewReaders {
-		for _, file := range viewFiles {
-			row, err := b.measureReads(res, names, reader, file, readers)
-			if err != nil {
-				return res, err
+	listed := map[bool]bool{} // commands shown, for cached and uncached reads
+	for _, spec := range viewSpecs() {
+		if !listed[spec.pause > 0] {
+			listed[spec.pause > 0] = true
+			for _, rt := range b.runtimes {
+				res.Commands = append(res.Commands, b.commands(rt.ExecCmd(names[rt.Name()], spec.args(reader)...))...)
 			}
-			res.Rows = append(res.Rows, row)
 		}
+		row, err := b.measureReads(names, reader, spec)
+		if err != nil {
+			return res, err
+		}
+		res.Rows = append(res.Rows, row)
 	}
 	if host, err := b.run.output(b.opts.procread, "/proc/meminfo", strconv.Itoa(viewReads), "1"); err == nil {
 		res.Notes = append(res.Notes, fmt.Sprintf("The host's own /proc/meminfo, read the same way on the host: %s µs per read.", strings.TrimSpace(host)))
@@ -109,14 +170,9 @@ func (b *bench) checkServed(rt runtime, name string) error {
 }
 
 // measureReads runs procread in both containers in turn, rounds times.
-func (b *bench) measureReads(res *groupResult, names map[string]string, reader, file string, readers int) (row, error) {
+func (b *bench) measureReads(names map[string]string, reader string, spec readSpec) (row, error) {
 	s := samples{}
-	args := []string{reader, file, strconv.Itoa(viewReads), strconv.Itoa(readers)}
-	if len(res.Commands) < len(b.runtimes) {
-		for _, rt := range b.runtimes {
-			res.Commands = append(res.Commands, b.commands(rt.ExecCmd(names[rt.Name()], args...))...)
-		}
-	}
+	args := spec.args(reader)
 	err := inTurn(b, b.opts.viewsRounds, b.runtimes, func(_ int, rt runtime) error {
 		out, err := b.run.output(rt.ExecCmd(names[rt.Name()], args...)...)
 		if err != nil {
@@ -129,11 +185,7 @@ func (b *bench) measureReads(res *groupResult, names map[string]string, reader, 
 		s.add(rt.Name(), us/1000) // the report's latency unit is ms
 		return nil
 	})
-	metric := fmt.Sprintf("read %s, %d reader", file, readers)
-	if readers > 1 {
-		metric += "s"
-	}
-	return newRow(metric, latency, s, targetFaster5), err
+	return newRow(spec.metric(), latency, s, targetFaster5), err
 }
 
 // viewsMemory starts K containers of each runtime that read the views,
@@ -281,12 +333,16 @@ func viewsMethod(k int) []string {
 			"container (views by lodge's server) and inside an LXC busybox container whose /proc files and /sys/devices/system/cpu are "+
 			"bound from an lxcfs that the benchmark runs on a private mount point (as LXC's lxcfs hook binds them from /var/lib/lxcfs). "+
 			"Both containers are checked to read a FUSE file. The runtimes alternate; each row is the median of the samples.", viewReads),
-		"lodge's server renders a file for a container at most every 100 ms and serves the cached text in between, so a reader in a " +
-			"tight loop mostly measures the FUSE round trips; lxcfs renders on every open. One read through lodge's server is five " +
+		fmt.Sprintf("lodge's server renders a file for a container at most every %v and serves the cached text in between, so a reader in a "+
+			"tight loop mostly measures the FUSE round trips; lxcfs renders on every open.", server.CacheTTL) + " One read through lodge's server is five " +
 			"FUSE requests: GETATTR (the caller's size, which sendfile needs), OPEN, READ, READ at the end of the file, RELEASE " +
 			"(LOOKUP is cached and FLUSH switched off). A round trip costs 15-20 µs on this 2-CPU VM, mostly waking threads across " +
 			"CPUs, which puts a floor of about 80 µs under lodge's latency whatever the server does; lxcfs pays the same round trips " +
 			"plus its rendering, hence ratios near 1.5-2x rather than 5x.",
+		fmt.Sprintf("The **uncached** rows time reads that miss lodge's cache, as the first read by free or top after a while does: "+
+			"%d reads per sample, each after an untimed pause of %v (procread's PAUSE_MS), longer than the cache interval, so that "+
+			"every read renders the file anew. lxcfs gets the same pauses, which leave both servers' CPU caches equally cold: "+
+			"these reads are slower for both than reads in a loop.", viewMissReads, viewMissPause),
 		fmt.Sprintf("**Memory.** %d more containers per runtime are created and started, and each reads meminfo, cpuinfo, stat, uptime "+
 			"and loadavg once; then the proportional (PSS) and resident (RSS) memory of lodge's server plus its supervisor, and of lxcfs, "+
 			"are read from /proc/PID/smaps_rollup.", k),

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"lodge/internal/testreq"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -55,7 +57,7 @@ func hostBlockDevice(t *testing.T) (major, minor uint32) {
 			return c[0], c[1]
 		}
 	}
-	t.Skip("host root can open no block device here, so no test can show the cgroup refusing one")
+	testreq.Skip(t, "blockdev", "host root can open no block device here, so no test can show the cgroup refusing one")
 	return 0, 0
 }
 
@@ -186,7 +188,7 @@ func checkDeviceState(t *testing.T, g *Group, layer string) {
 func TestDeviceProgramReplaced(t *testing.T) {
 	h := rootHost(t)
 	if _, ok := h.Unified(); !ok {
-		t.Skip("no cgroup2 hierarchy on this host")
+		testreq.Skip(t, "cgroup2", "no cgroup2 hierarchy on this host")
 	}
 	g := testGroup(t, h, "replaced")
 	for range 3 {

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"lodge/internal/testreq"
 )
 
 // testUID is the host uid of the test container's root.
@@ -32,7 +34,7 @@ func rootHost(t *testing.T) *Host {
 		t.Skip("integration test against the kernel's cgroups; skipped with -short")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates cgroups below this process's own cgroup")
+		testreq.Skip(t, "root", "needs root: creates cgroups below this process's own cgroup")
 	}
 	h, err := DetectHost()
 	if err != nil {
@@ -431,7 +433,10 @@ func TestKillV1(t *testing.T) {
 	if err := g.AddProcess(sh.pid); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // let it fork a few
+	waitFor(t, time.Minute, "the shell to fork children", func() bool {
+		pids, err := g.Procs()
+		return err == nil && len(pids) >= 3
+	})
 	v1 := *g
 	v1.dirs = slices.DeleteFunc(slices.Clone(g.dirs), func(d groupDir) bool { return d.h.Version == 2 })
 	if _, ok := v1.v1Freezer(); !ok {
@@ -460,7 +465,7 @@ func TestCpusetError(t *testing.T) {
 	}
 	d, ok := g.dirFor("cpuset")
 	if !ok {
-		t.Skip("no cpuset controller on this host")
+		testreq.Skip(t, "cpuset", "no cpuset controller on this host")
 	}
 	avail := readOrFail(t, filepath.Join(d.parent, "cpuset.cpus"))
 	bad := "7"
@@ -620,7 +625,7 @@ func TestInsideMountsThisHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	if h.Mode != Hybrid {
-		t.Skipf("checks a hybrid host; this one is %s", h.Mode)
+		testreq.Skipf(t, "hybrid", "checks a hybrid host; this one is %s", h.Mode)
 	}
 	var targets []string
 	for _, m := range h.InsideMounts() {

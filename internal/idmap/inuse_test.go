@@ -7,6 +7,8 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+
+	"lodge/internal/testreq"
 )
 
 func TestReleaseRefusedWhileInUse(t *testing.T) {
@@ -41,7 +43,7 @@ func TestReleaseRefusedWhileInUse(t *testing.T) {
 // checks that /proc tells it uses that range and no other.
 func TestProcessUses(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: needs root to map host ids into a user namespace; run: sudo make test")
+		testreq.Skip(t, "root", "needs root to map host ids into a user namespace; run: sudo make test")
 	}
 	r := Range{HostID: 3_900_000_000, Size: 65536}
 	cmd := exec.Command("sleep", "60")
@@ -51,7 +53,7 @@ func TestProcessUses(t *testing.T) {
 		Credential: &syscall.Credential{Uid: 0, Gid: 0},
 	}
 	if err := cmd.Start(); err != nil {
-		t.Skipf("SKIPPED: cannot make a user namespace here: %v", err)
+		testreq.Skipf(t, "userns", "cannot make a user namespace here: %v", err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	pid := cmd.Process.Pid

@@ -8,8 +8,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
+
+	"lodge/internal/atomicfile"
 )
 
 // tableVersion is the format version of the allocation file.
@@ -128,50 +129,8 @@ func (a *Allocator) write(t *table) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(a.path, append(data, '\n'), 0o644); err != nil {
+	if err := atomicfile.Write(a.path, append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("save id range allocations: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path with data so that a crash leaves either the
-// old file or the new one: write a temporary file in the same directory, fsync
-// it, rename it over path, and fsync the directory.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

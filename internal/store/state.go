@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"lodge/internal/atomicfile"
 	"lodge/internal/cgroup"
 )
 
@@ -48,9 +49,15 @@ type State struct {
 	// lodge exec finds init's cgroups without parsing mountinfo again.
 	CgroupHost *cgroup.Host `json:"cgroup_host,omitempty"`
 	RootfsMode string       `json:"rootfs_mode"`
+	// BootID is the host boot the state was written in (see BootID);
+	// WriteState fills it in.
+	BootID string `json:"boot_id,omitempty"`
 }
 
-// ReadState returns the recorded state of name, or nil if it has none.
+// ReadState returns the recorded state of name, or nil if it has none. A
+// state written in an earlier boot of the host describes nothing that runs
+// (its pids may name unrelated processes now): ReadState returns an error
+// that matches ErrOtherBoot for it, and callers treat it as no state.
 func (s *Store) ReadState(name string) (*State, error) {
 	data, err := os.ReadFile(s.StatePath(name))
 	if errors.Is(err, os.ErrNotExist) {
@@ -63,35 +70,28 @@ func (s *Store) ReadState(name string) (*State, error) {
 	if err := json.Unmarshal(data, &st); err != nil {
 		return nil, fmt.Errorf("read state of %q: %s is corrupt: %w", name, s.StatePath(name), err)
 	}
+	if !ThisBoot(st.BootID) {
+		return nil, fmt.Errorf("state of %q: %s was %w (boot id %s; this boot is %s)",
+			name, s.StatePath(name), ErrOtherBoot, st.BootID, BootID())
+	}
 	return &st, nil
 }
 
-// WriteState records st atomically (a reader sees the old state or the new
-// one). It does not fsync: the state describes running processes, which do not
-// outlive a crash of the host either, and a stale state file is recognised by
-// its dead init (pid and start time). Skipping fsync keeps milliseconds of disk
-// flush out of every container start.
+// WriteState records st, stamped with this boot's id, atomically (a reader
+// sees the old state or the new one). It does not fsync (see
+// atomicfile.WriteRuntime): the state describes running processes, which do
+// not outlive a crash of the host either, and after one the boot id marks
+// the file stale. Skipping fsync keeps milliseconds of disk flush out of
+// every container start.
 func (s *Store) WriteState(st *State) error {
-	data, err := json.MarshalIndent(st, "", "  ")
+	rec := *st
+	rec.BootID = BootID()
+	data, err := json.MarshalIndent(&rec, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := writeReplace(s.StatePath(st.Name), data, 0o600); err != nil {
+	if err := atomicfile.WriteRuntime(s.StatePath(st.Name), data, 0o600); err != nil {
 		return fmt.Errorf("record state of %q: %w", st.Name, err)
-	}
-	return nil
-}
-
-// writeReplace writes a temporary file next to path and renames it over path.
-func writeReplace(path string, data []byte, perm os.FileMode) error {
-	tmp := path + ".tmp-" + strconv.Itoa(os.Getpid())
-	if err := os.WriteFile(tmp, data, perm); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
 	}
 	return nil
 }

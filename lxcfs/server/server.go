@@ -19,6 +19,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"lodge/internal/atomicfile"
 	"lodge/internal/cgroup"
 	"lodge/internal/store"
 	"lodge/lxcfs"
@@ -139,12 +140,14 @@ func writeState(st *store.Store) error {
 	if err != nil {
 		return err
 	}
-	state := lxcfs.ServerState{Server: self}
+	state := lxcfs.ServerState{Server: self, BootID: store.BootID()}
 	if parent, err := store.ProcessOf(os.Getppid()); err == nil && os.Getenv(lxcfs.SupervisedEnv) != "" {
 		state.Supervisor = parent
 	}
 	data, _ := json.Marshal(state)
-	return os.WriteFile(lxcfs.StatePath(st), data, 0o600)
+	// Runtime state: atomic for readers, stale after a reboot by its boot
+	// id, so no fsync (see atomicfile.WriteRuntime).
+	return atomicfile.WriteRuntime(lxcfs.StatePath(st), data, 0o600)
 }
 
 // reattachAll gives every running container the new server's mounts.

@@ -215,7 +215,7 @@ var (
 func (h *textHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if off == 0 && time.Since(h.at) >= cacheTTL {
+	if off == 0 && time.Since(h.at) >= CacheTTL {
 		if text, err := h.file.views.Render(callerPID(ctx), h.file.name); err == nil {
 			h.text, h.at = text, time.Now()
 		}

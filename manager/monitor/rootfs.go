@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"lodge/config"
+	"lodge/internal/atomicfile"
 	"lodge/internal/failpoint"
 	"lodge/rootfs"
 )
@@ -113,7 +114,7 @@ func (m *Monitor) readShift() (*shiftRecord, error) {
 
 func (m *Monitor) writeShift(rec shiftRecord) error {
 	data, _ := json.Marshal(rec)
-	return config.WriteFileAtomic(m.store.ShiftPath(m.name), data, 0o600)
+	return atomicfile.Write(m.store.ShiftPath(m.name), data, 0o600)
 }
 
 // stopSignal is the signal that asks the container's init to shut down: the

@@ -2,10 +2,12 @@
 // program such as free or top reads /proc: open, read to the end, close.
 // lodge-bench copies it into containers to time the /proc views from inside.
 //
-//	procread FILE ITERATIONS READERS
+//	procread FILE ITERATIONS READERS [PAUSE_MS]
 //
 // READERS threads read concurrently, ITERATIONS times each; it prints the
-// mean time per read in microseconds, averaged over the readers.
+// mean time per read in microseconds, averaged over the readers. With
+// PAUSE_MS, each reader waits that long before each read, untimed: longer
+// than a server's cache interval, every read misses its cache.
 package main
 
 import (
@@ -19,17 +21,22 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: procread FILE ITERATIONS READERS")
+	if len(os.Args) != 4 && len(os.Args) != 5 {
+		fmt.Fprintln(os.Stderr, "usage: procread FILE ITERATIONS READERS [PAUSE_MS]")
 		os.Exit(2)
 	}
 	file := os.Args[1]
 	n, err1 := strconv.Atoi(os.Args[2])
 	readers, err2 := strconv.Atoi(os.Args[3])
-	if err1 != nil || err2 != nil || n < 1 || readers < 1 {
-		fmt.Fprintln(os.Stderr, "procread: ITERATIONS and READERS must be positive numbers")
+	pauseMS, err3 := 0, error(nil)
+	if len(os.Args) == 5 {
+		pauseMS, err3 = strconv.Atoi(os.Args[4])
+	}
+	if err1 != nil || err2 != nil || err3 != nil || n < 1 || readers < 1 || pauseMS < 0 {
+		fmt.Fprintln(os.Stderr, "procread: ITERATIONS and READERS must be positive numbers, PAUSE_MS not negative")
 		os.Exit(2)
 	}
+	pause := time.Duration(pauseMS) * time.Millisecond
 	perRead := make([]time.Duration, readers)
 	errs := make([]error, readers)
 	var start, done sync.WaitGroup
@@ -41,14 +48,17 @@ func main() {
 			runtime.LockOSThread() // one kernel thread per reader, like separate programs
 			buf := make([]byte, 64*1024)
 			start.Wait()
-			began := time.Now()
+			var spent time.Duration
 			for range n {
+				time.Sleep(pause)
+				began := time.Now()
 				if err := readAll(file, buf); err != nil {
 					errs[r] = err
 					return
 				}
+				spent += time.Since(began)
 			}
-			perRead[r] = time.Since(began) / time.Duration(n)
+			perRead[r] = spent / time.Duration(n)
 		}()
 	}
 	start.Done()

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"lodge/lxcfs/server"
+)
+
+func TestVerdicts(t *testing.T) {
+	tests := []struct {
+		name         string
+		r            row
+		ratio, judge string
+	}{
+		{"memory below LXC", row{Kind: memory, Lodge: []float64{0.5, 0.4, 0.6}, LXC: []float64{1.2, 1.3, 1.2}, Target: targetNoLarger}, "0.42x of LXC", "PASS"},
+		{"memory above LXC", row{Kind: memory, Lodge: []float64{2, 2, 2}, LXC: []float64{1, 1, 1}, Target: targetNoLarger}, "2.00x of LXC", "MISS"},
+		// The case of issue 9: the host's used memory fell while
+		// containers started; a negative cost is noise, never a PASS.
+		{"negative memory median", row{Kind: memory, Lodge: []float64{-0.49, -0.2, 0.1}, LXC: []float64{1.26, 1.2, 1.3}, Target: targetNoLarger}, "n/a", "n/a"},
+		{"one negative memory reading", row{Kind: memory, Lodge: []float64{0.5, -0.1, 0.6}, LXC: []float64{1.2, 1.3, 1.2}, Target: targetNoLarger}, "n/a", "n/a"},
+		{"negative LXC memory", row{Kind: memory, Lodge: []float64{0.5}, LXC: []float64{-1}, Target: targetNoLarger}, "n/a", "n/a"},
+		{"zero memory", row{Kind: memory, Lodge: []float64{0}, LXC: []float64{1}, Target: targetNoLarger}, "n/a", "n/a"},
+		{"latency 2x faster", row{Kind: latency, Lodge: []float64{10, 11, 9}, LXC: []float64{20, 22, 18}, Target: targetFaster2x}, "2.00x faster", "PASS"},
+		{"latency slower", row{Kind: latency, Lodge: []float64{30}, LXC: []float64{20}, Target: targetFaster2x}, "0.67x faster", "MISS"},
+		{"zero latency", row{Kind: latency, Lodge: []float64{0, 10}, LXC: []float64{20, 20}, Target: targetFaster2x}, "n/a", "n/a"},
+		{"no LXC samples", row{Kind: latency, Lodge: []float64{10}, Target: targetFaster2x}, "n/a", "n/a"},
+		{"informational", row{Kind: memory, Lodge: []float64{1}, LXC: []float64{2}}, "0.50x of LXC", "-"},
+		{"informational, implausible", row{Kind: memory, Lodge: []float64{-1}, LXC: []float64{2}}, "n/a", "-"},
+	}
+	for _, tt := range tests {
+		if got := tt.r.ratioText(); got != tt.ratio {
+			t.Errorf("%s: ratio %q, want %q", tt.name, got, tt.ratio)
+		}
+		if got := tt.r.verdict(); got != tt.judge {
+			t.Errorf("%s: verdict %q, want %q", tt.name, got, tt.judge)
+		}
+	}
+}
+
+func TestImplausibleNotes(t *testing.T) {
+	rows := []row{
+		{Metric: "host used memory per container", Kind: memory, Lodge: []float64{0.5, -0.49}, LXC: []float64{1.26}, Target: targetNoLarger},
+		{Metric: "monitor PSS per container", Kind: memory, Lodge: []float64{0.06}, LXC: []float64{0.63}, Target: targetNoLarger},
+	}
+	notes := implausibleNotes(rows)
+	if len(notes) != 1 || !strings.Contains(notes[0], "host used memory per container") || !strings.Contains(notes[0], "-0.49 MiB") {
+		t.Errorf("notes %q, want one about the negative host memory reading", notes)
+	}
+	if cells := rows[0].cells(); cells[len(cells)-1] != "n/a" {
+		t.Errorf("the table's result cell is %q, want n/a", cells[len(cells)-1])
+	}
+}
+
+// TestViewSpecs: every cached one-reader row is followed by its uncached
+// row, whose reads pause longer than the server's cache interval.
+func TestViewSpecs(t *testing.T) {
+	specs := viewSpecs()
+	seen := map[string]bool{}
+	uncached := 0
+	for i, s := range specs {
+		if seen[s.metric()] {
+			t.Errorf("two rows named %q", s.metric())
+		}
+		seen[s.metric()] = true
+		if s.pause == 0 {
+			continue
+		}
+		uncached++
+		if s.pause <= server.CacheTTL {
+			t.Errorf("%s: pause %v is not longer than the cache interval %v", s.metric(), s.pause, server.CacheTTL)
+		}
+		if i == 0 || specs[i-1].file != s.file || specs[i-1].pause != 0 || specs[i-1].readers != 1 {
+			t.Errorf("%s does not follow its cached row", s.metric())
+		}
+		if args := s.args("/procread"); args[len(args)-1] != "150" || !strings.HasSuffix(s.metric(), ", uncached") {
+			t.Errorf("%s: procread %q", s.metric(), args)
+		}
+	}
+	if uncached != len(viewFiles) {
+		t.Errorf("%d uncached rows, want one per file (%d)", uncached, len(viewFiles))
+	}
+	if args := specs[0].args("/procread"); len(args) != 4 {
+		t.Errorf("a cached read passes a pause: %q", args)
+	}
+}
