@@ -45,6 +45,51 @@ long env_long(const char *name, long fallback)
 	return v;
 }
 
+// xstrdup is strdup that dies rather than return NULL.
+char *xstrdup(const char *s)
+{
+	char *copy = strdup(s);
+
+	if (copy == NULL)
+		die("out of memory");
+	return copy;
+}
+
+// parse_ulong parses a whole decimal number up to max, or dies naming what it
+// was: a list entry that is not a number must not turn into 0 (root's id).
+unsigned long parse_ulong(const char *s, unsigned long max, const char *what)
+{
+	char *end = NULL;
+	unsigned long v = 0;
+
+	errno = 0;
+	if (*s >= '0' && *s <= '9') // strtoul would take a sign or spaces
+		v = strtoul(s, &end, 10);
+	if (end == NULL || errno != 0 || *end != '\0' || v > max) {
+		fprintf(stderr, "lodge: malformed %s: %s\n", what, s);
+		_exit(EXIT_HELPER_FAILED);
+	}
+	return v;
+}
+
+// write_all writes the whole buffer to a blocking descriptor, across partial
+// writes and signals; -1 (errno set) on an error.
+int write_all(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+
+	while (n > 0) {
+		ssize_t k = write(fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
 void clear_env(void)
 {
 	static const char *names[] = { "_LODGE_NSEXEC", "_LODGE_INITSTUB", "_LODGE_WATCH", "_LODGE_TASKS",
@@ -66,10 +111,10 @@ void join_v1_cgroups(void)
 
 	if (list == NULL || *list == '\0')
 		return;
-	list = strdup(list);
+	list = xstrdup(list);
 	for (path = strtok_r(list, "\n", &save); path; path = strtok_r(NULL, "\n", &save)) {
 		int fd = open(path, O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write(fd, "0", 1) != 1) {
+		if (fd < 0 || write_all(fd, "0", 1) < 0) {
 			fprintf(stderr, "lodge: join cgroup %s: %s\n", path, strerror(errno));
 			_exit(EXIT_HELPER_FAILED);
 		}
