@@ -55,9 +55,11 @@ void attach_mode(void)
 	if (pidfd < 0 || list == NULL)
 		die_msg("attach: missing _LODGE_ATTACH_PIDFD or _LODGE_ATTACH_MOUNTS");
 	fds_from(pidfd + 1, 0); // nothing else of the caller's enters the container's namespace
-	list = strdup(list);
-	for (line = strtok_r(list, "\n", &save); line && n < MAX_MOUNTS; line = strtok_r(NULL, "\n", &save)) {
+	list = xstrdup(list);
+	for (line = strtok_r(list, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char *tab = strchr(line, '\t');
+		if (n == MAX_MOUNTS)
+			die_msg("attach: more mounts than lodge attaches at once (32)");
 		if (tab == NULL)
 			die_msg("attach: a mount line lacks a tab");
 		*tab = '\0';
