@@ -14,6 +14,7 @@
 #include "helper.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -46,7 +47,7 @@ enum { MAX_MOUNTS = 32 };
 
 void attach_mode(void)
 {
-	int pidfd = (int)env_long("_LODGE_ATTACH_PIDFD", -1);
+	int pidfd = (int)env_num("_LODGE_ATTACH_PIDFD", -1, INT_MAX);
 	char *list = getenv("_LODGE_ATTACH_MOUNTS");
 	char *targets[MAX_MOUNTS];
 	int trees[MAX_MOUNTS], n = 0, failed = 0;

@@ -38,6 +38,7 @@
 #include "helper.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <sched.h>
@@ -141,8 +142,8 @@ enum { MAX_GROUPS = 1024 };
 
 static void set_credentials(void)
 {
-	uid_t uid = (uid_t)env_long("_LODGE_NSEXEC_UID", 0);
-	gid_t gid = (gid_t)env_long("_LODGE_NSEXEC_GID", 0);
+	uid_t uid = (uid_t)env_num("_LODGE_NSEXEC_UID", 0, 0xfffffffeL);
+	gid_t gid = (gid_t)env_num("_LODGE_NSEXEC_GID", 0, 0xfffffffeL);
 	const char *list = getenv("_LODGE_NSEXEC_GROUPS");
 	static gid_t groups[MAX_GROUPS];
 	size_t n = 0;
@@ -265,13 +266,13 @@ static void wait_child(pid_t pid, const sigset_t *unblocked)
 // namespace (a child, since setns of a pid namespace only affects children).
 static void enter(char **argv)
 {
-	int pidfd = (int)env_long("_LODGE_NSEXEC_PIDFD", -1);
-	int ptysock = (int)env_long("_LODGE_NSEXEC_PTY", -1);
+	int pidfd = (int)env_num("_LODGE_NSEXEC_PIDFD", -1, INT_MAX);
+	int ptysock = (int)env_num("_LODGE_NSEXEC_PTY", -1, INT_MAX);
 	int slave = -1;
 	sigset_t unblocked;
 	pid_t pid;
 
-	if (setns(pidfd, (int)env_long("_LODGE_NSEXEC_NS", 0)) < 0)
+	if (setns(pidfd, (int)env_num("_LODGE_NSEXEC_NS", 0, INT_MAX)) < 0)
 		die("enter the container's namespaces");
 	close(pidfd);
 	join_session_keyring(); // before the filter, which denies keyctl
@@ -293,7 +294,7 @@ static void enter(char **argv)
 
 void exec_mode(int argc, char **argv)
 {
-	int pidfd = (int)env_long("_LODGE_NSEXEC_PIDFD", -1);
+	int pidfd = (int)env_num("_LODGE_NSEXEC_PIDFD", -1, INT_MAX);
 
 	if (argc < 2)
 		die_msg("no command given");

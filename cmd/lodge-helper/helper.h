@@ -20,7 +20,7 @@ extern char **environ;
 // util.c
 void die(const char *step);
 void die_msg(const char *msg);
-long env_long(const char *name, long fallback);
+long env_num(const char *name, long fallback, long max);
 void clear_env(void);
 void join_v1_cgroups(void);
 void send_fd(int sock, int fd);

@@ -30,19 +30,16 @@ void die_msg(const char *msg)
 	_exit(EXIT_HELPER_FAILED);
 }
 
-long env_long(const char *name, long fallback)
+// env_num returns the environment variable name, a whole decimal number from
+// 0 to max, or fallback when it is unset or empty; anything else is fatal (a
+// uid of "-1" must not become "unchanged", nor a pid wrap around).
+long env_num(const char *name, long fallback, long max)
 {
 	const char *s = getenv(name);
-	char *end;
-	long v;
 
 	if (s == NULL || *s == '\0')
 		return fallback;
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || *end != '\0')
-		die_msg("malformed numeric environment variable");
-	return v;
+	return (long)parse_ulong(s, (unsigned long)max, name);
 }
 
 // xstrdup is strdup that dies rather than return NULL.

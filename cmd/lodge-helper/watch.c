@@ -416,7 +416,7 @@ static void setup(char **argv)
 	w.log_fd = -1;
 	if (w.log_path != NULL)
 		open_log();
-	w.init_pidfd = (int)syscall(SYS_pidfd_open, (pid_t)env_long("_LODGE_WATCH_INIT", 0), 0);
+	w.init_pidfd = (int)syscall(SYS_pidfd_open, (pid_t)env_num("_LODGE_WATCH_INIT", 0, INT_MAX), 0);
 	if (w.init_pidfd < 0)
 		die("watch init");
 	for (int i = 0; i < MAX_CONNS; i++)
