@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // corpusEntry is one exchange of testdata/monitor-protocol-corpus.json: what
@@ -58,8 +60,13 @@ func TestMonitorProtocolConformance(t *testing.T) {
 	wsock := filepath.Join(watcher.root, "run", "cw.sock")
 	gsock := filepath.Join(goEnv.root, "run", "cg.sock")
 	for _, entry := range corpus {
+		if unix.Kill(wi.MonitorPID, 0) != nil || unix.Kill(gi.MonitorPID, 0) != nil {
+			t.Fatalf("a monitor died (see its monitor.log) before %q", entry.Name)
+		}
 		t.Run(entry.Name, func(t *testing.T) {
-			waitUntil(t, "the monitor to go idle", func() bool { return monitorIsWatcher(wi.MonitorPID) })
+			waitUntil(t, "the monitor to go idle", func() bool {
+				return monitorIsWatcher(wi.MonitorPID) || unix.Kill(wi.MonitorPID, 0) != nil
+			})
 			fromC := exchange(t, wsock, entry)
 			if monitorIsWatcher(gi.MonitorPID) {
 				t.Fatal("the Go monitor went idle: the helper was found")
