@@ -78,6 +78,7 @@ static struct {
 	off_t log_size;
 	int init_pidfd;
 	int master_paused; // no process holds the console open: retry later
+	int accept_paused; // out of descriptors: accept again later, not in a busy loop
 	char history[HISTORY];
 	size_t history_len;
 	struct conn conns[MAX_CONNS];
@@ -329,8 +330,10 @@ static void accept_client(void)
 {
 	int fd = accept4(LISTEN_FD, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-	if (fd < 0)
+	if (fd < 0) {
+		w.accept_paused = errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM;
 		return;
+	}
 	for (int i = 0; i < MAX_CONNS; i++) {
 		if (w.conns[i].fd < 0) {
 			w.conns[i].fd = fd;
@@ -444,7 +447,7 @@ static int poll_set(struct pollfd *fds, int *slot)
 	int n = 0, keys_waiting = 0;
 
 	fds[n++] = (struct pollfd){ .fd = w.init_pidfd, .events = POLLIN };
-	fds[n++] = (struct pollfd){ .fd = LISTEN_FD, .events = POLLIN };
+	fds[n++] = (struct pollfd){ .fd = w.accept_paused ? -1 : LISTEN_FD, .events = POLLIN };
 	fds[n++] = (struct pollfd){ .fd = MASTER_FD };
 	for (int i = 0; i < MAX_CONNS; i++) {
 		struct conn *c = &w.conns[i];
@@ -467,7 +470,7 @@ static int poll_timeout(void)
 {
 	int timeout = expire();
 
-	if (w.master_paused && (timeout < 0 || timeout > EIO_PAUSE_MS))
+	if ((w.master_paused || w.accept_paused) && (timeout < 0 || timeout > EIO_PAUSE_MS))
 		timeout = EIO_PAUSE_MS;
 	return timeout;
 }
@@ -491,7 +494,7 @@ void watch_mode(char **argv)
 		int ready = poll(fds, (nfds_t)n, timeout);
 		if (ready < 0 && errno != EINTR)
 			die("watch: poll");
-		w.master_paused = 0;
+		w.master_paused = w.accept_paused = 0;
 		if (ready <= 0)
 			continue;
 		if (fds[0].revents) {
