@@ -112,6 +112,9 @@ func Do(ctx context.Context, socketPath string, req Request) (Response, error) {
 	}
 	defer conn.Close()
 	resp, _, err := Call(ctx, conn, req)
+	if err != nil && !resp.OK && resp.Code == "" && ctx.Err() == nil {
+		return doLegacy(ctx, socketPath, req) // a monitor started by a lodge before protocol versions
+	}
 	return resp, err
 }
 

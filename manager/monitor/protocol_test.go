@@ -129,3 +129,38 @@ func TestEncodeDecode(t *testing.T) {
 		}
 	}
 }
+
+// TestLegacyMonitor: a monitor from before protocol versions (JSON requests,
+// errors without a code) refuses a versioned request; Do asks again in JSON,
+// so containers that ran through an upgrade of lodge still stop.
+func TestLegacyMonitor(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			line, _ := bufio.NewReader(conn).ReadBytes('\n')
+			var req struct {
+				Op    string `json:"op"`
+				Force bool   `json:"force"`
+			}
+			if json.Unmarshal(line, &req) != nil || req.Op != "stop" || !req.Force {
+				conn.Write([]byte(`{"ok":false,"error":"malformed request: invalid character 'L'"}` + "\n"))
+			} else {
+				conn.Write([]byte(`{"ok":true,"killed":true}` + "\n"))
+			}
+			conn.Close()
+		}
+	}()
+	resp, err := Do(context.Background(), path, Request{Op: OpStop, Force: true})
+	if err != nil || !resp.Killed {
+		t.Fatalf("stop through an old monitor: %+v, %v", resp, err)
+	}
+}
