@@ -57,10 +57,12 @@ func failure(code Code, format string, args ...any) Response {
 	return Response{Code: code, Error: fmt.Sprintf(format, args...)}
 }
 
-// err is the client's error for a response that is not OK.
+// err is the client's error for a response that is not OK. One without a
+// code comes from a monitor older than protocol versions (see legacy.go).
 func (r Response) err() error {
 	if r.Code == "" {
-		r.Code = CodeInternal
+		return &Error{Code: CodeVersion, Message: "the container's monitor was started by an older lodge " +
+			"and does not understand this request (restart the container to update it): " + r.Error}
 	}
 	return &Error{Code: r.Code, Message: r.Error}
 }
