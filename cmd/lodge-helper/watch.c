@@ -460,8 +460,10 @@ static int poll_set(struct pollfd *fds, int *slot)
 		slot[n] = i;
 		fds[n++] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
 	}
-	fds[2].events = (short)((w.master_paused ? 0 : POLLIN) | (keys_waiting ? POLLOUT : 0));
-	if (fds[2].events == 0)
+	// While no process holds the console (paused), it is not polled at all:
+	// it would report POLLHUP at once, whatever the events asked for.
+	fds[2].events = (short)(POLLIN | (keys_waiting ? POLLOUT : 0));
+	if (w.master_paused)
 		fds[2].fd = -1;
 	return n;
 }
