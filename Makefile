@@ -15,13 +15,14 @@ HELPER      := bin/lodge-helper
 TOOLS       := $(CURDIR)/.tools
 STATICCHECK := $(TOOLS)/staticcheck
 STATICCHECK_VERSION := v0.8.2
-# Debian packages a fresh machine lacks, for the runtime, the templates and the tests.
-DEB_PACKAGES := busybox-static iproute2 musl-tools debootstrap xz-utils zstd
+# Debian packages a fresh machine lacks, for the runtime, the templates and the tests
+# (gcc brings the sanitizer runtimes, libasan and libubsan, for make test-sanitize).
+DEB_PACKAGES := busybox-static iproute2 musl-tools debootstrap xz-utils zstd gcc
 # Extra packages only the benchmarks need (the LXC peer).
 BENCH_PACKAGES := lxc lxc-templates lxcfs rsync uidmap
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all deps build test unit-test fuzz lint demo bench clean
+.PHONY: all deps build test test-sanitize unit-test fuzz lint demo bench clean
 
 all: build
 
@@ -41,6 +42,27 @@ test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	@GO=$(GO) .ci/fuzz $(FUZZTIME)
+	@$(MAKE) --no-print-directory test-sanitize
+
+# test-sanitize runs end-to-end tests that exercise every mode of lodge-helper
+# (exec, the first process, the idle watcher, the views server's supervisor and
+# attach) with the helper built under AddressSanitizer and UBSan. It is a
+# dynamic glibc build (the sanitizers' runtimes exist neither static nor for
+# musl); its options are compiled in (cmd/lodge-helper/sanitize.c): the first
+# report ends the process and lands in SANITIZE_REPORTS, and any report fails
+# the run.
+SANITIZE_CC      ?= gcc
+SANITIZE_HELPER  := bin/lodge-helper-sanitized
+SANITIZE_REPORTS := $(CURDIR)/bin/sanitizer-reports
+SANITIZE_TESTS   ?= ^(TestBusyboxLifecycle|TestExec|TestExecPty|TestConsole|TestMonitorProtocolConformance|TestMonitorConsoleKeepsTypedBytes|TestViewsSurviveServerKill|TestMonitorKilled)$$
+test-sanitize:
+	@rm -rf $(SANITIZE_REPORTS) && mkdir -p $(SANITIZE_REPORTS)
+	$(SANITIZE_CC) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
+		-Wall -Werror -DLODGE_SANITIZE_LOG='"$(SANITIZE_REPORTS)/report"' -o $(SANITIZE_HELPER) cmd/lodge-helper/*.c
+	LODGE_TEST_HELPER=$(CURDIR)/$(SANITIZE_HELPER) LODGE_TEST_SANITIZER_REPORTS=$(SANITIZE_REPORTS) \
+		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./tests -run '$(SANITIZE_TESTS)'
+	@if [ -n "$$(ls -A $(SANITIZE_REPORTS))" ]; then cat $(SANITIZE_REPORTS)/*; echo "lodge-helper: sanitizer reports above"; exit 1; fi
+	@echo "lodge-helper passed under -fsanitize=address,undefined"
 
 # Every fuzz target for FUZZTIME each (make test runs them too).
 FUZZTIME ?= 5s

@@ -94,8 +94,16 @@ var (
 	ErrNotFound   = store.ErrNotFound
 	ErrExists     = errors.New("already exists")
 	ErrRunning    = errors.New("is running")
-	ErrNotRunning = errors.New("is not running")
+	ErrNotRunning = monitor.ErrNotRunning // also what a monitor answers about a container that stopped
 	ErrInvalid    = errors.New("invalid input")
+
+	// Refusals of a container's monitor, kept across its socket (see
+	// manager/monitor/errors.go): the monitor is busy, speaks another
+	// protocol version (a running container's monitor from another lodge),
+	// or failed.
+	ErrMonitorBusy     = monitor.ErrBusy
+	ErrMonitorVersion  = monitor.ErrVersion
+	ErrMonitorInternal = monitor.ErrInternal
 )
 
 // kindError marks an error as one of the kinds above (for the CLI's exit

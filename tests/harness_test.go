@@ -42,22 +42,87 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	binDir = dir
-	return m.Run()
+	code := m.Run()
+	if reports := sanitizerReports(); reports != "" {
+		fmt.Fprintln(os.Stderr, "FAIL: lodge-helper's sanitizers reported errors:\n"+reports)
+		return 1
+	}
+	return code
+}
+
+// sanitizerReports returns the reports a sanitized helper ($LODGE_TEST_HELPER,
+// built by make test-sanitize) wrote to $LODGE_TEST_SANITIZER_REPORTS.
+func sanitizerReports() string {
+	dir := os.Getenv("LODGE_TEST_SANITIZER_REPORTS")
+	if dir == "" {
+		return ""
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err.Error()
+	}
+	var all strings.Builder
+	for _, entry := range entries {
+		data, _ := os.ReadFile(filepath.Join(dir, entry.Name()))
+		fmt.Fprintf(&all, "--- %s\n%s\n", entry.Name(), data)
+	}
+	return all.String()
+}
+
+// collectSanitizerReports looks through the env's logs (monitor.log of each
+// container, the views server's log) for sanitizer reports before cleanup
+// deletes them: UBSan, in GCC 12's combined runtime, writes its reports to
+// stderr whatever log_path says.
+func (e *env) collectSanitizerReports() {
+	if os.Getenv("LODGE_TEST_SANITIZER_REPORTS") == "" {
+		return
+	}
+	filepath.WalkDir(e.root, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".log") {
+			data, _ := os.ReadFile(path)
+			noteSanitizerReport(path, string(data))
+		}
+		return nil
+	})
+}
+
+// noteSanitizerReport saves text into $LODGE_TEST_SANITIZER_REPORTS if it
+// holds a sanitizer's report.
+func noteSanitizerReport(source, text string) {
+	dir := os.Getenv("LODGE_TEST_SANITIZER_REPORTS")
+	if dir == "" || (!strings.Contains(text, "runtime error: ") && !strings.Contains(text, "Sanitizer")) {
+		return
+	}
+	f, err := os.CreateTemp(dir, "found-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "in %s:\n%s\n", source, text)
 }
 
 // buildBinaries builds lodge, its views server and its C helper as the
-// Makefile does.
+// Makefile does. $LODGE_TEST_HELPER names a helper built elsewhere to use
+// instead (make test-sanitize's).
 func buildBinaries(dir string) error {
 	goBuild := exec.Command("go", "build", "-o", dir, "lodge/cmd/lodge", "lodge/cmd/lodge-lxcfs")
 	goBuild.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if helper := os.Getenv("LODGE_TEST_HELPER"); helper != "" {
+		copyHelper := exec.Command("cp", helper, filepath.Join(dir, "lodge-helper"))
+		return runAll(goBuild, copyHelper)
+	}
 	cc := "cc"
 	if path, err := exec.LookPath("musl-gcc"); err == nil {
 		cc = path
 	}
 	sources, _ := filepath.Glob("../cmd/lodge-helper/*.c")
 	ccArgs := append([]string{"-static", "-O2", "-Wall", "-Werror", "-o", filepath.Join(dir, "lodge-helper")}, sources...)
-	ccBuild := exec.Command(cc, ccArgs...)
-	for _, cmd := range []*exec.Cmd{goBuild, ccBuild} {
+	return runAll(goBuild, exec.Command(cc, ccArgs...))
+}
+
+func runAll(cmds ...*exec.Cmd) error {
+	for _, cmd := range cmds {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
 		}
@@ -154,6 +219,7 @@ func (e *env) runInput(stdin string, args ...string) result {
 	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
+	noteSanitizerReport("stderr of lodge "+strings.Join(args, " "), stderr.String())
 	code := 0
 	if exitErr, ok := err.(*exec.ExitError); ok {
 		code = exitErr.ExitCode()
@@ -229,6 +295,7 @@ func (e *env) createBusybox(name string, config ...string) {
 // cleanup stops and deletes every container of the env and its views
 // server, then checks that nothing of it is left on the host.
 func (e *env) cleanup() {
+	e.collectSanitizerReports()
 	var infos []info
 	r := e.run("list", "--format", "json")
 	if r.code == 0 {

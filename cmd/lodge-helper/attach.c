@@ -14,6 +14,7 @@
 #include "helper.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -46,7 +47,7 @@ enum { MAX_MOUNTS = 32 };
 
 void attach_mode(void)
 {
-	int pidfd = (int)env_long("_LODGE_ATTACH_PIDFD", -1);
+	int pidfd = (int)env_num("_LODGE_ATTACH_PIDFD", -1, INT_MAX);
 	char *list = getenv("_LODGE_ATTACH_MOUNTS");
 	char *targets[MAX_MOUNTS];
 	int trees[MAX_MOUNTS], n = 0, failed = 0;
@@ -55,9 +56,11 @@ void attach_mode(void)
 	if (pidfd < 0 || list == NULL)
 		die_msg("attach: missing _LODGE_ATTACH_PIDFD or _LODGE_ATTACH_MOUNTS");
 	fds_from(pidfd + 1, 0); // nothing else of the caller's enters the container's namespace
-	list = strdup(list);
-	for (line = strtok_r(list, "\n", &save); line && n < MAX_MOUNTS; line = strtok_r(NULL, "\n", &save)) {
+	list = xstrdup(list);
+	for (line = strtok_r(list, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char *tab = strchr(line, '\t');
+		if (n == MAX_MOUNTS)
+			die_msg("attach: more mounts than lodge attaches at once (32)");
 		if (tab == NULL)
 			die_msg("attach: a mount line lacks a tab");
 		*tab = '\0';

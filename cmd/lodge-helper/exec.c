@@ -39,6 +39,7 @@
 #include "helper.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <sched.h>
@@ -67,9 +68,9 @@ static void drop_capabilities(void)
 
 	if (list == NULL || *list == '\0')
 		return;
-	copy = strdup(list);
+	copy = xstrdup(list);
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (prctl(PR_CAPBSET_DROP, strtoul(tok, NULL, 10), 0, 0, 0) < 0)
+		if (prctl(PR_CAPBSET_DROP, parse_ulong(tok, 63, "capability in $_LODGE_NSEXEC_DROP_CAPS"), 0, 0, 0) < 0)
 			die("drop a capability");
 	}
 	free(copy);
@@ -135,18 +136,26 @@ static void load_seccomp(void)
 	free(buf);
 }
 
+// MAX_GROUPS is the most supplementary groups a command gets; a longer list
+// is refused, not cut short (NGROUPS_MAX is 65536, lodge passes a user's
+// groups from the container's /etc/group).
+enum { MAX_GROUPS = 1024 };
+
 static void set_credentials(void)
 {
-	uid_t uid = (uid_t)env_long("_LODGE_NSEXEC_UID", 0);
-	gid_t gid = (gid_t)env_long("_LODGE_NSEXEC_GID", 0);
+	uid_t uid = (uid_t)env_num("_LODGE_NSEXEC_UID", 0, 0xfffffffeL);
+	gid_t gid = (gid_t)env_num("_LODGE_NSEXEC_GID", 0, 0xfffffffeL);
 	const char *list = getenv("_LODGE_NSEXEC_GROUPS");
-	gid_t groups[256];
+	static gid_t groups[MAX_GROUPS];
 	size_t n = 0;
 
 	if (list != NULL && *list != '\0') {
-		char *copy = strdup(list), *save = NULL, *tok;
-		for (tok = strtok_r(copy, ",", &save); tok && n < 256; tok = strtok_r(NULL, ",", &save))
-			groups[n++] = (gid_t)strtoul(tok, NULL, 10);
+		char *copy = xstrdup(list), *save = NULL, *tok;
+		for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			if (n == MAX_GROUPS)
+				die_msg("exec: more supplementary groups than lodge passes on (1024)");
+			groups[n++] = (gid_t)parse_ulong(tok, 0xfffffffeUL, "group in $_LODGE_NSEXEC_GROUPS");
+		}
 		free(copy);
 	}
 	if (setgroups(n, groups) < 0)
@@ -188,7 +197,7 @@ static int open_container_pty(int sock)
 	return slave;
 }
 
-static void run_command(char **argv, int slave)
+static void run_command(char **argv, int slave, const sigset_t *unblocked)
 {
 	const char *cwd = getenv("_LODGE_NSEXEC_CWD");
 
@@ -210,18 +219,34 @@ static void run_command(char **argv, int slave)
 	}
 	signal(SIGINT, SIG_DFL);
 	signal(SIGQUIT, SIG_DFL);
+	sigprocmask(SIG_SETMASK, unblocked, NULL);
 	clear_env();
 	execvp(argv[0], argv);
 	fprintf(stderr, "lodge exec: %s: %s\n", argv[0], strerror(errno));
 	_exit(errno == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_RUN);
 }
 
-static pid_t child_pid;
+static volatile sig_atomic_t child_pid; // read by the signal handler
 
 static void forward_signal(int sig)
 {
 	if (child_pid > 0)
-		kill(child_pid, sig);
+		kill((pid_t)child_pid, sig);
+}
+
+static const int relayed[] = { SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 };
+
+// block_relayed blocks the relayed signals from before the fork until the
+// child's pid is stored and the handlers are in place (wait_child): one that
+// arrives meanwhile is then delivered and relayed, not lost or fatal.
+static void block_relayed(sigset_t *old)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	for (size_t i = 0; i < sizeof(relayed) / sizeof(relayed[0]); i++)
+		sigaddset(&set, relayed[i]);
+	sigprocmask(SIG_BLOCK, &set, old);
 }
 
 // wait_child relays SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 to the child and
@@ -230,18 +255,15 @@ static void forward_signal(int sig)
 // only lodge (which ignores them, to report the command's status) and this
 // process, in the caller's process group. With a pty the terminal is raw and
 // they arrive as bytes on the pty instead.
-static void wait_child(pid_t pid)
+static void wait_child(pid_t pid, const sigset_t *unblocked)
 {
 	struct sigaction sa = { .sa_handler = forward_signal };
-	int status;
+	int status = 0;
 
 	child_pid = pid;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGQUIT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigaction(SIGUSR2, &sa, NULL);
+	for (size_t i = 0; i < sizeof(relayed) / sizeof(relayed[0]); i++)
+		sigaction(relayed[i], &sa, NULL);
+	sigprocmask(SIG_SETMASK, unblocked, NULL);
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR)
 			die("wait for command");
@@ -255,12 +277,13 @@ static void wait_child(pid_t pid)
 // namespace (a child, since setns of a pid namespace only affects children).
 static void enter(char **argv)
 {
-	int pidfd = (int)env_long("_LODGE_NSEXEC_PIDFD", -1);
-	int ptysock = (int)env_long("_LODGE_NSEXEC_PTY", -1);
+	int pidfd = (int)env_num("_LODGE_NSEXEC_PIDFD", -1, INT_MAX);
+	int ptysock = (int)env_num("_LODGE_NSEXEC_PTY", -1, INT_MAX);
 	int slave = -1;
+	sigset_t unblocked;
 	pid_t pid;
 
-	if (setns(pidfd, (int)env_long("_LODGE_NSEXEC_NS", 0)) < 0)
+	if (setns(pidfd, (int)env_num("_LODGE_NSEXEC_NS", 0, INT_MAX)) < 0)
 		die("enter the container's namespaces");
 	close(pidfd);
 	join_session_keyring(); // before the filter, which denies keyctl
@@ -269,19 +292,20 @@ static void enter(char **argv)
 	set_credentials();
 	if (ptysock >= 0)
 		slave = open_container_pty(ptysock);
+	block_relayed(&unblocked);
 	pid = fork();
 	if (pid < 0)
 		die("fork");
 	if (pid == 0)
-		run_command(argv, slave);
+		run_command(argv, slave, &unblocked);
 	if (slave >= 0)
 		close(slave);
-	wait_child(pid);
+	wait_child(pid, &unblocked);
 }
 
 void exec_mode(int argc, char **argv)
 {
-	int pidfd = (int)env_long("_LODGE_NSEXEC_PIDFD", -1);
+	int pidfd = (int)env_num("_LODGE_NSEXEC_PIDFD", -1, INT_MAX);
 
 	if (argc < 2)
 		die_msg("no command given");

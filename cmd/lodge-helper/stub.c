@@ -11,6 +11,7 @@
 #include "helper.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,12 +20,15 @@
 // initstub joins the v1 cgroups and executes the lodge binary open at exe.
 void initstub_mode(char **argv)
 {
-	int exe = (int)env_long("_LODGE_INITSTUB", -1);
+	int exe = (int)env_num("_LODGE_INITSTUB", -1, INT_MAX);
 
+	if (exe < 4) // 0-2 are stdio, 3 the sync socket
+		die_msg("initstub: $_LODGE_INITSTUB must name the lodge binary's descriptor");
 	// lodge __init gets the sync socket (3) and nothing else; the lodge
 	// binary at exe is executed, not inherited.
 	fds_from(4, 1);
-	fcntl(exe, F_SETFD, FD_CLOEXEC);
+	if (fcntl(exe, F_SETFD, FD_CLOEXEC) < 0)
+		die("initstub: the lodge binary's descriptor");
 	join_v1_cgroups();
 	clear_env();
 	fexecve(exe, argv, environ);

@@ -21,52 +21,77 @@
 // (lxcfs.RestartExitCode: SIGHUP, lodge lxcfs restart).
 enum { EXIT_RESTART = 75 };
 
+// Both are read by the signal handler. SIGTERM and SIGINT are blocked from
+// before each fork until server holds the new pid, so a stop that arrives
+// meanwhile is delivered then and reaches the server.
 static volatile sig_atomic_t stopping;
-static pid_t server;
+static volatile sig_atomic_t server;
 
 static void on_stop(int sig)
 {
 	stopping = 1;
 	if (server > 0)
-		kill(server, sig);
+		kill((pid_t)server, sig);
 }
 
-static pid_t start(char **argv)
+// start forks and executes the server; the stop signals are blocked (see above).
+static void start(char **argv, const sigset_t *unblocked)
 {
 	pid_t pid = fork();
 
+	if (pid < 0)
+		die("supervise: fork");
 	if (pid == 0) {
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGINT, SIG_DFL);
+		sigprocmask(SIG_SETMASK, unblocked, NULL);
 		execv(argv[0], argv);
 		fprintf(stderr, "lodge supervisor: execute %s: %s\n", argv[0], strerror(errno));
 		_exit(EXIT_HELPER_FAILED);
 	}
-	return pid;
+	server = pid;
+}
+
+// wait_server waits for the server to exit and returns its status.
+static int wait_server(void)
+{
+	int status = 0;
+
+	while (waitpid((pid_t)server, &status, 0) < 0) {
+		if (errno != EINTR)
+			die("supervise: wait for the server");
+	}
+	server = 0;
+	return status;
 }
 
 void supervise_mode(int argc, char **argv)
 {
 	struct sigaction sa = { .sa_handler = on_stop };
+	sigset_t stops, unblocked;
 	unsigned pause_ms = 100;
 
 	if (argc < 2)
 		die_msg("supervise: no command");
 	fds_from(3, 0); // the server gets its stdin, stdout and stderr only
 	clear_env();
-	setenv("LODGE_LXCFS_SUPERVISED", "1", 1);
+	if (setenv("LODGE_LXCFS_SUPERVISED", "1", 1) < 0)
+		die("supervise: set the environment");
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGINT);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	for (;;) {
 		time_t began = time(NULL);
 		int status;
 
-		server = start(argv + 1);
-		if (server < 0)
-			die("supervise: fork");
-		while (waitpid(server, &status, 0) < 0 && errno == EINTR)
-			;
-		server = 0;
+		sigprocmask(SIG_BLOCK, &stops, &unblocked);
+		if (stopping)
+			_exit(0); // asked to stop while no server ran
+		start(argv + 1, &unblocked);
+		sigprocmask(SIG_SETMASK, &unblocked, NULL);
+		status = wait_server();
 		if (stopping || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
 			_exit(0);
 		if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_RESTART) {

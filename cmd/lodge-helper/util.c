@@ -30,19 +30,61 @@ void die_msg(const char *msg)
 	_exit(EXIT_HELPER_FAILED);
 }
 
-long env_long(const char *name, long fallback)
+// env_num returns the environment variable name, a whole decimal number from
+// 0 to max, or fallback when it is unset or empty; anything else is fatal (a
+// uid of "-1" must not become "unchanged", nor a pid wrap around).
+long env_num(const char *name, long fallback, long max)
 {
 	const char *s = getenv(name);
-	char *end;
-	long v;
 
 	if (s == NULL || *s == '\0')
 		return fallback;
+	return (long)parse_ulong(s, (unsigned long)max, name);
+}
+
+// xstrdup is strdup that dies rather than return NULL.
+char *xstrdup(const char *s)
+{
+	char *copy = strdup(s);
+
+	if (copy == NULL)
+		die("out of memory");
+	return copy;
+}
+
+// parse_ulong parses a whole decimal number up to max, or dies naming what it
+// was: a list entry that is not a number must not turn into 0 (root's id).
+unsigned long parse_ulong(const char *s, unsigned long max, const char *what)
+{
+	char *end = NULL;
+	unsigned long v = 0;
+
 	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || *end != '\0')
-		die_msg("malformed numeric environment variable");
+	if (*s >= '0' && *s <= '9') // strtoul would take a sign or spaces
+		v = strtoul(s, &end, 10);
+	if (end == NULL || errno != 0 || *end != '\0' || v > max) {
+		fprintf(stderr, "lodge: malformed %s: %s\n", what, s);
+		_exit(EXIT_HELPER_FAILED);
+	}
 	return v;
+}
+
+// write_all writes the whole buffer to a blocking descriptor, across partial
+// writes and signals; -1 (errno set) on an error.
+int write_all(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+
+	while (n > 0) {
+		ssize_t k = write(fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
 }
 
 void clear_env(void)
@@ -66,10 +108,10 @@ void join_v1_cgroups(void)
 
 	if (list == NULL || *list == '\0')
 		return;
-	list = strdup(list);
+	list = xstrdup(list);
 	for (path = strtok_r(list, "\n", &save); path; path = strtok_r(NULL, "\n", &save)) {
 		int fd = open(path, O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write(fd, "0", 1) != 1) {
+		if (fd < 0 || write_all(fd, "0", 1) < 0) {
 			fprintf(stderr, "lodge: join cgroup %s: %s\n", path, strerror(errno));
 			_exit(EXIT_HELPER_FAILED);
 		}

@@ -5,11 +5,15 @@
 // dozen kilobytes. It does the idle work:
 //
 //   - drains the console (a full pty would block init), appends it to
-//     console.log (rotated at 1 MiB) and keeps the last 4 KiB for new clients;
-//   - serves the monitor socket's simple requests: ping, console, resize;
-//   - for anything else (stop) and when init exits, executes the lodge binary
-//     again as `__monitor ROOT NAME resume`, handing over the socket, the
-//     console and the pending request, and Go carries on.
+//     console.log (rotated at LODGE_CONSOLE_LOG_LIMIT) and keeps the last
+//     LODGE_CONSOLE_HISTORY bytes for new clients;
+//   - serves the monitor socket's simple requests: ping, console, resize,
+//     and refuses malformed ones, exactly as the Go monitor does (request.c;
+//     the protocol is defined once, in manager/monitor, and reaches C through
+//     the generated protocol.h);
+//   - for any other well-formed request (stop) and when init exits, executes
+//     the lodge binary again as `__monitor ROOT NAME resume`, handing over the
+//     socket, the console and the pending request, and Go carries on.
 //
 // On entry, $_LODGE_WATCH_FDS names four descriptors, comma-separated: the
 // monitor socket (listening), the console's pty master, the lodge binary (to
@@ -21,12 +25,13 @@
 // word ("watch") becomes "resume" on hand-over.
 //
 // On hand-over the Go monitor gets: 3 the socket, 4 the console master, 5 the
-// connection of the pending request (if any) with the request line in
-// $_LODGE_RESUME_REQUEST.
+// connection of the pending request (if any) with the request line, without
+// its newline, in $_LODGE_RESUME_REQUEST (LODGE_RESUME_* in protocol.h).
 #include "helper.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,23 +42,33 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 enum {
 	LISTEN_FD = 3, MASTER_FD = 4, EXE_FD = 5, HISTORY_FD = 6, // after place_fds
-	CONN_FD = 5,                                              // on hand-over
+	EXE_HIGH = 100, // a copy of the lodge binary's, to execute when 5 takes the pending connection
 	MAX_CONNS = 32,
-	HISTORY = 4096,
-	LOG_LIMIT = 1 << 20,
-	REQUEST_MAX = 1024,
+	HISTORY = LODGE_CONSOLE_HISTORY,
+	LOG_LIMIT = LODGE_CONSOLE_LOG_LIMIT,
+	REQUEST_MAX = LODGE_REQUEST_MAX,
+	KEYS_MAX = 1024, // keystrokes read from a console client at once
 	EIO_PAUSE_MS = 50,
 };
 
+_Static_assert(LISTEN_FD == LODGE_RESUME_LISTEN_FD && MASTER_FD == LODGE_RESUME_MASTER_FD &&
+		       EXE_FD == LODGE_RESUME_CONN_FD,
+	       "the socket and the console stay where Go expects them; the connection replaces the binary's 5");
+_Static_assert(KEYS_MAX >= REQUEST_MAX, "what follows a request line fits the keystroke buffer");
+
 struct conn {
-	int fd;       // -1 when the slot is free
-	int console;  // attached to the console (else: reading its request)
+	int fd;          // -1 when the slot is free
+	int console;     // attached to the console (else: reading its request)
+	long long until; // reading its request: the deadline, in ms of CLOCK_MONOTONIC
 	size_t len;
-	char req[REQUEST_MAX];
+	char req[REQUEST_MAX + 1];
+	size_t keys_off, keys_len; // console: keystrokes not yet written to the console
+	char keys[KEYS_MAX];
 };
 
 static struct {
@@ -63,22 +78,41 @@ static struct {
 	off_t log_size;
 	int init_pidfd;
 	int master_paused; // no process holds the console open: retry later
+	int accept_paused; // out of descriptors: accept again later, not in a busy loop
 	char history[HISTORY];
 	size_t history_len;
 	struct conn conns[MAX_CONNS];
 } w;
 
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void open_log(void)
+{
+	struct stat st;
+
+	w.log_fd = open(w.log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	w.log_size = w.log_fd >= 0 && fstat(w.log_fd, &st) == 0 ? st.st_size : 0;
+}
+
+// log_console appends to console.log, rotated to console.log.1 at the limit.
+// The console works on without its log if the file cannot be written.
 static void log_console(const char *buf, size_t n)
 {
 	if (w.log_fd >= 0 && w.log_size + (off_t)n > LOG_LIMIT) {
-		char rotated[4096];
+		char rotated[PATH_MAX];
 		close(w.log_fd);
-		snprintf(rotated, sizeof(rotated), "%s.1", w.log_path);
-		rename(w.log_path, rotated);
-		w.log_fd = open(w.log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (snprintf(rotated, sizeof(rotated), "%s.1", w.log_path) < (int)sizeof(rotated))
+			rename(w.log_path, rotated);
+		open_log();
 		w.log_size = 0;
 	}
-	if (w.log_fd >= 0 && write(w.log_fd, buf, n) > 0)
+	if (w.log_fd >= 0 && write_all(w.log_fd, buf, n) == 0)
 		w.log_size += (off_t)n;
 }
 
@@ -104,8 +138,8 @@ static void drop(struct conn *c)
 	c->fd = -1;
 }
 
-// write_all writes to a client; a client that cannot keep up is dropped rather
-// than stalling the console.
+// send_client writes to a client; a client that cannot keep up (its socket
+// buffer is full) is dropped rather than stalling the console.
 static void send_client(struct conn *c, const char *buf, size_t n)
 {
 	while (n > 0) {
@@ -119,6 +153,14 @@ static void send_client(struct conn *c, const char *buf, size_t n)
 		buf += k;
 		n -= (size_t)k;
 	}
+}
+
+// answer sends a whole reply and ends the connection.
+static void answer(struct conn *c, const char *reply)
+{
+	send_client(c, reply, strlen(reply));
+	if (c->fd >= 0)
+		drop(c);
 }
 
 static void read_console(void)
@@ -139,127 +181,219 @@ static void read_console(void)
 			send_client(&w.conns[i], buf, (size_t)n);
 }
 
-// hand_over executes the Go monitor in place with the socket, the console and
-// the pending request. It returns only if that fails.
-static void hand_over(struct conn *pending)
+// flush_keys writes a console client's pending keystrokes to the console as
+// far as the pty takes them; the rest waits for POLLOUT (and the client is not
+// read meanwhile: the pty's back-pressure reaches the client).
+static void flush_keys(struct conn *c)
 {
-	enum { EXE_MOVED = 101, CONN_MOVED = 100 };
+	while (c->keys_off < c->keys_len) {
+		ssize_t k = write(MASTER_FD, c->keys + c->keys_off, c->keys_len - c->keys_off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EAGAIN)
+			return;
+		if (k <= 0) {
+			drop(c);
+			return;
+		}
+		c->keys_off += (size_t)k;
+	}
+	c->keys_off = c->keys_len = 0;
+}
+
+// hand_over executes the Go monitor in place with the socket, the console and
+// the pending request (line: without its newline). It returns only if that
+// fails, with the descriptors as they were. The pending connection replaces
+// the lodge binary's 5 (which keeps the number from being taken by a client)
+// and the binary is executed from its copy at EXE_HIGH.
+static void hand_over(struct conn *pending, const char *line)
+{
 	int last = 0;
 
 	while (w.argv[last + 1] != NULL)
 		last++;
 	w.argv[last] = "resume";
-	// The lodge binary moves out of the way of the connection's slot (5).
-	if (dup3(EXE_FD, EXE_MOVED, O_CLOEXEC) < 0)
-		return;
-	close(EXE_FD);
 	if (pending != NULL) {
-		pending->req[pending->len] = '\0';
-		setenv("_LODGE_RESUME_REQUEST", pending->req, 1);
-		if (dup2(pending->fd, CONN_MOVED) < 0 || dup2(CONN_MOVED, CONN_FD) < 0)
+		if (setenv(LODGE_RESUME_REQUEST_ENV, line, 1) < 0 ||
+		    dup2(pending->fd, LODGE_RESUME_CONN_FD) < 0)
 			return;
-		close(CONN_MOVED);
 	}
 	// The socket and the console survive the exec; everything else closes.
 	fcntl(LISTEN_FD, F_SETFD, 0);
 	fcntl(MASTER_FD, F_SETFD, 0);
 	fcntl(LISTEN_FD, F_SETFL, 0);
-	fexecve(EXE_MOVED, w.argv, environ);
+	fexecve(EXE_HIGH, w.argv, environ);
+	fcntl(LISTEN_FD, F_SETFL, O_NONBLOCK);
+	fcntl(LISTEN_FD, F_SETFD, FD_CLOEXEC);
+	fcntl(MASTER_FD, F_SETFD, FD_CLOEXEC);
+	dup3(EXE_HIGH, EXE_FD, O_CLOEXEC);
+	unsetenv(LODGE_RESUME_REQUEST_ENV);
 }
 
-static int field_int(const char *req, const char *name)
+static void set_size(unsigned long rows, unsigned long cols)
 {
-	const char *p = strstr(req, name);
-	return p == NULL ? 0 : atoi(p + strlen(name));
-}
+	struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
 
-static void set_size(const char *req)
-{
-	struct winsize ws = { .ws_row = (unsigned short)field_int(req, "\"rows\":"),
-			      .ws_col = (unsigned short)field_int(req, "\"cols\":") };
-	if (ws.ws_row > 0 && ws.ws_col > 0)
+	if (rows > 0 && cols > 0)
 		ioctl(MASTER_FD, TIOCSWINSZ, &ws);
 }
 
-static const char ok_reply[] = "{\"ok\":true}\n";
-
-// serve answers one complete request line.
-static void serve(struct conn *c)
+// attach makes c a console client: the history first, then whatever the
+// client sent after its request line goes to the console.
+static void attach(struct conn *c, const char *typed, size_t n)
 {
-	c->req[c->len] = '\0';
-	if (strstr(c->req, "\"op\":\"ping\"") != NULL) {
-		send_client(c, ok_reply, sizeof(ok_reply) - 1);
-		if (c->fd >= 0)
-			drop(c);
-	} else if (strstr(c->req, "\"op\":\"resize\"") != NULL) {
-		set_size(c->req);
-		send_client(c, ok_reply, sizeof(ok_reply) - 1);
-		if (c->fd >= 0)
-			drop(c);
-	} else if (strstr(c->req, "\"op\":\"console\"") != NULL) {
-		set_size(c->req);
-		send_client(c, ok_reply, sizeof(ok_reply) - 1);
-		if (c->fd >= 0)
-			send_client(c, w.history, w.history_len);
-		if (c->fd >= 0)
-			c->console = 1;
-	} else {
-		hand_over(c); // stop, and whatever Go knows and this loop does not
-		drop(c);
+	send_client(c, LODGE_REPLY_OK, strlen(LODGE_REPLY_OK));
+	if (c->fd >= 0)
+		send_client(c, w.history, w.history_len);
+	if (c->fd < 0)
+		return;
+	c->console = 1;
+	memcpy(c->keys, typed, n);
+	c->keys_off = 0;
+	c->keys_len = n;
+	flush_keys(c);
+}
+
+// serve answers one complete request line, c->req[0..end), end at its newline.
+static void serve(struct conn *c, size_t end)
+{
+	struct request req;
+	const char *reply;
+
+	c->req[end] = '\0';
+	switch (parse_request(c->req, end, &req, &reply)) {
+	case REQUEST_REFUSED:
+		answer(c, reply);
+		return;
+	case REQUEST_FOR_GO: // stop, and whatever Go knows and this loop does not
+		hand_over(c, c->req);
+		answer(c, LODGE_REPLY_HAND_OVER_FAILED);
+		return;
+	case REQUEST_WATCHER:
+		break;
+	}
+	switch (req.op) {
+	case LODGE_OP_PING:
+		answer(c, LODGE_REPLY_OK);
+		break;
+	case LODGE_OP_RESIZE:
+		set_size(req.args[LODGE_ARG_RESIZE_ROWS], req.args[LODGE_ARG_RESIZE_COLS]);
+		answer(c, LODGE_REPLY_OK);
+		break;
+	case LODGE_OP_CONSOLE:
+		set_size(req.args[LODGE_ARG_CONSOLE_ROWS], req.args[LODGE_ARG_CONSOLE_COLS]);
+		attach(c, c->req + end + 1, c->len - end - 1);
+		break;
 	}
 }
 
-static void read_client(struct conn *c)
+static void read_keys(struct conn *c)
 {
-	if (c->console) {
-		char buf[1024];
-		ssize_t n = read(c->fd, buf, sizeof(buf));
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return;
-		if (n <= 0) {
-			drop(c);
-			return;
-		}
-		if (write(MASTER_FD, buf, (size_t)n) < 0 && errno != EAGAIN)
-			drop(c);
-		return;
-	}
-	ssize_t n = read(c->fd, c->req + c->len, REQUEST_MAX - 1 - c->len);
+	ssize_t n = read(c->fd, c->keys, sizeof(c->keys));
+
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n <= 0 || c->len + (size_t)n >= REQUEST_MAX - 1) {
+	if (n <= 0) {
 		drop(c);
 		return;
 	}
+	c->keys_off = 0;
+	c->keys_len = (size_t)n;
+	flush_keys(c);
+}
+
+// read_request reads what the client sends until its request line is whole;
+// the line ends at the first newline within LODGE_REQUEST_MAX bytes.
+static void read_request(struct conn *c)
+{
+	ssize_t n = read(c->fd, c->req + c->len, REQUEST_MAX - c->len);
+	char *nl;
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) { // the client closed before its line was whole
+		if (c->len > 0)
+			answer(c, LODGE_REPLY_INCOMPLETE);
+		else
+			drop(c);
+		return;
+	}
 	c->len += (size_t)n;
-	if (memchr(c->req, '\n', c->len) != NULL)
-		serve(c);
+	nl = memchr(c->req, '\n', c->len);
+	if (nl != NULL)
+		serve(c, (size_t)(nl - c->req));
+	else if (c->len == REQUEST_MAX)
+		answer(c, LODGE_REPLY_TOO_LONG);
 }
 
 static void accept_client(void)
 {
 	int fd = accept4(LISTEN_FD, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-	if (fd < 0)
+	if (fd < 0) {
+		w.accept_paused = errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM;
 		return;
+	}
 	for (int i = 0; i < MAX_CONNS; i++) {
 		if (w.conns[i].fd < 0) {
-			w.conns[i] = (struct conn){ .fd = fd };
+			w.conns[i].fd = fd;
+			w.conns[i].console = 0;
+			w.conns[i].len = 0;
+			w.conns[i].keys_off = w.conns[i].keys_len = 0;
+			w.conns[i].until = now_ms() + LODGE_REQUEST_TIMEOUT_MS;
 			return;
 		}
 	}
-	close(fd); // too many at once
+	write_all(fd, LODGE_REPLY_BUSY, strlen(LODGE_REPLY_BUSY)); // best effort: it is closed either way
+	close(fd);
+}
+
+// expire answers the clients whose request line is overdue and returns the
+// poll timeout until the next deadline (-1: none).
+static int expire(void)
+{
+	long long now = now_ms(), next = -1;
+
+	for (int i = 0; i < MAX_CONNS; i++) {
+		struct conn *c = &w.conns[i];
+		if (c->fd < 0 || c->console)
+			continue;
+		if (c->until <= now) {
+			answer(c, LODGE_REPLY_INCOMPLETE);
+			continue;
+		}
+		if (next < 0 || c->until - now < next)
+			next = c->until - now;
+	}
+	return (int)next;
+}
+
+// parse_fds parses $_LODGE_WATCH_FDS: four descriptor numbers, comma-separated.
+static void parse_fds(int from[4])
+{
+	const char *list = getenv("_LODGE_WATCH_FDS");
+	char copy[64], *save = NULL, *tok;
+	int n = 0;
+
+	if (list == NULL || strlen(list) >= sizeof(copy))
+		die_msg("watch: $_LODGE_WATCH_FDS must name four descriptors");
+	strcpy(copy, list);
+	for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		if (n == 4)
+			die_msg("watch: $_LODGE_WATCH_FDS must name four descriptors");
+		from[n++] = (int)parse_ulong(tok, INT_MAX, "descriptor in $_LODGE_WATCH_FDS");
+	}
+	if (n != 4)
+		die_msg("watch: $_LODGE_WATCH_FDS must name four descriptors");
 }
 
 // place_fds moves the descriptors named in $_LODGE_WATCH_FDS to 3, 4, 5, 6,
 // through numbers above any of them so that none is overwritten early.
 static void place_fds(void)
 {
-	const char *list = getenv("_LODGE_WATCH_FDS");
 	int from[4], tmp[4];
 
-	if (list == NULL || sscanf(list, "%d,%d,%d,%d", &from[0], &from[1], &from[2], &from[3]) != 4)
-		die_msg("watch: $_LODGE_WATCH_FDS must name four descriptors");
+	parse_fds(from);
 	for (int i = 0; i < 4; i++) {
 		tmp[i] = fcntl(from[i], F_DUPFD_CLOEXEC, 200);
 		if (tmp[i] < 0)
@@ -276,16 +410,16 @@ static void place_fds(void)
 
 static void setup(char **argv)
 {
-	struct stat st;
-
 	place_fds();
 	fds_from(HISTORY_FD + 1, 0); // nothing else is ours to hand on
+	if (dup3(EXE_FD, EXE_HIGH, O_CLOEXEC) < 0)
+		die("watch: copy the lodge binary's descriptor");
 	w.argv = argv;
 	w.log_path = getenv("_LODGE_WATCH_LOG");
-	w.log_fd = w.log_path ? open(w.log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;
-	if (w.log_fd >= 0 && fstat(w.log_fd, &st) == 0)
-		w.log_size = st.st_size;
-	w.init_pidfd = (int)syscall(SYS_pidfd_open, (pid_t)env_long("_LODGE_WATCH_INIT", 0), 0);
+	w.log_fd = -1;
+	if (w.log_path != NULL)
+		open_log();
+	w.init_pidfd = (int)syscall(SYS_pidfd_open, (pid_t)env_num("_LODGE_WATCH_INIT", 0, INT_MAX), 0);
 	if (w.init_pidfd < 0)
 		die("watch init");
 	for (int i = 0; i < MAX_CONNS; i++)
@@ -293,16 +427,61 @@ static void setup(char **argv)
 	ssize_t n = pread(HISTORY_FD, w.history, HISTORY, 0);
 	w.history_len = n > 0 ? (size_t)n : 0;
 	close(HISTORY_FD);
-	fcntl(LISTEN_FD, F_SETFL, O_NONBLOCK);
-	fcntl(MASTER_FD, F_SETFL, O_NONBLOCK);
-	fcntl(LISTEN_FD, F_SETFD, FD_CLOEXEC);
-	fcntl(MASTER_FD, F_SETFD, FD_CLOEXEC);
-	fcntl(EXE_FD, F_SETFD, FD_CLOEXEC);
+	if (fcntl(LISTEN_FD, F_SETFL, O_NONBLOCK) < 0 || fcntl(MASTER_FD, F_SETFL, O_NONBLOCK) < 0 ||
+	    fcntl(LISTEN_FD, F_SETFD, FD_CLOEXEC) < 0 || fcntl(MASTER_FD, F_SETFD, FD_CLOEXEC) < 0 ||
+	    fcntl(EXE_FD, F_SETFD, FD_CLOEXEC) < 0)
+		die("watch: set up the socket and the console");
 	unsetenv("_LODGE_WATCH");
 	unsetenv("_LODGE_WATCH_INIT");
 	unsetenv("_LODGE_WATCH_LOG");
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL); // keep init's exit status for Go to collect
+}
+
+// poll_set fills fds for the next poll: init, the socket, the console, then
+// the clients (slot[i]: the client of fds[i]). A console client with
+// keystrokes the pty has not taken yet is not read; the console is polled
+// for room instead.
+static int poll_set(struct pollfd *fds, int *slot)
+{
+	int n = 0, keys_waiting = 0;
+
+	fds[n++] = (struct pollfd){ .fd = w.init_pidfd, .events = POLLIN };
+	fds[n++] = (struct pollfd){ .fd = w.accept_paused ? -1 : LISTEN_FD, .events = POLLIN };
+	fds[n++] = (struct pollfd){ .fd = MASTER_FD };
+	for (int i = 0; i < MAX_CONNS; i++) {
+		struct conn *c = &w.conns[i];
+		if (c->fd < 0)
+			continue;
+		if (c->keys_len > 0) {
+			keys_waiting = 1;
+			continue;
+		}
+		slot[n] = i;
+		fds[n++] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
+	}
+	// While no process holds the console (paused), it is not polled at all:
+	// it would report POLLHUP at once, whatever the events asked for.
+	fds[2].events = (short)(POLLIN | (keys_waiting ? POLLOUT : 0));
+	if (w.master_paused)
+		fds[2].fd = -1;
+	return n;
+}
+
+static int poll_timeout(void)
+{
+	int timeout = expire();
+
+	if ((w.master_paused || w.accept_paused) && (timeout < 0 || timeout > EIO_PAUSE_MS))
+		timeout = EIO_PAUSE_MS;
+	return timeout;
+}
+
+static void flush_all_keys(void)
+{
+	for (int i = 0; i < MAX_CONNS; i++)
+		if (w.conns[i].fd >= 0 && w.conns[i].keys_len > 0)
+			flush_keys(&w.conns[i]);
 }
 
 void watch_mode(char **argv)
@@ -312,32 +491,32 @@ void watch_mode(char **argv)
 
 	setup(argv);
 	for (;;) {
-		int n = 0;
-		fds[n++] = (struct pollfd){ .fd = w.init_pidfd, .events = POLLIN };
-		fds[n++] = (struct pollfd){ .fd = LISTEN_FD, .events = POLLIN };
-		fds[n++] = (struct pollfd){ .fd = w.master_paused ? -1 : MASTER_FD, .events = POLLIN };
-		for (int i = 0; i < MAX_CONNS; i++) {
-			if (w.conns[i].fd >= 0) {
-				slot[n] = i;
-				fds[n++] = (struct pollfd){ .fd = w.conns[i].fd, .events = POLLIN };
-			}
-		}
-		int ready = poll(fds, (nfds_t)n, w.master_paused ? EIO_PAUSE_MS : -1);
+		int timeout = poll_timeout();
+		int n = poll_set(fds, slot);
+		int ready = poll(fds, (nfds_t)n, timeout);
 		if (ready < 0 && errno != EINTR)
 			die("watch: poll");
-		w.master_paused = 0;
+		w.master_paused = w.accept_paused = 0;
 		if (ready <= 0)
 			continue;
 		if (fds[0].revents) {
-			hand_over(NULL); // init exited: Go reaps it, tears down, maybe reboots
+			hand_over(NULL, NULL); // init exited: Go reaps it, tears down, maybe reboots
 			die("watch: hand over to lodge");
 		}
 		if (fds[1].revents)
 			accept_client();
-		if (fds[2].revents)
+		if (fds[2].revents & POLLOUT)
+			flush_all_keys();
+		if (fds[2].revents & ~POLLOUT)
 			read_console();
-		for (int i = 3; i < n; i++)
-			if (fds[i].revents && w.conns[slot[i]].fd >= 0)
-				read_client(&w.conns[slot[i]]);
+		for (int i = 3; i < n; i++) {
+			struct conn *c = &w.conns[slot[i]];
+			if (!fds[i].revents || c->fd < 0)
+				continue;
+			if (c->console)
+				read_keys(c);
+			else
+				read_request(c);
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -13,11 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const (
-	consoleHistory  = 4 << 10 // replayed to a client on attach, so the last prompt shows
-	consoleLogLimit = 1 << 20 // console.log is rotated to console.log.1 beyond this
-	clientQueue     = 256     // chunks buffered per client before a slow one is dropped
-)
+// consoleHistory and consoleLogLimit, shared with the watcher, are in protocol.go.
+
+const clientQueue = 256 // chunks buffered per client before a slow one is dropped
 
 // consoleRelay always drains the container's console (a full pty buffer would
 // block init), keeps it in a log and a short history, and copies it to and from
@@ -87,15 +86,16 @@ func (r *consoleRelay) publish(chunk []byte) {
 	}
 }
 
-// attach serves one client until it disconnects or the console closes.
-func (r *consoleRelay) attach(conn net.Conn) {
+// attach serves one client until it disconnects or the console closes;
+// typed is what the client sent after its request line, its first keystrokes.
+func (r *consoleRelay) attach(conn net.Conn, typed []byte) {
 	q := make(chan []byte, clientQueue)
 	r.mu.Lock()
 	q <- append([]byte(nil), r.history...)
 	r.clients[q] = struct{}{}
 	r.mu.Unlock()
 	go func() {
-		io.Copy(r.master, conn) // keystrokes to the console
+		io.Copy(r.master, io.MultiReader(bytes.NewReader(typed), conn)) // keystrokes to the console
 		r.detach(q)
 	}()
 	for {

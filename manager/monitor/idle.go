@@ -39,6 +39,9 @@ const (
 	fdConn     = 5 // the connection of the pending request
 )
 
+// resumeRequestEnv carries the pending request line (without its newline).
+const resumeRequestEnv = "_LODGE_RESUME_REQUEST"
+
 // idle hands the monitor to the watcher. It returns only when it cannot: no
 // helper, the container is stopping or gone, or a console client is attached
 // to the Go monitor.
@@ -136,10 +139,12 @@ func (m *Monitor) resume() int {
 }
 
 // takePending answers the request the watcher handed over, as one of the
-// server's handlers, so the monitor does not go idle again under it.
+// server's handlers, so the monitor does not go idle again under it. The
+// watcher checked the line's grammar (it hands over whole lines only, without
+// their newline); Go checks the operation and its arguments.
 func (m *Monitor) takePending() {
-	line := os.Getenv("_LODGE_RESUME_REQUEST")
-	os.Unsetenv("_LODGE_RESUME_REQUEST")
+	line := os.Getenv(resumeRequestEnv)
+	os.Unsetenv(resumeRequestEnv)
 	if line == "" {
 		return
 	}
@@ -147,7 +152,7 @@ func (m *Monitor) takePending() {
 	if err != nil {
 		return
 	}
-	if req, err := decodeRequest([]byte(line)); err == nil && req.Op == "stop" {
+	if req, err := decodeRequest([]byte(line)); err == nil && req.Op == OpStop {
 		m.mu.Lock()
 		m.stopping = true
 		m.mu.Unlock()
@@ -156,7 +161,7 @@ func (m *Monitor) takePending() {
 	s.handlers.Add(1)
 	go func() {
 		defer s.handlers.Done()
-		m.handleLine(conn, []byte(line))
+		m.handleLine(conn, []byte(line), nil)
 	}()
 }
 

@@ -13,52 +13,57 @@ import (
 	"time"
 )
 
-// The monitor answers on ROOT/run/NAME.sock. A client sends one JSON request
-// line and reads one JSON response line; after a successful "console"
-// response the connection carries the raw console in both directions.
+// The monitor answers on ROOT/run/NAME.sock, served by the Go monitor
+// (server.go) or, while the container runs undisturbed, by lodge-helper's
+// watcher (cmd/lodge-helper/watch.c). A client sends one request line and
+// reads one JSON response line; after a successful "console" response the
+// connection carries the raw console in both directions. The request line has
+// a strict token grammar (wire.go) that the C watcher parses exactly as Go
+// does; the shared constants below reach C through the generated
+// cmd/lodge-helper/protocol.h (protocol_header_test.go). docs/architecture.md
+// ("The monitor socket") is the reference.
+
+//go:generate go test -run ^TestProtocolHeader$ -update-header .
+
+// ProtocolVersion is the version of the request grammar and its operations.
+// A client sends it in every request; a monitor speaking another version
+// answers with CodeVersion and does nothing.
+const ProtocolVersion = 1
+
+// Operations.
+const (
+	OpPing    = "ping"    // is the monitor there?
+	OpConsole = "console" // attach to the console (rows, cols: the terminal's size)
+	OpResize  = "resize"  // set the console's size (rows, cols)
+	OpStop    = "stop"    // stop the container (signal, timeout in ms, force)
+)
 
 // Request asks the monitor to do something.
 type Request struct {
-	Op      string        `json:"op"`                // "ping", "stop", "console", "resize"
-	Signal  int           `json:"signal,omitempty"`  // stop: signal for init (0: the container's own)
-	Timeout time.Duration `json:"timeout,omitempty"` // stop: grace period before the kill (0: configured)
-	Force   bool          `json:"force,omitempty"`   // stop: kill at once
-	Rows    uint16        `json:"rows,omitempty"`    // console, resize: terminal size
-	Cols    uint16        `json:"cols,omitempty"`
+	Op      string        // one of the Op constants
+	Signal  int           // stop: signal for init (0: the container's own)
+	Timeout time.Duration // stop: grace period before the kill (0: configured); sent in milliseconds
+	Force   bool          // stop: kill at once
+	Rows    uint16        // console, resize: terminal size
+	Cols    uint16
 }
 
-// maxRequest is the longest request line the monitor reads; lodge-helper's
-// watcher (watch.c, REQUEST_MAX) has the same limit.
-const maxRequest = 1024
-
-// maxSignal is the highest signal number (SIGRTMAX).
-const maxSignal = 64
-
-// decodeRequest parses one request line and checks it: a known operation and,
-// for stop, a signal that exists (a bad one would have init killed at once).
-func decodeRequest(line []byte) (Request, error) {
-	var req Request
-	if err := json.Unmarshal(line, &req); err != nil {
-		return Request{}, fmt.Errorf("malformed request: %w", err)
-	}
-	switch req.Op {
-	case "ping", "console", "resize":
-	case "stop":
-		if req.Signal < 0 || req.Signal > maxSignal {
-			return Request{}, fmt.Errorf("malformed request: signal %d does not exist", req.Signal)
-		}
-	default:
-		return Request{}, fmt.Errorf("unknown request %q", req.Op)
-	}
-	return req, nil
-}
-
-// Response is the monitor's answer.
+// Response is the monitor's answer, one JSON line.
 type Response struct {
 	OK     bool   `json:"ok"`
-	Error  string `json:"error,omitempty"`
+	Code   Code   `json:"code,omitempty"`   // why not OK
+	Error  string `json:"error,omitempty"`  // what went wrong, for a person
 	Killed bool   `json:"killed,omitempty"` // stop: init did not stop in time and was killed
 }
+
+// Limits shared by both implementations of the socket and the console.
+const (
+	maxRequest      = 256             // bytes in a request line, its newline included
+	requestTimeout  = 5 * time.Second // to send the whole request line
+	maxSignal       = 64              // the highest signal number (SIGRTMAX)
+	consoleHistory  = 4 << 10         // console output replayed to a client on attach, so the last prompt shows
+	consoleLogLimit = 1 << 20         // console.log is rotated to console.log.1 beyond this
+)
 
 // ErrNoMonitor means nothing answers on the monitor socket: the container is
 // stopped, or its monitor was killed.
@@ -78,8 +83,7 @@ func Dial(socketPath string) (net.Conn, error) {
 func Call(ctx context.Context, conn net.Conn, req Request) (Response, *bufio.Reader, error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	data, _ := json.Marshal(req)
-	if _, err := conn.Write(append(data, '\n')); err != nil {
+	if _, err := conn.Write(req.encode()); err != nil {
 		return Response{}, nil, fmt.Errorf("send %s request to the monitor: %w", req.Op, err)
 	}
 	reader := bufio.NewReader(conn)
@@ -95,7 +99,7 @@ func Call(ctx context.Context, conn net.Conn, req Request) (Response, *bufio.Rea
 		return Response{}, nil, fmt.Errorf("decode monitor response: %w", err)
 	}
 	if !resp.OK {
-		return resp, reader, errors.New(resp.Error)
+		return resp, reader, resp.err()
 	}
 	return resp, reader, nil
 }
@@ -108,6 +112,9 @@ func Do(ctx context.Context, socketPath string, req Request) (Response, error) {
 	}
 	defer conn.Close()
 	resp, _, err := Call(ctx, conn, req)
+	if err != nil && !resp.OK && resp.Code == "" && ctx.Err() == nil {
+		return doLegacy(ctx, socketPath, req) // a monitor started by a lodge before protocol versions
+	}
 	return resp, err
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -90,43 +91,69 @@ func (m *Monitor) acceptLoop(s *server) {
 	}
 }
 
+// handle reads one request line and answers it. Bytes the client sent after
+// the line stay with the connection: a console client's first keystrokes go
+// to the console.
 func (m *Monitor) handle(conn net.Conn) {
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	// A request is one short line; a client sending more is not heard out.
-	line, err := bufio.NewReaderSize(conn, maxRequest).ReadSlice('\n')
+	conn.SetReadDeadline(time.Now().Add(requestTimeout))
+	reader := bufio.NewReaderSize(conn, maxRequest)
+	line, err := reader.ReadSlice('\n')
 	conn.SetReadDeadline(time.Time{})
 	if err != nil {
-		if err == bufio.ErrBufferFull {
-			reply(conn, Response{Error: fmt.Sprintf("malformed request: longer than %d bytes", maxRequest)})
+		if refusal, ok := readRefusal(err, len(line)); ok {
+			reply(conn, refusal)
 		}
 		conn.Close()
 		return
 	}
-	m.handleLine(conn, line)
+	rest, _ := reader.Peek(reader.Buffered())
+	m.handleLine(conn, line[:len(line)-1], rest)
 }
 
-// handleLine answers one request line read from conn.
-func (m *Monitor) handleLine(conn net.Conn, line []byte) {
+// readRefusal is the answer to a request line that could not be read whole:
+// too long, or cut short by the client or the deadline. A client that closed
+// without sending anything gets none.
+func readRefusal(err error, got int) (Response, bool) {
+	switch {
+	case err == bufio.ErrBufferFull:
+		return replyTooLong, true
+	case errors.Is(err, os.ErrDeadlineExceeded) || got > 0:
+		return replyIncomplete, true
+	}
+	return Response{}, false
+}
+
+// handleLine answers one request line (without its newline) read from conn;
+// rest is what the client sent after it.
+func (m *Monitor) handleLine(conn net.Conn, line, rest []byte) {
 	req, err := decodeRequest(line)
 	if err != nil {
-		reply(conn, Response{Error: err.Error()})
+		reply(conn, errorResponse(err))
 		conn.Close()
 		return
 	}
 	switch req.Op {
-	case "ping":
+	case OpPing:
 		reply(conn, Response{OK: true})
-	case "stop":
+	case OpStop:
 		m.replies.Add(1)
 		reply(conn, m.stop(req))
 		m.replies.Done()
-	case "console":
-		m.attachConsole(conn, req)
+	case OpConsole:
+		m.attachConsole(conn, req, rest)
 		return // attachConsole owns conn
-	case "resize":
+	case OpResize:
 		reply(conn, m.resize(req))
 	}
 	conn.Close()
+}
+
+func errorResponse(err error) Response {
+	var e *Error
+	if errors.As(err, &e) {
+		return Response{Code: e.Code, Error: e.Message}
+	}
+	return Response{Code: CodeInternal, Error: err.Error()}
 }
 
 func reply(conn net.Conn, resp Response) {
@@ -158,7 +185,7 @@ func (m *Monitor) stop(req Request) Response {
 	case <-m.finished:
 		return Response{OK: true, Killed: killed}
 	case <-time.After(30 * time.Second):
-		return Response{Error: "the container stopped but its cleanup did not finish; see " + m.store.LogDir(m.name)}
+		return failure(CodeInternal, "the container stopped but its cleanup did not finish; see %s", m.store.LogDir(m.name))
 	}
 }
 
@@ -193,10 +220,10 @@ func (m *Monitor) shutdown(b *boot, req Request) bool {
 	return true
 }
 
-func (m *Monitor) attachConsole(conn net.Conn, req Request) {
+func (m *Monitor) attachConsole(conn net.Conn, req Request, typed []byte) {
 	b := m.currentBoot()
 	if b == nil {
-		reply(conn, Response{Error: "the container is not running"})
+		reply(conn, replyNotRunning)
 		conn.Close()
 		return
 	}
@@ -204,16 +231,16 @@ func (m *Monitor) attachConsole(conn net.Conn, req Request) {
 		b.console.resize(req.Rows, req.Cols)
 	}
 	reply(conn, Response{OK: true})
-	b.console.attach(conn)
+	b.console.attach(conn, typed)
 }
 
 func (m *Monitor) resize(req Request) Response {
 	b := m.currentBoot()
 	if b == nil {
-		return Response{Error: "the container is not running"}
+		return replyNotRunning
 	}
 	if err := b.console.resize(req.Rows, req.Cols); err != nil {
-		return Response{Error: err.Error()}
+		return failure(CodeInternal, "resize the console: %v", err)
 	}
 	return Response{OK: true}
 }
