@@ -184,8 +184,8 @@ static int open_container_pty(int sock)
 	// The size, before the command can ask for it (lodge exec sets it only
 	// once it has the master, and the command may be quicker).
 	struct winsize ws = {
-		.ws_row = (unsigned short)env_long("_LODGE_NSEXEC_PTY_ROWS", 0),
-		.ws_col = (unsigned short)env_long("_LODGE_NSEXEC_PTY_COLS", 0),
+		.ws_row = (unsigned short)env_num("_LODGE_NSEXEC_PTY_ROWS", 0, USHRT_MAX),
+		.ws_col = (unsigned short)env_num("_LODGE_NSEXEC_PTY_COLS", 0, USHRT_MAX),
 	};
 	unsetenv("_LODGE_NSEXEC_PTY_ROWS"); // not in clear_env's list: they are this mode's alone
 	unsetenv("_LODGE_NSEXEC_PTY_COLS");
