@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"syscall"
 
 	"lodge/manager/monitor"
 )
@@ -27,6 +29,11 @@ type ConsoleOptions struct {
 	// Resize carries its changes; it may be nil and needs no closing.
 	Size   WindowSize
 	Resize <-chan WindowSize
+	// Signals carries signals for the console's foreground process group, as
+	// a keyboard sends them: SIGINT, SIGQUIT or SIGTSTP (the kernel refuses
+	// others); it may be nil. A terminal in raw mode sends those keys as
+	// bytes through Stdin instead.
+	Signals <-chan os.Signal
 	// Attached, if set, is called once the monitor has accepted the
 	// attachment, before any output is written.
 	Attached func()
@@ -56,28 +63,38 @@ func (m *Manager) Console(ctx context.Context, name string, opts ConsoleOptions)
 	if opts.Attached != nil {
 		opts.Attached()
 	}
-	stopResize := m.relayConsoleSizes(ctx, name, opts.Resize)
-	defer stopResize()
+	stopControls := m.relayConsoleControls(ctx, name, opts.Resize, opts.Signals)
+	defer stopControls()
 	return relayConsole(ctx, conn, reader, opts)
 }
 
-// relayConsoleSizes passes window sizes from sizes on to the console until
-// the returned stop function is called.
-func (m *Manager) relayConsoleSizes(ctx context.Context, name string, sizes <-chan WindowSize) (stop func()) {
-	if sizes == nil {
+// relayConsoleControls passes window sizes and signals from the caller's
+// channels on to the monitor, one request each, until the returned stop
+// function is called.
+func (m *Manager) relayConsoleControls(ctx context.Context, name string, sizes <-chan WindowSize, signals <-chan os.Signal) (stop func()) {
+	if sizes == nil && signals == nil {
 		return func() {}
 	}
+	socket := m.store.SocketPath(name)
 	done, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(stopped)
-		for {
+		for sizes != nil || signals != nil {
 			select {
 			case size, ok := <-sizes:
 				if !ok {
-					return
+					sizes = nil // a nil channel is never ready
+					continue
 				}
-				req := monitor.Request{Op: "resize", Rows: size.Rows, Cols: size.Cols}
-				monitor.Do(ctx, m.store.SocketPath(name), req)
+				monitor.Do(ctx, socket, monitor.Request{Op: monitor.OpResize, Rows: size.Rows, Cols: size.Cols})
+			case sig, ok := <-signals:
+				if !ok {
+					signals = nil
+					continue
+				}
+				if s, isSys := sig.(syscall.Signal); isSys {
+					monitor.Do(ctx, socket, monitor.Request{Op: monitor.OpSignal, Signal: int(s)})
+				}
 			case <-done:
 				return
 			}

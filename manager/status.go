@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"lodge/config"
 	"lodge/internal/cgroup"
@@ -239,8 +242,23 @@ func (m *Manager) running(name string) (*store.State, error) {
 // not enter. stop accepts it: its request waits for the monitor.
 func (m *Manager) runningInit(name string) (*store.State, error) {
 	st, err := m.running(name)
-	if err == nil && st.Status == store.Starting {
+	if err == nil && (st.Status == store.Starting || !leftHostRoot(st.Init.PID)) {
 		return nil, fmt.Errorf("container %q is still starting; try again in a moment", name)
 	}
 	return st, err
+}
+
+// leftHostRoot reports whether process pid no longer has this process's root
+// directory. A container's first process calls pivot_root before it executes
+// init; one still at the host's root is being set up, and a record naming it
+// as init (rebuilt from the kernel while the state file is damaged, during a
+// guest reboot) must not let exec join its namespaces, whose mounts are the
+// host's. When it cannot tell (the process is gone), it says true and leaves
+// the refusal to exec's own checks.
+func leftHostRoot(pid int) bool {
+	var proc, own unix.Stat_t
+	if unix.Stat("/proc/"+strconv.Itoa(pid)+"/root/", &proc) != nil || unix.Stat("/", &own) != nil {
+		return true
+	}
+	return proc.Dev != own.Dev || proc.Ino != own.Ino
 }

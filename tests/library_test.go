@@ -204,7 +204,8 @@ func libExecSignalled(ctx context.Context, m *manager.Manager) error {
 }
 
 // libConsole: attach, see the login prompt, type a user name, get the
-// password prompt, detach by ending the context.
+// password prompt, interrupt login through the signals channel (getty comes
+// back with a new prompt), detach by ending the context.
 func libConsole(ctx context.Context, m *manager.Manager) error {
 	ctx, detach := context.WithCancel(ctx)
 	defer detach()
@@ -212,11 +213,12 @@ func libConsole(ctx context.Context, m *manager.Manager) error {
 	defer keys.Close()
 	var out syncBuffer
 	attached := make(chan struct{})
+	signals := make(chan os.Signal, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- m.Console(ctx, "lib1", manager.ConsoleOptions{
 			Stdin: stdin, Stdout: &out, Size: manager.WindowSize{Rows: 24, Cols: 80},
-			Attached: func() { close(attached) },
+			Signals: signals, Attached: func() { close(attached) },
 		})
 	}()
 	fail := func(err error) error { detach(); <-done; return fmt.Errorf("console: %w", err) }
@@ -231,6 +233,20 @@ func libConsole(ctx context.Context, m *manager.Manager) error {
 	io.WriteString(keys, "root\n")
 	if err := out.waitFor(ctx, "Password:"); err != nil {
 		return fail(err)
+	}
+	prompts := strings.Count(out.String(), "lib1 login:")
+	signals <- syscall.SIGINT
+	for strings.Count(out.String(), "lib1 login:") == prompts {
+		select {
+		case <-ctx.Done():
+			return fail(fmt.Errorf("no new login prompt after SIGINT through the signals channel; got:\n%s", out.String()))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// busybox's login also gives up by itself after 60 s, with a message:
+	// the new prompt must come from the signal.
+	if strings.Contains(out.String(), "timed out") {
+		return fail(fmt.Errorf("login timed out instead of being interrupted by SIGINT; got:\n%s", out.String()))
 	}
 	detach()
 	if err := <-done; err != nil {

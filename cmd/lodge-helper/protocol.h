@@ -28,6 +28,7 @@
 #define LODGE_REPLY_VERSION "{\"ok\":false,\"code\":\"version\",\"error\":\"unsupported protocol version: this monitor speaks version 1\"}\n"
 #define LODGE_REPLY_BUSY "{\"ok\":false,\"code\":\"busy\",\"error\":\"the monitor is busy: too many connections at once; try again\"}\n"
 #define LODGE_REPLY_HAND_OVER_FAILED "{\"ok\":false,\"code\":\"internal\",\"error\":\"the idle monitor could not hand the request over to lodge; see monitor.log\"}\n"
+#define LODGE_REPLY_NO_SIGNAL "{\"ok\":false,\"code\":\"internal\",\"error\":\"the console could not be signalled: only SIGINT, SIGQUIT and SIGTSTP go to its foreground process group, as from a keyboard\"}\n"
 
 // The operations the watcher answers itself, and their arguments; it hands
 // every other well-formed request to Go.
@@ -44,12 +45,13 @@ struct lodge_op_spec {
 	struct lodge_arg_spec args[LODGE_OP_ARGS_MAX];
 	const char *bad_args_reply;
 };
-enum { LODGE_OP_PING, LODGE_OP_CONSOLE, LODGE_OP_RESIZE, LODGE_WATCHER_OPS };
-enum { LODGE_ARG_CONSOLE_ROWS = 0, LODGE_ARG_CONSOLE_COLS = 1, LODGE_ARG_RESIZE_ROWS = 0, LODGE_ARG_RESIZE_COLS = 1 };
+enum { LODGE_OP_PING, LODGE_OP_CONSOLE, LODGE_OP_RESIZE, LODGE_OP_SIGNAL, LODGE_WATCHER_OPS };
+enum { LODGE_ARG_CONSOLE_ROWS = 0, LODGE_ARG_CONSOLE_COLS = 1, LODGE_ARG_RESIZE_ROWS = 0, LODGE_ARG_RESIZE_COLS = 1, LODGE_ARG_SIGNAL_SIGNAL = 0 };
 #define LODGE_WATCHER_OPS_INIT { \
 	{ "ping", LODGE_ARGS_OPTIONAL, 0, { { 0, 0, 0 } }, "{\"ok\":false,\"code\":\"bad-request\",\"error\":\"bad request: the arguments of ping must be: none\"}\n" }, \
 	{ "console", LODGE_ARGS_TOGETHER, 2, { { "rows", 1UL, 65535UL }, { "cols", 1UL, 65535UL } }, "{\"ok\":false,\"code\":\"bad-request\",\"error\":\"bad request: the arguments of console must be: all or none of rows=1..65535 cols=1..65535\"}\n" }, \
 	{ "resize", LODGE_ARGS_REQUIRED, 2, { { "rows", 1UL, 65535UL }, { "cols", 1UL, 65535UL } }, "{\"ok\":false,\"code\":\"bad-request\",\"error\":\"bad request: the arguments of resize must be: all of rows=1..65535 cols=1..65535\"}\n" }, \
+	{ "signal", LODGE_ARGS_REQUIRED, 1, { { "signal", 1UL, 64UL } }, "{\"ok\":false,\"code\":\"bad-request\",\"error\":\"bad request: the arguments of signal must be: all of signal=1..64\"}\n" }, \
 }
 
 #endif

@@ -7,7 +7,7 @@
 //   - drains the console (a full pty would block init), appends it to
 //     console.log (rotated at LODGE_CONSOLE_LOG_LIMIT) and keeps the last
 //     LODGE_CONSOLE_HISTORY bytes for new clients;
-//   - serves the monitor socket's simple requests: ping, console, resize,
+//   - serves the monitor socket's simple requests: ping, console, resize, signal,
 //     and refuses malformed ones, exactly as the Go monitor does (request.c;
 //     the protocol is defined once, in manager/monitor, and reaches C through
 //     the generated protocol.h);
@@ -279,6 +279,12 @@ static void serve(struct conn *c, size_t end)
 	case LODGE_OP_RESIZE:
 		set_size(req.args[LODGE_ARG_RESIZE_ROWS], req.args[LODGE_ARG_RESIZE_COLS]);
 		answer(c, LODGE_REPLY_OK);
+		break;
+	case LODGE_OP_SIGNAL:
+		if (ioctl(MASTER_FD, TIOCSIG, (int)req.args[LODGE_ARG_SIGNAL_SIGNAL]) < 0)
+			answer(c, LODGE_REPLY_NO_SIGNAL);
+		else
+			answer(c, LODGE_REPLY_OK);
 		break;
 	case LODGE_OP_CONSOLE:
 		set_size(req.args[LODGE_ARG_CONSOLE_ROWS], req.args[LODGE_ARG_CONSOLE_COLS]);

@@ -126,6 +126,21 @@ func (r *consoleRelay) detach(q chan []byte) {
 	}
 }
 
+// signal sends sig to the console's foreground process group (TIOCSIG on
+// the pty master: the kernel delivers it as if typed).
+func (r *consoleRelay) signal(sig int) error {
+	conn, err := r.master.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ioErr error
+	err = conn.Control(func(fd uintptr) { ioErr = unix.IoctlSetInt(int(fd), unix.TIOCSIG, sig) })
+	if err != nil {
+		return err
+	}
+	return ioErr
+}
+
 // resize sets the console's window size (the attached terminal's).
 func (r *consoleRelay) resize(rows, cols uint16) error {
 	ws := &unix.Winsize{Row: rows, Col: cols}

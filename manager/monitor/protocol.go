@@ -35,13 +35,14 @@ const (
 	OpPing    = "ping"    // is the monitor there?
 	OpConsole = "console" // attach to the console (rows, cols: the terminal's size)
 	OpResize  = "resize"  // set the console's size (rows, cols)
+	OpSignal  = "signal"  // signal the console's foreground process group (signal)
 	OpStop    = "stop"    // stop the container (signal, timeout in ms, force)
 )
 
 // Request asks the monitor to do something.
 type Request struct {
 	Op      string        // one of the Op constants
-	Signal  int           // stop: signal for init (0: the container's own)
+	Signal  int           // stop: signal for init (0: the container's own); signal: the signal
 	Timeout time.Duration // stop: grace period before the kill (0: configured); sent in milliseconds
 	Force   bool          // stop: kill at once
 	Rows    uint16        // console, resize: terminal size

@@ -70,6 +70,7 @@ func protocolHeader(t *testing.T) []byte {
 		{"OK", Response{OK: true}}, {"TOO_LONG", replyTooLong}, {"INCOMPLETE", replyIncomplete},
 		{"MALFORMED", replyMalformed}, {"VERSION", replyVersion}, {"BUSY", replyBusy},
 		{"HAND_OVER_FAILED", replyHandOver},
+		{"NO_SIGNAL", replyNoSignal},
 	} {
 		p("#define LODGE_REPLY_%s %s", r.name, cString(t, responseLine(t, r.resp)))
 	}

@@ -144,6 +144,8 @@ func (m *Monitor) handleLine(conn net.Conn, line, rest []byte) {
 		return // attachConsole owns conn
 	case OpResize:
 		reply(conn, m.resize(req))
+	case OpSignal:
+		reply(conn, m.signalConsole(req))
 	}
 	conn.Close()
 }
@@ -232,6 +234,19 @@ func (m *Monitor) attachConsole(conn net.Conn, req Request, typed []byte) {
 	}
 	reply(conn, Response{OK: true})
 	b.console.attach(conn, typed)
+}
+
+// signalConsole sends a signal to the console's foreground process group, as
+// a terminal's Ctrl-C would, for clients without a terminal of their own.
+func (m *Monitor) signalConsole(req Request) Response {
+	b := m.currentBoot()
+	if b == nil {
+		return replyNotRunning
+	}
+	if err := b.console.signal(req.Signal); err != nil {
+		return replyNoSignal
+	}
+	return Response{OK: true}
 }
 
 func (m *Monitor) resize(req Request) Response {

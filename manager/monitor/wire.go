@@ -63,6 +63,7 @@ var opSpecs = []opSpec{
 	{name: OpPing, watcher: true},
 	{name: OpConsole, mode: argsTogether, args: sizeArgs, watcher: true},
 	{name: OpResize, mode: argsRequired, args: sizeArgs, watcher: true},
+	{name: OpSignal, mode: argsRequired, args: []argSpec{{"signal", 1, maxSignal}}, watcher: true},
 	{name: OpStop, args: []argSpec{{"signal", 0, maxSignal}, {"timeout", 0, math.MaxUint32}, {"force", 0, 1}}},
 }
 
@@ -84,6 +85,7 @@ var (
 	replyBusy       = failure(CodeBusy, "the monitor is busy: too many connections at once; try again")
 	replyNotRunning = failure(CodeNotRunning, "the container is not running")
 	replyHandOver   = failure(CodeInternal, "the idle monitor could not hand the request over to lodge; see monitor.log")
+	replyNoSignal   = failure(CodeInternal, "the console could not be signalled: only SIGINT, SIGQUIT and SIGTSTP go to its foreground process group, as from a keyboard")
 )
 
 func replyBadArgs(op *opSpec) Response {
@@ -119,6 +121,8 @@ func (r Request) encode() []byte {
 		}
 	case OpResize:
 		line += fmt.Sprintf(" rows=%d cols=%d", r.Rows, r.Cols)
+	case OpSignal:
+		line += fmt.Sprintf(" signal=%d", r.Signal)
 	case OpStop:
 		if r.Signal != 0 {
 			line += fmt.Sprintf(" signal=%d", r.Signal)
