@@ -35,6 +35,7 @@ deps:
 HELPER_CC ?= $(shell command -v musl-gcc 2>/dev/null || echo cc)
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/lodge
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/lodge-monitor ./manager/monitor/lodge-monitor
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/lodge-lxcfs ./cmd/lodge-lxcfs
 	$(HELPER_CC) -static -O2 -Wall -Werror -o $(HELPER) cmd/lodge-helper/*.c
 

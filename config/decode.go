@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"sync"
 
 	"github.com/BurntSushi/toml"
 )
@@ -136,7 +137,7 @@ func isUnder(key toml.Key, tables []toml.Key) bool {
 
 // tomlErrorPrefix matches the line and key the TOML decoder puts in its
 // plain errors (wrong types), so they read like ours: "path:7: key: msg".
-var tomlErrorPrefix = regexp.MustCompile(`^toml: line (\d+) \(last key "(.*?)"\): (.*)$`)
+var tomlErrorPrefix = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^toml: line (\d+) \(last key "(.*?)"\): (.*)$`) })
 
 // decodeError rewrites a decoder error as "path:line: key: message". Syntax
 // errors are caught earlier by upgrade, so here the key is the culprit.
@@ -148,7 +149,7 @@ func (f sourceFile) decodeError(err error) error {
 	if errors.As(err, &parseErr) && parseErr.LastKey != "" {
 		return fmt.Errorf("%s:%d: %s: %s", f.path, parseErr.Position.Line, parseErr.LastKey, parseErr.Message)
 	}
-	if m := tomlErrorPrefix.FindStringSubmatch(err.Error()); m != nil {
+	if m := tomlErrorPrefix().FindStringSubmatch(err.Error()); m != nil {
 		return fmt.Errorf("%s:%s: %s: %s", f.path, m[1], m[2], m[3])
 	}
 	return fmt.Errorf("%s: %w", f.path, err)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // CurrentHostVersion is the host config format this lodge understands.
@@ -211,14 +212,14 @@ func (h *Host) checkCgroupName() error {
 		return nil
 	}
 	suggest := DefaultCgroupParent
-	if cgroupNameRe.MatchString(name) && name != "." && name != ".." {
+	if cgroupNameRe().MatchString(name) && name != "." && name != ".." {
 		suggest = "/" + name
 	}
 	return keyErrorf("cgroup.name", "was replaced by cgroup.parent, an absolute cgroup path that is the same whichever cgroup lodge runs from; "+
 		"write parent = %q instead of name = %q under [cgroup] (containers then live in %s/NAME on every hierarchy)", suggest, name, suggest)
 }
 
-var cgroupNameRe = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+var cgroupNameRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._-]+$`) })
 
 // checkCgroupParent checks cgroup.parent and each cgroup.parents entry. The
 // hierarchy keys are checked against the host's hierarchies when lodge
@@ -227,7 +228,7 @@ func (h *Host) checkCgroupParent() error {
 	errs := []error{checkCgroupPath("cgroup.parent", h.Cgroup.Parent)}
 	for _, key := range slices.Sorted(maps.Keys(h.Cgroup.Parents)) {
 		name := "cgroup.parents." + strconv.Quote(key)
-		if !hierarchyKeyRe.MatchString(key) {
+		if !hierarchyKeyRe().MatchString(key) {
 			errs = append(errs, keyErrorf(name, "%q is not a cgroup hierarchy key; use one as /proc/self/cgroup names it: \"memory\", \"cpu,cpuacct\", \"systemd\" (name=systemd) or \"unified\" (cgroup2)", key))
 			continue
 		}
@@ -238,7 +239,7 @@ func (h *Host) checkCgroupParent() error {
 
 // hierarchyKeyRe matches a hierarchy key: controller or hierarchy names
 // joined by commas.
-var hierarchyKeyRe = regexp.MustCompile(`^[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*$`)
+var hierarchyKeyRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*$`) })
 
 // checkCgroupPath insists on an absolute, clean cgroup path below a
 // hierarchy's root: lodge never puts containers at the root itself, which

@@ -130,10 +130,3 @@ func (m *Manager) images() *templates.Images {
 	}
 	return &templates.Images{Dir: dir}
 }
-
-// MonitorMain runs the per-container monitor, `lodge __monitor ROOT NAME`
-// (the lodge binary re-executes itself for it), and returns its exit status.
-func MonitorMain(args []string) int { return monitor.Main(args) }
-
-// InitMain runs a container's first process, `lodge __init`; it never returns.
-func InitMain() { monitor.InitMain() }

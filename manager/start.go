@@ -18,6 +18,7 @@ import (
 	"lodge/internal/cgroup"
 	"lodge/internal/failpoint"
 	"lodge/internal/helper"
+	"lodge/manager/monitor"
 	"lodge/rootfs"
 )
 
@@ -112,8 +113,9 @@ func (m *Manager) hostFacts() config.HostFacts {
 	return facts
 }
 
-// runMonitor starts `lodge __monitor` detached (its own session, stdio to its
-// log) and relays its status lines until init runs or the boot failed.
+// runMonitor starts `lodge-monitor __monitor ROOT NAME` detached (its own
+// session, stdio to its log) and relays its status lines until init runs or
+// the boot failed.
 func (m *Manager) runMonitor(ctx context.Context, name string, progress func(format string, args ...any)) error {
 	if err := failpoint.Check("monitor"); err != nil {
 		return err
@@ -129,8 +131,13 @@ func (m *Manager) runMonitor(ctx context.Context, name string, progress func(for
 		return err
 	}
 	defer logFile.Close()
-	cmd := exec.Command(m.self, "__monitor", m.store.Root, name)
-	cmd.Args[0] = "lodge-monitor"
+	monitorPath, err := helper.FindBeside(m.self, monitor.BinaryName)
+	if err != nil {
+		statusW.Close()
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	cmd := exec.Command(monitorPath, "__monitor", m.store.Root, name)
+	cmd.Args[0] = monitor.BinaryName // how lodge finds monitors among processes (kernel.go)
 	cmd.Env = monitorEnv()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.ExtraFiles = []*os.File{statusW}
@@ -196,7 +203,7 @@ func (m *Manager) placeMonitor(cmd *exec.Cmd, name string) (release func(), err 
 	if len(p.Tasks) == 0 || err != nil {
 		return release, nil
 	}
-	exe, err := os.Open(m.self)
+	exe, err := os.Open(cmd.Path) // the monitor's binary, executed by the stub
 	if err != nil {
 		release()
 		return nil, err

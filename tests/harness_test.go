@@ -106,7 +106,7 @@ func noteSanitizerReport(source, text string) {
 // Makefile does. $LODGE_TEST_HELPER names a helper built elsewhere to use
 // instead (make test-sanitize's).
 func buildBinaries(dir string) error {
-	goBuild := exec.Command("go", "build", "-o", dir, "lodge/cmd/lodge", "lodge/cmd/lodge-lxcfs")
+	goBuild := exec.Command("go", "build", "-o", dir, "lodge/cmd/lodge", "lodge/manager/monitor/lodge-monitor", "lodge/cmd/lodge-lxcfs")
 	goBuild.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if helper := os.Getenv("LODGE_TEST_HELPER"); helper != "" {
 		copyHelper := exec.Command("cp", helper, filepath.Join(dir, "lodge-helper"))

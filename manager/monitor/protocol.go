@@ -25,6 +25,10 @@ import (
 
 //go:generate go test -run ^TestProtocolHeader$ -update-header .
 
+// BinaryName is the monitor's binary (manager/monitor/lodge-monitor),
+// installed next to lodge; it is also the monitor's argv[0].
+const BinaryName = "lodge-monitor"
+
 // ProtocolVersion is the version of the request grammar and its operations.
 // A client sends it in every request; a monitor speaking another version
 // answers with CodeVersion and does nothing.
