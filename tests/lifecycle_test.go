@@ -197,16 +197,7 @@ func TestListFormats(t *testing.T) {
 // exec says what is missing.
 func TestWithoutHelper(t *testing.T) {
 	e := newEnv(t)
-	alone := t.TempDir()
-	os.Chmod(alone, 0o755)
-	data, err := os.ReadFile(filepath.Join(binDir, "lodge"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(alone, "lodge"), data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	e.bin = filepath.Join(alone, "lodge")
+	e.bin = lodgeWithoutHelper(t)
 	e.createBusybox("w1")
 	e.must("start", "w1")
 	i := e.info("w1")

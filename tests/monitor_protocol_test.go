@@ -147,17 +147,19 @@ func sawOnConsole(r *bufio.Reader, marker string) bool {
 	return true
 }
 
-// lodgeWithoutHelper copies the lodge binary to a directory of its own, where
-// it finds no lodge-helper: its monitors stay in Go.
+// lodgeWithoutHelper copies the lodge and lodge-monitor binaries to a
+// directory of their own, where they find no lodge-helper: monitors stay in Go.
 func lodgeWithoutHelper(t *testing.T) string {
 	alone := t.TempDir()
 	os.Chmod(alone, 0o755)
-	data, err := os.ReadFile(filepath.Join(binDir, "lodge"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(alone, "lodge"), data, 0o755); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"lodge", "lodge-monitor"} {
+		data, err := os.ReadFile(filepath.Join(binDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(alone, name), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return filepath.Join(alone, "lodge")
 }
