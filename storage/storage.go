@@ -49,7 +49,9 @@ type Backend interface {
 type Options struct {
 	// CopyOnWrite asks Clone for a copy that shares data with its source.
 	CopyOnWrite bool
-	// Progress, when set, is called as the copy goes (see Progress).
+	// Progress, when set, is called after every entry copied, from the
+	// copying goroutines but one call at a time: keep it quick, and
+	// throttle what it shows (manager shows one line per percent).
 	Progress func(Progress)
 	// Workers bounds the files copied at once (0: a default for the host).
 	Workers int
