@@ -227,6 +227,17 @@ func TestRecord(t *testing.T) {
 	}
 }
 
+func TestForContainer(t *testing.T) {
+	dir := t.TempDir()
+	if b, rec, err := ForContainer(dir); err != nil || b.Name() != DirName || rec.Backend != DirName {
+		t.Fatalf("container without a record: %v, %+v, %v", b, rec, err)
+	}
+	WriteRecord(dir, Record{Backend: "zfs"})
+	if _, _, err := ForContainer(dir); err == nil || !strings.Contains(err.Error(), `"zfs" does not exist`) {
+		t.Errorf("a record naming an unknown backend: %v", err)
+	}
+}
+
 func TestRegistry(t *testing.T) {
 	b, err := New(DirName)
 	if err != nil || b.Name() != DirName {

@@ -189,6 +189,20 @@ func ReadRecord(dir string) (Record, error) {
 	return rec, nil
 }
 
+// ForContainer returns the backend that made the root filesystem of the
+// container whose directory is dir (the dir backend when it has no record).
+func ForContainer(dir string) (Backend, Record, error) {
+	rec, err := ReadRecord(dir)
+	if err != nil {
+		return nil, Record{}, err
+	}
+	b, err := New(rec.Backend)
+	if err != nil {
+		return nil, Record{}, fmt.Errorf("container %s: %w", filepath.Base(dir), err)
+	}
+	return b, rec, nil
+}
+
 // TempPrefix starts the name of every entry a backend builds before
 // renaming it into place, and of every tree it moves aside to delete.
 const TempPrefix = ".lodge-storage-tmp."
