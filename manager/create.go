@@ -16,6 +16,7 @@ import (
 	"lodge/config"
 	"lodge/internal/revert"
 	"lodge/internal/store"
+	"lodge/storage"
 	"lodge/templates"
 )
 
@@ -219,13 +220,36 @@ func (m *Manager) buildRootfs(ctx context.Context, staging string, opts CreateOp
 	}
 	rootfsDir := filepath.Join(staging, "rootfs")
 	opts.Report.Step("copying the root filesystem from image %s", img.ID)
-	if err := templates.CopyRootfs(ctx, m.images().Rootfs(img.ID), rootfsDir); err != nil {
+	// The dir backend only, for now: a copy with reflinks where the
+	// filesystem has them. Recording it lets later backends tell this
+	// container's storage from theirs.
+	backend := storage.Dir{}
+	if err := backend.Create(ctx, m.images().Rootfs(img.ID), rootfsDir, storage.Options{Progress: copyProgress(opts.Report)}); err != nil {
+		return fmt.Errorf("root filesystem of %s: %w", opts.Name, err)
+	}
+	if err := storage.WriteRecord(staging, storage.Record{Backend: backend.Name(), Image: img.ID}); err != nil {
 		return err
 	}
 	if err := tmpl.Configure(rootfsDir, opts.Name); err != nil {
 		return fmt.Errorf("configure root filesystem: %w", err)
 	}
 	return nil
+}
+
+// copyProgress reports a copy's progress to r by bytes, at most once per
+// percent (the copy reports every file; a terminal needs far fewer lines).
+func copyProgress(r templates.Reporter) func(storage.Progress) {
+	last := int64(-1)
+	return func(p storage.Progress) {
+		total, done := max(p.TotalBytes, 1), p.Bytes
+		if p.Files == p.TotalFiles {
+			done = total
+		}
+		if pct := done * 100 / total; pct != last {
+			last = pct
+			r.Progress("copying files", done, total)
+		}
+	}
 }
 
 func (m *Manager) imageFor(ctx context.Context, opts CreateOptions, tmpl templates.Template, cfg *config.Container) (templates.Image, error) {

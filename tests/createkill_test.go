@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"lodge/storage"
 )
 
 // TestCreateKilled: kill -9 of lodge create at 10 random moments of its run
@@ -141,10 +143,12 @@ func TestCreateReservationInUse(t *testing.T) {
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
-	reservation := filepath.Join(e.root, "tmp", "busy1.create", "rootfs")
+	// The storage backend copies under a temporary name in the staging
+	// directory and renames the tree to rootfs when it is complete.
+	reservation := filepath.Join(e.root, "tmp", "busy1.create")
 	waitUntil(t, "the first create to copy", func() bool {
-		_, err := os.Stat(reservation)
-		return err == nil
+		copying, _ := filepath.Glob(filepath.Join(reservation, storage.TempPrefix+"rootfs*"))
+		return len(copying) > 0
 	})
 	for _, name := range []string{"busy1", "BUSY1"} {
 		r := e.run("create", name, "--template", "busybox")

@@ -5,6 +5,7 @@
 //	ROOT/containers/NAME/config.toml   the container's configuration
 //	ROOT/containers/NAME/rootfs/       its root filesystem, natural ids on disk
 //	ROOT/containers/NAME/shift.json    present when ownership was shifted by chown
+//	ROOT/containers/NAME/storage.json  the storage backend that made rootfs/ (package storage)
 //	ROOT/containers/NAME/log/          monitor.log, console.log
 //	ROOT/images/                       template and image cache
 //	ROOT/run/NAME.json                 runtime state of a running container
