@@ -1,0 +1,568 @@
+package overlay
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// The container side runs in a child of the test binary (re-exec) that the
+// test starts in new user and mount namespaces, as lodge's monitor starts a
+// container's first process.
+const childEnv = "LODGE_OVERLAY_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(childEnv); mode != "" {
+		if err := child(mode); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// hostID is the host uid (and gid) of the test container's root: far above
+// any range lodge's allocator hands out by default, so no real container
+// shares it.
+var hostID = uint32(2_000_000_000 + (os.Getpid()%1000)*65536)
+
+const idCount = 65536
+
+// capV2 is a security.capability value (VFS_CAP_REVISION_2) granting
+// cap_net_raw (13) permitted and effective.
+var capV2 = []byte{0x01, 0, 0, 0x02, 1 << 5, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+
+// result is what the container side saw, keyed by check.
+type result map[string]string
+
+// child is the container's first process: it receives the idmapped layers,
+// creates the overlay, works in it as the container's root and reports.
+func child(mode string) error {
+	sock := 3
+	buf := make([]byte, 64)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	_, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, 0)
+	if err != nil {
+		return err
+	}
+	fds, err := parseRights(oob[:oobn])
+	if err != nil {
+		return err
+	}
+	res := result{}
+	lower, upper, work, err := attachLayers(os.NewFile(uintptr(fds[0]), "lower"), os.NewFile(uintptr(fds[1]), "ct"))
+	if err != nil {
+		res["mount"] = err.Error()
+		return send(sock, res, -1)
+	}
+	var mnt *os.File
+	switch mode {
+	case "fd":
+		mnt, err = Mount([]*os.File{lower}, upper, work)
+	default:
+		mnt, err = mountByOptions(mode, lower, upper, work)
+	}
+	if err != nil {
+		res["mount"] = err.Error()
+		return send(sock, res, -1)
+	}
+	res["mount"] = "ok"
+	work1(int(mnt.Fd()), res)
+	if err := send(sock, res, int(mnt.Fd())); err != nil {
+		return err
+	}
+	_, _, _, _, _ = unix.Recvmsg(sock, buf, nil, 0) // until the test is done
+	return nil
+}
+
+// attachLayers attaches the detached layer mounts in the child's own mount
+// namespace (on a tmpfs over /tmp there, which the host never sees): overlay
+// clones each layer with clone_private_mount, which refuses a detached mount
+// made by another namespace.
+func attachLayers(lower, ct *os.File) (*os.File, *os.File, *os.File, error) {
+	scratch, err := unix.Fsopen("tmpfs", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := unix.FsconfigCreate(scratch); err != nil {
+		return nil, nil, nil, err
+	}
+	tm, err := unix.Fsmount(scratch, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := unix.MoveMount(tm, "", unix.AT_FDCWD, "/tmp", unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return nil, nil, nil, fmt.Errorf("scratch tmpfs: %w", err)
+	}
+	for _, f := range []*os.File{lower, ct} {
+		name := "/tmp/" + f.Name()
+		if err := os.Mkdir(name, 0o755); err != nil {
+			return nil, nil, nil, err
+		}
+		if err := unix.MoveMount(int(f.Fd()), "", unix.AT_FDCWD, name, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+			return nil, nil, nil, fmt.Errorf("attach %s in the container's namespace: %w", name, err)
+		}
+	}
+	var out [3]*os.File
+	for i, name := range []string{"lower", "ct/upper", "ct/work"} {
+		if out[i], err = os.OpenFile("/tmp/"+name, unix.O_PATH|unix.O_DIRECTORY, 0); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return out[0], out[1], out[2], nil
+}
+
+// mountByOptions is Mount with string options, to record what else works:
+// "path" gives the layers as /proc/self/fd/N paths, "nouserxattr" leaves
+// userxattr out.
+func mountByOptions(mode string, lower, upper, work *os.File) (*os.File, error) {
+	fs, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fs)
+	p := func(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
+	set := [][2]string{{"lowerdir", p(lower)}, {"upperdir", p(upper)}, {"workdir", p(work)}}
+	if mode != "nouserxattr" {
+		set = append(set, [2]string{"userxattr", ""})
+	}
+	for _, kv := range set {
+		if kv[1] == "" {
+			err = unix.FsconfigSetFlag(fs, kv[0])
+		} else {
+			err = unix.FsconfigSetString(fs, kv[0], kv[1])
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", kv[0], err)
+		}
+	}
+	if err := unix.FsconfigCreate(fs); err != nil {
+		return nil, fmt.Errorf("create: %w", err)
+	}
+	mnt, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("fsmount: %w", err)
+	}
+	return os.NewFile(uintptr(mnt), "overlay"), nil
+}
+
+// work1 does what a container's root does to its files, relative to the
+// overlay's root m, and records every outcome.
+func work1(m int, res result) {
+	note := func(key string, err error) {
+		if err != nil {
+			res[key] = err.Error()
+		} else {
+			res[key] = "ok"
+		}
+	}
+	owner := func(key, name string) {
+		var st unix.Stat_t
+		if err := unix.Fstatat(m, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			res[key] = err.Error()
+			return
+		}
+		res[key] = fmt.Sprintf("%d:%d %o", st.Uid, st.Gid, st.Mode&07777)
+	}
+	owner("stat lower etc/hostname", "etc/hostname")
+	owner("stat lower home/u", "home/u")
+	owner("stat lower bin/su", "bin/su")
+	note("create new-file", writeAt(m, "new-file", unix.O_CREAT|unix.O_EXCL))
+	owner("stat new-file", "new-file")
+	note("mkdir new-dir", unix.Mkdirat(m, "new-dir", 0o755))
+	note("write etc/hostname", writeAt(m, "etc/hostname", unix.O_TRUNC))
+	note("create home/u/file", writeAt(m, "home/u/file", unix.O_CREAT|unix.O_EXCL))
+	note("chown home/u/file 1000", unix.Fchownat(m, "home/u/file", 1000, 1000, 0))
+	note("unlink del-me", unix.Unlinkat(m, "del-me", 0))
+	note("rmdir dir-del", unix.Unlinkat(m, "dir-del", unix.AT_REMOVEDIR))
+	note("mkdir dir-del again", unix.Mkdirat(m, "dir-del", 0o755))
+	note("rename dir-ren", unix.Renameat(m, "dir-ren", m, "dir-ren2"))
+	note("create suid", writeAt(m, "suid", unix.O_CREAT|unix.O_EXCL))
+	note("chmod suid 4755", unix.Fchmodat(m, "suid", 0o4755, 0))
+	owner("stat suid", "suid")
+	note("chmod lower bin/su 4711", unix.Fchmodat(m, "bin/su", 0o4711, 0))
+	note("setcap new-file", setxattrAt(m, "new-file", "security.capability", capV2))
+	val := make([]byte, 64)
+	if n, err := getxattrAt(m, "new-file", "security.capability", val); err != nil {
+		res["getcap new-file"] = err.Error()
+	} else {
+		res["getcap new-file"] = fmt.Sprintf("%x", val[:n])
+	}
+	note("setxattr user.test", setxattrAt(m, "new-file", "user.test", []byte("v")))
+	note("setxattr trusted.test", setxattrAt(m, "new-file", "trusted.test", []byte("v")))
+	note("link linked-a linked-c", unix.Linkat(m, "linked-a", m, "linked-c", 0))
+	owner("stat linked-b (after a's copy-up)", "linked-b")
+	var a, b unix.Stat_t
+	_ = unix.Fstatat(m, "linked-a", &a, 0)
+	_ = unix.Fstatat(m, "linked-b", &b, 0)
+	res["linked-a nlink, same inode as linked-b"] = fmt.Sprintf("%d %v", a.Nlink, a.Ino == b.Ino)
+	note("mknod dev", unix.Mknodat(m, "dev-null", unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(m, &sfs); err == nil {
+		res["statfs blocks"] = strconv.FormatUint(sfs.Blocks, 10)
+	}
+}
+
+func writeAt(dir int, name string, flags int) error {
+	fd, err := unix.Openat(dir, name, flags|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	_, err = unix.Write(fd, []byte("written inside\n"))
+	return err
+}
+
+func setxattrAt(dir int, name, attr string, val []byte) error {
+	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Fsetxattr(fd, attr, val, 0)
+}
+
+func getxattrAt(dir int, name, attr string, val []byte) (int, error) {
+	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	return unix.Fgetxattr(fd, attr, val)
+}
+
+func send(sock int, res result, fd int) error {
+	data, _ := json.Marshal(res)
+	var oob []byte
+	if fd >= 0 {
+		oob = unix.UnixRights(fd)
+	}
+	return unix.Sendmsg(sock, data, oob, nil, 0)
+}
+
+func parseRights(oob []byte) ([]int, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil || len(msgs) != 1 {
+		return nil, fmt.Errorf("expected descriptors: %v", err)
+	}
+	return unix.ParseUnixRights(&msgs[0])
+}
+
+// container is the test's container: its first process and the socket to it.
+type container struct {
+	cmd  *exec.Cmd
+	sock int
+}
+
+func startContainer(t *testing.T, mode string) *container {
+	t.Helper()
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := os.NewFile(uintptr(pair[1]), "child-sock")
+	defer theirs.Close()
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = append(os.Environ(), childEnv+"="+mode)
+	cmd.ExtraFiles = []*os.File{theirs}
+	cmd.Stderr = os.Stderr
+	idMap := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(hostID), Size: idCount}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:                 syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		UidMappings:                idMap,
+		GidMappings:                idMap,
+		GidMappingsEnableSetgroups: true,
+		Credential:                 &syscall.Credential{Uid: 0, Gid: 0},
+		Pdeathsig:                  syscall.SIGKILL,
+	}
+	if err := cmd.Start(); err != nil {
+		unix.Close(pair[0])
+		t.Fatalf("start the container's process: %v", err)
+	}
+	c := &container{cmd: cmd, sock: pair[0]}
+	t.Cleanup(func() {
+		unix.Close(c.sock) // the child exits on end of file
+		if err := c.cmd.Wait(); err != nil {
+			t.Errorf("container process: %v", err)
+		}
+	})
+	return c
+}
+
+func (c *container) userns(t *testing.T) *os.File {
+	t.Helper()
+	f, err := os.Open("/proc/" + strconv.Itoa(c.cmd.Process.Pid) + "/ns/user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// exchange sends the layers and returns what the child saw and the overlay.
+func (c *container) exchange(t *testing.T, layers ...*os.File) (result, *os.File) {
+	t.Helper()
+	fds := make([]int, len(layers))
+	for i, l := range layers {
+		fds[i] = int(l.Fd())
+	}
+	if err := unix.Sendmsg(c.sock, []byte("layers"), unix.UnixRights(fds...), nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<16)
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(c.sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil || n == 0 {
+		t.Fatalf("no answer from the container's process: %v", err)
+	}
+	res := result{}
+	if err := json.Unmarshal(buf[:n], &res); err != nil {
+		t.Fatal(err)
+	}
+	var mnt *os.File
+	if oobn > 0 {
+		fds, err := parseRights(oob[:oobn])
+		if err != nil {
+			t.Fatal(err)
+		}
+		mnt = os.NewFile(uintptr(fds[0]), "overlay")
+		t.Cleanup(func() { mnt.Close() })
+	}
+	return res, mnt
+}
+
+// image builds a tiny lower tree with natural ids, as an image in the cache.
+func image(t *testing.T, dir string) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"etc", "home/u", "bin", "dir-del", "dir-ren/sub"} {
+		must(os.MkdirAll(filepath.Join(dir, d), 0o755))
+	}
+	for _, f := range []string{"etc/hostname", "bin/su", "del-me", "linked-a", "dir-ren/sub/f"} {
+		must(os.WriteFile(filepath.Join(dir, f), []byte("image\n"), 0o644))
+	}
+	must(os.Link(filepath.Join(dir, "linked-a"), filepath.Join(dir, "linked-b")))
+	must(unix.Chmod(filepath.Join(dir, "bin/su"), 0o4755)) // os.Chmod drops 0o4000
+	must(os.Chown(filepath.Join(dir, "home/u"), 1000, 1000))
+}
+
+// containerDir makes the container's overlay directory: upper and work, owned
+// by root with natural ids like everything else on disk.
+func containerDir(t *testing.T, dir string) {
+	t.Helper()
+	for _, d := range []string{"upper", "work"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func requireRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates user namespaces with a foreign id range and idmapped mounts")
+	}
+}
+
+func layers(t *testing.T, c *container, idmapUpper bool) (lower, base *os.File, dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	lowerDir, ctDir := filepath.Join(dir, "image"), filepath.Join(dir, "ct")
+	image(t, lowerDir)
+	containerDir(t, ctDir)
+	userns := c.userns(t)
+	lower, err := IdmapLayer(lowerDir, userns, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lower.Close() })
+	if idmapUpper {
+		base, err = IdmapLayer(ctDir, userns, false)
+	} else {
+		var fd int
+		fd, err = unix.OpenTree(unix.AT_FDCWD, ctDir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		base = os.NewFile(uintptr(fd), ctDir)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { base.Close() })
+	return lower, base, filepath.Join(ctDir, "upper")
+}
+
+// TestRecipe runs the whole recipe: host-made idmapped layers, the overlay
+// created inside the container's namespaces, files written there as the
+// container's root, natural ids on disk, whiteouts, and the overlay attached
+// by the host like lodge's stage attaches the root filesystem.
+func TestRecipe(t *testing.T) {
+	requireRoot(t)
+	c := startContainer(t, "fd")
+	lower, base, upperDir := layers(t, c, true)
+	res, mnt := c.exchange(t, lower, base)
+	data, _ := json.MarshalIndent(res, "", "  ")
+	t.Logf("inside the container:\n%s", data)
+	want := result{
+		"mount":                   "ok",
+		"stat lower etc/hostname": "0:0 644", // the image's root is the container's root
+		"stat lower home/u":       "1000:1000 755",
+		"stat lower bin/su":       "0:0 4755", // setuid of the image is kept
+		"stat new-file":           "0:0 644",
+		"create new-file":         "ok",
+		"write etc/hostname":      "ok", // copy-up
+		"unlink del-me":           "ok",
+		"rmdir dir-del":           "ok",
+		"mkdir dir-del again":     "ok", // needs the opaque xattr: userxattr
+		"chown home/u/file 1000":  "ok",
+		"stat suid":               "0:0 4755",
+		"chmod lower bin/su 4711": "ok",
+		"setcap new-file":         "ok",
+		"setxattr user.test":      "ok",
+		"link linked-a linked-c":  "ok",
+		// Known limits, recorded so that a kernel change shows up here.
+		"mknod dev":             "operation not permitted",   // no CAP_MKNOD on the host
+		"setxattr trusted.test": "operation not permitted",   // trusted.* is host root's
+		"rename dir-ren":        "invalid cross-device link", // no redirect_dir: mv copies
+		// Hard links of the image break on copy-up (no index=on).
+		"linked-a nlink, same inode as linked-b": "2 false",
+	}
+	for k, v := range want {
+		if res[k] != v {
+			t.Errorf("inside: %s = %q, want %q", k, res[k], v)
+		}
+	}
+	onDisk := map[string]string{
+		"new-file":     "0:0 644 reg",
+		"suid":         "0:0 4755 reg",
+		"bin/su":       "0:0 4711 reg", // copied up, setuid kept (root chmod)
+		"etc/hostname": "0:0 644 reg",
+		"home/u/file":  "1000:1000 644 reg",
+		"del-me":       "0:0 0 chr 0/0", // whiteout
+		"dir-del":      "0:0 755 dir",
+		"linked-c":     "0:0 644 reg",
+	}
+	for name, w := range onDisk {
+		if got := describe(filepath.Join(upperDir, name)); got != w {
+			t.Errorf("on disk: upper/%s = %q, want %q", name, got, w)
+		}
+	}
+	if v := xattr(filepath.Join(upperDir, "dir-del"), "user.overlay.opaque"); v != "y" {
+		t.Errorf("upper/dir-del user.overlay.opaque = %q, want \"y\"", v)
+	}
+	// The container's root wrote a revision 2 capability (as setcap does).
+	// The kernel makes it a revision 3 one whose root id is the container's
+	// root, and maps that through the idmapped upper: root id 0 on disk,
+	// which it stores as revision 2 again. Natural, like the file's owner,
+	// and valid for whichever id range the container gets next.
+	if v := xattr(filepath.Join(upperDir, "new-file"), "security.capability"); v != fmt.Sprintf("%x", capV2) {
+		t.Errorf("upper/new-file security.capability = %s, want %x", v, capV2)
+	}
+	if mnt == nil {
+		t.Fatal("the container's process sent no overlay mount")
+	}
+	hostAttach(t, mnt)
+}
+
+// hostAttach attaches the container-made overlay in a private mount namespace
+// of a host thread, as lodge's stage does with the root filesystem: the
+// detached mount of another user namespace can be attached there, and the
+// host sees the container's files with the container's host ids.
+func hostAttach(t *testing.T, mnt *os.File) {
+	target := t.TempDir()
+	errc := make(chan error, 1)
+	go func() {
+		// The thread is never unlocked: it exits with its mount namespace.
+		runtime.LockOSThread()
+		errc <- func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_FS); err != nil {
+				return err
+			}
+			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+				return err
+			}
+			if err := unix.MoveMount(int(mnt.Fd()), "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+				return fmt.Errorf("attach the overlay on the host side: %w", err)
+			}
+			var st unix.Stat_t
+			if err := unix.Stat(filepath.Join(target, "new-file"), &st); err != nil {
+				return err
+			}
+			if st.Uid != hostID || st.Gid != hostID {
+				return fmt.Errorf("host sees new-file owned by %d:%d, want %d:%d", st.Uid, st.Gid, hostID, hostID)
+			}
+			return nil
+		}()
+	}()
+	if err := <-errc; err != nil {
+		t.Error(err)
+	}
+}
+
+// TestUpperMustBeIdmapped: with a plain (not idmapped) upper layer the overlay
+// still mounts, but read-only (it cannot create its work directory, EACCES in
+// the kernel log): a backend must check that a write works.
+func TestUpperMustBeIdmapped(t *testing.T) {
+	requireRoot(t)
+	c := startContainer(t, "fd")
+	lower, base, _ := layers(t, c, false)
+	res, _ := c.exchange(t, lower, base)
+	if res["mount"] != "ok" || res["create new-file"] != "read-only file system" {
+		t.Errorf("mount = %q, create = %q; want ok and a read-only file system", res["mount"], res["create new-file"])
+	}
+}
+
+// TestUserxattrRequired: without userxattr the overlay mounts and files can be
+// written, but it cannot set its trusted.* xattrs: a directory removed and made
+// again fails with EIO.
+func TestUserxattrRequired(t *testing.T) {
+	requireRoot(t)
+	c := startContainer(t, "nouserxattr")
+	lower, base, _ := layers(t, c, true)
+	res, _ := c.exchange(t, lower, base)
+	if res["mount"] != "ok" || res["mkdir dir-del again"] != "input/output error" {
+		t.Errorf("mount = %q, mkdir over a whiteout = %q; want ok and EIO", res["mount"], res["mkdir dir-del again"])
+	}
+}
+
+// describe is "uid:gid mode type" of a file, with the device numbers of a
+// character device.
+func describe(path string) string {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return err.Error()
+	}
+	d := fmt.Sprintf("%d:%d %o ", st.Uid, st.Gid, st.Mode&07777)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return d + "reg"
+	case unix.S_IFDIR:
+		return d + "dir"
+	case unix.S_IFCHR:
+		return d + fmt.Sprintf("chr %d/%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	}
+	return d + "other"
+}
+
+func xattr(path, name string) string {
+	buf := make([]byte, 256)
+	n, err := unix.Lgetxattr(path, name, buf)
+	if err != nil {
+		return err.Error()
+	}
+	if name == "security.capability" {
+		return fmt.Sprintf("%x", buf[:n])
+	}
+	return string(buf[:n])
+}
