@@ -20,6 +20,7 @@ package overlay
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -69,6 +70,11 @@ func OpenBelow(layer *os.File, name string) (*os.File, error) {
 // there (FS_USERNS_MOUNT), and it must use userxattr, as trusted.* xattrs
 // need host privileges.
 func Mount(lowers []*os.File, upper, work *os.File) (*os.File, error) {
+	return mountWith(lowers, upper, work, nil)
+}
+
+// mountWith is Mount with more options ("index=on").
+func mountWith(lowers []*os.File, upper, work *os.File, options []string) (*os.File, error) {
 	fs, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("open an overlay filesystem: %w", err)
@@ -87,6 +93,12 @@ func Mount(lowers []*os.File, upper, work *os.File) (*os.File, error) {
 	}
 	if err := unix.FsconfigSetFlag(fs, "userxattr"); err != nil {
 		return nil, fmt.Errorf("overlay option userxattr: %w", err)
+	}
+	for _, opt := range options {
+		key, value, _ := strings.Cut(opt, "=")
+		if err := unix.FsconfigSetString(fs, key, value); err != nil {
+			return nil, fmt.Errorf("overlay option %s: %w", opt, err)
+		}
 	}
 	if err := unix.FsconfigCreate(fs); err != nil {
 		return nil, fmt.Errorf("create the overlay: %w", err)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -54,12 +55,26 @@ func child(mode string) error {
 	if err != nil {
 		return err
 	}
-	fds, err := parseRights(oob[:oobn])
-	if err != nil {
-		return err
-	}
 	res := result{}
-	lower, upper, work, err := attachLayers(os.NewFile(uintptr(fds[0]), "lower"), os.NewFile(uintptr(fds[1]), "ct"))
+	var lowers []*os.File
+	var lower, upper, work *os.File
+	dir, propagated := strings.CutPrefix(mode, "propagated:")
+	if propagated {
+		lower, upper, work, err = propagatedLayers(dir, res)
+		mode = "fd"
+	} else {
+		var fds []int
+		if fds, err = parseRights(oob[:oobn]); err != nil {
+			return err
+		}
+		for i, fd := range fds[:len(fds)-1] {
+			lowers = append(lowers, os.NewFile(uintptr(fd), "lower"+strconv.Itoa(i)))
+		}
+		lowers, upper, work, err = attachLayers(lowers, os.NewFile(uintptr(fds[len(fds)-1]), "ct"))
+	}
+	if lower != nil {
+		lowers = []*os.File{lower}
+	}
 	if err != nil {
 		res["mount"] = err.Error()
 		return send(sock, res, -1)
@@ -67,9 +82,12 @@ func child(mode string) error {
 	var mnt *os.File
 	switch mode {
 	case "fd":
-		mnt, err = Mount([]*os.File{lower}, upper, work)
+		mnt, err = Mount(lowers, upper, work)
+		res["clear ro of the lower's mount"] = errString(setAttr("/tmp/lower0", 0, unix.MOUNT_ATTR_RDONLY))
+	case "index=on", "redirect_dir=on", "metacopy=on", "xino=on", "nfs_export=on":
+		mnt, err = mountWith(lowers, upper, work, []string{mode})
 	default:
-		mnt, err = mountByOptions(mode, lower, upper, work)
+		mnt, err = mountByOptions(mode, lowers[0], upper, work)
 	}
 	if err != nil {
 		res["mount"] = err.Error()
@@ -77,6 +95,13 @@ func child(mode string) error {
 	}
 	res["mount"] = "ok"
 	work1(int(mnt.Fd()), res)
+	if propagated {
+		// The layer mount is the root of what propagated: it is not locked
+		// to its parent (an empty directory of the stage's tmpfs), and the
+		// overlay keeps private clones of its layers anyway.
+		res["unmount the propagated lower"] = errString(unix.Unmount(dir+"/lower", unix.MNT_DETACH))
+		res["overlay works after"] = errString(writeAt(int(mnt.Fd()), "after-unmount", unix.O_CREAT|unix.O_EXCL))
+	}
 	if err := send(sock, res, int(mnt.Fd())); err != nil {
 		return err
 	}
@@ -88,7 +113,7 @@ func child(mode string) error {
 // namespace (on a tmpfs over /tmp there, which the host never sees): overlay
 // clones each layer with clone_private_mount, which refuses a detached mount
 // made by another namespace.
-func attachLayers(lower, ct *os.File) (*os.File, *os.File, *os.File, error) {
+func attachLayers(lowers []*os.File, ct *os.File) ([]*os.File, *os.File, *os.File, error) {
 	scratch, err := unix.Fsopen("tmpfs", unix.FSOPEN_CLOEXEC)
 	if err != nil {
 		return nil, nil, nil, err
@@ -103,7 +128,7 @@ func attachLayers(lower, ct *os.File) (*os.File, *os.File, *os.File, error) {
 	if err := unix.MoveMount(tm, "", unix.AT_FDCWD, "/tmp", unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return nil, nil, nil, fmt.Errorf("scratch tmpfs: %w", err)
 	}
-	for _, f := range []*os.File{lower, ct} {
+	for _, f := range append(lowers, ct) {
 		name := "/tmp/" + f.Name()
 		if err := os.Mkdir(name, 0o755); err != nil {
 			return nil, nil, nil, err
@@ -112,13 +137,44 @@ func attachLayers(lower, ct *os.File) (*os.File, *os.File, *os.File, error) {
 			return nil, nil, nil, fmt.Errorf("attach %s in the container's namespace: %w", name, err)
 		}
 	}
+	var out []*os.File
+	names := []string{"ct/upper", "ct/work"}
+	for _, l := range lowers {
+		names = append(names, l.Name())
+	}
+	for _, name := range names {
+		o, err := os.OpenFile("/tmp/"+name, unix.O_PATH|unix.O_DIRECTORY, 0)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		out = append(out, o)
+	}
+	return out[2:], out[0], out[1], nil
+}
+
+// propagatedLayers opens the layers the host attached below dir in the
+// stage's shared mount, which reached this namespace by propagation, locked.
+func propagatedLayers(dir string, res result) (*os.File, *os.File, *os.File, error) {
+	res["clear ro of the propagated lower"] = errString(setAttr(dir+"/lower", 0, unix.MOUNT_ATTR_RDONLY))
 	var out [3]*os.File
+	var err error
 	for i, name := range []string{"lower", "ct/upper", "ct/work"} {
-		if out[i], err = os.OpenFile("/tmp/"+name, unix.O_PATH|unix.O_DIRECTORY, 0); err != nil {
+		if out[i], err = os.OpenFile(dir+"/"+name, unix.O_PATH|unix.O_DIRECTORY, 0); err != nil {
 			return nil, nil, nil, err
 		}
 	}
 	return out[0], out[1], out[2], nil
+}
+
+func setAttr(path string, set, clear uint64) error {
+	return unix.MountSetattr(unix.AT_FDCWD, path, 0, &unix.MountAttr{Attr_set: set, Attr_clr: clear})
+}
+
+func errString(err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return "ok"
 }
 
 // mountByOptions is Mount with string options, to record what else works:
@@ -174,6 +230,12 @@ func work1(m int, res result) {
 		res[key] = fmt.Sprintf("%d:%d %o", st.Uid, st.Gid, st.Mode&07777)
 	}
 	owner("stat lower etc/hostname", "etc/hostname")
+	owner("stat new-file (before)", "new-file")
+	owner("stat del-me (before)", "del-me")
+	if fd, err := unix.Openat(m, "dir-del", unix.O_RDONLY|unix.O_DIRECTORY, 0); err == nil {
+		names, _ := os.NewFile(uintptr(fd), "dir-del").Readdirnames(-1)
+		res["dir-del entries (before)"] = fmt.Sprint(names)
+	}
 	owner("stat lower home/u", "home/u")
 	owner("stat lower bin/su", "bin/su")
 	note("create new-file", writeAt(m, "new-file", unix.O_CREAT|unix.O_EXCL))
@@ -259,15 +321,27 @@ func parseRights(oob []byte) ([]int, error) {
 
 // container is the test's container: its first process and the socket to it.
 type container struct {
-	cmd  *exec.Cmd
-	sock int
+	cmd     *exec.Cmd
+	sock    int
+	stopped bool
 }
 
 func startContainer(t *testing.T, mode string) *container {
 	t.Helper()
-	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	c, err := spawn(mode)
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.stop(t) })
+	return c
+}
+
+// spawn starts the container's first process in new user and mount
+// namespaces, from the calling thread (its mount namespace is copied).
+func spawn(mode string) (*container, error) {
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
 	}
 	theirs := os.NewFile(uintptr(pair[1]), "child-sock")
 	defer theirs.Close()
@@ -286,16 +360,21 @@ func startContainer(t *testing.T, mode string) *container {
 	}
 	if err := cmd.Start(); err != nil {
 		unix.Close(pair[0])
-		t.Fatalf("start the container's process: %v", err)
+		return nil, fmt.Errorf("start the container's process: %w", err)
 	}
-	c := &container{cmd: cmd, sock: pair[0]}
-	t.Cleanup(func() {
-		unix.Close(c.sock) // the child exits on end of file
-		if err := c.cmd.Wait(); err != nil {
-			t.Errorf("container process: %v", err)
-		}
-	})
-	return c
+	return &container{cmd: cmd, sock: pair[0]}, nil
+}
+
+// stop closes the socket, on which the child exits, and waits for it.
+func (c *container) stop(t *testing.T) {
+	if c.stopped {
+		return
+	}
+	c.stopped = true
+	unix.Close(c.sock)
+	if err := c.cmd.Wait(); err != nil {
+		t.Errorf("container process: %v", err)
+	}
 }
 
 func (c *container) userns(t *testing.T) *os.File {
@@ -315,7 +394,11 @@ func (c *container) exchange(t *testing.T, layers ...*os.File) (result, *os.File
 	for i, l := range layers {
 		fds[i] = int(l.Fd())
 	}
-	if err := unix.Sendmsg(c.sock, []byte("layers"), unix.UnixRights(fds...), nil, 0); err != nil {
+	var rights []byte
+	if len(fds) > 0 {
+		rights = unix.UnixRights(fds...)
+	}
+	if err := unix.Sendmsg(c.sock, []byte("layers"), rights, nil, 0); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 1<<16)
@@ -502,7 +585,13 @@ func hostAttach(t *testing.T, mnt *os.File) {
 			if st.Uid != hostID || st.Gid != hostID {
 				return fmt.Errorf("host sees new-file owned by %d:%d, want %d:%d", st.Uid, st.Gid, hostID, hostID)
 			}
-			return nil
+			// Host root is not mapped in the upper layer's idmap: it cannot
+			// create files in the overlay (so the container's first
+			// process makes the mount points, as lodge does already).
+			if err := unix.Mkdir(filepath.Join(target, "by-host"), 0o755); err != unix.EOVERFLOW {
+				return fmt.Errorf("host root's mkdir in the overlay: %v, want EOVERFLOW", err)
+			}
+			return unix.Unmount(target, unix.MNT_DETACH)
 		}()
 	}()
 	if err := <-errc; err != nil {
@@ -565,4 +654,184 @@ func xattr(path, name string) string {
 		return fmt.Sprintf("%x", buf[:n])
 	}
 	return string(buf[:n])
+}
+
+// TestOptions records which overlay features work in a user namespace with
+// userxattr, and what they change.
+func TestOptions(t *testing.T) {
+	requireRoot(t)
+	const noRedirect = "ok; invalid cross-device link" // mv of a lower directory copies it
+	// index=on and nfs_export=on fall back to off (the kernel log says the upper
+	// "does not support file handles"), xino=on is ignored (one filesystem).
+	want := map[string]string{
+		"path":            noRedirect, // layers as /proc/self/fd/N strings
+		"index=on":        noRedirect,
+		"redirect_dir=on": "create the overlay: invalid argument; ", // conflicts with userxattr
+		"metacopy=on":     "create the overlay: invalid argument; ", // conflicts with userxattr
+		"xino=on":         noRedirect,
+		"nfs_export=on":   noRedirect,
+	}
+	for _, opt := range []string{"path", "index=on", "redirect_dir=on", "metacopy=on", "xino=on", "nfs_export=on"} {
+		t.Run(opt, func(t *testing.T) {
+			c := startContainer(t, opt)
+			lower, base, _ := layers(t, c, true)
+			res, _ := c.exchange(t, lower, base)
+			got := res["mount"] + "; " + res["rename dir-ren"]
+			if got != want[opt] {
+				t.Errorf("%s: mount; rename of a lower directory = %q, want %q", opt, got, want[opt])
+			}
+		})
+	}
+}
+
+// TestPropagatedLayers: the host attaches the idmapped layers below the
+// stage's shared mount point (as lodge's stage hands over the root tree), so
+// they reach the container's mount namespace locked: container root can
+// neither make the image's mount writable nor unmount it, and overlay still
+// accepts the locked mounts as layers.
+func TestPropagatedLayers(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	lowerDir, ctDir := filepath.Join(dir, "image"), filepath.Join(dir, "ct")
+	image(t, lowerDir)
+	containerDir(t, ctDir)
+	// The container's root (a host uid of its own) walks to the stage's
+	// shared mount by path here; lodge's child reaches it the same way.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stageDir := filepath.Join(dir, "stage")
+	if err := os.Mkdir(stageDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shared := filepath.Join(stageDir, "s")
+	ready, done := make(chan error), make(chan struct{})
+	var c *container
+	go func() {
+		runtime.LockOSThread() // never unlocked: the stage dies with its thread
+		ready <- func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_FS); err != nil {
+				return err
+			}
+			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+				return err
+			}
+			if err := unix.Mount("tmpfs", stageDir, "tmpfs", 0, "mode=755,size=16k"); err != nil {
+				return err
+			}
+			if err := os.Mkdir(shared, 0o755); err != nil {
+				return err
+			}
+			if err := unix.Mount(shared, shared, "", unix.MS_BIND, ""); err != nil {
+				return err
+			}
+			if err := unix.Mount("", shared, "", unix.MS_SHARED, ""); err != nil {
+				return err
+			}
+			var err error
+			c, err = spawn("propagated:" + shared)
+			if err != nil {
+				return err
+			}
+			userns, err := os.Open("/proc/" + strconv.Itoa(c.cmd.Process.Pid) + "/ns/user")
+			if err != nil {
+				return err
+			}
+			defer userns.Close()
+			for name, src := range map[string]string{"lower": lowerDir, "ct": ctDir} {
+				layer, err := IdmapLayer(src, userns, name == "lower")
+				if err != nil {
+					return err
+				}
+				defer layer.Close()
+				if err := os.Mkdir(filepath.Join(shared, name), 0o755); err != nil {
+					return err
+				}
+				if err := unix.MoveMount(int(layer.Fd()), "", unix.AT_FDCWD, filepath.Join(shared, name), unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+					return err
+				}
+			}
+			return nil
+		}()
+		<-done
+	}()
+	err := <-ready
+	if c != nil {
+		t.Cleanup(func() { c.stop(t); close(done) })
+	} else {
+		close(done)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, mnt := c.exchange(t)
+	for k, v := range map[string]string{
+		"mount":                            "ok",
+		"clear ro of the propagated lower": "operation not permitted",
+		"unmount the propagated lower":     "ok",
+		"overlay works after":              "ok",
+		"create new-file":                  "ok",
+		"unlink del-me":                    "ok",
+	} {
+		if res[k] != v {
+			t.Errorf("inside: %s = %q, want %q", k, res[k], v)
+		}
+	}
+	if got := describe(filepath.Join(ctDir, "upper/new-file")); got != "0:0 644 reg" {
+		t.Errorf("on disk: upper/new-file = %q, want natural ids", got)
+	}
+	if mnt == nil {
+		t.Error("no overlay mount from the container")
+	}
+}
+
+// TestStackedLayers: a container's upper layer, once frozen, is a lower
+// layer of a clone (lowers: its upper, then the image). Its whiteouts and
+// opaque directories, made in a user namespace, work as lower layers too.
+func TestStackedLayers(t *testing.T) {
+	requireRoot(t)
+	c1 := startContainer(t, "fd")
+	lower, base, upper1 := layers(t, c1, true)
+	if res, _ := c1.exchange(t, lower, base); res["mount"] != "ok" {
+		t.Fatalf("first container: %s", res["mount"])
+	}
+	c1.stop(t)
+	c2 := startContainer(t, "fd")
+	userns := c2.userns(t)
+	frozen, err := IdmapLayer(upper1, userns, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer frozen.Close()
+	image, err := IdmapLayer(filepath.Join(filepath.Dir(filepath.Dir(upper1)), "image"), userns, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer image.Close()
+	ct2 := filepath.Join(t.TempDir(), "ct2")
+	containerDir(t, ct2)
+	base2, err := IdmapLayer(ct2, userns, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base2.Close()
+	res, _ := c2.exchange(t, frozen, image, base2)
+	for k, v := range map[string]string{
+		"mount":                    "ok",
+		"stat new-file (before)":   "0:0 644",
+		"stat del-me (before)":     "no such file or directory",
+		"dir-del entries (before)": "[]",
+		"stat lower bin/su":        "0:0 4711",
+		"write etc/hostname":       "ok",
+	} {
+		if res[k] != v {
+			t.Errorf("clone: %s = %q, want %q", k, res[k], v)
+		}
+	}
+	// Writing etc/hostname copied it up from the frozen layer.
+	if got := describe(filepath.Join(ct2, "upper/etc/hostname")); got != "0:0 644 reg" {
+		t.Errorf("on disk: clone's upper/etc/hostname = %q, want natural ids", got)
+	}
 }
