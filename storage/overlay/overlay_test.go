@@ -84,6 +84,10 @@ func child(mode string) error {
 	case "fd":
 		mnt, err = Mount(lowers, upper, work)
 		res["clear ro of the lower's mount"] = errString(setAttr("/tmp/lower0", 0, unix.MOUNT_ATTR_RDONLY))
+	case "fill":
+		if mnt, err = Mount(lowers, upper, work); err == nil {
+			fill(int(mnt.Fd()), res)
+		}
 	case "index=on", "redirect_dir=on", "metacopy=on", "xino=on", "nfs_export=on":
 		mnt, err = mountWith(lowers, upper, work, []string{mode})
 	default:
@@ -94,7 +98,9 @@ func child(mode string) error {
 		return send(sock, res, -1)
 	}
 	res["mount"] = "ok"
-	work1(int(mnt.Fd()), res)
+	if mode != "fill" {
+		work1(int(mnt.Fd()), res)
+	}
 	if propagated {
 		// The layer mount is the root of what propagated: it is not locked
 		// to its parent (an empty directory of the stage's tmpfs), and the
@@ -164,6 +170,29 @@ func propagatedLayers(dir string, res result) (*os.File, *os.File, *os.File, err
 		}
 	}
 	return out[0], out[1], out[2], nil
+}
+
+// fill reports the overlay's size as df shows it, then writes until the
+// upper's filesystem is full.
+func fill(m int, res result) {
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(m, &sfs); err == nil {
+		res["df size MiB"] = strconv.FormatUint(sfs.Blocks*uint64(sfs.Bsize)>>20, 10)
+	}
+	fd, err := unix.Openat(m, "big", unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		res["fill"] = err.Error()
+		return
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 1<<20)
+	for i := 0; i < 1024; i++ {
+		if _, err := unix.Write(fd, buf); err != nil {
+			res["fill"] = err.Error()
+			return
+		}
+	}
+	res["fill"] = "wrote 1 GiB"
 }
 
 func setAttr(path string, set, clear uint64) error {
@@ -356,7 +385,10 @@ func spawn(mode string) (*container, error) {
 		GidMappings:                idMap,
 		GidMappingsEnableSetgroups: true,
 		Credential:                 &syscall.Credential{Uid: 0, Gid: 0},
-		Pdeathsig:                  syscall.SIGKILL,
+		// No Pdeathsig: it fires when the forking *thread* exits, and the
+		// tests end locked threads (their private mount namespaces) that
+		// may have forked a child. The child exits when its socket closes,
+		// which the death of the test process does too.
 	}
 	if err := cmd.Start(); err != nil {
 		unix.Close(pair[0])
@@ -833,5 +865,79 @@ func TestStackedLayers(t *testing.T) {
 	// Writing etc/hostname copied it up from the frozen layer.
 	if got := describe(filepath.Join(ct2, "upper/etc/hostname")); got != "0:0 644 reg" {
 		t.Errorf("on disk: clone's upper/etc/hostname = %q, want natural ids", got)
+	}
+}
+
+// TestLoopUpper: the disk limit that works on this kernel (no project
+// quotas): the upper and work directories on a small ext4 image of the
+// container's own. It is loop-mounted in a thread's private mount namespace
+// (as the monitor's stage could), idmapped, and the namespace is dropped: the
+// detached layer keeps the filesystem. Inside, df shows its size and writes
+// past it fail with ENOSPC.
+func TestLoopUpper(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		t.Skip("needs mkfs.ext4 (e2fsprogs)")
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.ext4")
+	lowerDir := filepath.Join(dir, "image")
+	image(t, lowerDir)
+	if out, err := exec.Command("truncate", "-s", "64M", img).CombinedOutput(); err != nil {
+		t.Fatalf("truncate: %v: %s", err, out)
+	}
+	if out, err := exec.Command("mkfs.ext4", "-q", "-m", "0", img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	c := startContainer(t, "fill")
+	userns := c.userns(t)
+	lower, err := IdmapLayer(lowerDir, userns, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lower.Close()
+	mountDir := filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mountDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	result := make(chan *os.File)
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the namespace goes with the thread
+		base, err := func() (*os.File, error) {
+			if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_FS); err != nil {
+				return nil, err
+			}
+			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+				return nil, err
+			}
+			// mount(8) sets up the loop device with autoclear: it goes
+			// when the last reference to the filesystem does.
+			if out, err := exec.Command("mount", "-o", "loop", img, mountDir).CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("mount %s: %v: %s", img, err, out)
+			}
+			for _, d := range []string{"ct/upper", "ct/work"} {
+				if err := os.MkdirAll(filepath.Join(mountDir, d), 0o755); err != nil {
+					return nil, err
+				}
+			}
+			return IdmapLayer(filepath.Join(mountDir, "ct"), userns, false)
+		}()
+		errc <- err
+		result <- base
+	}()
+	err = <-errc
+	base := <-result
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	res, _ := c.exchange(t, lower, base)
+	t.Logf("inside: df size %s MiB, filling: %s", res["df size MiB"], res["fill"])
+	if res["mount"] != "ok" || res["fill"] != "no space left on device" {
+		t.Errorf("mount = %q, fill = %q; want ok and ENOSPC", res["mount"], res["fill"])
+	}
+	if size, _ := strconv.Atoi(res["df size MiB"]); size < 40 || size > 64 {
+		t.Errorf("df inside shows %q MiB, want about 64", res["df size MiB"])
 	}
 }
