@@ -21,6 +21,10 @@ import (
 const childEnv = "LODGE_OVERLAY_TEST_CHILD"
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "capreport" {
+		capReport()
+		os.Exit(0)
+	}
 	if mode := os.Getenv(childEnv); mode != "" {
 		if err := child(mode); err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)
@@ -40,7 +44,7 @@ const idCount = 65536
 
 // capV2 is a security.capability value (VFS_CAP_REVISION_2) granting
 // cap_net_raw (13) permitted and effective.
-var capV2 = []byte{0x01, 0, 0, 0x02, 1 << 5, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+var capV2 = []byte{0x01, 0, 0, 0x02, 0x00, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
 // result is what the container side saw, keyed by check.
 type result map[string]string
@@ -88,6 +92,10 @@ func child(mode string) error {
 		if mnt, err = Mount(lowers, upper, work); err == nil {
 			fill(int(mnt.Fd()), res)
 		}
+	case "capexec":
+		if mnt, err = Mount(lowers, upper, work); err == nil {
+			res["capexec"] = capExec(mnt)
+		}
 	case "index=on", "redirect_dir=on", "metacopy=on", "xino=on", "nfs_export=on":
 		mnt, err = mountWith(lowers, upper, work, []string{mode})
 	default:
@@ -98,7 +106,7 @@ func child(mode string) error {
 		return send(sock, res, -1)
 	}
 	res["mount"] = "ok"
-	if mode != "fill" {
+	if mode != "fill" && mode != "capexec" {
 		work1(int(mnt.Fd()), res)
 	}
 	if propagated {
@@ -193,6 +201,62 @@ func fill(m int, res result) {
 		}
 	}
 	res["fill"] = "wrote 1 GiB"
+}
+
+// capExec copies this binary into the overlay, gives the copy cap_net_raw
+// as setcap does, and runs it as uid 1000 of the container: it reports its
+// effective capabilities.
+func capExec(mnt *os.File) string {
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		return err.Error()
+	}
+	m := int(mnt.Fd())
+	fd, err := unix.Openat(m, "capbin", unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o755)
+	if err != nil {
+		return err.Error()
+	}
+	_, err = unix.Write(fd, self)
+	unix.Close(fd)
+	if err != nil {
+		return err.Error()
+	}
+	if err := setxattrAt(m, "capbin", "security.capability", capV2); err != nil {
+		return err.Error()
+	}
+	// Attached in this namespace: the kernel ignores file capabilities and
+	// setuid on a mount outside the caller's mount namespace (mnt_may_suid),
+	// a detached one included.
+	if err := os.Mkdir("/tmp/root", 0o755); err != nil {
+		return err.Error()
+	}
+	if err := unix.MoveMount(m, "", unix.AT_FDCWD, "/tmp/root", unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return err.Error()
+	}
+	var report []string
+	for _, bin := range []string{"capbin", "bin/suidbin"} {
+		cmd := exec.Command("/tmp/root/" + bin)
+		cmd.Env = []string{childEnv + "=capreport"}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1000, Gid: 1000}}
+		out, err := cmd.Output()
+		if err != nil {
+			return err.Error()
+		}
+		report = append(report, strings.TrimSpace(string(out)))
+	}
+	return strings.Join(report, "; ")
+}
+
+// capReport prints the effective capability set of this process.
+func capReport() {
+	status, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(status), "\n") {
+		for _, key := range []string{"Uid:", "CapEff:"} {
+			if v, ok := strings.CutPrefix(line, key); ok {
+				fmt.Print(key, strings.Join(strings.Fields(v), ","), " ")
+			}
+		}
+	}
 }
 
 func setAttr(path string, set, clear uint64) error {
@@ -939,5 +1003,42 @@ func TestLoopUpper(t *testing.T) {
 	}
 	if size, _ := strconv.Atoi(res["df size MiB"]); size < 40 || size > 64 {
 		t.Errorf("df inside shows %q MiB, want about 64", res["df size MiB"])
+	}
+}
+
+// TestFileCapabilities: a capability set inside (revision 2, as setcap
+// writes it) is stored with natural root id 0 and works: the file run by a
+// non-root user of the container gets exactly cap_net_raw.
+func TestFileCapabilities(t *testing.T) {
+	requireRoot(t)
+	c := startContainer(t, "capexec")
+	lower, base, upperDir := layers(t, c, true)
+	// A setuid-root program of the image (a copy of this binary).
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	suid := filepath.Join(filepath.Dir(filepath.Dir(upperDir)), "image/bin/suidbin")
+	if err := os.WriteFile(suid, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Chmod(suid, 0o4755); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := c.exchange(t, lower, base)
+	// uid 1000 runs: the capbin (cap_net_raw = bit 13 only, uids unchanged),
+	// then the image's setuid-root program (effective uid 0, all the
+	// capabilities: a new user namespace starts with a full bounding set).
+	last, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(last)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("Uid:1000,1000,1000,1000 CapEff:0000000000002000; Uid:1000,0,0,0 CapEff:%016x", uint64(1)<<(n+1)-1)
+	if res["mount"] != "ok" || res["capexec"] != want {
+		t.Errorf("mount = %q, run as uid 1000: %q; want ok and %q", res["mount"], res["capexec"], want)
 	}
 }
