@@ -122,6 +122,25 @@ func child(mode string) error {
 	if err := send(sock, res, int(mnt.Fd())); err != nil {
 		return err
 	}
+	if propagated {
+		// The stage attached the overlay below its shared mount point, as
+		// it hands over the finished tree: it is back here, locked.
+		if _, _, _, _, err := unix.Recvmsg(sock, buf, nil, 0); err != nil {
+			return err
+		}
+		back := result{}
+		var st unix.Stat_t
+		if err := unix.Stat(dir+"/root/new-file", &st); err != nil {
+			back["stat root/new-file"] = err.Error()
+		} else {
+			back["stat root/new-file"] = fmt.Sprintf("%d:%d", st.Uid, st.Gid)
+		}
+		back["clear nodev of the root"] = errString(setAttr(dir+"/root", 0, unix.MOUNT_ATTR_NODEV))
+		back["write in the root"] = errString(writeAt(unix.AT_FDCWD, dir+"/root/via-stage", unix.O_CREAT|unix.O_EXCL))
+		if err := send(sock, back, -1); err != nil {
+			return err
+		}
+	}
 	_, _, _, _, _ = unix.Recvmsg(sock, buf, nil, 0) // until the test is done
 	return nil
 }
@@ -812,6 +831,7 @@ func TestPropagatedLayers(t *testing.T) {
 	}
 	shared := filepath.Join(stageDir, "s")
 	ready, done := make(chan error), make(chan struct{})
+	attach, attached := make(chan *os.File), make(chan error)
 	var c *container
 	go func() {
 		runtime.LockOSThread() // never unlocked: the stage dies with its thread
@@ -859,7 +879,24 @@ func TestPropagatedLayers(t *testing.T) {
 			}
 			return nil
 		}()
-		<-done
+		for {
+			select {
+			case mnt := <-attach:
+				attached <- func() error {
+					root := filepath.Join(shared, "root")
+					if err := os.Mkdir(root, 0o755); err != nil {
+						return err
+					}
+					attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NODEV}
+					if err := unix.MountSetattr(int(mnt.Fd()), "", unix.AT_EMPTY_PATH, &attr); err != nil {
+						return err
+					}
+					return unix.MoveMount(int(mnt.Fd()), "", unix.AT_FDCWD, root, unix.MOVE_MOUNT_F_EMPTY_PATH)
+				}()
+			case <-done:
+				return
+			}
+		}
 	}()
 	err := <-ready
 	if c != nil {
@@ -887,8 +924,46 @@ func TestPropagatedLayers(t *testing.T) {
 		t.Errorf("on disk: upper/new-file = %q, want natural ids", got)
 	}
 	if mnt == nil {
-		t.Error("no overlay mount from the container")
+		t.Fatal("no overlay mount from the container")
 	}
+	// The stage attaches the overlay below its shared mount point, with
+	// nodev, as it hands over the root tree: the copy that reaches the
+	// container is writable and its flags are locked.
+	attach <- mnt
+	if err := <-attached; err != nil {
+		t.Fatalf("stage: attach the container's overlay: %v", err)
+	}
+	back := c.roundTrip(t)
+	for k, v := range map[string]string{
+		"stat root/new-file":      "0:0",
+		"clear nodev of the root": "operation not permitted",
+		"write in the root":       "ok",
+	} {
+		if back[k] != v {
+			t.Errorf("inside, after the stage: %s = %q, want %q", k, back[k], v)
+		}
+	}
+	if got := describe(filepath.Join(ctDir, "upper/via-stage")); got != "0:0 644 reg" {
+		t.Errorf("on disk: upper/via-stage = %q, want natural ids", got)
+	}
+}
+
+// roundTrip tells the child to go on and returns its next report.
+func (c *container) roundTrip(t *testing.T) result {
+	t.Helper()
+	if err := unix.Sendmsg(c.sock, []byte("go"), nil, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<16)
+	n, _, _, _, err := unix.Recvmsg(c.sock, buf, nil, 0)
+	if err != nil || n == 0 {
+		t.Fatalf("no answer from the container's process: %v", err)
+	}
+	res := result{}
+	if err := json.Unmarshal(buf[:n], &res); err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
 
 // TestStackedLayers: a container's upper layer, once frozen, is a lower
