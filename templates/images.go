@@ -1,7 +1,6 @@
 package templates
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -380,19 +378,6 @@ func (s *Images) Delete(ctx context.Context, name string) error {
 	}
 	os.Remove(s.legacyLogPath(img.ID))
 	return os.RemoveAll(trash)
-}
-
-// CopyRootfs copies an image's root filesystem to dst (which must not exist),
-// keeping ownership, modes, hard links, xattrs, ACLs and file capabilities;
-// reflinks where the filesystem supports them.
-func CopyRootfs(ctx context.Context, src, dst string) error {
-	cmd := exec.CommandContext(ctx, "cp", "-a", "--reflink=auto", "--", src, dst)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := runBound(cmd, cmd.Run); err != nil {
-		return fmt.Errorf("copy %s: %v: %s", src, err, strings.TrimSpace(out.String()))
-	}
-	return nil
 }
 
 // treeSize adds up the sizes of the regular files under dir.
