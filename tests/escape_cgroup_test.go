@@ -47,40 +47,6 @@ func (e *env) probe(name, what, script string) string {
 	return r.stdout
 }
 
-// hostBlockDevice returns a block device host root can open (the disk of /
-// if the machine allows, else the first that opens): what a container
-// must never read.
-func hostBlockDevice(t *testing.T) (major, minor uint32) {
-	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Stat("/", &st); err != nil {
-		t.Fatal(err)
-	}
-	candidates := [][2]uint32{{unix.Major(st.Dev), unix.Minor(st.Dev)}}
-	devs, _ := filepath.Glob("/sys/class/block/*/dev")
-	for _, dev := range devs {
-		var maj, mnr uint32
-		if data, err := os.ReadFile(dev); err == nil {
-			if n, _ := fmt.Sscanf(string(data), "%d:%d", &maj, &mnr); n == 2 {
-				candidates = append(candidates, [2]uint32{maj, mnr})
-			}
-		}
-	}
-	node := filepath.Join(t.TempDir(), "probe")
-	for _, c := range candidates {
-		os.Remove(node)
-		if unix.Mknod(node, unix.S_IFBLK|0o600, int(unix.Mkdev(c[0], c[1]))) != nil {
-			continue
-		}
-		if f, err := os.Open(node); err == nil {
-			f.Close()
-			return c[0], c[1]
-		}
-	}
-	testreq.Skip(t, "blockdev", "host root can open no block device here, so no test can show a container failing to")
-	return 0, 0
-}
-
 // plantedNode is a device node host root leaves where a container finds it.
 type plantedNode struct {
 	name         string
@@ -89,7 +55,7 @@ type plantedNode struct {
 }
 
 func hostNodes(t *testing.T) []plantedNode {
-	major, minor := hostBlockDevice(t)
+	major, minor := testreq.HostBlockDevice(t)
 	return []plantedNode{
 		{"planted-mem", unix.S_IFCHR, 1, 1},
 		{"planted-kmsg", unix.S_IFCHR, 1, 11},

@@ -3,7 +3,6 @@ package cgroup
 import (
 	"bufio"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -25,40 +24,6 @@ func TestDeviceRuleString(t *testing.T) {
 			t.Errorf("%+v: %q, want %q", rule, got, want)
 		}
 	}
-}
-
-// hostBlockDevice returns a block device host root can open: the disk
-// holding / if it can (a sandbox may forbid it), else the first block
-// device that opens. It is what a container must never read.
-func hostBlockDevice(t *testing.T) (major, minor uint32) {
-	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Stat("/", &st); err != nil {
-		t.Fatal(err)
-	}
-	candidates := [][2]uint32{{unix.Major(st.Dev), unix.Minor(st.Dev)}}
-	devs, _ := filepath.Glob("/sys/class/block/*/dev")
-	for _, dev := range devs {
-		var maj, mnr uint32
-		if data, err := os.ReadFile(dev); err == nil {
-			if n, _ := fmt.Sscanf(string(data), "%d:%d", &maj, &mnr); n == 2 {
-				candidates = append(candidates, [2]uint32{maj, mnr})
-			}
-		}
-	}
-	node := filepath.Join(t.TempDir(), "probe")
-	for _, c := range candidates {
-		os.Remove(node)
-		if unix.Mknod(node, unix.S_IFBLK|0o600, int(unix.Mkdev(c[0], c[1]))) != nil {
-			continue
-		}
-		if f, err := os.Open(node); err == nil {
-			f.Close()
-			return c[0], c[1]
-		}
-	}
-	testreq.Skip(t, "blockdev", "host root can open no block device here, so no test can show the cgroup refusing one")
-	return 0, 0
 }
 
 // probeDevices runs, inside g, a shell that opens each node in nodes and
@@ -101,7 +66,7 @@ func probeDevices(t *testing.T, g *Group, nodes map[string]string) map[string]bo
 func TestDeviceAllowList(t *testing.T) {
 	h := rootHost(t)
 	dir := t.TempDir()
-	major, minor := hostBlockDevice(t)
+	major, minor := testreq.HostBlockDevice(t)
 	disk, kmsg := filepath.Join(dir, "disk"), filepath.Join(dir, "kmsg")
 	if err := unix.Mknod(disk, unix.S_IFBLK|0o600, int(unix.Mkdev(major, minor))); err != nil {
 		t.Fatal(err)
