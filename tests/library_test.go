@@ -236,12 +236,9 @@ func libConsole(ctx context.Context, m *manager.Manager) error {
 	}
 	prompts := strings.Count(out.String(), "lib1 login:")
 	signals <- syscall.SIGINT
-	for strings.Count(out.String(), "lib1 login:") == prompts {
-		select {
-		case <-ctx.Done():
-			return fail(fmt.Errorf("no new login prompt after SIGINT through the signals channel; got:\n%s", out.String()))
-		case <-time.After(10 * time.Millisecond):
-		}
+	newPrompt := func(s string) bool { return strings.Count(s, "lib1 login:") > prompts }
+	if err := out.waitUntil(ctx, newPrompt, "a new login prompt after SIGINT through the signals channel"); err != nil {
+		return fail(err)
 	}
 	// busybox's login also gives up by itself after 60 s, with a message:
 	// the new prompt must come from the signal.
@@ -282,10 +279,16 @@ func (b *syncBuffer) String() string {
 
 // waitFor waits until the buffer holds want, or ctx ends.
 func (b *syncBuffer) waitFor(ctx context.Context, want string) error {
-	for !strings.Contains(b.String(), want) {
+	return b.waitUntil(ctx, func(s string) bool { return strings.Contains(s, want) }, fmt.Sprintf("%q in the output", want))
+}
+
+// waitUntil waits until ok holds for the buffer's content, or ctx ends;
+// what describes the condition for the error.
+func (b *syncBuffer) waitUntil(ctx context.Context, ok func(string) bool, what string) error {
+	for !ok(b.String()) {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("no %q in the output: %w; got:\n%s", want, ctx.Err(), b.String())
+			return fmt.Errorf("no %s: %w; got:\n%s", what, ctx.Err(), b.String())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
