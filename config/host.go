@@ -40,6 +40,7 @@ type Host struct {
 	IDMap     HostIDMap                    `toml:"idmap"`
 	Cgroup    HostCgroup                   `toml:"cgroup"`
 	Images    HostImages                   `toml:"images"`
+	Storage   HostStorage                  `toml:"storage"`
 	Templates map[string]map[string]string `toml:"templates"` // default template options, e.g. [templates.debian] release = "trixie"
 	Defaults  map[string]string            `toml:"defaults"`  // container keys applied at create, e.g. "limits.pids" = "1024"
 
@@ -84,6 +85,18 @@ type HostImages struct {
 	// lodge roots can share one cache (a second "host" in tests, say).
 	Dir string `toml:"dir"`
 }
+
+// HostStorage says which storage backend new containers get.
+type HostStorage struct {
+	// Backend is "auto" (or empty: the same), or a backend's name: "dir",
+	// "overlay", "btrfs". auto picks btrfs when the root lives on btrfs,
+	// else overlay where the kernel can mount it in a user namespace, else
+	// dir. Existing containers keep the backend that made them.
+	Backend string `toml:"backend"`
+}
+
+// AutoStorage is the storage.backend value that lets lodge choose.
+const AutoStorage = "auto"
 
 // DefaultHost returns the host config used when the file does not exist.
 func DefaultHost() *Host {
@@ -163,6 +176,7 @@ func (h *Host) Validate() error {
 		h.checkCgroupName(),
 		h.checkCgroupParent(),
 		h.checkImagesDir(),
+		h.checkStorage(),
 		h.checkDefaults(),
 	)
 }
@@ -287,6 +301,18 @@ func (h *Host) checkImagesDir() error {
 		return keyErrorf("images.dir", "%q is not an absolute path; use one like /var/cache/lodge/images, or leave it out for ROOT/images", dir)
 	}
 	return nil
+}
+
+// storageBackends are the names storage.backend accepts besides auto; the
+// storage package registers the same ones (config cannot import it).
+var storageBackends = []string{"btrfs", "dir", "overlay"}
+
+func (h *Host) checkStorage() error {
+	b := h.Storage.Backend
+	if b == "" || b == AutoStorage || slices.Contains(storageBackends, b) {
+		return nil
+	}
+	return keyErrorf("storage.backend", "%q is not a storage backend; use %s, or %q to let lodge choose", b, strings.Join(storageBackends, ", "), AutoStorage)
 }
 
 func (h *Host) checkDefaults() error {

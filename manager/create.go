@@ -219,11 +219,11 @@ func (m *Manager) buildRootfs(ctx context.Context, staging string, opts CreateOp
 		return err
 	}
 	rootfsDir := filepath.Join(staging, "rootfs")
-	opts.Report.Step("copying the root filesystem from image %s", img.ID)
-	// The dir backend only, for now: a copy with reflinks where the
-	// filesystem has them. Recording it lets later backends tell this
-	// container's storage from theirs.
-	backend := storage.Dir{}
+	backend, err := m.newStorage()
+	if err != nil {
+		return err
+	}
+	opts.Report.Step("making the root filesystem from image %s (%s storage)", img.ID, backend.Name())
 	if err := backend.Create(ctx, m.images().Rootfs(img.ID), rootfsDir, storage.Options{Progress: copyProgress(opts.Report)}); err != nil {
 		return fmt.Errorf("root filesystem of %s: %w", opts.Name, err)
 	}
@@ -234,6 +234,16 @@ func (m *Manager) buildRootfs(ctx context.Context, staging string, opts CreateOp
 		return fmt.Errorf("configure root filesystem: %w", err)
 	}
 	return nil
+}
+
+// newStorage returns the backend new containers get: storage.backend in the
+// host config, or the one auto picks for this root.
+func (m *Manager) newStorage() (storage.Backend, error) {
+	choice, err := storage.Choose(m.host.Storage.Backend, m.store.Root)
+	if err != nil {
+		return nil, invalid(fmt.Errorf("%s: storage.backend: %w", config.HostConfigPath(), err))
+	}
+	return storage.New(choice.Backend, m.store.Root)
 }
 
 // copyProgress reports a copy's progress to r by bytes, at most once per

@@ -229,21 +229,21 @@ func TestRecord(t *testing.T) {
 
 func TestForContainer(t *testing.T) {
 	dir := t.TempDir()
-	if b, rec, err := ForContainer(dir); err != nil || b.Name() != DirName || rec.Backend != DirName {
+	if b, rec, err := ForContainer(dir, dir); err != nil || b.Name() != DirName || rec.Backend != DirName {
 		t.Fatalf("container without a record: %v, %+v, %v", b, rec, err)
 	}
 	WriteRecord(dir, Record{Backend: "zfs"})
-	if _, _, err := ForContainer(dir); err == nil || !strings.Contains(err.Error(), `"zfs" does not exist`) {
+	if _, _, err := ForContainer(dir, dir); err == nil || !strings.Contains(err.Error(), `"zfs" does not exist`) {
 		t.Errorf("a record naming an unknown backend: %v", err)
 	}
 }
 
 func TestRegistry(t *testing.T) {
-	b, err := New(DirName)
+	b, err := New(DirName, t.TempDir())
 	if err != nil || b.Name() != DirName {
 		t.Fatalf("New(dir) = %v, %v", b, err)
 	}
-	if _, err := New("zfs"); err == nil || !strings.Contains(err.Error(), "known: dir") {
+	if _, err := New("zfs", t.TempDir()); err == nil || !strings.Contains(err.Error(), "known: ") {
 		t.Errorf("New(zfs) = %v, want an error listing the known backends", err)
 	}
 }

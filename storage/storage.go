@@ -55,6 +55,13 @@ type Options struct {
 	Progress func(Progress)
 	// Workers bounds the files copied at once (0: a default for the host).
 	Workers int
+	// Live says the source belongs to a running container (frozen by the
+	// caller for the call): the backend must copy what it needs and must
+	// not move or change the source, which keeps being written after the
+	// call. Without Live the caller holds the container stopped and locked,
+	// and a backend may rearrange the source's layout (overlay freezes the
+	// upper layer into a shared one) as long as its content stays.
+	Live bool
 }
 
 // Progress is how far a copy is. The totals are known before the first
@@ -96,14 +103,16 @@ func (e *QuotaError) Error() string {
 // Is makes errors.Is(err, ErrQuotaUnsupported) hold for every QuotaError.
 func (e *QuotaError) Is(target error) bool { return target == ErrQuotaUnsupported }
 
-// Constructor makes a backend.
-type Constructor func() (Backend, error)
+// Constructor makes a backend for the lodge root directory root; a backend
+// keeps what it needs beyond the trees it is given (shared layers, base
+// subvolumes) below root/storage/NAME.
+type Constructor func(root string) (Backend, error)
 
 var (
 	registryMu sync.Mutex
 	// registry starts with the built-in backends.
 	registry = map[string]Constructor{
-		DirName: func() (Backend, error) { return Dir{}, nil },
+		DirName: func(string) (Backend, error) { return Dir{}, nil },
 	}
 )
 
@@ -118,15 +127,15 @@ func Register(name string, c Constructor) {
 	registry[name] = c
 }
 
-// New returns the backend registered as name.
-func New(name string) (Backend, error) {
+// New returns the backend registered as name, for the lodge root root.
+func New(name, root string) (Backend, error) {
 	registryMu.Lock()
 	c, ok := registry[name]
 	registryMu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("storage backend %q does not exist (known: %s)", name, strings.Join(Names(), ", "))
 	}
-	return c()
+	return c(root)
 }
 
 // Names lists the registered backends, sorted.
@@ -190,13 +199,14 @@ func ReadRecord(dir string) (Record, error) {
 }
 
 // ForContainer returns the backend that made the root filesystem of the
-// container whose directory is dir (the dir backend when it has no record).
-func ForContainer(dir string) (Backend, Record, error) {
+// container whose directory is dir in the lodge root root (the dir backend
+// when it has no record).
+func ForContainer(root, dir string) (Backend, Record, error) {
 	rec, err := ReadRecord(dir)
 	if err != nil {
 		return nil, Record{}, err
 	}
-	b, err := New(rec.Backend)
+	b, err := New(rec.Backend, root)
 	if err != nil {
 		return nil, Record{}, fmt.Errorf("container %s: %w", filepath.Base(dir), err)
 	}
