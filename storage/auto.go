@@ -28,17 +28,22 @@ func Choose(name, root string) (Choice, error) {
 	if err := unix.Statfs(root, &st); err != nil {
 		return Choice{}, fmt.Errorf("choose a storage backend for %s: %w", root, err)
 	}
+	var notBtrfs string // why a root on btrfs does not get the btrfs backend
 	if st.Type == unix.BTRFS_SUPER_MAGIC && registered(btrfsName) {
-		return Choice{Backend: btrfsName, Reason: root + " is on btrfs"}, nil
+		err := btrfsSupported(root)
+		if err == nil {
+			return Choice{Backend: btrfsName, Reason: root + " is on btrfs"}, nil
+		}
+		notBtrfs = fmt.Sprintf("%s is on btrfs, but the btrfs backend cannot run (%v); ", root, err)
 	}
 	if registered(overlayName) {
 		if err := overlaySupported(); err == nil {
-			return Choice{Backend: overlayName, Reason: "the kernel mounts overlay in a user namespace"}, nil
+			return Choice{Backend: overlayName, Reason: notBtrfs + "the kernel mounts overlay in a user namespace"}, nil
 		} else {
-			return Choice{Backend: DirName, Reason: fmt.Sprintf("overlay cannot be used here (%v)", err)}, nil
+			return Choice{Backend: DirName, Reason: notBtrfs + fmt.Sprintf("overlay cannot be used here (%v)", err)}, nil
 		}
 	}
-	return Choice{Backend: DirName, Reason: "no copy-on-write backend is available"}, nil
+	return Choice{Backend: DirName, Reason: notBtrfs + "no copy-on-write backend is available"}, nil
 }
 
 // The names auto considers, before their backends exist in this package.

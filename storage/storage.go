@@ -112,7 +112,8 @@ var (
 	registryMu sync.Mutex
 	// registry starts with the built-in backends.
 	registry = map[string]Constructor{
-		DirName: func(string) (Backend, error) { return Dir{}, nil },
+		DirName:   func(string) (Backend, error) { return Dir{}, nil },
+		btrfsName: newBtrfs,
 	}
 )
 
@@ -248,7 +249,9 @@ func RemoveStale(dir string) error {
 	var errs []error
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), TempPrefix) {
-			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			// removeTree: a btrfs backend's leftover is a subvolume,
+			// maybe read-only, which os.RemoveAll cannot empty.
+			if err := removeTree(filepath.Join(dir, e.Name())); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -158,7 +158,9 @@ func readTree(t testing.TB, dir string) map[string]node {
 			f.Close()
 			copy(n.sum[:], h.Sum(nil))
 		case unix.S_IFDIR:
-			n.size = 0 // directory sizes are the filesystem's business
+			// Directory sizes and link counts are the filesystem's
+			// business (btrfs counts 1 link for every directory).
+			n.size, n.nlink = 0, 0
 		}
 		names, err := listXattrs(func(b []byte) (int, error) { return unix.Llistxattr(path, b) })
 		if err != nil {
