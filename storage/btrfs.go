@@ -288,7 +288,11 @@ func buildBase(ctx context.Context, image, tmp string, opts Options) error {
 // imageKey names an image's base subvolume: the image directory's name for
 // people, and a hash of its path and identity (device, inode, change time
 // of the root filesystem directory), so that an image rebuilt under the
-// same name gets a new base rather than the old one's files.
+// same name gets a new base rather than the old one's files. The image's
+// description beside it (templates.Images keeps DIR/ID/image.json) goes
+// into the hash too: it is rewritten whenever lodge changes files inside
+// the image (a newer sanitizer revision), which the directory's change
+// time does not show, and a base must never keep the files it fixed.
 func imageKey(image string) (string, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(image, &st); err != nil {
@@ -298,7 +302,11 @@ func imageKey(image string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d\x00%d.%d", abs, st.Dev, st.Ino, st.Ctim.Sec, st.Ctim.Nsec))
+	meta, err := os.ReadFile(filepath.Join(filepath.Dir(abs), "image.json"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read the description of image %s: %w", image, err)
+	}
+	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d\x00%d.%d\x00%s", abs, st.Dev, st.Ino, st.Ctim.Sec, st.Ctim.Nsec, meta))
 	label := filepath.Base(abs)
 	if label == "rootfs" { // templates.Images: DIR/ID/rootfs
 		label = filepath.Base(filepath.Dir(abs))

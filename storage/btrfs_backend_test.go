@@ -579,3 +579,34 @@ func TestBtrfsDeleteKilled(t *testing.T) {
 		t.Errorf("subvolumes: %v, want only the base", subs)
 	}
 }
+
+// TestBtrfsImageKeyFollowsImage: an image's base is made anew when lodge
+// rewrites its description (files changed by a newer sanitizer) or the
+// image is rebuilt under the same name, and only then.
+func TestBtrfsImageKeyFollowsImage(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "debian-x")
+	img := filepath.Join(dir, "rootfs")
+	os.MkdirAll(img, 0o755)
+	writeFile(t, filepath.Join(dir, "image.json"), `{"checked":1}`)
+	key := func() string {
+		k, err := imageKey(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	k1 := key()
+	if !strings.HasPrefix(k1, "debian-x-") || key() != k1 {
+		t.Fatalf("key %q (then %q): want a stable debian-x-HASH", k1, key())
+	}
+	writeFile(t, filepath.Join(dir, "image.json"), `{"checked":2}`)
+	k2 := key()
+	if k2 == k1 {
+		t.Error("rewriting image.json kept the key")
+	}
+	os.RemoveAll(img)
+	os.MkdirAll(img, 0o755)
+	if key() == k2 {
+		t.Error("a rebuilt image directory kept the key")
+	}
+}
