@@ -160,7 +160,8 @@ func (b *Btrfs) Delete(ctx context.Context, path string) error {
 // bytes (every block the tree refers to, shared or not: the number its
 // limit is checked against), read from sysfs after a sync, since btrfs
 // counts at transaction commit; Inodes is then 0, as btrfs does not count
-// a subvolume's inodes. With quotas off, it is a walk, as for dir.
+// a subvolume's inodes. With quotas off (or their counts known wrong until
+// a rescan), it is a walk, as for dir.
 func (b *Btrfs) Usage(ctx context.Context, path string) (Usage, error) {
 	if isSubvolume(path) {
 		if err := syncFS(path); err != nil {
@@ -170,7 +171,7 @@ func (b *Btrfs) Usage(ctx context.Context, path string) (Usage, error) {
 		if err != nil {
 			return Usage{}, fmt.Errorf("disk usage of %s: %w", path, err)
 		}
-		if ok {
+		if ok && q.consistent {
 			return Usage{Bytes: q.referenced}, nil
 		}
 	}
