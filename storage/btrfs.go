@@ -38,7 +38,16 @@ type Btrfs struct {
 
 var _ Backend = (*Btrfs)(nil)
 
-func newBtrfs(root string) (Backend, error) { return &Btrfs{root: root}, nil }
+// newBtrfs refuses a lodge root that is not on btrfs (one that does not
+// exist yet is checked by the first operation).
+func newBtrfs(root string) (Backend, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(root, &st); err == nil && st.Type != unix.BTRFS_SUPER_MAGIC {
+		return nil, fmt.Errorf("the btrfs storage backend needs the lodge root on btrfs, and %s is on %s; "+
+			"set storage.backend to auto or dir, or put the root on a btrfs filesystem", root, fsName(root))
+	}
+	return &Btrfs{root: root}, nil
+}
 
 // btrfsStep, set by tests only, is called between the steps of an
 // operation, so that a test can kill the process at each of them.

@@ -403,6 +403,11 @@ func TestChooseBtrfs(t *testing.T) {
 	if c, err := Choose("auto", off); err != nil || c.Backend == BtrfsName {
 		t.Errorf("Choose(auto) off btrfs: %+v, %v", c, err)
 	}
+	if c, err := Choose(BtrfsName, off); err == nil || !strings.Contains(err.Error(), "needs the lodge root on btrfs") {
+		t.Errorf("Choose(btrfs) off btrfs: %+v, %v; want a refusal", c, err)
+	} else {
+		t.Logf("refused: %v", err)
+	}
 
 	// Without CAP_SYS_ADMIN (dropped from one thread's effective set, in a
 	// goroutine that keeps the thread locked, so the thread ends with it)
