@@ -74,7 +74,9 @@ func ValidateSnapshotName(snap string) error {
 	return nil
 }
 
-func isAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
 
 // snapshotDir returns the directory of an existing, complete snapshot.
 func (m *Manager) snapshotDir(name, snap string) (string, error) {

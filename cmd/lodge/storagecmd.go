@@ -101,8 +101,8 @@ Snapshots of a running container are consistent (it is frozen for the cut).`,
 func newSnapshotCreateCmd(a *app) *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
-		Use:               "create NAME [SNAP]",
-		Short:             "Snapshot a container (SNAP defaults to snap0, snap1, ...)",
+		Use:   "create NAME [SNAP]",
+		Short: "Snapshot a container (SNAP defaults to snap0, snap1, ...)",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 || len(args) > 2 {
 				return usageError{fmt.Sprintf("%s needs a container name and optionally a snapshot name (usage: %s)", cmd.CommandPath(), cmd.UseLine())}
