@@ -125,6 +125,11 @@ func (m *Manager) startStorage(ctx context.Context, name string, cfg *config.Con
 	return m.setDiskLimit(ctx, m.store.ContainerDir(name), cfg.Limits.Disk)
 }
 
+// freezeTimeout bounds the wait for every task of a container to freeze: a
+// task stuck in the kernel keeps a freezer FREEZING for ever, and the
+// others must not stay stopped meanwhile (the freezer thaws them again).
+const freezeTimeout = 10 * time.Second
+
 // Frozen says how long a running container was frozen for a consistent
 // copy or snapshot.
 type Frozen struct {
@@ -152,7 +157,12 @@ func (m *Manager) frozenCall(ctx context.Context, name string, st *store.State, 
 	}
 	defer os.Remove(marker)
 	began := time.Now()
-	if err := g.Freeze(ctx); err != nil {
+	fctx, cancel := context.WithTimeout(ctx, freezeTimeout)
+	defer cancel()
+	if err := g.Freeze(fctx); err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return Frozen{}, fmt.Errorf("container %s did not freeze within %v for a consistent copy (a process may be stuck in the kernel, in D state); it runs on, thawed; try again later: %w", name, freezeTimeout, err)
+		}
 		return Frozen{}, fmt.Errorf("freeze container %s for a consistent copy: %w", name, err)
 	}
 	err := fn()
