@@ -162,3 +162,42 @@ func TestRestoreKilled(t *testing.T) {
 		change()
 	}
 }
+
+// TestSnapshotCreateKilled: kill -9 of lodge snapshot create of a running
+// container at 10 random moments: the container is listed healthy and
+// running (thawed), only complete snapshots are listed, and a retry under
+// the same name succeeds and leaves no temporary tree behind.
+func TestSnapshotCreateKilled(t *testing.T) {
+	e := newEnv(t)
+	e.createBusybox("ksc")
+	e.must("start", "ksc")
+	e.must("exec", "ksc", "--", "sh", "-c", bigFile)
+	e.must("snapshot", "create", "ksc", "warm")
+	span := timed(e, "snapshot", "create", "ksc", "probe")
+	t.Logf("a snapshot of the running container takes %v", span)
+	e.must("snapshot", "delete", "ksc", "warm")
+	e.must("snapshot", "delete", "ksc", "probe")
+	rng := newRand(t)
+	for round := range 10 {
+		delay := time.Duration(rng.Int64N(int64(span) * 5 / 4))
+		snap := "s" + itoa(round)
+		killAfter(t, e, delay, "snapshot", "create", "ksc", snap)
+		i, ok := e.listed("ksc")
+		if !ok || i.Error != "" || i.State != "RUNNING" {
+			t.Fatalf("round %d (killed after %v): listed as %+v, want RUNNING and healthy", round, delay, i)
+		}
+		e.must("exec", "ksc", "--", "true")
+		completed := strings.Contains(e.must("snapshot", "list", "ksc"), snap+" ")
+		t.Logf("round %d: killed after %v, snapshot complete %v", round, delay, completed)
+		if completed {
+			e.must("snapshot", "delete", "ksc", snap)
+		}
+		e.must("snapshot", "create", "ksc", snap)
+		if left, _ := filepath.Glob(filepath.Join(e.root, "containers", "ksc", "snapshots", ".*")); len(left) > 0 {
+			t.Errorf("round %d: temporary trees left after the retry: %v", round, left)
+		}
+	}
+	if n := len(e.storageInfo("ksc").Storage.Snapshots); n != 10 {
+		t.Errorf("%d snapshots listed, want s0..s9", n)
+	}
+}
