@@ -44,6 +44,9 @@ func (m *Manager) ConfigSet(ctx context.Context, name string, assignments []stri
 	if err := cfg.ValidateOn(m.hostFacts()); err != nil {
 		return SetResult{}, invalid(err)
 	}
+	if err := m.applyDiskChange(ctx, name, cfg); err != nil {
+		return SetResult{}, err
+	}
 	return m.saveConfig(name, cfg)
 }
 
@@ -66,6 +69,9 @@ func (m *Manager) ConfigReplace(ctx context.Context, name string, text []byte) (
 	if err == nil && !reflect.DeepEqual(old.Source, cfg.Source) {
 		return SetResult{}, invalid(errors.New("the [source] table records how the container was made and cannot be changed"))
 	}
+	if err := m.applyDiskChange(ctx, name, cfg); err != nil {
+		return SetResult{}, err
+	}
 	return m.saveConfig(name, cfg)
 }
 
@@ -81,4 +87,18 @@ func (m *Manager) saveConfig(name string, cfg *config.Container) (SetResult, err
 		return SetResult{NeedRestart: true}, fmt.Errorf("saved, but applying the limits to the running container failed (they apply at the next start): %w", err)
 	}
 	return SetResult{AppliedLive: true, NeedRestart: true}, nil
+}
+
+// applyDiskChange sets a changed limits.disk on the container's root
+// filesystem before the configuration is saved: a backend that cannot
+// enforce it refuses, and then nothing changes.
+func (m *Manager) applyDiskChange(ctx context.Context, name string, cfg *config.Container) error {
+	old, err := config.Load(m.store.ConfigPath(name))
+	if err == nil && old.Limits.Disk == cfg.Limits.Disk {
+		return nil
+	}
+	if err := m.prepareStorage(name); err != nil {
+		return err
+	}
+	return m.setDiskLimit(ctx, m.store.ContainerDir(name), cfg.Limits.Disk)
 }

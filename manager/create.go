@@ -189,6 +189,11 @@ func (m *Manager) build(ctx context.Context, opts CreateOptions, tmpl templates.
 	if err := cfg.Save(filepath.Join(staging, "config.toml")); err != nil {
 		return err
 	}
+	if cfg.Limits.Disk > 0 {
+		if err := m.setDiskLimit(ctx, staging, cfg.Limits.Disk); err != nil {
+			return err
+		}
+	}
 	if err := m.allocateRange(opts.Name, r); err != nil {
 		return err
 	}

@@ -49,6 +49,9 @@ func (m *Manager) Delete(ctx context.Context, name string, force bool) error {
 		return fmt.Errorf("release id range of %s: %w", name, err)
 	}
 	m.store.RemoveState(name)
+	if err := m.deleteSnapshots(ctx, trash); err != nil {
+		return fmt.Errorf("container %s is deleted but removing its snapshots failed: %w", name, err)
+	}
 	if err := removeTree(trash); err != nil {
 		return fmt.Errorf("container %s is deleted but removing its files failed: %w", name, err)
 	}

@@ -49,6 +49,9 @@ func (m *Manager) startLocked(ctx context.Context, name string, progress func(fo
 	if err != nil {
 		return err
 	}
+	if err := m.startStorage(ctx, name, cfg); err != nil {
+		return err
+	}
 	if err := m.checkHostFit(name, cfg); err != nil {
 		return invalid(err)
 	}

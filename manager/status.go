@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -32,6 +33,9 @@ type Info struct {
 	RootfsMode string            `json:"rootfs_mode,omitempty" yaml:"rootfs_mode,omitempty"`
 	Limits     LimitsInfo        `json:"limits" yaml:"limits"`
 	Cgroups    map[string]string `json:"cgroups,omitempty" yaml:"cgroups,omitempty"`
+	// Storage is filled by Info only: its disk usage costs a walk of the
+	// tree on some backends, too slow for every line of `lodge list`.
+	Storage *StorageInfo `json:"storage,omitempty" yaml:"storage,omitempty"`
 	// Error says why the container cannot be described fully (a broken
 	// config.toml, say); `lodge list` still shows it, with its true state.
 	Error string `json:"error,omitempty" yaml:"error,omitempty"`
@@ -43,6 +47,7 @@ type LimitsInfo struct {
 	CPU    float64 `json:"cpu,omitempty" yaml:"cpu,omitempty"`
 	Cpuset string  `json:"cpuset,omitempty" yaml:"cpuset,omitempty"`
 	Pids   int64   `json:"pids,omitempty" yaml:"pids,omitempty"`
+	Disk   string  `json:"disk,omitempty" yaml:"disk,omitempty"`
 }
 
 // Monitor column values.
@@ -78,7 +83,9 @@ func (m *Manager) Info(name string) (Info, error) {
 	if err := m.store.MustExist(name); err != nil {
 		return Info{}, err
 	}
-	return m.describe(name, nil), nil
+	info := m.describe(name, nil)
+	info.Storage = m.storageInfo(context.Background(), name)
+	return info, nil
 }
 
 // describe builds the Info of an existing container, reporting damage in
@@ -105,6 +112,8 @@ func (m *Manager) describe(name string, ks *kernelScan) Info {
 	case obs.problem != "":
 		problems = append(problems, obs.problem)
 	}
+	// Before addRuntime: a freeze a killed lodge left is thawed here.
+	problems = append(problems, m.storageProblems(name)...)
 	if obs.st != nil {
 		m.addRuntime(&info, obs.st)
 	}
@@ -153,6 +162,9 @@ func limitsInfo(cfg *config.Container) LimitsInfo {
 	l := LimitsInfo{CPU: cfg.Limits.CPU, Cpuset: cfg.Limits.Cpuset, Pids: cfg.Limits.Pids}
 	if cfg.Limits.Memory > 0 {
 		l.Memory = cfg.Limits.Memory.String()
+	}
+	if cfg.Limits.Disk > 0 {
+		l.Disk = cfg.Limits.Disk.String()
 	}
 	return l
 }

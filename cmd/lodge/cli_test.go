@@ -51,6 +51,20 @@ func TestCommandLines(t *testing.T) {
 		{[]string{"bogus"}, exitFailure, "unknown command"},
 		{[]string{"list", "--bogus"}, exitUsage, "unknown flag"},
 		{[]string{"version"}, exitOK, "lodge "},
+		{[]string{"copy", "c1", "c2", "--snapshot"}, exitNotRoot, ""},
+		{[]string{"clone", "c1/snap0", "c2", "--format", "json"}, exitNotRoot, ""},
+		{[]string{"copy", "c1"}, exitUsage, "needs a source"},
+		{[]string{"copy", "c1", "c2", "--format", "yaml"}, exitUsage, "table or json"},
+		{[]string{"snapshot"}, exitUsage, "needs a subcommand"},
+		{[]string{"snapshot", "bogus"}, exitUsage, "needs a subcommand"},
+		{[]string{"snapshot", "create", "c1"}, exitNotRoot, ""},
+		{[]string{"snapshot", "create", "c1", "s1", "--format", "json"}, exitNotRoot, ""},
+		{[]string{"snapshot", "create"}, exitUsage, "needs a container name"},
+		{[]string{"snapshot", "create", "c1", "s1", "s2"}, exitUsage, "needs a container name"},
+		{[]string{"snapshot", "list", "c1", "--format", "json"}, exitNotRoot, ""},
+		{[]string{"snapshot", "list", "c1", "--format", "csv"}, exitUsage, "table, json or yaml"},
+		{[]string{"snapshot", "restore", "c1"}, exitUsage, "a snapshot name"},
+		{[]string{"snapshot", "delete", "c1", "s1"}, exitNotRoot, ""},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

@@ -172,6 +172,10 @@ func printInfo(w io.Writer, format string, info manager.Info) error {
 	row("CPU quota", dashIfZero(strconv.FormatFloat(info.Limits.CPU, 'g', -1, 64)))
 	row("CPU set", dashIfEmpty(info.Limits.Cpuset))
 	row("Pids limit", dashIfZero(strconv.FormatInt(info.Limits.Pids, 10)))
+	row("Disk limit", dashIfEmpty(info.Limits.Disk))
+	if s := info.Storage; s != nil {
+		storageRows(row, s)
+	}
 	for _, k := range slices.Sorted(maps.Keys(info.Cgroups)) {
 		row("Cgroup "+k, info.Cgroups[k])
 	}
@@ -193,4 +197,23 @@ func rootfsModeText(mode string) string {
 		return ""
 	}
 	return " (" + mode + ")"
+}
+
+// storageRows shows the backend, the disk usage and the snapshots.
+func storageRows(row func(k, v string), s *manager.StorageInfo) {
+	backend := dashIfEmpty(s.Backend)
+	if s.Source != "" {
+		backend += " (clone of " + s.Source + ")"
+	}
+	row("Storage", backend)
+	row("Disk usage", humanBytes(s.DiskBytes))
+	if s.Error != "" {
+		row("Storage error", s.Error)
+	}
+	if len(s.Snapshots) == 0 {
+		row("Snapshots", "-")
+	}
+	for _, snap := range s.Snapshots {
+		row("Snapshot "+snap.Name, fmt.Sprintf("%s, %s", snap.Created.Local().Format("2006-01-02 15:04:05"), humanBytes(snap.Bytes)))
+	}
 }
