@@ -82,6 +82,11 @@ type Limits struct {
 	// Pids caps the number of tasks (processes and threads); DefaultPids
 	// unless set, 0 for no limit.
 	Pids int64 `toml:"pids"`
+
+	// Disk caps the space the container's root filesystem may use, in
+	// bytes, enforced by its storage backend (a backend that cannot enforce
+	// it refuses the setting; it is never silently ignored). 0: no limit.
+	Disk Size `toml:"disk,omitzero"`
 }
 
 // Init says how the container's init is started and stopped.

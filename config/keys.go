@@ -70,6 +70,14 @@ var keyRegistry = []Key{
 		check:   checkCpuset,
 	},
 	{
+		Name:    "limits.disk",
+		Doc:     "Disk space the container's root filesystem may use, in the units of limits.memory, enforced by its storage backend (`df /` inside shows it). A backend that cannot enforce it refuses the setting with the reason (`config set` and `create -c` fail, nothing changes). Empty or 0 means no limit.",
+		Example: "10GiB",
+		set:     setDisk,
+		get:     func(c *Container) string { return c.Limits.Disk.String() },
+		check:   checkDisk,
+	},
+	{
 		Name:    "limits.memory",
 		Doc:     "Memory limit for all the container's processes together, page cache included. K, M, G, T and KiB, MiB, GiB, TiB are powers of 1024; KB, MB, GB, TB are powers of 1000; a plain number is bytes. 0 means no limit.",
 		Example: "512MiB",
@@ -269,6 +277,15 @@ func ParseAssignment(s string) (key, value string, err error) {
 		return "", "", fmt.Errorf("%q has no key before '='; write e.g. limits.memory=512MiB", s)
 	}
 	return key, strings.TrimSpace(value), nil
+}
+
+// setDisk accepts "" as no limit too: the issue's contract says "" or "0".
+func setDisk(c *Container, v string) error {
+	if strings.TrimSpace(v) == "" {
+		c.Limits.Disk = 0
+		return nil
+	}
+	return setSize(&c.Limits.Disk, v)
 }
 
 func setSize(dst *Size, value string) error {

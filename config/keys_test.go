@@ -84,6 +84,9 @@ func TestSetGet(t *testing.T) {
 		{"limits.cpu", " 2 ", "2"},
 		{"limits.cpuset", "0-1", "0-1"},
 		{"limits.pids", "1024", "1024"},
+		{"limits.disk", "200MiB", "200MiB"},
+		{"limits.disk", "", "0"},
+		{"limits.disk", "0", "0"},
 		{"init.command", `/bin/sh -c "exec /sbin/init"`, `/bin/sh -c 'exec /sbin/init'`},
 		{"init.stop_signal", "SIGRTMIN+3", "SIGRTMIN+3"},
 		{"init.stop_timeout", "90s", "1m30s"},
@@ -140,7 +143,7 @@ func TestSetErrors(t *testing.T) {
 		{"init.stop_timeout", "-5s", `init.stop_timeout: "-5s" is negative; ` + durationHint},
 		{"rootfs.shift", "x", `rootfs.shift: "x" must be one of auto, idmap, chown`},
 		{"source.template", "debian", "source.template is read-only: it records how the container was made"},
-		{"limits.memroy", "1G", `unknown key "limits.memroy" (did you mean "limits.memory"?); settable keys: init.command, init.stop_signal, init.stop_timeout, limits.cpu, limits.cpuset, limits.memory, limits.pids, limits.swap, lxcfs.cpu_quota_view, lxcfs.enabled, rootfs.shift, security.nesting, security.syscalls.allow, security.syscalls.deny`},
+		{"limits.memroy", "1G", `unknown key "limits.memroy" (did you mean "limits.memory"?); settable keys: init.command, init.stop_signal, init.stop_timeout, limits.cpu, limits.cpuset, limits.disk, limits.memory, limits.pids, limits.swap, lxcfs.cpu_quota_view, lxcfs.enabled, rootfs.shift, security.nesting, security.syscalls.allow, security.syscalls.deny`},
 	}
 	for _, tt := range tests {
 		c := Default()

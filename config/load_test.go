@@ -320,7 +320,7 @@ func TestTomlKeys(t *testing.T) {
 	want := []string{
 		"version",
 		"source", "source.template", "source.image", "source.options", "source.created",
-		"limits", "limits.memory", "limits.swap", "limits.cpu", "limits.cpuset", "limits.pids",
+		"limits", "limits.memory", "limits.swap", "limits.cpu", "limits.cpuset", "limits.pids", "limits.disk",
 		"init", "init.command", "init.stop_signal", "init.stop_timeout",
 		"rootfs", "rootfs.shift",
 		"lxcfs", "lxcfs.enabled", "lxcfs.cpu_quota_view",

@@ -66,6 +66,21 @@ func checkMemory(c *Container) error {
 	return nil
 }
 
+// minDisk catches a forgotten unit ("disk = 200" is 200 bytes): no root
+// filesystem fits in less than 1MiB.
+const minDisk = Size(1 << 20)
+
+func checkDisk(c *Container) error {
+	disk := c.Limits.Disk
+	switch {
+	case disk < 0:
+		return keyErrorf("limits.disk", "%d is negative; use a size like 10GiB, or 0 for no limit", int64(disk))
+	case disk > 0 && disk < minDisk:
+		return keyErrorf("limits.disk", "%d bytes is too small for a root filesystem; did you forget the unit? use a size like 10GiB, or 0 for no limit", int64(disk))
+	}
+	return nil
+}
+
 func checkSwap(c *Container) error {
 	swap := c.Limits.Swap
 	switch {
