@@ -27,9 +27,18 @@ func JoinSessionKeyring() error {
 
 // Filter is the seccomp filter of a container with configuration cfg, for
 // its init and for each command `lodge exec` runs in it.
+//
+// A container with a disk limit may not create btrfs subvolumes or
+// snapshots: on btrfs the limit is a qgroup limit on its root subvolume,
+// and a subvolume made inside has its own qgroup, without a limit, where
+// the tenant could write past it. Without a limit nothing is to be escaped,
+// and subvolumes stay for what uses them (Docker's btrfs driver in a nested
+// container, systemd-machined, snapper). On other filesystems the kernel
+// refuses these ioctls already (ENOTTY, what the filter answers too).
 func Filter(cfg *config.Container) (seccomp.Program, error) {
 	prog, err := seccomp.Build(seccomp.Config{
 		Deny: cfg.Security.Syscalls.Deny, Allow: cfg.Security.Syscalls.Allow, Nesting: cfg.Security.Nesting,
+		NoSubvolumes: cfg.Limits.Disk > 0,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("seccomp filter (security.syscalls.*): %w", err)

@@ -49,6 +49,19 @@ func libraryPolicy(cfg Config) *libseccomp.Policy {
 	}
 	// Always one group, even empty: the library refuses a policy without any.
 	p.Syscalls = append(p.Syscalls, libseccomp.SyscallGroup{NamesWithCondtions: conditional, Action: libraryErrno(unix.EPERM)})
+	if cfg.NoSubvolumes && !slices.Contains(cfg.Deny, "ioctl") {
+		// The library compares all 64 bits (Equal); lodge the low 32 only.
+		// They agree on requests without high bits, the only ones
+		// argumentSets passes; TestSubvolumeRequestsHighWord
+		// covers the others.
+		var requests []libseccomp.NameWithConditions
+		for _, r := range subvolumeRequests {
+			requests = append(requests, libseccomp.NameWithConditions{Name: "ioctl", Conditions: []libseccomp.Condition{
+				{Argument: 1, Operation: libseccomp.Equal, Value: uint64(r)},
+			}})
+		}
+		p.Syscalls = append(p.Syscalls, libseccomp.SyscallGroup{NamesWithCondtions: requests, Action: libraryErrno(unix.ENOTTY)})
+	}
 	return p
 }
 
@@ -90,6 +103,10 @@ var equivalenceConfigs = []Config{
 	{Allow: defaultNames(), Deny: []string{"mount"}},
 	{Allow: append(defaultNames(), "umount2", "personality")}, // allows everything
 	{Deny: manyNames()}, // long groups: the library's jumps of more than 255
+	{NoSubvolumes: true},
+	{NoSubvolumes: true, Allow: append(defaultNames(), "umount2", "personality")},
+	{NoSubvolumes: true, Deny: []string{"ioctl"}},
+	{NoSubvolumes: true, Deny: manyNames()},
 }
 
 func defaultNames() []string {
@@ -138,6 +155,15 @@ func argumentSets(nr uint32) [][]uint64 {
 	sets := [][]uint64{nil, {^uint64(0), ^uint64(0), 3, 4, 5, 6}, {0x87, 0x87}, {1 << 32, 0x0400000}}
 	umount2, _ := number("umount2")
 	personality, _ := number("personality")
+	if ioctl, _ := number("ioctl"); nr == ioctl {
+		for _, r := range subvolumeRequests {
+			// The request, its neighbours, and the request in the other
+			// arguments; no high bits (see libraryPolicy).
+			sets = append(sets, []uint64{0, uint64(r)}, []uint64{0, uint64(r ^ 1)}, []uint64{0, uint64(r + 1)},
+				[]uint64{uint64(r), 0, uint64(r)})
+		}
+		return sets
+	}
 	if nr != umount2 && nr != personality {
 		return sets
 	}
@@ -159,7 +185,7 @@ func TestSameVerdictsAsLibrary(t *testing.T) {
 		t.Skip("the library's program is assembled for the native architecture; lodge's for x86_64")
 	}
 	for _, cfg := range equivalenceConfigs {
-		t.Run(fmt.Sprintf("allow=%d,deny=%d", len(cfg.Allow), len(cfg.Deny)), func(t *testing.T) {
+		t.Run(fmt.Sprintf("allow=%d,deny=%d,nosubvolumes=%v", len(cfg.Allow), len(cfg.Deny), cfg.NoSubvolumes), func(t *testing.T) {
 			prog, err := Build(cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -235,6 +261,34 @@ func TestHighWordConditionsAsLibrary(t *testing.T) {
 		for _, args := range argumentSets(nr) {
 			if got, want := verdict(t, ours, auditArchX86_64, nr, args...), verdict(t, lib, auditArchX86_64, nr, args...); got != want {
 				t.Errorf("%s%#x: lodge says %#x, the library %#x", name, args, got, want)
+			}
+		}
+	}
+}
+
+// TestSubvolumeRequestsHighWord pins where lodge's ioctl rule and the
+// library's closest one (Equal, 64 bits) differ: a request with bits in the
+// high word. The kernel drops them (ioctl's request is an unsigned int), so
+// the library's rule would let a tenant through; lodge's refuses it.
+func TestSubvolumeRequestsHighWord(t *testing.T) {
+	if nativeArch(t) != auditArchX86_64 {
+		t.Skip("written for x86_64")
+	}
+	cfg := Config{NoSubvolumes: true}
+	prog, err := Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, lib := newVM(t, prog), libraryProgram(t, cfg, true)
+	ioctl := nr(t, "ioctl")
+	for _, r := range subvolumeRequests {
+		for _, high := range []uint64{1 << 32, 0x80000000 << 32, 0xffffffff << 32} {
+			req := high | uint64(r)
+			if got := verdict(t, ours, auditArchX86_64, ioctl, 3, req); got != errnoRet(unix.ENOTTY) {
+				t.Errorf("ioctl(3, %#x): lodge says %#x, want ENOTTY", req, got)
+			}
+			if got := verdict(t, lib, auditArchX86_64, ioctl, 3, req); got != unix.SECCOMP_RET_ALLOW {
+				t.Errorf("ioctl(3, %#x): the library says %#x; its 64-bit compare may have changed", req, got)
 			}
 		}
 	}

@@ -36,6 +36,11 @@ type Config struct {
 	// default, and what the filter denies (bpf for device programs, keyrings)
 	// lodge, LXC and Incus do without inside a container.
 	Nesting bool
+	// NoSubvolumes refuses the btrfs ioctls that create subvolumes and
+	// snapshots (see subvolumeRequests). Set for a container with a disk
+	// limit; Allow and Deny do not change it (Deny of ioctl refuses all
+	// ioctls anyway).
+	NoSubvolumes bool
 }
 
 // rule is one default denial.
@@ -116,6 +121,24 @@ var conditionalDeny = []conditionalRule{
 	}},
 }
 
+// subvolumeRequests are the ioctl requests that create a btrfs subvolume or
+// snapshot (linux/btrfs.h: BTRFS_IOC_SUBVOL_CREATE, _V2, BTRFS_IOC_SNAP_CREATE,
+// _V2, _IOW(0x94, nr, 4096-byte args); checked against the uapi header).
+// A container's disk limit on btrfs is a qgroup limit on its root subvolume,
+// but creating a subvolume needs no privilege, only write access to the
+// directory, and a nested subvolume has its own qgroup without a limit: a
+// tenant would write past its limit there. They are refused with ENOTTY,
+// what a filesystem without subvolumes answers, so systemd-tmpfiles,
+// machined and the like make plain directories instead. Deleting a
+// subvolume stays allowed: the container may clean up what it made before
+// its limit.
+var subvolumeRequests = []uint32{
+	0x5000940e, // BTRFS_IOC_SUBVOL_CREATE
+	0x50009418, // BTRFS_IOC_SUBVOL_CREATE_V2
+	0x50009401, // BTRFS_IOC_SNAP_CREATE
+	0x50009417, // BTRFS_IOC_SNAP_CREATE_V2
+}
+
 // Denials returns the system calls the filter refuses unconditionally for
 // cfg, with their errno.
 func Denials(cfg Config) map[string]unix.Errno {
@@ -136,6 +159,14 @@ func Denials(cfg Config) map[string]unix.Errno {
 type policy struct {
 	groups      []group       // the unconditional denials, one group per errno, by errno
 	conditional []conditional // the conditional denials cfg neither allows nor denies outright
+	requests    *requests     // the ioctl requests refused, if any
+}
+
+// requests refuses the ioctl (number nr) requests in values with errno.
+type requests struct {
+	nr     uint32
+	values []uint32
+	errno  unix.Errno
 }
 
 // group is system calls refused with the same errno.
@@ -185,6 +216,13 @@ func resolve(cfg Config) (policy, error) {
 			return policy{}, err
 		}
 		p.conditional = append(p.conditional, conditional{nr: nr, when: r.when})
+	}
+	if cfg.NoSubvolumes && !slices.Contains(cfg.Deny, "ioctl") {
+		nr, err := mustNumber("ioctl")
+		if err != nil {
+			return policy{}, err
+		}
+		p.requests = &requests{nr: nr, values: subvolumeRequests, errno: unix.ENOTTY}
 	}
 	return p, nil
 }

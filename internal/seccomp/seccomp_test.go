@@ -2,6 +2,7 @@ package seccomp
 
 import (
 	"encoding/binary"
+	"slices"
 	"strings"
 	"testing"
 
@@ -156,6 +157,87 @@ func TestAllowAndDeny(t *testing.T) {
 	}
 	if d["mknod"] != unix.EPERM {
 		t.Error("mknod in deny and allow is not denied")
+	}
+}
+
+// TestSubvolumeRule: with NoSubvolumes the four btrfs create requests are
+// refused with ENOTTY whatever the request's high word holds; other ioctls,
+// the requests in other arguments or of other calls, pass; without it they
+// all pass. Everything else is the same program's verdict as without it.
+func TestSubvolumeRule(t *testing.T) {
+	if nativeArch(t) != auditArchX86_64 {
+		t.Skip("the expectations are written for x86_64")
+	}
+	with, err := Build(Config{NoSubvolumes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := Build(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ioctl := nr(t, "ioctl")
+	for _, r := range subvolumeRequests {
+		for _, high := range []uint64{0, 1 << 32, 0xffffffff << 32} {
+			req := high | uint64(r)
+			if got := run(t, with, auditArchX86_64, ioctl, 3, req); got != errnoRet(unix.ENOTTY) {
+				t.Errorf("ioctl(3, %#x) with the rule: got %#x, want ENOTTY", req, got)
+			}
+			if got := run(t, without, auditArchX86_64, ioctl, 3, req); got != unix.SECCOMP_RET_ALLOW {
+				t.Errorf("ioctl(3, %#x) without the rule: got %#x, want allow", req, got)
+			}
+		}
+		if got := run(t, with, auditArchX86_64, ioctl, uint64(r), 0, uint64(r)); got != unix.SECCOMP_RET_ALLOW {
+			t.Errorf("ioctl(%#x, 0, %#x): got %#x, want allow (the request is the second argument)", r, r, got)
+		}
+		if got := run(t, with, auditArchX86_64, nr(t, "read"), 3, uint64(r)); got != unix.SECCOMP_RET_ALLOW {
+			t.Errorf("read(3, %#x): got %#x, want allow", r, got)
+		}
+	}
+	others := map[string]uint64{
+		"TIOCGWINSZ":             unix.TIOCGWINSZ,
+		"FS_IOC_GETFLAGS":        unix.FS_IOC_GETFLAGS,
+		"BTRFS_IOC_SNAP_DESTROY": 0x5000940f,
+		"BTRFS_IOC_SUBVOL_CREATE with one bit less":         0x5000940e &^ 0x10000000,
+		"BTRFS_IOC_SUBVOL_CREATE's number in the high word": 0x5000940e << 32,
+	}
+	for name, req := range others {
+		if got := run(t, with, auditArchX86_64, ioctl, 3, req); got != unix.SECCOMP_RET_ALLOW {
+			t.Errorf("ioctl %s (%#x): got %#x, want allow", name, req, got)
+		}
+	}
+	// The rest of the program is unchanged: every other number, both
+	// architectures, x32.
+	for _, nr := range equivalenceNumbers() {
+		if nr == ioctl {
+			continue
+		}
+		for _, args := range argumentSets(nr) {
+			for _, a := range []uint32{auditArchX86_64, auditArchI386} {
+				if got, want := run(t, with, a, nr, args...), run(t, without, a, nr, args...); got != want {
+					t.Fatalf("arch %#x nr %#x args %#x: %#x with the rule, %#x without", a, nr, args, got, want)
+				}
+			}
+		}
+	}
+	// Denying ioctl outright wins.
+	denied, err := Build(Config{NoSubvolumes: true, Deny: []string{"ioctl"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, denied, auditArchX86_64, ioctl, 3, uint64(subvolumeRequests[0])); got != errnoRet(unix.EPERM) {
+		t.Errorf("denied ioctl: got %#x, want EPERM", got)
+	}
+}
+
+// TestSubvolumeRequestNumbers recomputes the requests from linux/btrfs.h's
+// definitions: _IOW(BTRFS_IOCTL_MAGIC, nr, struct of 4096 bytes).
+func TestSubvolumeRequestNumbers(t *testing.T) {
+	iow := func(nr, size uint32) uint32 { return 1<<30 | size<<16 | 0x94<<8 | nr }
+	const volArgs, volArgsV2 = 8 + 4088, 8 + 8 + 8 + 4*8 + 4040 // struct btrfs_ioctl_vol_args, _v2
+	want := []uint32{iow(14, volArgs), iow(24, volArgsV2), iow(1, volArgs), iow(23, volArgsV2)}
+	if !slices.Equal(subvolumeRequests, want) {
+		t.Errorf("subvolumeRequests = %#x, linux/btrfs.h says %#x", subvolumeRequests, want)
 	}
 }
 

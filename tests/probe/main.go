@@ -27,7 +27,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe syscalls|fds MARKER|sid|status|hostpid PID|keys SERIAL DESC|int80|move-mount TARGET")
+		fmt.Fprintln(os.Stderr, "usage: probe syscalls|fds MARKER|sid|status|hostpid PID|keys SERIAL DESC|int80|move-mount TARGET|mkfifo PATH|subvolumes DIR PREFIX")
 		os.Exit(2)
 	}
 	args := os.Args[2:]
@@ -59,6 +59,8 @@ func main() {
 			fmt.Fprintf(os.Stderr, "move_mount onto %s: %v\n", args[0], err)
 			os.Exit(1)
 		}
+	case "subvolumes": // DIR PREFIX: make btrfs subvolumes and snapshots in DIR
+		subvolumes(args[0], args[1])
 	case "mkfifo":
 		report("mknodat", unix.Mknodat(unix.AT_FDCWD, args[0], unix.S_IFIFO|0o600, 0))
 	default:
