@@ -2,6 +2,8 @@ package storage
 
 import (
 	"fmt"
+	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -47,9 +49,30 @@ const (
 	overlayName = "overlay"
 )
 
-// overlaySupported says whether the overlay backend can run on this kernel;
-// replaced by the overlay backend's own check.
-var overlaySupported = func() error { return nil }
+// overlaySupported says whether the overlay backend can run on this kernel:
+// overlayfs must exist and take its layers one by one ("lowerdir+", Linux
+// 6.8, which the container's process uses with descriptors), and user
+// namespaces must be allowed (the container mounts the overlay as its root,
+// with userxattr: Linux 5.11). The probe opens an overlay context and sets
+// one lower, mounting nothing.
+func overlaySupported() error {
+	fs, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("the kernel has no overlay filesystem: %w", err)
+	}
+	defer unix.Close(fs)
+	if err := unix.FsconfigSetString(fs, "lowerdir+", "/"); err != nil {
+		return fmt.Errorf("the kernel's overlayfs lacks the lowerdir+ option (Linux 6.8 or newer needed): %w", err)
+	}
+	if err := unix.FsconfigSetFlag(fs, "userxattr"); err != nil {
+		return fmt.Errorf("the kernel's overlayfs lacks the userxattr option (Linux 5.11 or newer needed): %w", err)
+	}
+	data, err := os.ReadFile("/proc/sys/user/max_user_namespaces")
+	if err == nil && strings.TrimSpace(string(data)) == "0" {
+		return fmt.Errorf("user namespaces are disabled (user.max_user_namespaces = 0)")
+	}
+	return nil
+}
 
 func registered(name string) bool {
 	registryMu.Lock()

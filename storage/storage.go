@@ -112,7 +112,8 @@ var (
 	registryMu sync.Mutex
 	// registry starts with the built-in backends.
 	registry = map[string]Constructor{
-		DirName: func(string) (Backend, error) { return Dir{}, nil },
+		DirName:     func(string) (Backend, error) { return Dir{}, nil },
+		OverlayName: NewOverlay,
 	}
 )
 
