@@ -158,13 +158,13 @@ func destroyCgroup(group *cgroup.Group) error {
 
 // startInit hands the child its root filesystem and waits until init runs.
 func (m *Monitor) startInit(b *boot, stage *rootfs.Stage) error {
-	tree, mode, err := m.rootTree(b.cfg, b.child)
+	trees, mode, err := m.rootLayers(b.cfg, b.child, stage)
 	if err != nil {
 		return err
 	}
 	b.rootfsMode = mode
-	defer tree.Close()
-	b.stopSignal, err = stopSignal(b.cfg, m.store.RootfsPath(m.name))
+	defer closeAll(trees)
+	b.stopSignal, err = m.stopSignal(b.cfg)
 	if err != nil {
 		return err
 	}
@@ -180,6 +180,9 @@ func (m *Monitor) startInit(b *boot, stage *rootfs.Stage) error {
 		Env:      initEnv(),
 		Seccomp:  filter.Bytes(),
 		Nesting:  b.cfg.Security.Nesting,
+	}
+	if mode == modeOverlay {
+		setup.OverlayLayers = len(trees)
 	}
 	// Recorded as STARTING with the child's identity (exec keeps its pid
 	// and start time), the container is known to the views server before
@@ -204,7 +207,7 @@ func (m *Monitor) startInit(b *boot, stage *rootfs.Stage) error {
 		procViews = m.openViews(b, "", true)
 		return rootfs.Locked{Cgroups: setup.Cgroups, Views: procViews, Owner: int(m.ids.HostID)}
 	}
-	master, err := b.child.setup(setup, tree, sysViews, stage, locked)
+	master, err := b.child.setup(setup, trees, sysViews, stage, locked)
 	if err != nil {
 		return err
 	}

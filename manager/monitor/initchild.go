@@ -24,6 +24,10 @@ type initSetup struct {
 	Views    []string             `json:"views"` // targets of the view files the child binds, attached after the tree
 	Nesting  bool                 `json:"nesting,omitempty"`
 	Seccomp  []byte               `json:"seccomp"` // the filter for init (seccomp.Program.Bytes)
+	// OverlayLayers, when not 0, says the root is an overlay this process
+	// mounts from that many layer descriptors (lowers, then the tree with
+	// upper and work) sent instead of a root tree.
+	OverlayLayers int `json:"overlay_layers,omitempty"`
 }
 
 // initSyncFD is the child's end of the socketpair (the first ExtraFile).
@@ -91,15 +95,26 @@ func receiveSetup(sock *os.File) (*initSetup, *os.File, []rootfs.View, error) {
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("wait for setup: %w", err)
 	}
-	if msg.Type != "setup" || msg.Setup == nil || len(files) != 1+len(msg.Setup.Views) {
+	trees := 1
+	if msg.Setup != nil && msg.Setup.OverlayLayers > 0 {
+		trees = msg.Setup.OverlayLayers
+	}
+	if msg.Type != "setup" || msg.Setup == nil || len(files) != trees+len(msg.Setup.Views) {
 		closeAll(files)
 		return nil, nil, nil, fmt.Errorf("unexpected %q message from monitor (with %d descriptors)", msg.Type, len(files))
 	}
 	var views []rootfs.View
 	for i, t := range msg.Setup.Views {
-		views = append(views, rootfs.View{Source: files[1+i], Target: t})
+		views = append(views, rootfs.View{Source: files[trees+i], Target: t})
 	}
-	return msg.Setup, files[0], views, nil
+	tree := files[0]
+	if msg.Setup.OverlayLayers > 0 {
+		if tree, err = overlayRoot(files[:trees]); err != nil {
+			closeAll(files[trees:])
+			return nil, nil, nil, err
+		}
+	}
+	return msg.Setup, tree, views, nil
 }
 
 // buildTree has the monitor build the locked part of the mount tree (see
@@ -120,7 +135,11 @@ func buildTree(sock *os.File, setup *initSetup, tree *os.File) (*os.File, error)
 	if err != nil {
 		return nil, err
 	}
-	err = send(sock, message{Type: "kernfs"}, kfs.Files()...)
+	sent := kfs.Files()
+	if setup.OverlayLayers > 0 {
+		sent = append(sent, tree) // made here: the monitor attaches it
+	}
+	err = send(sock, message{Type: "kernfs"}, sent...)
 	kfs.Close()
 	if err != nil {
 		return nil, err
