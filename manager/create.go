@@ -230,7 +230,12 @@ func (m *Manager) buildRootfs(ctx context.Context, staging string, opts CreateOp
 	if err := storage.WriteRecord(staging, storage.Record{Backend: backend.Name(), Image: img.ID}); err != nil {
 		return err
 	}
-	if err := tmpl.Configure(rootfsDir, opts.Name); err != nil {
+	view, err := storage.OpenView(m.store.Root, staging, true)
+	if err != nil {
+		return err
+	}
+	defer view.Close()
+	if err := tmpl.Configure(view.Dir, opts.Name); err != nil {
 		return fmt.Errorf("configure root filesystem: %w", err)
 	}
 	return nil
