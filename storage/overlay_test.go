@@ -1,13 +1,18 @@
 package storage
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -216,6 +221,7 @@ func TestOverlayLifecycle(t *testing.T) {
 		t.Error("a live snapshot changed the source's upper")
 	}
 	s2tree, _ := ReadTree(filepath.Join(s2, "rootfs"))
+	checkMarks(t, e.o.layerPath(s2tree.Layers[0])) // the copy kept whiteouts and opaque marks
 	if got := e.listing(t, s2); got != ". a b c etc etc/hostname lowerdir" {
 		t.Errorf("live snapshot = %q", got)
 	}
@@ -281,5 +287,119 @@ func TestOverlayRefusesQuotaWithReason(t *testing.T) {
 	var qe *QuotaError
 	if !errors.As(err, &qe) || !strings.Contains(qe.Reason, "btrfs") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// killOverlayChild runs an overlay operation ($ROOT, $SRC, $DST) that stops
+// at step $STEP (stepHook), announces it and waits to be killed.
+func killOverlayChild(op string) int {
+	step := os.Getenv("STEP")
+	stepHook = func(s string) {
+		if s == step {
+			fmt.Println("reached", s)
+			time.Sleep(time.Hour)
+		}
+	}
+	o := Overlay{root: os.Getenv("ROOT")}
+	ctx := context.Background()
+	var err error
+	switch op {
+	case "overlay-snapshot":
+		err = o.Snapshot(ctx, os.Getenv("SRC"), os.Getenv("DST"), Options{})
+	case "overlay-restore":
+		err = o.Restore(ctx, os.Getenv("SRC"), os.Getenv("DST"), Options{})
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("finished without reaching", step)
+	return 0
+}
+
+// killOverlayAt runs op in a child and kills it with SIGKILL at step.
+func killOverlayAt(t *testing.T, e *overlayEnv, op, src, dst, step string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), killChildEnv+"="+op, "ROOT="+e.root, "SRC="+src, "DST="+dst, "STEP="+step)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if err != nil || !strings.HasPrefix(line, "reached") {
+		t.Fatalf("%s child did not reach step %s: %q %v", op, step, line, err)
+	}
+}
+
+// TestOverlayKilledLeavesOldOrNew: a snapshot (the O(1) freeze of a stopped
+// container's upper) or a restore killed -9 between any two of its steps
+// leaves the container's tree whole, with its content either before or
+// after, and the snapshot either absent or complete; the next operation
+// (here a view) finishes or undoes the freeze, and gc leaves no layer behind.
+func TestOverlayKilledLeavesOldOrNew(t *testing.T) {
+	for _, step := range []string{"intent", "layer", "exchange", "dst"} {
+		t.Run("snapshot-"+step, func(t *testing.T) {
+			e := newOverlayEnv(t)
+			c1 := e.container(t, "c1")
+			e.edit(t, c1, "a")
+			s1 := e.snapDir(t, c1, "s1")
+			killOverlayAt(t, e, "overlay-snapshot", filepath.Join(c1, "rootfs"), filepath.Join(s1, "rootfs"), step)
+			if got := e.listing(t, c1); got != editedListing {
+				t.Errorf("container after a snapshot killed at %s = %q, want %q", step, got, editedListing)
+			}
+			if _, err := os.Lstat(filepath.Join(s1, "rootfs")); err == nil {
+				if got := e.listing(t, s1); got != editedListing {
+					t.Errorf("snapshot killed at %s = %q", step, got)
+				}
+			}
+			for _, d := range []string{c1, s1} {
+				if err := RemoveStale(d); err != nil {
+					t.Fatal(err)
+				}
+				assertNoTemp(t, d)
+			}
+			if intents, _ := os.ReadDir(e.o.intentsDir()); len(intents) != 0 {
+				t.Errorf("intents left: %v", intents)
+			}
+			// Every layer left is one a tree names.
+			os.RemoveAll(filepath.Join(s1, "rootfs"))
+			if err := e.o.Delete(context.Background(), filepath.Join(c1, "rootfs")); err != nil {
+				t.Fatal(err)
+			}
+			if ids := e.layers(t); len(ids) != 0 {
+				t.Errorf("layers left after deleting every tree: %v", ids)
+			}
+		})
+	}
+	for _, step := range []string{"restore-built", "restore-swapped"} {
+		t.Run(step, func(t *testing.T) {
+			e := newOverlayEnv(t)
+			c1 := e.container(t, "c1")
+			e.edit(t, c1, "a")
+			s1 := e.snapDir(t, c1, "s1")
+			if err := e.o.Snapshot(context.Background(), filepath.Join(c1, "rootfs"), filepath.Join(s1, "rootfs"), Options{}); err != nil {
+				t.Fatal(err)
+			}
+			e.edit(t, c1, "b")
+			killOverlayAt(t, e, "overlay-restore", filepath.Join(s1, "rootfs"), filepath.Join(c1, "rootfs"), step)
+			got := e.listing(t, c1)
+			if got != editedListing && got != ". a b etc etc/hostname lowerdir" {
+				t.Errorf("container after a restore killed at %s = %q", step, got)
+			}
+			if err := RemoveStale(c1); err != nil {
+				t.Fatal(err)
+			}
+			assertNoTemp(t, c1)
+			if got := e.listing(t, s1); got != editedListing {
+				t.Errorf("snapshot after a restore killed at %s = %q", step, got)
+			}
+		})
 	}
 }
