@@ -221,7 +221,6 @@ func TestOverlayLifecycle(t *testing.T) {
 		t.Error("a live snapshot changed the source's upper")
 	}
 	s2tree, _ := ReadTree(filepath.Join(s2, "rootfs"))
-	checkMarks(t, e.o.layerPath(s2tree.Layers[0])) // the copy kept whiteouts and opaque marks
 	if got := e.listing(t, s2); got != ". a b c etc etc/hostname lowerdir" {
 		t.Errorf("live snapshot = %q", got)
 	}
@@ -269,6 +268,27 @@ func TestOverlayLifecycle(t *testing.T) {
 	}
 	if err := e.o.Delete(ctx, filepath.Join(c3, "rootfs")); err != nil {
 		t.Errorf("second delete: %v", err)
+	}
+}
+
+// TestOverlayLiveSnapshotKeepsMarks: a running container's upper copied
+// into a layer keeps its whiteouts (char 0/0) and opaque directories.
+func TestOverlayLiveSnapshotKeepsMarks(t *testing.T) {
+	e := newOverlayEnv(t)
+	c1 := e.container(t, "c1")
+	e.edit(t, c1, "a")
+	s1 := e.snapDir(t, c1, "s1")
+	if err := e.o.Snapshot(context.Background(), filepath.Join(c1, "rootfs"), filepath.Join(s1, "rootfs"), Options{Live: true}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := ReadTree(filepath.Join(s1, "rootfs"))
+	if err != nil || len(tr.Layers) != 1 {
+		t.Fatalf("snapshot tree %+v, %v", tr, err)
+	}
+	checkMarks(t, e.o.layerPath(tr.Layers[0]))
+	checkMarks(t, filepath.Join(c1, "rootfs", "upper")) // the source untouched
+	if got := e.listing(t, s1); got != editedListing {
+		t.Errorf("live snapshot = %q", got)
 	}
 }
 
