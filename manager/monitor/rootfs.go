@@ -34,9 +34,6 @@ type shiftRecord struct {
 // idmapped where the filesystem allows it, else (rootfs.shift = "auto") after a
 // one-time chown shift. It says which in its second result.
 func (m *Monitor) rootTree(cfg *config.Container, ch *child) (*os.File, string, error) {
-	if err := failpoint.Check("rootfs"); err != nil {
-		return nil, "", err
-	}
 	dir := m.store.RootfsPath(m.name)
 	rec, err := m.readShift()
 	if err != nil {
@@ -122,6 +119,9 @@ func (m *Monitor) writeShift(rec shiftRecord) error {
 // tree (rootTree), or for overlay storage the layers it mounts the overlay
 // from (overlayLayers). It says which in its second result.
 func (m *Monitor) rootLayers(cfg *config.Container, ch *child, stage *rootfs.Stage) ([]*os.File, string, error) {
+	if err := failpoint.Check("rootfs"); err != nil {
+		return nil, "", err
+	}
 	ovl, err := m.usesOverlay()
 	if err != nil {
 		return nil, "", err
