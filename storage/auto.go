@@ -34,11 +34,13 @@ func Choose(name, root string) (Choice, error) {
 		return Choice{Backend: btrfsName, Reason: root + " is on btrfs"}, nil
 	}
 	if registered(overlayName) {
-		if err := overlaySupported(); err == nil {
-			return Choice{Backend: overlayName, Reason: "the kernel mounts overlay in a user namespace"}, nil
-		} else {
+		if err := overlaySupported(); err != nil {
 			return Choice{Backend: DirName, Reason: fmt.Sprintf("overlay cannot be used here (%v)", err)}, nil
 		}
+		if err := overlayUpperFS(st.Type); err != nil {
+			return Choice{Backend: DirName, Reason: fmt.Sprintf("overlay cannot be used on %s (%v)", root, err)}, nil
+		}
+		return Choice{Backend: overlayName, Reason: "the kernel mounts overlay in a user namespace"}, nil
 	}
 	return Choice{Backend: DirName, Reason: "no copy-on-write backend is available"}, nil
 }
@@ -72,6 +74,18 @@ func overlaySupported() error {
 		return fmt.Errorf("user namespaces are disabled (user.max_user_namespaces = 0)")
 	}
 	return nil
+}
+
+// overlayUpperFS says whether a filesystem of type fsType can hold overlay
+// uppers that the container mounts through idmapped mounts: it must support
+// idmapped mounts and user.* xattrs (userxattr), which the local filesystems
+// below do; overlayfs itself, FUSE and network filesystems do not.
+func overlayUpperFS(fsType int64) error {
+	switch fsType {
+	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.TMPFS_MAGIC, unix.F2FS_SUPER_MAGIC:
+		return nil
+	}
+	return fmt.Errorf("its filesystem (type %#x) cannot hold idmapped overlay layers; ext4, xfs, btrfs, f2fs or tmpfs can", fsType)
 }
 
 func registered(name string) bool {

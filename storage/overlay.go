@@ -135,7 +135,7 @@ func (o Overlay) Create(ctx context.Context, image, dst string, opts Options) er
 	if err := unix.Stat(abs, &st); err != nil {
 		return fmt.Errorf("image root filesystem %s: %w", abs, err)
 	}
-	return o.placeTree(dst, Tree{Image: abs}, &st)
+	return o.placeTree(dst, Tree{Layers: []string{}, Image: abs}, &st)
 }
 
 // placeTree makes a tree with an empty upper over t's lowers at dst: built
@@ -159,8 +159,9 @@ func (o Overlay) placeTree(dst string, t Tree, rootMeta *unix.Stat_t) error {
 // makeOverlayTree makes a tree at path with an empty upper (whose owner and mode,
 // those of the container's root directory, come from rootMeta) and work.
 func makeOverlayTree(path string, t Tree, rootMeta *unix.Stat_t) error {
-	if len(t.Layers)+1 > MaxLowerLayers {
-		return fmt.Errorf("overlay tree %s would have %d lower layers, more than overlay's limit of %d; "+
+	// One lower is kept for the read-only view, which stacks the upper too.
+	if len(t.Layers)+2 > MaxLowerLayers {
+		return fmt.Errorf("overlay tree %s would have %d lower layers, and overlay's limit of %d must leave one for lodge's read-only view; "+
 			"make a full copy instead (lodge copy without --snapshot) or use the btrfs or dir backend", path, len(t.Layers)+1, MaxLowerLayers)
 	}
 	if err := os.Mkdir(path, 0o755); err != nil {

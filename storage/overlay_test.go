@@ -295,10 +295,27 @@ func TestOverlayLiveSnapshotKeepsMarks(t *testing.T) {
 // TestOverlayChainLimit: a tree is refused beyond overlay's lower limit.
 func TestOverlayChainLimit(t *testing.T) {
 	e := newOverlayEnv(t)
-	tr := Tree{Image: e.image, Layers: make([]string, MaxLowerLayers)}
+	tr := Tree{Image: e.image, Layers: make([]string, MaxLowerLayers-1)}
 	err := makeOverlayTree(filepath.Join(t.TempDir(), "x"), tr, nil)
 	if err == nil || !strings.Contains(err.Error(), "limit of 500") {
 		t.Errorf("err = %v", err)
+	}
+	// The longest chain allowed mounts, read-only view included.
+	tr.Layers = tr.Layers[:MaxLowerLayers-2]
+	for i := range tr.Layers {
+		tr.Layers[i] = fmt.Sprintf("l%03d", i)
+		if err := os.MkdirAll(e.o.layerPath(tr.Layers[i]), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ct := filepath.Join(e.root, "containers", "deep")
+	os.MkdirAll(ct, 0o700)
+	WriteRecord(ct, Record{Backend: OverlayName})
+	if err := e.o.placeTree(filepath.Join(ct, "rootfs"), tr, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.listing(t, ct); got != imageListing {
+		t.Errorf("deepest tree = %q", got)
 	}
 }
 
