@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,6 +14,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"lodge/storage"
 )
 
 // storageRecord reads containers/NAME/storage.json.
@@ -119,7 +122,38 @@ func TestOverlayBusybox(t *testing.T) {
 	if err := unix.Lstat(filepath.Join(tree, "upper/bin/vi"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
 		t.Errorf("upper/bin/vi is not a whiteout: %o, %v", st.Mode, err)
 	}
-	e.expectFail(4, "ov1", "image", "delete", imageID)
+	// A snapshot through the backend (the stopped container's upper frozen
+	// into a shared layer): the container boots from the stacked layers,
+	// and a restore brings back what it held.
+	e.must("stop", "ov1")
+	backend, err := storage.New("overlay", e.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := filepath.Join(e.root, "containers", "ov1", "snapshots", "s1")
+	if err := os.MkdirAll(snap, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := backend.Snapshot(ctx, tree, filepath.Join(snap, "rootfs"), storage.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(tree, "upper")); len(entries) != 0 {
+		t.Errorf("upper after the snapshot froze it: %d entries", len(entries))
+	}
+	e.must("start", "ov1")
+	if got := e.run("exec", "ov1", "--", "sh", "-c", "cat /root/new-file; ls /bin/vi 2>&1; ls -A /etc/init.d; echo changed > /root/new-file; touch /after-snapshot").stdout; !strings.Contains(got, "kept\n") || !strings.Contains(got, "No such file") {
+		t.Errorf("booted from the frozen layer: %q", got)
+	}
+	e.must("stop", "ov1")
+	if err := backend.Restore(ctx, filepath.Join(snap, "rootfs"), tree, storage.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	e.must("start", "ov1")
+	if got := e.run("exec", "ov1", "--", "sh", "-c", "cat /root/new-file; ls /after-snapshot 2>&1").stdout; !strings.Contains(got, "kept\n") || !strings.Contains(got, "No such file") {
+		t.Errorf("after restore: %q", got)
+	}
+	e.expectFail(4, "ov1/s1", "image", "delete", imageID)
 	e.must("stop", "ov1")
 	if after := treeSum(t, image); after != before {
 		t.Errorf("the image changed under its overlay container")
@@ -127,6 +161,9 @@ func TestOverlayBusybox(t *testing.T) {
 	e.must("delete", "ov1")
 	if _, err := os.Lstat(filepath.Join(e.root, "containers", "ov1")); !os.IsNotExist(err) {
 		t.Errorf("container directory after delete: %v", err)
+	}
+	if layers, _ := os.ReadDir(filepath.Join(e.root, "storage", "overlay", "layers")); len(layers) != 0 {
+		t.Errorf("shared layers left after the delete: %d", len(layers))
 	}
 	e.must("image", "delete", imageID)
 }
