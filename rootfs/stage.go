@@ -75,10 +75,18 @@ func (s *Stage) setup() error {
 		return err
 	}
 	defer unix.Close(x)
-	for _, d := range []string{"b", "s", "l"} {
+	for _, d := range []string{"b", "s"} {
 		if err := unix.Mkdirat(x, d, 0o700); err != nil {
 			return err
 		}
+	}
+	// The container's first process (container root, not host root) looks
+	// up the overlay layers in "l" (see AttachLayer): searchable, not listable.
+	if err := unix.Mkdirat(x, "l", 0o711); err != nil {
+		return err
+	}
+	if err := unix.Fchmodat(x, "l", 0o711, 0); err != nil {
+		return err
 	}
 	if err := unix.MoveMount(x, "", unix.AT_FDCWD, s.dir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return fmt.Errorf("mount the stage on %s: %w", s.dir, err)
@@ -96,6 +104,10 @@ func (s *Stage) setup() error {
 	}
 	return nil
 }
+
+// LayerDir is the shared mount point below which AttachLayer attaches the
+// layers, as a path in the namespaces cloned from the stage.
+func (s *Stage) LayerDir() string { return filepath.Join(s.dir, "l") }
 
 // AttachLayer attaches the detached layer mount (an idmapped overlay layer)
 // as name below the stage's second shared mount point and returns its path.

@@ -214,3 +214,40 @@ func TestOverlayRefusesChownShift(t *testing.T) {
 	e.expectFail(1, "dir backend", "start", "ovc")
 	e.assertNoLeftovers("ovc")
 }
+
+// TestOverlayManyLayers: a container on a stack of 100 frozen layers (one
+// snapshot after each change) boots, sees every layer's file, and its delete
+// collects every layer.
+func TestOverlayManyLayers(t *testing.T) {
+	e := newEnv(t)
+	e.createBusybox("deep")
+	requireOverlayDefault(t, e, "deep")
+	backend, err := storage.New("overlay", e.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := filepath.Join(e.root, "containers", "deep", "rootfs")
+	const n = 100
+	for i := range n {
+		e.editRootfs("deep", func(dir string) {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("layer-%03d", i)), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		})
+		snap := filepath.Join(e.root, "containers", "deep", "snapshots", fmt.Sprint(i))
+		if err := os.MkdirAll(snap, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := backend.Snapshot(context.Background(), tree, filepath.Join(snap, "rootfs"), storage.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.must("start", "deep")
+	if got := strings.TrimSpace(e.must("exec", "deep", "--", "sh", "-c", "ls / | grep -c '^layer-'")); got != fmt.Sprint(n) {
+		t.Errorf("files of %d layers seen inside: %s", n, got)
+	}
+	e.must("delete", "--force", "deep")
+	if layers, _ := os.ReadDir(filepath.Join(e.root, "storage", "overlay", "layers")); len(layers) != 0 {
+		t.Errorf("shared layers left after the delete: %d", len(layers))
+	}
+}

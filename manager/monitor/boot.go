@@ -158,12 +158,12 @@ func destroyCgroup(group *cgroup.Group) error {
 
 // startInit hands the child its root filesystem and waits until init runs.
 func (m *Monitor) startInit(b *boot, stage *rootfs.Stage) error {
-	trees, mode, err := m.rootLayers(b.cfg, b.child, stage)
+	tree, mode, layers, err := m.rootLayers(b.cfg, b.child, stage)
 	if err != nil {
 		return err
 	}
 	b.rootfsMode = mode
-	defer closeAll(trees)
+	defer tree.Close()
 	b.stopSignal, err = m.stopSignal(b.cfg)
 	if err != nil {
 		return err
@@ -181,9 +181,7 @@ func (m *Monitor) startInit(b *boot, stage *rootfs.Stage) error {
 		Seccomp:  filter.Bytes(),
 		Nesting:  b.cfg.Security.Nesting,
 	}
-	if mode == modeOverlay {
-		setup.OverlayLayers = len(trees)
-	}
+	setup.OverlayLayers = layers
 	// Recorded as STARTING with the child's identity (exec keeps its pid
 	// and start time), the container is known to the views server before
 	// init's first read of /proc.
@@ -207,7 +205,7 @@ func (m *Monitor) startInit(b *boot, stage *rootfs.Stage) error {
 		procViews = m.openViews(b, "", true)
 		return rootfs.Locked{Cgroups: setup.Cgroups, Views: procViews, Owner: int(m.ids.HostID)}
 	}
-	master, err := b.child.setup(setup, trees, sysViews, stage, locked)
+	master, err := b.child.setup(setup, tree, sysViews, stage, locked)
 	if err != nil {
 		return err
 	}

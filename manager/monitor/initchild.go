@@ -25,8 +25,9 @@ type initSetup struct {
 	Nesting  bool                 `json:"nesting,omitempty"`
 	Seccomp  []byte               `json:"seccomp"` // the filter for init (seccomp.Program.Bytes)
 	// OverlayLayers, when not 0, says the root is an overlay this process
-	// mounts from that many layer descriptors (lowers, then the tree with
-	// upper and work) sent instead of a root tree.
+	// mounts from that many layers (lowers, then the tree with upper and
+	// work), attached as 0..n-1 below the directory sent instead of a root
+	// tree.
 	OverlayLayers int `json:"overlay_layers,omitempty"`
 }
 
@@ -95,22 +96,18 @@ func receiveSetup(sock *os.File) (*initSetup, *os.File, []rootfs.View, error) {
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("wait for setup: %w", err)
 	}
-	trees := 1
-	if msg.Setup != nil && msg.Setup.OverlayLayers > 0 {
-		trees = msg.Setup.OverlayLayers
-	}
-	if msg.Type != "setup" || msg.Setup == nil || len(files) != trees+len(msg.Setup.Views) {
+	if msg.Type != "setup" || msg.Setup == nil || len(files) != 1+len(msg.Setup.Views) {
 		closeAll(files)
 		return nil, nil, nil, fmt.Errorf("unexpected %q message from monitor (with %d descriptors)", msg.Type, len(files))
 	}
 	var views []rootfs.View
 	for i, t := range msg.Setup.Views {
-		views = append(views, rootfs.View{Source: files[trees+i], Target: t})
+		views = append(views, rootfs.View{Source: files[1+i], Target: t})
 	}
 	tree := files[0]
 	if msg.Setup.OverlayLayers > 0 {
-		if tree, err = overlayRoot(files[:trees]); err != nil {
-			closeAll(files[trees:])
+		if tree, err = overlayRoot(files[0], msg.Setup.OverlayLayers); err != nil {
+			closeAll(files[1:])
 			return nil, nil, nil, err
 		}
 	}

@@ -3,8 +3,9 @@ package monitor
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
+
+	"golang.org/x/sys/unix"
 
 	"lodge/config"
 	"lodge/rootfs"
@@ -28,75 +29,82 @@ func (m *Monitor) usesOverlay() (bool, error) {
 
 // overlayLayers hands the container the layers of its overlay root: each
 // lower read-only and the tree holding upper and work writable, idmapped
-// through the container's user namespace and attached on the stage, from
-// where they propagate to the child's mount namespace. It returns the
-// child's copies (lowers topmost first, then the upper's), opened through
-// /proc/PID/root, for the child to build the overlay from (overlayRoot).
-func (m *Monitor) overlayLayers(cfg *config.Container, ch *child, stage *rootfs.Stage) ([]*os.File, error) {
+// through the container's user namespace and attached on the stage as
+// 0..n-1 (lowers topmost first, the tree last), from where they propagate to
+// the child's mount namespace. It returns the child's copy of the directory
+// holding them (opened through /proc/PID/root) and n: the child opens each
+// layer below it (a message carries at most 253 descriptors, a chain up to
+// 500 layers) and builds the overlay (overlayRoot).
+func (m *Monitor) overlayLayers(cfg *config.Container, ch *child, stage *rootfs.Stage) (*os.File, int, error) {
 	if rec, err := m.readShift(); err != nil || rec != nil || cfg.Rootfs.Shift == config.ShiftChown {
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		return nil, fmt.Errorf("container %s has overlay storage, whose lower layers are shared with its image and with other containers and snapshots, "+
+		return nil, 0, fmt.Errorf("container %s has overlay storage, whose lower layers are shared with its image and with other containers and snapshots, "+
 			"so its files cannot be chowned (rootfs.shift = %q): set rootfs.shift = \"auto\" or \"idmap\", "+
 			"or make the container with the dir backend (storage.backend = \"dir\" in the host config)", m.name, cfg.Rootfs.Shift)
 	}
 	o, err := storage.NewOverlay(m.store.Root)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	ov := o.(storage.Overlay)
 	if err := ov.Recover(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	path := m.store.RootfsPath(m.name)
 	t, err := storage.ReadTree(path)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	userns, err := ch.userns()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer userns.Close()
 	dirs := append(ov.Lowers(t), path)
-	var files []*os.File
 	for i, dir := range dirs {
-		f, err := m.attachLayer(dir, userns, i < len(dirs)-1, ch, stage, strconv.Itoa(i))
-		if err != nil {
-			closeAll(files)
-			return nil, fmt.Errorf("overlay root of %s: %w (rootfs.shift = %q cannot help: overlay storage needs idmapped mounts)", m.name, err, cfg.Rootfs.Shift)
+		if err := attachLayer(dir, userns, i < len(dirs)-1, stage, strconv.Itoa(i)); err != nil {
+			return nil, 0, fmt.Errorf("overlay root of %s: %w (rootfs.shift = %q cannot help: overlay storage needs idmapped mounts)", m.name, err, cfg.Rootfs.Shift)
 		}
-		files = append(files, f)
 	}
-	return files, nil
+	layers, err := rootfs.OpenTarget(ch.pid(), stage.LayerDir())
+	if err != nil {
+		return nil, 0, err
+	}
+	return layers, len(dirs), nil
 }
 
-// attachLayer idmaps dir, attaches it on the stage as name and opens the
-// child's copy.
-func (m *Monitor) attachLayer(dir string, userns *os.File, readOnly bool, ch *child, stage *rootfs.Stage, name string) (*os.File, error) {
+// attachLayer idmaps dir and attaches it on the stage as name.
+func attachLayer(dir string, userns *os.File, readOnly bool, stage *rootfs.Stage, name string) error {
 	layer, err := overlay.IdmapLayer(dir, userns, readOnly)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer layer.Close()
-	at, err := stage.AttachLayer(layer, name)
-	if err != nil {
-		return nil, err
-	}
-	return rootfs.OpenTarget(ch.pid(), at)
+	_, err = stage.AttachLayer(layer, name)
+	return err
 }
 
 // overlayRoot creates the container's root overlay in the container's first
-// process, from the layers the monitor handed over (lowers, then the tree
-// holding upper and work). The result is a detached mount the monitor
+// process from the n layers the monitor attached below dir (lowers, then the
+// tree holding upper and work). The result is a detached mount the monitor
 // attaches like any other root tree.
-func overlayRoot(layers []*os.File) (*os.File, error) {
-	defer closeAll(layers)
-	if len(layers) < 2 {
-		return nil, fmt.Errorf("overlay root: %d layers received", len(layers))
+func overlayRoot(dir *os.File, n int) (*os.File, error) {
+	defer dir.Close()
+	if n < 2 {
+		return nil, fmt.Errorf("overlay root: %d layers", n)
 	}
-	tree := layers[len(layers)-1]
+	var layers []*os.File
+	defer func() { closeAll(layers) }()
+	for i := range n {
+		l, err := openLayer(dir, strconv.Itoa(i))
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, l)
+	}
+	tree := layers[n-1]
 	upper, err := overlay.OpenBelow(tree, "upper")
 	if err != nil {
 		return nil, err
@@ -107,9 +115,23 @@ func overlayRoot(layers []*os.File) (*os.File, error) {
 		return nil, err
 	}
 	defer work.Close()
-	mnt, err := overlay.Mount(layers[:len(layers)-1], upper, work)
+	mnt, err := overlay.Mount(layers[:n-1], upper, work)
 	if err != nil {
-		return nil, fmt.Errorf("overlay root from %s: %w", filepath.Base(tree.Name()), err)
+		return nil, fmt.Errorf("overlay root: %w", err)
 	}
 	return mnt, nil
+}
+
+// openLayer opens the layer mount attached as name below dir (crossing into
+// the mount, following no symlink).
+func openLayer(dir *os.File, name string) (*os.File, error) {
+	how := unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	fd, err := unix.Openat2(int(dir.Fd()), name, &how)
+	if err != nil {
+		return nil, fmt.Errorf("open overlay layer %s: %w", name, err)
+	}
+	return os.NewFile(uintptr(fd), "layer "+name), nil
 }

@@ -116,25 +116,26 @@ func (m *Monitor) writeShift(rec shiftRecord) error {
 }
 
 // rootLayers returns what the child builds its root from: the detached root
-// tree (rootTree), or for overlay storage the layers it mounts the overlay
-// from (overlayLayers). It says which in its second result.
-func (m *Monitor) rootLayers(cfg *config.Container, ch *child, stage *rootfs.Stage) ([]*os.File, string, error) {
+// tree (rootTree), or for overlay storage the directory holding the n layers
+// it mounts the overlay from (overlayLayers; n is 0 otherwise). It says which
+// in its second result.
+func (m *Monitor) rootLayers(cfg *config.Container, ch *child, stage *rootfs.Stage) (*os.File, string, int, error) {
 	if err := failpoint.Check("rootfs"); err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	ovl, err := m.usesOverlay()
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	if ovl {
-		layers, err := m.overlayLayers(cfg, ch, stage)
-		return layers, modeOverlay, err
+		layers, n, err := m.overlayLayers(cfg, ch, stage)
+		if err != nil {
+			return nil, "", 0, err
+		}
+		return layers, modeOverlay, n, nil
 	}
 	tree, mode, err := m.rootTree(cfg, ch)
-	if err != nil {
-		return nil, "", err
-	}
-	return []*os.File{tree}, mode, nil
+	return tree, mode, 0, err
 }
 
 // stopSignal is the signal that asks the container's init to shut down: the

@@ -157,8 +157,8 @@ func (c *child) kill() {
 // rootfs.Stage) and waits until init runs, returning the console's pty master.
 // locked gives the rest of the locked part; it is called while the child
 // prepares.
-func (c *child) setup(s *initSetup, trees []*os.File, views []rootfs.View, stage *rootfs.Stage, locked func() rootfs.Locked) (*os.File, error) {
-	files := append([]*os.File(nil), trees...)
+func (c *child) setup(s *initSetup, tree *os.File, views []rootfs.View, stage *rootfs.Stage, locked func() rootfs.Locked) (*os.File, error) {
+	files := []*os.File{tree}
 	for _, v := range views {
 		s.Views = append(s.Views, v.Target)
 		files = append(files, v.Source)
@@ -166,9 +166,8 @@ func (c *child) setup(s *initSetup, trees []*os.File, views []rootfs.View, stage
 	if err := send(c.sock, message{Type: "setup", Setup: s}, files...); err != nil {
 		return nil, err
 	}
-	var tree *os.File // for overlay, the child makes the tree and sends it with kernfs
-	if s.OverlayLayers == 0 {
-		tree = trees[0]
+	if s.OverlayLayers > 0 {
+		tree = nil // the child makes the tree and sends it with kernfs
 	}
 	if err := c.buildTree(tree, stage, locked()); err != nil {
 		return nil, err
