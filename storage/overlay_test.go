@@ -440,3 +440,33 @@ func TestOverlayKilledLeavesOldOrNew(t *testing.T) {
 		})
 	}
 }
+
+// TestChooseOverlay: auto picks overlay for a root on ext4 (this host's
+// root filesystem) where the kernel supports it, and dir for a root on
+// overlayfs, whose directories cannot be idmapped layers, saying why.
+func TestChooseOverlay(t *testing.T) {
+	e := newOverlayEnv(t)
+	var st unix.Statfs_t
+	if err := unix.Statfs(e.root, &st); err != nil {
+		t.Fatal(err)
+	}
+	if overlayUpperFS(st.Type) != nil || st.Type == unix.BTRFS_SUPER_MAGIC {
+		t.Skipf("the test directory is on %s, not a filesystem auto puts overlay on", fsName(e.root))
+	}
+	if c, err := Choose("auto", e.root); err != nil || c.Backend != OverlayName {
+		t.Errorf("auto on %s = %+v, %v; want overlay", fsName(e.root), c, err)
+	}
+	base := t.TempDir()
+	for _, d := range []string{"lower", "upper", "work", "merged"} {
+		os.Mkdir(filepath.Join(base, d), 0o755)
+	}
+	merged := filepath.Join(base, "merged")
+	if err := unix.Mount("overlay", merged, "overlay", 0, "lowerdir="+base+"/lower,upperdir="+base+"/upper,workdir="+base+"/work"); err != nil {
+		t.Fatalf("mount an overlayfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(merged, unix.MNT_DETACH) })
+	c, err := Choose("auto", merged)
+	if err != nil || c.Backend != DirName || !strings.Contains(c.Reason, "idmapped") {
+		t.Errorf("auto on overlayfs = %+v, %v; want dir with the reason", c, err)
+	}
+}
