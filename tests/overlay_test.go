@@ -99,6 +99,12 @@ func TestOverlayBusybox(t *testing.T) {
 	if root := e.must("exec", "ov1", "--", "sh", "-c", "grep ' / ' /proc/self/mounts"); !strings.Contains(root, " overlay ") {
 		t.Errorf("the root is not an overlay: %q", root)
 	}
+	// The layers the root was made from are not mounted inside.
+	for _, line := range strings.Split(e.must("exec", "ov1", "--", "cat", "/proc/self/mountinfo"), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && (strings.Contains(f[4], "stage") || f[4] == "/l" || strings.HasPrefix(f[4], "/l/")) {
+			t.Errorf("a layer mount is visible inside: %s", line)
+		}
+	}
 	e.must("exec", "ov1", "--", "sh", "-c", "echo kept > /root/new-file && rm /bin/vi && rm -r /etc/init.d && mkdir /etc/init.d")
 	if got := strings.TrimSpace(e.must("exec", "ov1", "--user", "nobody", "--", "id", "-u")); got != "65534" {
 		t.Errorf("exec --user nobody: id -u = %q", got)
