@@ -140,7 +140,7 @@ func (m *Manager) buildCopy(ctx context.Context, src, dst string, from copyFrom,
 	if err != nil {
 		return result, err
 	}
-	if err := personalize(staging, dst); err != nil {
+	if err := m.personalize(staging, dst); err != nil {
 		return result, err
 	}
 	if err := cfg.Save(filepath.Join(staging, "config.toml")); err != nil {

@@ -70,8 +70,11 @@ func (m *Manager) sweepTmp() {
 			clearAbandoned(dir)
 		case strings.HasPrefix(e.Name(), reservingPrefix):
 			// Not locked yet for a moment after it is made; it blocks no
-			// name, so only an old one is cleared.
-			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Minute {
+			// name, so only an old one is cleared, or one whose creator
+			// wrote its owner (after locking) and is dead: a create killed
+			// before its rename (fast with overlay storage).
+			owner, named := readOwner(dir)
+			if fi, err := e.Info(); err == nil && (time.Since(fi.ModTime()) > time.Minute || named && !owner.Alive()) {
 				clearAbandoned(dir)
 			}
 		case strings.Contains(e.Name(), ".delete-"):
@@ -235,7 +238,12 @@ func (m *Manager) buildRootfs(ctx context.Context, staging string, opts CreateOp
 	if err := storage.WriteRecord(staging, storage.Record{Backend: backend.Name(), Image: img.ID}); err != nil {
 		return err
 	}
-	if err := tmpl.Configure(rootfsDir, opts.Name); err != nil {
+	view, err := storage.OpenView(m.store.Root, staging, true)
+	if err != nil {
+		return err
+	}
+	defer view.Close()
+	if err := tmpl.Configure(view.Dir, opts.Name); err != nil {
 		return fmt.Errorf("configure root filesystem: %w", err)
 	}
 	return nil

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"lodge/storage"
 )
 
 // Delete removes a container: its configuration, root filesystem, logs and id
@@ -49,8 +51,8 @@ func (m *Manager) Delete(ctx context.Context, name string, force bool) error {
 		return fmt.Errorf("release id range of %s: %w", name, err)
 	}
 	m.store.RemoveState(name)
-	if err := m.deleteSnapshots(ctx, trash); err != nil {
-		return fmt.Errorf("container %s is deleted but removing its snapshots failed: %w", name, err)
+	if err := m.deleteTrees(ctx, trash); err != nil {
+		return fmt.Errorf("container %s is deleted but removing its root filesystem or snapshots failed: %w", name, err)
 	}
 	if err := removeTree(trash); err != nil {
 		return fmt.Errorf("container %s is deleted but removing its files failed: %w", name, err)
@@ -98,4 +100,21 @@ func (m *Manager) killVerified(pid int, name string) {
 	if m.inGroupOf(pid, name) {
 		unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
 	}
+}
+
+// deleteTrees removes the root filesystem and the snapshots of the deleted
+// container now at dir with the backend that made them: overlay then
+// collects the shared layers nothing else stands on.
+func (m *Manager) deleteTrees(ctx context.Context, dir string) error {
+	backend, _, err := storage.ForContainer(m.store.Root, dir)
+	if err != nil {
+		return err
+	}
+	snaps, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*", "rootfs"))
+	for _, tree := range append(snaps, filepath.Join(dir, "rootfs")) {
+		if err := backend.Delete(ctx, tree); err != nil {
+			return err
+		}
+	}
+	return nil
 }

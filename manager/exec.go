@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -96,7 +98,8 @@ func (m *Manager) execSpec(name string, opts ExecOptions) (string, helper.Spec, 
 	if err != nil {
 		return "", helper.Spec{}, err
 	}
-	user, err := lookupUser(m.store.RootfsPath(name), opts.User)
+	// Read through init's root: the merged root whatever the storage backend.
+	user, err := lookupUser(filepath.Join("/proc", strconv.Itoa(st.Init.PID), "root"), opts.User)
 	if err != nil {
 		return "", helper.Spec{}, invalid(err)
 	}

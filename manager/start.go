@@ -73,11 +73,16 @@ const systemdReadyLimit = 30 * time.Second
 // that returned before would fail with "Failed to connect to bus". Other
 // inits take their requests as signals, and start returns at once.
 func (m *Manager) waitSystemd(ctx context.Context, name string, cfg *config.Container, progress func(string, ...any)) {
-	if len(cfg.Init.Command) == 0 || !initIsSystemd(m.store.RootfsPath(name), cfg.Init.Command[0]) {
+	if len(cfg.Init.Command) == 0 {
 		return
 	}
 	st, err := m.store.ReadState(name)
 	if err != nil || st == nil {
+		return
+	}
+	// The running container's root, whatever its storage (an overlay's
+	// tree directory is not its merged root).
+	if !initIsSystemd(filepath.Join("/proc", strconv.Itoa(st.Init.PID), "root"), cfg.Init.Command[0]) {
 		return
 	}
 	socket := filepath.Join("/proc", strconv.Itoa(st.Init.PID), "root/run/systemd/private")

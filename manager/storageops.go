@@ -39,19 +39,24 @@ func (m *Manager) snapshotsDir(name string) string {
 
 // editRootfs runs fn on the root filesystem of the container whose directory
 // is containerDir, as the container sees it: every write lodge makes inside
-// a container's tree on the host goes through here. For the dir backend the
-// tree is containerDir/rootfs itself; backends whose rootfs/ is not the
-// merged root (overlay) will open a view here instead (storage.OpenView).
-func editRootfs(containerDir string, fn func(root string) error) error {
-	return fn(filepath.Join(containerDir, "rootfs"))
+// a container's tree on the host goes through here. The container must be
+// stopped (a copy being built is): for overlay the view is a second,
+// writable mount of the container's upper layer.
+func (m *Manager) editRootfs(containerDir string, fn func(root string) error) error {
+	view, err := storage.OpenView(m.store.Root, containerDir, true)
+	if err != nil {
+		return err
+	}
+	defer view.Close()
+	return fn(view.Dir)
 }
 
 // personalize gives a copied root filesystem its own identity: the
 // container's name as hostname (/etc/hostname, /etc/hosts) and a new
 // machine-id, so that two copies never share one (journald, DHCP client ids
 // and D-Bus key on it).
-func personalize(containerDir, name string) error {
-	return editRootfs(containerDir, func(root string) error {
+func (m *Manager) personalize(containerDir, name string) error {
+	return m.editRootfs(containerDir, func(root string) error {
 		if err := templates.ConfigureHostname(root, name); err != nil {
 			return fmt.Errorf("set hostname of %s: %w", name, err)
 		}
@@ -212,30 +217,6 @@ func readOwnerFile(path string) (store.Process, bool) {
 		return store.Process{}, true
 	}
 	return store.Process{PID: pid, Start: start}, true
-}
-
-// deleteSnapshots removes the snapshots of a deleted container, moved to
-// dir, through the backend that made them (a btrfs snapshot is a subvolume,
-// which a plain recursive remove may not delete).
-func (m *Manager) deleteSnapshots(ctx context.Context, dir string) error {
-	entries, err := os.ReadDir(filepath.Join(dir, snapshotsDirName))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	b, _, err := storage.ForContainer(m.store.Root, dir)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, e := range entries {
-		if err := b.Delete(ctx, filepath.Join(dir, snapshotsDirName, e.Name(), "rootfs")); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // StorageInfo is what `lodge info` shows of a container's storage.

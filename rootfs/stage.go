@@ -80,14 +80,51 @@ func (s *Stage) setup() error {
 			return err
 		}
 	}
+	// The container's first process (container root, not host root) looks
+	// up the overlay layers in "l" (see AttachLayer): searchable, not listable.
+	if err := unix.Mkdirat(x, "l", 0o711); err != nil {
+		return err
+	}
+	if err := unix.Fchmodat(x, "l", 0o711, 0); err != nil {
+		return err
+	}
 	if err := unix.MoveMount(x, "", unix.AT_FDCWD, s.dir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return fmt.Errorf("mount the stage on %s: %w", s.dir, err)
 	}
-	shared := filepath.Join(s.dir, "s")
-	if err := unix.Mount(shared, shared, "", unix.MS_BIND, ""); err != nil {
-		return err
+	// "s" receives the finished tree, "l" the overlay layers the container
+	// mounts its root from (AttachLayer).
+	for _, d := range []string{"s", "l"} {
+		shared := filepath.Join(s.dir, d)
+		if err := unix.Mount(shared, shared, "", unix.MS_BIND, ""); err != nil {
+			return err
+		}
+		if err := unix.Mount("", shared, "", unix.MS_SHARED, ""); err != nil {
+			return err
+		}
 	}
-	return unix.Mount("", shared, "", unix.MS_SHARED, "")
+	return nil
+}
+
+// LayerDir is the shared mount point below which AttachLayer attaches the
+// layers, as a path in the namespaces cloned from the stage.
+func (s *Stage) LayerDir() string { return filepath.Join(s.dir, "l") }
+
+// AttachLayer attaches the detached layer mount (an idmapped overlay layer)
+// as name below the stage's second shared mount point and returns its path.
+// The copy that propagates to the container's mount namespace belongs to
+// that namespace, so the container's first process may build an overlay
+// from it (overlay refuses the host's detached mounts), and it arrives with
+// its flags locked: container root cannot make a read-only layer writable.
+// See docs/storage-overlay.md.
+func (s *Stage) AttachLayer(layer *os.File, name string) (string, error) {
+	path := filepath.Join(s.dir, "l", name)
+	if err := os.Mkdir(path, 0o700); err != nil {
+		return "", err
+	}
+	if err := unix.MoveMount(int(layer.Fd()), "", unix.AT_FDCWD, path, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return "", fmt.Errorf("attach overlay layer %s: %w", layer.Name(), err)
+	}
+	return path, nil
 }
 
 // SharedDir is the shared mount point, as a path in the namespaces cloned

@@ -2,6 +2,8 @@ package storage
 
 import (
 	"fmt"
+	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,11 +39,13 @@ func Choose(name, root string) (Choice, error) {
 		notBtrfs = fmt.Sprintf("%s is on btrfs, but the btrfs backend cannot run (%v); ", root, err)
 	}
 	if registered(overlayName) {
-		if err := overlaySupported(); err == nil {
-			return Choice{Backend: overlayName, Reason: notBtrfs + "the kernel mounts overlay in a user namespace"}, nil
-		} else {
+		if err := overlaySupported(); err != nil {
 			return Choice{Backend: DirName, Reason: notBtrfs + fmt.Sprintf("overlay cannot be used here (%v)", err)}, nil
 		}
+		if err := overlayUpperFS(st.Type); err != nil {
+			return Choice{Backend: DirName, Reason: notBtrfs + fmt.Sprintf("overlay cannot be used on %s (%v)", root, err)}, nil
+		}
+		return Choice{Backend: overlayName, Reason: notBtrfs + "the kernel mounts overlay in a user namespace"}, nil
 	}
 	return Choice{Backend: DirName, Reason: notBtrfs + "no copy-on-write backend is available"}, nil
 }
@@ -52,9 +56,42 @@ const (
 	overlayName = "overlay"
 )
 
-// overlaySupported says whether the overlay backend can run on this kernel;
-// replaced by the overlay backend's own check.
-var overlaySupported = func() error { return nil }
+// overlaySupported says whether the overlay backend can run on this kernel:
+// overlayfs must exist and take its layers one by one ("lowerdir+", Linux
+// 6.8, which the container's process uses with descriptors), and user
+// namespaces must be allowed (the container mounts the overlay as its root,
+// with userxattr: Linux 5.11). The probe opens an overlay context and sets
+// one lower, mounting nothing.
+func overlaySupported() error {
+	fs, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("the kernel has no overlay filesystem: %w", err)
+	}
+	defer unix.Close(fs)
+	if err := unix.FsconfigSetString(fs, "lowerdir+", "/"); err != nil {
+		return fmt.Errorf("the kernel's overlayfs lacks the lowerdir+ option (Linux 6.8 or newer needed): %w", err)
+	}
+	if err := unix.FsconfigSetFlag(fs, "userxattr"); err != nil {
+		return fmt.Errorf("the kernel's overlayfs lacks the userxattr option (Linux 5.11 or newer needed): %w", err)
+	}
+	data, err := os.ReadFile("/proc/sys/user/max_user_namespaces")
+	if err == nil && strings.TrimSpace(string(data)) == "0" {
+		return fmt.Errorf("user namespaces are disabled (user.max_user_namespaces = 0)")
+	}
+	return nil
+}
+
+// overlayUpperFS says whether a filesystem of type fsType can hold overlay
+// uppers that the container mounts through idmapped mounts: it must support
+// idmapped mounts and user.* xattrs (userxattr), which the local filesystems
+// below do; overlayfs itself, FUSE and network filesystems do not.
+func overlayUpperFS(fsType int64) error {
+	switch fsType {
+	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.TMPFS_MAGIC, unix.F2FS_SUPER_MAGIC:
+		return nil
+	}
+	return fmt.Errorf("its filesystem (type %#x) cannot hold idmapped overlay layers; ext4, xfs, btrfs, f2fs or tmpfs can", fsType)
+}
 
 func registered(name string) bool {
 	registryMu.Lock()

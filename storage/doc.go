@@ -1,8 +1,10 @@
 // Package storage owns where a container's root filesystem lives and how it
 // is made, copied and rolled back: one small Backend interface, and the
-// backends behind it (today only "dir", a plain directory tree copied with
-// reflinks where the filesystem shares blocks and a parallel copy where it
-// does not).
+// backends behind it: "dir", a plain directory tree copied with reflinks
+// where the filesystem shares blocks and a parallel copy where it does not,
+// and "overlay", an upper directory over shared immutable layers and the
+// image (overlay.go; its trees are not the merged root: read and write
+// those through OpenView).
 //
 // # The contract every backend keeps
 //

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +31,9 @@ func TestMain(m *testing.M) {
 // killChild runs op (copy or restore) from $SRC to $DST, announcing on
 // stdout when $AT entries are made, then pausing until it is killed.
 func killChild(op string) int {
+	if strings.HasPrefix(op, "overlay-") {
+		return killOverlayChild(op)
+	}
 	at, _ := strconv.ParseInt(os.Getenv("AT"), 10, 64)
 	progress := func(p Progress) {
 		if p.Files == at {

@@ -112,8 +112,9 @@ var (
 	registryMu sync.Mutex
 	// registry starts with the built-in backends.
 	registry = map[string]Constructor{
-		DirName:   func(string) (Backend, error) { return Dir{}, nil },
-		btrfsName: newBtrfs,
+		DirName:     func(string) (Backend, error) { return Dir{}, nil },
+		btrfsName:   newBtrfs,
+		OverlayName: NewOverlay,
 	}
 )
 

@@ -213,7 +213,7 @@ func TestEscapeDevicesBusybox(t *testing.T) {
 		t.Run(layer.name, func(t *testing.T) {
 			name := "dev" + strconv.Itoa(n)
 			e.createBusybox(name)
-			plant(t, filepath.Join(e.root, "containers", name, "rootfs"), nodes)
+			e.editRootfs(name, func(dir string) { plant(t, dir, nodes) })
 			if layer.failpoint != "" {
 				e.extraEnv = []string{"LODGE_FAILPOINT=" + layer.failpoint}
 			}
@@ -233,7 +233,7 @@ func TestEscapeDevicesDebian(t *testing.T) {
 	e := newEnv(t)
 	nodes := hostNodes(t)
 	e.must("create", "dd1", "--template", "debian")
-	plant(t, filepath.Join(e.root, "containers", "dd1", "rootfs"), nodes)
+	e.editRootfs("dd1", func(dir string) { plant(t, dir, nodes) })
 	e.must("start", "dd1")
 	waitRunning(t, e, "dd1")
 	i := e.info("dd1")

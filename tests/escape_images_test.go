@@ -233,8 +233,14 @@ func checkHostCannotReach(t *testing.T, e *env, images, probe string) {
 		}
 		special = append(special, specialFiles(t, top, skip)...)
 	}
-	if len(special) < 2 {
-		t.Fatalf("found only %v: the setuid programs of the image and its container should be there", special)
+	// An overlay container has no copy of the image's files: its setuid
+	// programs are the image's own (its lower layer).
+	want := 2
+	if backend, _ := storageRecord(t, e, "c1"); backend == "overlay" {
+		want = 1
+	}
+	if len(special) < want {
+		t.Fatalf("found only %v: the setuid programs of the image and its container (unless overlay) should be there", special)
 	}
 	for _, path := range special {
 		if out, err := asNobody(probe, "stat", path); err == nil {

@@ -206,29 +206,31 @@ func checkSyscallKeys(t *testing.T, e *env, name string) {
 func checkInitKeyring(t *testing.T, e *env, probe string) {
 	t.Run("init keyring", func(t *testing.T) {
 		e.createBusybox("b2", "security.syscalls.allow=keyctl add_key request_key")
-		rootfs := filepath.Join(e.root, "containers", "b2", "rootfs")
 		data, err := os.ReadFile(probe)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(rootfs, "lodge-probe"), data, 0o755); err != nil {
-			t.Fatal(err)
-		}
 		withHostKey(t, func(serial int, desc string) {
-			rcS := filepath.Join(rootfs, "etc/init.d/rcS")
-			script, err := os.ReadFile(rcS)
-			if err != nil {
-				t.Fatal(err)
-			}
-			script = append(script, fmt.Sprintf("/lodge-probe keys %d %s > /keys-init.tmp 2>&1; mv /keys-init.tmp /keys-init.out\n", serial, desc)...)
-			if err := os.WriteFile(rcS, script, 0o755); err != nil {
-				t.Fatal(err)
-			}
+			e.editRootfs("b2", func(rootfs string) {
+				if err := os.WriteFile(filepath.Join(rootfs, "lodge-probe"), data, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				rcS := filepath.Join(rootfs, "etc/init.d/rcS")
+				script, err := os.ReadFile(rcS)
+				if err != nil {
+					t.Fatal(err)
+				}
+				script = append(script, fmt.Sprintf("/lodge-probe keys %d %s > /keys-init.tmp 2>&1; mv /keys-init.tmp /keys-init.out\n", serial, desc)...)
+				if err := os.WriteFile(rcS, script, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			})
 			e.must("start", "b2")
 		})
 		var out []byte
 		waitUntil(t, "the probe's report from rcS", func() bool {
-			out, _ = os.ReadFile(filepath.Join(rootfs, "keys-init.out"))
+			// Read through init's root: the merged root whatever the storage.
+			out, _ = os.ReadFile(filepath.Join("/proc", strconv.Itoa(e.info("b2").PID), "root", "keys-init.out"))
 			return len(out) > 0
 		})
 		checkHostKeyHidden(t, string(out))

@@ -20,6 +20,7 @@ import (
 	"lodge/config"
 	"lodge/internal/cgroup"
 	"lodge/internal/testreq"
+	"lodge/storage"
 )
 
 // binDir holds lodge and lodge-helper, built once by TestMain.
@@ -149,6 +150,8 @@ type env struct {
 	extraEnv   []string
 	bin        string // the lodge binary; binDir/lodge unless a test changes it
 	firstID    int    // first host id of the env's id pool
+	imageDir   string // the image cache the host config names
+	storage    string // storage.backend in the host config ("" = auto)
 }
 
 var envCount atomic.Int32
@@ -177,8 +180,12 @@ func (e *env) setImages(dir string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.imageDir = dir
 	hostConfig := fmt.Sprintf("version = 1\n[idmap]\nfirst = %d\ncount = 64\n[images]\ndir = %q\n", e.firstID, dir) +
 		config.CgroupTOML("/"+e.cgroupName, parents)
+	if e.storage != "" {
+		hostConfig += fmt.Sprintf("[storage]\nbackend = %q\n", e.storage)
+	}
 	if err := os.WriteFile(e.hostConfig, []byte(hostConfig), 0o644); err != nil {
 		e.t.Fatal(err)
 	}
@@ -369,4 +376,26 @@ func (e *env) containerProcesses(name string) []string {
 		}
 	}
 	return left
+}
+
+// useStorage makes new containers of the env use storage backend name.
+func (e *env) useStorage(name string) {
+	e.t.Helper()
+	e.storage = name
+	e.setImages(e.imageDir)
+}
+
+// editRootfs runs fn on the merged root filesystem of the stopped container
+// name as the host sees it (storage.OpenView: for overlay, a detached mount
+// of its layers, unmounted before editRootfs returns, so that it is never
+// mounted beside the container's own). Writes land where the container sees
+// them, with natural ids (owner 0).
+func (e *env) editRootfs(name string, fn func(dir string)) {
+	e.t.Helper()
+	v, err := storage.OpenView(e.root, filepath.Join(e.root, "containers", name), true)
+	if err != nil {
+		e.t.Fatalf("open the root filesystem of %s: %v", name, err)
+	}
+	defer v.Close()
+	fn(v.Dir + "/")
 }

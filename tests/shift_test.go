@@ -16,6 +16,7 @@ import (
 // container's host range (with progress), recorded, and not shifted again.
 func TestChownShift(t *testing.T) {
 	e := newEnv(t)
+	e.useStorage("dir") // overlay containers share their layers: never chowned
 	e.createBusybox("s1", "rootfs.shift=chown")
 	r := e.run("start", "s1")
 	if r.code != 0 || !strings.Contains(r.stderr, "shifted") {

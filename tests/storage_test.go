@@ -14,6 +14,7 @@ import (
 // came from, and the copy keeps the image's owners, modes and links.
 func TestCreateRecordsStorage(t *testing.T) {
 	e := newEnv(t)
+	e.useStorage("dir")
 	e.createBusybox("st1")
 	dir := filepath.Join(e.root, "containers", "st1")
 	data, err := os.ReadFile(filepath.Join(dir, "storage.json"))

@@ -158,13 +158,13 @@ func destroyCgroup(group *cgroup.Group) error {
 
 // startInit hands the child its root filesystem and waits until init runs.
 func (m *Monitor) startInit(b *boot, stage *rootfs.Stage) error {
-	tree, mode, err := m.rootTree(b.cfg, b.child)
+	tree, mode, layers, err := m.rootLayers(b.cfg, b.child, stage)
 	if err != nil {
 		return err
 	}
 	b.rootfsMode = mode
 	defer tree.Close()
-	b.stopSignal, err = stopSignal(b.cfg, m.store.RootfsPath(m.name))
+	b.stopSignal, err = m.stopSignal(b.cfg)
 	if err != nil {
 		return err
 	}
@@ -181,6 +181,7 @@ func (m *Monitor) startInit(b *boot, stage *rootfs.Stage) error {
 		Seccomp:  filter.Bytes(),
 		Nesting:  b.cfg.Security.Nesting,
 	}
+	setup.OverlayLayers = layers
 	// Recorded as STARTING with the child's identity (exec keeps its pid
 	// and start time), the container is known to the views server before
 	// init's first read of /proc.

@@ -24,6 +24,11 @@ type initSetup struct {
 	Views    []string             `json:"views"` // targets of the view files the child binds, attached after the tree
 	Nesting  bool                 `json:"nesting,omitempty"`
 	Seccomp  []byte               `json:"seccomp"` // the filter for init (seccomp.Program.Bytes)
+	// OverlayLayers, when not 0, says the root is an overlay this process
+	// mounts from that many layers (lowers, then the tree with upper and
+	// work), attached as 0..n-1 below the directory sent instead of a root
+	// tree.
+	OverlayLayers int `json:"overlay_layers,omitempty"`
 }
 
 // initSyncFD is the child's end of the socketpair (the first ExtraFile).
@@ -99,7 +104,14 @@ func receiveSetup(sock *os.File) (*initSetup, *os.File, []rootfs.View, error) {
 	for i, t := range msg.Setup.Views {
 		views = append(views, rootfs.View{Source: files[1+i], Target: t})
 	}
-	return msg.Setup, files[0], views, nil
+	tree := files[0]
+	if msg.Setup.OverlayLayers > 0 {
+		if tree, err = overlayRoot(files[0], msg.Setup.OverlayLayers); err != nil {
+			closeAll(files[1:])
+			return nil, nil, nil, err
+		}
+	}
+	return msg.Setup, tree, views, nil
 }
 
 // buildTree has the monitor build the locked part of the mount tree (see
@@ -120,7 +132,11 @@ func buildTree(sock *os.File, setup *initSetup, tree *os.File) (*os.File, error)
 	if err != nil {
 		return nil, err
 	}
-	err = send(sock, message{Type: "kernfs"}, kfs.Files()...)
+	sent := kfs.Files()
+	if setup.OverlayLayers > 0 {
+		sent = append(sent, tree) // made here: the monitor attaches it
+	}
+	err = send(sock, message{Type: "kernfs"}, sent...)
 	kfs.Close()
 	if err != nil {
 		return nil, err

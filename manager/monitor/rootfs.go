@@ -13,6 +13,7 @@ import (
 	"lodge/internal/atomicfile"
 	"lodge/internal/failpoint"
 	"lodge/rootfs"
+	"lodge/storage"
 )
 
 // How a root filesystem's ownership reaches the container.
@@ -33,9 +34,6 @@ type shiftRecord struct {
 // idmapped where the filesystem allows it, else (rootfs.shift = "auto") after a
 // one-time chown shift. It says which in its second result.
 func (m *Monitor) rootTree(cfg *config.Container, ch *child) (*os.File, string, error) {
-	if err := failpoint.Check("rootfs"); err != nil {
-		return nil, "", err
-	}
 	dir := m.store.RootfsPath(m.name)
 	rec, err := m.readShift()
 	if err != nil {
@@ -117,14 +115,42 @@ func (m *Monitor) writeShift(rec shiftRecord) error {
 	return atomicfile.Write(m.store.ShiftPath(m.name), data, 0o600)
 }
 
+// rootLayers returns what the child builds its root from: the detached root
+// tree (rootTree), or for overlay storage the directory holding the n layers
+// it mounts the overlay from (overlayLayers; n is 0 otherwise). It says which
+// in its second result.
+func (m *Monitor) rootLayers(cfg *config.Container, ch *child, stage *rootfs.Stage) (*os.File, string, int, error) {
+	if err := failpoint.Check("rootfs"); err != nil {
+		return nil, "", 0, err
+	}
+	ovl, err := m.usesOverlay()
+	if err != nil {
+		return nil, "", 0, err
+	}
+	if ovl {
+		layers, n, err := m.overlayLayers(cfg, ch, stage)
+		if err != nil {
+			return nil, "", 0, err
+		}
+		return layers, modeOverlay, n, nil
+	}
+	tree, mode, err := m.rootTree(cfg, ch)
+	return tree, mode, 0, err
+}
+
 // stopSignal is the signal that asks the container's init to shut down: the
 // configured one, else SIGRTMIN+3 for systemd and SIGPWR for the others
 // (busybox init, sysvinit).
-func stopSignal(cfg *config.Container, rootfsDir string) (syscall.Signal, error) {
+func (m *Monitor) stopSignal(cfg *config.Container) (syscall.Signal, error) {
 	if cfg.Init.StopSignal != "" {
 		return config.ParseSignal(cfg.Init.StopSignal)
 	}
-	if isSystemd(rootfsDir, cfg.Init.Command[0]) {
+	view, err := storage.OpenView(m.store.Root, m.store.ContainerDir(m.name), false)
+	if err != nil {
+		return 0, err
+	}
+	defer view.Close()
+	if isSystemd(view.Dir, cfg.Init.Command[0]) {
 		return config.ParseSignal("SIGRTMIN+3")
 	}
 	return syscall.SIGPWR, nil

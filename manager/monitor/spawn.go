@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"lodge/internal/cgroup"
 	"lodge/internal/failpoint"
 	"lodge/internal/helper"
@@ -164,6 +166,9 @@ func (c *child) setup(s *initSetup, tree *os.File, views []rootfs.View, stage *r
 	if err := send(c.sock, message{Type: "setup", Setup: s}, files...); err != nil {
 		return nil, err
 	}
+	if s.OverlayLayers > 0 {
+		tree = nil // the child makes the tree and sends it with kernfs
+	}
 	if err := c.buildTree(tree, stage, locked()); err != nil {
 		return nil, err
 	}
@@ -199,6 +204,11 @@ func (c *child) buildTree(tree *os.File, stage *rootfs.Stage, locked rootfs.Lock
 	}
 	if msg.Type != "kernfs" {
 		return fmt.Errorf("expected %q from the container's first process, got %q", "kernfs", msg.Type)
+	}
+	if tree == nil {
+		if tree, files, err = childTree(files); err != nil {
+			return err
+		}
 	}
 	kfs, err := rootfs.KernelFSFromFiles(files, len(locked.Cgroups))
 	if err != nil {
@@ -258,4 +268,20 @@ func (c *child) waitExec() error {
 		return errors.New(msg.Error)
 	}
 	return fmt.Errorf("unexpected %q message after exec", msg.Type)
+}
+
+// childTree takes the root tree the child made (an overlay) from the end of
+// its kernfs message and sets nodev on it, as rootfs.OpenTree does on a
+// directory's tree (the kernel forces nodev on an overlay a user namespace
+// owns anyway; this says it where lodge's other mounts say it).
+func childTree(files []*os.File) (*os.File, []*os.File, error) {
+	if len(files) == 0 {
+		return nil, nil, fmt.Errorf("the container's first process sent no root tree")
+	}
+	tree := files[len(files)-1]
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NODEV}
+	if err := unix.MountSetattr(int(tree.Fd()), "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		return nil, nil, fmt.Errorf("set nodev on the container's overlay root: %w", err)
+	}
+	return tree, files[:len(files)-1], nil
 }
