@@ -116,7 +116,17 @@ func (o Overlay) lock() (func(), error) {
 
 // Recover finishes or undoes what an operation killed part way left, so that
 // the tree at path is whole before it is mounted or read.
+//
+// Starts call it, so it takes the backend's lock only when an intent is
+// there: a long copy under the lock must not hold up every start. No
+// intent can appear for the tree being started meanwhile, since intents
+// are written only by operations on a tree under its container's lock,
+// which the caller holds.
 func (o Overlay) Recover() error {
+	entries, err := os.ReadDir(o.intentsDir())
+	if errors.Is(err, os.ErrNotExist) || err == nil && len(entries) == 0 {
+		return nil
+	}
 	unlock, err := o.lock()
 	if err != nil {
 		return err
