@@ -8,7 +8,7 @@ import (
 func TestFrozenMs(t *testing.T) {
 	for printed, want := range map[string]float64{
 		"created snapshot snap1 of d1\nfrozen for 12 ms\n": 12,
-		"frozen for 0.75 ms":                                0.75,
+		"frozen for 0.75 ms": 0.75,
 	} {
 		got, err := frozenMs(printed)
 		if err != nil || got != want {
