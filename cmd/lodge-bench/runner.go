@@ -142,7 +142,19 @@ func (r *runner) failure(argv []string, err error, stderr string) error {
 
 // display is argv as a user would type it, with temp paths shortened.
 func (r *runner) display(argv []string) string {
-	return r.shorten(strings.Join(argv, " "))
+	quoted := make([]string, len(argv))
+	for i, arg := range argv {
+		quoted[i] = shellQuote(arg)
+	}
+	return r.shorten(strings.Join(quoted, " "))
+}
+
+// shellQuote quotes arg for a POSIX shell when it needs it.
+func shellQuote(arg string) string {
+	if arg != "" && !strings.ContainsAny(arg, " \t\n'\"\\$&|;<>()*?[]{}~#!`") {
+		return arg
+	}
+	return "'" + strings.ReplaceAll(arg, "'", `'\''`) + "'"
 }
 
 func lastLines(s string, n int) string {

@@ -31,3 +31,18 @@ func TestWithEnvReplaces(t *testing.T) {
 		t.Errorf("withEnv changed the original runner's env: %q", r.env)
 	}
 }
+
+func TestShellQuote(t *testing.T) {
+	for arg, want := range map[string]string{
+		"--snapshot":             "--snapshot",
+		"release=bookworm":       "release=bookworm",
+		"head -c 1M > /x":        "'head -c 1M > /x'",
+		"it's":                   `'it'\''s'`,
+		"":                       "''",
+		"/var/lib/lodge-bench/f": "/var/lib/lodge-bench/f",
+	} {
+		if got := shellQuote(arg); got != want {
+			t.Errorf("shellQuote(%q) = %s, want %s", arg, got, want)
+		}
+	}
+}
