@@ -69,21 +69,21 @@ func runStorage(b *bench) (*groupResult, error) {
 	defer s.removeSources()
 	s.prepareSources()
 	creates := s.measureCreates()
-	cow := s.measureCopies("copy-on-write clone, ~300 MB", s.copySubjects(true, "sclone", "xclone"), true, debianRounds(b))
-	full := s.measureCopies("full copy, ~300 MB", s.copySubjects(false, "sfull", "xfull"), false, debianRounds(b))
+	cow := s.measureCopies("copy-on-write clone, ~300 MB", s.copySubjects("sclone", "xclone", "btrfs"), true, debianRounds(b))
+	full := s.measureCopies("full copy, ~300 MB", s.copySubjects("sfull", "xfull", "dir"), false, debianRounds(b))
 	frozen, snaps := s.measureSnapshots()
 	var big samples
 	if len(cow["lodge"]) == 0 {
 		s.fail(errors.New("copy-on-write clone, ~3 GB: not measured, because the ~300 MB clone failed (writing 5 GB would be for nothing)"))
 	} else if s.fillBig() {
-		big = s.measureCopies("copy-on-write clone, ~3 GB", s.copySubjects(false, "sbig", "xbig"), true, bigRounds)
+		big = s.measureCopies("copy-on-write clone, ~3 GB", s.copySubjects("sbig", "xbig"), true, bigRounds)
 	}
 	s.res.Rows = append(creates,
 		newRow("copy-on-write clone of a stopped container, ~300 MB"+s.onBackend(), latency, cow, targetFaster),
-		row{Metric: "copy-on-write clone of a stopped container, ~300 MB, backend btrfs", Kind: latency,
-			Lodge: cow["lodge on btrfs"], LXC: cow["LXC"], Target: targetFaster},
+		backendRow("copy-on-write clone of a stopped container, ~300 MB", "btrfs", cow, targetFaster),
 		newRow("copy-on-write clone of a stopped container, ~3 GB"+s.onBackend(), latency, big, targetFaster),
 		newRow("full copy of a stopped container, ~300 MB"+s.onBackend(), latency, full, targetFaster2x),
+		backendRow("full copy of a stopped container, ~300 MB", "dir", full, targetFaster2x),
 		newRow("snapshot of a running container: time frozen", latency, frozen, nil),
 		newRow(s.snapshotMetric(snaps), latency, snaps, nil),
 	)
@@ -279,18 +279,26 @@ type copySubject struct {
 	prefix string // of the copies' names
 }
 
-// copySubjects are the benchmark's lodge and LXC with their sources, and,
-// for copy-on-write clones, lodge on btrfs with its warm container when
-// that backend is set up.
-func (s *storageRun) copySubjects(withBtrfs bool, lodgePrefix, lxcPrefix string) []copySubject {
+// copySubjects are the benchmark's lodge and LXC with their sources, and
+// lodge on each of the backends named in also, with its warm container
+// (~300 MB, stopped), when that backend is set up.
+func (s *storageRun) copySubjects(lodgePrefix, lxcPrefix string, also ...string) []copySubject {
 	subjects := []copySubject{
 		{key: "lodge", lodge: s.b.lodge, source: lodgeSource, prefix: lodgePrefix},
 		{key: "LXC", source: lxcSource, prefix: lxcPrefix},
 	}
-	if l := s.b.backends["btrfs"]; withBtrfs && s.warm["btrfs"] {
-		subjects = append(subjects, copySubject{key: "lodge on btrfs", lodge: l, source: "btrfswarm", prefix: "btrfs" + lodgePrefix})
+	for _, name := range also {
+		if s.warm[name] {
+			subjects = append(subjects, copySubject{key: "lodge on " + name, lodge: s.b.backends[name], source: name + "warm", prefix: name + lodgePrefix})
+		}
 	}
 	return subjects
+}
+
+// backendRow compares lodge on backend name (from copySubjects' also)
+// with LXC.
+func backendRow(metric, name string, times samples, t *target) row {
+	return row{Metric: metric + ", backend " + name, Kind: latency, Lodge: times["lodge on "+name], LXC: times["LXC"], Target: t}
 }
 
 // measureCopies times copies of the stopped source containers to new
@@ -582,6 +590,10 @@ func storageMethod() []string {
 			"notes) and one made by `lxc-create -t debian`, both stopped. Each round, per runtime: copy the source to a new " +
 			"container (**timed**), delete the copy (untimed). The copy-on-write clone is `lodge copy SRC DST --snapshot` " +
 			"against `lxc-copy -s -B overlayfs`; the full copy `lodge copy SRC DST` against `lxc-copy` (which rsyncs). " +
+			"On overlay the image's layer is read-only and shared, so even a full copy copies only the container's own " +
+			"upper layer; the rows marked *backend dir* copy the whole tree (lodge on the dir backend, its warm container " +
+			"as the source), the rows marked *backend btrfs* clone btrfs's warm container; both in the same turns, " +
+			"against the same LXC samples. " +
 			fmt.Sprintf("For the ~3 GB rows both sources first get %d files of %d MiB of random data (lodge's from inside, "+
 				"through exec, where a user's writes go; LXC's in its rootfs), %d rounds; they run only with %d GiB free "+
 				"and the sources are deleted right after.", bigFillFiles, bigFillMiB, bigRounds, bigMinFree>>30),
