@@ -534,7 +534,7 @@ func (s *storageRun) fillBig() bool {
 		s.fail(fmt.Errorf("copy-on-write clone, ~3 GB: not measured: %w", err))
 		return false
 	}
-	s.note("For the ~3 GB rows both sources got %d files of %d MiB from /dev/urandom in %s (f0 to f%d, one command each); sizes after: lodge's source container %s on its backend, LXC's rootfs %s.",
+	s.note("For the ~3 GB rows both sources got %d files of %d MiB from /dev/urandom in %s (f0 to f%d, one command each); sizes after (`du -sh`): lodge's source container's directory %s (on overlay without the shared image layer), LXC's rootfs %s.",
 		bigFillFiles, bigFillMiB, bigFillDir, bigFillFiles-1, duSize(b, filepath.Join(b.lodge.root, "containers", lodgeSource)), duSize(b, filepath.Join(b.lxc.path, lxcSource, "rootfs")))
 	return true
 }
