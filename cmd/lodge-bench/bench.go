@@ -24,8 +24,15 @@ type bench struct {
 	lxc      *lxcRuntime
 	runtimes []runtime
 	checks   map[string]verification // by runtime name
-	cleanups []func() error          // run last first
-	replacer *strings.Replacer
+	// The lodges of the storage backends (backends.go), by backend name.
+	backends    map[string]*lodgeRuntime
+	backendErrs map[string]error
+	btrfs       btrfsSetup
+	// debianCreates are the Debian group's create times, which the storage
+	// group compares its backends with.
+	debianCreates samples
+	cleanups      []func() error // run last first
+	replacer      *strings.Replacer
 }
 
 // verification is what setup confirmed about a runtime's first container.
@@ -39,7 +46,8 @@ type verification struct {
 // newBench prepares both runtimes and one verified busybox container each.
 // On error, b.cleanup must still run (b is never nil).
 func newBench(ctx context.Context, opts options) (*bench, error) {
-	b := &bench{ctx: ctx, opts: opts, id: randomHex(4), checks: map[string]verification{}}
+	b := &bench{ctx: ctx, opts: opts, id: randomHex(4), checks: map[string]verification{},
+		backends: map[string]*lodgeRuntime{}, backendErrs: map[string]error{}}
 	tmp, err := os.MkdirTemp("", "lodge-bench-")
 	if err != nil {
 		return b, err

@@ -25,6 +25,7 @@ func groups() []group {
 		memoryGroup(),
 		debianGroup(),
 		viewsGroup(),
+		storageGroup(),
 	}
 }
 

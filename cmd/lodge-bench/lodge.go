@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"lodge/config"
 	"lodge/internal/cgroup"
@@ -20,6 +21,7 @@ type lodgeRuntime struct {
 	hostConfig string // path of the host config file (env LODGE_HOST_CONFIG)
 	configText string
 	cgroupName string
+	backend    string // storage.backend in the host config; "" for auto
 	run        *runner
 }
 
@@ -47,6 +49,31 @@ func newLodge(bin, dir, cgroupName string) (*lodgeRuntime, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// onBackend returns a lodge with its own root and a host config that is
+// l's plus `[storage] backend = backend`; its commands run with that host
+// config in LODGE_HOST_CONFIG. Container names share l's cgroup base, so
+// they must differ from l's.
+func (l *lodgeRuntime) onBackend(backend, root, hostConfig string) (*lodgeRuntime, error) {
+	o := *l
+	o.root, o.hostConfig, o.backend = root, hostConfig, backend
+	o.configText = strings.TrimRight(l.configText, "\n") + fmt.Sprintf("\n\n[storage]\nbackend = %q\n", backend)
+	if err := os.WriteFile(hostConfig, []byte(o.configText), 0o644); err != nil {
+		return nil, err
+	}
+	o.run = l.run.withEnv(config.HostConfigEnv + "=" + hostConfig)
+	return &o, nil
+}
+
+// display is argv as a user would type it, with the host config when it is
+// not the benchmark's default one.
+func (l *lodgeRuntime) display(argv []string) string {
+	line := l.run.display(argv)
+	if l.backend != "" {
+		line = config.HostConfigEnv + "=" + l.run.shorten(l.hostConfig) + " " + line
+	}
+	return line
 }
 
 func (l *lodgeRuntime) Name() string           { return "lodge" }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -27,7 +28,7 @@ type lxcRuntime struct {
 // lxcSeccompProfile is the seccomp policy LXC's common.conf gives containers.
 const lxcSeccompProfile = "/usr/share/lxc/config/common.seccomp"
 
-var lxcTools = []string{"lxc-create", "lxc-start", "lxc-stop", "lxc-attach", "lxc-info", "lxc-destroy", "newuidmap", "newgidmap"}
+var lxcTools = []string{"lxc-create", "lxc-start", "lxc-stop", "lxc-attach", "lxc-info", "lxc-destroy", "lxc-copy", "lxc-snapshot", "newuidmap", "newgidmap"}
 
 // newLXC prepares the lxcpath, root's subordinate ids and the configuration
 // lines; the caller undoes the id grants (undoIDs) when done.
@@ -199,6 +200,25 @@ func (x *lxcRuntime) startDebug(name string) string {
 		}
 	}
 	return "lxc-start debug log:\n" + lastLines(strings.Join(lines, "\n"), 15)
+}
+
+// logErrors runs an LXC tool's argv again with an error log and returns
+// what the log says (LXC's tools print little on stderr by default).
+func (x *lxcRuntime) logErrors(argv []string, log string) string {
+	os.Remove(log)
+	x.run.output(append(slices.Clone(argv), "-l", "ERROR", "-o", log)...) // fails again
+	data, _ := os.ReadFile(log)
+	var msgs []string
+	for _, l := range strings.Split(string(data), "\n") {
+		// Keep the errors proper, not the advice around them.
+		if i := strings.LastIndex(l, " - "); i >= 0 && strings.Contains(strings.ToLower(l[i:]), "error") {
+			msgs = append(msgs, strings.TrimSpace(l[i+3:]))
+		}
+	}
+	if len(msgs) == 0 {
+		return "nothing"
+	}
+	return strings.Join(msgs, "; ")
 }
 
 // version is `lxc-start --version` and the Debian package version.

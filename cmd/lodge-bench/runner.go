@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,22 @@ func newRunner(env []string, scratch string, shorten func(string) string) (*runn
 	return &runner{env: env, devNull: devNull, errFile: errFile, shorten: shorten}, nil
 }
 
+// withEnv returns a runner that shares r's files but runs commands with
+// the variables in vars (NAME=value) set, replacing r's values of the same
+// names.
+func (r *runner) withEnv(vars ...string) *runner {
+	o := *r
+	o.env = nil
+	for _, kv := range r.env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.ContainsFunc(vars, func(v string) bool { return strings.HasPrefix(v, name+"=") }) {
+			o.env = append(o.env, kv)
+		}
+	}
+	o.env = append(o.env, vars...)
+	return &o
+}
+
 func (r *runner) close() {
 	r.devNull.Close()
 	r.errFile.Close()
@@ -60,6 +77,27 @@ func (r *runner) timed(argv []string) (time.Duration, error) {
 		return elapsed, r.failure(argv, err, r.stderrText())
 	}
 	return elapsed, nil
+}
+
+// timedOutput is timed, and returns what the command printed on stdout and
+// stderr too: for commands that report a measurement of their own (the
+// time `lodge snapshot create` kept a container frozen).
+func (r *runner) timedOutput(argv []string) (time.Duration, string, error) {
+	if err := r.resetErrFile(); err != nil {
+		return 0, "", err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = r.env
+	var stdout strings.Builder
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = r.devNull, &stdout, r.errFile
+	start := time.Now()
+	err := cmd.Run()
+	elapsed := time.Since(start)
+	printed := stdout.String() + r.stderrText()
+	if err != nil {
+		return elapsed, printed, r.failure(argv, err, r.stderrText())
+	}
+	return elapsed, printed, nil
 }
 
 // output runs argv untimed, with a hang guard, and returns its stdout.
@@ -104,7 +142,19 @@ func (r *runner) failure(argv []string, err error, stderr string) error {
 
 // display is argv as a user would type it, with temp paths shortened.
 func (r *runner) display(argv []string) string {
-	return r.shorten(strings.Join(argv, " "))
+	quoted := make([]string, len(argv))
+	for i, arg := range argv {
+		quoted[i] = shellQuote(arg)
+	}
+	return r.shorten(strings.Join(quoted, " "))
+}
+
+// shellQuote quotes arg for a POSIX shell when it needs it.
+func shellQuote(arg string) string {
+	if arg != "" && !strings.ContainsAny(arg, " \t\n'\"\\$&|;<>()*?[]{}~#!`") {
+		return arg
+	}
+	return "'" + strings.ReplaceAll(arg, "'", `'\''`) + "'"
 }
 
 func lastLines(s string, n int) string {
