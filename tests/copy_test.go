@@ -179,6 +179,16 @@ func TestCopyOnWrite(t *testing.T) {
 		if got := e.must("exec", "cow", "--", "cat", "/data"); got != "changed\n" {
 			t.Errorf("/data in the source = %q after the clone removed its own, want changed", got)
 		}
+		// Deleting the source keeps the layers the clone stands on.
+		e.must("exec", "cow2", "--", "sh", "-c", "echo clone > /data2")
+		e.must("delete", "--force", "cow")
+		e.must("restart", "cow2")
+		if got := e.must("exec", "cow2", "--", "cat", "/data2", "/bin/busybox"); !strings.HasPrefix(got, "clone\n") {
+			t.Errorf("the clone after its source was deleted: /data2 = %.20q", got)
+		}
+		if _, err := os.Stat(filepath.Join(e.root, "containers", "cow")); err == nil {
+			t.Error("the deleted source's directory is still there")
+		}
 	})
 	t.Run("dir refuses", func(t *testing.T) {
 		e := newEnv(t)
