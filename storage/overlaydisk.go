@@ -76,16 +76,19 @@ func OpenUpperDir(path string) (*View, error) {
 // mountDisk mounts the ext4 image img as a detached mount, through the
 // loop device already bound to it if there is one.
 func mountDisk(img string) (*os.File, error) {
-	f, err := os.OpenFile(img, os.O_RDWR|unix.O_CLOEXEC, 0)
+	// The lock is taken on a descriptor of its own: a flock belongs to
+	// the open file, and the one a loop device is bound to stays open
+	// (in the kernel) as long as the device is bound.
+	lock, err := os.Open(img)
 	if err != nil {
 		return nil, fmt.Errorf("open disk image: %w", err)
 	}
-	defer f.Close() // and the flock with it
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+	defer lock.Close() // and the flock with it
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
 		return nil, fmt.Errorf("lock disk image %s: %w", img, err)
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+	if err := unix.Fstat(int(lock.Fd()), &st); err != nil {
 		return nil, err
 	}
 	loop, err := findLoop(&st)
@@ -93,7 +96,7 @@ func mountDisk(img string) (*os.File, error) {
 		return nil, err
 	}
 	if loop == nil {
-		if loop, err = attachLoop(f, img); err != nil {
+		if loop, err = attachLoop(img); err != nil {
 			return nil, err
 		}
 	}
@@ -127,8 +130,14 @@ func findLoop(st *unix.Stat_t) (*os.File, error) {
 	return nil, nil
 }
 
-// attachLoop binds a free loop device to img with autoclear.
-func attachLoop(img *os.File, name string) (*os.File, error) {
+// attachLoop binds a free loop device to the image file name with
+// autoclear.
+func attachLoop(name string) (*os.File, error) {
+	img, err := os.OpenFile(name, os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open disk image: %w", err)
+	}
+	defer img.Close() // the device keeps its own reference
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("loop devices: %w", err)

@@ -115,6 +115,29 @@ func TestOverlayDiskLimit(t *testing.T) {
 		t.Errorf("after the limit: %q, want %q", got, editedListing)
 	}
 	checkUpperMarks(t, rootfs)
+	// Users at once (a running container, a view, a usage query): one
+	// loop device, one filesystem.
+	v, err := OpenView(e.root, c1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u1, err := OpenUpperDir(rootfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u2, err := OpenUpperDir(rootfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := inode(t, u1.Dir+"/upper"), inode(t, u2.Dir+"/upper"); a != b {
+		t.Errorf("two mounts of the image show different uppers (%d, %d)", a, b)
+	}
+	if loops := boundLoops(t, filepath.Dir(e.root)); len(loops) != 1 {
+		t.Errorf("loop devices bound with three users of one image: %v", loops)
+	}
+	u1.Close()
+	u2.Close()
+	v.Close()
 	st := e.statfsView(t, c1)
 	if size := int64(st.Blocks) * st.Bsize; size > 32*mb || size < 24*mb {
 		t.Errorf("statfs of the merged root: %d bytes, want about 32 MiB", size)
@@ -135,7 +158,7 @@ func TestOverlayDiskLimit(t *testing.T) {
 		t.Errorf("after growing to 64 MiB statfs shows %d bytes", int64(st.Blocks)*st.Bsize)
 	}
 	// Too small for the data: refused, nothing changed.
-	err := e.o.SetQuota(ctx, rootfs, 16*mb)
+	err = e.o.SetQuota(ctx, rootfs, 16*mb)
 	var qe *QuotaError
 	if !errors.As(err, &qe) || !strings.Contains(err.Error(), "delete files inside first") {
 		t.Errorf("a limit below the data: %v", err)
