@@ -60,6 +60,7 @@ func TestOverlayDiskLimit(t *testing.T) {
 	e.must("start", "dk1")
 	e.must("start", "dk2")
 	size, used := dfRootKiB(t, e, "dk1")
+	t.Logf("df / inside under limits.disk=64MiB: %d KiB, %d KiB used", size, used)
 	if size < 56<<10 || size > 64<<10 {
 		t.Errorf("df / inside shows %d KiB, want about 64 MiB", size)
 	}
@@ -109,6 +110,24 @@ func TestOverlayDiskLimit(t *testing.T) {
 	e.must("start", "dk1")
 	if size, _ := dfRootKiB(t, e, "dk1"); size < 24<<10 || size > 32<<10 {
 		t.Errorf("df / after limits.disk=32MiB shows %d KiB", size)
+	}
+	e.must("stop", "dk1")
+	// A snapshot of the stopped container copies its upper out of the
+	// image; a restore brings it back and keeps the limit.
+	e.must("snapshot", "create", "dk1", "s1")
+	e.must("start", "dk1")
+	e.must("exec", "dk1", "--", "touch", "/root/after")
+	e.must("stop", "dk1")
+	e.must("snapshot", "restore", "dk1", "s1")
+	e.must("start", "dk1")
+	if r := e.run("exec", "dk1", "--", "ls", "/root/after"); r.code == 0 {
+		t.Errorf("a file made after the snapshot is there after the restore: %s", r)
+	}
+	if got := e.must("exec", "dk1", "--", "cat", "/root/kept"); got != "kept\n" {
+		t.Errorf("/root/kept after the restore = %q", got)
+	}
+	if size, _ := dfRootKiB(t, e, "dk1"); size < 24<<10 || size > 32<<10 {
+		t.Errorf("df / after the restore shows %d KiB", size)
 	}
 	e.must("stop", "dk1")
 	e.must("config", "set", "dk1", "limits.disk=0")
