@@ -31,6 +31,9 @@ const LayersFile = "layers.json"
 //	P/work         overlay's work directory (same filesystem as upper)
 //	P/layers.json  the read-only lower layers, topmost first
 //
+// or, under limits.disk, upper and work inside P/disk.img, an ext4 image of
+// the limit's size (see overlaydisk.go and OpenUpperDir).
+//
 // The lowers are shared immutable layers ROOT/storage/overlay/layers/ID
 // (former uppers, frozen by a clone or snapshot) above the image's root
 // filesystem directory, which may live outside ROOT (an image cache). The

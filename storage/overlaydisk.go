@@ -117,7 +117,7 @@ func findLoop(st *unix.Stat_t) (*os.File, error) {
 		return nil, err
 	}
 	for _, b := range bound {
-		dev, err := os.OpenFile("/dev/"+filepath.Base(filepath.Dir(b)), os.O_RDWR|unix.O_CLOEXEC, 0)
+		dev, err := os.OpenFile("/dev/"+filepath.Base(filepath.Dir(b)), os.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			continue // cleared meanwhile, or no node
 		}
@@ -397,7 +397,7 @@ func (o Overlay) SetQuotaRunning(ctx context.Context, path string, bytes int64) 
 	if err != nil {
 		return err
 	}
-	if cur > 0 && bytes == cur {
+	if bytes == cur {
 		return nil
 	}
 	var why string

@@ -203,6 +203,9 @@ func TestOverlayDiskRunningRefused(t *testing.T) {
 	if err := e.o.SetQuotaRunning(ctx, rootfs, 32*mb); !errors.Is(err, ErrStopFirst) {
 		t.Errorf("adding a limit while running: %v", err)
 	}
+	if err := e.o.SetQuotaRunning(ctx, rootfs, 0); err != nil {
+		t.Errorf("no limit, still none, while running: %v", err)
+	}
 	if err := e.o.SetQuota(ctx, rootfs, 32*mb); err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,10 @@ func TestOverlayDiskLimit(t *testing.T) {
 	e.createBusybox("dk1")
 	requireOverlayDefault(t, e, "dk1")
 	e.createBusybox("dk2")
+	e.createBusybox("dk4", "limits.disk=64MiB") // create -c makes it with its image
+	if _, err := os.Stat(filepath.Join(e.root, "containers", "dk4", "rootfs", storage.DiskImage)); err != nil {
+		t.Errorf("create -c limits.disk=64MiB: no disk image: %v", err)
+	}
 	tree := filepath.Join(e.root, "containers", "dk1", "rootfs")
 	e.must("config", "set", "dk1", "limits.disk=64MiB")
 	if _, err := os.Stat(filepath.Join(tree, storage.DiskImage)); err != nil {
@@ -139,7 +143,7 @@ func TestOverlayDiskLimit(t *testing.T) {
 		t.Errorf("/root/kept without the limit = %q", got)
 	}
 	e.must("config", "set", "dk1", "limits.disk=") // back to no limit while running: nothing to do
-	for _, name := range []string{"dk1", "dk2", "dk3"} {
+	for _, name := range []string{"dk1", "dk2", "dk3", "dk4"} {
 		e.must("delete", "--force", name)
 		if _, err := os.Lstat(filepath.Join(e.root, "containers", name)); !os.IsNotExist(err) {
 			t.Errorf("%s after delete: %v", name, err)
