@@ -75,6 +75,10 @@ func TestOverlayDiskLimit(t *testing.T) {
 	if _, after := dfRootKiB(t, e, "dk1"); after < used+48<<10 {
 		t.Errorf("df / inside after the dd: %d KiB used, was %d", after, used)
 	}
+	// lodge info counts what counts against the limit.
+	if got := e.storageInfo("dk1").Storage.DiskBytes; got < 48<<20 || got > 64<<20 {
+		t.Errorf("lodge info: disk_bytes = %d after filling a 64 MiB limit", got)
+	}
 	// The host and a container without a limit are not bound by it.
 	e.must("exec", "dk2", "--", "dd", "if=/dev/zero", "of=/big", "bs=1M", "count=80")
 	if err := os.WriteFile(filepath.Join(t.TempDir(), "host"), make([]byte, 8<<20), 0o644); err != nil {
