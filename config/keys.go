@@ -71,7 +71,7 @@ var keyRegistry = []Key{
 	},
 	{
 		Name:    "limits.disk",
-		Doc:     "Disk space the container's root filesystem may use, in the units of limits.memory, enforced by its storage backend (`df /` inside shows it). A backend that cannot enforce it refuses the setting with the reason (`config set` and `create -c` fail, nothing changes). Empty or 0 means no limit.",
+		Doc:     "Disk space the container's root filesystem may use, in the units of limits.memory, enforced by its storage backend. overlay (the default on ext4): its own changes live on an ext4 image of that size, writes past it fail with ENOSPC and `df /` inside shows the limit; set, shrunk or removed while the container is stopped (running, it can only grow, and only with CAP_SYS_RESOURCE), and at least 16MiB. btrfs: a qgroup, writes past it fail with EDQUOT, `df /` shows the whole filesystem, and making btrfs subvolumes inside is refused. dir cannot enforce it. A backend that cannot take a value refuses it with the reason (`config set` and `create -c` fail, nothing changes). Empty or 0 means no limit.",
 		Example: "10GiB",
 		set:     setDisk,
 		get:     func(c *Container) string { return c.Limits.Disk.String() },

@@ -100,5 +100,12 @@ func (m *Manager) applyDiskChange(ctx context.Context, name string, cfg *config.
 	if err := m.prepareStorage(name); err != nil {
 		return err
 	}
+	st, err := m.liveState(name)
+	if err != nil {
+		return err
+	}
+	if st != nil {
+		return m.setRunningDiskLimit(ctx, name, cfg.Limits.Disk)
+	}
 	return m.setDiskLimit(ctx, m.store.ContainerDir(name), cfg.Limits.Disk)
 }

@@ -117,6 +117,31 @@ func (m *Manager) setDiskLimit(ctx context.Context, dir string, limit config.Siz
 	return nil
 }
 
+// setRunningDiskLimit is setDiskLimit for a running container: a backend
+// that can change its limit only in some ways while it runs (overlay: only
+// grow) refuses the others, and the user stops it first.
+func (m *Manager) setRunningDiskLimit(ctx context.Context, name string, limit config.Size) error {
+	dir := m.store.ContainerDir(name)
+	b, _, err := storage.ForContainer(m.store.Root, dir)
+	if err != nil {
+		return err
+	}
+	rq, ok := b.(storage.RunningQuotaSetter)
+	if !ok {
+		return m.setDiskLimit(ctx, dir, limit)
+	}
+	if err := rq.SetQuotaRunning(ctx, filepath.Join(dir, "rootfs"), int64(limit)); err != nil {
+		if errors.Is(err, storage.ErrStopFirst) {
+			return kindError{fmt.Errorf("limits.disk = %s refused for container %s: %w (lodge stop %s)", limit, name, err, name), ErrRunning}
+		}
+		if errors.Is(err, storage.ErrQuotaUnsupported) {
+			return invalid(fmt.Errorf("limits.disk = %s refused: %w", limit, err))
+		}
+		return fmt.Errorf("limits.disk = %s: %w", limit, err)
+	}
+	return nil
+}
+
 // StartStorage is what start does to a container's storage before booting
 // it: the checks of prepareStorage, and limits.disk applied again (a limit
 // lives in the filesystem, which a restore or a move of the root may reset).

@@ -111,15 +111,17 @@ func (Dir) Usage(ctx context.Context, path string) (Usage, error) {
 	return u, nil
 }
 
-// SetQuota implements Backend. The dir backend cannot enforce a limit yet:
-// that needs project quotas (ext4 and xfs), which lodge does not set up.
+// SetQuota implements Backend. The dir backend cannot enforce a limit:
+// that needs project quotas (ext4 and xfs), which lodge does not set up;
+// the overlay and btrfs backends do.
 func (Dir) SetQuota(ctx context.Context, path string, bytes int64) error {
 	if bytes == 0 {
 		return nil // no limit asked, none set
 	}
 	return &QuotaError{Backend: DirName, Path: path, Reason: fmt.Sprintf(
 		"it lives on %s, and the dir backend does not set up project quotas yet; "+
-			"use a backend that enforces limits (btrfs), or leave limits.disk unset", fsName(path))}
+			"make the container with a backend that enforces limits (storage.backend = \"overlay\", the default on ext4, "+
+			"or \"btrfs\" with the lodge root on btrfs, in the host config), or leave limits.disk unset", fsName(path))}
 }
 
 // fsName names the filesystem path is on, for messages.

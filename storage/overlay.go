@@ -31,6 +31,9 @@ const LayersFile = "layers.json"
 //	P/work         overlay's work directory (same filesystem as upper)
 //	P/layers.json  the read-only lower layers, topmost first
 //
+// or, under limits.disk, upper and work inside P/disk.img, an ext4 image of
+// the limit's size (see overlaydisk.go and OpenUpperDir).
+//
 // The lowers are shared immutable layers ROOT/storage/overlay/layers/ID
 // (former uppers, frozen by a clone or snapshot) above the image's root
 // filesystem directory, which may live outside ROOT (an image cache). The
@@ -242,17 +245,37 @@ func (o Overlay) Clone(ctx context.Context, src, dst string, opts Options) error
 	if _, err := os.Lstat(dst); err == nil {
 		return fmt.Errorf("copy %s to %s: %w", src, dst, os.ErrExist)
 	}
+	if err := o.cloneTree(ctx, src, dst, t, opts); err != nil {
+		return err
+	}
+	return nil
+}
+
+// cloneTree makes dst a full copy of the tree at src (lowers shared, upper
+// copied), on a disk image of the source's size if the source has one.
+func (o Overlay) cloneTree(ctx context.Context, src, dst string, t Tree, opts Options) error {
+	size, err := diskSize(src)
+	if err != nil {
+		return err
+	}
+	srcUpper, err := OpenUpperDir(src)
+	if err != nil {
+		return err
+	}
+	defer srcUpper.Close()
+	from := filepath.Join(srcUpper.Dir, "upper")
+	fill := func(dir string) error { return copyInto(ctx, from, filepath.Join(dir, "upper"), opts, false) }
 	tmp := tempPath(dst, "copy")
 	if err := makeOverlayTree(tmp, t, nil); err != nil {
 		os.RemoveAll(tmp)
 		return err
 	}
-	upper := filepath.Join(tmp, "upper")
-	if err := os.Remove(upper); err != nil {
-		os.RemoveAll(tmp)
-		return err
+	if size > 0 {
+		err = limitTree(tmp, size, func(dir string) error { return fillUpper(ctx, src, from, dir, size) })
+	} else if err = os.Remove(filepath.Join(tmp, "upper")); err == nil {
+		err = fill(tmp)
 	}
-	if err := copyInto(ctx, filepath.Join(src, "upper"), upper, opts, false); err != nil {
+	if err != nil {
 		os.RemoveAll(tmp)
 		return err
 	}
@@ -280,12 +303,13 @@ func (o Overlay) Snapshot(ctx context.Context, src, snap string, opts Options) e
 	if opts.Live {
 		return o.copyLayer(ctx, src, snap, opts)
 	}
-	return o.freeze(src, snap)
+	return o.freeze(ctx, src, snap)
 }
 
-// upperEmpty says whether the tree at path has no changes of its own.
-func upperEmpty(path string) (bool, error) {
-	names, err := readNames(filepath.Join(path, "upper"))
+// upperEmpty says whether the upper directory upper of the tree at path
+// has no changes.
+func upperEmpty(path, upper string) (bool, error) {
+	names, err := readNames(upper)
 	if err != nil {
 		return false, fmt.Errorf("overlay tree %s: %w", path, err)
 	}
@@ -306,6 +330,9 @@ type intent struct {
 	TmpSrc string `json:"tmp_src"`
 	TmpDst string `json:"tmp_dst,omitempty"`
 	Dst    string `json:"dst,omitempty"`
+	// Copied: the source has a disk image, from which the upper is
+	// copied into the layer, not renamed (another filesystem).
+	Copied bool `json:"copied,omitempty"`
 }
 
 // freeze makes src's upper a shared layer L, src an empty upper over L and
@@ -316,16 +343,31 @@ type intent struct {
 //  2. rename src/upper to layers/L: recover moves it back (old)
 //  3. exchange tmpSrc and src: new for src; recover moves tmpDst to dst (new)
 //  4. rename tmpDst to dst, remove the intent and the old tree: new
-func (o Overlay) freeze(src, dst string) error {
+//
+// A source with a disk image (limits.disk) keeps one: tmpSrc gets a new
+// empty image of the same size, and step 2 copies the upper into layers/L
+// (copyTree: complete before it has that name) instead of renaming it
+// across filesystems; recover then undoes step 2 by removing the copy.
+func (o Overlay) freeze(ctx context.Context, src, dst string) error {
 	t, err := ReadTree(src)
 	if err != nil {
 		return err
 	}
+	size, err := diskSize(src)
+	if err != nil {
+		return err
+	}
+	srcUpper, err := OpenUpperDir(src)
+	if err != nil {
+		return err
+	}
+	defer srcUpper.Close()
+	upper := filepath.Join(srcUpper.Dir, "upper")
 	var st unix.Stat_t
-	if err := unix.Lstat(filepath.Join(src, "upper"), &st); err != nil {
+	if err := unix.Lstat(upper, &st); err != nil {
 		return fmt.Errorf("overlay tree %s: %w", src, err)
 	}
-	empty, err := upperEmpty(src)
+	empty, err := upperEmpty(src, upper)
 	if err != nil || empty {
 		if err == nil && dst != "" {
 			err = o.placeTree(dst, t, &st) // nothing to freeze: share the lowers
@@ -334,12 +376,12 @@ func (o Overlay) freeze(src, dst string) error {
 	}
 	id := newLayerID()
 	nt := Tree{Layers: append([]string{id}, t.Layers...), Image: t.Image}
-	in := intent{Src: src, Layer: id, TmpSrc: tempPath(src, "freeze")}
+	in := intent{Src: src, Layer: id, TmpSrc: tempPath(src, "freeze"), Copied: size > 0}
 	if dst != "" {
 		in.Dst, in.TmpDst = dst, tempPath(dst, "tree")
 	}
 	undo := func() { os.RemoveAll(in.TmpSrc); os.RemoveAll(in.TmpDst) }
-	if err := makeOverlayTree(in.TmpSrc, nt, &st); err != nil {
+	if err := makeLayerTree(in.TmpSrc, nt, &st, size); err != nil {
 		undo()
 		return err
 	}
@@ -354,7 +396,12 @@ func (o Overlay) freeze(src, dst string) error {
 		return err
 	}
 	stepHook("intent")
-	if err := os.Rename(filepath.Join(src, "upper"), o.layerPath(id)); err != nil {
+	if in.Copied {
+		err = copyTree(ctx, upper, o.layerPath(id), Options{}, false)
+	} else {
+		err = os.Rename(upper, o.layerPath(id))
+	}
+	if err != nil {
 		o.removeIntent(id)
 		undo()
 		return fmt.Errorf("freeze the upper layer of %s: %w", src, err)
@@ -365,6 +412,7 @@ func (o Overlay) freeze(src, dst string) error {
 		return errors.Join(fmt.Errorf("give %s its new upper layer: %w", src, err), rerr)
 	}
 	stepHook("exchange")
+	srcUpper.Close() // the old image's filesystem, before finishFreeze removes its file
 	return o.finishFreeze(in)
 }
 
@@ -443,7 +491,11 @@ func (o Overlay) recoverOne(in intent) error {
 		return err
 	}
 	if len(t.Layers) == 0 || t.Layers[0] != in.Layer { // step 3 not done: undo step 2
-		if err := os.Rename(layer, filepath.Join(in.Src, "upper")); err != nil {
+		undo := func() error { return os.Rename(layer, filepath.Join(in.Src, "upper")) }
+		if in.Copied { // the source still has its upper: drop the copy
+			undo = func() error { return os.RemoveAll(layer) }
+		}
+		if err := undo(); err != nil {
 			return err
 		}
 		os.RemoveAll(in.TmpSrc)
@@ -461,18 +513,24 @@ func (o Overlay) copyLayer(ctx context.Context, src, snap string, opts Options) 
 	if err != nil {
 		return err
 	}
+	srcUpper, err := OpenUpperDir(src)
+	if err != nil {
+		return err
+	}
+	defer srcUpper.Close()
+	upper := filepath.Join(srcUpper.Dir, "upper")
 	var st unix.Stat_t
-	if err := unix.Lstat(filepath.Join(src, "upper"), &st); err != nil {
+	if err := unix.Lstat(upper, &st); err != nil {
 		return fmt.Errorf("overlay tree %s: %w", src, err)
 	}
-	if empty, err := upperEmpty(src); err != nil || empty {
+	if empty, err := upperEmpty(src, upper); err != nil || empty {
 		if err == nil {
 			err = o.placeTree(snap, t, &st)
 		}
 		return err
 	}
 	id := newLayerID()
-	if err := copyTree(ctx, filepath.Join(src, "upper"), o.layerPath(id), opts, false); err != nil {
+	if err := copyTree(ctx, upper, o.layerPath(id), opts, false); err != nil {
 		return fmt.Errorf("copy the upper layer of %s: %w", src, err)
 	}
 	// Killed here, the layer is named by no tree: the next gc removes it.
@@ -489,19 +547,25 @@ func (o Overlay) Restore(ctx context.Context, snap, dst string, opts Options) er
 		return err
 	}
 	defer unlock()
-	if err := o.freeze(snap, ""); err != nil {
+	if err := o.freeze(ctx, snap, ""); err != nil {
 		return err
 	}
 	t, err := ReadTree(snap)
 	if err != nil {
 		return err
 	}
-	var st unix.Stat_t
-	if err := unix.Lstat(filepath.Join(snap, "upper"), &st); err != nil {
-		return fmt.Errorf("overlay tree %s: %w", snap, err)
+	st, err := upperMeta(snap)
+	if err != nil {
+		return err
+	}
+	// The restored tree keeps dst's disk limit (start applies limits.disk
+	// of the restored configuration anyway).
+	size, err := diskSize(dst)
+	if err != nil {
+		return err
 	}
 	tmp := tempPath(dst, "restore")
-	if err := makeOverlayTree(tmp, t, &st); err != nil {
+	if err := makeLayerTree(tmp, t, &st, size); err != nil {
 		os.RemoveAll(tmp)
 		return fmt.Errorf("restore %s from %s: %w", dst, snap, err)
 	}
@@ -671,21 +735,21 @@ func ImageUsers(root, image string) ([]string, error) {
 
 // Usage implements Backend: the space of the tree's own upper layer. The
 // shared layers below are counted by none of the trees that share them
-// (they belong to ROOT/storage/overlay/layers), nor is the image.
+// (they belong to ROOT/storage/overlay/layers), nor is the image. For a
+// tree with a disk image it is the image filesystem's used space (statfs:
+// what counts against limits.disk and what df inside shows as used).
 func (o Overlay) Usage(ctx context.Context, path string) (Usage, error) {
-	return Dir{}.Usage(ctx, filepath.Join(path, "upper"))
-}
-
-// SetQuota implements Backend: overlay has no limit of its own, and the
-// project quotas that could limit the upper directory need a kernel with
-// CONFIG_QFMT_V2 (ext4) or CONFIG_XFS_QUOTA and a filesystem mounted with
-// prjquota (see docs/storage-overlay.md); lodge does not set them up.
-func (o Overlay) SetQuota(ctx context.Context, path string, bytes int64) error {
-	if bytes == 0 {
-		return nil
+	u, err := OpenUpperDir(path)
+	if err != nil {
+		return Usage{}, err
 	}
-	return &QuotaError{Backend: OverlayName, Path: path, Reason: fmt.Sprintf(
-		"its upper layer lives on %s, and overlay can only be limited by project quotas, which lodge does not set up "+
-			"(and this kernel may lack: CONFIG_QFMT_V2/CONFIG_XFS_QUOTA); make the container with the btrfs backend "+
-			"(lodge root on btrfs, storage.backend = \"btrfs\"), or leave limits.disk unset", fsName(path))}
+	defer u.Close()
+	if u.mnt == nil {
+		return Dir{}.Usage(ctx, filepath.Join(path, "upper"))
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(u.mnt.Fd()), &st); err != nil {
+		return Usage{}, fmt.Errorf("disk usage of %s: %w", path, err)
+	}
+	return Usage{Bytes: int64(st.Blocks-st.Bfree) * st.Bsize, Inodes: int64(st.Files - st.Ffree)}, nil
 }

@@ -86,6 +86,14 @@ type Usage struct {
 // or the filesystem under it cannot share data between trees.
 var ErrNoCopyOnWrite = errors.New("copy-on-write is not available")
 
+// RunningQuotaSetter is a Backend whose disk limit changes differ while a
+// container runs on the tree: the manager calls SetQuotaRunning instead of
+// SetQuota then. It refuses (matching ErrStopFirst) what needs the
+// container stopped.
+type RunningQuotaSetter interface {
+	SetQuotaRunning(ctx context.Context, path string, bytes int64) error
+}
+
 // ErrQuotaUnsupported is what every *QuotaError matches with errors.Is.
 var ErrQuotaUnsupported = errors.New("disk limit cannot be enforced")
 

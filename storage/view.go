@@ -66,9 +66,16 @@ func OpenView(root, containerDir string, writable bool) (*View, error) {
 
 // mountView mounts the overlay of tree path as a detached mount.
 func (o Overlay) mountView(path string, t Tree, writable bool) (*os.File, error) {
+	// The overlay keeps its own clones of the layers' mounts: the disk
+	// image's mount can go when it is made.
+	u, err := OpenUpperDir(path)
+	if err != nil {
+		return nil, err
+	}
+	defer u.Close()
 	lowers := o.Lowers(t)
 	if !writable {
-		lowers = append([]string{filepath.Join(path, "upper")}, lowers...)
+		lowers = append([]string{filepath.Join(u.Dir, "upper")}, lowers...)
 	}
 	fs, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err != nil {
@@ -81,10 +88,10 @@ func (o Overlay) mountView(path string, t Tree, writable bool) (*os.File, error)
 		}
 	}
 	if writable {
-		if err := unix.FsconfigSetString(fs, "upperdir", filepath.Join(path, "upper")); err != nil {
+		if err := unix.FsconfigSetString(fs, "upperdir", filepath.Join(u.Dir, "upper")); err != nil {
 			return nil, fmt.Errorf("overlay upper layer: %w", err)
 		}
-		if err := unix.FsconfigSetString(fs, "workdir", filepath.Join(path, "work")); err != nil {
+		if err := unix.FsconfigSetString(fs, "workdir", filepath.Join(u.Dir, "work")); err != nil {
 			return nil, fmt.Errorf("overlay work directory: %w", err)
 		}
 	}

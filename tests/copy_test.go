@@ -233,6 +233,7 @@ func TestCopySnapshot(t *testing.T) {
 // config set and create -c refuse it with the reason and change nothing.
 func TestDiskLimitRefused(t *testing.T) {
 	e := newEnv(t)
+	e.useStorage("dir") // overlay (this host's default) and btrfs enforce it
 	e.createBusybox("dl")
 	if b := e.storageInfo("dl").Storage.Backend; b != "dir" {
 		t.Skipf("SKIPPED: the refusal is the dir backend's; this root uses %s", b)

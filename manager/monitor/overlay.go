@@ -62,7 +62,15 @@ func (m *Monitor) overlayLayers(cfg *config.Container, ch *child, stage *rootfs.
 		return nil, 0, err
 	}
 	defer userns.Close()
-	dirs := append(ov.Lowers(t), path)
+	// The tree's upper and work directories: the tree itself, or the
+	// mounted disk image of a tree with limits.disk. Its idmapped clone
+	// keeps the filesystem (and its loop device) while the container runs.
+	upper, err := storage.OpenUpperDir(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer upper.Close()
+	dirs := append(ov.Lowers(t), upper.Dir)
 	for i, dir := range dirs {
 		if err := attachLayer(dir, userns, i < len(dirs)-1, stage, strconv.Itoa(i)); err != nil {
 			return nil, 0, fmt.Errorf("overlay root of %s: %w (rootfs.shift = %q cannot help: overlay storage needs idmapped mounts)", m.name, err, cfg.Rootfs.Shift)
