@@ -58,6 +58,13 @@ func (m *Manager) stopLocked(ctx context.Context, name string, opts StopOptions)
 			return StopResult{}, fmt.Errorf("stop %s: %w", name, err)
 		}
 	}
+	// The monitor answers, then removes its cgroup as it exits: a start
+	// right after the stop (restart) must not have its new monitor's cgroup
+	// removed from under it, so the stop returns once the monitor is gone.
+	monitorFD, monitorErr := openPidfd(st.Monitor)
+	if monitorErr == nil {
+		defer unix.Close(monitorFD)
+	}
 	req := monitor.Request{Op: "stop", Timeout: opts.Timeout, Force: opts.Force}
 	resp, err := monitor.Do(ctx, m.store.SocketPath(name), req)
 	if errors.Is(err, monitor.ErrNoMonitor) || (err != nil && ctx.Err() == nil && !st.Monitor.Alive()) {
@@ -66,6 +73,9 @@ func (m *Manager) stopLocked(ctx context.Context, name string, opts StopOptions)
 	}
 	if err != nil {
 		return StopResult{}, fmt.Errorf("stop %s: %w", name, err)
+	}
+	if monitorErr == nil {
+		waitPidfd(monitorFD, 5*time.Second)
 	}
 	return StopResult{Killed: resp.Killed}, nil
 }

@@ -182,7 +182,10 @@ func TestCopyOnWrite(t *testing.T) {
 		// Deleting the source keeps the layers the clone stands on.
 		e.must("exec", "cow2", "--", "sh", "-c", "echo clone > /data2")
 		e.must("delete", "--force", "cow")
-		e.must("restart", "cow2")
+		if r := e.run("restart", "cow2"); r.code != 0 {
+			log, _ := os.ReadFile(filepath.Join(e.root, "containers", "cow2", "log", "monitor.log"))
+			t.Fatalf("restart of the clone after its source was deleted: %s\nmonitor.log:\n%s", r, log)
+		}
 		if got := e.must("exec", "cow2", "--", "cat", "/data2", "/bin/busybox"); !strings.HasPrefix(got, "clone\n") {
 			t.Errorf("the clone after its source was deleted: /data2 = %.20q", got)
 		}
