@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"lodge/lxcfs/server"
+	"lodge/storage"
 
 	"golang.org/x/sys/unix"
 )
@@ -99,7 +100,7 @@ func runViews(b *bench) (*groupResult, error) {
 	b.addCleanup(lx.stop)
 	reader := "/usr/local/bin/procread"
 	lodgeName := b.lodge.Container(1)
-	if err := b.installReader(filepath.Join(b.lodge.root, "containers", lodgeName, "rootfs"), reader); err != nil {
+	if err := b.installLodgeReader(lodgeName, reader); err != nil {
 		return res, err
 	}
 	if err := b.createLXCWithViews(lx, lxcViewsName); err != nil {
@@ -143,6 +144,25 @@ func runViews(b *bench) (*groupResult, error) {
 	mem, err := b.viewsMemory(lx)
 	res.Rows = append(res.Rows, mem...)
 	return res, err
+}
+
+// installLodgeReader copies procread into lodge's stopped container name
+// through the root its storage backend shows the host (an overlay
+// container's rootfs directory holds its layers, not its files).
+func (b *bench) installLodgeReader(name, path string) error {
+	for _, rt := range b.runtimes {
+		if rt.Name() == "lodge" {
+			if err := b.ensureStopped(rt, name); err != nil {
+				return err
+			}
+		}
+	}
+	view, err := storage.OpenView(b.lodge.root, filepath.Join(b.lodge.root, "containers", name), true)
+	if err != nil {
+		return fmt.Errorf("install procread in %s: %w", name, err)
+	}
+	defer view.Close()
+	return b.installReader(view.Dir, path)
 }
 
 // installReader copies procread into a container's rootfs (ids on disk are

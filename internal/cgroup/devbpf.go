@@ -207,15 +207,30 @@ const deviceProgramName = "lodge_devices"
 // The verifier's log costs time, so it is asked for only to explain a failure.
 func loadDeviceProgram(rules []DeviceRule) (int, error) {
 	code := encodeProgram(deviceProgram(rules))
-	fd, err := loadProgram(code, nil)
+	fd, err := loadProgramRetrying(code, nil)
 	if err == nil {
 		return fd, nil
 	}
 	logBuf := make([]byte, 64<<10)
-	if _, err := loadProgram(code, logBuf); err != nil {
-		return -1, fmt.Errorf("load the device program: %w (verifier: %s)", err, cString(logBuf))
+	fd, logErr := loadProgramRetrying(code, logBuf)
+	if logErr != nil {
+		return -1, fmt.Errorf("load the device program: %w (verifier: %s)", logErr, cString(logBuf))
 	}
-	return -1, fmt.Errorf("load the device program: %w", err)
+	return fd, nil // the first failure was transient after all
+}
+
+// loadProgramRetrying is loadProgram, tried again when the kernel answers
+// EAGAIN: the verifier gives up with EAGAIN when a signal is pending, and a
+// Go program is signalled all the time (the runtime preempts goroutines
+// with SIGURG). Seen as a failed start in a benchmark starting 40
+// containers.
+func loadProgramRetrying(code, logBuf []byte) (int, error) {
+	for try := 0; ; try++ {
+		fd, err := loadProgram(code, logBuf)
+		if !errors.Is(err, unix.EAGAIN) || try == 10 {
+			return fd, err
+		}
+	}
 }
 
 // loadProgram is BPF_PROG_LOAD of a cgroup device program, with the
