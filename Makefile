@@ -92,7 +92,7 @@ demo: deps build
 	  awk -F: '{ k = $$2; if ($$1 == "0" && k == "") k = "unified"; sub(/^name=/, "", k); p = $$3; if (p == "/") p = ""; \
 	    printf "\"%s\" = \"%s/lodge-demo\"\n", k, p }' /proc/self/cgroup; } > $$LODGE_HOST_CONFIG; \
 	show() { printf '\n\033[1m$$ %s\033[0m\n' "$$*"; "$$@"; }; \
-	lodge delete --force demo >/dev/null 2>&1 || true; \
+	lodge delete --force demo2 >/dev/null 2>&1 || true; lodge delete --force demo >/dev/null 2>&1 || true; \
 	show lodge create demo --template debian -c limits.memory=512MiB -c limits.cpuset=0 -c limits.pids=512; \
 	show lodge start demo; \
 	printf 'waiting for systemd to finish booting...\n'; \
@@ -110,7 +110,15 @@ demo: deps build
 	show ps -o user,pid,comm -p $$pid; \
 	echo "(on the host, the container's systemd runs as an unprivileged uid)"; \
 	show lodge stop demo; \
+	show lodge snapshot create demo clean; \
+	show lodge copy demo demo2 --snapshot; \
+	show lodge start demo2; \
+	show lodge exec demo2 -- hostname; \
+	echo "(a copy-on-write clone: its own hostname, machine-id and id range, sharing the image's files)"; \
+	show lodge stop demo2; \
+	show lodge snapshot list demo; \
 	show lodge list; \
+	show lodge delete demo2; \
 	show lodge delete demo; \
 	lodge lxcfs stop; \
 	find /sys/fs/cgroup -maxdepth 8 -depth -type d \( -path '*/lodge-demo/.monitor' -o -path '*/lodge-demo' \) -exec rmdir {} + 2>/dev/null || true; \
