@@ -74,6 +74,9 @@ func (m *Manager) sweepTmp() {
 			// wrote its owner (after locking) and is dead: a create killed
 			// before its rename (fast with overlay storage).
 			owner, named := readOwner(dir)
+			if !named {
+				owner, named = reservingCreator(e.Name())
+			}
 			if fi, err := e.Info(); err == nil && (time.Since(fi.ModTime()) > time.Minute || named && !owner.Alive()) {
 				clearAbandoned(dir)
 			}
@@ -329,7 +332,13 @@ func (r *reservation) release() { r.lock.Close() }
 // reservation is locked from the moment it exists.
 func (m *Manager) reserve(name string) (*reservation, error) {
 	dir := filepath.Join(m.store.TmpDir(), strings.ToLower(name)+".create")
-	fresh, err := os.MkdirTemp(m.store.TmpDir(), reservingPrefix+strings.ToLower(name)+"-")
+	// The creator is named in the directory's name from the start, so that
+	// a create killed before it wrote its owner file is recognised too.
+	self, err := store.ProcessOf(os.Getpid())
+	if err != nil {
+		return nil, fmt.Errorf("reserve %s: %w", dir, err)
+	}
+	fresh, err := os.MkdirTemp(m.store.TmpDir(), fmt.Sprintf("%s%s-%d.%d-", reservingPrefix, strings.ToLower(name), self.PID, self.Start))
 	if err != nil {
 		return nil, fmt.Errorf("reserve %s: %w", dir, err)
 	}
@@ -423,6 +432,25 @@ func writeOwner(dir string) error {
 	}
 	text := fmt.Sprintf("%d %d\n", p.PID, p.Start)
 	return os.WriteFile(filepath.Join(dir, ownerFile), []byte(text), 0o600)
+}
+
+// reservingCreator reads the creator of a fresh reservation from its name,
+// reservingPrefix NAME-PID.START-RANDOM (see reserve).
+func reservingCreator(base string) (store.Process, bool) {
+	parts := strings.Split(base, "-")
+	if len(parts) < 3 {
+		return store.Process{}, false
+	}
+	pidText, startText, ok := strings.Cut(parts[len(parts)-2], ".")
+	if !ok {
+		return store.Process{}, false
+	}
+	pid, err1 := strconv.Atoi(pidText)
+	start, err2 := strconv.ParseUint(startText, 10, 64)
+	if err1 != nil || err2 != nil {
+		return store.Process{}, false
+	}
+	return store.Process{PID: pid, Start: start}, true
 }
 
 func readOwner(dir string) (store.Process, bool) {

@@ -209,6 +209,29 @@ func TestOverlayDebianSystemd(t *testing.T) {
 	if after := treeSum(t, image); after != before {
 		t.Errorf("the image changed under its overlay container")
 	}
+
+	// A copy-on-write clone boots systemd as a machine of its own.
+	e.must("copy", "od1", "od2", "--snapshot")
+	e.must("start", "od2")
+	waitRunning(t, e, "od2")
+	if failed := e.must("exec", "od2", "--", "systemctl", "--failed", "--no-legend"); strings.TrimSpace(failed) != "" {
+		t.Errorf("failed units in the clone:\n%s", failed)
+	}
+	if got := strings.TrimSpace(e.must("exec", "od2", "--", "hostname")); got != "od2" {
+		t.Errorf("the clone's hostname = %q, want od2", got)
+	}
+	if got := e.must("exec", "od2", "--", "cat", "/root/new-file"); got != "kept\n" {
+		t.Errorf("the source's file in the clone = %q", got)
+	}
+	e.must("start", "od1")
+	waitRunning(t, e, "od1")
+	id1 := e.must("exec", "od1", "--", "cat", "/etc/machine-id")
+	id2 := e.must("exec", "od2", "--", "cat", "/etc/machine-id")
+	if id1 == id2 || len(strings.TrimSpace(id2)) != 32 {
+		t.Errorf("machine-ids: source %q, clone %q: want two different ids", id1, id2)
+	}
+	e.must("stop", "od1")
+	e.must("stop", "od2")
 }
 
 // TestOverlayRefusesChownShift: overlay's layers are shared, so a container
