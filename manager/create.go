@@ -126,6 +126,11 @@ func (m *Manager) prepareCreate(opts CreateOptions) (templates.Template, *config
 	if err := cfg.ValidateOn(m.hostFacts()); err != nil {
 		return tmpl, nil, invalid(err)
 	}
+	if cfg.Limits.Disk > 0 {
+		if err := m.checkNewDiskLimit(cfg.Limits.Disk); err != nil {
+			return tmpl, nil, err
+		}
+	}
 	return tmpl, cfg, nil
 }
 
@@ -260,6 +265,19 @@ func (m *Manager) newStorage() (storage.Backend, error) {
 		return nil, invalid(fmt.Errorf("%s: storage.backend: %w", config.HostConfigPath(), err))
 	}
 	return storage.New(choice.Backend, m.store.Root)
+}
+
+// checkNewDiskLimit refuses limits.disk for a new container before anything
+// is built, where the host's backend cannot enforce it.
+func (m *Manager) checkNewDiskLimit(limit config.Size) error {
+	backend, err := m.newStorage()
+	if err != nil {
+		return err
+	}
+	if err := storage.CheckQuota(backend, m.store.Root); err != nil {
+		return invalid(fmt.Errorf("limits.disk = %s refused: %w", limit, err))
+	}
+	return nil
 }
 
 // copyProgress reports a copy's progress to r by bytes, at most once per

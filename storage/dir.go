@@ -124,6 +124,11 @@ func (Dir) SetQuota(ctx context.Context, path string, bytes int64) error {
 			"or \"btrfs\" with the lodge root on btrfs, in the host config), or leave limits.disk unset", fsName(path))}
 }
 
+// CheckQuota implements QuotaChecker: never.
+func (d Dir) CheckQuota(root string) error {
+	return d.SetQuota(context.Background(), root, 1)
+}
+
 // fsName names the filesystem path is on, for messages.
 func fsName(path string) string {
 	var st unix.Statfs_t

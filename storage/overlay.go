@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -135,6 +136,15 @@ func (o Overlay) Recover() error {
 		return err
 	}
 	unlock()
+	return nil
+}
+
+// CheckQuota implements QuotaChecker: a limited tree needs mkfs.ext4 for
+// its disk image.
+func (o Overlay) CheckQuota(root string) error {
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		return &QuotaError{Backend: OverlayName, Path: root, Reason: "a limited container keeps its changes on an ext4 image, and mkfs.ext4 is missing; install e2fsprogs"}
+	}
 	return nil
 }
 

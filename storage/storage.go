@@ -111,6 +111,23 @@ func (e *QuotaError) Error() string {
 // Is makes errors.Is(err, ErrQuotaUnsupported) hold for every QuotaError.
 func (e *QuotaError) Is(target error) bool { return target == ErrQuotaUnsupported }
 
+// QuotaChecker is implemented by backends that can tell before any tree
+// exists whether they could enforce a disk limit under the lodge root, so
+// that a create asking for one is refused before it builds anything.
+type QuotaChecker interface {
+	CheckQuota(root string) error
+}
+
+// CheckQuota says whether b could enforce a disk limit for a new container
+// under root: nil, or a *QuotaError with the reason. Backends without a
+// check answer nil (SetQuota decides later).
+func CheckQuota(b Backend, root string) error {
+	if c, ok := b.(QuotaChecker); ok {
+		return c.CheckQuota(root)
+	}
+	return nil
+}
+
 // Constructor makes a backend for the lodge root directory root; a backend
 // keeps what it needs beyond the trees it is given (shared layers, base
 // subvolumes) below root/storage/NAME.

@@ -248,9 +248,10 @@ func TestDiskLimitRefused(t *testing.T) {
 	}
 	e.must("config", "set", "dl", "limits.disk=0") // no limit: nothing to enforce
 	e.must("config", "set", "dl", "limits.disk=")
-	// create shows its progress first: the refusal is its last line.
-	if r := e.run("create", "dl2", "--template", "busybox", "-c", "limits.disk=200MiB"); r.code != 2 || !strings.Contains(r.stderr, "cannot be enforced by the dir backend") {
-		t.Errorf("create -c limits.disk=200MiB: want exit 2 and the reason, got %s", r)
+	// Refused before anything is built, naming the root, not a staging path.
+	if r := e.run("create", "dl2", "--template", "busybox", "-c", "limits.disk=200MiB"); r.code != 2 || !strings.Contains(r.stderr, "cannot be enforced by the dir backend") ||
+		strings.Contains(r.stderr, ".create") || strings.Contains(r.stdout+r.stderr, "making the root filesystem") {
+		t.Errorf("create -c limits.disk=200MiB: want exit 2 and the reason before any work, got %s", r)
 	}
 	if _, ok := e.listed("dl2"); ok {
 		t.Error("a create refused for limits.disk is listed")
