@@ -131,9 +131,13 @@ func addDefaultRoutes(h *netlink.Handle, link netlink.Link, n NIC) error {
 	return nil
 }
 
-// RemoveNIC deletes the NIC's host end, which takes the peer with it; a
-// missing one is no error (the container's namespace died and took both).
+// RemoveNIC deletes the NIC's host end, which takes the peer with it, and
+// its ifb (Limits); missing ones are no error (the container's namespace
+// died and took the pair).
 func RemoveNIC(host *netlink.Handle, container, name string) error {
+	if err := removeIfb(host, container, name); err != nil {
+		return fmt.Errorf("delete ifb of %s's %s: %w", container, name, err)
+	}
 	link, err := host.LinkByName(HostVethName(container, name))
 	var notFound netlink.LinkNotFoundError
 	if errors.As(err, &notFound) {
