@@ -62,18 +62,19 @@ func TestBridgeRefusesForeignName(t *testing.T) {
 	needRoot(t)
 	h := hostHandle(t)
 	attrs := netlink.NewLinkAttrs()
-	attrs.Name = BridgeName("foreign1")
+	network := unique("f")
+	attrs.Name = BridgeName(network)
 	// (a veth: this kernel has no dummy driver)
 	foreign := &netlink.Veth{LinkAttrs: attrs, PeerName: attrs.Name + "p"}
 	if err := h.LinkAdd(foreign); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.LinkDel(foreign) })
-	_, err := EnsureBridge(h, BridgeConfig{Network: "foreign1"})
+	_, err := EnsureBridge(h, BridgeConfig{Network: network})
 	if err == nil || !strings.Contains(err.Error(), "is not the bridge") {
 		t.Errorf("EnsureBridge over a veth: %v", err)
 	}
-	if err := DeleteBridge(h, "foreign1"); err == nil {
+	if err := DeleteBridge(h, network); err == nil {
 		t.Error("DeleteBridge removed a foreign interface")
 	}
 }

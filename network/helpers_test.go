@@ -112,7 +112,7 @@ func testNetwork(t *testing.T, h *netlink.Handle) BridgeConfig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := fmt.Sprintf("t%d", os.Getpid()%10000000)
+	name := unique("t")
 	v4, err := AllocateIPv4(DefaultPool, used, name)
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +132,11 @@ func testNetwork(t *testing.T, h *netlink.Handle) BridgeConfig {
 	})
 	return c
 }
+
+// unique makes a name of the test's own: two test runs at once (other
+// worktrees) must not share bridges or veths. Short enough for BridgeName's
+// readable form.
+func unique(name string) string { return fmt.Sprintf("%s%d", name, os.Getpid()%10000000) }
 
 // hostAddr returns the i-th host address of subnet (1 is the gateway).
 func hostAddr(subnet netip.Prefix, i int) netip.Prefix {

@@ -18,7 +18,7 @@ import (
 func addTestNIC(t *testing.T, h *netlink.Handle, bc BridgeConfig, c *container, name string, i int) NIC {
 	t.Helper()
 	n := NIC{
-		Container: name, Name: "eth0", Bridge: BridgeName(bc.Network), MTU: 1450,
+		Container: unique(name), Name: "eth0", Bridge: BridgeName(bc.Network), MTU: 1450,
 		IPv4: hostAddr(bc.IPv4, i), IPv6: hostAddr(bc.IPv6, i),
 		Gateway4: Gateway(bc.IPv4).Addr(), Gateway6: Gateway(bc.IPv6).Addr(),
 	}
@@ -156,7 +156,7 @@ func TestNICGoesWithNamespace(t *testing.T) {
 	h := hostHandle(t)
 	bc := testNetwork(t, h)
 	c := startContainer(t)
-	n := NIC{Container: "tdie", Name: "eth0", Bridge: BridgeName(bc.Network), IPv4: hostAddr(bc.IPv4, 2)}
+	n := NIC{Container: unique("tdie"), Name: "eth0", Bridge: BridgeName(bc.Network), IPv4: hostAddr(bc.IPv4, 2)}
 	if err := AddNIC(h, c.nsFD, n); err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestAddNICFailureLeavesNothing(t *testing.T) {
 	h := hostHandle(t)
 	bc := testNetwork(t, h)
 	c := startContainer(t)
-	n := NIC{Container: "tfail", Name: "lo", Bridge: BridgeName(bc.Network)}
+	n := NIC{Container: unique("tfail"), Name: "lo", Bridge: BridgeName(bc.Network)}
 	err := AddNIC(h, c.nsFD, n)
 	t.Logf("a NIC named lo: %v", err)
 	if err == nil {
