@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -201,5 +202,51 @@ func TestAddNICFailureLeavesNothing(t *testing.T) {
 	}
 	if _, err := h.LinkByName(n.HostName()); err == nil {
 		t.Errorf("host end %s left after a failed AddNIC", n.HostName())
+	}
+}
+
+// TestOwnedLinksAfterDeath: when a container with an egress limit dies on
+// its own, the kernel takes the veth pair, but the ifb stays (it lives in
+// the host's namespace): OwnedLinks finds it, RemoveNIC removes it.
+func TestOwnedLinksAfterDeath(t *testing.T) {
+	needRoot(t)
+	h := hostHandle(t)
+	bc := testNetwork(t, h)
+	c := startContainer(t)
+	n := addTestNIC(t, h, bc, c, "own", 2)
+	if err := SetLimits(h, n.Container, n.Name, Limits{Egress: 10e6}); err != nil {
+		t.Fatal(err)
+	}
+	owned := func() []string {
+		links, err := OwnedLinks(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, l := range links {
+			if a := l.Attrs().Alias; a == NICAlias(n.Container, n.Name) || a == BridgeAlias(bc.Network) {
+				names = append(names, l.Type()+":"+l.Attrs().Name)
+			}
+		}
+		return names
+	}
+	t.Logf("running: %v", owned())
+	c.kill()
+	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(10 * time.Millisecond) {
+		if _, err := h.LinkByName(n.HostName()); err != nil {
+			break
+		}
+	}
+	left := owned()
+	t.Logf("after the container died: %v", left)
+	want := "bridge:" + BridgeName(bc.Network) + " ifb:" + IfbName(n.Container, n.Name)
+	if strings.Join(left, " ") != want {
+		t.Errorf("after death: %v, want %s", left, want)
+	}
+	if err := RemoveNIC(h, n.Container, n.Name); err != nil {
+		t.Fatal(err)
+	}
+	if left := owned(); len(left) != 1 {
+		t.Errorf("after RemoveNIC: %v", left)
 	}
 }
