@@ -1,6 +1,6 @@
 // Package layering holds no code, only the test that keeps lodge's import
 // rules (docs/architecture.md, "Layers"): shared infrastructure in internal/
-// and config at the bottom, rootfs, templates, lxcfs, migrate and storage above them,
+// and config at the bottom, rootfs, templates, lxcfs, migrate, storage and network above them,
 // manager above those, the commands on top. Imports only go down.
 package layering
 
@@ -23,7 +23,8 @@ func layer(pkg string) int {
 		strings.HasPrefix(pkg, "lodge/internal/"):
 		return 0
 	case hasRoot(pkg, "lodge/rootfs"), hasRoot(pkg, "lodge/templates"),
-		hasRoot(pkg, "lodge/lxcfs"), hasRoot(pkg, "lodge/migrate"), hasRoot(pkg, "lodge/storage"):
+		hasRoot(pkg, "lodge/lxcfs"), hasRoot(pkg, "lodge/migrate"), hasRoot(pkg, "lodge/storage"),
+		hasRoot(pkg, "lodge/network"):
 		return 1
 	case hasRoot(pkg, "lodge/manager"):
 		return 2
