@@ -88,12 +88,13 @@ func runExec(cmd *cobra.Command, a *app, name string, command []string, opts exe
 }
 
 // forwardSignals returns a channel of the SIGTERM and SIGHUP lodge gets, to
-// pass them on to the command. Setting up signal delivery costs the Go
-// runtime a thread, so it happens in the background while the command
-// starts rather than before.
+// pass them on to the command. It is set up before the command starts:
+// done in the background to save the Go runtime's thread start, a SIGTERM
+// sent as soon as the command showed signs of life could still find lodge
+// without a handler and kill it (seen in CI under load).
 func forwardSignals() <-chan os.Signal {
 	signals := make(chan os.Signal, 4)
-	go signal.Notify(signals, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGHUP)
 	return signals
 }
 
