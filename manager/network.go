@@ -75,8 +75,10 @@ type NetworkInfo struct {
 	Warnings []string  `json:"warnings,omitempty"` // Network only: host checks
 }
 
-func (m *Manager) networksDir() string          { return filepath.Join(m.store.Root, "networks") }
-func (m *Manager) networkPath(name string) string { return filepath.Join(m.networksDir(), name, "network.json") }
+func (m *Manager) networksDir() string { return filepath.Join(m.store.Root, "networks") }
+func (m *Manager) networkPath(name string) string {
+	return filepath.Join(m.networksDir(), name, "network.json")
+}
 
 // netID is a network's identity in the kernel: its name, or TAG-NAME with
 // the host config's network.tag.

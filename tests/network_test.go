@@ -223,6 +223,16 @@ func TestDefaultNetworkAndNICs(t *testing.T) {
 	e.expectFail(2, `network "nosuch" does not exist`, "config", "set", "c2", "network.1.network=nosuch")
 	e.expectFail(2, `network "nosuch" does not exist`, "create", "c3", "--template", "busybox", "-c", "network.0.network=nosuch")
 
+	// A copy gets its own MAC and no static address (DHCP).
+	e.must("copy", "c1", "c1copy")
+	if m := mac("c1copy"); m == "" || m == mac1 {
+		t.Errorf("the copy's hwaddr %q, the source's %s", m, mac1)
+	}
+	if text := e.must("config", "show", "c1copy"); strings.Contains(text, "ipv4") {
+		t.Errorf("the copy kept the static address:\n%s", text)
+	}
+	e.must("delete", "c1copy")
+
 	// A network that containers name cannot be deleted.
 	e.expectFail(4, `network "default" is used by c1, c2`, "network", "delete", "default")
 	e.must("config", "set", "c2", "network.0=")
