@@ -84,7 +84,7 @@ func TestNICFileErrorsHaveLines(t *testing.T) {
 		t.Errorf("unknown key in [[network]]: %v", err)
 	}
 	_, err = Parse("c.toml", []byte(strings.Replace(text, "bogus = 1\n", "", 1)))
-	if err == nil || !strings.Contains(err.Error(), `network.1.ipv4: "nope"`) {
+	if err == nil || !strings.Contains(err.Error(), `c.toml:7: network.1.ipv4: "nope"`) {
 		t.Errorf("bad ipv4 in the second [[network]]: %v", err)
 	}
 }
