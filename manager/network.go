@@ -119,6 +119,9 @@ func (m *Manager) lockNetworks(ctx context.Context) (unlock func(), err error) {
 
 func (m *Manager) readNetwork(name string) (networkRecord, error) {
 	var r networkRecord
+	if err := config.ValidateNetworkName(name); err != nil {
+		return r, invalid(err) // also keeps "../x" out of paths
+	}
 	data, err := os.ReadFile(m.networkPath(name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return r, kindError{fmt.Errorf("network %q does not exist; see lodge network list, or create it with lodge network create %s", name, name), ErrNotFound}
@@ -147,8 +150,8 @@ func (m *Manager) networkRecords() ([]networkRecord, error) {
 			continue
 		}
 		r, err := m.readNetwork(e.Name())
-		if errors.Is(err, ErrNotFound) {
-			continue // a directory left by a create that crashed before its record
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) {
+			continue // a directory left by a create that crashed before its record, or not lodge's
 		}
 		if err != nil {
 			return nil, err
@@ -469,6 +472,9 @@ func (m *Manager) DeleteNetwork(ctx context.Context, name string) error {
 		return err
 	}
 	defer unlock()
+	if err := config.ValidateNetworkName(name); err != nil {
+		return invalid(err) // a name like ../containers/c1 must never reach RemoveAll
+	}
 	if _, err := os.Stat(filepath.Dir(m.networkPath(name))); err != nil {
 		return kindError{fmt.Errorf("network %q does not exist; see lodge network list", name), ErrNotFound}
 	}

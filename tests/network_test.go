@@ -2,6 +2,9 @@ package tests
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -135,6 +138,13 @@ func TestNetworkCreateListShowDelete(t *testing.T) {
 	}
 	e.expectFail(4, `network "web" already exists`, "network", "create", "web")
 	e.expectFail(2, "invalid network name", "network", "create", "Bad_Name")
+	e.createBusybox("keep")
+	for _, verb := range []string{"delete", "show"} {
+		e.expectFail(2, "invalid network name", "network", verb, "../containers/keep")
+	}
+	if _, err := os.Stat(filepath.Join(e.root, "containers", "keep", "config.toml")); err != nil {
+		t.Errorf("a network command with a path for a name touched a container: %v", err)
+	}
 	e.must("network", "delete", "web")
 	if left := e.networkLeftovers(); len(left) > 0 {
 		t.Errorf("after delete: %v", left)
@@ -241,5 +251,31 @@ func TestDefaultNetworkAndNICs(t *testing.T) {
 	e.must("network", "delete", "default")
 	if left := e.networkLeftovers(); len(left) > 0 {
 		t.Errorf("after deleting the default network: %v", left)
+	}
+}
+
+// TestNetworkCreatesAtOnce: creates of several networks at the same moment
+// are serialised by the networks' lock, so each gets a subnet of its own.
+func TestNetworkCreatesAtOnce(t *testing.T) {
+	e := newEnv(t)
+	const n = 4
+	results := make(chan result, n)
+	for i := range n {
+		go func() { results <- e.run("network", "create", fmt.Sprintf("n%d", i)) }()
+	}
+	for range n {
+		if r := <-results; r.code != 0 {
+			t.Errorf("network create: %s", r)
+		}
+	}
+	seen := map[string]string{}
+	for _, net := range e.networks() {
+		if other, ok := seen[net.IPv4]; ok {
+			t.Errorf("networks %s and %s share %s", other, net.Name, net.IPv4)
+		}
+		seen[net.IPv4] = net.Name
+	}
+	if len(seen) != n {
+		t.Errorf("%d networks, want %d", len(seen), n)
 	}
 }
