@@ -79,14 +79,26 @@ func printList(w io.Writer, format string, infos []manager.Info) error {
 	return nil
 }
 
-var listColumns = []string{"NAME", "STATE", "PID", "TEMPLATE", "MEMORY", "CPU", "CPUSET", "IDMAP"}
+var listColumns = []string{"NAME", "STATE", "PID", "TEMPLATE", "MEMORY", "CPU", "CPUSET", "IDMAP", "IPV4"}
 
 func listRow(info manager.Info) []string {
 	return []string{
 		info.Name, string(info.State), dashIfZero(strconv.Itoa(info.PID)), dashIfEmpty(info.Template),
 		dashIfEmpty(info.Limits.Memory), dashIfZero(strconv.FormatFloat(info.Limits.CPU, 'g', -1, 64)),
-		dashIfEmpty(info.Limits.Cpuset), dashIfEmpty(info.IDMap),
+		dashIfEmpty(info.Limits.Cpuset), dashIfEmpty(info.IDMap), dashIfEmpty(configuredIPv4(info.NICs)),
 	}
+}
+
+// configuredIPv4 lists the NICs' configured IPv4 addresses: static ones, or
+// "dhcp" (the leases are the data plane's, not known here yet).
+func configuredIPv4(nics []manager.NICInfo) string {
+	var out []string
+	for _, n := range nics {
+		if n.Type != "none" {
+			out = append(out, orDHCP(n.IPv4))
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 func writeCSV(w io.Writer, infos []manager.Info) error {
