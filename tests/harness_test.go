@@ -182,12 +182,12 @@ func (e *env) setImages(dir string) {
 		e.t.Fatal(err)
 	}
 	e.imageDir = dir
-	hostConfig := fmt.Sprintf("version = 1\n[idmap]\nfirst = %d\ncount = 64\n[images]\ndir = %q\n", e.firstID, dir) +
+	// [network] before the cgroup tables: tests append keys to the last table, cgroup.parents.
+	hostConfig := fmt.Sprintf("version = 1\n[idmap]\nfirst = %d\ncount = 64\n[images]\ndir = %q\n[network]\ntag = %q\n", e.firstID, dir, e.netTag) +
 		config.CgroupTOML("/"+e.cgroupName, parents)
 	if e.storage != "" {
 		hostConfig += fmt.Sprintf("[storage]\nbackend = %q\n", e.storage)
 	}
-	hostConfig += fmt.Sprintf("[network]\ntag = %q\n", e.netTag)
 	if err := os.WriteFile(e.hostConfig, []byte(hostConfig), 0o644); err != nil {
 		e.t.Fatal(err)
 	}

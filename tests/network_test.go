@@ -225,6 +225,9 @@ func TestDefaultNetworkAndNICs(t *testing.T) {
 	gw := netip.MustParseAddr(def.Gateway4)
 	good := gw.Next().Next().Next().Next() // .5
 	e.must("config", "set", "c1", "network.0.ipv4="+good.String())
+	if list := e.must("list"); !strings.Contains(list, good.String()) || !strings.Contains(list, "dhcp") {
+		t.Errorf("list lacks c1's %s or c2's dhcp:\n%s", good, list)
+	}
 	e.expectFail(2, "is already the address of container c1 on network \"default\"", "config", "set", "c2", "network.0.ipv4="+good.String())
 	e.expectFail(2, "is outside the subnet "+def.IPv4, "config", "set", "c2", "network.0.ipv4=192.0.2.77")
 	e.expectFail(2, "is the gateway", "config", "set", "c2", "network.0.ipv4="+gw.String())
