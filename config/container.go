@@ -49,6 +49,9 @@ type Container struct {
 	Rootfs   Rootfs   `toml:"rootfs,omitempty"`
 	LXCFS    LXCFS    `toml:"lxcfs"`
 	Security Security `toml:"security,omitempty"`
+	// Networks are the container's NICs, [[network]] tables in the file,
+	// network.N.KEY on the command line (nic.go).
+	Networks []NIC `toml:"network,omitempty"`
 }
 
 // Source records how the container was made. `lodge create` sets it; users
@@ -147,5 +150,6 @@ func (c *Container) Clone() *Container {
 	clone.Init.Command = slices.Clone(c.Init.Command)
 	clone.Security.Syscalls.Deny = slices.Clone(c.Security.Syscalls.Deny)
 	clone.Security.Syscalls.Allow = slices.Clone(c.Security.Syscalls.Allow)
+	clone.Networks = slices.Clone(c.Networks) // NIC holds no references
 	return &clone
 }

@@ -41,6 +41,7 @@ type Host struct {
 	Cgroup    HostCgroup                   `toml:"cgroup"`
 	Images    HostImages                   `toml:"images"`
 	Storage   HostStorage                  `toml:"storage"`
+	Network   HostNetwork                  `toml:"network"`
 	Templates map[string]map[string]string `toml:"templates"` // default template options, e.g. [templates.debian] release = "trixie"
 	Defaults  map[string]string            `toml:"defaults"`  // container keys applied at create, e.g. "limits.pids" = "1024"
 
@@ -93,6 +94,15 @@ type HostStorage struct {
 	// else overlay where the kernel can mount it in a user namespace, else
 	// dir. Existing containers keep the backend that made them.
 	Backend string `toml:"backend"`
+}
+
+// HostNetwork holds host-wide settings of managed networks.
+type HostNetwork struct {
+	// Tag, when set, is put before every network's name in the kernel
+	// ("TAG-NAME": the bridge's name and alias, the nftables tables), so
+	// that a second lodge root on one machine (tests, a demo) has networks
+	// of its own, its "default" included. Empty for the system's lodge.
+	Tag string `toml:"tag"`
 }
 
 // AutoStorage is the storage.backend value that lets lodge choose.
@@ -177,6 +187,7 @@ func (h *Host) Validate() error {
 		h.checkCgroupParent(),
 		h.checkImagesDir(),
 		h.checkStorage(),
+		h.checkNetworkTag(),
 		h.checkDefaults(),
 	)
 }
@@ -313,6 +324,20 @@ func (h *Host) checkStorage() error {
 		return nil
 	}
 	return keyErrorf("storage.backend", "%q is not a storage backend; use %s, or %q to let lodge choose", b, strings.Join(storageBackends, ", "), AutoStorage)
+}
+
+// checkNetworkTag allows 1-6 of [a-z0-9]: no dash, so that "TAG-NAME"
+// splits one way only.
+func (h *Host) checkNetworkTag() error {
+	tag := h.Network.Tag
+	ok := len(tag) <= 6
+	for _, r := range tag {
+		ok = ok && (r >= 'a' && r <= 'z' || r >= '0' && r <= '9')
+	}
+	if !ok {
+		return keyErrorf("network.tag", "%q must be 1-6 lower-case letters and digits (or empty)", tag)
+	}
+	return nil
 }
 
 func (h *Host) checkDefaults() error {

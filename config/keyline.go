@@ -20,14 +20,21 @@ func findKeyLine(text string, key []string) int {
 	bestLine, bestLength := 0, 0
 	for i, line := range strings.Split(text, "\n") {
 		path, ok := scanner.scan(line)
-		if !ok || len(path) > len(key) || !slices.Equal(path, key[:len(path)]) {
+		if !ok {
 			continue
 		}
-		if len(path) == len(key) {
-			return i + 1
-		}
-		if len(path) > bestLength {
-			bestLine, bestLength = i+1, len(path)
+		// A key inside the Nth [[array]] table matches as array.N.key too
+		// (network.1.ipv4: the second [[network]]'s ipv4).
+		for _, path := range [][]string{path, scanner.indexedPath} {
+			if path == nil || len(path) > len(key) || !slices.Equal(path, key[:len(path)]) {
+				continue
+			}
+			if len(path) == len(key) {
+				return i + 1
+			}
+			if len(path) > bestLength {
+				bestLine, bestLength = i+1, len(path)
+			}
 		}
 	}
 	return bestLine
@@ -37,7 +44,10 @@ func findKeyLine(text string, key []string) int {
 // table and an unfinished multi-line string.
 type lineScanner struct {
 	table           []string
-	openMultiString string // `"""` or `'''` while inside one
+	indexed         []string       // table with the index of an [[array]] entry: network.1
+	arrays          map[string]int // entries seen of each [[array]]
+	indexedPath     []string       // the last scan's path through indexed, or nil
+	openMultiString string         // `"""` or `'''` while inside one
 }
 
 // scan returns the full key path a line defines: a table header's path, or
@@ -58,6 +68,10 @@ func (s *lineScanner) scan(line string) ([]string, bool) {
 		return nil, false
 	}
 	s.noteMultiString(strings.TrimSpace(rest[1:]))
+	s.indexedPath = nil
+	if s.indexed != nil {
+		s.indexedPath = append(slices.Clone(s.indexed), key...)
+	}
 	return append(slices.Clone(s.table), key...), true
 }
 
@@ -71,7 +85,16 @@ func (s *lineScanner) scanHeader(text string) ([]string, bool) {
 	if !ok || !strings.HasPrefix(rest, closing) {
 		return nil, false
 	}
-	s.table = key
+	s.table, s.indexed, s.indexedPath = key, nil, nil
+	if closing == "]]" {
+		if s.arrays == nil {
+			s.arrays = map[string]int{}
+		}
+		name := strings.Join(key, "\x00")
+		s.indexed = append(slices.Clone(key), strconv.Itoa(s.arrays[name]))
+		s.indexedPath = s.indexed
+		s.arrays[name]++
+	}
 	return key, true
 }
 

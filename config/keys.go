@@ -17,6 +17,7 @@ type Key struct {
 	Doc      string // what it does, units and default; for README and --help
 	Example  string // a valid value, e.g. "512MiB"
 	ReadOnly bool   // source.* keys: shown, never set by users
+	nic      bool   // a network.N.* key (nic.go): N is a NIC's index
 
 	set   func(*Container, string) error // parses a value into the container
 	get   func(*Container) string        // formats the value so set accepts it back
@@ -186,7 +187,7 @@ var keyRegistry = []Key{
 
 // Keys returns every key, sorted by name.
 func Keys() []Key {
-	keys := slices.Clone(keyRegistry)
+	keys := append(slices.Clone(keyRegistry), nicKeys()...)
 	slices.SortFunc(keys, func(a, b Key) int { return strings.Compare(a.Name, b.Name) })
 	return keys
 }
@@ -200,7 +201,7 @@ func LookupKey(name string) (Key, error) {
 		}
 	}
 	var names []string
-	for _, key := range keyRegistry {
+	for _, key := range Keys() {
 		names = append(names, key.Name)
 	}
 	return Key{}, fmt.Errorf("unknown key %q%s; settable keys: %s",
@@ -236,6 +237,12 @@ func (c *Container) Set(name, value string) error {
 // assign parses value into the key without validating, for callers that
 // set several keys before one Validate.
 func (c *Container) assign(name, value string) error {
+	if strings.HasPrefix(name, "network.") {
+		if !utf8.ValidString(value) {
+			return &keyError{Key: name, Err: fmt.Errorf("%q is not valid UTF-8 text; config files hold only UTF-8", value)}
+		}
+		return c.assignNIC(name, value)
+	}
 	key, err := LookupKey(name)
 	if err != nil {
 		return err
@@ -258,6 +265,9 @@ func (c *Container) assign(name, value string) error {
 
 // Get returns the value of the key called name, in the form Set accepts.
 func (c *Container) Get(name string) (string, error) {
+	if strings.HasPrefix(name, "network.") {
+		return c.getNIC(name)
+	}
 	key, err := LookupKey(name)
 	if err != nil {
 		return "", err

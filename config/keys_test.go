@@ -23,9 +23,11 @@ func TestEveryFieldHasAKey(t *testing.T) {
 	}
 	var registered []string
 	for _, key := range Keys() {
-		registered = append(registered, key.Name)
+		// network.N.KEY is the command-line spelling of [[network]] KEY.
+		registered = append(registered, strings.Replace(key.Name, "network.N.", "network.", 1))
 	}
 	slices.Sort(leaves)
+	slices.Sort(registered)
 	if !slices.Equal(leaves, registered) {
 		t.Errorf("file keys %q\nregistry  %q", leaves, registered)
 	}
@@ -34,13 +36,13 @@ func TestEveryFieldHasAKey(t *testing.T) {
 // isTableKey reports whether the dotted name is a table of t.
 func isTableKey(t reflect.Type, name string) bool {
 	for _, element := range strings.Split(name, ".") {
-		field, ok := fieldByTag(t, element)
+		field, ok := fieldByTag(elemTable(t), element)
 		if !ok {
 			return false
 		}
 		t = field.Type
 	}
-	return isTable(t)
+	return isTable(elemTable(t))
 }
 
 func TestKeysAreDocumented(t *testing.T) {
@@ -55,7 +57,7 @@ func TestKeysAreDocumented(t *testing.T) {
 		if key.ReadOnly != strings.HasPrefix(key.Name, "source.") {
 			t.Errorf("%s: ReadOnly = %v; only source.* keys are read-only", key.Name, key.ReadOnly)
 		}
-		if !key.ReadOnly && (key.set == nil || key.check == nil) {
+		if !key.ReadOnly && !key.nic && (key.set == nil || key.check == nil) {
 			t.Errorf("%s: settable key without set or check", key.Name)
 		}
 	}
@@ -68,7 +70,14 @@ func TestExamplesAreValid(t *testing.T) {
 		}
 		c := Default()
 		c.Limits.Memory = 1 << 30 // limits.swap needs it
-		if err := c.Set(key.Name, key.Example); err != nil {
+		name := key.Name
+		if key.nic {
+			name = strings.Replace(name, ".N.", ".0.", 1)
+			if name == "network.0.parent" {
+				c.Networks = []NIC{{Type: NICMacvlan}}
+			}
+		}
+		if err := c.Set(name, key.Example); err != nil {
 			t.Errorf("Set(%s, example %q): %v", key.Name, key.Example, err)
 		}
 	}
@@ -106,7 +115,7 @@ func TestSetGet(t *testing.T) {
 
 func TestSetEmptyResetsToDefault(t *testing.T) {
 	for _, key := range Keys() {
-		if key.ReadOnly {
+		if key.ReadOnly || key.nic { // NIC keys: TestNICKeys
 			continue
 		}
 		c := Default()
@@ -143,7 +152,7 @@ func TestSetErrors(t *testing.T) {
 		{"init.stop_timeout", "-5s", `init.stop_timeout: "-5s" is negative; ` + durationHint},
 		{"rootfs.shift", "x", `rootfs.shift: "x" must be one of auto, idmap, chown`},
 		{"source.template", "debian", "source.template is read-only: it records how the container was made"},
-		{"limits.memroy", "1G", `unknown key "limits.memroy" (did you mean "limits.memory"?); settable keys: init.command, init.stop_signal, init.stop_timeout, limits.cpu, limits.cpuset, limits.disk, limits.memory, limits.pids, limits.swap, lxcfs.cpu_quota_view, lxcfs.enabled, rootfs.shift, security.nesting, security.syscalls.allow, security.syscalls.deny`},
+		{"limits.memroy", "1G", `unknown key "limits.memroy" (did you mean "limits.memory"?); settable keys: init.command, init.stop_signal, init.stop_timeout, limits.cpu, limits.cpuset, limits.disk, limits.memory, limits.pids, limits.swap, lxcfs.cpu_quota_view, lxcfs.enabled, network.N.hwaddr, network.N.ipv4, network.N.ipv6, network.N.mtu, network.N.name, network.N.network, network.N.parent, network.N.type, rootfs.shift, security.nesting, security.syscalls.allow, security.syscalls.deny`},
 	}
 	for _, tt := range tests {
 		c := Default()

@@ -325,6 +325,7 @@ func TestTomlKeys(t *testing.T) {
 		"rootfs", "rootfs.shift",
 		"lxcfs", "lxcfs.enabled", "lxcfs.cpu_quota_view",
 		"security", "security.nesting", "security.syscalls", "security.syscalls.deny", "security.syscalls.allow",
+		"network", "network.name", "network.type", "network.network", "network.parent", "network.hwaddr", "network.ipv4", "network.ipv6", "network.mtu",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("tomlKeys = %q\nwant %q", got, want)

@@ -21,8 +21,8 @@ func tomlKeys(t reflect.Type) []string {
 			continue
 		}
 		names = append(names, name)
-		if isTable(field.Type) {
-			for _, sub := range tomlKeys(field.Type) {
+		if t := elemTable(field.Type); isTable(t) {
+			for _, sub := range tomlKeys(t) {
 				names = append(names, name+"."+sub)
 			}
 		}
@@ -53,7 +53,7 @@ func hasKey(schema reflect.Type, key []string) bool {
 		if t.Kind() == reflect.Map {
 			return true
 		}
-		field, ok := fieldByTag(t, element)
+		field, ok := fieldByTag(elemTable(t), element)
 		if !ok {
 			return false
 		}
@@ -73,4 +73,12 @@ func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
 		}
 	}
 	return reflect.StructField{}, false
+}
+
+// elemTable is the element type of an array of tables ([[network]]), or t.
+func elemTable(t reflect.Type) reflect.Type {
+	if t.Kind() == reflect.Slice && isTable(t.Elem()) {
+		return t.Elem()
+	}
+	return t
 }

@@ -44,6 +44,11 @@ func (m *Manager) ConfigSet(ctx context.Context, name string, assignments []stri
 	if err := cfg.ValidateOn(m.hostFacts()); err != nil {
 		return SetResult{}, invalid(err)
 	}
+	unlockNetworks, err := m.prepareNICs(ctx, name, cfg)
+	if err != nil {
+		return SetResult{}, err
+	}
+	defer unlockNetworks()
 	if err := m.applyDiskChange(ctx, name, cfg); err != nil {
 		return SetResult{}, err
 	}
@@ -69,6 +74,11 @@ func (m *Manager) ConfigReplace(ctx context.Context, name string, text []byte) (
 	if err == nil && !reflect.DeepEqual(old.Source, cfg.Source) {
 		return SetResult{}, invalid(errors.New("the [source] table records how the container was made and cannot be changed"))
 	}
+	unlockNetworks, err := m.prepareNICs(ctx, name, cfg)
+	if err != nil {
+		return SetResult{}, err
+	}
+	defer unlockNetworks()
 	if err := m.applyDiskChange(ctx, name, cfg); err != nil {
 		return SetResult{}, err
 	}

@@ -133,6 +133,16 @@ func (m *Manager) buildCopy(ctx context.Context, src, dst string, from copyFrom,
 		return CopyResult{}, invalid(fmt.Errorf("copy %s: its configuration: %w", src, err))
 	}
 	cfg.Source.Created = time.Now().UTC().Truncate(time.Second)
+	// A copy on the same network needs its own MAC and addresses: its NICs
+	// get generated MACs and DHCP (static addresses are not copied).
+	for i := range cfg.Networks {
+		cfg.Networks[i].HWAddr, cfg.Networks[i].IPv4, cfg.Networks[i].IPv6 = "", "", ""
+	}
+	unlockNetworks, err := m.prepareNICs(ctx, dst, cfg)
+	if err != nil {
+		return CopyResult{}, err
+	}
+	unlockNetworks()
 	if err := os.Mkdir(filepath.Join(staging, "log"), 0o700); err != nil {
 		return CopyResult{}, err
 	}

@@ -48,6 +48,13 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) error {
 	if err != nil {
 		return err
 	}
+	// The networks' lock is not held through the build: two creates at once
+	// could both take one static address (config set cannot).
+	unlockNetworks, err := m.prepareNICs(ctx, opts.Name, cfg)
+	if err != nil {
+		return err
+	}
+	unlockNetworks()
 	if err := m.store.Prepare(); err != nil {
 		return err
 	}

@@ -33,6 +33,10 @@ type Info struct {
 	RootfsMode string            `json:"rootfs_mode,omitempty" yaml:"rootfs_mode,omitempty"`
 	Limits     LimitsInfo        `json:"limits" yaml:"limits"`
 	Cgroups    map[string]string `json:"cgroups,omitempty" yaml:"cgroups,omitempty"`
+	// NICs are the configured network interfaces; they are attached at
+	// start by a later version (the data plane), so addresses are as
+	// configured: a static one, or "" for DHCP.
+	NICs []NICInfo `json:"nics,omitempty" yaml:"nics,omitempty"`
 	// Storage is filled by Info only: its disk usage costs a walk of the
 	// tree on some backends, too slow for every line of `lodge list`.
 	Storage *StorageInfo `json:"storage,omitempty" yaml:"storage,omitempty"`
@@ -48,6 +52,27 @@ type LimitsInfo struct {
 	Cpuset string  `json:"cpuset,omitempty" yaml:"cpuset,omitempty"`
 	Pids   int64   `json:"pids,omitempty" yaml:"pids,omitempty"`
 	Disk   string  `json:"disk,omitempty" yaml:"disk,omitempty"`
+}
+
+// NICInfo is one configured NIC of a container.
+type NICInfo struct {
+	Name    string `json:"name" yaml:"name"`
+	Type    string `json:"type" yaml:"type"`
+	Network string `json:"network,omitempty" yaml:"network,omitempty"`
+	Parent  string `json:"parent,omitempty" yaml:"parent,omitempty"`
+	HWAddr  string `json:"hwaddr,omitempty" yaml:"hwaddr,omitempty"`
+	IPv4    string `json:"ipv4,omitempty" yaml:"ipv4,omitempty"`
+	IPv6    string `json:"ipv6,omitempty" yaml:"ipv6,omitempty"`
+	MTU     int    `json:"mtu,omitempty" yaml:"mtu,omitempty"`
+}
+
+func nicInfos(cfg *config.Container) []NICInfo {
+	var out []NICInfo
+	for i, n := range cfg.Networks {
+		out = append(out, NICInfo{Name: n.InterfaceName(i), Type: n.Kind(), Network: n.NetworkName(), Parent: n.Parent,
+			HWAddr: n.HWAddr, IPv4: n.IPv4, IPv6: n.IPv6, MTU: n.MTU})
+	}
+	return out
 }
 
 // Monitor column values.
@@ -98,6 +123,7 @@ func (m *Manager) describe(name string, ks *kernelScan) Info {
 	} else {
 		info.Template, info.Image, info.Created = cfg.Source.Template, cfg.Source.Image, cfg.Source.Created
 		info.Limits = limitsInfo(cfg)
+		info.NICs = nicInfos(cfg)
 	}
 	if r, ok, err := m.allocator().Lookup(name); err == nil && ok {
 		info.IDMap = r.String()

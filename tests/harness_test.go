@@ -152,6 +152,7 @@ type env struct {
 	firstID    int    // first host id of the env's id pool
 	imageDir   string // the image cache the host config names
 	storage    string // storage.backend in the host config ("" = auto)
+	netTag     string // network.tag in the host config: the env's networks' prefix in the kernel
 }
 
 var envCount atomic.Int32
@@ -163,7 +164,7 @@ const sharedImages = "/var/cache/lodge/test-images"
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	requireRoot(t)
-	e := &env{t: t, root: t.TempDir(), cgroupName: "lodge-test-" + randomHex(4), bin: filepath.Join(binDir, "lodge")}
+	e := &env{t: t, root: t.TempDir(), cgroupName: "lodge-test-" + randomHex(4), bin: filepath.Join(binDir, "lodge"), netTag: "t" + randomHex(2)}
 	// Spread test roots over distinct id ranges, far from lodge's default pool.
 	e.firstID = 100_000_000 + int(envCount.Add(1))*64*65536 + os.Getpid()%8*8*64*65536
 	e.hostConfig = filepath.Join(t.TempDir(), "lodge.toml")
@@ -181,7 +182,8 @@ func (e *env) setImages(dir string) {
 		e.t.Fatal(err)
 	}
 	e.imageDir = dir
-	hostConfig := fmt.Sprintf("version = 1\n[idmap]\nfirst = %d\ncount = 64\n[images]\ndir = %q\n", e.firstID, dir) +
+	// [network] before the cgroup tables: tests append keys to the last table, cgroup.parents.
+	hostConfig := fmt.Sprintf("version = 1\n[idmap]\nfirst = %d\ncount = 64\n[images]\ndir = %q\n[network]\ntag = %q\n", e.firstID, dir, e.netTag) +
 		config.CgroupTOML("/"+e.cgroupName, parents)
 	if e.storage != "" {
 		hostConfig += fmt.Sprintf("[storage]\nbackend = %q\n", e.storage)
@@ -311,6 +313,7 @@ func (e *env) cleanup() {
 	for _, i := range infos {
 		e.run("delete", "--force", i.Name)
 	}
+	e.deleteNetworks()
 	if r := e.run("lxcfs", "stop"); r.code != 0 {
 		e.t.Errorf("lodge lxcfs stop: %s", r)
 	}

@@ -72,7 +72,7 @@ const (
 	exitFailure  = 1 // the operation failed
 	exitUsage    = 2 // bad command line, name, configuration or template
 	exitNotFound = 3 // no such container
-	exitConflict = 4 // wrong state: exists, running, not running
+	exitConflict = 4 // wrong state: exists, running, not running, in use
 	exitNotRoot  = 5 // lodge needs root
 	// exec passes the command's status through; its own failures use these.
 	exitExecFailed = helper.ExitHelperFailed // 125
@@ -95,7 +95,7 @@ func exitCodeOf(err error) int {
 		return exitUsage
 	case errors.Is(err, store.ErrNotFound):
 		return exitNotFound
-	case errors.Is(err, manager.ErrExists), errors.Is(err, manager.ErrRunning), errors.Is(err, manager.ErrNotRunning):
+	case errors.Is(err, manager.ErrExists), errors.Is(err, manager.ErrRunning), errors.Is(err, manager.ErrNotRunning), errors.Is(err, manager.ErrInUse):
 		return exitConflict
 	}
 	return exitFailure

@@ -79,14 +79,26 @@ func printList(w io.Writer, format string, infos []manager.Info) error {
 	return nil
 }
 
-var listColumns = []string{"NAME", "STATE", "PID", "TEMPLATE", "MEMORY", "CPU", "CPUSET", "IDMAP"}
+var listColumns = []string{"NAME", "STATE", "PID", "TEMPLATE", "MEMORY", "CPU", "CPUSET", "IDMAP", "IPV4"}
 
 func listRow(info manager.Info) []string {
 	return []string{
 		info.Name, string(info.State), dashIfZero(strconv.Itoa(info.PID)), dashIfEmpty(info.Template),
 		dashIfEmpty(info.Limits.Memory), dashIfZero(strconv.FormatFloat(info.Limits.CPU, 'g', -1, 64)),
-		dashIfEmpty(info.Limits.Cpuset), dashIfEmpty(info.IDMap),
+		dashIfEmpty(info.Limits.Cpuset), dashIfEmpty(info.IDMap), dashIfEmpty(configuredIPv4(info.NICs)),
 	}
+}
+
+// configuredIPv4 lists the NICs' configured IPv4 addresses: static ones, or
+// "dhcp" (the leases are the data plane's, not known here yet).
+func configuredIPv4(nics []manager.NICInfo) string {
+	var out []string
+	for _, n := range nics {
+		if n.Type != "none" {
+			out = append(out, orDHCP(n.IPv4))
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 func writeCSV(w io.Writer, infos []manager.Info) error {
@@ -176,6 +188,7 @@ func printInfo(w io.Writer, format string, info manager.Info) error {
 	if s := info.Storage; s != nil {
 		storageRows(row, s)
 	}
+	nicRows(row, info.NICs)
 	for _, k := range slices.Sorted(maps.Keys(info.Cgroups)) {
 		row("Cgroup "+k, info.Cgroups[k])
 	}
@@ -216,4 +229,34 @@ func storageRows(row func(k, v string), s *manager.StorageInfo) {
 	for _, snap := range s.Snapshots {
 		row("Snapshot "+snap.Name, fmt.Sprintf("%s, %s", snap.Created.Local().Format("2006-01-02 15:04:05"), humanBytes(snap.Bytes)))
 	}
+}
+
+// nicRows shows the configured NICs: attached at start by a later version.
+func nicRows(row func(k, v string), nics []manager.NICInfo) {
+	for _, n := range nics {
+		where := n.Network
+		if n.Type == "macvlan" {
+			where = "macvlan on " + n.Parent
+		}
+		v := fmt.Sprintf("%s, %s, ipv4 %s", n.Type, dashIfEmpty(where), orDHCP(n.IPv4))
+		if n.Type == "none" {
+			v = "none (no interface)"
+		} else if n.IPv6 != "" {
+			v += ", ipv6 " + n.IPv6
+		}
+		if n.MTU != 0 {
+			v += fmt.Sprintf(", mtu %d", n.MTU)
+		}
+		if n.HWAddr != "" && n.Type != "none" {
+			v += ", hwaddr " + n.HWAddr
+		}
+		row("NIC "+n.Name, v)
+	}
+}
+
+func orDHCP(s string) string {
+	if s == "" {
+		return "dhcp"
+	}
+	return s
 }
