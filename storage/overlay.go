@@ -359,30 +359,21 @@ type intent struct {
 // (copyTree: complete before it has that name) instead of renaming it
 // across filesystems; recover then undoes step 2 by removing the copy.
 func (o Overlay) freeze(ctx context.Context, src, dst string) error {
-	t, err := ReadTree(src)
-	if err != nil {
-		return err
-	}
 	size, err := diskSize(src)
 	if err != nil {
 		return err
 	}
-	srcUpper, err := OpenUpperDir(src)
+	su, err := openSourceUpper(src)
 	if err != nil {
 		return err
 	}
-	defer srcUpper.Close()
-	upper := filepath.Join(srcUpper.Dir, "upper")
-	var st unix.Stat_t
-	if err := unix.Lstat(upper, &st); err != nil {
-		return fmt.Errorf("overlay tree %s: %w", src, err)
-	}
-	empty, err := upperEmpty(src, upper)
-	if err != nil || empty {
-		if err == nil && dst != "" {
-			err = o.placeTree(dst, t, &st) // nothing to freeze: share the lowers
+	defer su.view.Close()
+	t, upper, st := su.tree, su.path, su.st
+	if su.empty {
+		if dst != "" {
+			return o.placeTree(dst, t, &st) // nothing to freeze: share the lowers
 		}
-		return err
+		return nil
 	}
 	id := newLayerID()
 	nt := Tree{Layers: append([]string{id}, t.Layers...), Image: t.Image}
@@ -422,7 +413,7 @@ func (o Overlay) freeze(ctx context.Context, src, dst string) error {
 		return errors.Join(fmt.Errorf("give %s its new upper layer: %w", src, err), rerr)
 	}
 	stepHook("exchange")
-	srcUpper.Close() // the old image's filesystem, before finishFreeze removes its file
+	su.view.Close() // the old image's filesystem, before finishFreeze removes its file
 	return o.finishFreeze(in)
 }
 
@@ -519,32 +510,53 @@ func (o Overlay) recoverOne(in intent) error {
 // a new shared layer (whiteouts and user.overlay.* xattrs included), and snap
 // gets an empty upper over it. The source is not touched.
 func (o Overlay) copyLayer(ctx context.Context, src, snap string, opts Options) error {
-	t, err := ReadTree(src)
+	su, err := openSourceUpper(src)
 	if err != nil {
 		return err
 	}
-	srcUpper, err := OpenUpperDir(src)
-	if err != nil {
-		return err
-	}
-	defer srcUpper.Close()
-	upper := filepath.Join(srcUpper.Dir, "upper")
-	var st unix.Stat_t
-	if err := unix.Lstat(upper, &st); err != nil {
-		return fmt.Errorf("overlay tree %s: %w", src, err)
-	}
-	if empty, err := upperEmpty(src, upper); err != nil || empty {
-		if err == nil {
-			err = o.placeTree(snap, t, &st)
-		}
-		return err
+	defer su.view.Close()
+	if su.empty {
+		return o.placeTree(snap, su.tree, &su.st)
 	}
 	id := newLayerID()
-	if err := copyTree(ctx, upper, o.layerPath(id), opts, false); err != nil {
+	if err := copyTree(ctx, su.path, o.layerPath(id), opts, false); err != nil {
 		return fmt.Errorf("copy the upper layer of %s: %w", src, err)
 	}
 	// Killed here, the layer is named by no tree: the next gc removes it.
-	return o.placeTree(snap, Tree{Layers: append([]string{id}, t.Layers...), Image: t.Image}, &st)
+	return o.placeTree(snap, Tree{Layers: append([]string{id}, su.tree.Layers...), Image: su.tree.Image}, &su.st)
+}
+
+// sourceUpper is what freeze and copyLayer read of a tree before taking
+// its upper layer.
+type sourceUpper struct {
+	tree  Tree
+	view  *View       // the upper's directory, on the tree's disk image if it has one
+	path  string      // the upper layer
+	st    unix.Stat_t // the upper's owner and mode: the new tree's root keeps them
+	empty bool        // nothing to take: the new tree shares the lowers
+}
+
+// openSourceUpper opens the upper layer of the tree at src; the caller
+// closes its view.
+func openSourceUpper(src string) (*sourceUpper, error) {
+	t, err := ReadTree(src)
+	if err != nil {
+		return nil, err
+	}
+	view, err := OpenUpperDir(src)
+	if err != nil {
+		return nil, err
+	}
+	su := &sourceUpper{tree: t, view: view, path: filepath.Join(view.Dir, "upper")}
+	if err := unix.Lstat(su.path, &su.st); err != nil {
+		view.Close()
+		return nil, fmt.Errorf("overlay tree %s: %w", src, err)
+	}
+	if su.empty, err = upperEmpty(src, su.path); err != nil {
+		view.Close()
+		return nil, err
+	}
+	return su, nil
 }
 
 // Restore implements Backend: a new tree with an empty upper over the
