@@ -44,15 +44,7 @@ func (m *Manager) ConfigSet(ctx context.Context, name string, assignments []stri
 	if err := cfg.ValidateOn(m.hostFacts()); err != nil {
 		return SetResult{}, invalid(err)
 	}
-	unlockNetworks, err := m.prepareNICs(ctx, name, cfg)
-	if err != nil {
-		return SetResult{}, err
-	}
-	defer unlockNetworks()
-	if err := m.applyDiskChange(ctx, name, cfg); err != nil {
-		return SetResult{}, err
-	}
-	return m.saveConfig(name, cfg)
+	return m.applyAndSave(ctx, name, cfg)
 }
 
 // ConfigReplace validates new configuration text (from `lodge config edit`) and
@@ -74,6 +66,13 @@ func (m *Manager) ConfigReplace(ctx context.Context, name string, text []byte) (
 	if err == nil && !reflect.DeepEqual(old.Source, cfg.Source) {
 		return SetResult{}, invalid(errors.New("the [source] table records how the container was made and cannot be changed"))
 	}
+	return m.applyAndSave(ctx, name, cfg)
+}
+
+// applyAndSave checks and completes the NICs of a changed configuration,
+// applies its disk limit, and saves it, holding the networks' lock until
+// the file is written (no other container takes a static address meanwhile).
+func (m *Manager) applyAndSave(ctx context.Context, name string, cfg *config.Container) (SetResult, error) {
 	unlockNetworks, err := m.prepareNICs(ctx, name, cfg)
 	if err != nil {
 		return SetResult{}, err

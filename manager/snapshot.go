@@ -264,17 +264,11 @@ func (m *Manager) Snapshots(ctx context.Context, name string) ([]SnapshotInfo, e
 // (restoring) is written first and removed last: an interrupted restore is
 // reported by list and refused by start until a restore finishes.
 func (m *Manager) SnapshotRestore(ctx context.Context, name, snap string) error {
-	if err := ValidateSnapshotName(snap); err != nil {
-		return invalid(err)
-	}
-	lock, err := m.store.Lock(ctx, name)
+	unlock, err := m.lockForSnapshot(ctx, name, snap)
 	if err != nil {
 		return err
 	}
-	defer lock.Unlock()
-	if err := m.prepareStorage(name); err != nil && !m.restoreInterrupted(name) {
-		return err
-	}
+	defer unlock()
 	if st, err := m.liveState(name); err != nil {
 		return err
 	} else if st != nil {
@@ -309,6 +303,25 @@ func (m *Manager) SnapshotRestore(ctx context.Context, name, snap string) error 
 	return nil
 }
 
+// lockForSnapshot checks snap's name and takes the container's lock for a
+// restore or a delete of a snapshot, after prepareStorage; an interrupted
+// restore does not stop them (a restore finishes it, a delete of another
+// snapshot is harmless).
+func (m *Manager) lockForSnapshot(ctx context.Context, name, snap string) (func(), error) {
+	if err := ValidateSnapshotName(snap); err != nil {
+		return nil, invalid(err)
+	}
+	lock, err := m.store.Lock(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.prepareStorage(name); err != nil && !m.restoreInterrupted(name) {
+		lock.Unlock()
+		return nil, err
+	}
+	return func() { lock.Unlock() }, nil
+}
+
 // restoreInterrupted reports whether an interrupted restore is what
 // prepareStorage refused for: a new restore finishes it.
 func (m *Manager) restoreInterrupted(name string) bool {
@@ -319,17 +332,11 @@ func (m *Manager) restoreInterrupted(name string) bool {
 // SnapshotDelete removes snapshot snap of the container. The snapshot is
 // renamed aside first, so an interrupted delete leaves no half snapshot.
 func (m *Manager) SnapshotDelete(ctx context.Context, name, snap string) error {
-	if err := ValidateSnapshotName(snap); err != nil {
-		return invalid(err)
-	}
-	lock, err := m.store.Lock(ctx, name)
+	unlock, err := m.lockForSnapshot(ctx, name, snap)
 	if err != nil {
 		return err
 	}
-	defer lock.Unlock()
-	if err := m.prepareStorage(name); err != nil && !m.restoreInterrupted(name) {
-		return err
-	}
+	defer unlock()
 	if snap2, ok := m.restoring(name); ok && snap2 == snap {
 		return fmt.Errorf("container %q: snapshot %s is being restored (the restore was interrupted); finish it first: lodge snapshot restore %s %s", name, snap, name, snap)
 	}
