@@ -3,10 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -32,8 +29,8 @@ func newImageListCmd(a *app) *cobra.Command {
 		Short:   "List cached template images and imported images",
 		Args:    exactArgs(0, "no arguments"),
 		RunE: func(*cobra.Command, []string) error {
-			if format != "table" && format != "json" && format != "yaml" {
-				return usageError{fmt.Sprintf("--format %q: use table, json or yaml", format)}
+			if err := checkFormatIn(format, "table", "json", "yaml"); err != nil {
+				return err
 			}
 			m, err := a.manager()
 			if err != nil {
@@ -119,7 +116,7 @@ Images are readable by root only.`,
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := interruptible(cmd.Context())
 			defer stop()
 			img, err := m.ImportImage(ctx, args[0], alias, a.reporter())
 			if err != nil {
@@ -149,7 +146,7 @@ func newImageExportCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := interruptible(cmd.Context())
 			defer stop()
 			if err := m.ExportImage(ctx, args[0], args[1], a.reporter()); err != nil {
 				return err

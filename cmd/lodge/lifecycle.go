@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -62,7 +63,7 @@ func runCreate(cmd *cobra.Command, a *app, name string, opts createOptions) erro
 		return err
 	}
 	// Ctrl-C cancels the build, which then removes everything it made.
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible(cmd.Context())
 	defer stop()
 	err = m.Create(ctx, manager.CreateOptions{
 		Name: name, Template: opts.template, Image: opts.image, TemplateOptions: tmplOpts,
@@ -237,4 +238,11 @@ func templateHelp() string {
 		}
 	}
 	return b.String()
+}
+
+// interruptible cancels ctx on Ctrl-C or SIGTERM, for operations that
+// clean up what they made when cancelled (create, image builds, copy,
+// snapshot, restore).
+func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }

@@ -28,6 +28,15 @@ func checkFormat(format string) error {
 	return usageError{fmt.Sprintf("--format %q: use one of %s", format, strings.Join(outputFormats, ", "))}
 }
 
+// checkFormatIn accepts only the formats a command can print.
+func checkFormatIn(format string, allowed ...string) error {
+	if slices.Contains(allowed, format) {
+		return nil
+	}
+	last := len(allowed) - 1
+	return usageError{fmt.Sprintf("--format %q: use %s or %s", format, strings.Join(allowed[:last], ", "), allowed[last])}
+}
+
 func newListCmd(a *app) *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
@@ -139,8 +148,8 @@ func newInfoCmd(a *app) *cobra.Command {
 		Args:              exactArgs(1, "a container name"),
 		ValidArgsFunction: completeNames(a),
 		RunE: func(_ *cobra.Command, args []string) error {
-			if err := checkFormat(format); err != nil || format == "csv" {
-				return usageError{fmt.Sprintf("--format %q: use table, json or yaml", format)}
+			if err := checkFormatIn(format, "table", "json", "yaml"); err != nil {
+				return err
 			}
 			m, err := a.manager()
 			if err != nil {

@@ -1,12 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -15,18 +11,9 @@ import (
 	"lodge/manager"
 )
 
-// interruptible cancels ctx on Ctrl-C or SIGTERM, for operations that
-// clean up what they made when cancelled (copy, snapshot, restore).
-func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-}
-
 // checkResultFormat accepts the formats of commands that print one result.
 func checkResultFormat(format string) error {
-	if format != "table" && format != "json" {
-		return usageError{fmt.Sprintf("--format %q: use table or json", format)}
-	}
-	return nil
+	return checkFormatIn(format, "table", "json")
 }
 
 // frozenMS is the frozen time in whole milliseconds, as printed.
@@ -153,8 +140,8 @@ func newSnapshotListCmd(a *app) *cobra.Command {
 		Args:              exactArgs(1, "a container name"),
 		ValidArgsFunction: completeNames(a),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "table" && format != "json" && format != "yaml" {
-				return usageError{fmt.Sprintf("--format %q: use table, json or yaml", format)}
+			if err := checkFormatIn(format, "table", "json", "yaml"); err != nil {
+				return err
 			}
 			m, err := a.manager()
 			if err != nil {
