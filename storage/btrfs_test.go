@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"unsafe"
 
@@ -15,47 +14,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mountBtrfs makes a btrfs filesystem of size bytes in a sparse file,
-// mounts it through a loop device of its own and returns the mount point;
-// t.Cleanup unmounts it and detaches the loop device.
+// mountBtrfs mounts a fresh btrfs filesystem of size bytes on a loop device
+// (testreq.LoopBtrfs), as root.
 func mountBtrfs(t testing.TB, size int64) string {
 	t.Helper()
 	needRoot(t)
-	if _, err := exec.LookPath("mkfs.btrfs"); err != nil {
-		testreq.Skip(t, "btrfs", "mkfs.btrfs is missing (btrfs-progs; `make deps` installs it)")
-	}
-	img := filepath.Join(t.TempDir(), "btrfs.img")
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if out, err := exec.Command("mkfs.btrfs", "-q", img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.btrfs: %v: %s", err, out)
-	}
-	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
-	if err != nil {
-		testreq.Skipf(t, "btrfs", "no loop device for a btrfs file: losetup: %v: %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "--detach", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup --detach %s: %v: %s", dev, err, out)
-		}
-	})
-	mnt := t.TempDir()
-	if err := unix.Mount(dev, mnt, "btrfs", 0, ""); err != nil {
-		t.Fatalf("mount %s (btrfs) on %s: %v", dev, mnt, err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(mnt, 0); err != nil {
-			t.Errorf("unmount %s: %v", mnt, err)
-		}
-	})
-	return mnt
+	return testreq.LoopBtrfs(t, size)
 }
 
 // fiemap is struct fiemap with room for extents (linux/fiemap.h).

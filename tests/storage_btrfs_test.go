@@ -15,46 +15,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mountLoopBtrfs makes a btrfs filesystem in a sparse file, mounts it
-// through a loop device of its own, and returns the mount point; t.Cleanup
-// unmounts it and detaches the loop device (registered before anything that
-// uses the mount, so it runs after all of their cleanups).
+// mountLoopBtrfs mounts a fresh btrfs filesystem of size bytes on a loop
+// device (testreq.LoopBtrfs), as root.
 func mountLoopBtrfs(t *testing.T, size int64) string {
 	t.Helper()
 	requireRoot(t)
-	if _, err := exec.LookPath("mkfs.btrfs"); err != nil {
-		testreq.Skip(t, "btrfs", "mkfs.btrfs is missing (btrfs-progs; `make deps` installs it)")
-	}
-	img := filepath.Join(t.TempDir(), "btrfs.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, size); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mkfs.btrfs", "-q", img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.btrfs: %v: %s", err, out)
-	}
-	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
-	if err != nil {
-		testreq.Skipf(t, "btrfs", "no loop device for a btrfs file: losetup: %v: %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "--detach", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup --detach %s: %v: %s", dev, err, out)
-		}
-	})
-	mnt := t.TempDir()
-	if err := unix.Mount(dev, mnt, "btrfs", 0, ""); err != nil {
-		t.Fatalf("mount %s (btrfs) on %s: %v", dev, mnt, err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(mnt, 0); err != nil {
-			t.Errorf("unmount %s: %v", mnt, err)
-		}
-	})
-	return mnt
+	return testreq.LoopBtrfs(t, size)
 }
 
 // btrfsSubvolumes lists every subvolume of the filesystem mounted at mnt.
@@ -80,17 +46,7 @@ func btrfsSubvolumes(t *testing.T, mnt string) []string {
 // its delete leaves no subvolume but the image's base.
 func TestBtrfsBackendEndToEnd(t *testing.T) {
 	mnt := mountLoopBtrfs(t, 1<<30)
-	e := newEnv(t)
-	e.root = filepath.Join(mnt, "lodge")
-	if err := os.Mkdir(e.root, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(e.hostConfig, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("[storage]\nbackend = \"auto\"\n")
-	f.Close()
+	e := btrfsRootEnv(t, mnt)
 
 	e.createBusybox("bt1")
 	dir := filepath.Join(e.root, "containers", "bt1")
