@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -472,26 +470,12 @@ func btrfsKillChild(op string) error {
 // killBtrfsAt runs op in a child and kills it with SIGKILL where asked.
 func killBtrfsAt(t *testing.T, op string, env ...string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), killChildEnv+"="+op), env...)
-	out, err := cmd.StdoutPipe()
+	line, killed, err := runKilled(t, op, env...)
 	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
 		t.Fatalf("%s child %v ended before its kill point: %v", op, env, err)
 	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("%s child was not killed by SIGKILL: %v", op, cmd.ProcessState)
+	if !killed {
+		t.Fatalf("%s child was not killed by SIGKILL", op)
 	}
 	t.Logf("%s %v killed: %s", op, env, strings.TrimSpace(line))
 }

@@ -58,11 +58,14 @@ func killChild(op string) int {
 	return 0
 }
 
-// killAt runs op in a child and kills it with SIGKILL once at entries are made.
-func killAt(t *testing.T, op, src, dst string, at int) {
+// runKilled runs op in a child of this test binary with env added, waits
+// for the first line it prints (it prints one at its kill point) and kills
+// it with SIGKILL. It returns that line, whether SIGKILL is what ended the
+// child, and the error of reading the line (the child ended first).
+func runKilled(t *testing.T, op string, env ...string) (string, bool, error) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), killChildEnv+"="+op, "SRC="+src, "DST="+dst, "AT="+strconv.Itoa(at))
+	cmd.Env = append(append(os.Environ(), killChildEnv+"="+op), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -71,16 +74,22 @@ func killAt(t *testing.T, op, src, dst string, at int) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("%s child ended before reaching %d entries: %v", op, at, err)
-	}
+	line, readErr := bufio.NewReader(out).ReadString('\n')
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("%s child was not killed by SIGKILL: %v", op, cmd.ProcessState)
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return line, ok && ws.Signal() == syscall.SIGKILL, readErr
+}
+
+// killAt runs op in a child and kills it with SIGKILL once at entries are made.
+func killAt(t *testing.T, op, src, dst string, at int) {
+	t.Helper()
+	line, killed, err := runKilled(t, op, "SRC="+src, "DST="+dst, "AT="+strconv.Itoa(at))
+	if err != nil {
+		t.Fatalf("%s child ended before reaching %d entries: %v", op, at, err)
+	}
+	if !killed {
+		t.Fatalf("%s child was not killed by SIGKILL", op)
 	}
 	t.Logf("%s killed: %s", op, line)
 }

@@ -1,17 +1,14 @@
 package storage
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -353,19 +350,7 @@ func killOverlayChild(op string) int {
 // killOverlayAt runs op in a child and kills it with SIGKILL at step.
 func killOverlayAt(t *testing.T, e *overlayEnv, op, src, dst, step string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), killChildEnv+"="+op, "ROOT="+e.root, "SRC="+src, "DST="+dst, "STEP="+step)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
+	line, _, err := runKilled(t, op, "ROOT="+e.root, "SRC="+src, "DST="+dst, "STEP="+step)
 	if err != nil || !strings.HasPrefix(line, "reached") {
 		t.Fatalf("%s child did not reach step %s: %q %v", op, step, line, err)
 	}
