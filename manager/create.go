@@ -369,7 +369,7 @@ func (m *Manager) reserve(name string) (*reservation, error) {
 	}
 	lock, err := lockDir(fresh, unix.LOCK_EX|unix.LOCK_NB)
 	if err == nil {
-		err = writeOwner(fresh)
+		err = writeOwner(fresh, self)
 	}
 	if err != nil {
 		if lock != nil {
@@ -450,11 +450,8 @@ func lockDir(dir string, how int) (*os.File, error) {
 	return f, nil
 }
 
-func writeOwner(dir string) error {
-	p, err := store.ProcessOf(os.Getpid())
-	if err != nil {
-		return err
-	}
+// writeOwner records p, the creating lodge, in the reservation dir.
+func writeOwner(dir string, p store.Process) error {
 	text := fmt.Sprintf("%d %d\n", p.PID, p.Start)
 	return os.WriteFile(filepath.Join(dir, ownerFile), []byte(text), 0o600)
 }
@@ -466,16 +463,7 @@ func reservingCreator(base string) (store.Process, bool) {
 	if len(parts) < 3 {
 		return store.Process{}, false
 	}
-	pidText, startText, ok := strings.Cut(parts[len(parts)-2], ".")
-	if !ok {
-		return store.Process{}, false
-	}
-	pid, err1 := strconv.Atoi(pidText)
-	start, err2 := strconv.ParseUint(startText, 10, 64)
-	if err1 != nil || err2 != nil {
-		return store.Process{}, false
-	}
-	return store.Process{PID: pid, Start: start}, true
+	return parseProcess(strings.Split(parts[len(parts)-2], "."))
 }
 
 func readOwner(dir string) (store.Process, bool) {
@@ -483,7 +471,12 @@ func readOwner(dir string) (store.Process, bool) {
 	if err != nil {
 		return store.Process{}, false
 	}
-	fields := strings.Fields(string(data))
+	return parseProcess(strings.Fields(string(data)))
+}
+
+// parseProcess reads a process recorded as its pid and start time (owner
+// files, reservation names).
+func parseProcess(fields []string) (store.Process, bool) {
 	if len(fields) != 2 {
 		return store.Process{}, false
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -232,16 +231,8 @@ func readOwnerFile(path string) (store.Process, bool) {
 	if err != nil {
 		return store.Process{}, false
 	}
-	fields := strings.Fields(string(data))
-	if len(fields) != 2 {
-		return store.Process{}, true // damaged: its writer is gone
-	}
-	pid, err1 := strconv.Atoi(fields[0])
-	start, err2 := strconv.ParseUint(fields[1], 10, 64)
-	if err1 != nil || err2 != nil {
-		return store.Process{}, true
-	}
-	return store.Process{PID: pid, Start: start}, true
+	p, _ := parseProcess(strings.Fields(string(data)))
+	return p, true // damaged: Process{}, its writer is gone
 }
 
 // StorageInfo is what `lodge info` shows of a container's storage.
