@@ -68,7 +68,7 @@ func TestParseProcAddr(t *testing.T) {
 		"0100007F:0035":                         "127.0.0.1:53",
 		"00000000:0043":                         "0.0.0.0:67",
 		"00000000000000000000000000000000:0035": "[::]:53",
-		"000080FE00000000FF00D1021CE5FFFE:0223": "[fe80::2d1:ff:fee5:1c02]:547",
+		"000080FE00000000FF00D1021CE5FFFE:0223": "[fe80::2d1:ff:feff:e51c]:547",
 	} {
 		a, p, ok := parseProcAddr(in)
 		if got := netip.AddrPortFrom(a, uint16(p)).String(); !ok || got != want {
