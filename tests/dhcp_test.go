@@ -1,0 +1,87 @@
+package tests
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"lodge/internal/testreq"
+	"lodge/network"
+)
+
+// A network's dnsmasq: started with the network, restarted by its
+// supervisor when killed, gone with the network.
+
+// dnsmasqOf is the pid of the env's dnsmasq for network name (its pid file,
+// checked by network.DnsmasqPID), 0 when none runs.
+func (e *env) dnsmasqOf(name string) int {
+	pid, _ := network.DnsmasqPID(filepath.Join(e.root, "networks", name))
+	return pid
+}
+
+// listensOn53 reports whether pid listens on port 53 of gw.
+func listensOn53(pid int, gw string) bool {
+	users, _ := network.PortUsers(netip.MustParseAddr(gw), 53)
+	return strings.Contains(strings.Join(users, "\n"), fmt.Sprintf("(pid %d) on %s:53", pid, gw))
+}
+
+func TestNetworkDnsmasqSupervised(t *testing.T) {
+	if _, err := os.Stat(network.DnsmasqPath); err != nil {
+		testreq.Skip(t, "dnsmasq", "no "+network.DnsmasqPath+": apt-get install dnsmasq-base")
+	}
+	e := newEnv(t)
+	e.must("network", "create", "dns")
+	n := e.network("dns")
+	first := e.dnsmasqOf("dns")
+	if first == 0 || !listensOn53(first, n.Gateway4) {
+		t.Fatalf("no dnsmasq listening on %s:53 after network create (pid %d); network show: %+v", n.Gateway4, first, n)
+	}
+	if out := e.must("network", "show", "dns", "--format", "json"); !strings.Contains(out, fmt.Sprintf(`"dhcp": "running (pid %d)"`, first)) {
+		t.Errorf("network show: %s", out)
+	}
+	// Killed, it is back within seconds (its supervisor), and listening.
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pid := e.dnsmasqOf("dns")
+		if pid != 0 && pid != first && listensOn53(pid, n.Gateway4) {
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(e.root, "networks", "dns", network.DnsmasqLogName))
+			t.Fatalf("no new dnsmasq within 10s of killing pid %d; log:\n%s", first, log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	second := e.dnsmasqOf("dns")
+	// EnsureNetwork's bringUp again: the running one is kept.
+	e.must("network", "show", "dns")
+	e.must("network", "delete", "dns")
+	if left := processesWith(filepath.Join(e.root, "networks") + "/"); len(left) > 0 {
+		t.Errorf("dnsmasq (pid %d, then %d) or its supervisor left after network delete: %v", first, second, left)
+	}
+}
+
+// processesWith lists the processes with an argument containing s.
+func processesWith(s string) []string {
+	entries, _ := os.ReadDir("/proc")
+	var found []string
+	for _, d := range entries {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if strings.Contains(string(cmdline), s) {
+			found = append(found, d.Name()+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+		}
+	}
+	return found
+}
