@@ -191,13 +191,17 @@ func (m *Manager) stopDHCP(name string) error {
 	return errors.Join(errs...)
 }
 
-// dhcpState is NetworkInfo.DHCP: "running (pid N)", "restarting" or "stopped".
+// dhcpState is NetworkInfo.DHCP: "running (pid N)", "restarting" or "stopped"
+// (or running without a supervisor, which was killed).
 func (m *Manager) dhcpState(name string) string {
 	rec, ok := m.readDHCPRecord(name)
-	if !ok || !rec.Supervisor.Alive() {
+	pid, running := network.DnsmasqPID(filepath.Dir(m.networkPath(name)))
+	switch {
+	case (!ok || !rec.Supervisor.Alive()) && running:
+		return fmt.Sprintf("running (pid %d) without its supervisor: not restarted if it dies", pid)
+	case !ok || !rec.Supervisor.Alive():
 		return "stopped"
-	}
-	if pid, ok := network.DnsmasqPID(filepath.Dir(m.networkPath(name))); ok && supervisedBy(pid, rec.Supervisor) {
+	case running && supervisedBy(pid, rec.Supervisor):
 		return fmt.Sprintf("running (pid %d)", pid)
 	}
 	return "restarting"

@@ -403,7 +403,7 @@ func (m *Manager) Network(name string) (NetworkInfo, error) {
 		warnings = append(warnings, err.Error())
 	}
 	info.Warnings = append(info.Warnings, warnings...)
-	if info.State == "up" && !strings.HasPrefix(info.DHCP, "running") {
+	if info.State == "up" && (!strings.HasPrefix(info.DHCP, "running") || strings.Contains(info.DHCP, "without")) {
 		info.Warnings = append(info.Warnings, fmt.Sprintf("its dnsmasq is %s (DHCP and names for its containers): it is started again when a container on the network starts; see %s",
 			info.DHCP, filepath.Join(filepath.Dir(m.networkPath(r.Name)), network.DnsmasqLogName)))
 	}

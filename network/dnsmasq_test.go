@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -147,6 +148,17 @@ func TestDnsmasqServes(t *testing.T) {
 		t.Errorf("no lease for %s in %q", known.MAC, leases)
 	}
 
+	// dnsmasq dropped to its user.
+	if status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", dnsmasq.Process.Pid)); !regexp.MustCompile(`(?m)^Uid:\s+` + dnsmasqUID(t) + `\s`).Match(status) {
+		t.Errorf("dnsmasq does not run as %s:\n%s", DnsmasqUser, status)
+	}
+	// Router advertisements: the client's SLAAC address from its MAC.
+	eui := eui64(bc.IPv6, known.MAC)
+	eventually(t, "the client has "+eui.String()+" by SLAAC", func() (bool, string) {
+		out, _ := inClient(client, "/bin/busybox", "ip", "-6", "addr", "show", "dev", peer).CombinedOutput()
+		return strings.Contains(string(out), eui.String()+"/64"), string(out)
+	})
+
 	// The script configures nothing: give the client its address.
 	if out, err := inClient(client, "/bin/busybox", "ip", "addr", "add", netip.PrefixFrom(known.IPv4, bc.IPv4.Bits()).String(), "dev", peer).CombinedOutput(); err != nil {
 		t.Fatalf("ip addr add: %v: %s", err, out)
@@ -193,6 +205,21 @@ func TestDnsmasqServes(t *testing.T) {
 	if out := udhcpcFails(t, client, peer); strings.Contains(out, "ip=") {
 		t.Errorf("an unknown MAC got a lease: %q; log:\n%s", out, readLog(dir))
 	}
+}
+
+func dnsmasqUID(t *testing.T) string {
+	u, err := user.Lookup(DnsmasqUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Uid
+}
+
+// eui64 is the SLAAC address of mac in the /64 prefix.
+func eui64(prefix netip.Prefix, mac net.HardwareAddr) netip.Addr {
+	a := prefix.Masked().Addr().As16()
+	copy(a[8:], []byte{mac[0] ^ 0x02, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]})
+	return netip.AddrFrom16(a)
 }
 
 func readLog(dir string) string {

@@ -1,7 +1,9 @@
 package tests
 
 import (
+	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -84,4 +86,59 @@ func processesWith(s string) []string {
 		}
 	}
 	return found
+}
+
+// TestNetworkDnsmasqPortTaken: a dnsmasq whose supervisor was killed is
+// reported and still ended by network delete; another process on the
+// gateway's port 53 is named by network show.
+func TestNetworkDnsmasqPortTaken(t *testing.T) {
+	if _, err := os.Stat(network.DnsmasqPath); err != nil {
+		testreq.Skip(t, "dnsmasq", "no "+network.DnsmasqPath+": apt-get install dnsmasq-base")
+	}
+	e := newEnv(t)
+	e.must("network", "create", "busy")
+	n := e.network("busy")
+	var rec struct {
+		Supervisor struct{ PID int } `json:"supervisor"`
+	}
+	data, err := os.ReadFile(filepath.Join(e.root, "run", "networks", "busy.json"))
+	if err != nil || json.Unmarshal(data, &rec) != nil || rec.Supervisor.PID == 0 {
+		t.Fatalf("supervisor record: %s, %v", data, err)
+	}
+	dnsmasq := e.dnsmasqOf("busy")
+	if err := syscall.Kill(rec.Supervisor.PID, syscall.SIGKILL); err != nil { // lodge's, started by this test
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", rec.Supervisor.PID)); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the killed supervisor is still there")
+		}
+	}
+	if got := e.network("busy"); !strings.Contains(fmt.Sprint(got.Warnings), fmt.Sprintf("running (pid %d) without its supervisor", dnsmasq)) {
+		t.Errorf("network show after killing the supervisor: %+v", got)
+	}
+	if err := syscall.Kill(dnsmasq, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var conn *net.UDPConn
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(n.Gateway4), 53))); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bind %s:53: %v", n.Gateway4, err)
+		}
+	}
+	want := fmt.Sprintf("port 53 on the gateway %s is taken by %s (pid %d) on %s:53/udp", n.Gateway4, filepath.Base(os.Args[0])[:min(15, len(filepath.Base(os.Args[0])))], os.Getpid(), n.Gateway4)
+	if got := e.network("busy"); !strings.Contains(strings.Join(got.Warnings, "\n"), want) {
+		t.Errorf("network show with port 53 taken: want %q in %q", want, got.Warnings)
+	}
+	conn.Close()
+	e.must("network", "delete", "busy")
+	if left := processesWith(filepath.Join(e.root, "networks") + "/"); len(left) > 0 {
+		t.Errorf("left after network delete: %v", left)
+	}
 }
