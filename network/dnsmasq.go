@@ -70,10 +70,13 @@ func RenderDnsmasqConf(c DHCPConfig) string {
 	gw4 := Gateway(c.IPv4).Addr()
 	line("# Written by lodge for network %s; changes are overwritten when the network starts.", c.Network)
 	// Only the bridge: its addresses, never the wildcard, never lo (which
-	// interface= would add by itself).
+	// interface= would add by itself). bind-dynamic binds each address like
+	// bind-interfaces, and also those that appear later (the bridge's
+	// link-local one, once a port is up), which bind-interfaces fails to
+	// bind after dnsmasq dropped its privileges.
 	line("interface=%s", c.Bridge)
 	line("except-interface=lo")
-	line("bind-interfaces")
+	line("bind-dynamic")
 	line("listen-address=%s", gw4)
 	if c.IPv6.IsValid() {
 		line("listen-address=%s", Gateway(c.IPv6).Addr())
@@ -82,7 +85,7 @@ func RenderDnsmasqConf(c DHCPConfig) string {
 	line("keep-in-foreground")
 	line("pid-file=%s", filepath.Join(c.Dir, DnsmasqPidName))
 	line("log-facility=%s", filepath.Join(c.Dir, DnsmasqLogName))
-	line("log-dhcp")
+	line("quiet-ra") // no line per periodic advertisement; DHCP transactions are logged
 	// DNS: the containers' names from hosts/, as NAME and NAME.DOMAIN;
 	// queries for DOMAIN are never forwarded.
 	line("no-hosts")
