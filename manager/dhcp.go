@@ -127,11 +127,8 @@ func (m *Manager) waitDHCP(c network.DHCPConfig, sup store.Process, timeout time
 	gw := network.Gateway(c.IPv4).Addr()
 	deadline := time.Now().Add(timeout)
 	for {
-		if pid, ok := network.DnsmasqPID(c.Dir); ok && supervisedBy(pid, sup) {
-			users, _ := network.PortUsers(gw, 53)
-			if strings.Contains(strings.Join(users, "\n"), fmt.Sprintf("(pid %d) on %s:53", pid, gw)) {
-				return nil
-			}
+		if pid, ok := network.DnsmasqPID(c.Dir); ok && supervisedBy(pid, sup) && network.ListensOn(pid, gw, 53) {
+			return nil
 		}
 		if !sup.Alive() || time.Now().After(deadline) {
 			var taken []string

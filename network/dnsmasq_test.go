@@ -177,6 +177,9 @@ func TestDnsmasqServes(t *testing.T) {
 			return regexp.MustCompile(`Address:\s+` + regexp.QuoteMeta(addr.String()) + `\b`).Match(out), string(out)
 		})
 	}
+	if !ListensOn(dnsmasq.Process.Pid, gw, 53) || ListensOn(client.Process.Pid, gw, 53) {
+		t.Errorf("ListensOn(dnsmasq) = %v, ListensOn(another process) = %v", ListensOn(dnsmasq.Process.Pid, gw, 53), ListensOn(client.Process.Pid, gw, 53))
+	}
 	if pid, ok := DnsmasqPID(dir); !ok || pid != dnsmasq.Process.Pid {
 		t.Errorf("DnsmasqPID = %d, %v; want %d", pid, ok, dnsmasq.Process.Pid)
 	}

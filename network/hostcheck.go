@@ -48,6 +48,28 @@ func PortUsers(addr netip.Addr, port int) ([]string, error) {
 	return out, nil
 }
 
+// ListensOn reports whether process pid holds a UDP socket bound to
+// addr:port itself (not the wildcard): a cheaper PortUsers for one process.
+func ListensOn(pid int, addr netip.Addr, port int) bool {
+	inodes := map[uint64]bool{}
+	for _, f := range []string{"udp", "udp6"} {
+		found, _ := listeners(filepath.Join("/proc/net", f), false, addr, port)
+		for inode, a := range found {
+			if ap, err := netip.ParseAddrPort(a); err == nil && ap.Addr().Unmap() == addr.Unmap() {
+				inodes[inode] = true
+			}
+		}
+	}
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if inode, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]"), 10, 64); err == nil && inodes[inode] {
+			return true
+		}
+	}
+	return false
+}
+
 // listeners parses one /proc/net table: the inodes of listening TCP and
 // unconnected (bound) UDP sockets on port at addr or the wildcard.
 func listeners(path string, tcp bool, addr netip.Addr, port int) (map[uint64]string, error) {
