@@ -2,6 +2,7 @@ package tests
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"lodge/internal/testreq"
 	"lodge/network"
@@ -140,5 +143,42 @@ func TestNetworkDnsmasqPortTaken(t *testing.T) {
 	e.must("network", "delete", "busy")
 	if left := processesWith(filepath.Join(e.root, "networks") + "/"); len(left) > 0 {
 		t.Errorf("left after network delete: %v", left)
+	}
+}
+
+// TestNetworkSubnetRoutedElsewhere: a route into the network's subnet
+// through another interface (a veth of the test's, removed at its end) is named by the host checks.
+func TestNetworkSubnetRoutedElsewhere(t *testing.T) {
+	if _, err := os.Stat(network.DnsmasqPath); err != nil {
+		testreq.Skip(t, "dnsmasq", "no "+network.DnsmasqPath+": apt-get install dnsmasq-base")
+	}
+	e := newEnv(t)
+	e.must("network", "create", "routed")
+	n := e.network("routed")
+	if len(n.Warnings) > 0 {
+		t.Errorf("warnings of a fresh network: %q", n.Warnings)
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = "ld" + e.netTag + randomHex(2)
+	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: attrs.Name + "p"}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { netlink.LinkDel(veth) })
+	peer, err := netlink.LinkByName(attrs.Name + "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(netlink.LinkSetUp(veth), netlink.LinkSetUp(peer)); err != nil {
+		t.Fatal(err)
+	}
+	subnet := netip.MustParsePrefix(n.IPv4)
+	part := netip.PrefixFrom(subnet.Addr(), subnet.Bits()+1) // the lower half: no traffic of the host's goes there
+	if err := netlink.RouteAdd(&netlink.Route{LinkIndex: veth.Attrs().Index, Dst: &net.IPNet{IP: part.Addr().AsSlice(), Mask: net.CIDRMask(part.Bits(), 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("subnet %s is already routed elsewhere: route %s dev %s", subnet, part, attrs.Name)
+	if got := e.network("routed"); !strings.Contains(strings.Join(got.Warnings, "\n"), want) {
+		t.Errorf("want %q in the warnings %q", want, got.Warnings)
 	}
 }
