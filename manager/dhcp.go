@@ -58,11 +58,19 @@ func (m *Manager) dhcpConfig(r networkRecord) network.DHCPConfig {
 }
 
 // ensureDHCP starts the network's dnsmasq under the supervisor unless it
-// runs, and waits until dnsmasq listens on the bridge.
+// runs with the current configuration, and waits until dnsmasq listens on
+// the bridge.
 func (m *Manager) ensureDHCP(r networkRecord) error {
 	c := m.dhcpConfig(r)
 	if rec, ok := m.readDHCPRecord(r.Name); ok && rec.Supervisor.Alive() {
-		return m.waitDHCP(c, rec.Supervisor, 5*time.Second) // running, or being restarted
+		conf, _ := os.ReadFile(filepath.Join(c.Dir, network.DnsmasqConfName))
+		if string(conf) == network.RenderDnsmasqConf(c) {
+			return m.waitDHCP(c, rec.Supervisor, 5*time.Second) // running, or being restarted
+		}
+		// Started by an older lodge with another configuration: restart.
+		if err := m.stopDHCP(r.Name); err != nil {
+			return err
+		}
 	}
 	// A dnsmasq whose supervisor was killed still holds the ports.
 	if pid, ok := network.DnsmasqPID(c.Dir); ok {
