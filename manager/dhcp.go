@@ -240,9 +240,13 @@ func (m *Manager) networkHostChecks(r networkRecord) (warnings []string, err err
 		}
 	}
 	gw := network.Gateway(r.subnet4()).Addr()
-	users, err := network.PortUsers(gw, 53)
-	if err != nil {
-		return nil, err
+	var users []string
+	// With its own dnsmasq on the gateway's port 53 (every start of a
+	// container on the network), skip the scan of every process's sockets.
+	if own == 0 || !network.ListensOn(own, gw, 53) {
+		if users, err = network.PortUsers(gw, 53); err != nil {
+			return nil, err
+		}
 	}
 	for _, u := range users {
 		switch {
