@@ -279,3 +279,21 @@ func TestSyscallNames(t *testing.T) {
 		t.Errorf("conflict: %v\nwant %s", err, want)
 	}
 }
+
+func TestSetAllValidatesOnceInAnyOrder(t *testing.T) {
+	c := Default()
+	err := c.SetAll([]Assignment{{"network.0.type", "macvlan"}, {"network.0.parent", "eth1"}})
+	if err != nil || c.Networks[0].Parent != "eth1" {
+		t.Fatalf("SetAll: %v, %+v", err, c.Networks)
+	}
+	before := c.Clone()
+	if err := c.SetAll([]Assignment{{"limits.swap", "1GiB"}, {"limits.pids", "x"}}); err == nil || !strings.Contains(err.Error(), "limits.pids=x") {
+		t.Fatalf("a bad value gave %v", err)
+	}
+	if err := c.SetAll([]Assignment{{"limits.swap", "1GiB"}}); err == nil {
+		t.Fatal("swap without memory was accepted")
+	}
+	if c.Limits.Swap != before.Limits.Swap {
+		t.Fatal("a failed SetAll changed the configuration")
+	}
+}
