@@ -64,6 +64,11 @@ type NICInfo struct {
 	IPv4    string `json:"ipv4,omitempty" yaml:"ipv4,omitempty"`
 	IPv6    string `json:"ipv6,omitempty" yaml:"ipv6,omitempty"`
 	MTU     int    `json:"mtu,omitempty" yaml:"mtu,omitempty"`
+	// While the container runs: the addresses it was given (static, or
+	// handed out by the network's DHCP) and the host end of its veth.
+	Address4 string `json:"address4,omitempty" yaml:"address4,omitempty"`
+	Address6 string `json:"address6,omitempty" yaml:"address6,omitempty"`
+	HostIf   string `json:"host_interface,omitempty" yaml:"host_interface,omitempty"`
 }
 
 func nicInfos(cfg *config.Container) []NICInfo {
@@ -142,6 +147,9 @@ func (m *Manager) describe(name string, ks *kernelScan) Info {
 	problems = append(problems, m.storageProblems(name)...)
 	if obs.st != nil {
 		m.addRuntime(&info, obs.st)
+		m.addAttachments(info.NICs, name)
+	} else if err == nil {
+		m.releaseStoppedNICs(name)
 	}
 	info.Error = strings.Join(problems, "; ")
 	return info
