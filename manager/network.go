@@ -32,9 +32,10 @@ import (
 // Attaching containers (veths at start, dnsmasq, port forwards) is the data
 // plane's work, not this file's.
 //
-// NAT: a network records nat = true when created with --nat, but this
-// version installs no masquerade rule; the data plane will, when it starts
-// a network with NAT (and tests never ask for it).
+// NAT: a network records nat = true when created with --nat; bringUp then
+// adds the masquerade rule to its table inet lodge-nat-NET (forwards.go,
+// network/forward.go), which also holds the port forwards. Tests never ask
+// for NAT.
 
 // ErrInUse marks a refusal because something still uses the object (a
 // network that containers' configurations name).
@@ -44,7 +45,7 @@ var ErrInUse = errors.New("in use")
 type NetworkOptions struct {
 	Subnet string // IPv4 subnet, e.g. 10.12.34.0/24; "" picks a free /24 in 10.0.0.0/8
 	IPv6   string // IPv6 /64, "auto" for a unique local one, "" for none
-	NAT    bool   // recorded; masquerade is the data plane's (not installed yet)
+	NAT    bool   // masquerade the IPv4 subnet to the outside (ensureNAT)
 }
 
 // networkRecord is network.json.
@@ -283,8 +284,8 @@ func machineID() string {
 	return strings.TrimSpace(string(b))
 }
 
-// bringUp makes the network's bridge and anti-spoofing table (idempotent).
-// No masquerade, even with NAT (see the top of the file).
+// bringUp makes the network's bridge, anti-spoofing table and NAT table
+// (idempotent; masquerade only with NAT).
 func (m *Manager) bringUp(h *netlink.Handle, r networkRecord) error {
 	if _, err := network.EnsureBridge(h, network.BridgeConfig{Network: m.netID(r.Name), IPv4: r.subnet4(), IPv6: r.subnet6()}); err != nil {
 		return err
@@ -294,7 +295,10 @@ func (m *Manager) bringUp(h *netlink.Handle, r networkRecord) error {
 		return fmt.Errorf("nftables: %w", err)
 	}
 	defer conn.CloseLasting()
-	return network.NewFirewall(conn, m.netID(r.Name)).Ensure()
+	if err := network.NewFirewall(conn, m.netID(r.Name)).Ensure(); err != nil {
+		return err
+	}
+	return m.ensureNAT(r)
 }
 
 // tearDown removes the network's bridge and tables; missing ones are fine.
@@ -306,6 +310,7 @@ func (m *Manager) tearDown(h *netlink.Handle, name string) error {
 		errs = append(errs, err)
 	} else {
 		errs = append(errs, network.NewFirewall(conn, m.netID(name)).Delete())
+		errs = append(errs, network.NewNAT(conn, m.netID(name)).Delete())
 		conn.CloseLasting()
 	}
 	return errors.Join(errs...)
