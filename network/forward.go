@@ -22,6 +22,7 @@ import (
 //	                      jump fwd-C ... }
 //	  chain postrouting { type nat hook postrouting priority srcnat;
 //	    meta nfproto ipv4 oifname BR ip saddr 127.0.0.0/8 snat ip to GW4
+//	    meta nfproto ipv4 oifname BR ip saddr SUBNET4 ct status dnat snat ip to GW4   # hairpin
 //	    meta nfproto ipv4 ip saddr SUBNET4 oifname != BR masquerade    # only with --nat
 //	  }
 //	  chain fwd-C {                                                     # one per container
@@ -113,7 +114,11 @@ func (n *NAT) Ensure(bridge string, subnet4, subnet6 netip.Prefix, masquerade bo
 	return nil
 }
 
-// postroutingRules: the loopback SNAT and, if asked, the masquerade.
+// ipsDstNAT is IPS_DST_NAT of ct status (linux/netfilter/nf_conntrack_common.h).
+const ipsDstNAT = 1 << 5
+
+// postroutingRules: the loopback SNAT, the hairpin SNAT and, if asked, the
+// masquerade.
 func postroutingRules(bridge string, subnet4 netip.Prefix, masquerade bool) [][]expr.Any {
 	if !subnet4.IsValid() {
 		return nil
@@ -125,6 +130,16 @@ func postroutingRules(bridge string, subnet4 netip.Prefix, masquerade bool) [][]
 		prefixMatch(nh, 12, loop),
 		[]expr.Any{&expr.Immediate{Register: 1, Data: gw.AsSlice()},
 			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1}})}
+	// Hairpin: a container reaching a forward (to itself or a neighbour)
+	// through a host address; without the SNAT the answer would come
+	// straight from the neighbour's address and be dropped.
+	dnat := binary.NativeEndian.AppendUint32(nil, ipsDstNAT)
+	rules = append(rules, cat(nfproto(unix.NFPROTO_IPV4), oifname(bridge, true), prefixMatch(nh, 12, subnet4.Masked()),
+		[]expr.Any{&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: dnat, Xor: make([]byte, 4)},
+			neq(make([]byte, 4)),
+			&expr.Immediate{Register: 1, Data: gw.AsSlice()},
+			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1}}))
 	if masquerade {
 		rules = append(rules, cat(nfproto(unix.NFPROTO_IPV4), prefixMatch(nh, 12, subnet4.Masked()),
 			oifname(bridge, false), []expr.Any{&expr.Masq{}}))

@@ -61,8 +61,8 @@ func TestForwards(t *testing.T) {
 	ensure(false)
 	ensure(false) // idempotent
 	post, err := conn.GetRules(nat.table, nat.postrouting())
-	if err != nil || len(post) != 1 {
-		t.Fatalf("postrouting after two Ensure: %d rules, %v; want the loopback SNAT alone", len(post), err)
+	if err != nil || len(post) != 2 {
+		t.Fatalf("postrouting after two Ensure: %d rules, %v; want the loopback and hairpin SNATs", len(post), err)
 	}
 	if m, err := nat.Masquerades(); err != nil || m {
 		t.Fatalf("masquerade without asking: %v %v", m, err)
@@ -87,33 +87,40 @@ func TestForwards(t *testing.T) {
 	if names, err := nat.Forwards(); err != nil || len(names) != 1 || names[0] != "fwd" {
 		t.Errorf("Forwards() = %v, %v", names, err)
 	}
-	echo := func(addr netip.AddrPort) error {
-		return inNS(t, host.nsFD, func() error {
-			conn, err := net.DialTimeout("tcp", addr.String(), time.Second)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			conn.SetDeadline(time.Now().Add(3 * time.Second))
-			if _, err := conn.Write([]byte("hello\n")); err != nil {
-				return err
-			}
-			buf := make([]byte, 6)
-			_, err = io.ReadFull(conn, buf)
-			return err
-		})
-	}
+	echo := func(addr netip.AddrPort, works bool) error { return echoFrom(t, host, addr, works) }
 	targets := []netip.AddrPort{
 		netip.MustParseAddrPort("127.0.0.1:18080"),
 		netip.AddrPortFrom(gw.Addr(), 18080),
 		netip.MustParseAddrPort("127.0.0.1:18081"),
 	}
 	for _, a := range targets {
-		if err := echo(a); err != nil {
+		if err := echo(a, true); err != nil {
 			t.Errorf("through the forward at %s: %v", a, err)
 		}
 	}
-	if err := echo(netip.AddrPortFrom(gw.Addr(), 18081)); err == nil {
+	// Hairpin: a neighbour on the bridge reaches the forward through the
+	// bridge address, and the container itself through it too. The DNATed
+	// packet is routed back out of the bridge: forwarding on, in the private
+	// namespace only (it dies with it).
+	setSysctl(t, host.nsFD, "/proc/sys/net/ipv4/ip_forward", "1")
+	c2 := startContainer(t)
+	if err := AddNIC(hh, c2.nsFD, NIC{Container: "fwd2", Name: "eth0", Bridge: br.Name, IPv4: hostAddr(subnet, 6), Gateway4: gw.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	// A container reaching its own forward: with br_netfilter the DNATed
+	// frame is bridged back out of the port it came in by, which a bridge
+	// does only for a port in hairpin mode.
+	if l, err := hh.LinkByName(HostVethName("fwd", "eth0")); err != nil {
+		t.Fatal(err)
+	} else if err := hh.LinkSetHairpin(l, true); err != nil {
+		t.Fatal(err)
+	}
+	for i, from := range []*container{c2, c} {
+		if err := echoFrom(t, from, netip.AddrPortFrom(gw.Addr(), 18080), true); err != nil {
+			t.Errorf("hairpin from %s to %s:18080: %v", []string{"a neighbour", "the container itself"}[i], gw.Addr(), err)
+		}
+	}
+	if err := echo(netip.AddrPortFrom(gw.Addr(), 18081), false); err == nil {
 		t.Error("the forward that listens on 127.0.0.1 answered at the bridge address")
 	}
 
@@ -124,7 +131,7 @@ func TestForwards(t *testing.T) {
 		t.Fatalf("second RemoveForwards: %v", err)
 	}
 	for _, a := range targets {
-		if err := echo(a); err == nil {
+		if err := echo(a, false); err == nil {
 			t.Errorf("%s still answers after RemoveForwards", a)
 		}
 	}
@@ -192,4 +199,29 @@ func echoServer(t *testing.T, c *container, at netip.AddrPort) {
 			}()
 		}
 	}()
+}
+
+// echoFrom sends a line from c's namespace to addr and expects it back.
+// A connection that should work gets 3 s (a fresh port may lose the first
+// SYN, which TCP sends again after 1 s); one that should fail, 1 s.
+func echoFrom(t *testing.T, c *container, addr netip.AddrPort, works bool) error {
+	t.Helper()
+	timeout := time.Second
+	if works {
+		timeout = 3 * time.Second
+	}
+	return inNS(t, c.nsFD, func() error {
+		conn, err := net.DialTimeout("tcp", addr.String(), timeout)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := conn.Write([]byte("hello\n")); err != nil {
+			return err
+		}
+		buf := make([]byte, 6)
+		_, err = io.ReadFull(conn, buf)
+		return err
+	})
 }
