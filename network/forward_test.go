@@ -11,6 +11,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // TestForwards installs a network's NAT table in a private "host" namespace
@@ -34,17 +35,21 @@ func TestForwards(t *testing.T) {
 	if err := hh.LinkAdd(br); err != nil {
 		t.Fatal(err)
 	}
-	gw := Gateway(subnet)
-	if err := hh.AddrAdd(br, &netlink.Addr{IPNet: ipNet(gw)}); err != nil {
-		t.Fatal(err)
+	subnet6 := netip.MustParsePrefix("fd00:201::/64")
+	gw, gw6 := Gateway(subnet), Gateway(subnet6)
+	for _, a := range []netip.Prefix{gw, gw6} {
+		if err := hh.AddrAdd(br, &netlink.Addr{IPNet: ipNet(a), Flags: unix.IFA_F_NODAD}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	hh.LinkSetUp(br)
 	c := startContainer(t)
-	ctr := hostAddr(subnet, 5)
-	if err := AddNIC(hh, c.nsFD, NIC{Container: "fwd", Name: "eth0", Bridge: br.Name, IPv4: ctr, Gateway4: gw.Addr()}); err != nil {
+	ctr, ctr6 := hostAddr(subnet, 5), hostAddr(subnet6, 5)
+	if err := AddNIC(hh, c.nsFD, NIC{Container: "fwd", Name: "eth0", Bridge: br.Name, IPv4: ctr, Gateway4: gw.Addr(), IPv6: ctr6, Gateway6: gw6.Addr()}); err != nil {
 		t.Fatal(err)
 	}
 	echoServer(t, c, netip.AddrPortFrom(ctr.Addr(), 7777))
+	echoServer(t, c, netip.AddrPortFrom(ctr6.Addr(), 7777))
 
 	conn, err := nftables.New(nftables.WithNetNSFd(host.nsFD))
 	if err != nil {
@@ -72,6 +77,7 @@ func TestForwards(t *testing.T) {
 		{Proto: "tcp", Listen: netip.IPv4Unspecified(), HostPort: 18080, Target: ctr.Addr(), TargetPort: 7777},
 		{Proto: "tcp", Listen: netip.MustParseAddr("127.0.0.1"), HostPort: 18081, Target: ctr.Addr(), TargetPort: 7777},
 		{Proto: "udp", Listen: netip.IPv4Unspecified(), HostPort: 18080, Target: ctr.Addr(), TargetPort: 53},
+		{Proto: "tcp", Listen: netip.IPv6Unspecified(), HostPort: 18080, Target: ctr6.Addr(), TargetPort: 7777},
 	}
 	if err := nat.SetForwards("fwd", fw); err != nil {
 		t.Fatal(err)
@@ -92,6 +98,7 @@ func TestForwards(t *testing.T) {
 		netip.MustParseAddrPort("127.0.0.1:18080"),
 		netip.AddrPortFrom(gw.Addr(), 18080),
 		netip.MustParseAddrPort("127.0.0.1:18081"),
+		netip.AddrPortFrom(gw6.Addr(), 18080),
 	}
 	for _, a := range targets {
 		if err := echo(a, true); err != nil {
