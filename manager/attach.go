@@ -120,7 +120,11 @@ func (m *Manager) networkForStart(h *netlink.Handle, name string, progress func(
 	if err != nil {
 		return r, err
 	}
-	if err := m.bringUp(h, r); err != nil {
+	warnings, err := m.bringUp(h, r)
+	for _, w := range warnings {
+		progress("warning: network %s: %s", name, w)
+	}
+	if err != nil {
 		return r, fmt.Errorf("bring network %q up: %w", name, err)
 	}
 	return r, nil

@@ -198,10 +198,15 @@ func printInfo(w io.Writer, format string, info manager.Info) error {
 	row("CPU set", dashIfEmpty(info.Limits.Cpuset))
 	row("Pids limit", dashIfZero(strconv.FormatInt(info.Limits.Pids, 10)))
 	row("Disk limit", dashIfEmpty(info.Limits.Disk))
+	row("Network limits", fmt.Sprintf("ingress %s, egress %s", dashIfEmpty(info.Limits.NetIngress), dashIfEmpty(info.Limits.NetEgress)))
 	if s := info.Storage; s != nil {
 		storageRows(row, s)
 	}
 	nicRows(row, info.NICs)
+	for _, p := range info.Proxies {
+		name, spec, _ := strings.Cut(p, " ")
+		row("Port forward "+name, spec)
+	}
 	for _, k := range slices.Sorted(maps.Keys(info.Cgroups)) {
 		row("Cgroup "+k, info.Cgroups[k])
 	}
