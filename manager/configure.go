@@ -96,7 +96,7 @@ func (m *Manager) saveConfig(name string, cfg *config.Container) (SetResult, err
 	if err := cgroup.Open(st.Cgroups).Apply(monitor.CgroupLimits(cfg)); err != nil {
 		return SetResult{NeedRestart: true}, fmt.Errorf("saved, but applying the limits to the running container failed (they apply at the next start): %w", err)
 	}
-	if err := m.applyNetworkLive(name, st.Init.PID, old, cfg); err != nil {
+	if err := m.applyNetworkLive(name, old, cfg); err != nil {
 		return SetResult{AppliedLive: true, NeedRestart: true}, fmt.Errorf("saved, but applying the network limits or port forwards to the running container failed (they apply at the next start): %w", err)
 	}
 	return SetResult{AppliedLive: true, NeedRestart: true}, nil

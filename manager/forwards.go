@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"strconv"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"lodge/config"
 	"lodge/network"
@@ -36,15 +33,6 @@ func (m *Manager) ensureNAT(r networkRecord) error {
 	return network.NewNAT(conn, id).Ensure(network.BridgeName(id), r.subnet4(), r.subnet6(), r.NAT)
 }
 
-// firstBridgedNIC is the index of cfg's first bridged NIC, or -1.
-func firstBridgedNIC(cfg *config.Container) int {
-	for i, nic := range cfg.Networks {
-		if nic.Kind() == config.NICBridged {
-			return i
-		}
-	}
-	return -1
-}
 
 // applyForwards installs cfg's proxies of a running container to addr4/addr6
 // (its first bridged NIC's addresses) in the table of network netName, and
@@ -146,16 +134,11 @@ func (m *Manager) checkProxies(container string, cfg *config.Container) error {
 	return errors.Join(errs...)
 }
 
-// netLimits are cfg's network limits as network.SetLimits takes them.
-func netLimits(cfg *config.Container) network.Limits {
-	return network.Limits{Ingress: uint64(cfg.Limits.Network.Ingress), Egress: uint64(cfg.Limits.Network.Egress)}
-}
-
-// applyNetworkLive brings a running container (init pid) up to date with
+// applyNetworkLive brings a running container up to date with
 // cfg after a configuration change from old: the network limits on each
 // bridged NIC's host end, and the port forwards. A NIC that is not
 // attached (no host veth) is skipped: its limits apply when it is.
-func (m *Manager) applyNetworkLive(name string, pid int, old, cfg *config.Container) error {
+func (m *Manager) applyNetworkLive(name string, old, cfg *config.Container) error {
 	var errs []error
 	if old == nil || old.Limits.Network != cfg.Limits.Network {
 		h, err := netlink.NewHandle()
@@ -171,70 +154,35 @@ func (m *Manager) applyNetworkLive(name string, pid int, old, cfg *config.Contai
 			if _, err := h.LinkByName(network.HostVethName(m.netID(name), ifname)); err != nil {
 				continue // not attached
 			}
-			if err := network.SetLimits(h, m.netID(name), ifname, netLimits(cfg)); err != nil {
+			if err := network.SetLimits(h, m.netID(name), ifname, network.LimitsOf(cfg.Limits.Network)); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
 	// Changed NICs take effect at the next start, and the forwards with them.
 	if old == nil || !maps.Equal(old.Proxies, cfg.Proxies) {
-		errs = append(errs, m.refreshForwards(name, pid, cfg))
+		errs = append(errs, m.refreshForwards(name, cfg))
 	}
 	return errors.Join(errs...)
 }
 
-// refreshForwards installs cfg's forwards of the running container whose
-// init is pid, to the addresses its first bridged NIC has now.
-func (m *Manager) refreshForwards(name string, pid int, cfg *config.Container) error {
+// refreshForwards installs cfg's forwards of a running container to the
+// addresses its first bridged NIC was given at start (its plan), or
+// removes them when it has none.
+func (m *Manager) refreshForwards(name string, cfg *config.Container) error {
 	if len(cfg.Proxies) == 0 {
 		return m.removeForwards(name)
 	}
-	i := firstBridgedNIC(cfg)
-	if i < 0 {
-		return errors.New("the forwards ([proxy]) need a bridged NIC to forward to (e.g. network.0.network=default)")
-	}
-	addr4, addr6, err := nicAddrs(pid, cfg.Networks[i].InterfaceName(i))
+	plan, err := network.ReadAttachments(m.store.NICsPath(name))
 	if err != nil {
 		return err
 	}
-	return m.applyForwards(name, cfg, cfg.Networks[i].NetworkName(), addr4, addr6)
-}
-
-// nicAddrs reads the global addresses of interface ifname in the network
-// namespace of pid. The handle and the namespace's descriptor are closed
-// at once: they would keep the namespace (and its veth) alive.
-func nicAddrs(pid int, ifname string) (addr4, addr6 netip.Addr, err error) {
-	ns, err := netns.GetFromPath("/proc/" + strconv.Itoa(pid) + "/ns/net")
-	if err != nil {
-		return addr4, addr6, fmt.Errorf("the container's network namespace: %w", err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return addr4, addr6, err
-	}
-	defer h.Close()
-	link, err := h.LinkByName(ifname)
-	if err != nil {
-		return addr4, addr6, fmt.Errorf("%s in the container: %w", ifname, err)
-	}
-	addrs, err := h.AddrList(link, unix.AF_UNSPEC)
-	if err != nil {
-		return addr4, addr6, err
-	}
-	for _, a := range addrs {
-		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok || !ip.IsGlobalUnicast() {
-			continue
-		}
-		ip = ip.Unmap()
-		if ip.Is4() && !addr4.IsValid() {
-			addr4 = ip
-		} else if ip.Is6() && !addr6.IsValid() {
-			addr6 = ip
+	for _, a := range plan {
+		if a.Kind == network.KindBridged {
+			return m.applyForwards(name, cfg, a.Network, a.Address4, a.Address6)
 		}
 	}
-	return addr4, addr6, nil
+	return errors.New("the forwards ([proxy]) need a bridged NIC to forward to (e.g. network.0.network=default); they apply at the next start")
 }
 
 // proxyInfos are the configured forwards for `lodge info` and `list`, as

@@ -82,7 +82,7 @@ func TestApplyNetworkLimitsLive(t *testing.T) {
 	old.Networks = []config.NIC{{Name: "eth0"}}
 	cfg := old.Clone()
 	cfg.Limits.Network = config.NetworkLimits{Ingress: 100e6, Egress: 10e6}
-	if err := m.applyNetworkLive(ctr, 0, old, cfg); err != nil {
+	if err := m.applyNetworkLive(ctr, old, cfg); err != nil {
 		t.Fatal(err)
 	}
 	tbfRate := func(linkName string) uint64 {
@@ -106,7 +106,7 @@ func TestApplyNetworkLimitsLive(t *testing.T) {
 	}
 	old, cfg = cfg, cfg.Clone()
 	cfg.Limits.Network.Egress = 0
-	if err := m.applyNetworkLive(ctr, 0, old, cfg); err != nil {
+	if err := m.applyNetworkLive(ctr, old, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.LinkByName(network.IfbName(m.netID(ctr), "eth0")); err == nil {
@@ -119,7 +119,7 @@ func TestApplyNetworkLimitsLive(t *testing.T) {
 	cfg.Networks = append(cfg.Networks, config.NIC{Name: "eth1"})
 	old, cfg = cfg, cfg.Clone()
 	cfg.Limits.Network.Ingress = 0
-	if err := m.applyNetworkLive(ctr, 0, old, cfg); err != nil {
+	if err := m.applyNetworkLive(ctr, old, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if got := tbfRate(name); got != 0 {

@@ -65,6 +65,11 @@ func (m *Manager) startLocked(ctx context.Context, name string, progress func(fo
 		}
 		return err
 	}
+	if len(cfg.Proxies) > 0 {
+		if err := m.refreshForwards(name, cfg); err != nil {
+			progress("warning: port forwards of %s: %v", name, err)
+		}
+	}
 	m.waitSystemd(ctx, name, cfg, progress)
 	return nil
 }

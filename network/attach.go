@@ -33,7 +33,7 @@ type Attachment struct {
 	HostKey  string     `json:"host_key,omitempty"`
 	Address4 netip.Addr `json:"address4,omitzero"` // the container's IPv4, static or handed out by DHCP
 	Address6 netip.Addr `json:"address6,omitzero"` // its IPv6 (static, or SLAAC's EUI-64 from the MAC)
-	Limits   Limits     `json:"limits"`
+	Limits   Limits     `json:"-"`                 // from the configuration, at each boot (they change live)
 }
 
 // Bridged kinds of Attachment.
@@ -82,13 +82,17 @@ func Detach(host *netlink.Handle, a Attachment) error {
 }
 
 // Release gives up what the NIC held on its network between boots: its
-// DHCP host entry (fixed lease and DNS names) and its lease. It follows
-// Detach when the container stops for good.
+// DHCP host entry (fixed lease and DNS names), its lease, and the
+// container's port forwards in the network's NAT table. It follows Detach
+// when the container stops for good.
 func Release(a Attachment) error {
 	if a.Kind != KindBridged || a.HostKey == "" {
 		return nil
 	}
-	err := RemoveDHCPHost(a.Dir, a.HostKey)
+	err := errors.Join(
+		RemoveDHCPHost(a.Dir, a.HostKey),
+		a.nftables(func(conn *nftables.Conn) error { return NewNAT(conn, a.NetID).RemoveForwards(a.NIC.Container) }),
+	)
 	if a.Address4.IsValid() {
 		err = errors.Join(err, ReleaseLease(BridgeName(a.NetID), a.Address4, a.NIC.HWAddr()))
 	}
@@ -100,12 +104,16 @@ func (a Attachment) port() Port {
 }
 
 func (a Attachment) firewall(f func(*Firewall) error) error {
+	return a.nftables(func(conn *nftables.Conn) error { return f(NewFirewall(conn, a.NetID)) })
+}
+
+func (a Attachment) nftables(f func(*nftables.Conn) error) error {
 	conn, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
 	defer conn.CloseLasting()
-	return f(NewFirewall(conn, a.NetID))
+	return f(conn)
 }
 
 // addMacvlan creates a macvlan (bridge mode) on the host interface parent

@@ -6,6 +6,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"lodge/config"
 )
 
 // Limits are a NIC's bandwidth limits in bits per second, as the container
@@ -27,6 +29,11 @@ import (
 type Limits struct {
 	Ingress uint64
 	Egress  uint64
+}
+
+// LimitsOf converts a container's configured network limits.
+func LimitsOf(l config.NetworkLimits) Limits {
+	return Limits{Ingress: uint64(l.Ingress), Egress: uint64(l.Egress)}
 }
 
 // SetLimits applies l to the NIC of container named nic, through h (the

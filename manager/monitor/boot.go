@@ -98,7 +98,7 @@ func (m *Monitor) bootOnStage() (*boot, error) {
 		}
 		timer.mark("join")
 	}
-	if err := m.attachNICs(ch.pid()); err != nil {
+	if err := m.attachNICs(ch.pid(), cfg); err != nil {
 		return nil, err
 	}
 	r.Add(func() { m.detachNICs(false) })

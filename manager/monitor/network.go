@@ -8,6 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"lodge/config"
 	"lodge/network"
 )
 
@@ -17,8 +18,10 @@ import (
 // for good.
 
 // attachNICs makes the planned NICs in the network namespace of the
-// child (host pid). On failure it removes those it made.
-func (m *Monitor) attachNICs(pid int) error {
+// child (host pid), with the bandwidth limits of cfg (read at each boot: a
+// running container's limits may have changed since its start). On
+// failure it removes those it made.
+func (m *Monitor) attachNICs(pid int, cfg *config.Container) error {
 	plan, err := network.ReadAttachments(m.store.NICsPath(m.name))
 	if err != nil || len(plan) == 0 {
 		return err
@@ -34,6 +37,7 @@ func (m *Monitor) attachNICs(pid int) error {
 	}
 	defer h.Close()
 	for i, a := range plan {
+		a.Limits = network.LimitsOf(cfg.Limits.Network)
 		if err := network.Attach(h, int(ns.Fd()), a); err != nil {
 			for _, done := range plan[:i] {
 				network.Detach(h, done)
