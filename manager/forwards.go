@@ -33,7 +33,6 @@ func (m *Manager) ensureNAT(r networkRecord) error {
 	return network.NewNAT(conn, id).Ensure(network.BridgeName(id), r.subnet4(), r.subnet6(), r.NAT)
 }
 
-
 // applyForwards installs cfg's proxies of a running container to addr4/addr6
 // (its first bridged NIC's addresses) in the table of network netName, and
 // removes any it had in other networks' tables (its first NIC moved).
