@@ -37,6 +37,10 @@ import (
 // network/forward.go), which also holds the port forwards. Tests never ask
 // for NAT.
 
+// errDamaged marks a network whose record cannot be read: list shows it
+// with the damage, the other networks' work goes on without it.
+var errDamaged = errors.New("damaged")
+
 // ErrInUse marks a refusal because something still uses the object (a
 // network that containers' configurations name).
 var ErrInUse = errors.New("in use")
@@ -132,7 +136,7 @@ func (m *Manager) readNetwork(name string) (networkRecord, error) {
 		return r, err
 	}
 	if err := json.Unmarshal(data, &r); err != nil {
-		return r, fmt.Errorf("network %q: %s is damaged (%v); remove it with lodge network delete %s", name, m.networkPath(name), err, name)
+		return r, fmt.Errorf("network %q: %s is damaged (%v); remove it with lodge network delete %s: %w", name, m.networkPath(name), err, name, errDamaged)
 	}
 	return r, nil
 }
@@ -152,8 +156,8 @@ func (m *Manager) networkRecords() ([]networkRecord, error) {
 			continue
 		}
 		r, err := m.readNetwork(e.Name())
-		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) {
-			continue // a directory left by a create that crashed before its record, or not lodge's
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) || errors.Is(err, errDamaged) {
+			continue // a directory left by a create that crashed before its record, not lodge's, or damaged (Networks shows it)
 		}
 		if err != nil {
 			return nil, err
@@ -375,7 +379,7 @@ func (m *Manager) EnsureDefaultNetwork(ctx context.Context) (NetworkInfo, error)
 // Networks describes every managed network, sorted by name.
 func (m *Manager) Networks() ([]NetworkInfo, error) {
 	records, err := m.networkRecords()
-	if err != nil || len(records) == 0 {
+	if err != nil {
 		return []NetworkInfo{}, err
 	}
 	h, err := netlink.NewHandle()
@@ -388,7 +392,24 @@ func (m *Manager) Networks() ([]NetworkInfo, error) {
 	for _, r := range records {
 		out = append(out, m.networkInfo(h, r, users[r.Name]))
 	}
-	return out, nil
+	return append(out, m.damagedNetworks(users)...), nil
+}
+
+// damagedNetworks describes the networks whose record is damaged: their
+// name, state "damaged" and the damage as a warning.
+func (m *Manager) damagedNetworks(users map[string][]string) []NetworkInfo {
+	var out []NetworkInfo
+	entries, _ := os.ReadDir(m.networksDir())
+	for _, e := range entries {
+		if _, err := m.readNetwork(e.Name()); e.IsDir() && errors.Is(err, errDamaged) {
+			u := users[e.Name()]
+			if u == nil {
+				u = []string{}
+			}
+			out = append(out, NetworkInfo{Name: e.Name(), State: "damaged", UsedBy: u, Warnings: []string{err.Error()}})
+		}
+	}
+	return out
 }
 
 // Network describes one network, with the host checks as warnings.

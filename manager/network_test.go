@@ -73,6 +73,13 @@ func TestNetworkStore(t *testing.T) {
 	if _, err := m.readNetwork("broken"); err == nil || !strings.Contains(err.Error(), "is damaged") {
 		t.Errorf("readNetwork(broken) = %v", err)
 	}
+	// One damaged record hides no other network, and is shown as damaged.
+	if recs, err := m.networkRecords(); err != nil || len(recs) != 1 {
+		t.Errorf("with a damaged record, networkRecords = %+v, %v", recs, err)
+	}
+	if d := m.damagedNetworks(nil); len(d) != 1 || d[0].Name != "broken" || d[0].State != "damaged" || len(d[0].Warnings) != 1 {
+		t.Errorf("damagedNetworks = %+v", d)
+	}
 	m.host.Network.Tag = "t1"
 	if m.netID("web") != "t1-web" {
 		t.Errorf("netID = %q", m.netID("web"))
