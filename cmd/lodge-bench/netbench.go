@@ -272,8 +272,8 @@ func (n *netRun) setupLXC(subnet netip.Prefix) error {
 			return err
 		}
 		eps = append(eps, ep)
-		n.starts = append(n.starts, netContainer{x, name})
 	}
+	n.starts = append(n.starts, netContainer{x, "net1"})
 	n.subjects = append(n.subjects,
 		netSubject{"LXC", pathC2C, eps[0], eps[1]},
 		netSubject{"LXC", pathH2C, endpoint{"", gw.String()}, eps[1]})
