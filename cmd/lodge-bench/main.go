@@ -54,8 +54,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.procread, "procread", "bin/lodge-procread", "the reader the views group copies into containers (make bench builds it)")
 	fs.IntVar(&o.viewsRounds, "views-rounds", 5, "samples per views row, per runtime")
 	fs.IntVar(&o.viewsK, "views-k", 50, "containers per runtime for the views servers' memory")
-	fs.IntVar(&o.netRounds, "net-rounds", 5, "network: rounds of iperf3 and ping, per subject")
-	fs.DurationVar(&o.netTime, "net-time", 5*time.Second, "network: length of one iperf3 run (whole seconds)")
+	fs.IntVar(&o.netRounds, "net-rounds", 10, "network: rounds of iperf3 and ping, per subject")
+	fs.DurationVar(&o.netTime, "net-time", 2*time.Second, "network: length of one iperf3 run (whole seconds)")
 	fs.IntVar(&o.pingCount, "ping-count", 200, "network: pings per round, 10 ms apart")
 	if err := fs.Parse(args); err != nil {
 		return o, err
