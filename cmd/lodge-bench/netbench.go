@@ -554,9 +554,9 @@ func networkMethod(b *bench) []string {
 			"(`iperf3 -c -t -J`, **reported**: the receiver's bits per second) and then %d pings 10 ms apart (**reported**: each reply's "+
 			"time). %d rounds; throughput is the median of the rounds, round trip the median of all replies.",
 			b.opts.netTime, b.opts.pingCount, b.opts.netRounds),
-		"One TCP stream between two namespaces of one machine is bound by CPU (sender and receiver share its cores), so its rate "+
-			"moves with whatever else runs: on a busy machine the same path varies by tens of percent from run to run (compare "+
-			"median and p90). Short runs in many rotating rounds give every subject the same share of that noise; a 5% target "+
+		"One TCP stream between two namespaces of one machine is bound by CPU (sender and receiver share its cores), so its rate " +
+			"moves with whatever else runs: on a busy machine the same path varies by tens of percent from run to run (compare " +
+			"median and p90). Short runs in many rotating rounds give every subject the same share of that noise; a 5% target " +
 			"means something only on an otherwise idle machine.",
 		"The rows compare lodge with the veth pair (target: within 5%: throughput at least 0.95x the pair's, round trip at most " +
 			"1/0.95 of it) and with LXC; the floor and LXC are in the notes. Ratio: lodge / peer for throughput, peer / lodge for " +
