@@ -105,7 +105,7 @@ func (d *docWriter) setup(b *bench) {
 	d.p("## Setup")
 	d.p("Everything lives in a private temp dir, `$TMP` below. Both runtimes run as root and make unprivileged busybox " +
 		"containers whose rootfs keeps ids 0..65535 on disk and is shifted at run time by an idmapped mount; both " +
-		"containers have no network (loopback only), and both boot busybox init (`/sbin/init`) from a rootfs built from the " +
+		"containers have no network (loopback only; the Network section's have one NIC each), and both boot busybox init (`/sbin/init`) from a rootfs built from the " +
 		"host's static busybox (Debian `busybox-static`).")
 	l, x := b.lodge, b.lxc
 	d.p("### lodge")

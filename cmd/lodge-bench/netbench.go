@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -382,6 +383,9 @@ func (n *netRun) stopServers() error {
 	return nil
 }
 
+// procPID matches a process's directory in commands shown in the report.
+var procPID = regexp.MustCompile(`/proc/[0-9]+/`)
+
 // sampleSet is one metric's samples per path.
 type sampleSet map[string]samples
 
@@ -398,7 +402,9 @@ func (n *netRun) measureTraffic() (thr, rtt sampleSet, err error) {
 	b := n.b
 	thr, rtt = sampleSet{}, sampleSet{}
 	for _, s := range n.subjects {
-		n.res.Commands = append(n.res.Commands, b.run.display(n.iperf(s)), b.run.display(n.ping(s)))
+		for _, argv := range [][]string{n.iperf(s), n.ping(s)} {
+			n.res.Commands = append(n.res.Commands, procPID.ReplaceAllString(b.run.display(argv), "/proc/PID/"))
+		}
 	}
 	b.sleep(bootSettle) // the servers listen
 	err = inTurn(b, b.opts.netRounds, n.subjects, func(round int, s netSubject) error {
