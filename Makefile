@@ -17,7 +17,7 @@ STATICCHECK := $(TOOLS)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 # Debian packages a fresh machine lacks, for the runtime, the templates and the tests
 # (gcc brings the sanitizer runtimes, libasan and libubsan, for make test-sanitize).
-DEB_PACKAGES := busybox-static iproute2 musl-tools debootstrap xz-utils zstd gcc btrfs-progs e2fsprogs iptables iperf3 iputils-ping
+DEB_PACKAGES := busybox-static iproute2 musl-tools debootstrap xz-utils zstd gcc btrfs-progs e2fsprogs iptables dnsmasq-base iperf3 iputils-ping
 # Extra packages only the benchmarks need (the LXC peer).
 BENCH_PACKAGES := lxc lxc-templates lxcfs rsync uidmap
 TEST_TIMEOUT ?= 60m

@@ -72,6 +72,7 @@ type NetworkInfo struct {
 	State    string    `json:"state"` // "up", or "down" (no bridge: after a reboot, until it is used again)
 	Created  time.Time `json:"created"`
 	UsedBy   []string  `json:"used_by"`            // containers whose configuration names it
+	DHCP     string    `json:"dhcp"`               // its dnsmasq: "running (pid N)", "restarting" or "stopped"
 	Warnings []string  `json:"warnings,omitempty"` // Network only: host checks
 }
 
@@ -294,12 +295,19 @@ func (m *Manager) bringUp(h *netlink.Handle, r networkRecord) error {
 		return fmt.Errorf("nftables: %w", err)
 	}
 	defer conn.CloseLasting()
-	return network.NewFirewall(conn, m.netID(r.Name)).Ensure()
+	if err := network.NewFirewall(conn, m.netID(r.Name)).Ensure(); err != nil {
+		return err
+	}
+	if _, err := m.networkHostChecks(r); err != nil {
+		return err
+	}
+	return m.ensureDHCP(r)
 }
 
 // tearDown removes the network's bridge and tables; missing ones are fine.
 func (m *Manager) tearDown(h *netlink.Handle, name string) error {
 	var errs []error
+	errs = append(errs, m.stopDHCP(name))
 	errs = append(errs, network.DeleteBridge(h, m.netID(name)))
 	conn, err := nftables.New()
 	if err != nil {
@@ -390,6 +398,15 @@ func (m *Manager) Network(name string) (NetworkInfo, error) {
 	defer h.Close()
 	info := m.networkInfo(h, r, m.networkUsers()[name])
 	info.Warnings = m.networkWarnings(info)
+	warnings, err := m.networkHostChecks(r)
+	if err != nil {
+		warnings = append(warnings, err.Error())
+	}
+	info.Warnings = append(info.Warnings, warnings...)
+	if info.State == "up" && (!strings.HasPrefix(info.DHCP, "running") || strings.Contains(info.DHCP, "without")) {
+		info.Warnings = append(info.Warnings, fmt.Sprintf("its dnsmasq is %s (DHCP and names for its containers): it is started again when a container on the network starts; see %s",
+			info.DHCP, filepath.Join(filepath.Dir(m.networkPath(r.Name)), network.DnsmasqLogName)))
+	}
 	return info, nil
 }
 
@@ -397,6 +414,7 @@ func (m *Manager) networkInfo(h *netlink.Handle, r networkRecord, users []string
 	info := NetworkInfo{
 		Name: r.Name, Bridge: network.BridgeName(m.netID(r.Name)), Table: network.FirewallTable(m.netID(r.Name)),
 		IPv4: r.IPv4, IPv6: r.IPv6, NAT: r.NAT, State: "down", Created: r.Created, UsedBy: users,
+		DHCP: m.dhcpState(r.Name),
 	}
 	if info.UsedBy == nil {
 		info.UsedBy = []string{}
@@ -429,9 +447,7 @@ func (m *Manager) networkWarnings(info NetworkInfo) []string {
 	}
 	if info.NAT {
 		out = append(out, "nat is recorded, but this version of lodge installs no masquerade rule yet: containers reach the host and each other, not the outside")
-		if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); err == nil && strings.TrimSpace(string(b)) == "0" {
-			out = append(out, "IP forwarding is off (net.ipv4.ip_forward = 0): NAT to the outside needs it; lodge does not turn it on (sysctl -w net.ipv4.ip_forward=1, and in /etc/sysctl.d to keep it)")
-		}
+		// IP forwarding: networkHostChecks.
 	}
 	return out
 }

@@ -168,6 +168,10 @@ func newEnv(t *testing.T) *env {
 	// Spread test roots over distinct id ranges, far from lodge's default pool.
 	e.firstID = 100_000_000 + int(envCount.Add(1))*64*65536 + os.Getpid()%8*8*64*65536
 	e.hostConfig = filepath.Join(t.TempDir(), "lodge.toml")
+	// Networks' dnsmasq drops to its own user and must reach ROOT/networks
+	// (as it reaches /var/lib/lodge): the temporary directories are 0700.
+	os.Chmod(e.root, 0o711)
+	os.Chmod(filepath.Dir(e.root), 0o711)
 	e.setImages(sharedImages)
 	t.Cleanup(e.cleanup)
 	return e

@@ -38,6 +38,7 @@ var Features = map[string]string{
 	"blockdev": "host root can open a block device (device-rule tests)",
 	"nsenter":  "util-linux's nsenter",
 	"iptables": "iptables-nft and iptables-legacy (Debian's iptables): the network host-check tests",
+	"dnsmasq":  "Debian's dnsmasq-base (/usr/sbin/dnsmasq and its user): the DHCP and DNS tests",
 	"amd64":    "an x86_64 machine (seccomp expectations)",
 	"btrfs":    "mkfs.btrfs (btrfs-progs) and loop devices: storage tests on a loop-mounted btrfs file",
 	"ia32":     "the kernel runs i386 system calls of 64-bit programs (int 0x80), which the seccomp filter must refuse",
