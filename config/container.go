@@ -52,6 +52,9 @@ type Container struct {
 	// Networks are the container's NICs, [[network]] tables in the file,
 	// network.N.KEY on the command line (nic.go).
 	Networks []NIC `toml:"network,omitempty"`
+	// Proxies are the port forwards, NAME = "PROTO:LISTEN:HOSTPORT:CONTAINERPORT"
+	// ([proxy] in the file, proxy.NAME on the command line; proxy.go).
+	Proxies map[string]string `toml:"proxy,omitempty"`
 }
 
 // Source records how the container was made. `lodge create` sets it; users
@@ -90,6 +93,16 @@ type Limits struct {
 	// bytes, enforced by its storage backend (a backend that cannot enforce
 	// it refuses the setting; it is never silently ignored). 0: no limit.
 	Disk Size `toml:"disk,omitzero"`
+
+	// Network caps the bandwidth of each bridged NIC, on the host's side.
+	Network NetworkLimits `toml:"network,omitempty"`
+}
+
+// NetworkLimits are per-NIC bandwidth limits as the container sees them;
+// 0 is none. They change at once on a running container.
+type NetworkLimits struct {
+	Ingress BitRate `toml:"ingress,omitzero"` // what the container receives
+	Egress  BitRate `toml:"egress,omitzero"`  // what the container sends
 }
 
 // Init says how the container's init is started and stopped.
@@ -151,5 +164,6 @@ func (c *Container) Clone() *Container {
 	clone.Security.Syscalls.Deny = slices.Clone(c.Security.Syscalls.Deny)
 	clone.Security.Syscalls.Allow = slices.Clone(c.Security.Syscalls.Allow)
 	clone.Networks = slices.Clone(c.Networks) // NIC holds no references
+	clone.Proxies = maps.Clone(c.Proxies)
 	return &clone
 }

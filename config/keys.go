@@ -17,7 +17,7 @@ type Key struct {
 	Doc      string // what it does, units and default; for README and --help
 	Example  string // a valid value, e.g. "512MiB"
 	ReadOnly bool   // source.* keys: shown, never set by users
-	nic      bool   // a network.N.* key (nic.go): N is a NIC's index
+	nic      bool   // a key with a placeholder: network.N.* (nic.go, N is a NIC's index) or proxy.NAME (proxy.go)
 
 	set   func(*Container, string) error // parses a value into the container
 	get   func(*Container) string        // formats the value so set accepts it back
@@ -85,6 +85,22 @@ var keyRegistry = []Key{
 		set:     func(c *Container, v string) error { return setSize(&c.Limits.Memory, v) },
 		get:     func(c *Container) string { return c.Limits.Memory.String() },
 		check:   checkMemory,
+	},
+	{
+		Name:    "limits.network.egress",
+		Doc:     "Bandwidth each bridged NIC of the container may send, in bits per second with decimal units (500kbit, 10Mbit, 1Gbit; at least 8kbit), shaped on the host's side of the NIC (a tbf behind an ifb), where the container cannot remove it. 0 or empty: no limit. Takes effect at once, also on a running container.",
+		Example: "10Mbit",
+		set:     func(c *Container, v string) error { return setBitRate(&c.Limits.Network.Egress, v) },
+		get:     func(c *Container) string { return c.Limits.Network.Egress.String() },
+		check:   func(*Container) error { return nil }, // ParseBitRate checked it
+	},
+	{
+		Name:    "limits.network.ingress",
+		Doc:     "Bandwidth each bridged NIC of the container may receive, in the units of limits.network.egress, shaped on the host's side of the NIC (a tbf on its host end). 0 or empty: no limit. Takes effect at once, also on a running container.",
+		Example: "100Mbit",
+		set:     func(c *Container, v string) error { return setBitRate(&c.Limits.Network.Ingress, v) },
+		get:     func(c *Container) string { return c.Limits.Network.Ingress.String() },
+		check:   func(*Container) error { return nil }, // ParseBitRate checked it
 	},
 	{
 		Name:    "limits.pids",
@@ -188,6 +204,7 @@ var keyRegistry = []Key{
 // Keys returns every key, sorted by name.
 func Keys() []Key {
 	keys := append(slices.Clone(keyRegistry), nicKeys()...)
+	keys = append(keys, proxyKey())
 	slices.SortFunc(keys, func(a, b Key) int { return strings.Compare(a.Name, b.Name) })
 	return keys
 }
@@ -243,6 +260,12 @@ func (c *Container) assign(name, value string) error {
 		}
 		return c.assignNIC(name, value)
 	}
+	if strings.HasPrefix(name, "proxy.") {
+		if !utf8.ValidString(value) {
+			return &keyError{Key: name, Err: fmt.Errorf("%q is not valid UTF-8 text; config files hold only UTF-8", value)}
+		}
+		return c.assignProxy(name, value)
+	}
 	key, err := LookupKey(name)
 	if err != nil {
 		return err
@@ -267,6 +290,9 @@ func (c *Container) assign(name, value string) error {
 func (c *Container) Get(name string) (string, error) {
 	if strings.HasPrefix(name, "network.") {
 		return c.getNIC(name)
+	}
+	if proxy, ok := strings.CutPrefix(name, "proxy."); ok {
+		return c.Proxies[proxy], nil
 	}
 	key, err := LookupKey(name)
 	if err != nil {

@@ -24,7 +24,9 @@ func TestEveryFieldHasAKey(t *testing.T) {
 	var registered []string
 	for _, key := range Keys() {
 		// network.N.KEY is the command-line spelling of [[network]] KEY.
-		registered = append(registered, strings.Replace(key.Name, "network.N.", "network.", 1))
+		// proxy.NAME is the command-line spelling of a [proxy] entry.
+		name := strings.Replace(key.Name, "network.N.", "network.", 1)
+		registered = append(registered, strings.TrimSuffix(name, ".NAME"))
 	}
 	slices.Sort(leaves)
 	slices.Sort(registered)
@@ -152,7 +154,7 @@ func TestSetErrors(t *testing.T) {
 		{"init.stop_timeout", "-5s", `init.stop_timeout: "-5s" is negative; ` + durationHint},
 		{"rootfs.shift", "x", `rootfs.shift: "x" must be one of auto, idmap, chown`},
 		{"source.template", "debian", "source.template is read-only: it records how the container was made"},
-		{"limits.memroy", "1G", `unknown key "limits.memroy" (did you mean "limits.memory"?); settable keys: init.command, init.stop_signal, init.stop_timeout, limits.cpu, limits.cpuset, limits.disk, limits.memory, limits.pids, limits.swap, lxcfs.cpu_quota_view, lxcfs.enabled, network.N.hwaddr, network.N.ipv4, network.N.ipv6, network.N.mtu, network.N.name, network.N.network, network.N.parent, network.N.type, rootfs.shift, security.nesting, security.syscalls.allow, security.syscalls.deny`},
+		{"limits.memroy", "1G", `unknown key "limits.memroy" (did you mean "limits.memory"?); settable keys: init.command, init.stop_signal, init.stop_timeout, limits.cpu, limits.cpuset, limits.disk, limits.memory, limits.network.egress, limits.network.ingress, limits.pids, limits.swap, lxcfs.cpu_quota_view, lxcfs.enabled, network.N.hwaddr, network.N.ipv4, network.N.ipv6, network.N.mtu, network.N.name, network.N.network, network.N.parent, network.N.type, proxy.NAME, rootfs.shift, security.nesting, security.syscalls.allow, security.syscalls.deny`},
 	}
 	for _, tt := range tests {
 		c := Default()
@@ -277,5 +279,23 @@ func TestSyscallNames(t *testing.T) {
 	err = c.Set("security.syscalls.deny", "bpf")
 	if want := "security.syscalls.allow: bpf is also in security.syscalls.deny; remove it from one of them"; err == nil || err.Error() != want {
 		t.Errorf("conflict: %v\nwant %s", err, want)
+	}
+}
+
+func TestSetAllValidatesOnceInAnyOrder(t *testing.T) {
+	c := Default()
+	err := c.SetAll([]Assignment{{"network.0.type", "macvlan"}, {"network.0.parent", "eth1"}})
+	if err != nil || c.Networks[0].Parent != "eth1" {
+		t.Fatalf("SetAll: %v, %+v", err, c.Networks)
+	}
+	before := c.Clone()
+	if err := c.SetAll([]Assignment{{"limits.swap", "1GiB"}, {"limits.pids", "x"}}); err == nil || !strings.Contains(err.Error(), "limits.pids=x") {
+		t.Fatalf("a bad value gave %v", err)
+	}
+	if err := c.SetAll([]Assignment{{"limits.swap", "1GiB"}}); err == nil {
+		t.Fatal("swap without memory was accepted")
+	}
+	if c.Limits.Swap != before.Limits.Swap {
+		t.Fatal("a failed SetAll changed the configuration")
 	}
 }

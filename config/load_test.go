@@ -321,11 +321,13 @@ func TestTomlKeys(t *testing.T) {
 		"version",
 		"source", "source.template", "source.image", "source.options", "source.created",
 		"limits", "limits.memory", "limits.swap", "limits.cpu", "limits.cpuset", "limits.pids", "limits.disk",
+		"limits.network", "limits.network.ingress", "limits.network.egress",
 		"init", "init.command", "init.stop_signal", "init.stop_timeout",
 		"rootfs", "rootfs.shift",
 		"lxcfs", "lxcfs.enabled", "lxcfs.cpu_quota_view",
 		"security", "security.nesting", "security.syscalls", "security.syscalls.deny", "security.syscalls.allow",
 		"network", "network.name", "network.type", "network.network", "network.parent", "network.hwaddr", "network.ipv4", "network.ipv6", "network.mtu",
+		"proxy",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("tomlKeys = %q\nwant %q", got, want)

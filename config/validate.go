@@ -39,7 +39,7 @@ const (
 // user fixes them in one round. Each check is listed with its key in the
 // registry (keys.go).
 func (c *Container) Validate() error {
-	errs := []error{c.checkVersion(), checkNICs(c)}
+	errs := []error{c.checkVersion(), checkNICs(c), checkProxies(c)}
 	for _, key := range keyRegistry {
 		if key.check != nil {
 			errs = append(errs, key.check(c))

@@ -85,6 +85,7 @@ func (m *Manager) applyAndSave(ctx context.Context, name string, cfg *config.Con
 }
 
 func (m *Manager) saveConfig(name string, cfg *config.Container) (SetResult, error) {
+	old, _ := config.Load(m.store.ConfigPath(name))
 	if err := cfg.Save(m.store.ConfigPath(name)); err != nil {
 		return SetResult{}, err
 	}
@@ -94,6 +95,9 @@ func (m *Manager) saveConfig(name string, cfg *config.Container) (SetResult, err
 	}
 	if err := cgroup.Open(st.Cgroups).Apply(monitor.CgroupLimits(cfg)); err != nil {
 		return SetResult{NeedRestart: true}, fmt.Errorf("saved, but applying the limits to the running container failed (they apply at the next start): %w", err)
+	}
+	if err := m.applyNetworkLive(name, st.Init.PID, old, cfg); err != nil {
+		return SetResult{AppliedLive: true, NeedRestart: true}, fmt.Errorf("saved, but applying the network limits or port forwards to the running container failed (they apply at the next start): %w", err)
 	}
 	return SetResult{AppliedLive: true, NeedRestart: true}, nil
 }

@@ -138,6 +138,8 @@ func (m *Manager) buildCopy(ctx context.Context, src, dst string, from copyFrom,
 	for i := range cfg.Networks {
 		cfg.Networks[i].HWAddr, cfg.Networks[i].IPv4, cfg.Networks[i].IPv6 = "", "", ""
 	}
+	cfg.Proxies = nil // a host port is forwarded to one container only
+
 	unlockNetworks, err := m.prepareNICs(ctx, dst, cfg)
 	if err != nil {
 		return CopyResult{}, err

@@ -171,14 +171,16 @@ func (m *Manager) resolveSource(opts CreateOptions) (templates.Template, config.
 }
 
 func applyAssignments(cfg *config.Container, assignments []string, origin string) error {
+	var all []config.Assignment
 	for _, a := range assignments {
 		key, value, err := config.ParseAssignment(a)
-		if err == nil {
-			err = cfg.Set(key, value)
-		}
 		if err != nil {
 			return invalid(fmt.Errorf("%s %s: %w", origin, a, err))
 		}
+		all = append(all, config.Assignment{Key: key, Value: value})
+	}
+	if err := cfg.SetAll(all); err != nil {
+		return invalid(fmt.Errorf("%s: %w", origin, err))
 	}
 	return nil
 }

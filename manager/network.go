@@ -32,9 +32,10 @@ import (
 // Attaching containers (veths at start, dnsmasq, port forwards) is the data
 // plane's work, not this file's.
 //
-// NAT: a network records nat = true when created with --nat, but this
-// version installs no masquerade rule; the data plane will, when it starts
-// a network with NAT (and tests never ask for it).
+// NAT: a network records nat = true when created with --nat; bringUp then
+// adds the masquerade rule to its table inet lodge-nat-NET (forwards.go,
+// network/forward.go), which also holds the port forwards. Tests never ask
+// for NAT.
 
 // ErrInUse marks a refusal because something still uses the object (a
 // network that containers' configurations name).
@@ -44,7 +45,7 @@ var ErrInUse = errors.New("in use")
 type NetworkOptions struct {
 	Subnet string // IPv4 subnet, e.g. 10.12.34.0/24; "" picks a free /24 in 10.0.0.0/8
 	IPv6   string // IPv6 /64, "auto" for a unique local one, "" for none
-	NAT    bool   // recorded; masquerade is the data plane's (not installed yet)
+	NAT    bool   // masquerade the IPv4 subnet to the outside (ensureNAT)
 }
 
 // networkRecord is network.json.
@@ -226,12 +227,15 @@ func (m *Manager) createNetworkLocked(name string, opts NetworkOptions) (Network
 		os.RemoveAll(filepath.Dir(m.networkPath(name)))
 		return NetworkInfo{}, err
 	}
-	if err := m.bringUp(h, rec); err != nil {
+	warnings, err := m.bringUp(h, rec)
+	if err != nil {
 		m.tearDown(h, name)
 		os.RemoveAll(filepath.Dir(m.networkPath(name)))
 		return NetworkInfo{}, fmt.Errorf("create network %q: %w; nothing was kept", name, err)
 	}
-	return m.networkInfo(h, rec, nil), nil
+	info := m.networkInfo(h, rec, nil)
+	info.Warnings = warnings
+	return info, nil
 }
 
 // pickSubnet checks a given subnet, or picks a free one ("" for IPv4,
@@ -284,24 +288,42 @@ func machineID() string {
 	return strings.TrimSpace(string(b))
 }
 
-// bringUp makes the network's bridge and anti-spoofing table (idempotent).
-// No masquerade, even with NAT (see the top of the file).
-func (m *Manager) bringUp(h *netlink.Handle, r networkRecord) error {
+// bringUp makes the network's bridge, anti-spoofing table, NAT table
+// (masquerade only with NAT) and dnsmasq; calling it again changes nothing.
+// When it starts the network (its bridge was missing or down: first use,
+// or after a reboot) it runs the host checks: a fatal finding (the
+// gateway's port 53 taken, the subnet routed elsewhere) is an error, the
+// others (FORWARD drops, IP forwarding off with NAT) are returned as
+// warnings. Later calls, one per container start, skip them.
+func (m *Manager) bringUp(h *netlink.Handle, r networkRecord) (warnings []string, err error) {
+	starting := !m.bridgeUp(h, r.Name)
 	if _, err := network.EnsureBridge(h, network.BridgeConfig{Network: m.netID(r.Name), IPv4: r.subnet4(), IPv6: r.subnet6()}); err != nil {
-		return err
+		return nil, err
 	}
 	conn, err := nftables.New()
 	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
+		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	defer conn.CloseLasting()
 	if err := network.NewFirewall(conn, m.netID(r.Name)).Ensure(); err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := m.networkHostChecks(r); err != nil {
-		return err
+	if starting {
+		if warnings, err = m.networkHostChecks(r); err != nil {
+			return warnings, err
+		}
+		warnings = append(warnings, forwardDropWarnings(network.BridgeName(m.netID(r.Name)))...)
 	}
-	return m.ensureDHCP(r)
+	if err := m.ensureNAT(r); err != nil {
+		return warnings, err
+	}
+	return warnings, m.ensureDHCP(r)
+}
+
+// bridgeUp tells whether network name's bridge exists and is up.
+func (m *Manager) bridgeUp(h *netlink.Handle, name string) bool {
+	l, err := h.LinkByName(network.BridgeName(m.netID(name)))
+	return err == nil && l.Attrs().Alias == network.BridgeAlias(m.netID(name)) && l.Attrs().Flags&unix.IFF_UP != 0
 }
 
 // tearDown removes the network's bridge and tables; missing ones are fine.
@@ -314,29 +336,10 @@ func (m *Manager) tearDown(h *netlink.Handle, name string) error {
 		errs = append(errs, err)
 	} else {
 		errs = append(errs, network.NewFirewall(conn, m.netID(name)).Delete())
+		errs = append(errs, network.NewNAT(conn, m.netID(name)).Delete())
 		conn.CloseLasting()
 	}
 	return errors.Join(errs...)
-}
-
-// EnsureNetwork brings an existing network's bridge and table up again
-// (after a reboot): what a start of a container on it calls.
-func (m *Manager) EnsureNetwork(ctx context.Context, name string) error {
-	unlock, err := m.lockNetworks(ctx)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	r, err := m.readNetwork(name)
-	if err != nil {
-		return err
-	}
-	h, err := netlink.NewHandle()
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	return m.bringUp(h, r)
 }
 
 // EnsureDefaultNetwork creates the default network on first use (a free
@@ -360,10 +363,13 @@ func (m *Manager) EnsureDefaultNetwork(ctx context.Context) (NetworkInfo, error)
 		return NetworkInfo{}, err
 	}
 	defer h.Close()
-	if err := m.bringUp(h, r); err != nil {
+	warnings, err := m.bringUp(h, r)
+	if err != nil {
 		return NetworkInfo{}, err
 	}
-	return m.networkInfo(h, r, nil), nil
+	info := m.networkInfo(h, r, nil)
+	info.Warnings = warnings
+	return info, nil
 }
 
 // Networks describes every managed network, sorted by name.
@@ -425,7 +431,7 @@ func (m *Manager) networkInfo(h *netlink.Handle, r networkRecord, users []string
 	if p := r.subnet6(); p.IsValid() {
 		info.Gateway6 = network.Gateway(p).Addr().String()
 	}
-	if l, err := h.LinkByName(info.Bridge); err == nil && l.Attrs().Alias == network.BridgeAlias(m.netID(r.Name)) && l.Attrs().Flags&unix.IFF_UP != 0 {
+	if m.bridgeUp(h, r.Name) {
 		info.State = "up"
 	}
 	return info
@@ -437,17 +443,20 @@ func (m *Manager) networkWarnings(info NetworkInfo) []string {
 	if info.State != "up" {
 		out = append(out, fmt.Sprintf("bridge %s is missing (after a reboot, say); it is made again when a container on the network starts", info.Bridge))
 	}
+	return append(out, forwardDropWarnings(info.Bridge)...)
+}
+
+// forwardDropWarnings names each rule of the host's firewall that would
+// drop the bridge's forwarded traffic (PITFALLS 27), with how to allow it.
+func forwardDropWarnings(bridge string) []string {
+	var out []string
 	drops, err := network.ForwardDrops(-1)
 	if err != nil {
 		out = append(out, "could not check the host's FORWARD rules: "+err.Error())
 	}
 	for _, d := range drops {
 		out = append(out, fmt.Sprintf("%s. Allow the bridge: nft insert rule %s %s %s iifname %s accept (and the same with oifname), or iptables -I DOCKER-USER -i %s -j ACCEPT where Docker manages the firewall; lodge does not change the host's firewall",
-			d, d.Family, d.Table, d.Chain, info.Bridge, info.Bridge))
-	}
-	if info.NAT {
-		out = append(out, "nat is recorded, but this version of lodge installs no masquerade rule yet: containers reach the host and each other, not the outside")
-		// IP forwarding: networkHostChecks.
+			d, d.Family, d.Table, d.Chain, bridge, bridge))
 	}
 	return out
 }

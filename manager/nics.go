@@ -50,6 +50,10 @@ func (m *Manager) prepareNICs(ctx context.Context, container string, cfg *config
 		unlock()
 		return nil, invalid(err)
 	}
+	if err := m.checkProxies(container, cfg); err != nil {
+		unlock()
+		return nil, invalid(err)
+	}
 	return unlock, nil
 }
 

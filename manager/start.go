@@ -55,8 +55,14 @@ func (m *Manager) startLocked(ctx context.Context, name string, progress func(fo
 	if err := m.checkHostFit(name, cfg); err != nil {
 		return invalid(err)
 	}
+	if err := m.attachNetworks(ctx, name, cfg, progress); err != nil {
+		return err
+	}
 	m.ensureViews(cfg, progress)
 	if err := m.runMonitor(ctx, name, progress); err != nil {
+		if rerr := m.releaseNICs(name); rerr != nil {
+			progress("warning: %v", rerr)
+		}
 		return err
 	}
 	m.waitSystemd(ctx, name, cfg, progress)
@@ -271,7 +277,7 @@ func (m *Manager) cleanupStale(name string) error {
 			m.store.RemoveState(name)
 		}
 		m.removeEmptyGroup(name)
-		return nil
+		return m.releaseNICs(name)
 	}
 	if st.Init.Alive() {
 		return nil
@@ -282,6 +288,9 @@ func (m *Manager) cleanupStale(name string) error {
 	}
 	if err := destroyGroup(cgroup.Open(st.Cgroups)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove stale cgroups of %s: %w", name, err)
+	}
+	if err := m.releaseNICs(name); err != nil {
+		return err
 	}
 	m.store.RemoveState(name)
 	return nil

@@ -37,6 +37,8 @@ type Info struct {
 	// start by a later version (the data plane), so addresses are as
 	// configured: a static one, or "" for DHCP.
 	NICs []NICInfo `json:"nics,omitempty" yaml:"nics,omitempty"`
+	// Proxies are the configured port forwards, "NAME PROTO:LISTEN:HOSTPORT:CONTAINERPORT".
+	Proxies []string `json:"proxies,omitempty" yaml:"proxies,omitempty"`
 	// Storage is filled by Info only: its disk usage costs a walk of the
 	// tree on some backends, too slow for every line of `lodge list`.
 	Storage *StorageInfo `json:"storage,omitempty" yaml:"storage,omitempty"`
@@ -52,6 +54,9 @@ type LimitsInfo struct {
 	Cpuset string  `json:"cpuset,omitempty" yaml:"cpuset,omitempty"`
 	Pids   int64   `json:"pids,omitempty" yaml:"pids,omitempty"`
 	Disk   string  `json:"disk,omitempty" yaml:"disk,omitempty"`
+	// NetIngress and NetEgress are limits.network.* (per bridged NIC).
+	NetIngress string `json:"network_ingress,omitempty" yaml:"network_ingress,omitempty"`
+	NetEgress  string `json:"network_egress,omitempty" yaml:"network_egress,omitempty"`
 }
 
 // NICInfo is one configured NIC of a container.
@@ -64,6 +69,11 @@ type NICInfo struct {
 	IPv4    string `json:"ipv4,omitempty" yaml:"ipv4,omitempty"`
 	IPv6    string `json:"ipv6,omitempty" yaml:"ipv6,omitempty"`
 	MTU     int    `json:"mtu,omitempty" yaml:"mtu,omitempty"`
+	// While the container runs: the addresses it was given (static, or
+	// handed out by the network's DHCP) and the host end of its veth.
+	Address4 string `json:"address4,omitempty" yaml:"address4,omitempty"`
+	Address6 string `json:"address6,omitempty" yaml:"address6,omitempty"`
+	HostIf   string `json:"host_interface,omitempty" yaml:"host_interface,omitempty"`
 }
 
 func nicInfos(cfg *config.Container) []NICInfo {
@@ -124,6 +134,7 @@ func (m *Manager) describe(name string, ks *kernelScan) Info {
 		info.Template, info.Image, info.Created = cfg.Source.Template, cfg.Source.Image, cfg.Source.Created
 		info.Limits = limitsInfo(cfg)
 		info.NICs = nicInfos(cfg)
+		info.Proxies = proxyInfos(cfg)
 	}
 	if r, ok, err := m.allocator().Lookup(name); err == nil && ok {
 		info.IDMap = r.String()
@@ -142,6 +153,9 @@ func (m *Manager) describe(name string, ks *kernelScan) Info {
 	problems = append(problems, m.storageProblems(name)...)
 	if obs.st != nil {
 		m.addRuntime(&info, obs.st)
+		m.addAttachments(info.NICs, name)
+	} else if err == nil {
+		m.releaseStoppedNICs(name)
 	}
 	info.Error = strings.Join(problems, "; ")
 	return info
@@ -191,6 +205,12 @@ func limitsInfo(cfg *config.Container) LimitsInfo {
 	}
 	if cfg.Limits.Disk > 0 {
 		l.Disk = cfg.Limits.Disk.String()
+	}
+	if r := cfg.Limits.Network.Ingress; r > 0 {
+		l.NetIngress = r.String()
+	}
+	if r := cfg.Limits.Network.Egress; r > 0 {
+		l.NetEgress = r.String()
 	}
 	return l
 }

@@ -107,6 +107,9 @@ func (m *Manager) stopWithoutMonitor(name string, st *store.State, opts StopOpti
 		return StopResult{}, fmt.Errorf("stop %s: %w", name, err)
 	}
 	m.removeMonitorGroup(name)
+	if err := m.releaseNICs(name); err != nil {
+		return StopResult{}, fmt.Errorf("stop %s: %w", name, err)
+	}
 	m.store.RemoveState(name)
 	return StopResult{Killed: killed}, nil
 }

@@ -76,3 +76,26 @@ func seedHash(seed string) uint32 {
 	sum := sha256.Sum256([]byte(seed))
 	return binary.BigEndian.Uint32(sum[:4])
 }
+
+// PickAddress returns a container's IPv4 address in subnet for the NIC
+// with MAC mac: the host address chosen by a hash of the MAC, or the next
+// one up (wrapping) that taken refuses not, skipping the network, gateway
+// and broadcast addresses. The same MAC gets the same address as long as
+// it is free: a container's address is predictable across restarts.
+func PickAddress(subnet netip.Prefix, mac []byte, taken func(netip.Addr) bool) (netip.Addr, error) {
+	subnet = subnet.Masked()
+	if !subnet.Addr().Is4() || subnet.Bits() > 30 {
+		return netip.Addr{}, fmt.Errorf("subnet %s: not an IPv4 subnet with room for containers", subnet)
+	}
+	hosts := uint32(1)<<(32-subnet.Bits()) - 3 // all but network, gateway (.1) and broadcast
+	base := binary.BigEndian.Uint32(subnet.Addr().AsSlice()) + 2
+	start := seedHash(string(mac)) % hosts
+	for i := range hosts {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], base+(start+i)%hosts)
+		if a := netip.AddrFrom4(b); !taken(a) {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("subnet %s is full: all %d container addresses are taken", subnet, hosts)
+}

@@ -2,6 +2,7 @@ package network
 
 import (
 	"errors"
+	"net"
 	"net/netip"
 	"testing"
 
@@ -82,4 +83,52 @@ func TestAllocateOnHost(t *testing.T) {
 		}
 	}
 	t.Logf("%d prefixes in use on the host (e.g. %v); chose %v and %v", len(used), used[:min(len(used), 6)], v4, v6)
+}
+
+func TestPickAddressStableAndSkipsTaken(t *testing.T) {
+	subnet := netip.MustParsePrefix("10.9.8.0/24")
+	mac := MAC("c1/eth0")
+	none := func(netip.Addr) bool { return false }
+	a, err := PickAddress(subnet, mac, none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := PickAddress(subnet, mac, none); b != a {
+		t.Fatalf("same MAC gave %s then %s", a, b)
+	}
+	if !subnet.Contains(a) || a == subnet.Addr() || a == Gateway(subnet).Addr() || a.As4()[3] == 255 {
+		t.Fatalf("picked %s: not a container address of %s", a, subnet)
+	}
+	b, err := PickAddress(subnet, mac, func(x netip.Addr) bool { return x == a })
+	if err != nil || b == a {
+		t.Fatalf("with %s taken got %s, %v", a, b, err)
+	}
+}
+
+func TestPickAddressFullSubnet(t *testing.T) {
+	subnet := netip.MustParsePrefix("10.9.8.0/29") // .2 .. .6
+	seen := map[netip.Addr]bool{}
+	for range 5 {
+		a, err := PickAddress(subnet, MAC("x"), func(x netip.Addr) bool { return seen[x] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[a] = true
+	}
+	for a := range seen {
+		if last := a.As4()[3]; last < 2 || last > 6 {
+			t.Errorf("picked %s outside .2-.6", a)
+		}
+	}
+	if _, err := PickAddress(subnet, MAC("x"), func(x netip.Addr) bool { return seen[x] }); err == nil {
+		t.Fatal("a full subnet gave an address")
+	}
+}
+
+func TestEUI64(t *testing.T) {
+	mac, _ := net.ParseMAC("0a:1b:2c:3d:4e:5f")
+	got := EUI64(netip.MustParsePrefix("fd12:3456:789a::/64"), mac)
+	if want := netip.MustParseAddr("fd12:3456:789a::81b:2cff:fe3d:4e5f"); got != want {
+		t.Fatalf("EUI64 = %s, want %s", got, want)
+	}
 }

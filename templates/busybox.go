@@ -22,7 +22,7 @@ func Busybox() Template {
 	return Template{
 		Name:        "busybox",
 		Description: "minimal system from the host's static busybox (Debian package busybox-static)",
-		Revision:    2, // 2: /tmp and /var/tmp sticky
+		Revision:    3, // 2: /tmp and /var/tmp sticky; 3: DHCP on every NIC at boot
 		Build:       buildBusybox,
 		Configure:   ConfigureHostname,
 	}
@@ -54,6 +54,49 @@ console::respawn:/sbin/getty -L 115200 console vt100
 	{"etc/init.d/rcS", 0o755, `#!/bin/sh
 # Runs once at boot, from /etc/inittab.
 mkdir -p /var/log /tmp /run/lock
+# A DHCP client on every NIC lodge gave the container (eth0, ...) but those
+# lodge configured with a static address. It waits
+# up to three seconds for an address, then goes on trying in the background
+# so that boot never hangs on a network without DHCP; it renews the lease
+# while the container runs.
+for dev in /sys/class/net/*; do
+	dev=${dev##*/}
+	[ "$dev" = lo ] && continue
+	if ip -4 addr show dev "$dev" | grep -q inet; then
+		# Configured by lodge: its gateway is the network's DNS server too.
+		gw=$(ip route show default dev "$dev" | awk '{ print $3; exit }')
+		if [ -n "$gw" ] && ! grep -q '^nameserver' /etc/resolv.conf 2>/dev/null; then
+			printf 'search lodge\nnameserver %s\n' "$gw" >/etc/resolv.conf
+		fi
+		continue
+	fi
+	udhcpc -b -i "$dev" -s /etc/udhcpc.script -t 3 -T 1 -A 5 -x hostname:"$(hostname)" >/dev/null 2>&1
+done
+`},
+	{"etc/udhcpc.script", 0o755, `#!/bin/sh
+# udhcpc calls this with deconfig, bound, renew, leasefail or nak, and the
+# lease in its environment (ip, mask, router, dns, domain).
+case "$1" in
+deconfig)
+	ip -4 addr flush dev "$interface"
+	ip link set "$interface" up
+	;;
+bound|renew)
+	if ! ip -4 addr show dev "$interface" | grep -q "inet $ip/"; then
+		ip -4 addr flush dev "$interface"
+		ip addr add "$ip/${mask:-24}" broadcast + dev "$interface"
+	fi
+	for r in $router; do
+		ip route replace default via "$r" dev "$interface"
+		break
+	done
+	{
+		[ -n "$domain" ] && echo "search $domain"
+		for s in $dns; do echo "nameserver $s"; done
+	} >/etc/resolv.conf.dhcp && mv /etc/resolv.conf.dhcp /etc/resolv.conf
+	;;
+esac
+exit 0
 `},
 	{"etc/passwd", 0o644, "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"},
 	{"etc/group", 0o644, "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n"},

@@ -18,7 +18,7 @@ func Debian() Template {
 	return Template{
 		Name:        "debian",
 		Description: "Debian built by debootstrap (bookworm, trixie, ...), with systemd or sysvinit",
-		Revision:    2, // 2: procps by default
+		Revision:    3, // 2: procps by default; 3: systemd-resolved (names from the network's DHCP)
 		Options: []Option{
 			{Name: "release", Default: "bookworm", Doc: "Debian release (suite or codename): bookworm, trixie, ...", Check: checkWord("bookworm or trixie")},
 			{Name: "mirror", Default: "http://deb.debian.org/debian", Doc: "Debian mirror to install from; apt in the container uses it too", Check: checkMirror},
@@ -33,8 +33,10 @@ func Debian() Template {
 
 // debianInits are the packages each init option installs. dbus makes logind,
 // hostnamectl and friends work; debootstrap installs no Recommends.
+// systemd-resolved takes the DNS server and search domain networkd learns
+// by DHCP, so that the other containers' names resolve.
 var debianInits = map[string][]string{
-	"systemd":  {"systemd-sysv", "dbus"},
+	"systemd":  {"systemd-sysv", "dbus", "systemd-resolved"},
 	"sysvinit": {"sysvinit-core"},
 }
 

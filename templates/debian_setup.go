@@ -71,7 +71,9 @@ func writeAptSources(rootfs string, opts map[string]string) error {
 // network (or while DHCP answers slowly) never waits at boot.
 func configureNetworkd(rootfs string, _ map[string]string) error {
 	const units = "/usr/lib/systemd/system/"
-	network := "[Match]\nName=eth0\n\n[Network]\nDHCP=yes\n"
+	// UseDomains: the network's search domain (lodge), so that the other
+	// containers' short names resolve (resolved asks for NAME.lodge).
+	network := "[Match]\nName=eth0\n\n[Network]\nDHCP=yes\n\n[DHCPv4]\nUseDomains=yes\n\n[IPv6AcceptRA]\nUseDomains=yes\n"
 	if err := writeFileMode(filepath.Join(rootfs, "etc/systemd/network/80-lodge-eth0.network"), []byte(network), 0o644); err != nil {
 		return err
 	}

@@ -274,7 +274,17 @@ type info struct {
 	IDMap      string            `json:"idmap"`
 	RootfsMode string            `json:"rootfs_mode"`
 	Cgroups    map[string]string `json:"cgroups"`
+	NICs       []nicInfo         `json:"nics"`
 	Error      string            `json:"error"`
+}
+
+type nicInfo struct {
+	Name     string `json:"name"`
+	HWAddr   string `json:"hwaddr"`
+	IPv4     string `json:"ipv4"`
+	Address4 string `json:"address4"`
+	Address6 string `json:"address6"`
+	HostIf   string `json:"host_interface"`
 }
 
 func (e *env) info(name string) info {

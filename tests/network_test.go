@@ -83,7 +83,7 @@ func (e *env) networkLeftovers() []string {
 	}
 	out, _ := exec.Command("nft", "list", "tables").Output()
 	for _, line := range strings.Split(string(out), "\n") {
-		if strings.Contains(line, "lodge-"+e.netTag+"-") {
+		if strings.Contains(line, "lodge-"+e.netTag+"-") || strings.Contains(line, "lodge-nat-"+e.netTag+"-") {
 			left = append(left, line)
 		}
 	}
@@ -129,6 +129,13 @@ func TestNetworkCreateListShowDelete(t *testing.T) {
 	}
 	if out, err := exec.Command("nft", "list", "table", "bridge", n.Table).CombinedOutput(); err != nil {
 		t.Errorf("nft list table bridge %s: %v\n%s", n.Table, err, out)
+	}
+	// The NAT table: the loopback SNAT for forwards, no masquerade without --nat.
+	natTable := network.NATTable(e.netTag + "-web")
+	if out, err := exec.Command("nft", "list", "table", "inet", natTable).CombinedOutput(); err != nil {
+		t.Errorf("nft list table inet %s: %v\n%s", natTable, err, out)
+	} else if strings.Contains(string(out), "masquerade") || !strings.Contains(string(out), "snat ip to "+n.Gateway4) {
+		t.Errorf("table inet %s of a network without --nat:\n%s", natTable, out)
 	}
 	table := e.must("network", "show", "web")
 	for _, want := range []string{"Bridge:", n.Bridge, n.IPv4, "gateway " + n.Gateway4} {

@@ -38,7 +38,8 @@ func newNetworkCreateCmd(a *app) *cobra.Command {
 		Long: `Create a network and bring its bridge up. Without --subnet, a /24 of 10.0.0.0/8
 that no route or address of the host and no other lodge network uses is picked; a
 given one that overlaps them is refused, naming what it overlaps. --ipv6 auto picks a
-unique local /64. --nat is recorded; this version installs no masquerade rule yet.`,
+unique local /64. --nat masquerades the IPv4 subnet's traffic leaving by any other
+interface (the host also needs net.ipv4.ip_forward=1, which lodge does not set).`,
 		Example: `  lodge network create web
   lodge network create web --subnet 10.12.34.0/24 --ipv6 auto`,
 		Args: exactArgs(1, "a network name"),
@@ -62,12 +63,15 @@ unique local /64. --nat is recorded; this version installs no masquerade rule ye
 				v6 = " and " + info.IPv6
 			}
 			fmt.Fprintf(a.stdout, "Created network %s: bridge %s on %s%s (gateway %s).\n", info.Name, info.Bridge, info.IPv4, v6, info.Gateway4)
+			for _, w := range info.Warnings {
+				fmt.Fprintf(a.stderr, "warning: %s\n", w)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&opts.Subnet, "subnet", "", "IPv4 subnet, e.g. 10.12.34.0/24 (default: a free /24 of 10.0.0.0/8)")
 	cmd.Flags().StringVar(&opts.IPv6, "ipv6", "", "IPv6 /64, e.g. fd12:3456:789a::/64, or auto (default: none)")
-	cmd.Flags().BoolVar(&opts.NAT, "nat", false, "record that the network wants NAT to the outside (not installed by this version)")
+	cmd.Flags().BoolVar(&opts.NAT, "nat", false, "masquerade the network's IPv4 traffic to the outside")
 	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
 	return cmd
 }

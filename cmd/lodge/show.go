@@ -98,12 +98,16 @@ func listRow(info manager.Info) []string {
 	}
 }
 
-// configuredIPv4 lists the NICs' configured IPv4 addresses: static ones, or
-// "dhcp" (the leases are the data plane's, not known here yet).
+// configuredIPv4 lists the NICs' IPv4 addresses: those given while the
+// container runs, else the static ones, or "dhcp".
 func configuredIPv4(nics []manager.NICInfo) string {
 	var out []string
 	for _, n := range nics {
-		if n.Type != "none" {
+		switch {
+		case n.Type == "none":
+		case n.Address4 != "":
+			out = append(out, n.Address4)
+		default:
 			out = append(out, orDHCP(n.IPv4))
 		}
 	}
@@ -194,10 +198,15 @@ func printInfo(w io.Writer, format string, info manager.Info) error {
 	row("CPU set", dashIfEmpty(info.Limits.Cpuset))
 	row("Pids limit", dashIfZero(strconv.FormatInt(info.Limits.Pids, 10)))
 	row("Disk limit", dashIfEmpty(info.Limits.Disk))
+	row("Network limits", fmt.Sprintf("ingress %s, egress %s", dashIfEmpty(info.Limits.NetIngress), dashIfEmpty(info.Limits.NetEgress)))
 	if s := info.Storage; s != nil {
 		storageRows(row, s)
 	}
 	nicRows(row, info.NICs)
+	for _, p := range info.Proxies {
+		name, spec, _ := strings.Cut(p, " ")
+		row("Port forward "+name, spec)
+	}
 	for _, k := range slices.Sorted(maps.Keys(info.Cgroups)) {
 		row("Cgroup "+k, info.Cgroups[k])
 	}
@@ -240,7 +249,8 @@ func storageRows(row func(k, v string), s *manager.StorageInfo) {
 	}
 }
 
-// nicRows shows the configured NICs: attached at start by a later version.
+// nicRows shows the configured NICs and, while the container runs, what
+// they were given.
 func nicRows(row func(k, v string), nics []manager.NICInfo) {
 	for _, n := range nics {
 		where := n.Network
@@ -259,6 +269,12 @@ func nicRows(row func(k, v string), nics []manager.NICInfo) {
 		if n.HWAddr != "" && n.Type != "none" {
 			v += ", hwaddr " + n.HWAddr
 		}
+		if n.Address4 != "" || n.Address6 != "" {
+			v += "; now " + strings.Join(nonEmpty(n.Address4, n.Address6), " ")
+		}
+		if n.HostIf != "" {
+			v += " (host end " + n.HostIf + ")"
+		}
 		row("NIC "+n.Name, v)
 	}
 }
@@ -268,4 +284,14 @@ func orDHCP(s string) string {
 		return "dhcp"
 	}
 	return s
+}
+
+func nonEmpty(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

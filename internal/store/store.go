@@ -117,6 +117,11 @@ func (s *Store) LogDir(name string) string { return filepath.Join(s.ContainerDir
 // StatePath is the runtime state file of container name.
 func (s *Store) StatePath(name string) string { return filepath.Join(s.RunDir(), name+".json") }
 
+// NICsPath is where a running container's network attachments are
+// recorded (network.WriteAttachments): written by start, read by the
+// monitor at each boot, removed when the container stops.
+func (s *Store) NICsPath(name string) string { return filepath.Join(s.RunDir(), name+".nics.json") }
+
 // SocketPath is the monitor socket of container name.
 func (s *Store) SocketPath(name string) string { return filepath.Join(s.RunDir(), name+".sock") }
 

@@ -98,6 +98,11 @@ func (m *Monitor) bootOnStage() (*boot, error) {
 		}
 		timer.mark("join")
 	}
+	if err := m.attachNICs(ch.pid()); err != nil {
+		return nil, err
+	}
+	r.Add(func() { m.detachNICs(false) })
+	timer.mark("nics")
 	b := &boot{cfg: cfg, group: group, child: ch, exited: make(chan struct{})}
 	if err := m.startInit(b, stage); err != nil {
 		return nil, err
@@ -255,6 +260,7 @@ func (m *Monitor) consoleLogPath() string {
 func (m *Monitor) teardown(b *boot) {
 	m.setCurrent(nil)
 	b.console.close()
+	m.detachNICs(false)
 	if err := destroyCgroup(b.group); err != nil {
 		m.log.Error("remove cgroup", "err", err)
 	}

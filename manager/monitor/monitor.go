@@ -170,6 +170,7 @@ func (m *Monitor) watch(b *boot) int {
 
 // finish removes the runtime state and lets pending stop requests answer.
 func (m *Monitor) finish() {
+	m.detachNICs(true) // before the state: whoever finds no state finds no NICs either
 	m.store.RemoveState(m.name)
 	if m.ln != nil {
 		m.ln.Close()

@@ -1,0 +1,252 @@
+package manager
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"strconv"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"lodge/config"
+	"lodge/network"
+)
+
+// Port forwards ([proxy] in a container's configuration) and the NAT table
+// of a network (network/forward.go), and network limits of a running
+// container. A container's forwards go to its first bridged NIC, in the
+// table inet lodge-nat-NET of that NIC's network, in a chain named from the
+// container's kernel identity (netID), so that removing them never touches
+// another container's.
+
+// ensureNAT makes network r's NAT table (idempotent): the loopback SNAT
+// that forwards from the host itself need, and the masquerade of its IPv4
+// subnet when it was created with --nat.
+func (m *Manager) ensureNAT(r networkRecord) error {
+	conn, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	defer conn.CloseLasting()
+	id := m.netID(r.Name)
+	return network.NewNAT(conn, id).Ensure(network.BridgeName(id), r.subnet4(), r.subnet6(), r.NAT)
+}
+
+// firstBridgedNIC is the index of cfg's first bridged NIC, or -1.
+func firstBridgedNIC(cfg *config.Container) int {
+	for i, nic := range cfg.Networks {
+		if nic.Kind() == config.NICBridged {
+			return i
+		}
+	}
+	return -1
+}
+
+// applyForwards installs cfg's proxies of a running container to addr4/addr6
+// (its first bridged NIC's addresses) in the table of network netName, and
+// removes any it had in other networks' tables (its first NIC moved).
+func (m *Manager) applyForwards(container string, cfg *config.Container, netName string, addr4, addr6 netip.Addr) error {
+	names, proxies, err := cfg.ProxyList()
+	if err != nil {
+		return err
+	}
+	var fws []network.Forward
+	var errs []error
+	for i, p := range proxies {
+		target, family := addr4, "IPv4"
+		if p.Listen.Is6() {
+			target, family = addr6, "IPv6"
+		}
+		if !target.IsValid() {
+			errs = append(errs, fmt.Errorf("proxy.%s (%s): the container has no %s address on network %q; forward from an address of the other family, or give the network and NIC one",
+				names[i], p, family, netName))
+			continue
+		}
+		fws = append(fws, network.Forward{Proto: p.Proto, Listen: p.Listen, HostPort: p.HostPort, Target: target, TargetPort: p.ContainerPort})
+	}
+	records, err := m.networkRecords()
+	if err != nil {
+		return err
+	}
+	conn, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	defer conn.CloseLasting()
+	for _, r := range records {
+		nat := network.NewNAT(conn, m.netID(r.Name))
+		if r.Name != netName {
+			errs = append(errs, nat.RemoveForwards(m.netID(container)))
+			continue
+		}
+		if len(fws) > 0 {
+			if err := m.ensureNAT(r); err != nil {
+				return err
+			}
+		}
+		errs = append(errs, nat.SetForwards(m.netID(container), fws))
+	}
+	return errors.Join(errs...)
+}
+
+// removeForwards removes the container's forwards from every network's
+// table; missing tables and chains are fine.
+func (m *Manager) removeForwards(container string) error {
+	records, err := m.networkRecords()
+	if err != nil {
+		return err
+	}
+	conn, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	defer conn.CloseLasting()
+	var errs []error
+	for _, r := range records {
+		errs = append(errs, network.NewNAT(conn, m.netID(r.Name)).RemoveForwards(m.netID(container)))
+	}
+	return errors.Join(errs...)
+}
+
+// checkProxies refuses a forward of a host port (protocol, address, port)
+// that another container's configuration already forwards, naming it.
+// Called with the networks' lock held (prepareNICs), like checkNICs.
+func (m *Manager) checkProxies(container string, cfg *config.Container) error {
+	names, mine, err := cfg.ProxyList()
+	if err != nil || len(mine) == 0 {
+		return err
+	}
+	others, _ := m.store.Names()
+	var errs []error
+	for _, other := range others {
+		if other == container {
+			continue
+		}
+		ocfg, err := config.Load(m.store.ConfigPath(other))
+		if err != nil {
+			continue
+		}
+		onames, theirs, err := ocfg.ProxyList()
+		if err != nil {
+			continue
+		}
+		for i, p := range mine {
+			for j, q := range theirs {
+				if p.Overlaps(q) {
+					errs = append(errs, fmt.Errorf("proxy.%s: %s %s port %d is already forwarded by container %s (proxy.%s = %q); choose another host port or listen address, or remove it there (lodge config set %s proxy.%s=)",
+						names[i], p.Proto, p.Listen, p.HostPort, other, onames[j], q, other, onames[j]))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// netLimits are cfg's network limits as network.SetLimits takes them.
+func netLimits(cfg *config.Container) network.Limits {
+	return network.Limits{Ingress: uint64(cfg.Limits.Network.Ingress), Egress: uint64(cfg.Limits.Network.Egress)}
+}
+
+// applyNetworkLive brings a running container (init pid) up to date with
+// cfg after a configuration change from old: the network limits on each
+// bridged NIC's host end, and the port forwards. A NIC that is not
+// attached (no host veth) is skipped: its limits apply when it is.
+func (m *Manager) applyNetworkLive(name string, pid int, old, cfg *config.Container) error {
+	var errs []error
+	if old == nil || old.Limits.Network != cfg.Limits.Network {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		for i, nic := range cfg.Networks {
+			if nic.Kind() != config.NICBridged {
+				continue
+			}
+			ifname := nic.InterfaceName(i)
+			if _, err := h.LinkByName(network.HostVethName(m.netID(name), ifname)); err != nil {
+				continue // not attached
+			}
+			if err := network.SetLimits(h, m.netID(name), ifname, netLimits(cfg)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	// Changed NICs take effect at the next start, and the forwards with them.
+	if old == nil || !maps.Equal(old.Proxies, cfg.Proxies) {
+		errs = append(errs, m.refreshForwards(name, pid, cfg))
+	}
+	return errors.Join(errs...)
+}
+
+// refreshForwards installs cfg's forwards of the running container whose
+// init is pid, to the addresses its first bridged NIC has now.
+func (m *Manager) refreshForwards(name string, pid int, cfg *config.Container) error {
+	if len(cfg.Proxies) == 0 {
+		return m.removeForwards(name)
+	}
+	i := firstBridgedNIC(cfg)
+	if i < 0 {
+		return errors.New("the forwards ([proxy]) need a bridged NIC to forward to (e.g. network.0.network=default)")
+	}
+	addr4, addr6, err := nicAddrs(pid, cfg.Networks[i].InterfaceName(i))
+	if err != nil {
+		return err
+	}
+	return m.applyForwards(name, cfg, cfg.Networks[i].NetworkName(), addr4, addr6)
+}
+
+// nicAddrs reads the global addresses of interface ifname in the network
+// namespace of pid. The handle and the namespace's descriptor are closed
+// at once: they would keep the namespace (and its veth) alive.
+func nicAddrs(pid int, ifname string) (addr4, addr6 netip.Addr, err error) {
+	ns, err := netns.GetFromPath("/proc/" + strconv.Itoa(pid) + "/ns/net")
+	if err != nil {
+		return addr4, addr6, fmt.Errorf("the container's network namespace: %w", err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return addr4, addr6, err
+	}
+	defer h.Close()
+	link, err := h.LinkByName(ifname)
+	if err != nil {
+		return addr4, addr6, fmt.Errorf("%s in the container: %w", ifname, err)
+	}
+	addrs, err := h.AddrList(link, unix.AF_UNSPEC)
+	if err != nil {
+		return addr4, addr6, err
+	}
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || !ip.IsGlobalUnicast() {
+			continue
+		}
+		ip = ip.Unmap()
+		if ip.Is4() && !addr4.IsValid() {
+			addr4 = ip
+		} else if ip.Is6() && !addr6.IsValid() {
+			addr6 = ip
+		}
+	}
+	return addr4, addr6, nil
+}
+
+// proxyInfos are the configured forwards for `lodge info` and `list`, as
+// "NAME PROTO:LISTEN:HOSTPORT:CONTAINERPORT".
+func proxyInfos(cfg *config.Container) []string {
+	names, proxies, err := cfg.ProxyList()
+	if err != nil {
+		return nil
+	}
+	out := make([]string, len(names))
+	for i := range names {
+		out[i] = names[i] + " " + proxies[i].String()
+	}
+	return out
+}

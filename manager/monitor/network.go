@@ -1,0 +1,79 @@
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/vishvananda/netlink"
+
+	"lodge/network"
+)
+
+// The container's NICs, as start planned them (manager/attach.go): made in
+// the child's network namespace before init runs, at every boot (a guest
+// reboot brings a new namespace), and released when the container stops
+// for good.
+
+// attachNICs makes the planned NICs in the network namespace of the
+// child (host pid). On failure it removes those it made.
+func (m *Monitor) attachNICs(pid int) error {
+	plan, err := network.ReadAttachments(m.store.NICsPath(m.name))
+	if err != nil || len(plan) == 0 {
+		return err
+	}
+	ns, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
+	if err != nil {
+		return fmt.Errorf("the container's network namespace: %w", err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer h.Close()
+	for i, a := range plan {
+		if err := network.Attach(h, int(ns.Fd()), a); err != nil {
+			for _, done := range plan[:i] {
+				network.Detach(h, done)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// detachNICs removes what attachNICs made (the veths go with the
+// namespace; their rules and ifbs do not), and with release also the
+// NICs' addresses on their networks and the plan: the container has
+// stopped for good.
+func (m *Monitor) detachNICs(release bool) {
+	path := m.store.NICsPath(m.name)
+	plan, err := network.ReadAttachments(path)
+	if err != nil || len(plan) == 0 {
+		if err != nil {
+			m.log.Warn("network attachments", "err", err)
+		}
+		return
+	}
+	h, err := netlink.NewHandle()
+	if err != nil {
+		m.log.Warn("netlink", "err", err)
+		return
+	}
+	defer h.Close()
+	var errs []error
+	for _, a := range plan {
+		errs = append(errs, network.Detach(h, a))
+		if release {
+			errs = append(errs, network.Release(a))
+		}
+	}
+	if release && errors.Join(errs...) == nil {
+		errs = append(errs, network.WriteAttachments(path, nil))
+	}
+	if err := errors.Join(errs...); err != nil {
+		m.log.Warn("remove the container's NICs", "err", err)
+	}
+}
