@@ -17,7 +17,7 @@ STATICCHECK := $(TOOLS)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 # Debian packages a fresh machine lacks, for the runtime, the templates and the tests
 # (gcc brings the sanitizer runtimes, libasan and libubsan, for make test-sanitize).
-DEB_PACKAGES := busybox-static iproute2 musl-tools debootstrap xz-utils zstd gcc btrfs-progs e2fsprogs iptables dnsmasq-base iperf3
+DEB_PACKAGES := busybox-static iproute2 musl-tools debootstrap xz-utils zstd gcc btrfs-progs e2fsprogs iptables dnsmasq-base iperf3 iputils-ping
 # Extra packages only the benchmarks need (the LXC peer).
 BENCH_PACKAGES := lxc lxc-templates lxcfs rsync uidmap
 TEST_TIMEOUT ?= 60m
@@ -124,12 +124,16 @@ demo: deps build
 	find /sys/fs/cgroup -maxdepth 8 -depth -type d \( -path '*/lodge-demo/.monitor' -o -path '*/lodge-demo' \) -exec rmdir {} + 2>/dev/null || true; \
 	printf '\nDemo done: Debian booted systemd as pid 1, unprivileged, and was removed.\n'
 
-# (on systemd hosts), since the benchmark's LXC containers have no network.
+# make bench masks lxc-net (LXC's NAT bridge, on systemd hosts): the benchmark's LXC
+# containers have no network or one on a bridge the benchmark makes itself, never NAT.
+# BENCH_ARGS adds flags, e.g. only the network rows, printed, docs left alone:
+#   sudo make bench BENCH_ARGS='-only network -out='
+BENCH_ARGS ?=
 bench: deps build
 	@if [ -d /run/systemd/system ]; then systemctl mask lxc-net.service >/dev/null 2>&1 || true; fi
 	@.ci/install-debs $(BENCH_PACKAGES)
 	CGO_ENABLED=0 $(GO) build -o bin/lodge-procread ./cmd/lodge-bench/procread
-	$(GO) run ./cmd/lodge-bench -lodge $(CURDIR)/$(BIN) -procread $(CURDIR)/bin/lodge-procread -out docs/benchmarks.md
+	$(GO) run ./cmd/lodge-bench -lodge $(CURDIR)/$(BIN) -procread $(CURDIR)/bin/lodge-procread -out docs/benchmarks.md $(BENCH_ARGS)
 
 clean:
 	rm -rf bin .tools

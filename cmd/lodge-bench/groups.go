@@ -26,6 +26,7 @@ func groups() []group {
 		debianGroup(),
 		viewsGroup(),
 		storageGroup(),
+		networkGroup(),
 	}
 }
 

@@ -25,7 +25,19 @@ func runStart(b *bench) (*groupResult, error) {
 		}
 		res.Commands = append(res.Commands, b.commands(rt.StartCmd(name), rt.StopCmd(name, true))...)
 	}
-	err := inTurn(b, warmups+b.opts.n, b.runtimes, func(round int, rt runtime) error {
+	err := timeStartStop(b, b.runtimes, start, kill)
+	res.Rows = []row{
+		newRow("start latency", latency, start, targetFaster2x),
+		newRow("forced stop latency", latency, kill, nil),
+	}
+	return res, err
+}
+
+// timeStartStop times, in turns, a start of each runtime's stopped first
+// container and then its forced stop, into start and kill; warm-up rounds
+// first.
+func timeStartStop(b *bench, rts []runtime, start, kill samples) error {
+	return inTurn(b, warmups+b.opts.n, rts, func(round int, rt runtime) error {
 		name := rt.Container(1)
 		up, err := b.run.timed(rt.StartCmd(name))
 		if err != nil {
@@ -50,11 +62,6 @@ func runStart(b *bench) (*groupResult, error) {
 		}
 		return nil
 	})
-	res.Rows = []row{
-		newRow("start latency", latency, start, targetFaster2x),
-		newRow("forced stop latency", latency, kill, nil),
-	}
-	return res, err
 }
 
 func gracefulStopGroup() group {

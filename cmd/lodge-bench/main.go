@@ -34,6 +34,9 @@ type options struct {
 	only                string        // comma-separated group names
 	procread            string        // the reader binary for the views group
 	viewsRounds, viewsK int           // views: samples per row, containers for memory
+	netRounds           int           // network: rounds of iperf3 and ping
+	netTime             time.Duration // network: one iperf3 run
+	pingCount           int           // network: pings per round
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -47,18 +50,22 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.k, "k", 10, "containers per runtime for the memory measurement")
 	fs.IntVar(&o.memRounds, "mem-rounds", 3, "rounds of the memory measurement")
 	fs.DurationVar(&o.settle, "settle", 100*time.Millisecond, "untimed pause between steps")
-	fs.StringVar(&o.only, "only", "", "run only these groups (comma-separated: start, exec, stop, memory, debian, views, storage)")
+	fs.StringVar(&o.only, "only", "", "run only these groups (comma-separated: start, exec, stop, memory, debian, views, storage, network)")
 	fs.StringVar(&o.procread, "procread", "bin/lodge-procread", "the reader the views group copies into containers (make bench builds it)")
 	fs.IntVar(&o.viewsRounds, "views-rounds", 5, "samples per views row, per runtime")
 	fs.IntVar(&o.viewsK, "views-k", 50, "containers per runtime for the views servers' memory")
+	fs.IntVar(&o.netRounds, "net-rounds", 10, "network: rounds of iperf3 and ping, per subject")
+	fs.DurationVar(&o.netTime, "net-time", 2*time.Second, "network: length of one iperf3 run (whole seconds)")
+	fs.IntVar(&o.pingCount, "ping-count", 200, "network: pings per round, 10 ms apart")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	if o.n < 1 || o.stopN < 1 || o.k < 1 || o.memRounds < 1 || o.viewsRounds < 1 || o.viewsK < 1 {
-		return o, errors.New("-n, -stop-n, -k, -mem-rounds, -views-rounds and -views-k must be at least 1")
+	if o.n < 1 || o.stopN < 1 || o.k < 1 || o.memRounds < 1 || o.viewsRounds < 1 || o.viewsK < 1 ||
+		o.netRounds < 1 || o.netTime < time.Second || o.pingCount < 1 {
+		return o, errors.New("-n, -stop-n, -k, -mem-rounds, -views-rounds, -views-k, -net-rounds and -ping-count must be at least 1, -net-time at least 1s")
 	}
 	if o.k > 1000 {
 		return o, errors.New("-k: at most 1000 containers")

@@ -11,13 +11,20 @@ import (
 type kind int
 
 const (
-	latency kind = iota // milliseconds; ratio LXC/lodge, "x times faster"
-	memory              // MiB; ratio lodge/LXC
+	latency    kind = iota // milliseconds; ratio LXC/lodge, "x times faster"
+	memory                 // MiB; ratio lodge/LXC
+	throughput             // Gbit/s; ratio lodge/peer, "x as fast"
+	roundTrip              // µs; ratio peer/lodge, "x as fast"
 )
 
 func (k kind) unit() string {
-	if k == memory {
+	switch k {
+	case memory:
 		return "MiB"
+	case throughput:
+		return "Gbit/s"
+	case roundTrip:
+		return "µs"
 	}
 	return "ms"
 }
@@ -40,6 +47,8 @@ type row struct {
 	Kind       kind
 	Lodge, LXC []float64
 	Target     *target // nil: informational
+	// Unavailable says why lodge's side could not be measured ("": it was).
+	Unavailable string
 }
 
 func newRow(metric string, k kind, s samples, t *target) row {
@@ -85,7 +94,7 @@ func (r row) ratio() (float64, bool) {
 	if lodge.N == 0 || lxc.N == 0 || r.implausible() != "" {
 		return 0, false
 	}
-	if r.Kind == latency {
+	if r.Kind == latency || r.Kind == roundTrip {
 		if lodge.Median <= 0 {
 			return 0, false
 		}
@@ -104,6 +113,8 @@ func (r row) ratioText() string {
 		return "n/a"
 	case r.Kind == latency:
 		return fmt.Sprintf("%.2fx faster", ratio)
+	case r.Kind == throughput || r.Kind == roundTrip:
+		return fmt.Sprintf("%.2fx as fast", ratio)
 	}
 	return fmt.Sprintf("%.2fx of LXC", ratio)
 }
@@ -144,6 +155,9 @@ func (r row) cells() []string {
 	med := func(s summary) float64 { return s.Median }
 	p90 := func(s summary) float64 { return s.P90 }
 	n := fmt.Sprintf("%d+%d", len(r.Lodge), len(r.LXC))
+	if r.Unavailable != "" {
+		return []string{r.Metric, "not available: " + firstLine(r.Unavailable, 60), r.value(r.LXC, med), "n/a", "-", r.value(r.LXC, p90), n, r.targetText(), "n/a"}
+	}
 	return []string{r.Metric, r.value(r.Lodge, med), r.value(r.LXC, med), r.ratioText(), r.value(r.Lodge, p90), r.value(r.LXC, p90), n, r.targetText(), r.verdict()}
 }
 
@@ -178,4 +192,13 @@ func textTable(rows []row) string {
 	}
 	tw.Flush()
 	return sb.String()
+}
+
+// firstLine is s's first line, cut to at most n bytes, for a table cell.
+func firstLine(s string, n int) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return strings.ReplaceAll(s, "|", "/")
 }

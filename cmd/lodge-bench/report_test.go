@@ -25,6 +25,10 @@ func TestVerdicts(t *testing.T) {
 		{"latency slower", row{Kind: latency, Lodge: []float64{30}, LXC: []float64{20}, Target: targetFaster2x}, "0.67x faster", "MISS"},
 		{"zero latency", row{Kind: latency, Lodge: []float64{0, 10}, LXC: []float64{20, 20}, Target: targetFaster2x}, "n/a", "n/a"},
 		{"no LXC samples", row{Kind: latency, Lodge: []float64{10}, Target: targetFaster2x}, "n/a", "n/a"},
+		{"throughput near the veth pair", row{Kind: throughput, Lodge: []float64{9.6}, LXC: []float64{10}, Target: targetNearVeth}, "0.96x as fast", "PASS"},
+		{"throughput below the veth pair", row{Kind: throughput, Lodge: []float64{9}, LXC: []float64{10}, Target: targetNearVeth}, "0.90x as fast", "MISS"},
+		{"round trip near the veth pair", row{Kind: roundTrip, Lodge: []float64{100}, LXC: []float64{96}, Target: targetNearVeth}, "0.96x as fast", "PASS"},
+		{"round trip far above the veth pair", row{Kind: roundTrip, Lodge: []float64{120}, LXC: []float64{96}, Target: targetNearVeth}, "0.80x as fast", "MISS"},
 		{"informational", row{Kind: memory, Lodge: []float64{1}, LXC: []float64{2}}, "0.50x of LXC", "-"},
 		{"informational, implausible", row{Kind: memory, Lodge: []float64{-1}, LXC: []float64{2}}, "n/a", "-"},
 	}
@@ -35,6 +39,17 @@ func TestVerdicts(t *testing.T) {
 		if got := tt.r.verdict(); got != tt.judge {
 			t.Errorf("%s: verdict %q, want %q", tt.name, got, tt.judge)
 		}
+	}
+}
+
+// A row whose lodge side could not be measured says so, and why, in the
+// lodge column and neither passes nor misses.
+func TestUnavailableRow(t *testing.T) {
+	r := row{Metric: "m", Kind: throughput, LXC: []float64{10}, Target: targetNearVeth,
+		Unavailable: "lodge container net1 has no eth0 after start: exit status 1"}
+	cells := r.cells()
+	if !strings.HasPrefix(cells[1], "not available: lodge container net1 has no eth0") || cells[len(cells)-1] != "n/a" {
+		t.Errorf("cells %q", cells)
 	}
 }
 
