@@ -98,6 +98,9 @@ func (m *Manager) netID(name string) string {
 // lockNetworks takes the flock of ROOT/networks, which serialises changes
 // of networks and the checks that read them (config set's addresses).
 func (m *Manager) lockNetworks(ctx context.Context) (unlock func(), err error) {
+	if err := m.store.Prepare(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(m.networksDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("networks: %w", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestPrepareMakesTreesPrivate: the directories that hold root filesystems
@@ -30,5 +32,20 @@ func TestPrepareMakesTreesPrivate(t *testing.T) {
 		} else if fi.Mode().Perm() != mode {
 			t.Errorf("%s: mode %v, want %v", dir, fi.Mode().Perm(), mode)
 		}
+	}
+}
+
+// TestPrepareMakesATraversableRoot: a root lodge makes can be traversed by
+// the networks' dnsmasq (its own user), whatever the umask.
+func TestPrepareMakesATraversableRoot(t *testing.T) {
+	old := unix.Umask(0o077)
+	defer unix.Umask(old)
+	s := &Store{Root: filepath.Join(t.TempDir(), "a", "lodge")}
+	if err := s.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(s.Root)
+	if err != nil || fi.Mode().Perm() != 0o711 {
+		t.Fatalf("a new root has mode %v (%v), want 0711", fi.Mode().Perm(), err)
 	}
 }

@@ -16,6 +16,7 @@ package store
 
 import (
 	"errors"
+	"io/fs"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -48,6 +49,16 @@ func Open(root string) (*Store, error) {
 // too, so containers/ and run/ need only be traversable (for the views
 // server's mount). Modes an older lodge left are fixed here.
 func (s *Store) Prepare() error {
+	// A root lodge makes is traversable (0711, whatever the umask): the
+	// networks' dnsmasq runs as its own user and reads its files below it.
+	if _, err := os.Stat(s.Root); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(s.Root, 0o711); err != nil {
+			return fmt.Errorf("prepare lodge root %s: %w", s.Root, err)
+		}
+		if err := os.Chmod(s.Root, 0o711); err != nil {
+			return fmt.Errorf("prepare lodge root %s: %w", s.Root, err)
+		}
+	}
 	dirs := []struct {
 		path string
 		mode os.FileMode

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"lodge/config"
 	"lodge/network"
@@ -31,7 +32,7 @@ func (m *Monitor) attachNICs(pid int, cfg *config.Container) error {
 		return fmt.Errorf("the container's network namespace: %w", err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandle()
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)
 	}
