@@ -93,7 +93,9 @@ demo: deps build
 	    printf "\"%s\" = \"%s/lodge-demo\"\n", k, p }' /proc/self/cgroup; } > $$LODGE_HOST_CONFIG; \
 	show() { printf '\n\033[1m$$ %s\033[0m\n' "$$*"; "$$@"; }; \
 	lodge delete --force demo2 >/dev/null 2>&1 || true; lodge delete --force demo >/dev/null 2>&1 || true; \
-	show lodge create demo --template debian -c limits.memory=512MiB -c limits.cpuset=0 -c limits.pids=512; \
+	lodge network delete demo >/dev/null 2>&1 || true; \
+	show lodge network create demo; \
+	show lodge create demo --template debian -c limits.memory=512MiB -c limits.cpuset=0 -c limits.pids=512 -c network.0.network=demo; \
 	show lodge start demo; \
 	printf 'waiting for systemd to finish booting...\n'; \
 	until lodge exec demo -- systemctl is-system-running --wait >/dev/null 2>&1; do sleep 0.2; done; \
@@ -106,6 +108,9 @@ demo: deps build
 	show lodge exec demo -- nproc; \
 	show lodge exec demo -- uptime; \
 	echo "(free, nproc and uptime show the container's 512 MiB, 1 CPU and its own uptime)"; \
+	until lodge exec demo -- networkctl --no-pager --lines=0 status eth0 2>/dev/null | grep -q DHCP4; do sleep 0.2; done; \
+	show lodge exec demo -- sh -c 'networkctl --no-pager --lines=0 status eth0 | grep -E "Address|Gateway|DNS"'; \
+	echo "(eth0 got the address lodge chose for its MAC from the network's dnsmasq, by DHCP at boot)"; \
 	pid=$$(lodge info demo --format json | sed -n 's/.*"pid": \([0-9]*\).*/\1/p' | head -1); \
 	show ps -o user,pid,comm -p $$pid; \
 	echo "(on the host, the container's systemd runs as an unprivileged uid)"; \
@@ -120,6 +125,7 @@ demo: deps build
 	show lodge list; \
 	show lodge delete demo2; \
 	show lodge delete demo; \
+	show lodge network delete demo; \
 	lodge lxcfs stop; \
 	find /sys/fs/cgroup -maxdepth 8 -depth -type d \( -path '*/lodge-demo/.monitor' -o -path '*/lodge-demo' \) -exec rmdir {} + 2>/dev/null || true; \
 	printf '\nDemo done: Debian booted systemd as pid 1, unprivileged, and was removed.\n'
