@@ -272,7 +272,8 @@ func readMonitorStatus(ctx context.Context, r io.Reader, name string, progress f
 }
 
 // cleanupStale removes what a container left behind when it stopped without
-// its monitor (killed, or the host lost power): state file and cgroups. The
+// its monitor (killed, or the host lost power): runtime files (state, socket,
+// boot id: store.RemoveState) and cgroups, the monitor's included. The
 // callers have made sure that nothing of the container runs, so a corrupt
 // state file describes nothing and goes too.
 func (m *Manager) cleanupStale(name string) error {
@@ -282,6 +283,7 @@ func (m *Manager) cleanupStale(name string) error {
 			m.store.RemoveState(name)
 		}
 		m.removeEmptyGroup(name)
+		m.removeMonitorGroup(name)
 		return m.releaseNICs(name)
 	}
 	if st.Init.Alive() {
@@ -294,6 +296,7 @@ func (m *Manager) cleanupStale(name string) error {
 	if err := destroyGroup(cgroup.Open(st.Cgroups)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove stale cgroups of %s: %w", name, err)
 	}
+	m.removeMonitorGroup(name)
 	if err := m.releaseNICs(name); err != nil {
 		return err
 	}

@@ -90,19 +90,22 @@ type Locked struct {
 	Cgroups []CgroupMount
 	Views   []View // opened in the stage's mount namespace
 	Owner   int    // host uid (and gid) of the container's root
+	// BootIDFile is the host file that holds the boot's id, bound over
+	// /proc/sys/kernel/random/boot_id (see bindBootID); "": the host's id.
+	BootIDFile string
 }
 
 // mountLocked attaches the kernel filesystems in the tree at root with their
 // masks, read-only binds, views and boot id. It runs in the stage's mount
 // namespace, owned by the host's user namespace, so that all of it arrives
-// locked in the container's (see Stage). scratch is the stage's own tmpfs.
+// locked in the container's (see Stage).
 //
 // Nothing below /proc is left unlocked: systemd's ProtectProc= (networkd and
 // logind in Debian 12) unmounts what it can below /proc before it mounts a
 // new proc, and when that mount is refused (lodge's /proc is not "fully
 // visible", its masks being locked) it falls back to the existing /proc only
 // if it unmounted nothing.
-func mountLocked(root, scratch int, k *KernelFS, l Locked) error {
+func mountLocked(root int, k *KernelFS, l Locked) error {
 	steps := []struct {
 		name string
 		run  func() error
@@ -111,7 +114,7 @@ func mountLocked(root, scratch int, k *KernelFS, l Locked) error {
 		{"sys", func() error { return attachAt(int(k.Sys.Fd()), root, "sys") }},
 		{"cgroup", func() error { return mountCgroups(int(k.Sys.Fd()), k.Cgroups, l.Cgroups, l.Owner) }},
 		{"views", func() error { return bindViews(root, l.Views) }},
-		{"bootid", func() error { return bindBootID(root, scratch, l.Owner) }},
+		{"bootid", func() error { return bindBootID(root, l.BootIDFile, l.Owner) }},
 	}
 	for _, step := range steps {
 		if err := failpoint.Check("mount-" + step.name); err != nil {
@@ -290,9 +293,16 @@ const ContainerManager = "lodge"
 // bindBootID gives each boot of the container its own boot id. The kernel's
 // /proc/sys/kernel/random/boot_id is the host's, so every container boot
 // within one host boot would share it, and journalctl -b could not tell them
-// apart. A fresh random id is written to a file on the stage's tmpfs and bound
-// read-only over it (the bind keeps that tmpfs alive, with this one file).
-func bindBootID(root, scratch, owner int) error {
+// apart. A fresh random id is written to file (a host path, see
+// store.BootIDPath), replacing the previous boot's, and bound read-only over
+// it. A real file, not an unlinked one: CRIU dumps the bind as an external
+// mount and binds the same file again at restore (a bind of an unlinked or
+// unreachable file comes back empty); whoever removes the container's
+// runtime files removes it.
+func bindBootID(root int, file string, owner int) error {
+	if file == "" {
+		return nil
+	}
 	target, err := openRaw(root, "proc/sys/kernel/random/boot_id", false)
 	if errors.Is(err, unix.ENOENT) {
 		return nil
@@ -305,17 +315,41 @@ func bindBootID(root, scratch, owner int) error {
 	if err != nil {
 		return err
 	}
-	const name = "boot_id"
-	if err := writeFileAt(scratch, name, []byte(id+"\n"), 0o444); err != nil {
+	if err := WriteBootID(file, id, owner); err != nil {
 		return err
 	}
-	unix.Fchownat(scratch, name, owner, owner, unix.AT_SYMLINK_NOFOLLOW)
-	src, err := openRaw(scratch, name, false)
+	src, err := unix.Open(file, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return fmt.Errorf("open the boot id file: %w", err)
 	}
 	defer unix.Close(src)
 	return bindOnto(src, target, "/proc/sys/kernel/random/boot_id", unix.MOUNT_ATTR_RDONLY|kernelFSAttrs, 0)
+}
+
+// WriteBootID writes a container's boot id file anew (mode 0444, owned by
+// the container's root, host uid owner): a new boot's id, or, before a
+// restore, the id of the boot that was checkpointed. A file left there by an
+// earlier boot is replaced, not rewritten: a mount of it stays as it was.
+func WriteBootID(file, id string, owner int) error {
+	if err := os.Remove(file); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("replace the boot id file: %w", err)
+	}
+	f, err := os.OpenFile(file, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, 0o444)
+	if err != nil {
+		return fmt.Errorf("write the boot id file: %w", err)
+	}
+	_, err = f.WriteString(id + "\n")
+	if err == nil {
+		err = f.Chown(owner, owner)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(file)
+		return fmt.Errorf("write the boot id file: %w", err)
+	}
+	return nil
 }
 
 // randomUUID returns a random (version 4) UUID in its text form.

@@ -142,12 +142,7 @@ func (s *Stage) Build(tree *os.File, k *KernelFS, l Locked) error {
 	if err := unix.MoveMount(int(tree.Fd()), "", unix.AT_FDCWD, build, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return fmt.Errorf("attach the root filesystem: %w", err)
 	}
-	scratch, err := unix.Open(s.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(scratch)
-	if err := mountLocked(int(tree.Fd()), scratch, k, l); err != nil {
+	if err := mountLocked(int(tree.Fd()), k, l); err != nil {
 		return err
 	}
 	if err := unix.MoveMount(unix.AT_FDCWD, build, unix.AT_FDCWD, s.SharedDir(), 0); err != nil {

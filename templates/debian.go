@@ -18,7 +18,10 @@ func Debian() Template {
 	return Template{
 		Name:        "debian",
 		Description: "Debian built by debootstrap (bookworm, trixie, ...), with systemd or sysvinit",
-		Revision:    3, // 2: procps by default; 3: systemd-resolved (names from the network's DHCP)
+		// 2: procps by default; 3: systemd-resolved (names from the network's
+		// DHCP); 4: ProtectHostname=no for every service (CRIU cannot dump the
+		// nested UTS namespace logind, localed and timedated otherwise get).
+		Revision: 4,
 		Options: []Option{
 			{Name: "release", Default: "bookworm", Doc: "Debian release (suite or codename): bookworm, trixie, ...", Check: checkWord("bookworm or trixie")},
 			{Name: "mirror", Default: "http://deb.debian.org/debian", Doc: "Debian mirror to install from; apt in the container uses it too", Check: checkMirror},

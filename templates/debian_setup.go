@@ -21,7 +21,7 @@ func prepareDebian(rootfs string, opts map[string]string) error {
 	if opts["init"] == "sysvinit" {
 		steps = append(steps, adaptInittab, disableHostOnlyScripts)
 	} else {
-		steps = append(steps, configureNetworkd)
+		steps = append(steps, configureNetworkd, allowCheckpoint)
 	}
 	for _, step := range steps {
 		if err := step(rootfs, opts); err != nil {
@@ -88,6 +88,19 @@ func configureNetworkd(rootfs string, _ map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// allowCheckpoint turns ProtectHostname off for every system service (a
+// type-level drop-in, so that it also covers units a package adds later):
+// with it on, systemd runs the service in a UTS namespace of its own, and
+// CRIU cannot dump a nested UTS namespace ("Can't dump nested uts
+// namespace"), so no checkpoint of the container would work. In bookworm
+// systemd-logind, systemd-localed and systemd-timedated have it; the host
+// name they are kept from changing is the container's own anyway.
+func allowCheckpoint(rootfs string, _ map[string]string) error {
+	const dropIn = "# lodge: no service of its own UTS namespace, which CRIU cannot checkpoint\n" +
+		"# (lodge checkpoint, lodge stop --stateful).\n[Service]\nProtectHostname=no\n"
+	return writeFileMode(filepath.Join(rootfs, "etc/systemd/system/service.d/lodge-checkpoint.conf"), []byte(dropIn), 0o644)
 }
 
 func replaceSymlink(path, target string) error {

@@ -361,7 +361,7 @@ func (e *env) assertNoLeftovers(name string) {
 		e.t.Errorf("container processes left behind: %v", pids)
 	}
 	if name != "" {
-		for _, f := range []string{name + ".json", name + ".sock"} {
+		for _, f := range []string{name + ".json", name + ".sock", name + ".boot_id"} {
 			if _, err := os.Stat(filepath.Join(e.root, "run", f)); err == nil {
 				e.t.Errorf("runtime file left behind: run/%s", f)
 			}

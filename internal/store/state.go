@@ -96,10 +96,12 @@ func (s *Store) WriteState(st *State) error {
 	return nil
 }
 
-// RemoveState deletes the runtime state and monitor socket of name.
+// RemoveState deletes the runtime state, monitor socket and boot id file of
+// name.
 func (s *Store) RemoveState(name string) {
 	os.Remove(s.StatePath(name))
 	os.Remove(s.SocketPath(name))
+	os.Remove(s.BootIDPath(name))
 }
 
 // ProcessOf returns the identity of a live process.

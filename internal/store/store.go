@@ -133,6 +133,11 @@ func (s *Store) StatePath(name string) string { return filepath.Join(s.RunDir(),
 // monitor at each boot, removed when the container stops.
 func (s *Store) NICsPath(name string) string { return filepath.Join(s.RunDir(), name+".nics.json") }
 
+// BootIDPath holds the boot id of a running container, bound over its
+// /proc/sys/kernel/random/boot_id (rootfs.WriteBootID): written at each
+// boot, removed with the state when the container stops.
+func (s *Store) BootIDPath(name string) string { return filepath.Join(s.RunDir(), name+".boot_id") }
+
 // SocketPath is the monitor socket of container name.
 func (s *Store) SocketPath(name string) string { return filepath.Join(s.RunDir(), name+".sock") }
 

@@ -208,7 +208,7 @@ func (m *Monitor) startInit(b *boot, stage *rootfs.Stage) error {
 	}()
 	locked := func() rootfs.Locked {
 		procViews = m.openViews(b, "", true)
-		return rootfs.Locked{Cgroups: setup.Cgroups, Views: procViews, Owner: int(m.ids.HostID)}
+		return rootfs.Locked{Cgroups: setup.Cgroups, Views: procViews, Owner: int(m.ids.HostID), BootIDFile: m.store.BootIDPath(m.name)}
 	}
 	master, err := b.child.setup(setup, tree, sysViews, stage, locked)
 	if err != nil {
