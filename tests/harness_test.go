@@ -219,13 +219,23 @@ func (e *env) command(ctx context.Context, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// hangGuard is how long a lodge command may take before the test calls it
+// hung: 2 minutes, and 10 for a create, which on a machine without the
+// shared image cache runs debootstrap (2-3 minutes here).
+func hangGuard(args []string) time.Duration {
+	if len(args) > 0 && args[0] == "create" {
+		return 10 * time.Minute
+	}
+	return 2 * time.Minute
+}
+
 // run runs lodge with a generous hang guard (not a timing assertion).
 func (e *env) run(args ...string) result {
 	return e.runInput("", args...)
 }
 
 func (e *env) runInput(stdin string, args ...string) result {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard(args))
 	defer cancel()
 	cmd := e.command(ctx, args...)
 	var stdout, stderr bytes.Buffer
