@@ -1,11 +1,54 @@
 package migrate
 
 import (
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 
+	"github.com/checkpoint-restore/go-criu/v7/rpc"
+	"google.golang.org/protobuf/proto"
+
 	"lodge/internal/testreq"
 )
+
+// fakeCRIUEnv makes the test binary, run as "BIN swrk FD", answer a VERSION
+// request as a CRIU of the version in it (e.g. "3.17.1"), like Debian 12's.
+const fakeCRIUEnv = "LODGE_MIGRATE_TEST_FAKE_CRIU"
+
+func fakeCRIU(version string) int {
+	var major, minor, sub int32
+	if _, err := fmt.Sscanf(version, "%d.%d.%d", &major, &minor, &sub); err != nil {
+		fmt.Fprintln(os.Stderr, "fake criu:", err)
+		return 1
+	}
+	var fd int
+	if _, err := fmt.Sscan(os.Args[2], &fd); err != nil {
+		return 1
+	}
+	sk := os.NewFile(uintptr(fd), "swrk")
+	buf := make([]byte, 4096)
+	n, err := sk.Read(buf)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fake criu:", err)
+		return 1
+	}
+	req := &rpc.CriuReq{}
+	if err := proto.Unmarshal(buf[:n], req); err != nil || req.GetType() != rpc.CriuReqType_VERSION {
+		fmt.Fprintln(os.Stderr, "fake criu: not a version request:", err)
+		return 1
+	}
+	resp := &rpc.CriuResp{
+		Type:    rpc.CriuReqType_VERSION.Enum(),
+		Success: proto.Bool(true),
+		Version: &rpc.CriuVersion{MajorNumber: &major, MinorNumber: &minor, Sublevel: &sub},
+	}
+	b, _ := proto.Marshal(resp)
+	if _, err := sk.Write(b); err != nil {
+		return 1
+	}
+	return 0
+}
 
 func TestVersionString(t *testing.T) {
 	for v, want := range map[int]string{40201: "4.2.1", 40200: "4.2", 31701: "3.17.1", 31700: "3.17"} {
@@ -18,6 +61,9 @@ func TestVersionString(t *testing.T) {
 // findInstalled returns the CRIU make deps installs, or skips for "criu".
 func findInstalled(t *testing.T) *CRIU {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs CRIU (-short)")
+	}
 	c, err := FindCRIU("")
 	if err != nil {
 		testreq.Skipf(t, "criu", "no usable CRIU (make deps installs one): %v", err)
@@ -39,6 +85,21 @@ func TestFindCRIU(t *testing.T) {
 	}
 	if v, err := c.Client().GetCriuVersion(); err != nil || v != c.Version {
 		t.Errorf("Client().GetCriuVersion() = %d, %v; want %d", v, err, c.Version)
+	}
+}
+
+// TestFindCRIUTooOld: a CRIU that answers 3.17.1 (Debian 12's) is refused
+// with the version, the path and what to do.
+func TestFindCRIUTooOld(t *testing.T) {
+	t.Setenv(fakeCRIUEnv, "3.17.1")
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = FindCRIU(bin)
+	want := "criu 3.17.1 at " + bin + " is too old: lodge needs 4.2 or newer (see README, Requirements); run make deps"
+	if err == nil || err.Error() != want {
+		t.Fatalf("FindCRIU(fake 3.17.1) = %v\nwant %s", err, want)
 	}
 }
 

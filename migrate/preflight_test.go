@@ -25,6 +25,9 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(holdEnv); mode != "" {
 		os.Exit(hold(mode))
 	}
+	if v := os.Getenv(fakeCRIUEnv); v != "" && len(os.Args) == 3 && os.Args[1] == "swrk" {
+		os.Exit(fakeCRIU(v))
+	}
 	os.Exit(m.Run())
 }
 
@@ -44,6 +47,15 @@ func hold(mode string) int {
 	return 0
 }
 
+// startHolderIn is startHolder with a SysProcAttr of the caller's.
+func startHolderIn(t *testing.T, mode string, attr *syscall.SysProcAttr) int {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), holdEnv+"="+mode)
+	cmd.SysProcAttr = attr
+	return runHolder(t, cmd, mode)
+}
+
 // startHolder starts the test binary as a helper in mode, with extra clone
 // flags, and returns its pid once it is ready; it ends with the test.
 func startHolder(t *testing.T, mode string, cloneflags uintptr) int {
@@ -51,6 +63,11 @@ func startHolder(t *testing.T, mode string, cloneflags uintptr) int {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), holdEnv+"="+mode)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: cloneflags}
+	return runHolder(t, cmd, mode)
+}
+
+func runHolder(t *testing.T, cmd *exec.Cmd, mode string) int {
+	t.Helper()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +93,12 @@ func startHolder(t *testing.T, mode string, cloneflags uintptr) int {
 	return cmd.Process.Pid
 }
 
+// needRoot skips the real tests without root or under -short.
 func needRoot(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test (-short)")
+	}
 	if os.Geteuid() != 0 {
 		testreq.Skip(t, "root", "reading other processes' fds in /proc needs root")
 	}
@@ -118,6 +140,34 @@ func TestPreflightNestedNamespaces(t *testing.T) {
 	}
 	if len(bs) != 1 || bs[0].PID != uts || bs[0].What != "nested uts namespace" || !strings.Contains(bs[0].Fix, "ProtectHostname=no") {
 		t.Fatalf("Preflight = %v; want one nested uts blocker for %d", bs, uts)
+	}
+}
+
+// TestPreflightSessionOutside: a process that entered the container's pid
+// namespace keeping its caller's session (as lodge exec once did) is named.
+func TestPreflightSessionOutside(t *testing.T) {
+	needRoot(t)
+	nsenter, err := exec.LookPath("nsenter")
+	if err != nil {
+		testreq.Skip(t, "nsenter", "nsenter (util-linux) is missing")
+	}
+	init := startHolderIn(t, "plain", &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true})
+	// nsenter forks after entering a pid namespace: the child is in it, in
+	// the test's session, whose leader is outside.
+	cmd := exec.Command(nsenter, "-t", fmt.Sprint(init), "-p", "--", os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), holdEnv+"=plain")
+	runHolder(t, cmd, "plain")
+	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+	var inner int
+	if _, err2 := fmt.Sscan(string(kids), &inner); err != nil || err2 != nil {
+		t.Fatalf("nsenter's child: %q, %v, %v", kids, err, err2)
+	}
+	bs, err := Preflight(init, []int{init, inner}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bs) != 1 || bs[0].PID != inner || bs[0].What != "session leader outside the container (a lodge exec session)" {
+		t.Fatalf("Preflight = %v; want one session blocker for %d", bs, inner)
 	}
 }
 
