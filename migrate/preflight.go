@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Blocker is one reason a container's processes cannot be checkpointed.
@@ -185,12 +187,19 @@ func inspect(proc string, pid int, initNS map[string]string, nets map[string]*ne
 		if !ok {
 			continue
 		}
-		if tables == nil {
+		proto, err := sockProtoName(fdDir + "/" + e.Name())
+		if isGone(err) {
+			continue
+		}
+		if err != nil {
+			continue // no name to judge by: the dump itself will tell
+		}
+		if proto == "NETLINK" && tables == nil {
 			if tables, err = netTablesOf(proc, pid, ns["net"], nets); err != nil {
 				return nil, err
 			}
 		}
-		if what, fix, bad := tables.classify(ino); bad {
+		if what, fix, bad := classifySocket(proto, ino, tables); bad {
 			add(fmt.Sprintf("%s (fd %d)", what, fd), fix)
 		}
 	}
@@ -270,9 +279,9 @@ func socketInode(target string) (uint64, bool) {
 	return n, err == nil
 }
 
-// netTables are a network namespace's sockets by inode, from /proc/PID/net.
+// netTables are the netlink sockets of a network namespace by inode, from
+// /proc/PID/net/netlink.
 type netTables struct {
-	family  map[uint64]string // "unix", "tcp", "udp6", "packet", ...
 	netlink map[uint64]netlinkSock
 }
 
@@ -282,68 +291,21 @@ type netlinkSock struct {
 	rmem     uint64 // bytes queued for reading
 }
 
-// inetTables are the /proc/net tables of socket kinds CRIU 4.2 dumps (it
-// also does icmp "ping" sockets, which live in udp/raw-like tables).
-var inetTables = []string{"tcp", "tcp6", "udp", "udp6", "udplite", "udplite6", "raw", "raw6", "icmp", "icmp6"}
-
 func netTablesOf(proc string, pid int, netns string, cache map[string]*netTables) (*netTables, error) {
 	if t, ok := cache[netns]; ok && netns != "" {
 		return t, nil
-	}
-	t := &netTables{family: map[uint64]string{}}
-	read := func(name string, inodeCol int) error {
-		b, err := os.ReadFile(fmt.Sprintf("%s/%d/net/%s", proc, pid, name))
-		if errors.Is(err, fs.ErrNotExist) {
-			if _, err := os.Stat(fmt.Sprintf("%s/%d", proc, pid)); err != nil {
-				return err
-			}
-			return nil // no such protocol on this kernel
-		}
-		if err != nil {
-			return err
-		}
-		for ino := range parseInodes(string(b), inodeCol) {
-			t.family[ino] = name
-		}
-		return nil
-	}
-	for _, name := range inetTables {
-		if err := read(name, 9); err != nil {
-			return nil, err
-		}
-	}
-	if err := read("unix", 6); err != nil {
-		return nil, err
-	}
-	if err := read("packet", 8); err != nil {
-		return nil, err
 	}
 	b, err := os.ReadFile(fmt.Sprintf("%s/%d/net/netlink", proc, pid))
 	if err != nil {
 		return nil, err
 	}
-	if t.netlink, err = parseNetlink(strings.NewReader(string(b))); err != nil {
+	nl, err := parseNetlink(strings.NewReader(string(b)))
+	if err != nil {
 		return nil, err
 	}
+	t := &netTables{netlink: nl}
 	cache[netns] = t
 	return t, nil
-}
-
-// parseInodes returns the inode column (0-based col) of a /proc/net table,
-// skipping its header line.
-func parseInodes(text string, col int) map[uint64]bool {
-	out := map[uint64]bool{}
-	lines := strings.Split(text, "\n")
-	for _, line := range lines[1:] {
-		f := strings.Fields(line)
-		if len(f) <= col {
-			continue
-		}
-		if n, err := strconv.ParseUint(f[col], 10, 64); err == nil && n != 0 {
-			out[n] = true
-		}
-	}
-	return out
 }
 
 // parseNetlink reads /proc/net/netlink:
@@ -389,24 +351,45 @@ func netlinkName(protocol int) string {
 	return strconv.Itoa(protocol)
 }
 
-// classify says whether the socket with inode ino blocks a dump. CRIU 4.2
-// dumps unix, inet (tcp, udp, udplite, raw, icmp), packet and netlink
-// sockets; a netlink socket only while nothing is queued on it ("The socket
-// has data to read"). A socket in none of the tables is of another family
-// (vsock, alg, xdp, bluetooth, can, sctp, ...).
-func (t *netTables) classify(ino uint64) (what, fix string, bad bool) {
-	if nl, ok := t.netlink[ino]; ok {
-		if nl.rmem > 0 {
-			return fmt.Sprintf("netlink %s socket with %d bytes of unread messages", netlinkName(nl.protocol), nl.rmem),
-				"try again: CRIU cannot dump a netlink socket's queue (it is usually read within milliseconds)", true
-		}
+// dumpableProtos are the socket protocols CRIU 4.2 dumps, as the kernel
+// names them in a socket's system.sockprotoname attribute (struct proto's
+// name): unix, inet (tcp, udp, udplite, raw, icmp "ping"), packet, netlink.
+var dumpableProtos = map[string]bool{
+	"UNIX": true, "UNIX-STREAM": true,
+	"TCP": true, "TCPv6": true, "UDP": true, "UDPv6": true, "UDP-Lite": true, "UDPLITEv6": true,
+	"RAW": true, "RAWv6": true, "PING": true, "PINGv6": true,
+	"PACKET": true, "NETLINK": true,
+}
+
+// sockProtoName reads a socket's protocol name ("TCP", "UNIX-STREAM",
+// "AF_VSOCK", ...) from its descriptor's system.sockprotoname attribute,
+// which the kernel gives every socket: /proc/net's tables miss unbound
+// sockets, which CRIU dumps all the same.
+func sockProtoName(fdPath string) (string, error) {
+	buf := make([]byte, 64)
+	n, err := unix.Getxattr(fdPath, "system.sockprotoname", buf)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(buf[:n]), "\x00"), nil
+}
+
+// classifySocket says whether a socket blocks a dump, given its protocol
+// name and the netlink sockets of its network namespace. A netlink socket
+// blocks only while messages are queued on it: CRIU refuses one with data
+// to read ("The socket has data to read").
+func classifySocket(proto string, ino uint64, t *netTables) (what, fix string, bad bool) {
+	if !dumpableProtos[proto] {
+		return fmt.Sprintf("%s socket", proto), "stop the process that holds it: CRIU dumps only unix, inet, packet and netlink sockets", true
+	}
+	if proto != "NETLINK" || t == nil {
 		return "", "", false
 	}
-	if _, ok := t.family[ino]; ok {
-		return "", "", false
+	if nl, ok := t.netlink[ino]; ok && nl.rmem > 0 {
+		return fmt.Sprintf("netlink %s socket with %d bytes of unread messages", netlinkName(nl.protocol), nl.rmem),
+			"try again: CRIU cannot dump a netlink socket's queue (it is usually read within milliseconds)", true
 	}
-	return fmt.Sprintf("socket %d of a family CRIU cannot dump (not unix, inet, packet or netlink)", ino),
-		"stop the process that holds it", true
+	return "", "", false
 }
 
 // fuseMount is a FUSE mount in a mountinfo.

@@ -40,7 +40,26 @@ func hold(mode string) int {
 			return 1
 		}
 		fmt.Println("ready", fd)
+	} else if mode == "oddsocket" {
+		// A socket CRIU cannot dump: vsock, else MPTCP, whichever this
+		// kernel has.
+		fd, err := unix.Socket(unix.AF_VSOCK, unix.SOCK_STREAM, 0)
+		if err != nil {
+			fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_MPTCP)
+		}
+		if err != nil {
+			fmt.Println("no vsock or MPTCP socket:", err)
+			return 1
+		}
+		fmt.Println("ready", fd)
 	} else {
+		// A plain process with the sockets every daemon has: CRIU dumps them.
+		for _, s := range [][2]int{{unix.AF_UNIX, unix.SOCK_STREAM}, {unix.AF_INET, unix.SOCK_DGRAM}, {unix.AF_INET6, unix.SOCK_STREAM}, {unix.AF_NETLINK, unix.SOCK_RAW}} {
+			if _, err := unix.Socket(s[0], s[1], 0); err != nil {
+				fmt.Println("socket:", err)
+				return 1
+			}
+		}
 		fmt.Println("ready")
 	}
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
@@ -85,8 +104,8 @@ func runHolder(t *testing.T, cmd *exec.Cmd, mode string) int {
 	})
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "ready") {
-		if strings.Contains(line, "io_uring_setup") {
-			t.Skipf("SKIPPED: this kernel refuses io_uring (%s)", strings.TrimSpace(line))
+		if strings.Contains(line, "io_uring_setup") || strings.Contains(line, "no vsock or MPTCP") {
+			t.Skipf("SKIPPED: this kernel refuses it (%s)", strings.TrimSpace(line))
 		}
 		t.Fatalf("helper %s: %q, %v", mode, line, err)
 	}
@@ -115,6 +134,20 @@ func TestPreflightNamesIOUring(t *testing.T) {
 	comm := readComm("/proc", ring)
 	if len(bs) != 1 || bs[0].PID != ring || bs[0].Comm != comm || !strings.HasPrefix(bs[0].What, "io_uring instance (fd ") {
 		t.Fatalf("Preflight = %v; want one io_uring blocker for %d (%s)", bs, ring, comm)
+	}
+	t.Logf("blocker: %s", bs[0])
+}
+
+func TestPreflightNamesUndumpableSocket(t *testing.T) {
+	needRoot(t)
+	plain := startHolder(t, "plain", 0)
+	odd := startHolder(t, "oddsocket", 0)
+	bs, err := Preflight(plain, []int{plain, odd}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bs) != 1 || bs[0].PID != odd || !(strings.HasPrefix(bs[0].What, "AF_VSOCK socket (fd ") || strings.HasPrefix(bs[0].What, "MPTCP socket (fd ")) {
+		t.Fatalf("Preflight = %v; want one vsock or MPTCP socket blocker for %d", bs, odd)
 	}
 	t.Logf("blocker: %s", bs[0])
 }
@@ -239,31 +272,28 @@ func TestParseNetlink(t *testing.T) {
 	}
 }
 
-func TestNetTablesClassify(t *testing.T) {
+func TestClassifySocket(t *testing.T) {
 	nl, _ := parseNetlink(strings.NewReader(netlinkText))
-	tcp := parseInodes(`  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0
-`, 9)
-	unixs := parseInodes(`Num       RefCount Protocol Flags    Type St Inode Path
-0000000000000000: 00000002 00000000 00010000 0001 01 777 /run/systemd/journal/stdout
-`, 6)
-	tables := &netTables{family: map[uint64]string{}, netlink: nl}
-	for ino := range tcp {
-		tables.family[ino] = "tcp"
-	}
-	for ino := range unixs {
-		tables.family[ino] = "unix"
-	}
-	for ino, want := range map[uint64]string{
-		4242:  "",
-		777:   "",
-		18305: "",
-		20001: "netlink audit socket with 2304 bytes of unread messages",
-		5555:  "socket 5555 of a family CRIU cannot dump (not unix, inet, packet or netlink)",
+	tables := &netTables{netlink: nl}
+	for _, tt := range []struct {
+		proto string
+		ino   uint64
+		want  string
+	}{
+		{"TCP", 1, ""},
+		{"UDPv6", 2, ""},
+		{"UNIX-STREAM", 3, ""},
+		{"PACKET", 4, ""},
+		{"PING", 5, ""},
+		{"NETLINK", 18305, ""},
+		{"NETLINK", 20001, "netlink audit socket with 2304 bytes of unread messages"},
+		{"NETLINK", 999, ""}, // not in the table (another namespace's): CRIU will tell
+		{"AF_VSOCK", 6, "AF_VSOCK socket"},
+		{"SCTP", 7, "SCTP socket"},
 	} {
-		what, _, bad := tables.classify(ino)
-		if what != want || bad != (want != "") {
-			t.Errorf("classify(%d) = %q, %v; want %q", ino, what, bad, want)
+		what, _, bad := classifySocket(tt.proto, tt.ino, tables)
+		if what != tt.want || bad != (tt.want != "") {
+			t.Errorf("classifySocket(%s, %d) = %q, %v; want %q", tt.proto, tt.ino, what, bad, tt.want)
 		}
 	}
 }
