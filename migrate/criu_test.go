@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
@@ -115,4 +116,67 @@ func TestFindCRIUErrors(t *testing.T) {
 		!strings.HasSuffix(err.Error(), "): lodge needs CRIU 4.2 or newer (older ones, like Debian 12's 3.17, do not even start on this kernel); run make deps, or set criu.path in the host config") {
 		t.Errorf("FindCRIU(/bin/true) = %v", err)
 	}
+}
+
+// TestCRIUDumpAgreesWithPreflight dumps (leaving it running) a plain process
+// the preflight passes and one it refuses for io_uring, through Client()
+// and the installed CRIU: the first dump succeeds, the second fails. This
+// also checks that the wrapper keeps go-criu's swrk descriptor.
+func TestCRIUDumpAgreesWithPreflight(t *testing.T) {
+	needRoot(t)
+	c := findInstalled(t)
+	for _, tt := range []struct {
+		mode   string
+		dumpOK bool
+	}{{"plain", true}, {"io_uring", false}} {
+		t.Run(tt.mode, func(t *testing.T) {
+			pid := startHolderIn(t, tt.mode, &syscall.SysProcAttr{Setsid: true})
+			bs, err := Preflight(pid, []int{pid}, c)
+			if err != nil || (len(bs) == 0) != tt.dumpOK {
+				t.Fatalf("Preflight = %v, %v", bs, err)
+			}
+			dir := t.TempDir()
+			d, err := os.Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			err = c.Client().Dump(&rpc.CriuOpts{
+				ImagesDirFd:  proto.Int32(int32(d.Fd())),
+				Pid:          proto.Int32(int32(pid)),
+				LeaveRunning: proto.Bool(true),
+				LogLevel:     proto.Int32(4),
+				LogFile:      proto.String("dump.log"),
+			}, nil)
+			if (err == nil) != tt.dumpOK {
+				log, _ := os.ReadFile(dir + "/dump.log")
+				t.Fatalf("Dump = %v (want success %v); dump.log:\n%s", err, tt.dumpOK, tailLines(string(log), 15))
+			}
+			if err != nil {
+				log, _ := os.ReadFile(dir + "/dump.log")
+				t.Logf("CRIU refused as the preflight said: %v\n%s", err, errorLines(string(log)))
+			}
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+				t.Fatalf("the process did not keep running: %v", err)
+			}
+		})
+	}
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func errorLines(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, "Error") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
