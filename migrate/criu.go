@@ -114,61 +114,65 @@ func isExecutable(path string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
-// checkCRIU asks the CRIU at path for its version (go-criu's GetCriuVersion)
-// and features, or returns the cached answer.
+// checkCRIU asks the CRIU at path for its version and its features, or
+// returns the cached answer. Both requests go to one "criu swrk" process
+// (keep_open): each start of criu probes the kernel, about 0.2 s here.
 func checkCRIU(path string) (*CRIU, error) {
 	if c, ok := criuFound.Load(path); ok {
 		return c.(*CRIU), nil
 	}
-	cl := criu.MakeCriu()
-	cl.SetCriuPath(path)
-	v, err := cl.GetCriuVersion()
-	if err != nil {
+	yes := true
+	resps, err := swrkCall(path,
+		&rpc.CriuReq{Type: rpc.CriuReqType_VERSION.Enum(), KeepOpen: &yes},
+		&rpc.CriuReq{Type: rpc.CriuReqType_FEATURE_CHECK.Enum(), Features: &rpc.CriuFeatures{MemTrack: &yes, LazyPages: &yes, PidfdStore: &yes}})
+	if len(resps) == 0 || resps[0].GetType() != rpc.CriuReqType_VERSION {
+		if err == nil {
+			err = fmt.Errorf("answered with a %v response", resps[0].GetType())
+		}
 		return nil, fmt.Errorf("%s does not answer as CRIU (its version request failed: %v): lodge needs CRIU %s or newer "+
 			"(older ones, like Debian 12's 3.17, do not even start on this kernel); run make deps, or set criu.path in the host config",
 			path, err, VersionString(MinCRIU))
 	}
+	v := versionOf(resps[0].GetVersion())
 	if v < MinCRIU {
 		return nil, fmt.Errorf("criu %s at %s is too old: lodge needs %s or newer (see README, Requirements); run make deps",
 			VersionString(v), path, VersionString(MinCRIU))
 	}
-	f, err := featureCheck(path)
+	if err == nil && resps[1].GetType() != rpc.CriuReqType_FEATURE_CHECK {
+		err = fmt.Errorf("answered with a %v response", resps[1].GetType())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("criu %s at %s: its feature check failed: %w", VersionString(v), path, err)
 	}
-	c := &CRIU{Path: path, Version: v, Features: f}
+	f := resps[1].GetFeatures()
+	c := &CRIU{Path: path, Version: v, Features: Features{MemTrack: f.GetMemTrack(), LazyPages: f.GetLazyPages(), PidfdStore: f.GetPidfdStore()}}
 	actual, _ := criuFound.LoadOrStore(path, c)
 	return actual.(*CRIU), nil
 }
 
-// swrkTimeout bounds a version or feature request: a binary that is not
-// CRIU might never answer.
-const swrkTimeout = 30 * time.Second
-
-// featureCheck sends CRIU a FEATURE_CHECK request asking for every feature
-// and returns what its response says. go-criu's FeatureCheck (v7.2.0)
-// returns the request it was given instead of the response's features, so
-// this speaks the same swrk RPC itself, with go-criu's message types.
-func featureCheck(path string) (Features, error) {
-	all := true
-	req := &rpc.CriuReq{
-		Type:     rpc.CriuReqType_FEATURE_CHECK.Enum(),
-		Features: &rpc.CriuFeatures{MemTrack: &all, LazyPages: &all, PidfdStore: &all},
+// versionOf numbers a VERSION response as go-criu's GetCriuVersion does:
+// major*10000 + minor*100 + sublevel, and a build from git counts as the
+// next minor release.
+func versionOf(v *rpc.CriuVersion) int {
+	n := int(v.GetMajorNumber())*10000 + int(v.GetMinorNumber())*100 + int(v.GetSublevel())
+	if v.GetGitid() != "" {
+		n = n - n%100 + 100
 	}
-	resp, err := swrkCall(path, req)
-	if err != nil {
-		return Features{}, err
-	}
-	if resp.GetType() != rpc.CriuReqType_FEATURE_CHECK {
-		return Features{}, fmt.Errorf("answered a feature check with a %v response", resp.GetType())
-	}
-	f := resp.GetFeatures()
-	return Features{MemTrack: f.GetMemTrack(), LazyPages: f.GetLazyPages(), PidfdStore: f.GetPidfdStore()}, nil
+	return n
 }
 
+// swrkTimeout bounds one session of requests: a binary that is not CRIU
+// might never answer.
+const swrkTimeout = 30 * time.Second
+
 // swrkCall runs "PATH swrk 3" with one end of a SOCK_SEQPACKET pair as its
-// fd 3, sends req and returns the one response, within swrkTimeout.
-func swrkCall(path string, req *rpc.CriuReq) (*rpc.CriuResp, error) {
+// fd 3 and sends it reqs in turn (all but the last with keep_open), with
+// go-criu's message types, within swrkTimeout. It returns the successful
+// responses, up to the first failure, and that failure. go-criu (v7.2.0)
+// has no call for this: its calls start criu once per request, and its
+// FeatureCheck returns the request it was given instead of the response's
+// features.
+func swrkCall(path string, reqs ...*rpc.CriuReq) ([]*rpc.CriuResp, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socketpair: %w", err)
@@ -191,30 +195,34 @@ func swrkCall(path string, req *rpc.CriuReq) (*rpc.CriuResp, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, callErr := func() (*rpc.CriuResp, error) {
+	var resps []*rpc.CriuResp
+	callErr := func() error {
 		if err := cln.SetDeadline(time.Now().Add(swrkTimeout)); err != nil {
-			return nil, err
-		}
-		b, err := proto.Marshal(req)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := cln.Write(b); err != nil {
-			return nil, err
+			return err
 		}
 		buf := make([]byte, 64<<10)
-		n, err := cln.Read(buf)
-		if err != nil {
-			return nil, err
+		for _, req := range reqs {
+			b, err := proto.Marshal(req)
+			if err != nil {
+				return err
+			}
+			if _, err := cln.Write(b); err != nil {
+				return err
+			}
+			n, err := cln.Read(buf)
+			if err != nil {
+				return err
+			}
+			resp := &rpc.CriuResp{}
+			if err := proto.Unmarshal(buf[:n], resp); err != nil {
+				return err
+			}
+			if !resp.GetSuccess() {
+				return fmt.Errorf("%v request failed: %s (errno %d)", req.GetType(), resp.GetCrErrmsg(), resp.GetCrErrno())
+			}
+			resps = append(resps, resp)
 		}
-		resp := &rpc.CriuResp{}
-		if err := proto.Unmarshal(buf[:n], resp); err != nil {
-			return nil, err
-		}
-		if !resp.GetSuccess() {
-			return nil, fmt.Errorf("request failed: %s (errno %d)", resp.GetCrErrmsg(), resp.GetCrErrno())
-		}
-		return resp, nil
+		return nil
 	}()
 	cln.Close() // CRIU's swrk ends when its socket closes
 	if callErr != nil && cmd.Process != nil {
@@ -223,12 +231,12 @@ func swrkCall(path string, req *rpc.CriuReq) (*rpc.CriuResp, error) {
 	waitErr := cmd.Wait()
 	if callErr != nil {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return nil, fmt.Errorf("%w (stderr: %s)", callErr, msg)
+			return resps, fmt.Errorf("%w (stderr: %s)", callErr, strings.ReplaceAll(msg, "\n", "; "))
 		}
 		if waitErr != nil {
-			return nil, fmt.Errorf("%w (%v)", callErr, waitErr)
+			return resps, fmt.Errorf("%w (%v)", callErr, waitErr)
 		}
-		return nil, callErr
+		return resps, callErr
 	}
-	return resp, nil
+	return resps, nil
 }
