@@ -26,9 +26,12 @@ TEST_TIMEOUT ?= 60m
 
 all: build
 
-# deps installs missing Debian packages; it does nothing when all are present.
+# deps installs missing Debian packages, and CRIU >= 4.2 from Debian sid into its
+# own prefix, /usr/local/lib/lodge/criu (no system library is replaced; see
+# .ci/install-criu); it does nothing when all are present.
 deps:
 	@.ci/install-debs $(DEB_PACKAGES)
+	@.ci/install-criu
 
 # lodge itself is pure Go (no cgo: faster start-up); lodge-helper, its C half
 # (see cmd/lodge-helper/main.c), is a small static C program next to it.

@@ -42,6 +42,7 @@ type Host struct {
 	Images    HostImages                   `toml:"images"`
 	Storage   HostStorage                  `toml:"storage"`
 	Network   HostNetwork                  `toml:"network"`
+	CRIU      HostCRIU                     `toml:"criu"`
 	Templates map[string]map[string]string `toml:"templates"` // default template options, e.g. [templates.debian] release = "trixie"
 	Defaults  map[string]string            `toml:"defaults"`  // container keys applied at create, e.g. "limits.pids" = "1024"
 
@@ -103,6 +104,15 @@ type HostNetwork struct {
 	// that a second lodge root on one machine (tests, a demo) has networks
 	// of its own, its "default" included. Empty for the system's lodge.
 	Tag string `toml:"tag"`
+}
+
+// HostCRIU says which CRIU checkpoints and restores use.
+type HostCRIU struct {
+	// Path is the criu binary (or a wrapper that execs it, keeping its
+	// descriptors: lodge runs it as "criu swrk FD"); "" means the one make
+	// deps installs, /usr/local/lib/lodge/criu/criu, else criu on PATH.
+	// It must be CRIU 4.2 or newer.
+	Path string `toml:"path"`
 }
 
 // AutoStorage is the storage.backend value that lets lodge choose.
@@ -188,6 +198,7 @@ func (h *Host) Validate() error {
 		h.checkImagesDir(),
 		h.checkStorage(),
 		h.checkNetworkTag(),
+		h.checkCRIUPath(),
 		h.checkDefaults(),
 	)
 }
@@ -310,6 +321,13 @@ func (h *Host) CheckCgroupKeys(keys []string) error {
 func (h *Host) checkImagesDir() error {
 	if dir := h.Images.Dir; dir != "" && !strings.HasPrefix(dir, "/") {
 		return keyErrorf("images.dir", "%q is not an absolute path; use one like /var/cache/lodge/images, or leave it out for ROOT/images", dir)
+	}
+	return nil
+}
+
+func (h *Host) checkCRIUPath() error {
+	if p := h.CRIU.Path; p != "" && !strings.HasPrefix(p, "/") {
+		return keyErrorf("criu.path", "%q is not an absolute path; use one like /usr/local/lib/lodge/criu/criu, or leave it out to use the CRIU make deps installs", p)
 	}
 	return nil
 }

@@ -49,6 +49,8 @@ parent = "/lodge.slice"
 [cgroup.parents]
 "cpu,cpuacct" = "/user.slice/lodge"
 memory = "/m/lodge"
+[criu]
+path = "/opt/criu/bin/criu"
 [templates.debian]
 release = "trixie"
 [defaults]
@@ -66,6 +68,7 @@ release = "trixie"
 	want := DefaultHost()
 	want.IDMap = HostIDMap{First: 1048576, Size: 65536, Count: 28656} // count follows first
 	want.Cgroup = HostCgroup{Parent: "/lodge.slice", Parents: map[string]string{"cpu,cpuacct": "/user.slice/lodge", "memory": "/m/lodge"}}
+	want.CRIU = HostCRIU{Path: "/opt/criu/bin/criu"}
 	want.Templates = map[string]map[string]string{"debian": {"release": "trixie"}}
 	want.Defaults = map[string]string{"limits.pids": "1024", "limits.memory": "1G", "limits.swap": "512M"}
 	h.source = sourceFile{}
@@ -135,6 +138,11 @@ func TestLoadHostErrors(t *testing.T) {
 			text: "version = 1\n[cgroup]\nname = \"lodge-test\"\n",
 			wantErr: testHostPath + `:3: cgroup.name: was replaced by cgroup.parent, an absolute cgroup path that is the same whichever cgroup lodge runs from; ` +
 				`write parent = "/lodge-test" instead of name = "lodge-test" under [cgroup] (containers then live in /lodge-test/NAME on every hierarchy)`,
+		},
+		{
+			name:    "relative criu path",
+			text:    "version = 1\n[criu]\npath = \"criu\"\n",
+			wantErr: testHostPath + `:3: criu.path: "criu" is not an absolute path; use one like /usr/local/lib/lodge/criu/criu, or leave it out to use the CRIU make deps installs`,
 		},
 		{
 			name:    "relative cgroup parent",

@@ -42,6 +42,7 @@ var Features = map[string]string{
 	"iperf3":   "Debian's iperf3: the bandwidth limit test",
 	"amd64":    "an x86_64 machine (seccomp expectations)",
 	"btrfs":    "mkfs.btrfs (btrfs-progs) and loop devices: storage tests on a loop-mounted btrfs file",
+	"criu":     "CRIU 4.2 or newer, found as lodge finds it (make deps installs it in /usr/local/lib/lodge/criu): the checkpoint tests",
 	"ia32":     "the kernel runs i386 system calls of 64-bit programs (int 0x80), which the seccomp filter must refuse",
 }
 

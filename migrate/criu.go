@@ -1,0 +1,242 @@
+package migrate
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	criu "github.com/checkpoint-restore/go-criu/v7"
+	"github.com/checkpoint-restore/go-criu/v7/rpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// MinCRIU is the oldest CRIU that works on this kernel (PITFALLS 24 in the
+// design notes; README "Requirements"): Debian 12's 3.17 does not start on
+// kernels this new ("vdso: Unexpected rt vDSO area bounds"), and 4.1.1 cannot
+// dump a TCP or UDP socket on kernels from 6.16 (SO_PASSCRED).
+const MinCRIU = 40200 // 4.2.0, as go-criu's GetCriuVersion reports (major*10000+minor*100+sublevel)
+
+// DefaultCRIUPath is where make deps installs CRIU (.ci/install-criu): a
+// wrapper that runs sid's criu through its own loader and libraries.
+const DefaultCRIUPath = "/usr/local/lib/lodge/criu/criu"
+
+// CRIU is a CRIU binary that answered lodge's version and feature requests.
+type CRIU struct {
+	Path     string // the criu binary (or wrapper) used
+	Version  int    // e.g. 40201
+	Features Features
+}
+
+// Features is what CRIU's feature check (its FEATURE_CHECK request) reports
+// for this CRIU on this kernel.
+type Features struct {
+	// MemTrack: the kernel tracks dirty memory (soft-dirty), so iterative
+	// pre-dumps are possible. Not on kernels without CONFIG_MEM_SOFT_DIRTY.
+	MemTrack bool
+	// LazyPages: restore can fault memory in on demand (userfaultfd).
+	LazyPages bool
+	// PidfdStore: CRIU can keep pidfds of dumped tasks between pre-dumps.
+	PidfdStore bool
+}
+
+// VersionString formats a go-criu version number: 40201 -> "4.2.1", 31700 -> "3.17".
+func VersionString(v int) string {
+	s := fmt.Sprintf("%d.%d", v/10000, v/100%100)
+	if v%100 != 0 {
+		s += fmt.Sprintf(".%d", v%100)
+	}
+	return s
+}
+
+// String is "criu 4.2.1 at PATH".
+func (c *CRIU) String() string {
+	return fmt.Sprintf("criu %s at %s", VersionString(c.Version), c.Path)
+}
+
+// Client returns a go-criu client for this binary (criu.MakeCriu with SetCriuPath).
+func (c *CRIU) Client() *criu.Criu {
+	cl := criu.MakeCriu()
+	cl.SetCriuPath(c.Path)
+	return cl
+}
+
+// criuFound caches FindCRIU's checks per path for the life of the process.
+// Only a CRIU that passed is cached: after a failure the user may fix it (run
+// make deps) and a long-lived process then sees the fix on the next call.
+var criuFound sync.Map // path -> *CRIU
+
+// FindCRIU locates CRIU: configured (the host config's criu.path) if not "",
+// else the known locations in order (DefaultCRIUPath, then criu on PATH), and
+// checks its version and features once (cached per path in the process).
+// Errors say what is wrong and what to do: missing, too old, or not
+// runnable (with the error it gave).
+func FindCRIU(configured string) (*CRIU, error) {
+	if configured != "" {
+		if _, err := os.Stat(configured); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("criu.path %s in the host config does not exist: run make deps and remove criu.path (lodge then uses %s), or set it to a CRIU %s or newer", configured, DefaultCRIUPath, VersionString(MinCRIU))
+			}
+			return nil, fmt.Errorf("criu.path in the host config: %w", err)
+		}
+		return checkCRIU(configured)
+	}
+	var candidates []string
+	if isExecutable(DefaultCRIUPath) {
+		candidates = append(candidates, DefaultCRIUPath)
+	}
+	if p, err := exec.LookPath("criu"); err == nil && p != DefaultCRIUPath {
+		candidates = append(candidates, p)
+	}
+	if len(candidates) == 0 {
+		return nil, fmt.Errorf("CRIU is not installed (no %s, no criu on PATH): lodge needs CRIU %s or newer for checkpoints; run make deps, or set criu.path in the host config", DefaultCRIUPath, VersionString(MinCRIU))
+	}
+	var first error
+	for _, p := range candidates {
+		c, err := checkCRIU(p)
+		if err == nil {
+			return c, nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return nil, first
+}
+
+func isExecutable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+// checkCRIU asks the CRIU at path for its version and its features, or
+// returns the cached answer. Both requests go to one "criu swrk" process
+// (keep_open): each start of criu probes the kernel, about 0.2 s here.
+func checkCRIU(path string) (*CRIU, error) {
+	if c, ok := criuFound.Load(path); ok {
+		return c.(*CRIU), nil
+	}
+	yes := true
+	resps, err := swrkCall(path,
+		&rpc.CriuReq{Type: rpc.CriuReqType_VERSION.Enum(), KeepOpen: &yes},
+		&rpc.CriuReq{Type: rpc.CriuReqType_FEATURE_CHECK.Enum(), Features: &rpc.CriuFeatures{MemTrack: &yes, LazyPages: &yes, PidfdStore: &yes}})
+	if len(resps) == 0 || resps[0].GetType() != rpc.CriuReqType_VERSION {
+		if err == nil {
+			err = fmt.Errorf("answered with a %v response", resps[0].GetType())
+		}
+		return nil, fmt.Errorf("%s does not answer as CRIU (its version request failed: %v): lodge needs CRIU %s or newer "+
+			"(older ones, like Debian 12's 3.17, do not even start on this kernel); run make deps, or set criu.path in the host config",
+			path, err, VersionString(MinCRIU))
+	}
+	v := versionOf(resps[0].GetVersion())
+	if v < MinCRIU {
+		return nil, fmt.Errorf("criu %s at %s is too old: lodge needs %s or newer (see README, Requirements); run make deps",
+			VersionString(v), path, VersionString(MinCRIU))
+	}
+	if err == nil && resps[1].GetType() != rpc.CriuReqType_FEATURE_CHECK {
+		err = fmt.Errorf("answered with a %v response", resps[1].GetType())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("criu %s at %s: its feature check failed: %w", VersionString(v), path, err)
+	}
+	f := resps[1].GetFeatures()
+	c := &CRIU{Path: path, Version: v, Features: Features{MemTrack: f.GetMemTrack(), LazyPages: f.GetLazyPages(), PidfdStore: f.GetPidfdStore()}}
+	actual, _ := criuFound.LoadOrStore(path, c)
+	return actual.(*CRIU), nil
+}
+
+// versionOf numbers a VERSION response as go-criu's GetCriuVersion does:
+// major*10000 + minor*100 + sublevel, and a build from git counts as the
+// next minor release.
+func versionOf(v *rpc.CriuVersion) int {
+	n := int(v.GetMajorNumber())*10000 + int(v.GetMinorNumber())*100 + int(v.GetSublevel())
+	if v.GetGitid() != "" {
+		n = n - n%100 + 100
+	}
+	return n
+}
+
+// swrkTimeout bounds one session of requests: a binary that is not CRIU
+// might never answer.
+const swrkTimeout = 30 * time.Second
+
+// swrkCall runs "PATH swrk 3" with one end of a SOCK_SEQPACKET pair as its
+// fd 3 and sends it reqs in turn (all but the last with keep_open), with
+// go-criu's message types, within swrkTimeout. It returns the successful
+// responses, up to the first failure, and that failure. go-criu (v7.2.0)
+// has no call for this: its calls start criu once per request, and its
+// FeatureCheck returns the request it was given instead of the response's
+// features.
+func swrkCall(path string, reqs ...*rpc.CriuReq) ([]*rpc.CriuResp, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	if err := syscall.SetNonblock(fds[0], true); err != nil {
+		syscall.Close(fds[0])
+		syscall.Close(fds[1])
+		return nil, err
+	}
+	cln := os.NewFile(uintptr(fds[0]), "criu-swrk-client") // non-blocking: deadlines work
+	srv := os.NewFile(uintptr(fds[1]), "criu-swrk-server")
+	defer cln.Close()
+
+	cmd := exec.Command(path, "swrk", "3")
+	cmd.ExtraFiles = []*os.File{srv}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err = cmd.Start()
+	srv.Close()
+	if err != nil {
+		return nil, err
+	}
+	var resps []*rpc.CriuResp
+	callErr := func() error {
+		if err := cln.SetDeadline(time.Now().Add(swrkTimeout)); err != nil {
+			return err
+		}
+		buf := make([]byte, 64<<10)
+		for _, req := range reqs {
+			b, err := proto.Marshal(req)
+			if err != nil {
+				return err
+			}
+			if _, err := cln.Write(b); err != nil {
+				return err
+			}
+			n, err := cln.Read(buf)
+			if err != nil {
+				return err
+			}
+			resp := &rpc.CriuResp{}
+			if err := proto.Unmarshal(buf[:n], resp); err != nil {
+				return err
+			}
+			if !resp.GetSuccess() {
+				return fmt.Errorf("%v request failed: %s (errno %d)", req.GetType(), resp.GetCrErrmsg(), resp.GetCrErrno())
+			}
+			resps = append(resps, resp)
+		}
+		return nil
+	}()
+	cln.Close() // CRIU's swrk ends when its socket closes
+	if callErr != nil && cmd.Process != nil {
+		_ = cmd.Process.Kill() // it may be stuck, or not CRIU at all
+	}
+	waitErr := cmd.Wait()
+	if callErr != nil {
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return resps, fmt.Errorf("%w (stderr: %s)", callErr, strings.ReplaceAll(msg, "\n", "; "))
+		}
+		if waitErr != nil {
+			return resps, fmt.Errorf("%w (%v)", callErr, waitErr)
+		}
+		return resps, callErr
+	}
+	return resps, nil
+}
