@@ -150,3 +150,16 @@ func (f v1Freezer) frozen() (bool, error) {
 	s, err := readFile(filepath.Join(f.dir, "freezer.state"))
 	return s == "FROZEN", err
 }
+
+// FreezerDir is the directory of the group's freezer (cgroup2's, with
+// cgroup.freeze, or the v1 freezer's, with freezer.state), for a program
+// that freezes the group itself (CRIU's freeze_cgroup); "" when it has none.
+func (g *Group) FreezerDir() string {
+	switch fr := g.freezer().(type) {
+	case v2Freezer:
+		return fr.dir
+	case v1Freezer:
+		return fr.dir
+	}
+	return ""
+}

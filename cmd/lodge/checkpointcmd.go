@@ -1,0 +1,64 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"lodge/manager"
+)
+
+func newCheckpointCmd(a *app) *cobra.Command {
+	var opts manager.CheckpointOptions
+	var format string
+	cmd := &cobra.Command{
+		Use:   "checkpoint NAME [--dir DIR] [--check]",
+		Short: "Save a running container's processes to disk with CRIU",
+		Long: `Checkpoint a running container: its processes, their memory, files, sockets and
+namespaces are written to a checkpoint directory by CRIU (4.2 or newer; make deps
+installs one). The container keeps running. (Restoring a checkpoint, and stopping
+with one, are the next step of issue 12 and not built yet.)
+
+A preflight runs first and refuses, before anything is frozen, a container with
+something CRIU cannot save (an io_uring instance, an unsupported socket or device, a
+nested namespace CRIU refuses, a lodge exec session outside the container), naming
+the process; the container then keeps running untouched. --check runs only the
+preflight.
+
+Checkpoints live in ROOT/containers/NAME/checkpoints/ unless --dir says otherwise.`,
+		Example: `  lodge checkpoint web --check
+  lodge checkpoint web`,
+		Args:              exactArgs(1, "a container name"),
+		ValidArgsFunction: completeNames(a),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkResultFormat(format); err != nil {
+				return err
+			}
+			m, err := a.manager()
+			if err != nil {
+				return err
+			}
+			res, err := m.Checkpoint(cmd.Context(), args[0], opts)
+			if format == "json" && (err == nil || len(res.Blockers) > 0) {
+				if werr := writeJSON(a.stdout, res); werr != nil {
+					return werr
+				}
+				return err
+			}
+			if err != nil {
+				return err
+			}
+			switch {
+			case opts.Check:
+				fmt.Fprintf(a.stdout, "%s can be checkpointed (%s).\n", res.Name, res.CRIU)
+			default:
+				fmt.Fprintf(a.stdout, "Checkpointed %s in %d ms (%s); it keeps running: %s\n", res.Name, res.Millis, humanBytes(res.Bytes), res.Dir)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&opts.Dir, "dir", "", "directory for the checkpoint (default: under the container)")
+	cmd.Flags().BoolVar(&opts.Check, "check", false, "only run the preflight: say what would block a checkpoint")
+	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	return cmd
+}

@@ -1,0 +1,262 @@
+package manager
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"lodge/internal/atomicfile"
+	"lodge/internal/cgroup"
+	"lodge/internal/store"
+	"lodge/lxcfs"
+	"lodge/migrate"
+	"lodge/rootfs"
+)
+
+// Checkpoints of running containers through CRIU (migrate.Dump). A
+// checkpoint is a directory under the container,
+//
+//	ROOT/containers/NAME/checkpoints/ID/
+//	    checkpoint.json   what lodge needs to restore (checkpointRecord)
+//	    *.img, dump.log   CRIU's images and log
+//
+// made as ID.tmp and renamed when the dump succeeded, so that a checkpoint
+// that exists is complete. The preflight (migrate.Preflight) runs first and
+// refuses, before anything is frozen, a container CRIU could not dump.
+
+// ErrBlocked marks a checkpoint the preflight refused.
+var ErrBlocked = errors.New("cannot be checkpointed")
+
+// CheckpointOptions are what `lodge checkpoint` takes.
+type CheckpointOptions struct {
+	Stop  bool   // stop the container once dumped (else it keeps running)
+	Dir   string // where to put the checkpoint; "" for the container's checkpoints directory
+	Check bool   // only run the preflight
+}
+
+// CheckpointResult describes a checkpoint made (or, with Check, the
+// preflight's verdict).
+type CheckpointResult struct {
+	Name     string            `json:"name"`
+	Dir      string            `json:"dir,omitempty"`
+	Blockers []migrate.Blocker `json:"blockers"`
+	CRIU     string            `json:"criu"`
+	Millis   int64             `json:"dump_ms,omitempty"`
+	Bytes    int64             `json:"bytes,omitempty"`
+	Stopped  bool              `json:"stopped"`
+}
+
+// checkpointRecord is checkpoint.json.
+type checkpointRecord struct {
+	Container string            `json:"container"`
+	Created   time.Time         `json:"created"`
+	CRIU      int               `json:"criu_version"`
+	InitPID   int               `json:"init_pid"` // in the host's pid namespace, at dump
+	Cgroups   map[string]string `json:"cgroups"`  // hierarchy -> path, at dump
+	HostID    uint32            `json:"host_id"`  // the id range: a restore needs the same
+	IDCount   uint32            `json:"id_count"`
+	Mounts    []string          `json:"external_mounts"` // targets declared external
+	Console   string            `json:"console_tty"`     // CRIU's tty[RDEV:DEV] of the console
+}
+
+func (m *Manager) checkpointsDir(name string) string {
+	return filepath.Join(m.store.ContainerDir(name), "checkpoints")
+}
+
+// Checkpoint dumps a running container with CRIU; see CheckpointOptions.
+func (m *Manager) Checkpoint(ctx context.Context, name string, opts CheckpointOptions) (CheckpointResult, error) {
+	lock, err := m.store.Lock(ctx, name)
+	if err != nil {
+		return CheckpointResult{}, err
+	}
+	defer lock.Unlock()
+	res := CheckpointResult{Name: name, Blockers: []migrate.Blocker{}}
+	st, err := m.runningInit(name)
+	if err != nil {
+		return res, err
+	}
+	criu, err := migrate.FindCRIU(m.host.CRIU.Path)
+	if err != nil {
+		return res, err
+	}
+	res.CRIU = criu.String()
+	group := cgroup.Open(st.Cgroups)
+	if res.Blockers, err = m.preflight(st, group, criu); err != nil || len(res.Blockers) > 0 || opts.Check {
+		if err == nil && len(res.Blockers) > 0 {
+			err = kindError{fmt.Errorf("container %s %w: %s; it keeps running untouched", name, ErrBlocked, describeBlockers(res.Blockers)), ErrBlocked}
+		}
+		return res, err
+	}
+	return m.dump(name, st, group, criu, opts, res)
+}
+
+func (m *Manager) preflight(st *store.State, group *cgroup.Group, criu *migrate.CRIU) ([]migrate.Blocker, error) {
+	pids, err := group.Procs()
+	if err != nil {
+		return nil, err
+	}
+	blockers, err := migrate.Preflight(st.Init.PID, pids, criu)
+	if blockers == nil {
+		blockers = []migrate.Blocker{}
+	}
+	return blockers, err
+}
+
+func describeBlockers(bs []migrate.Blocker) string {
+	var parts []string
+	for _, b := range bs {
+		parts = append(parts, b.String())
+	}
+	return strings.Join(parts, "; ")
+}
+
+// dump makes the checkpoint: images in a staging directory renamed into
+// place when CRIU succeeded. A failed dump leaves the container running and
+// thawed (CRIU's own guarantee) and removes the staging directory.
+func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *migrate.CRIU, opts CheckpointOptions, res CheckpointResult) (CheckpointResult, error) {
+	final := opts.Dir
+	if final == "" {
+		final = filepath.Join(m.checkpointsDir(name), time.Now().UTC().Format("20060102-150405.000"))
+	}
+	staging := final + ".tmp"
+	if err := os.MkdirAll(staging, 0o700); err != nil {
+		return res, fmt.Errorf("checkpoint %s: %w", name, err)
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			os.RemoveAll(staging)
+		}
+	}()
+	rec, req, err := m.dumpPlan(name, st, group)
+	if err != nil {
+		return res, err
+	}
+	req.ImagesDir, req.LogFile, req.LeaveRunning = staging, "dump.log", !opts.Stop
+	rec.CRIU = criu.Version
+	began := time.Now()
+	if err := migrate.Dump(criu, req); err != nil {
+		keep = true // the log says why; the next checkpoint replaces it
+		return res, fmt.Errorf("checkpoint %s: %w; the container keeps running", name, err)
+	}
+	res.Millis = time.Since(began).Milliseconds()
+	if err := writeJSON(filepath.Join(staging, "checkpoint.json"), rec); err != nil {
+		return res, err
+	}
+	if err := os.Rename(staging, final); err != nil {
+		return res, fmt.Errorf("checkpoint %s: %w", name, err)
+	}
+	keep = true
+	res.Dir, res.Bytes, res.Stopped = final, dirBytes(final), opts.Stop
+	if opts.Stop {
+		m.waitStopped(name, st)
+	}
+	return res, nil
+}
+
+// dumpPlan is what a dump of the running container declares: its external
+// mounts (lodge's binds, the views it has mounted), its console, its
+// freezer, and the record a restore needs.
+func (m *Manager) dumpPlan(name string, st *store.State, group *cgroup.Group) (checkpointRecord, migrate.DumpRequest, error) {
+	rec := checkpointRecord{
+		Container: name, Created: time.Now().UTC(), InitPID: st.Init.PID,
+		Cgroups: st.Cgroups, HostID: st.HostID, IDCount: st.IDCount,
+	}
+	req := migrate.DumpRequest{PID: st.Init.PID, FreezeCgroup: group.FreezerDir()}
+	if req.FreezeCgroup == "" {
+		return rec, req, fmt.Errorf("checkpoint %s: its cgroup has no freezer", name)
+	}
+	mounted, err := mountPoints(st.Init.PID)
+	if err != nil {
+		return rec, req, err
+	}
+	var targets []string
+	for _, e := range rootfs.ExternalMounts("/proc") {
+		targets = append(targets, e.Target)
+	}
+	for _, v := range lxcfs.Mounts(name) {
+		targets = append(targets, v[1])
+	}
+	for _, t := range targets {
+		if mounted[t] {
+			req.Mounts = append(req.Mounts, migrate.ExternalMount{Target: t, Key: "lodge:" + t})
+			rec.Mounts = append(rec.Mounts, t)
+		}
+	}
+	tty, err := consoleTTY(st.Init.PID)
+	if err != nil {
+		return rec, req, err
+	}
+	req.TTYs, rec.Console = []string{tty}, tty
+	return rec, req, nil
+}
+
+// mountPoints are the mount points of process pid's mount namespace.
+func mountPoints(pid int) (map[string]bool, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if fields := strings.Fields(sc.Text()); len(fields) > 4 {
+			out[fields[4]] = true
+		}
+	}
+	return out, sc.Err()
+}
+
+// consoleTTY is CRIU's name of the container's console, tty[RDEV:DEV]:
+// the pty slave's device number and its devpts instance's, in hex.
+func consoleTTY(pid int) (string, error) {
+	var s unix.Stat_t
+	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/root/dev/console", &s); err != nil {
+		return "", fmt.Errorf("the container's console: %w", err)
+	}
+	return fmt.Sprintf("tty[%x:%x]", s.Rdev, s.Dev), nil
+}
+
+// waitStopped waits (briefly) until the monitor has torn down a container
+// whose tree CRIU killed after the dump, so that `lodge list` right after
+// says STOPPED.
+func (m *Manager) waitStopped(name string, st *store.State) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if cur, err := m.store.ReadState(name); err == nil && cur == nil && !st.Monitor.Alive() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, append(data, '\n'), 0o600)
+}
+
+func dirBytes(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
