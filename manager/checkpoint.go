@@ -3,7 +3,6 @@ package manager
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,7 +13,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"lodge/internal/atomicfile"
 	"lodge/internal/cgroup"
 	"lodge/internal/store"
 	"lodge/lxcfs"
@@ -26,7 +24,7 @@ import (
 // checkpoint is a directory under the container,
 //
 //	ROOT/containers/NAME/checkpoints/ID/
-//	    checkpoint.json   what lodge needs to restore (checkpointRecord)
+//	    checkpoint.json   what lodge needs to restore (migrate.Record)
 //	    *.img, dump.log   CRIU's images and log
 //
 // made as ID.tmp and renamed when the dump succeeded, so that a checkpoint
@@ -53,19 +51,6 @@ type CheckpointResult struct {
 	Millis   int64             `json:"dump_ms,omitempty"`
 	Bytes    int64             `json:"bytes,omitempty"`
 	Stopped  bool              `json:"stopped"`
-}
-
-// checkpointRecord is checkpoint.json.
-type checkpointRecord struct {
-	Container string            `json:"container"`
-	Created   time.Time         `json:"created"`
-	CRIU      int               `json:"criu_version"`
-	InitPID   int               `json:"init_pid"` // in the host's pid namespace, at dump
-	Cgroups   map[string]string `json:"cgroups"`  // hierarchy -> path, at dump
-	HostID    uint32            `json:"host_id"`  // the id range: a restore needs the same
-	IDCount   uint32            `json:"id_count"`
-	Mounts    []string          `json:"external_mounts"` // targets declared external
-	Console   string            `json:"console_tty"`     // CRIU's tty[RDEV:DEV] of the console
 }
 
 func (m *Manager) checkpointsDir(name string) string {
@@ -149,7 +134,7 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 		return res, fmt.Errorf("checkpoint %s: %w; the container keeps running", name, err)
 	}
 	res.Millis = time.Since(began).Milliseconds()
-	if err := writeJSON(filepath.Join(staging, "checkpoint.json"), rec); err != nil {
+	if err := migrate.WriteRecord(staging, rec); err != nil {
 		return res, err
 	}
 	if err := os.Rename(staging, final); err != nil {
@@ -166,10 +151,13 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 // dumpPlan is what a dump of the running container declares: its external
 // mounts (lodge's binds, the views it has mounted), its console, its
 // freezer, and the record a restore needs.
-func (m *Manager) dumpPlan(name string, st *store.State, group *cgroup.Group) (checkpointRecord, migrate.DumpRequest, error) {
-	rec := checkpointRecord{
+func (m *Manager) dumpPlan(name string, st *store.State, group *cgroup.Group) (migrate.Record, migrate.DumpRequest, error) {
+	rec := migrate.Record{
 		Container: name, Created: time.Now().UTC(), InitPID: st.Init.PID,
 		Cgroups: st.Cgroups, HostID: st.HostID, IDCount: st.IDCount,
+	}
+	if id, err := os.ReadFile(m.store.BootIDPath(name)); err == nil {
+		rec.BootID = strings.TrimSpace(string(id))
 	}
 	req := migrate.DumpRequest{PID: st.Init.PID, FreezeCgroup: group.FreezerDir()}
 	if req.FreezeCgroup == "" {
@@ -240,14 +228,6 @@ func (m *Manager) waitStopped(name string, st *store.State) {
 	}
 }
 
-func writeJSON(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(path, append(data, '\n'), 0o600)
-}
-
 func dirBytes(dir string) int64 {
 	var n int64
 	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
@@ -259,4 +239,68 @@ func dirBytes(dir string) int64 {
 		return nil
 	})
 	return n
+}
+
+// RestoreOptions are what `lodge restore` takes.
+type RestoreOptions struct {
+	Dir string // the checkpoint; "" for the container's newest
+}
+
+// Restore brings a stopped container back from a checkpoint: its monitor
+// makes its cgroups, root and external mounts and has CRIU restore the
+// processes as its children. It returns the checkpoint used. On failure
+// nothing of the container runs and the checkpoint stays.
+func (m *Manager) Restore(ctx context.Context, name string, opts RestoreOptions, progress func(string, ...any)) (string, error) {
+	if progress == nil {
+		progress = func(string, ...any) {}
+	}
+	lock, err := m.store.Lock(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Unlock()
+	if st, err := m.liveState(name); err != nil {
+		return "", err
+	} else if st != nil {
+		return "", fmt.Errorf("container %q %w (pid %d); stop it first, or checkpoint it again", name, ErrRunning, st.Init.PID)
+	}
+	if err := m.cleanupStale(name); err != nil {
+		return "", err
+	}
+	dir := opts.Dir
+	if dir == "" {
+		if dir, err = m.newestCheckpoint(name); err != nil {
+			return "", err
+		}
+	}
+	if _, err := migrate.ReadRecord(dir); err != nil {
+		return "", err
+	}
+	cfg, err := m.loadConfig(name)
+	if err != nil {
+		return "", err
+	}
+	m.ensureViews(cfg, progress)
+	if err := m.runMonitor(ctx, name, progress, "restore", dir); err != nil {
+		return dir, fmt.Errorf("restore %s from %s: %w; the checkpoint is kept", name, dir, err)
+	}
+	return dir, nil
+}
+
+// newestCheckpoint is the container's newest complete checkpoint.
+func (m *Manager) newestCheckpoint(name string) (string, error) {
+	entries, err := os.ReadDir(m.checkpointsDir(name))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	newest := ""
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasSuffix(e.Name(), ".tmp") && e.Name() > newest {
+			newest = e.Name()
+		}
+	}
+	if newest == "" {
+		return "", kindError{fmt.Errorf("container %s has no checkpoint; make one with lodge checkpoint %s", name, name), ErrNotFound}
+	}
+	return filepath.Join(m.checkpointsDir(name), newest), nil
 }

@@ -132,10 +132,10 @@ func (m *Manager) hostFacts() config.HostFacts {
 	return facts
 }
 
-// runMonitor starts `lodge-monitor __monitor ROOT NAME` detached (its own
-// session, stdio to its log) and relays its status lines until init runs or
-// the boot failed.
-func (m *Manager) runMonitor(ctx context.Context, name string, progress func(format string, args ...any)) error {
+// runMonitor starts `lodge-monitor __monitor ROOT NAME [EXTRA...]` detached
+// (its own session, stdio to its log) and relays its status lines until init
+// runs or the boot (or restore: extra "restore DIR") failed.
+func (m *Manager) runMonitor(ctx context.Context, name string, progress func(format string, args ...any), extra ...string) error {
 	if err := failpoint.Check("monitor"); err != nil {
 		return err
 	}
@@ -155,7 +155,7 @@ func (m *Manager) runMonitor(ctx context.Context, name string, progress func(for
 		statusW.Close()
 		return fmt.Errorf("start %s: %w", name, err)
 	}
-	cmd := exec.Command(monitorPath, "__monitor", m.store.Root, name)
+	cmd := exec.Command(monitorPath, append([]string{"__monitor", m.store.Root, name}, extra...)...)
 	cmd.Args[0] = monitor.BinaryName // how lodge finds monitors among processes (kernel.go)
 	cmd.Env = monitorEnv()
 	cmd.Stdout, cmd.Stderr = logFile, logFile

@@ -3,6 +3,7 @@ package migrate
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"google.golang.org/protobuf/proto"
@@ -56,7 +57,7 @@ func Dump(c *CRIU, r DumpRequest) error {
 		External:      dumpExternals(r),
 	}
 	if err := c.Client().Dump(opts, nil); err != nil {
-		return fmt.Errorf("criu dump of pid %d: %w (see %s/%s)", r.PID, err, r.ImagesDir, r.LogFile)
+		return fmt.Errorf("criu dump of pid %d: %s (see %s)", r.PID, logErrors(filepath.Join(r.ImagesDir, r.LogFile)), filepath.Join(r.ImagesDir, r.LogFile))
 	}
 	return nil
 }

@@ -96,3 +96,70 @@ func TestCheckpointKeepsRunning(t *testing.T) {
 		t.Errorf("the checkpoint %s outlived its container", res.Dir)
 	}
 }
+
+// counterEvery100ms is an init that counts in its own memory and writes
+// each value to /counter, every 100 ms: after a restore it goes on from
+// the value it had at the checkpoint, where a new boot would start at 1.
+const counterEvery100ms = `init.command=/bin/sh -c 'i=0; while :; do i=$((i+1)); echo $i > /counter.new; mv /counter.new /counter; sleep 0.1; done'`
+
+func TestCheckpointRestoreBusybox(t *testing.T) {
+	needCRIU(t)
+	e := newEnv(t)
+	e.useStorage("dir")
+	e.createBusybox("cr", counterEvery100ms, "limits.memory=64MiB")
+	e.must("start", "cr")
+	waitUntil(t, "the counter to pass 5", func() bool {
+		r := e.run("exec", "cr", "--", "cat", "/counter")
+		n, _ := strconv.Atoi(strings.TrimSpace(r.stdout))
+		return n > 5
+	})
+	e.expectFail(4, "running", "restore", "cr")
+	before := readCounter(t, e, "cr")
+	e.must("checkpoint", "cr")
+	e.must("stop", "--force", "cr")
+	out := e.must("restore", "cr")
+	if !strings.Contains(out, "Restored cr from") {
+		t.Errorf("restore said: %s", out)
+	}
+	i := e.info("cr")
+	if i.State != "RUNNING" || i.PID == 0 {
+		t.Fatalf("after restore cr is %s, pid %d", i.State, i.PID)
+	}
+	if after := readCounter(t, e, "cr"); after <= before {
+		t.Errorf("the counter went from %d at the checkpoint to %d after the restore: not continued", before, after)
+	}
+	first := readCounter(t, e, "cr")
+	waitUntil(t, "the restored counter to count", func() bool { return readCounter(t, e, "cr") > first })
+	if mem := e.must("exec", "cr", "--", "grep", "MemTotal", "/proc/meminfo"); !strings.Contains(mem, "65536 kB") {
+		t.Errorf("/proc/meminfo after restore is not the container's: %s", mem)
+	}
+	up := strings.Fields(e.must("exec", "cr", "--", "cat", "/proc/uptime"))
+	hostUp, _ := os.ReadFile("/proc/uptime")
+	if len(up) == 0 || up[0] == strings.Fields(string(hostUp))[0] {
+		t.Errorf("/proc/uptime after restore is the host's: %v", up)
+	}
+	// sh as init takes no stop signal: --force, as for any such init.
+	e.must("stop", "--force", "cr")
+	e.assertNoLeftovers("cr")
+	// The checkpoint stays, and restores again.
+	e.must("restore", "cr")
+	if n := readCounter(t, e, "cr"); n <= before {
+		t.Errorf("second restore: counter %d, at the checkpoint %d", n, before)
+	}
+	e.must("stop", "--force", "cr")
+}
+
+func TestRestoreRefusals(t *testing.T) {
+	needCRIU(t)
+	e := newEnv(t)
+	e.createBusybox("ov") // the default storage here: overlay
+	e.expectFail(3, "has no checkpoint", "restore", "ov")
+	e.must("start", "ov")
+	e.must("checkpoint", "ov")
+	e.must("stop", "ov")
+	e.expectFail(1, "overlay storage is not built yet", "restore", "ov")
+	if i := e.info("ov"); i.State != "STOPPED" {
+		t.Errorf("after a refused restore ov is %s", i.State)
+	}
+	e.assertNoLeftovers("ov")
+}

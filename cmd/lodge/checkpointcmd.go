@@ -62,3 +62,35 @@ Checkpoints live in ROOT/containers/NAME/checkpoints/ unless --dir says otherwis
 	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
 	return cmd
 }
+
+func newRestoreCmd(a *app) *cobra.Command {
+	var opts manager.RestoreOptions
+	cmd := &cobra.Command{
+		Use:   "restore NAME [--dir DIR]",
+		Short: "Bring a stopped container back from a checkpoint",
+		Long: `Restore a stopped container from its newest checkpoint (or --dir DIR): its
+processes continue where the checkpoint left them, with the same pids inside, open
+files and sockets. The container gets its cgroups, views and console again and is
+watched by a new monitor as after a start. A restore that fails leaves nothing
+running and keeps the checkpoint.
+
+This version restores containers with dir or btrfs storage and without NICs.`,
+		Example:           `  lodge restore web`,
+		Args:              exactArgs(1, "a container name"),
+		ValidArgsFunction: completeNames(a),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := a.manager()
+			if err != nil {
+				return err
+			}
+			dir, err := m.Restore(cmd.Context(), args[0], opts, a.progress)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "Restored %s from %s.\n", args[0], dir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&opts.Dir, "dir", "", "the checkpoint directory (default: the container's newest)")
+	return cmd
+}

@@ -51,16 +51,19 @@ type Monitor struct {
 	replies  sync.WaitGroup
 }
 
-// Main runs the monitor; args are ROOT and NAME, and "resume" when the idle
-// watcher (see idle.go) hands the monitor back to Go. It returns the exit status.
+// Main runs the monitor; args are ROOT and NAME, then "resume" when the idle
+// watcher (see idle.go) hands the monitor back to Go, or "restore DIR" to
+// bring the container back from a checkpoint (restore.go). It returns the
+// exit status.
 func Main(args []string) int {
 	resume := len(args) == 3 && args[2] == resumeArg
+	restore := len(args) == 4 && args[2] == restoreArg
 	status := &statusPipe{}
 	if !resume {
 		status.f = os.NewFile(statusFD, "status")
 	}
-	if len(args) != 2 && !resume {
-		status.fail(fmt.Errorf("usage: lodge __monitor ROOT NAME"))
+	if len(args) != 2 && !resume && !restore {
+		status.fail(fmt.Errorf("usage: lodge __monitor ROOT NAME [restore DIR]"))
 		return 2
 	}
 	m, err := newMonitor(args[0], args[1], status)
@@ -71,6 +74,9 @@ func Main(args []string) int {
 	}
 	if resume {
 		return m.resume()
+	}
+	if restore {
+		return m.runRestore(args[3])
 	}
 	return m.run()
 }

@@ -41,6 +41,8 @@ func main() {
 			os.Exit(monitor.Main(os.Args[2:]))
 		case "__init":
 			monitor.InitMain() // never returns
+		case "__hold":
+			monitor.Hold() // never returns
 		}
 	}
 	fmt.Fprintln(os.Stderr, "lodge-monitor is started by lodge, not by hand")

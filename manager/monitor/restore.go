@@ -1,0 +1,341 @@
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"lodge/config"
+	"lodge/internal/revert"
+	"lodge/internal/store"
+	"lodge/lxcfs"
+	"lodge/migrate"
+	"lodge/rootfs"
+)
+
+// A restore is a boot whose processes come from a checkpoint (CRIU's
+// images, migrate.Restore) instead of a new init: `lodge-monitor __monitor
+// ROOT NAME restore DIR`. The monitor makes what CRIU does not: the
+// container's cgroups (same paths, limits, delegation), its root as the
+// container sees it (an idmapped bind), the sources of the external mounts
+// (host devices, /dev/null, the views, the boot id file, a new console),
+// and then restores the tree as its own child (restore-sibling), so that
+// from there on it watches the restored init like one it started.
+// docs/checkpoint.md has the recipe and what each step fixed.
+
+// restoreArg selects a restore in Main's arguments.
+const restoreArg = "restore"
+
+// runRestore is run for a restore: the monitor's set-up, the restore, then
+// watching the container as after a boot.
+func (m *Monitor) runRestore(dir string) int {
+	if err := m.joinCgroup(); err != nil {
+		m.status.fail(err)
+		return 1
+	}
+	if err := m.listen(); err != nil {
+		m.status.fail(err)
+		return 1
+	}
+	b, err := m.restore(dir)
+	if err != nil {
+		m.log.Error("restore failed", "checkpoint", dir, "err", err)
+		m.finish()
+		m.status.fail(err)
+		return 1
+	}
+	m.status.ready(b.init.PID)
+	return m.watch(b)
+}
+
+// restore brings the container back from checkpoint dir. On failure it
+// leaves nothing behind (CRIU kills what it restored) and the checkpoint
+// as it was.
+func (m *Monitor) restore(dir string) (*boot, error) {
+	cfg, err := config.Load(m.store.ConfigPath(m.name))
+	if err != nil {
+		return nil, err
+	}
+	rec, err := migrate.ReadRecord(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.restorable(cfg, rec); err != nil {
+		return nil, err
+	}
+	criu, err := migrate.FindCRIU(m.host.CRIU.Path)
+	if err != nil {
+		return nil, err
+	}
+	r := revert.New()
+	defer r.Fail()
+	group, err := m.makeCgroup(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.Add(func() { destroyCgroup(group) })
+	staging := filepath.Join(m.store.RunDir(), "restore", m.name)
+	mounts, err := m.restoreSources(staging, rec)
+	defer unmountStaging(staging)
+	if err != nil {
+		return nil, err
+	}
+	if err := openImages(dir, int(m.ids.HostID)); err != nil {
+		return nil, err
+	}
+	master, slave, err := openConsolePty(int(m.ids.HostID))
+	if err != nil {
+		return nil, err
+	}
+	defer slave.Close()
+	mounts = append(mounts, migrate.ExternalMount{Key: "lodge:" + rootfs.ConsoleTarget, Source: slave.Name()})
+	b := &boot{cfg: cfg, group: group, started: time.Now().UTC(), rootfsMode: "idmapped", exited: make(chan struct{})}
+	if b.stopSignal, err = m.stopSignal(cfg); err != nil {
+		master.Close()
+		return nil, err
+	}
+	pid, err := migrate.Restore(criu, migrate.RestoreRequest{
+		ImagesDir: dir, LogFile: "restore.log", Root: filepath.Join(staging, "root"),
+		Mounts: mounts, Console: slave, ConsoleTTY: rec.Console,
+		// Recorded before the tasks run again: the views server answers
+		// for the container from its first read.
+		Restored: func(pid int) error {
+			var err error
+			if b.init, err = store.ProcessOf(pid); err == nil {
+				err = m.writeState(b, store.Running)
+			}
+			return err
+		},
+	})
+	if err != nil {
+		master.Close()
+		m.store.RemoveState(m.name)
+		return nil, err
+	}
+	if b.proc, err = os.FindProcess(pid); err != nil {
+		master.Close()
+		return nil, err
+	}
+	b.console = newConsoleRelay(master, m.consoleLogPath())
+	r.Success()
+	go b.reap()
+	m.setCurrent(b)
+	m.log.Info("container restored", "init", pid, "checkpoint", dir)
+	return b, nil
+}
+
+// restorable refuses what this version cannot restore, before anything is
+// made: another id range (uid_map in the images is absolute), overlay
+// storage and NICs (not built yet).
+func (m *Monitor) restorable(cfg *config.Container, rec migrate.Record) error {
+	if rec.HostID != m.ids.HostID || rec.IDCount != m.ids.Size {
+		return fmt.Errorf("the checkpoint was made with ids %d-%d, and %s now has %d-%d: restore needs the same range",
+			rec.HostID, rec.HostID+rec.IDCount-1, m.name, m.ids.HostID, m.ids.HostID+m.ids.Size-1)
+	}
+	if ovl, err := m.usesOverlay(); err != nil || ovl {
+		if err != nil {
+			return err
+		}
+		return errors.New("restoring a container with overlay storage is not built yet (issue 12); containers with dir or btrfs storage can be restored")
+	}
+	for _, n := range cfg.Networks {
+		if n.Kind() != config.NICNone {
+			return errors.New("restoring a container with NICs is not built yet (issue 12)")
+		}
+	}
+	return nil
+}
+
+// restoreSources makes, under staging, the root CRIU restores into (the
+// rootfs, idmapped) and the views' sources, and writes the boot id file;
+// it returns the external mounts but the console.
+func (m *Monitor) restoreSources(staging string, rec migrate.Record) ([]migrate.ExternalMount, error) {
+	if err := os.MkdirAll(filepath.Join(staging, "root"), 0o711); err != nil {
+		return nil, err
+	}
+	userns, done, err := holdUserns(m.ids.HostID, m.ids.Size)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	tree, err := rootfs.OpenTree(m.store.RootfsPath(m.name), userns)
+	if err != nil {
+		return nil, err
+	}
+	defer tree.Close()
+	if err := unix.MoveMount(int(tree.Fd()), "", unix.AT_FDCWD, filepath.Join(staging, "root"), unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return nil, fmt.Errorf("attach the restore root: %w", err)
+	}
+	if err := rootfs.WriteBootID(m.store.BootIDPath(m.name), rec.BootID, int(m.ids.HostID)); err != nil {
+		return nil, err
+	}
+	views := map[string]string{}
+	for _, v := range lxcfs.Mounts(m.name) {
+		views[v[1]] = v[0]
+	}
+	var out []migrate.ExternalMount
+	for i, target := range rec.Mounts {
+		src := ""
+		switch {
+		case target == rootfs.ConsoleTarget:
+			continue
+		case target == rootfs.BootIDTarget:
+			src = m.store.BootIDPath(m.name)
+		case views[target] != "":
+			// CRIU opens the sources from the container's user namespace,
+			// which cannot traverse the views server's directory: a clone
+			// of the view is attached in the staging directory instead.
+			src = filepath.Join(staging, "v"+strconv.Itoa(i))
+			if err := cloneView(filepath.Join("/", lxcfs.MountPoint(m.store), views[target]), src); err != nil {
+				return nil, err
+			}
+		default:
+			src = externalSource(target)
+		}
+		out = append(out, migrate.ExternalMount{Key: "lodge:" + target, Source: src})
+	}
+	return out, nil
+}
+
+// externalSource is the host path a lodge bind comes from: the device
+// node of the same name, or /dev/null for a masked /proc file.
+func externalSource(target string) string {
+	for _, e := range rootfs.ExternalMounts("/proc") {
+		if e.Target == target && e.Source != "" {
+			return e.Source
+		}
+	}
+	return "/dev/null"
+}
+
+// cloneView attaches a clone of the view at path src (a file or a
+// directory) at dst.
+func cloneView(src, dst string) error {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("view %s: %w", src, err)
+	}
+	if fi.IsDir() {
+		err = os.Mkdir(dst, 0o555)
+	} else {
+		err = os.WriteFile(dst, nil, 0o444)
+	}
+	if err != nil {
+		return err
+	}
+	fd, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("clone view %s: %w", src, err)
+	}
+	defer unix.Close(fd)
+	return unix.MoveMount(fd, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH)
+}
+
+// unmountStaging detaches what restoreSources attached and removes the
+// directory: the restored tree has its own copies of these mounts.
+func unmountStaging(staging string) {
+	entries, _ := os.ReadDir(staging)
+	for _, e := range entries {
+		unix.Unmount(filepath.Join(staging, e.Name()), unix.MNT_DETACH)
+	}
+	os.RemoveAll(staging)
+}
+
+// holdUserns makes a user namespace with the container's id map, held by
+// a child process that waits on its stdin, and returns it; done ends the
+// child. An idmapped mount needs a user namespace, not a process in it.
+func holdUserns(hostID, count uint32) (*os.File, func(), error) {
+	cmd := exec.Command("/proc/self/exe", holdArg)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	idMap := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(hostID), Size: int(count)}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, UidMappings: idMap, GidMappings: idMap}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("user namespace for the restore: %w", err)
+	}
+	done := func() { stdin.Close(); cmd.Wait() }
+	ns, err := os.Open("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/user")
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return ns, func() { ns.Close(); done() }, nil
+}
+
+// holdArg is the lodge-monitor mode of holdUserns's child.
+const holdArg = "__hold"
+
+// Hold is holdUserns's child: it waits until its stdin closes.
+func Hold() {
+	var b [1]byte
+	for {
+		if _, err := os.Stdin.Read(b[:]); err != nil {
+			os.Exit(0)
+		}
+	}
+}
+
+// openConsolePty opens a new pty on the host's devpts for the restored
+// console, its slave owned by the container's root (CRIU sets the slave's
+// owner from inside the container's user namespace).
+func openConsolePty(owner int) (master, slave *os.File, err error) {
+	// Non-blocking, so that os.File polls it: the console relay stops
+	// its reader with a deadline when the monitor goes idle.
+	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("console pty: %w", err)
+	}
+	m := os.NewFile(uintptr(fd), "console-master")
+	fail := func(err error) (*os.File, *os.File, error) {
+		m.Close()
+		return nil, nil, fmt.Errorf("console pty: %w", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		return fail(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		return fail(err)
+	}
+	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fail(err)
+	}
+	if err := s.Chown(owner, owner); err != nil {
+		s.Close()
+		return fail(err)
+	}
+	return m, s, nil
+}
+
+// openImages makes the checkpoint's images readable by the restored
+// tasks, which open some of them themselves (tty-info, timens) from the
+// container's user namespace, at moments when their credentials are
+// neither host root's nor yet fully the container root's: owned by the
+// container's root and readable by all. Only through the images
+// directory's descriptor: the directory lies in the container's private
+// directory (0700), which no other user can traverse.
+func openImages(dir string, uid int) error {
+	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if d.IsDir() {
+			mode = 0o755
+		}
+		if err := os.Lchown(p, uid, uid); err != nil {
+			return err
+		}
+		return os.Chmod(p, mode)
+	})
+}

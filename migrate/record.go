@@ -1,0 +1,52 @@
+package migrate
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"lodge/internal/atomicfile"
+)
+
+// RecordName is lodge's record in a checkpoint directory, beside CRIU's
+// images.
+const RecordName = "checkpoint.json"
+
+// Record is what lodge needs, besides CRIU's images, to restore a
+// checkpoint of container Container.
+type Record struct {
+	Container string            `json:"container"`
+	Created   time.Time         `json:"created"`
+	CRIU      int               `json:"criu_version"`
+	InitPID   int               `json:"init_pid"` // in the host's pid namespace, at dump
+	Cgroups   map[string]string `json:"cgroups"`  // hierarchy -> path, at dump
+	HostID    uint32            `json:"host_id"`  // the id range: a restore needs the same
+	IDCount   uint32            `json:"id_count"`
+	Mounts    []string          `json:"external_mounts"` // targets declared external (rootfs.External)
+	Console   string            `json:"console_tty"`     // CRIU's tty[RDEV:DEV] of the console
+	BootID    string            `json:"boot_id"`         // the container's boot id at dump
+}
+
+// WriteRecord writes r into checkpoint directory dir.
+func WriteRecord(dir string, r Record) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(dir, RecordName), append(data, '\n'), 0o600)
+}
+
+// ReadRecord reads the record of checkpoint directory dir.
+func ReadRecord(dir string) (Record, error) {
+	var r Record
+	data, err := os.ReadFile(filepath.Join(dir, RecordName))
+	if err != nil {
+		return r, fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return r, fmt.Errorf("checkpoint %s: %s is damaged: %w", dir, RecordName, err)
+	}
+	return r, nil
+}
