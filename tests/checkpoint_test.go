@@ -104,8 +104,14 @@ const counterEvery100ms = `init.command=/bin/sh -c 'i=0; while :; do i=$((i+1));
 
 func TestCheckpointRestoreBusybox(t *testing.T) {
 	needCRIU(t)
+	for _, storage := range []string{"overlay", "dir"} {
+		t.Run(storage, func(t *testing.T) { checkpointRestoreBusybox(t, storage) })
+	}
+}
+
+func checkpointRestoreBusybox(t *testing.T, storage string) {
 	e := newEnv(t)
-	e.useStorage("dir")
+	e.useStorage(storage)
 	e.createBusybox("cr", counterEvery100ms, "limits.memory=64MiB")
 	e.must("start", "cr")
 	waitUntil(t, "the counter to pass 5", func() bool {
@@ -130,6 +136,9 @@ func TestCheckpointRestoreBusybox(t *testing.T) {
 	}
 	first := readCounter(t, e, "cr")
 	waitUntil(t, "the restored counter to count", func() bool { return readCounter(t, e, "cr") > first })
+	if out := e.must("exec", "cr", "--", "sh", "-c", "echo written > /root/w && cat /root/w"); !strings.Contains(out, "written") {
+		t.Errorf("the restored root is not writable: %s", out)
+	}
 	if mem := e.must("exec", "cr", "--", "grep", "MemTotal", "/proc/meminfo"); !strings.Contains(mem, "65536 kB") {
 		t.Errorf("/proc/meminfo after restore is not the container's: %s", mem)
 	}
@@ -152,14 +161,16 @@ func TestCheckpointRestoreBusybox(t *testing.T) {
 func TestRestoreRefusals(t *testing.T) {
 	needCRIU(t)
 	e := newEnv(t)
-	e.createBusybox("ov") // the default storage here: overlay
-	e.expectFail(3, "has no checkpoint", "restore", "ov")
-	e.must("start", "ov")
-	e.must("checkpoint", "ov")
-	e.must("stop", "ov")
-	e.expectFail(1, "overlay storage is not built yet", "restore", "ov")
-	if i := e.info("ov"); i.State != "STOPPED" {
-		t.Errorf("after a refused restore ov is %s", i.State)
+	e.must("network", "create", "rn", "--subnet", "10.201.31.0/24")
+	e.createBusybox("rn", "network.0.network=rn", "network.0.ipv4=10.201.31.10")
+	e.expectFail(3, "has no checkpoint", "restore", "rn")
+	e.must("start", "rn")
+	e.must("checkpoint", "rn")
+	e.must("stop", "rn")
+	e.expectFail(1, "with NICs is not built yet", "restore", "rn")
+	if i := e.info("rn"); i.State != "STOPPED" {
+		t.Errorf("after a refused restore rn is %s", i.State)
 	}
-	e.assertNoLeftovers("ov")
+	e.assertNoLeftovers("rn")
+	e.assertNoNICLeftovers("rn")
 }

@@ -74,7 +74,7 @@ files and sockets. The container gets its cgroups, views and console again and i
 watched by a new monitor as after a start. A restore that fails leaves nothing
 running and keeps the checkpoint.
 
-This version restores containers with dir or btrfs storage and without NICs.`,
+This version restores containers without NICs.`,
 		Example:           `  lodge restore web`,
 		Args:              exactArgs(1, "a container name"),
 		ValidArgsFunction: completeNames(a),

@@ -22,6 +22,10 @@ type message struct {
 	Type  string     `json:"type"`
 	Error string     `json:"error,omitempty"`
 	Setup *initSetup `json:"setup,omitempty"`
+	// layers: where the overlay layers are attached (0..Count-1), for
+	// the restore's held child (restore.go).
+	Path  string `json:"path,omitempty"`
+	Count int    `json:"count,omitempty"`
 }
 
 // socketpair returns two connected SEQPACKET sockets, close-on-exec.
@@ -102,7 +106,7 @@ func decodeMessage(data []byte) (message, error) {
 		return message{}, fmt.Errorf("decode message: %w", err)
 	}
 	switch msg.Type {
-	case "console", "exec", "kernfs", "tree": // the descriptors they carry are checked by their receivers
+	case "console", "exec", "kernfs", "tree", "layers": // the descriptors they carry are checked by their receivers
 	case "error":
 		if msg.Error == "" {
 			return message{}, errors.New("decode message: an error message without the error")

@@ -18,6 +18,8 @@ import (
 	"lodge/lxcfs"
 	"lodge/migrate"
 	"lodge/rootfs"
+	"lodge/storage"
+	"lodge/storage/overlay"
 )
 
 // A restore is a boot whose processes come from a checkpoint (CRIU's
@@ -132,18 +134,12 @@ func (m *Monitor) restore(dir string) (*boot, error) {
 }
 
 // restorable refuses what this version cannot restore, before anything is
-// made: another id range (uid_map in the images is absolute), overlay
-// storage and NICs (not built yet).
+// made: another id range (uid_map in the images is absolute) and NICs (not
+// built yet).
 func (m *Monitor) restorable(cfg *config.Container, rec migrate.Record) error {
 	if rec.HostID != m.ids.HostID || rec.IDCount != m.ids.Size {
 		return fmt.Errorf("the checkpoint was made with ids %d-%d, and %s now has %d-%d: restore needs the same range",
 			rec.HostID, rec.HostID+rec.IDCount-1, m.name, m.ids.HostID, m.ids.HostID+m.ids.Size-1)
-	}
-	if ovl, err := m.usesOverlay(); err != nil || ovl {
-		if err != nil {
-			return err
-		}
-		return errors.New("restoring a container with overlay storage is not built yet (issue 12); containers with dir or btrfs storage can be restored")
 	}
 	for _, n := range cfg.Networks {
 		if n.Kind() != config.NICNone {
@@ -160,12 +156,12 @@ func (m *Monitor) restoreSources(staging string, rec migrate.Record) ([]migrate.
 	if err := os.MkdirAll(filepath.Join(staging, "root"), 0o711); err != nil {
 		return nil, err
 	}
-	userns, done, err := holdUserns(m.ids.HostID, m.ids.Size)
+	held, err := holdUserns(m.ids.HostID, m.ids.Size, filepath.Join(staging, "l"))
 	if err != nil {
 		return nil, err
 	}
-	defer done()
-	tree, err := rootfs.OpenTree(m.store.RootfsPath(m.name), userns)
+	defer held.close()
+	tree, err := m.restoreRoot(held)
 	if err != nil {
 		return nil, err
 	}
@@ -248,40 +244,156 @@ func unmountStaging(staging string) {
 	os.RemoveAll(staging)
 }
 
-// holdUserns makes a user namespace with the container's id map, held by
-// a child process that waits on its stdin, and returns it; done ends the
-// child. An idmapped mount needs a user namespace, not a process in it.
-func holdUserns(hostID, count uint32) (*os.File, func(), error) {
+// heldUserns is a user namespace with the container's id map, held by a
+// child process (lodge-monitor __hold) in it, with a mount namespace of its
+// own, as the container's root: the idmap of restore mounts needs the
+// namespace, and an overlay root is mounted by the child (mountOverlay).
+type heldUserns struct {
+	ns     *os.File // its /proc/PID/ns/user
+	sock   *os.File // to the child
+	cmd    *exec.Cmd
+	layers string // a shared mount where overlay layers are attached for the child
+}
+
+// holdUserns starts the child. The layers' directory is made a shared
+// mount before the child's mount namespace is cloned, so that layers
+// attached below it later reach the child (as a slave of it).
+func holdUserns(hostID, count uint32, layers string) (*heldUserns, error) {
+	// Traversable: the child, the container's root, opens the layers by
+	// path (the layers' own roots are idmapped).
+	if err := os.MkdirAll(layers, 0o711); err != nil {
+		return nil, err
+	}
+	if err := unix.Mount(layers, layers, "", unix.MS_BIND, ""); err != nil {
+		return nil, fmt.Errorf("restore layers: %w", err)
+	}
+	if err := unix.Mount("", layers, "", unix.MS_SHARED, ""); err != nil {
+		unix.Unmount(layers, unix.MNT_DETACH)
+		return nil, fmt.Errorf("restore layers: %w", err)
+	}
+	parent, child, err := socketpair()
+	if err != nil {
+		return nil, err
+	}
+	defer child.Close()
 	cmd := exec.Command("/proc/self/exe", holdArg)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, nil, err
-	}
-	idMap := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(hostID), Size: int(count)}}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, UidMappings: idMap, GidMappings: idMap}
+	cmd.ExtraFiles = []*os.File{child}
+	cmd.SysProcAttr = namespaceAttrs(hostID, count)
+	cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS
 	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("user namespace for the restore: %w", err)
+		parent.Close()
+		return nil, fmt.Errorf("user namespace for the restore: %w", err)
 	}
-	done := func() { stdin.Close(); cmd.Wait() }
-	ns, err := os.Open("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/user")
+	h := &heldUserns{sock: parent, cmd: cmd, layers: layers}
+	if h.ns, err = os.Open("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/user"); err != nil {
+		h.close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// close ends the child (its socket closes) and waits for it.
+func (h *heldUserns) close() {
+	if h.ns != nil {
+		h.ns.Close()
+	}
+	h.sock.Close()
+	h.cmd.Wait()
+}
+
+// mountOverlay has the child mount an overlay from the n idmapped layers
+// attached below dir (lowers, then the tree holding upper and work) and
+// returns the detached mount. Made by the container's root, the overlay
+// writes its upper layer with ids the idmapped layers accept; made by host
+// root it comes up read-only (host uid 0 is not in their range). An
+// overlay takes no detached layer from another mount namespace, so the
+// layers are attached where the child sees them.
+func (h *heldUserns) mountOverlay(n int) (*os.File, error) {
+	if err := send(h.sock, message{Type: "layers", Path: h.layers, Count: n}); err != nil {
+		return nil, err
+	}
+	msg, files, err := receive(h.sock)
 	if err != nil {
-		done()
-		return nil, nil, err
+		return nil, fmt.Errorf("overlay root for the restore: %w", err)
 	}
-	return ns, func() { ns.Close(); done() }, nil
+	if msg.Type == "error" || len(files) != 1 {
+		closeAll(files)
+		return nil, fmt.Errorf("overlay root for the restore: %s", msg.Error)
+	}
+	return files[0], nil
 }
 
 // holdArg is the lodge-monitor mode of holdUserns's child.
 const holdArg = "__hold"
 
-// Hold is holdUserns's child: it waits until its stdin closes.
+// Hold is holdUserns's child (descriptor 3: its socket): it mounts the
+// overlays asked for and exits when the socket closes.
 func Hold() {
-	var b [1]byte
+	sock := os.NewFile(3, "hold")
 	for {
-		if _, err := os.Stdin.Read(b[:]); err != nil {
+		msg, files, err := receive(sock)
+		closeAll(files)
+		if err != nil {
 			os.Exit(0)
 		}
+		d, err := os.OpenFile(msg.Path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		var mnt *os.File
+		if err == nil {
+			mnt, err = overlayRoot(d, msg.Count) // as the container's first process at a boot
+		}
+		if err != nil {
+			send(sock, message{Type: "error", Error: err.Error()})
+			continue
+		}
+		send(sock, message{Type: "tree"}, mnt)
+		mnt.Close()
 	}
+}
+
+// restoreRoot is the container's root as it sees it, a detached mount for
+// CRIU's --root: an idmapped clone of its rootfs, or for overlay storage an
+// overlay of idmapped layers, mounted by the held child as the container
+// mounts it at a boot.
+func (m *Monitor) restoreRoot(held *heldUserns) (*os.File, error) {
+	ovl, err := m.usesOverlay()
+	if err != nil {
+		return nil, err
+	}
+	if !ovl {
+		return rootfs.OpenTree(m.store.RootfsPath(m.name), held.ns)
+	}
+	o, err := storage.NewOverlay(m.store.Root)
+	if err != nil {
+		return nil, err
+	}
+	ov := o.(storage.Overlay)
+	path := m.store.RootfsPath(m.name)
+	t, err := storage.ReadTree(path)
+	if err != nil {
+		return nil, err
+	}
+	upper, err := storage.OpenUpperDir(path)
+	if err != nil {
+		return nil, err
+	}
+	defer upper.Close()
+	dirs := append(ov.Lowers(t), upper.Dir)
+	for i, dir := range dirs {
+		l, err := overlay.IdmapLayer(dir, held.ns, i < len(dirs)-1)
+		if err != nil {
+			return nil, err
+		}
+		target := filepath.Join(held.layers, strconv.Itoa(i))
+		err = os.Mkdir(target, 0o700)
+		if err == nil {
+			err = unix.MoveMount(int(l.Fd()), "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH)
+		}
+		l.Close()
+		if err != nil {
+			return nil, fmt.Errorf("attach overlay layer %d for the restore: %w", i, err)
+		}
+	}
+	return held.mountOverlay(len(dirs))
 }
 
 // openConsolePty opens a new pty on the host's devpts for the restored
