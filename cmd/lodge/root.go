@@ -28,6 +28,7 @@ id range, cgroup limits and console.`,
 		newCreateCmd(a), newStartCmd(a), newStopCmd(a), newRestartCmd(a), newDeleteCmd(a),
 		newListCmd(a), newInfoCmd(a), newExecCmd(a), newConsoleCmd(a), newConfigCmd(a),
 		newImageCmd(a), newLXCFSCmd(a), newVersionCmd(a), newCopyCmd(a), newSnapshotCmd(a), newNetworkCmd(a),
+		newFreezeCmd(a), newUnfreezeCmd(a),
 	)
 	return root
 }
