@@ -17,7 +17,8 @@ func newFreezeCmd(a *app) *cobra.Command {
 		Long: `Freeze every process of a running container through its cgroup freezer and return
 once the kernel says all are frozen. A task stuck in the kernel (in D state) keeps a
 container from freezing: after --timeout the container is thawed again and the error
-names the tasks that did not freeze and where they wait in the kernel.
+names the tasks that did not freeze and where they wait in the kernel. It prints
+how long the kernel took ("frozen in N ms": from the request to every task frozen).
 
 A frozen container shows FROZEN in list and info. stop, restart and delete --force
 thaw it first; exec refuses until unfreeze; copy and snapshot leave it frozen.`,
@@ -46,7 +47,9 @@ thaw it first; exec refuses until unfreeze; copy and snapshot leave it frozen.`,
 			}
 			if res.Already {
 				fmt.Fprintf(a.stderr, "lodge: %s was frozen already\n", args[0])
+				return nil
 			}
+			fmt.Fprintf(a.stdout, "frozen in %.2f ms\n", float64(res.Took.Microseconds())/1000)
 			return nil
 		},
 	}
