@@ -229,3 +229,36 @@ func unifiedGroup(t *testing.T, pid int) string {
 	testreq.Skip(t, "cgroup2", "no cgroup2 hierarchy: the freezer is v1's, where this stuck task test does not place its task")
 	return ""
 }
+
+// TestFreezeSurvivesKilledCopy: copies of a container the user froze,
+// killed at random moments, leave it frozen: a copy finds the user's freeze
+// and leaves no frozen-by marker of its own, so the healing that list and
+// info do for a killed copy's freeze never thaws the user's.
+func TestFreezeSurvivesKilledCopy(t *testing.T) {
+	e := newEnv(t)
+	startBusy(t, e, "fk")
+	e.must("freeze", "fk")
+	before := hostCounter(t, e, "fk")
+	span := timed(e, "copy", "fk", "fk-probe")
+	e.must("delete", "fk-probe")
+	rng := newRand(t)
+	for round := range 5 {
+		delay := time.Duration(rng.Int64N(int64(span)))
+		killAfter(t, e, delay, "copy", "fk", "fk2")
+		if _, err := os.Stat(filepath.Join(e.root, "containers", "fk", "frozen-by")); err == nil {
+			t.Errorf("round %d: a copy of a user-frozen container left a frozen-by marker", round)
+		}
+		if src, ok := e.listed("fk"); !ok || src.State != "FROZEN" {
+			t.Fatalf("round %d (copy killed after %v): listed as %+v, want FROZEN", round, delay, src)
+		}
+		if i := e.info("fk"); i.State != "FROZEN" {
+			t.Fatalf("round %d: info says %s, want FROZEN", round, i.State)
+		}
+		e.run("delete", "fk2")
+	}
+	if after := hostCounter(t, e, "fk"); after != before {
+		t.Errorf("the user-frozen container counted on: %d then %d", before, after)
+	}
+	e.must("unfreeze", "fk")
+	waitUntil(t, "the counter to move on", func() bool { return hostCounter(t, e, "fk") > before })
+}
