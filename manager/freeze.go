@@ -81,6 +81,9 @@ func notFrozenError(name string, timeout time.Duration, nf *cgroup.NotFrozenErro
 			tasks = append(tasks, t.String())
 		}
 		what = fmt.Sprintf("%d task(s) did not freeze, stuck in the kernel: %s", len(nf.Tasks), strings.Join(tasks, "; "))
+		if nf.InPlace {
+			what = fmt.Sprintf("%d task(s) not in the v1 freezer's refrigerator (those asleep in a freezable wait may be frozen in place; the others are stuck in the kernel): %s", len(nf.Tasks), strings.Join(tasks, "; "))
+		}
 	}
 	return fmt.Errorf("container %s did not freeze within %v (--timeout): %s; %s", name, timeout, what, state)
 }

@@ -124,6 +124,7 @@ func waitFrozen(ctx context.Context, fr freezer) error {
 	if d, ok := fr.(interface{ dir() string }); ok {
 		nf.Tasks = unfrozenTasks(d.dir())
 	}
+	_, nf.InPlace = fr.(v1Freezer)
 	if terr := fr.thaw(); terr != nil {
 		nf.ThawErr = terr
 	}
@@ -151,6 +152,10 @@ type NotFrozenError struct {
 	Err     error // ctx's error
 	Tasks   []StuckTask
 	ThawErr error
+	// InPlace: the v1 freezer freezes a task asleep in a freezable wait
+	// where it is (state D, its wchan unchanged), which /proc cannot tell
+	// from a task stuck there: Tasks may list such frozen tasks too.
+	InPlace bool
 }
 
 // StuckTask is a task that had not frozen: its pid (tid for a thread),
@@ -183,7 +188,12 @@ func (e *NotFrozenError) Error() string {
 		for _, t := range e.Tasks {
 			tasks = append(tasks, t.String())
 		}
-		msg += "; not frozen: " + strings.Join(tasks, "; ")
+		if e.InPlace {
+			msg += "; not in the v1 freezer's refrigerator (some may be frozen in place): "
+		} else {
+			msg += "; not frozen: "
+		}
+		msg += strings.Join(tasks, "; ")
 	} else {
 		msg += " (every task had frozen by the time it was checked)"
 	}

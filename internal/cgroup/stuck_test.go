@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,9 +18,11 @@ import (
 
 // TestFreezeStuckTask: a task that cannot freeze (a stat waiting, killable
 // only, for a FUSE connection whose server, this test, never answers the
-// kernel's INIT) keeps a group from freezing on either freezer: the freeze
-// gives up at its deadline, names the task, its state D and its kernel
-// stack, and thaws the group again.
+// kernel's INIT) keeps a group from freezing on the cgroup2 freezer: the
+// freeze gives up at its deadline, names the task, its state D and its
+// kernel stack, and thaws the group again. The v1 freezer freezes such a
+// task in place where the FUSE wait is freezable (6.18 here): then the v1
+// case skips.
 func TestFreezeStuckTask(t *testing.T) {
 	h := rootHost(t)
 	g := testGroup(t, h, "stuck")
@@ -46,6 +49,12 @@ func TestFreezeStuckTask(t *testing.T) {
 	}
 	pid := cmd.Process.Pid
 	t.Cleanup(func() {
+		// Thawed on both freezers first: a task frozen by the v1 freezer
+		// does not even take SIGKILL.
+		if fr, ok := g.v1Freezer(); ok {
+			fr.thaw()
+		}
+		g.Thaw()
 		dev.Close() // aborts the connection: the stat fails and exits
 		unix.Unmount(mnt, unix.MNT_DETACH)
 		cmd.Process.Kill()
@@ -61,16 +70,28 @@ func TestFreezeStuckTask(t *testing.T) {
 		i := strings.LastIndexByte(s, ')')
 		return err == nil && strings.Contains(s, "(stat)") && i >= 0 && s[i+2] == 'D'
 	})
-	freezers := map[string]freezer{"default": g.freezer()}
-	if fr, ok := g.v1Freezer(); ok {
-		freezers["v1"] = fr
+	type named struct {
+		name string
+		fr   freezer
 	}
-	for name, fr := range freezers {
-		t.Run(name, func(t *testing.T) {
+	freezers := []named{{"default", g.freezer()}}
+	if fr, ok := g.v1Freezer(); ok {
+		freezers = append(freezers, named{"v1", fr})
+	}
+	if os.Getenv("STUCK_V1_FIRST") != "" {
+		slices.Reverse(freezers)
+	}
+	for _, f := range freezers {
+		fr := f.fr
+		t.Run(f.name, func(t *testing.T) {
 			t.Logf("freezer %T", fr)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			err := fr.freeze(ctx)
+			if _, v1 := fr.(v1Freezer); v1 && err == nil {
+				fr.thaw()
+				t.Skip("the v1 freezer froze the task in place: this kernel's FUSE request wait is freezable, so a task stuck for the v1 freezer cannot be made this way (the v1 wait and report are the same code; see TestFreezeStuckThaws)")
+			}
 			var nf *NotFrozenError
 			if !errors.As(err, &nf) || !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("freeze = %v, want a NotFrozenError for the deadline", err)
