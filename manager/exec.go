@@ -98,6 +98,9 @@ func (m *Manager) execSpec(name string, opts ExecOptions) (string, helper.Spec, 
 	if err != nil {
 		return "", helper.Spec{}, err
 	}
+	if isFrozen(st) {
+		return "", helper.Spec{}, frozenRefusal(name, "a command run in it would freeze as it starts")
+	}
 	// Read through init's root: the merged root whatever the storage backend.
 	user, err := lookupUser(filepath.Join("/proc", strconv.Itoa(st.Init.PID), "root"), opts.User)
 	if err != nil {

@@ -39,6 +39,8 @@ func (m *Manager) startLocked(ctx context.Context, name string, progress func(fo
 	}
 	if st, err := m.liveState(name); err != nil {
 		return err
+	} else if st != nil && isFrozen(st) {
+		return fmt.Errorf("container %q %w (frozen, pid %d); to let it run: lodge unfreeze %s", name, ErrRunning, st.Init.PID, name)
 	} else if st != nil {
 		return fmt.Errorf("container %q %w (pid %d); to start it again: lodge restart %s", name, ErrRunning, st.Init.PID, name)
 	}

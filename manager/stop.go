@@ -51,6 +51,10 @@ func (m *Manager) stopLocked(ctx context.Context, name string, opts StopOptions)
 		}
 		return StopResult{}, fmt.Errorf("container %q %w; start it first: lodge start %s", name, ErrNotRunning, name)
 	}
+	// A frozen init cannot take its stop signal: thaw it first.
+	if err := m.thawForStop(name, st); err != nil {
+		return StopResult{}, err
+	}
 	if obs.fromKernel {
 		// Record what the kernel says: a monitor resuming from its idle
 		// watcher to carry out the stop reads its container from this file.

@@ -27,6 +27,7 @@ func groups() []group {
 		viewsGroup(),
 		storageGroup(),
 		networkGroup(),
+		freezeGroup(),
 	}
 }
 

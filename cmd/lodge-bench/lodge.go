@@ -96,6 +96,9 @@ func (l *lodgeRuntime) ExecCmd(name string, command ...string) []string {
 	return append(l.argv("exec", name, "--"), command...)
 }
 
+func (l *lodgeRuntime) FreezeCmd(name string) []string   { return l.argv("freeze", name) }
+func (l *lodgeRuntime) UnfreezeCmd(name string) []string { return l.argv("unfreeze", name) }
+
 func (l *lodgeRuntime) VersionCmd() []string { return []string{l.bin, "version"} }
 
 func (l *lodgeRuntime) CreateCmd(name string) []string {

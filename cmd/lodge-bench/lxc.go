@@ -28,7 +28,7 @@ type lxcRuntime struct {
 // lxcSeccompProfile is the seccomp policy LXC's common.conf gives containers.
 const lxcSeccompProfile = "/usr/share/lxc/config/common.seccomp"
 
-var lxcTools = []string{"lxc-create", "lxc-start", "lxc-stop", "lxc-attach", "lxc-info", "lxc-destroy", "lxc-copy", "lxc-snapshot", "newuidmap", "newgidmap"}
+var lxcTools = []string{"lxc-create", "lxc-start", "lxc-stop", "lxc-attach", "lxc-info", "lxc-destroy", "lxc-copy", "lxc-snapshot", "lxc-freeze", "lxc-unfreeze", "newuidmap", "newgidmap"}
 
 // newLXC prepares the lxcpath, root's subordinate ids and the configuration
 // lines; the caller undoes the id grants (undoIDs) when done.
@@ -106,6 +106,14 @@ func (x *lxcRuntime) StopCmd(name string, force bool) []string {
 
 func (x *lxcRuntime) ExecCmd(name string, command ...string) []string {
 	return append(x.tool("lxc-attach", "-n", name, "-P", x.path, "--"), command...)
+}
+
+func (x *lxcRuntime) FreezeCmd(name string) []string {
+	return x.tool("lxc-freeze", "-n", name, "-P", x.path)
+}
+
+func (x *lxcRuntime) UnfreezeCmd(name string) []string {
+	return x.tool("lxc-unfreeze", "-n", name, "-P", x.path)
 }
 
 func (x *lxcRuntime) VersionCmd() []string { return x.tool("lxc-attach", "--version") }

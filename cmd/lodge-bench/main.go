@@ -50,7 +50,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.k, "k", 10, "containers per runtime for the memory measurement")
 	fs.IntVar(&o.memRounds, "mem-rounds", 3, "rounds of the memory measurement")
 	fs.DurationVar(&o.settle, "settle", 100*time.Millisecond, "untimed pause between steps")
-	fs.StringVar(&o.only, "only", "", "run only these groups (comma-separated: start, exec, stop, memory, debian, views, storage, network)")
+	fs.StringVar(&o.only, "only", "", "run only these groups (comma-separated: start, exec, stop, memory, debian, views, storage, network, freeze)")
 	fs.StringVar(&o.procread, "procread", "bin/lodge-procread", "the reader the views group copies into containers (make bench builds it)")
 	fs.IntVar(&o.viewsRounds, "views-rounds", 5, "samples per views row, per runtime")
 	fs.IntVar(&o.viewsK, "views-k", 50, "containers per runtime for the views servers' memory")

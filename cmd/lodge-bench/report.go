@@ -34,6 +34,7 @@ type target struct {
 	Text     string  // as the report states it
 	MinRatio float64 // latency: LXC/lodge at least this
 	MaxRatio float64 // memory: lodge/LXC at most this
+	MaxLodge float64 // lodge's median below this, in the row's unit (an absolute aim)
 }
 
 var (
@@ -125,6 +126,13 @@ func (r row) verdict() string {
 	switch {
 	case r.Target == nil:
 		return "-"
+	case r.Target.MaxLodge > 0:
+		if lodge := summarize(r.Lodge); lodge.N == 0 || r.implausible() != "" {
+			return "n/a"
+		} else if lodge.Median >= r.Target.MaxLodge {
+			return "MISS"
+		}
+		return "PASS"
 	case !ok:
 		return "n/a"
 	case r.Target.MinRatio > 0 && ratio < r.Target.MinRatio,

@@ -19,6 +19,8 @@ type runtime interface {
 	StartCmd(name string) []string
 	StopCmd(name string, force bool) []string
 	ExecCmd(name string, command ...string) []string
+	FreezeCmd(name string) []string
+	UnfreezeCmd(name string) []string
 	// VersionCmd runs the exec tool with nothing to do: its bare start-up.
 	VersionCmd() []string
 	// Create makes a busybox container (untimed).

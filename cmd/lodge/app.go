@@ -95,7 +95,8 @@ func exitCodeOf(err error) int {
 		return exitUsage
 	case errors.Is(err, store.ErrNotFound):
 		return exitNotFound
-	case errors.Is(err, manager.ErrExists), errors.Is(err, manager.ErrRunning), errors.Is(err, manager.ErrNotRunning), errors.Is(err, manager.ErrInUse), errors.Is(err, manager.ErrBlocked):
+	case errors.Is(err, manager.ErrExists), errors.Is(err, manager.ErrRunning), errors.Is(err, manager.ErrNotRunning), errors.Is(err, manager.ErrInUse),
+		errors.Is(err, manager.ErrFrozen), errors.Is(err, manager.ErrBlocked):
 		return exitConflict
 	}
 	return exitFailure

@@ -65,6 +65,13 @@ func TestCommandLines(t *testing.T) {
 		{[]string{"snapshot", "list", "c1", "--format", "csv"}, exitUsage, "table, json or yaml"},
 		{[]string{"snapshot", "restore", "c1"}, exitUsage, "a snapshot name"},
 		{[]string{"snapshot", "delete", "c1", "s1"}, exitNotRoot, ""},
+		{[]string{"freeze", "c1"}, exitNotRoot, ""},
+		{[]string{"pause", "c1", "--timeout", "2s"}, exitNotRoot, ""},
+		{[]string{"freeze", "c1", "--timeout", "0"}, exitUsage, "--timeout"},
+		{[]string{"freeze"}, exitUsage, "needs a container name"},
+		{[]string{"unfreeze", "c1"}, exitNotRoot, ""},
+		{[]string{"resume", "c1"}, exitNotRoot, ""},
+		{[]string{"unfreeze", "c1", "c2"}, exitUsage, "needs a container name"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -101,6 +108,7 @@ func TestExitCodes(t *testing.T) {
 		{fmt.Errorf("x: %w", manager.ErrExists), exitConflict},
 		{fmt.Errorf("x: %w", manager.ErrRunning), exitConflict},
 		{fmt.Errorf("x: %w", manager.ErrNotRunning), exitConflict},
+		{fmt.Errorf("x: %w", manager.ErrFrozen), exitConflict},
 		{manager.ErrNotRoot, exitNotRoot},
 		{execFailed(manager.ErrNotRunning), exitExecFailed},
 		{execFailed(manager.ErrNotRoot), exitNotRoot},

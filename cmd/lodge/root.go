@@ -27,7 +27,8 @@ id range, cgroup limits and console.`,
 	root.AddCommand(
 		newCreateCmd(a), newStartCmd(a), newStopCmd(a), newRestartCmd(a), newDeleteCmd(a),
 		newListCmd(a), newInfoCmd(a), newExecCmd(a), newConsoleCmd(a), newConfigCmd(a),
-		newImageCmd(a), newLXCFSCmd(a), newVersionCmd(a), newCopyCmd(a), newSnapshotCmd(a), newNetworkCmd(a), newCheckpointCmd(a), newRestoreCmd(a),
+		newImageCmd(a), newLXCFSCmd(a), newVersionCmd(a), newCopyCmd(a), newSnapshotCmd(a), newNetworkCmd(a),
+		newFreezeCmd(a), newUnfreezeCmd(a), newCheckpointCmd(a), newRestoreCmd(a),
 	)
 	return root
 }

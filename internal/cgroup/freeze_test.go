@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -109,3 +110,19 @@ func TestFreezeStuckThaws(t *testing.T) {
 type stuckV1 struct{ v1Freezer }
 
 func (stuckV1) frozen() (bool, error) { return false, nil }
+
+// TestKernelStack: /proc/PID/stack becomes one line of function names.
+func TestKernelStack(t *testing.T) {
+	stack := "[<0>] fuse_get_req+0x1a/0x2b0\n[<0>] __fuse_simple_request+0x3c/0x310\n[<0>] fuse_lookup_name+0xe5/0x240\n"
+	if got, want := kernelStack(stack), "fuse_get_req <- __fuse_simple_request <- fuse_lookup_name"; got != want {
+		t.Errorf("kernelStack = %q, want %q", got, want)
+	}
+}
+
+// TestNotFrozenErrorNamesTasks: the error names each task and where it waits.
+func TestNotFrozenErrorNamesTasks(t *testing.T) {
+	err := &NotFrozenError{Err: context.DeadlineExceeded, Tasks: []StuckTask{{PID: 7, TID: 7, Comm: "stat", State: "D", Where: "fuse_get_req"}}}
+	if got := err.Error(); !strings.Contains(got, "stat (pid 7, state D) in fuse_get_req") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("error %q (Is DeadlineExceeded: %v)", got, errors.Is(err, context.DeadlineExceeded))
+	}
+}
