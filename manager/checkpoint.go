@@ -36,9 +36,12 @@ var ErrBlocked = errors.New("cannot be checkpointed")
 
 // CheckpointOptions are what `lodge checkpoint` takes.
 type CheckpointOptions struct {
-	Stop  bool   // stop the container once dumped (else it keeps running)
-	Dir   string // where to put the checkpoint; "" for the container's checkpoints directory
-	Check bool   // only run the preflight
+	Stop bool // stop the container once dumped (else it keeps running)
+	// Resume makes the next `lodge start` restore this checkpoint instead
+	// of booting (a stateful stop); it needs Stop.
+	Resume bool
+	Dir    string // where to put the checkpoint; "" for the container's checkpoints directory
+	Check  bool   // only run the preflight
 }
 
 // CheckpointResult describes a checkpoint made (or, with Check, the
@@ -81,7 +84,46 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, opts CheckpointOp
 		}
 		return res, err
 	}
-	return m.dump(name, st, group, criu, opts, res)
+	if opts.Stop {
+		if cfg, err := m.loadConfig(name); err != nil {
+			return res, err
+		} else if hasNICs(cfg) {
+			return res, kindError{fmt.Errorf("container %s has NICs, and restoring a container with NICs is not built yet: a checkpoint that stops it could not be brought back; checkpoint it without --stop (it keeps running), or stop it normally", name), ErrBlocked}
+		}
+	}
+	res, err = m.dump(name, st, group, criu, opts, res)
+	if err == nil && opts.Resume {
+		err = os.WriteFile(m.resumeMarker(name), []byte(res.Dir+"\n"), 0o600)
+	}
+	return res, err
+}
+
+// resumeMarker names the checkpoint the next start resumes from (a
+// stateful stop made it).
+func (m *Manager) resumeMarker(name string) string {
+	return filepath.Join(m.checkpointsDir(name), "resume")
+}
+
+// resumePending is the checkpoint a stateful stop left for the next start,
+// or "".
+func (m *Manager) resumePending(name string) string {
+	data, err := os.ReadFile(m.resumeMarker(name))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(data))
+}
+
+// resume restores a container from the checkpoint its stateful stop left
+// (startLocked calls it, the lock held). On success the marker goes; on
+// failure it stays with the checkpoint, and the error says how to boot
+// instead.
+func (m *Manager) resume(ctx context.Context, name, dir string, progress func(string, ...any)) error {
+	progress("resuming %s from its checkpoint %s (stateful stop)", name, filepath.Base(dir))
+	if _, err := m.restoreLocked(ctx, name, dir, progress); err != nil {
+		return fmt.Errorf("%w; to boot it instead: lodge start --fresh %s", err, name)
+	}
+	return nil // restoreLocked removed the marker
 }
 
 func (m *Manager) preflight(st *store.State, group *cgroup.Group, criu *migrate.CRIU) ([]migrate.Blocker, error) {
@@ -259,6 +301,10 @@ func (m *Manager) Restore(ctx context.Context, name string, opts RestoreOptions,
 		return "", err
 	}
 	defer lock.Unlock()
+	return m.restoreLocked(ctx, name, opts.Dir, progress)
+}
+
+func (m *Manager) restoreLocked(ctx context.Context, name, dir string, progress func(string, ...any)) (string, error) {
 	if st, err := m.liveState(name); err != nil {
 		return "", err
 	} else if st != nil {
@@ -267,7 +313,7 @@ func (m *Manager) Restore(ctx context.Context, name string, opts RestoreOptions,
 	if err := m.cleanupStale(name); err != nil {
 		return "", err
 	}
-	dir := opts.Dir
+	var err error
 	if dir == "" {
 		if dir, err = m.newestCheckpoint(name); err != nil {
 			return "", err
@@ -283,6 +329,9 @@ func (m *Manager) Restore(ctx context.Context, name string, opts RestoreOptions,
 	m.ensureViews(cfg, progress)
 	if err := m.runMonitor(ctx, name, progress, "restore", dir); err != nil {
 		return dir, fmt.Errorf("restore %s from %s: %w; the checkpoint is kept", name, dir, err)
+	}
+	if m.resumePending(name) == dir {
+		os.Remove(m.resumeMarker(name)) // resumed (or restored by hand): the next start boots
 	}
 	return dir, nil
 }

@@ -33,6 +33,20 @@ func (m *Manager) Start(ctx context.Context, name string, progress func(format s
 	return m.startLocked(ctx, name, progress)
 }
 
+// StartFresh is Start that boots the container even when a stateful stop
+// left a checkpoint to resume from (the checkpoint stays).
+func (m *Manager) StartFresh(ctx context.Context, name string, progress func(format string, args ...any)) error {
+	lock, err := m.store.Lock(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	if err := os.Remove(m.resumeMarker(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return m.startLocked(ctx, name, progress)
+}
+
 func (m *Manager) startLocked(ctx context.Context, name string, progress func(format string, args ...any)) error {
 	if progress == nil {
 		progress = func(string, ...any) {}
@@ -46,6 +60,9 @@ func (m *Manager) startLocked(ctx context.Context, name string, progress func(fo
 	}
 	if err := m.cleanupStale(name); err != nil {
 		return err
+	}
+	if dir := m.resumePending(name); dir != "" {
+		return m.resume(ctx, name, dir, progress)
 	}
 	cfg, err := m.loadConfig(name)
 	if err != nil {

@@ -165,6 +165,10 @@ func TestRestoreRefusals(t *testing.T) {
 	e.createBusybox("rn", "network.0.network=rn", "network.0.ipv4=10.201.31.10")
 	e.expectFail(3, "has no checkpoint", "restore", "rn")
 	e.must("start", "rn")
+	e.expectFail(4, "restoring a container with NICs is not built yet", "stop", "rn", "--stateful")
+	if i := e.info("rn"); i.State != "RUNNING" {
+		t.Fatalf("a refused stateful stop left rn %s", i.State)
+	}
 	e.must("checkpoint", "rn")
 	e.must("stop", "rn")
 	e.expectFail(1, "with NICs is not built yet", "restore", "rn")
@@ -173,4 +177,62 @@ func TestRestoreRefusals(t *testing.T) {
 	}
 	e.assertNoLeftovers("rn")
 	e.assertNoNICLeftovers("rn")
+}
+
+// A stateful stop saves the processes, and the next start resumes them
+// (and says so); --fresh boots instead. checkpoint --stop stops too.
+func TestStatefulStopAndStart(t *testing.T) {
+	needCRIU(t)
+	e := newEnv(t)
+	e.createBusybox("ss", counterEvery100ms)
+	e.must("start", "ss")
+	waitUntil(t, "the counter to pass 5", func() bool {
+		r := e.run("exec", "ss", "--", "cat", "/counter")
+		n, _ := strconv.Atoi(strings.TrimSpace(r.stdout))
+		return n > 5
+	})
+	before := readCounter(t, e, "ss")
+	if out := e.must("stop", "ss", "--stateful"); !strings.Contains(out, "lodge start ss resumes them") {
+		t.Errorf("stop --stateful said: %s", out)
+	}
+	if i := e.info("ss"); i.State != "STOPPED" {
+		t.Fatalf("after stop --stateful ss is %s", i.State)
+	}
+	r := e.run("start", "ss")
+	if r.code != 0 || !strings.Contains(r.stderr+r.stdout, "resuming ss from its checkpoint") {
+		t.Fatalf("start after a stateful stop: %s", r)
+	}
+	if n := readCounter(t, e, "ss"); n <= before {
+		t.Errorf("resumed counter %d, %d before the stateful stop", n, before)
+	}
+	e.must("stop", "--force", "ss")
+	// The marker is gone: this start boots (the counter starts again).
+	e.must("start", "ss")
+	waitUntil(t, "a booted counter", func() bool {
+		r := e.run("exec", "ss", "--", "cat", "/counter")
+		n, err := strconv.Atoi(strings.TrimSpace(r.stdout))
+		return err == nil && n > 0
+	})
+	if n := readCounter(t, e, "ss"); n >= before+50 {
+		t.Logf("note: counter %d after a fresh boot", n)
+	}
+	// checkpoint --stop, then --fresh ignores nothing (no marker), restore resumes.
+	out := e.must("checkpoint", "ss", "--stop")
+	if !strings.Contains(out, "and stopped it") || e.info("ss").State != "STOPPED" {
+		t.Fatalf("checkpoint --stop: %s, state %s", out, e.info("ss").State)
+	}
+	e.must("restore", "ss")
+	if e.info("ss").State != "RUNNING" {
+		t.Fatal("restore after checkpoint --stop did not run")
+	}
+	e.must("stop", "--force", "ss")
+	// A stateful stop, then --fresh boots and keeps the checkpoint.
+	e.must("start", "ss")
+	e.must("stop", "ss", "--stateful")
+	e.must("start", "ss", "--fresh")
+	if e.info("ss").State != "RUNNING" {
+		t.Fatal("start --fresh did not boot")
+	}
+	e.must("stop", "--force", "ss")
+	e.assertNoLeftovers("ss")
 }

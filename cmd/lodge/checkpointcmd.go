@@ -12,12 +12,12 @@ func newCheckpointCmd(a *app) *cobra.Command {
 	var opts manager.CheckpointOptions
 	var format string
 	cmd := &cobra.Command{
-		Use:   "checkpoint NAME [--dir DIR] [--check]",
+		Use:   "checkpoint NAME [--stop] [--dir DIR] [--check]",
 		Short: "Save a running container's processes to disk with CRIU",
 		Long: `Checkpoint a running container: its processes, their memory, files, sockets and
 namespaces are written to a checkpoint directory by CRIU (4.2 or newer; make deps
-installs one). The container keeps running. (Restoring a checkpoint, and stopping
-with one, are the next step of issue 12 and not built yet.)
+installs one). The container keeps running; with --stop it is stopped once the
+checkpoint is complete (lodge restore brings it back).
 
 A preflight runs first and refuses, before anything is frozen, a container with
 something CRIU cannot save (an io_uring instance, an unsupported socket or device, a
@@ -49,6 +49,8 @@ Checkpoints live in ROOT/containers/NAME/checkpoints/ unless --dir says otherwis
 				return err
 			}
 			switch {
+			case res.Stopped:
+				fmt.Fprintf(a.stdout, "Checkpointed %s in %d ms (%s) and stopped it: %s\n", res.Name, res.Millis, humanBytes(res.Bytes), res.Dir)
 			case opts.Check:
 				fmt.Fprintf(a.stdout, "%s can be checkpointed (%s).\n", res.Name, res.CRIU)
 			default:
@@ -57,6 +59,7 @@ Checkpoints live in ROOT/containers/NAME/checkpoints/ unless --dir says otherwis
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&opts.Stop, "stop", false, "stop the container once the checkpoint is complete")
 	cmd.Flags().StringVar(&opts.Dir, "dir", "", "directory for the checkpoint (default: under the container)")
 	cmd.Flags().BoolVar(&opts.Check, "check", false, "only run the preflight: say what would block a checkpoint")
 	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")

@@ -93,9 +93,14 @@ func parseKeyValues(entries []string, flag string) (map[string]string, error) {
 }
 
 func newStartCmd(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:               "start NAME",
-		Short:             "Boot a container; returns once its init runs (systemd: once it takes requests)",
+	var fresh bool
+	cmd := &cobra.Command{
+		Use:   "start NAME [--fresh]",
+		Short: "Boot a container; returns once its init runs (systemd: once it takes requests)",
+		Long: `Boot a container; returns once its init runs (systemd: once it takes requests).
+After a stateful stop (lodge stop --stateful) the container is resumed from the
+checkpoint it left instead, and start says so; --fresh boots it anyway (the
+checkpoint stays).`,
 		Args:              exactArgs(1, "a container name"),
 		ValidArgsFunction: completeNames(a),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -103,9 +108,14 @@ func newStartCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if fresh {
+				return m.StartFresh(cmd.Context(), args[0], a.progress)
+			}
 			return m.Start(cmd.Context(), args[0], a.progress)
 		},
 	}
+	cmd.Flags().BoolVar(&fresh, "fresh", false, "boot, even after a stateful stop (do not resume its checkpoint)")
+	return cmd
 }
 
 type stopFlags struct {
@@ -145,12 +155,28 @@ func parseTimeout(s string) (time.Duration, error) {
 
 func newStopCmd(a *app) *cobra.Command {
 	var flags stopFlags
+	var stateful bool
 	cmd := &cobra.Command{
-		Use:               "stop NAME [--timeout DURATION] [--force]",
+		Use:               "stop NAME [--timeout DURATION] [--force] [--stateful]",
 		Short:             "Shut a container down gracefully, killing it after the timeout",
 		Args:              exactArgs(1, "a container name"),
 		ValidArgsFunction: completeNames(a),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if stateful {
+				if flags.force || flags.timeout != "" {
+					return usageError{"--stateful takes neither --force nor --timeout: the container's processes are saved, not stopped"}
+				}
+				m, err := a.manager()
+				if err != nil {
+					return err
+				}
+				res, err := m.Checkpoint(cmd.Context(), args[0], manager.CheckpointOptions{Stop: true, Resume: true})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "Stopped %s with its processes saved in %s (%d ms); lodge start %s resumes them.\n", args[0], res.Dir, res.Millis, args[0])
+				return nil
+			}
 			opts, err := flags.options()
 			if err != nil {
 				return err
@@ -167,6 +193,7 @@ func newStopCmd(a *app) *cobra.Command {
 		},
 	}
 	flags.register(cmd)
+	cmd.Flags().BoolVar(&stateful, "stateful", false, "save the processes in a checkpoint (CRIU) that the next lodge start resumes")
 	return cmd
 }
 
