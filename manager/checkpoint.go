@@ -201,6 +201,7 @@ func (m *Manager) dumpPlan(name string, st *store.State, group *cgroup.Group) (m
 	if id, err := os.ReadFile(m.store.BootIDPath(name)); err == nil {
 		rec.BootID = strings.TrimSpace(string(id))
 	}
+	rec.Subgroups = subgroups(st.Cgroups)
 	req := migrate.DumpRequest{PID: st.Init.PID, FreezeCgroup: group.FreezerDir()}
 	if req.FreezeCgroup == "" {
 		return rec, req, fmt.Errorf("checkpoint %s: its cgroup has no freezer", name)
@@ -228,6 +229,22 @@ func (m *Manager) dumpPlan(name string, st *store.State, group *cgroup.Group) (m
 	}
 	req.TTYs, rec.Console = []string{tty}, tty
 	return rec, req, nil
+}
+
+// subgroups lists the cgroups below each of the container's, relative,
+// parents first (WalkDir's order).
+func subgroups(cgroups map[string]string) map[string][]string {
+	out := map[string][]string{}
+	for h, dir := range cgroups {
+		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() && p != dir {
+				rel, _ := filepath.Rel(dir, p)
+				out[h] = append(out[h], rel)
+			}
+			return nil
+		})
+	}
+	return out
 }
 
 // mountPoints are the mount points of process pid's mount namespace.

@@ -22,6 +22,11 @@ type Record struct {
 	CRIU      int               `json:"criu_version"`
 	InitPID   int               `json:"init_pid"` // in the host's pid namespace, at dump
 	Cgroups   map[string]string `json:"cgroups"`  // hierarchy -> path, at dump
+	// Subgroups are the cgroups below the container's, per hierarchy,
+	// relative to its cgroup there, parents first: systemd watches even
+	// the empty ones (inotify on cgroup.events), so a restore makes them
+	// all before CRIU runs.
+	Subgroups map[string][]string `json:"subgroups,omitempty"`
 	HostID    uint32            `json:"host_id"`  // the id range: a restore needs the same
 	IDCount   uint32            `json:"id_count"`
 	Mounts    []string          `json:"external_mounts"` // targets declared external (rootfs.External)

@@ -236,3 +236,27 @@ func TestStatefulStopAndStart(t *testing.T) {
 	e.must("stop", "--force", "ss")
 	e.assertNoLeftovers("ss")
 }
+
+// A stock Debian with systemd, on dir storage, checkpointed with --stop
+// and restored: running, no failed unit, journald and logind answer. The
+// empty cgroups systemd watches are made again before CRIU runs.
+func TestCheckpointRestoreDebian(t *testing.T) {
+	needCRIU(t)
+	e := newEnv(t)
+	e.useStorage("dir")
+	e.must("create", "deb", "--template", "debian")
+	e.must("start", "deb")
+	waitRunning(t, e, "deb")
+	e.must("checkpoint", "deb", "--stop")
+	e.must("restore", "deb")
+	if state := strings.TrimSpace(e.run("exec", "deb", "--", "systemctl", "is-system-running").stdout); state != "running" {
+		t.Errorf("after restore systemd is %q", state)
+	}
+	if failed := e.must("exec", "deb", "--", "systemctl", "--failed", "--no-legend"); strings.TrimSpace(failed) != "" {
+		t.Errorf("failed units after restore:\n%s", failed)
+	}
+	e.must("exec", "deb", "--", "journalctl", "-n", "1", "--no-pager")
+	e.must("exec", "deb", "--", "loginctl", "list-sessions", "--no-legend")
+	e.must("stop", "deb")
+	e.assertNoLeftovers("deb")
+}
