@@ -27,11 +27,11 @@ type Record struct {
 	// the empty ones (inotify on cgroup.events), so a restore makes them
 	// all before CRIU runs.
 	Subgroups map[string][]string `json:"subgroups,omitempty"`
-	HostID    uint32            `json:"host_id"`  // the id range: a restore needs the same
-	IDCount   uint32            `json:"id_count"`
-	Mounts    []string          `json:"external_mounts"` // targets declared external (rootfs.External)
-	Console   string            `json:"console_tty"`     // CRIU's tty[RDEV:DEV] of the console
-	BootID    string            `json:"boot_id"`         // the container's boot id at dump
+	HostID    uint32              `json:"host_id"` // the id range: a restore needs the same
+	IDCount   uint32              `json:"id_count"`
+	Mounts    []string            `json:"external_mounts"` // targets declared external (rootfs.External)
+	Console   string              `json:"console_tty"`     // CRIU's tty[RDEV:DEV] of the console
+	BootID    string              `json:"boot_id"`         // the container's boot id at dump
 }
 
 // WriteRecord writes r into checkpoint directory dir.
