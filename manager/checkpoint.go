@@ -1,7 +1,6 @@
 package manager
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -201,10 +200,13 @@ func (m *Manager) dumpPlan(name string, st *store.State, group *cgroup.Group) (m
 	if id, err := os.ReadFile(m.store.BootIDPath(name)); err == nil {
 		rec.BootID = strings.TrimSpace(string(id))
 	}
-	rec.Subgroups = subgroups(st.Cgroups)
 	req := migrate.DumpRequest{PID: st.Init.PID, FreezeCgroup: group.FreezerDir()}
 	if req.FreezeCgroup == "" {
 		return rec, req, fmt.Errorf("checkpoint %s: its cgroup has no freezer", name)
+	}
+	var err error
+	if rec.Subgroups, err = group.Subgroups(); err != nil {
+		return rec, req, err
 	}
 	mounted, err := mountPoints(st.Init.PID)
 	if err != nil {
@@ -231,22 +233,6 @@ func (m *Manager) dumpPlan(name string, st *store.State, group *cgroup.Group) (m
 	return rec, req, nil
 }
 
-// subgroups lists the cgroups below each of the container's, relative,
-// parents first (WalkDir's order).
-func subgroups(cgroups map[string]string) map[string][]string {
-	out := map[string][]string{}
-	for h, dir := range cgroups {
-		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() && p != dir {
-				rel, _ := filepath.Rel(dir, p)
-				out[h] = append(out[h], rel)
-			}
-			return nil
-		})
-	}
-	return out
-}
-
 // mountPoints are the mount points of process pid's mount namespace.
 func mountPoints(pid int) (map[string]bool, error) {
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mountinfo")
@@ -254,14 +240,15 @@ func mountPoints(pid int) (map[string]bool, error) {
 		return nil, err
 	}
 	defer f.Close()
-	out := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) > 4 {
-			out[fields[4]] = true
-		}
+	mounts, err := cgroup.ParseMountinfo(f)
+	if err != nil {
+		return nil, err
 	}
-	return out, sc.Err()
+	out := map[string]bool{}
+	for _, mi := range mounts {
+		out[mi.Mountpoint] = true
+	}
+	return out, nil
 }
 
 // consoleTTY is CRIU's name of the container's console, tty[RDEV:DEV]:

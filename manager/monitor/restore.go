@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -84,7 +83,7 @@ func (m *Monitor) restore(dir string) (*boot, error) {
 		return nil, err
 	}
 	r.Add(func() { destroyCgroup(group) })
-	if err := m.makeSubgroups(group.Paths(), rec.Subgroups); err != nil {
+	if err := group.MakeSubgroups(rec.Subgroups, int(m.ids.HostID), int(m.ids.HostID)); err != nil {
 		return nil, err
 	}
 	staging := filepath.Join(m.store.RunDir(), "restore", m.name)
@@ -135,64 +134,6 @@ func (m *Monitor) restore(dir string) (*boot, error) {
 	m.setCurrent(b)
 	m.log.Info("container restored", "init", pid, "checkpoint", dir)
 	return b, nil
-}
-
-// makeSubgroups makes the cgroups below the container's that the
-// checkpoint recorded, owned by the container's root as if it had made
-// them (delegation); a v1 cpuset one gets its parent's CPUs and memory
-// nodes, without which no task could join it.
-func (m *Monitor) makeSubgroups(paths map[string]string, subgroups map[string][]string) error {
-	for h, rels := range subgroups {
-		base, ok := paths[h]
-		if !ok {
-			continue // a hierarchy this host no longer offers: CRIU says so if it matters
-		}
-		for _, rel := range rels {
-			dir := filepath.Join(base, rel)
-			if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-				return fmt.Errorf("cgroup %s: %w", dir, err)
-			}
-			if err := inheritCpuset(dir); err != nil {
-				return err
-			}
-			if err := chownDir(dir, int(m.ids.HostID)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// inheritCpuset copies a v1 cpuset cgroup's parent's cpus and mems.
-func inheritCpuset(dir string) error {
-	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-		own := filepath.Join(dir, f)
-		if cur, err := os.ReadFile(own); err != nil || strings.TrimSpace(string(cur)) != "" {
-			continue // not a v1 cpuset, or set already
-		}
-		parent, err := os.ReadFile(filepath.Join(filepath.Dir(dir), f))
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(own, parent, 0o644); err != nil {
-			return fmt.Errorf("cgroup %s: %w", own, err)
-		}
-	}
-	return nil
-}
-
-// chownDir gives a cgroup directory and its files to uid.
-func chownDir(dir string, uid int) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if !e.IsDir() {
-			os.Lchown(filepath.Join(dir, e.Name()), uid, uid)
-		}
-	}
-	return os.Lchown(dir, uid, uid)
 }
 
 // restorable refuses what this version cannot restore, before anything is
