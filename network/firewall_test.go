@@ -17,7 +17,7 @@ import (
 func dialFrom(t *testing.T, c *container, src, dst netip.Addr) error {
 	t.Helper()
 	d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
-	return inNS(t, c.nsFD, func() error {
+	return inNetNS(c.nsFD, func() error {
 		conn, err := d.Dial("tcp", netip.AddrPortFrom(dst, 7777).String())
 		if err == nil {
 			conn.Close()

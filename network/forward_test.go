@@ -59,7 +59,7 @@ func TestForwards(t *testing.T) {
 	nat := NewNAT(conn, bc.Network)
 	ensure := func(masq bool) {
 		t.Helper()
-		if err := inNS(t, host.nsFD, func() error { return nat.Ensure(br.Name, subnet, netip.Prefix{}, masq) }); err != nil {
+		if err := inNetNS(host.nsFD, func() error { return nat.Ensure(br.Name, subnet, netip.Prefix{}, masq) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -180,7 +180,7 @@ func TestForwardRuleRefuses(t *testing.T) {
 func echoServer(t *testing.T, c *container, at netip.AddrPort) {
 	t.Helper()
 	var l net.Listener
-	err := inNS(t, c.nsFD, func() (err error) {
+	err := inNetNS(c.nsFD, func() (err error) {
 		lc := net.ListenConfig{}
 		lc.SetMultipathTCP(false)
 		l, err = lc.Listen(context.Background(), "tcp", at.String())
@@ -217,7 +217,7 @@ func echoFrom(t *testing.T, c *container, addr netip.AddrPort, works bool) error
 	if works {
 		timeout = 3 * time.Second
 	}
-	return inNS(t, c.nsFD, func() error {
+	return inNetNS(c.nsFD, func() error {
 		conn, err := net.DialTimeout("tcp", addr.String(), timeout)
 		if err != nil {
 			return err

@@ -5,12 +5,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"syscall"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"lodge/internal/testreq"
@@ -79,29 +77,6 @@ func (c *container) kill() {
 		unix.Close(c.nsFD)
 		c.nsFD = -1
 	}
-}
-
-// inNS runs f on a thread moved into the namespace nsFD; sockets f opens
-// stay in that namespace. (Test code only: lodge itself uses handles.)
-func inNS(t *testing.T, nsFD int, f func() error) error {
-	t.Helper()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	if err := netns.Set(netns.NsHandle(nsFD)); err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	ferr := f()
-	if err := netns.Set(orig); err != nil {
-		t.Fatalf("return to the test's namespace: %v (thread left locked)", err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
 }
 
 // testNetwork makes a bridge on the host with a free subnet, removed at the

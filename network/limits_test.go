@@ -13,7 +13,7 @@ import (
 func throughput(t *testing.T, a, b *container, addr netip.Addr, d time.Duration) float64 {
 	t.Helper()
 	var l net.Listener
-	if err := inNS(t, b.nsFD, func() (err error) {
+	if err := inNetNS(b.nsFD, func() (err error) {
 		l, err = net.Listen("tcp", netip.AddrPortFrom(addr, 7778).String())
 		return err
 	}); err != nil {
@@ -37,7 +37,7 @@ func throughput(t *testing.T, a, b *container, addr netip.Addr, d time.Duration)
 		done <- result{n, time.Since(start)}
 	}()
 	var conn net.Conn
-	if err := inNS(t, a.nsFD, func() (err error) {
+	if err := inNetNS(a.nsFD, func() (err error) {
 		conn, err = net.DialTimeout("tcp", netip.AddrPortFrom(addr, 7778).String(), 3*time.Second)
 		return err
 	}); err != nil {

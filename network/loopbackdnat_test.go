@@ -47,7 +47,7 @@ func TestLoopbackDNAT(t *testing.T) {
 	addLoopbackForward(t, host.nsFD, 18080, ctr.Addr(), 7777, br.Name, gw.Addr())
 	loop := netip.MustParseAddr("127.0.0.1")
 	dialLoop := func() error {
-		return inNS(t, host.nsFD, func() error {
+		return inNetNS(host.nsFD, func() error {
 			conn, err := net.DialTimeout("tcp", netip.AddrPortFrom(loop, 18080).String(), time.Second)
 			if err == nil {
 				conn.Close()
@@ -105,7 +105,7 @@ func addLoopbackForward(t *testing.T, nsFD int, port uint16, to netip.Addr, toPo
 // setSysctl writes a sysctl of the namespace nsFD (its own interfaces only).
 func setSysctl(t *testing.T, nsFD int, path, value string) {
 	t.Helper()
-	if err := inNS(t, nsFD, func() error { return os.WriteFile(path, []byte(value), 0o644) }); err != nil {
+	if err := inNetNS(nsFD, func() error { return os.WriteFile(path, []byte(value), 0o644) }); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -38,7 +38,7 @@ func addTestNIC(t *testing.T, h *netlink.Handle, bc BridgeConfig, c *container, 
 func listen(t *testing.T, c *container, addr netip.Addr) net.Listener {
 	t.Helper()
 	var l net.Listener
-	err := inNS(t, c.nsFD, func() (err error) {
+	err := inNetNS(c.nsFD, func() (err error) {
 		l, err = net.Listen("tcp", netip.AddrPortFrom(addr, 7777).String())
 		return err
 	})
@@ -63,7 +63,7 @@ func listen(t *testing.T, c *container, addr netip.Addr) net.Listener {
 func dial(t *testing.T, c *container, addr netip.Addr) error {
 	t.Helper()
 	var conn net.Conn
-	err := inNS(t, c.nsFD, func() (err error) {
+	err := inNetNS(c.nsFD, func() (err error) {
 		conn, err = net.DialTimeout("tcp", netip.AddrPortFrom(addr, 7777).String(), 3*time.Second)
 		return err
 	})
