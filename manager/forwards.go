@@ -55,34 +55,31 @@ func (m *Manager) applyForwards(container string, cfg *config.Container, netName
 		}
 		fws = append(fws, network.Forward{Proto: p.Proto, Listen: p.Listen, HostPort: p.HostPort, Target: target, TargetPort: p.ContainerPort})
 	}
-	records, err := m.networkRecords()
-	if err != nil {
-		return err
-	}
-	conn, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
-	}
-	defer conn.CloseLasting()
-	for _, r := range records {
-		nat := network.NewNAT(conn, m.netID(r.Name))
+	id := m.netID(container)
+	errs = append(errs, m.eachNAT(func(r networkRecord, nat *network.NAT) error {
 		if r.Name != netName {
-			errs = append(errs, nat.RemoveForwards(m.netID(container)))
-			continue
+			return nat.RemoveForwards(id)
 		}
 		if len(fws) > 0 {
 			if err := m.ensureNAT(r); err != nil {
 				return err
 			}
 		}
-		errs = append(errs, nat.SetForwards(m.netID(container), fws))
-	}
+		return nat.SetForwards(id, fws)
+	}))
 	return errors.Join(errs...)
 }
 
 // removeForwards removes the container's forwards from every network's
 // table; missing tables and chains are fine.
 func (m *Manager) removeForwards(container string) error {
+	id := m.netID(container)
+	return m.eachNAT(func(_ networkRecord, nat *network.NAT) error { return nat.RemoveForwards(id) })
+}
+
+// eachNAT calls f with every network's NAT table, on one nftables
+// connection, and joins the errors.
+func (m *Manager) eachNAT(f func(networkRecord, *network.NAT) error) error {
 	records, err := m.networkRecords()
 	if err != nil {
 		return err
@@ -94,7 +91,7 @@ func (m *Manager) removeForwards(container string) error {
 	defer conn.CloseLasting()
 	var errs []error
 	for _, r := range records {
-		errs = append(errs, network.NewNAT(conn, m.netID(r.Name)).RemoveForwards(m.netID(container)))
+		errs = append(errs, f(r, network.NewNAT(conn, m.netID(r.Name))))
 	}
 	return errors.Join(errs...)
 }

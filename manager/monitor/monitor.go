@@ -132,7 +132,11 @@ func lookupRange(st *store.Store, host *config.Host, name string) (idmap.Range, 
 
 // run boots the container, reports to the CLI, and watches it. Requests on
 // the socket wait in its backlog until the monitor goes idle (or serves them).
-func (m *Monitor) run() int {
+func (m *Monitor) run() int { return m.runWith(m.boot, "boot") }
+
+// runWith runs the monitor around first, which brings the container up
+// (a boot, or a restore), and names it what in the log.
+func (m *Monitor) runWith(first func() (*boot, error), what string) int {
 	if err := m.joinCgroup(); err != nil {
 		m.status.fail(err)
 		return 1
@@ -141,9 +145,9 @@ func (m *Monitor) run() int {
 		m.status.fail(err)
 		return 1
 	}
-	b, err := m.boot()
+	b, err := first()
 	if err != nil {
-		m.log.Error("boot failed", "err", err)
+		m.log.Error(what+" failed", "err", err)
 		m.finish()
 		m.status.fail(err)
 		return 1

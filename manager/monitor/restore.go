@@ -38,23 +38,7 @@ const restoreArg = "restore"
 // runRestore is run for a restore: the monitor's set-up, the restore, then
 // watching the container as after a boot.
 func (m *Monitor) runRestore(dir string) int {
-	if err := m.joinCgroup(); err != nil {
-		m.status.fail(err)
-		return 1
-	}
-	if err := m.listen(); err != nil {
-		m.status.fail(err)
-		return 1
-	}
-	b, err := m.restore(dir)
-	if err != nil {
-		m.log.Error("restore failed", "checkpoint", dir, "err", err)
-		m.finish()
-		m.status.fail(err)
-		return 1
-	}
-	m.status.ready(b.init.PID)
-	return m.watch(b)
+	return m.runWith(func() (*boot, error) { return m.restore(dir) }, "restore from "+dir)
 }
 
 // restore brings the container back from checkpoint dir. On failure it
