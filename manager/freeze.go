@@ -37,19 +37,11 @@ func (m *Manager) Freeze(ctx context.Context, name string, timeout time.Duration
 	if timeout <= 0 {
 		timeout = DefaultFreezeTimeout
 	}
-	lock, err := m.store.Lock(ctx, name)
+	g, unlock, err := m.lockedGroup(ctx, name)
 	if err != nil {
 		return FreezeResult{}, err
 	}
-	defer lock.Unlock()
-	// A copy's freeze that a killed lodge left is thawed first: the freeze
-	// below is then the user's, without a frozen-by marker.
-	m.thawAbandoned(name)
-	st, err := m.running(name)
-	if err != nil {
-		return FreezeResult{}, err
-	}
-	g := cgroup.Open(st.Cgroups)
+	defer unlock()
 	if frozen, err := g.Frozen(); err != nil {
 		return FreezeResult{}, fmt.Errorf("freeze %s: %w", name, err)
 	} else if frozen {
@@ -66,6 +58,24 @@ func (m *Manager) Freeze(ctx context.Context, name string, timeout time.Duration
 		return FreezeResult{}, fmt.Errorf("freeze %s: %w", name, err)
 	}
 	return FreezeResult{Took: time.Since(began)}, nil
+}
+
+// lockedGroup takes the lock of a running container and returns its
+// cgroups. A copy's freeze that a killed lodge left is thawed first: what
+// freeze and unfreeze then see is the user's own, without a frozen-by
+// marker.
+func (m *Manager) lockedGroup(ctx context.Context, name string) (*cgroup.Group, func(), error) {
+	lock, err := m.store.Lock(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	m.thawAbandoned(name)
+	st, err := m.running(name)
+	if err != nil {
+		lock.Unlock()
+		return nil, nil, err
+	}
+	return cgroup.Open(st.Cgroups), lock.Unlock, nil
 }
 
 // notFrozenError says which tasks kept a container from freezing in time.
@@ -91,17 +101,11 @@ func notFrozenError(name string, timeout time.Duration, nf *cgroup.NotFrozenErro
 // Unfreeze lets a frozen container's processes run again. A container that
 // is not frozen is left as it is (Already).
 func (m *Manager) Unfreeze(ctx context.Context, name string) (FreezeResult, error) {
-	lock, err := m.store.Lock(ctx, name)
+	g, unlock, err := m.lockedGroup(ctx, name)
 	if err != nil {
 		return FreezeResult{}, err
 	}
-	defer lock.Unlock()
-	m.thawAbandoned(name)
-	st, err := m.running(name)
-	if err != nil {
-		return FreezeResult{}, err
-	}
-	g := cgroup.Open(st.Cgroups)
+	defer unlock()
 	frozen, err := g.Frozen()
 	if err != nil {
 		return FreezeResult{}, fmt.Errorf("unfreeze %s: %w", name, err)
