@@ -32,7 +32,7 @@ import (
 //	}
 //
 // Forwards from the host's own loopback need two more things, both on
-// lodge's own interface and table (docs/networking.md, TestLoopbackDNAT):
+// lodge's own interface and table (docs/networking.md, TestForwards):
 // route_localnet=1 on the bridge, so the kernel routes a 127.0.0.1 source
 // out of it, and the SNAT of loopback sources leaving by the bridge to the
 // bridge's address, so the container's reply comes back at all.

@@ -121,3 +121,11 @@ func hostAddr(subnet netip.Prefix, i int) netip.Prefix {
 	}
 	return netip.PrefixFrom(a, subnet.Bits())
 }
+
+// setSysctl writes a sysctl of the namespace nsFD (its own interfaces only).
+func setSysctl(t *testing.T, nsFD int, path, value string) {
+	t.Helper()
+	if err := inNetNS(nsFD, func() error { return os.WriteFile(path, []byte(value), 0o644) }); err != nil {
+		t.Fatal(err)
+	}
+}
