@@ -70,6 +70,7 @@ func (m *Manager) planNICs(name string, cfg *config.Container, progress func(str
 	defer h.Close()
 	var plan []network.Attachment
 	up := map[string]networkRecord{}
+	var static map[string]string // other containers' static addresses, read once (every configuration)
 	for i, nic := range cfg.Networks {
 		a := network.Attachment{Kind: nic.Kind(), NIC: m.nicOf(name, i, nic)}
 		switch nic.Kind() {
@@ -87,7 +88,10 @@ func (m *Manager) planNICs(name string, cfg *config.Container, progress func(str
 			}
 			up[r.Name] = r
 		}
-		if err := m.addressNIC(&a, r, name, nic); err != nil {
+		if static == nil {
+			static = m.staticAddresses("")
+		}
+		if err := m.addressNIC(&a, r, name, nic, static); err != nil {
 			return plan, fmt.Errorf("network.%d: %w", i, err)
 		}
 		plan = append(plan, a)
@@ -132,12 +136,12 @@ func (m *Manager) networkForStart(h *netlink.Handle, name string, progress func(
 
 // addressNIC gives a bridged NIC its bridge, addresses and DHCP host entry
 // on network r.
-func (m *Manager) addressNIC(a *network.Attachment, r networkRecord, container string, nic config.NIC) error {
+func (m *Manager) addressNIC(a *network.Attachment, r networkRecord, container string, nic config.NIC, static map[string]string) error {
 	a.Network, a.NetID, a.Dir = r.Name, m.netID(r.Name), filepath.Dir(m.networkPath(r.Name))
 	a.NIC.Bridge = network.BridgeName(a.NetID)
 	a.HostKey = container + "." + a.NIC.Name
 	subnet4, subnet6 := r.subnet4(), r.subnet6()
-	taken, err := m.takenAddresses(a.Dir, a.HostKey, r.Name)
+	taken, err := takenAddresses(a.Dir, a.HostKey, r.Name, static)
 	if err != nil {
 		return err
 	}
@@ -182,12 +186,12 @@ func (t addressesTaken) has(a netip.Addr) bool {
 // takenAddresses collects which addresses of network netName a NIC (key)
 // may not be given: those other NICs' host entries hold and those other
 // containers' configurations give as static.
-func (m *Manager) takenAddresses(dir, key, netName string) (addressesTaken, error) {
+func takenAddresses(dir, key, netName string, static map[string]string) (addressesTaken, error) {
 	hosts, err := network.DHCPHosts(dir)
 	if err != nil {
 		return addressesTaken{}, err
 	}
-	t := addressesTaken{held: map[netip.Addr]string{}, static: m.staticAddresses(""), net: netName}
+	t := addressesTaken{held: map[netip.Addr]string{}, static: static, net: netName}
 	for _, h := range hosts {
 		if h.Key != key {
 			t.held[h.IPv4] = h.Key
