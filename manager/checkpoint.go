@@ -169,6 +169,13 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 	}
 	req.ImagesDir, req.LogFile, req.LeaveRunning = staging, "dump.log", !opts.Stop
 	rec.CRIU = criu.Version
+	// With Stop the monitor tears the container down once CRIU killed its
+	// tree, and exits: watched through a pidfd taken now, as stop does, so
+	// that a start right after does not race its clean-up.
+	monitorFD, monitorErr := openPidfd(st.Monitor)
+	if monitorErr == nil {
+		defer unix.Close(monitorFD)
+	}
 	began := time.Now()
 	if err := migrate.Dump(criu, req); err != nil {
 		keep = true // the log says why; the next checkpoint replaces it
@@ -183,8 +190,8 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 	}
 	keep = true
 	res.Dir, res.Bytes, res.Stopped = final, dirBytes(final), opts.Stop
-	if opts.Stop {
-		m.waitStopped(name, st)
+	if opts.Stop && monitorErr == nil {
+		waitPidfd(monitorFD, 10*time.Second)
 	}
 	return res, nil
 }
@@ -259,19 +266,6 @@ func consoleTTY(pid int) (string, error) {
 		return "", fmt.Errorf("the container's console: %w", err)
 	}
 	return fmt.Sprintf("tty[%x:%x]", s.Rdev, s.Dev), nil
-}
-
-// waitStopped waits (briefly) until the monitor has torn down a container
-// whose tree CRIU killed after the dump, so that `lodge list` right after
-// says STOPPED.
-func (m *Manager) waitStopped(name string, st *store.State) {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if cur, err := m.store.ReadState(name); err == nil && cur == nil && !st.Monitor.Alive() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func dirBytes(dir string) int64 {
