@@ -76,12 +76,15 @@ func startHolderIn(t *testing.T, mode string, attr *syscall.SysProcAttr) int {
 }
 
 // startHolder starts the test binary as a helper in mode, with extra clone
-// flags, and returns its pid once it is ready; it ends with the test.
+// flags, and returns its pid once it is ready; it ends with the test. The
+// helper leads its own session, as a container's init does: the test's own
+// session leader may be outside every namespace the test can see (a CI
+// runner in a pid namespace of its own), which the preflight would name.
 func startHolder(t *testing.T, mode string, cloneflags uintptr) int {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), holdEnv+"="+mode)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: cloneflags}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: cloneflags, Setsid: true}
 	return runHolder(t, cmd, mode)
 }
 
