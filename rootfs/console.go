@@ -8,14 +8,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Console is the container's /dev/console: a pty from the container's own devpts.
-// The monitor holds Master outside the container; init gets Slave as its stdio.
-// Keeping the master out of the container is what lets a checkpoint declare the
-// console external and a restore hand it a new one.
+// Console is the container's /dev/console: a pty of the host's devpts, as
+// LXC's is, bound over /dev/console. The monitor holds Master outside the
+// container; init gets Slave as its stdio.
+//
+// The host's devpts, not the container's own, because of checkpoints: CRIU
+// can restore a bind-mounted pty only as an external mount, bound from a new
+// pty that lodge makes. systemd's services copy /dev/console into mount
+// namespaces of their own; those copies are binds of the external mount
+// only if every one is of the same file. With the console in the container's
+// devpts, a restore gave the copies a pty of the restored devpts that CRIU
+// had deleted again, and the next dump failed ("tty: Unable to find a master
+// for /0"). A boot and a restore now make the same tree.
 type Console struct {
 	Master *os.File
 	Slave  *os.File
-	Name   string // the slave's path inside the container, e.g. /dev/pts/0
+	Name   string // the slave's path on the host, e.g. /dev/pts/3
 }
 
 // Close closes both ends.
@@ -24,12 +32,14 @@ func (c *Console) Close() {
 	c.Slave.Close()
 }
 
-// newConsole makes a pty in the container's devpts and binds its slave over
-// /dev/console.
+// newConsole makes a pty in the host's devpts and binds its slave over
+// /dev/console. It runs in the container's user namespace, before the
+// pivot, so the host's /dev is still there, and the slave is owned by the
+// container's root (devpts gives it the opener's fsuid and fsgid).
 func newConsole(d *devMounts) (*Console, error) {
-	masterFD, err := unix.Openat(d.pts, "ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	masterFD, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open ptmx: %w", err)
+		return nil, fmt.Errorf("open the host's /dev/ptmx: %w", err)
 	}
 	master := os.NewFile(uintptr(masterFD), "console-master")
 	slave, n, err := openPeer(master)
@@ -38,26 +48,22 @@ func newConsole(d *devMounts) (*Console, error) {
 		return nil, err
 	}
 	console := &Console{Master: master, Slave: slave, Name: "/dev/pts/" + strconv.Itoa(n)}
-	if err := bindConsole(d, n); err != nil {
+	if err := bindConsole(d, slave); err != nil {
 		console.Close()
 		return nil, err
 	}
 	return console, nil
 }
 
-// bindConsole binds the pty slave number n over an empty /dev/console.
-func bindConsole(d *devMounts, n int) error {
+// bindConsole binds the pty slave over an empty /dev/console. The bind is
+// cloned from the open slave, not looked up by its path.
+func bindConsole(d *devMounts, slave *os.File) error {
 	target, err := createFile(d.dev, "console", 0o600)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(target)
-	src, err := openRaw(d.pts, strconv.Itoa(n), false)
-	if err != nil {
-		return fmt.Errorf("open the console's pty: %w", err)
-	}
-	defer unix.Close(src)
-	return bindOnto(src, target, "/dev/console", 0, 0)
+	return bindOnto(int(slave.Fd()), target, "/dev/console", 0, 0)
 }
 
 // openPeer unlocks the pty and opens its slave through the master (TIOCGPTPEER),
