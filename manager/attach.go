@@ -8,10 +8,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 
 	"lodge/config"
+	"lodge/migrate"
 	"lodge/network"
 )
 
@@ -267,4 +270,91 @@ func (m *Manager) addAttachments(nics []NICInfo, name string) {
 			}
 		}
 	}
+}
+
+// releaseNICsOrWarn is releaseNICs after a failed start or restore: its
+// own failure is only reported, the first error is the one that counts.
+func (m *Manager) releaseNICsOrWarn(name string, progress func(string, ...any)) {
+	if err := m.releaseNICs(name); err != nil {
+		progress("warning: %v", err)
+	}
+}
+
+// recordNICs is the running container's NICs as its start planned them,
+// for a checkpoint's record.
+func (m *Manager) recordNICs(name string) ([]migrate.RecordNIC, error) {
+	plan, err := network.ReadAttachments(m.store.NICsPath(name))
+	if err != nil {
+		return nil, err
+	}
+	var out []migrate.RecordNIC
+	for _, a := range plan {
+		out = append(out, migrate.RecordNIC{
+			Name: a.NIC.Name, Kind: a.Kind, MAC: a.NIC.HWAddr().String(),
+			Network: a.Network, Address4: a.Address4, Address6: a.Address6,
+		})
+	}
+	return out, nil
+}
+
+// sameNICs checks that the NICs a restore just planned are those of the
+// checkpoint: the same names, kinds, MACs and networks, and the same
+// addresses, which the restored processes keep using (a DHCP client's
+// lease is in its memory). A configuration changed since the checkpoint,
+// or an address taken meanwhile by another container, is refused with
+// what differs.
+func (m *Manager) sameNICs(name string, rec migrate.Record) error {
+	now, err := m.recordNICs(name)
+	if err != nil {
+		return err
+	}
+	return compareNICs(rec.NICs, now)
+}
+
+// compareNICs says how the NICs planned now differ from those recorded at
+// the checkpoint, or nil.
+func compareNICs(recorded, now []migrate.RecordNIC) error {
+	byName := map[string]migrate.RecordNIC{}
+	for _, n := range now {
+		byName[n.Name] = n
+	}
+	var diffs []string
+	for _, r := range recorded {
+		n, ok := byName[r.Name]
+		delete(byName, r.Name)
+		switch {
+		case !ok:
+			diffs = append(diffs, fmt.Sprintf("%s is no longer configured", r.Name))
+		case n.Kind != r.Kind || n.Network != r.Network:
+			diffs = append(diffs, fmt.Sprintf("%s was %s, now %s", r.Name, describeNIC(r), describeNIC(n)))
+		case n.MAC != r.MAC:
+			diffs = append(diffs, fmt.Sprintf("%s had MAC %s, now %s", r.Name, r.MAC, n.MAC))
+		case n.Address4 != r.Address4:
+			diffs = append(diffs, fmt.Sprintf("%s had IPv4 %s, now would get %s (is it another container's now?)", r.Name, addrOrNone(r.Address4), addrOrNone(n.Address4)))
+		case n.Address6 != r.Address6:
+			diffs = append(diffs, fmt.Sprintf("%s had IPv6 %s, now would get %s", r.Name, addrOrNone(r.Address6), addrOrNone(n.Address6)))
+		}
+	}
+	for nic := range byName {
+		diffs = append(diffs, fmt.Sprintf("%s was added after the checkpoint", nic))
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	sort.Strings(diffs)
+	return fmt.Errorf("its NICs differ from the checkpoint's: %s; restore the configuration the checkpoint was made with, or start the container afresh (lodge start --fresh)", strings.Join(diffs, "; "))
+}
+
+func describeNIC(n migrate.RecordNIC) string {
+	if n.Kind == network.KindBridged {
+		return "on network " + n.Network
+	}
+	return n.Kind
+}
+
+func addrOrNone(a netip.Addr) string {
+	if !a.IsValid() {
+		return "none"
+	}
+	return a.String()
 }

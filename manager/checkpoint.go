@@ -83,13 +83,6 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, opts CheckpointOp
 		}
 		return res, err
 	}
-	if opts.Stop {
-		if cfg, err := m.loadConfig(name); err != nil {
-			return res, err
-		} else if hasNICs(cfg) {
-			return res, kindError{fmt.Errorf("container %s has NICs, and restoring a container with NICs is not built yet: a checkpoint that stops it could not be brought back; checkpoint it without --stop (it keeps running), or stop it normally", name), ErrBlocked}
-		}
-	}
 	res, err = m.dump(name, st, group, criu, opts, res)
 	if err == nil && opts.Resume {
 		err = os.WriteFile(m.resumeMarker(name), []byte(res.Dir+"\n"), 0o600)
@@ -215,6 +208,9 @@ func (m *Manager) dumpPlan(name string, st *store.State, group *cgroup.Group) (m
 	if rec.Subgroups, err = group.Subgroups(); err != nil {
 		return rec, req, err
 	}
+	if rec.NICs, err = m.recordNICs(name); err != nil {
+		return rec, req, err
+	}
 	mounted, err := mountPoints(st.Init.PID)
 	if err != nil {
 		return rec, req, err
@@ -317,16 +313,30 @@ func (m *Manager) restoreLocked(ctx context.Context, name, dir string, progress 
 			return "", err
 		}
 	}
-	if _, err := migrate.ReadRecord(dir); err != nil {
+	rec, err := migrate.ReadRecord(dir)
+	if err != nil {
 		return "", err
 	}
 	cfg, err := m.loadConfig(name)
 	if err != nil {
 		return "", err
 	}
+	if err := m.attachNetworks(ctx, name, cfg, progress); err != nil {
+		return dir, fmt.Errorf("restore %s from %s: %w; the checkpoint is kept", name, dir, err)
+	}
+	if err := m.sameNICs(name, rec); err != nil {
+		m.releaseNICsOrWarn(name, progress)
+		return dir, invalid(fmt.Errorf("restore %s from %s: %w; the checkpoint is kept", name, dir, err))
+	}
 	m.ensureViews(cfg, progress)
 	if err := m.runMonitor(ctx, name, progress, "restore", dir); err != nil {
+		m.releaseNICsOrWarn(name, progress)
 		return dir, fmt.Errorf("restore %s from %s: %w; the checkpoint is kept", name, dir, err)
+	}
+	if len(cfg.Proxies) > 0 {
+		if err := m.refreshForwards(name, cfg); err != nil {
+			progress("warning: port forwards of %s: %v", name, err)
+		}
 	}
 	if m.resumePending(name) == dir {
 		os.Remove(m.resumeMarker(name)) // resumed (or restored by hand): the next start boots

@@ -79,9 +79,7 @@ func (m *Manager) startLocked(ctx context.Context, name string, progress func(fo
 	}
 	m.ensureViews(cfg, progress)
 	if err := m.runMonitor(ctx, name, progress); err != nil {
-		if rerr := m.releaseNICs(name); rerr != nil {
-			progress("warning: %v", rerr)
-		}
+		m.releaseNICsOrWarn(name, progress)
 		return err
 	}
 	if len(cfg.Proxies) > 0 {

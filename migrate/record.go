@@ -3,6 +3,7 @@ package migrate
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -32,6 +33,22 @@ type Record struct {
 	Mounts    []string            `json:"external_mounts"` // targets declared external (rootfs.External)
 	Console   string              `json:"console_tty"`     // CRIU's tty[RDEV:DEV] of the console
 	BootID    string              `json:"boot_id"`         // the container's boot id at dump
+	// NICs are the container's interfaces at dump. CRIU's images hold
+	// their names, MACs and the addresses configured inside; a restore
+	// makes each again on the same network and refuses if the container's
+	// configuration or its network would now give it another MAC or
+	// address.
+	NICs []RecordNIC `json:"nics,omitempty"`
+}
+
+// RecordNIC is one NIC of a checkpointed container.
+type RecordNIC struct {
+	Name     string     `json:"name"` // in the container, e.g. eth0
+	Kind     string     `json:"kind"` // "bridged" or "macvlan"
+	MAC      string     `json:"mac"`
+	Network  string     `json:"network,omitempty"` // bridged: the managed network
+	Address4 netip.Addr `json:"address4,omitzero"`
+	Address6 netip.Addr `json:"address6,omitzero"`
 }
 
 // WriteRecord writes r into checkpoint directory dir.

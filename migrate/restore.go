@@ -20,6 +20,7 @@ type RestoreRequest struct {
 	Mounts     []ExternalMount // external mounts (Key and Source)
 	Console    *os.File        // the new console's pty slave
 	ConsoleTTY string          // its name in the images, tty[RDEV:DEV]
+	Externals  []string        // more --external entries: the NICs' (network.Attachment.CRIUExternal)
 	// Restored is called with the restored init's host pid after the tree
 	// is restored and before it runs again (CRIU's post-restore).
 	Restored func(pid int) error
@@ -72,7 +73,7 @@ func restoreExternals(r RestoreRequest) []string {
 	for _, m := range r.Mounts {
 		out = append(out, fmt.Sprintf("mnt[%s]:%s", m.Key, m.Source))
 	}
-	return out
+	return append(out, r.Externals...)
 }
 
 // restoreNotify takes the restored init's pid from CRIU's post-restore

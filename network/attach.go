@@ -49,9 +49,39 @@ func Attach(host *netlink.Handle, nsFD int, a Attachment) error {
 	if a.Kind == KindMacvlan {
 		return addMacvlan(host, nsFD, a.NIC, a.Parent)
 	}
+	return a.attachBridged(host, func() error { return AddNIC(host, nsFD, a.NIC) })
+}
+
+// AttachForRestore makes what Attach makes, for a restore by CRIU, which
+// makes the container's network namespace itself: a bridged NIC's veth
+// pair has its container end in the host's namespace (AddRestoreNIC), and
+// a macvlan is left to CRIU. CRIUExternal tells CRIU what to do with each.
+// On failure nothing is left behind.
+func AttachForRestore(host *netlink.Handle, a Attachment) error {
+	if a.Kind == KindMacvlan {
+		return nil
+	}
+	return a.attachBridged(host, func() error { return AddRestoreNIC(host, a.NIC) })
+}
+
+// CRIUExternal is CRIU's --external entry that makes the NIC at a restore:
+// netdev[NAME]:RESTORENAME moves the container end AttachForRestore made
+// into the restored namespace, under its name and with its MAC and
+// interface index from the images; macvlan[NAME]:PARENT creates a macvlan
+// on the host interface PARENT.
+func (a Attachment) CRIUExternal() string {
+	if a.Kind == KindMacvlan {
+		return fmt.Sprintf("macvlan[%s]:%s", a.NIC.Name, a.Parent)
+	}
+	return fmt.Sprintf("netdev[%s]:%s", a.NIC.Name, RestoreVethName(a.NIC.Container, a.NIC.Name))
+}
+
+// attachBridged makes the veth pair with addVeth, then the port's
+// anti-spoofing rules and its bandwidth limits.
+func (a Attachment) attachBridged(host *netlink.Handle, addVeth func() error) error {
 	r := revert.New()
 	defer r.Fail()
-	if err := AddNIC(host, nsFD, a.NIC); err != nil {
+	if err := addVeth(); err != nil {
 		return err
 	}
 	r.Add(func() { RemoveNIC(host, a.NIC.Container, a.NIC.Name) })

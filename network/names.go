@@ -33,6 +33,11 @@ func BridgeName(network string) string {
 // link`, and unique up to a 24-bit collision that LinkAdd reports as EEXIST.
 func HostVethName(container, nic string) string { return nicName("lv", container, nic) }
 
+// RestoreVethName is the temporary name, in the host's namespace, of a
+// NIC's container end made for a restore (AddRestoreNIC), named like the
+// host end with "lr".
+func RestoreVethName(container, nic string) string { return nicName("lr", container, nic) }
+
 // IfbName is the ifb device that shapes what a container's NIC sends (the
 // host veth's ingress is redirected to it), named like the veth with "li".
 func IfbName(container, nic string) string { return nicName("li", container, nic) }

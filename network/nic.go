@@ -51,7 +51,7 @@ func AddNIC(host *netlink.Handle, nsFD int, n NIC) error {
 	}
 	r := revert.New()
 	defer r.Fail()
-	veth, err := addVeth(host, nsFD, n, br.Attrs().Index)
+	veth, err := addVeth(host, n, br.Attrs().Index, n.Name, netlink.NsFd(nsFD))
 	if err != nil {
 		return fmt.Errorf("nic %s of %s: %w", n.Name, n.Container, err)
 	}
@@ -63,15 +63,34 @@ func AddNIC(host *netlink.Handle, nsFD int, n NIC) error {
 	return nil
 }
 
-func addVeth(host *netlink.Handle, nsFD int, n NIC, bridge int) (*netlink.Veth, error) {
+// AddRestoreNIC creates the NIC's veth pair for a restore by CRIU, which
+// makes the container's network namespace itself: the host end as AddNIC
+// makes it, the container end in the host's namespace under
+// RestoreVethName, with its final MAC, for CRIU to move into the restored
+// namespace (its external netdev[NAME]:RESTORENAME). Its addresses and
+// routes come from CRIU's images. On failure nothing is left behind.
+func AddRestoreNIC(host *netlink.Handle, n NIC) error {
+	br, err := host.LinkByName(n.Bridge)
+	if err != nil {
+		return fmt.Errorf("nic %s of %s: bridge %s: %w", n.Name, n.Container, n.Bridge, err)
+	}
+	if _, err := addVeth(host, n, br.Attrs().Index, RestoreVethName(n.Container, n.Name), nil); err != nil {
+		return fmt.Errorf("nic %s of %s: %w", n.Name, n.Container, err)
+	}
+	return nil
+}
+
+// addVeth creates the veth pair: the host end on the bridge, up; the peer
+// named peerName with the NIC's MAC, in namespace peerNS (nil: the host's).
+func addVeth(host *netlink.Handle, n NIC, bridge int, peerName string, peerNS any) (*netlink.Veth, error) {
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name, attrs.MTU, attrs.MasterIndex = n.HostName(), n.MTU, bridge
 	veth := &netlink.Veth{
-		LinkAttrs: attrs, PeerName: n.Name, PeerHardwareAddr: n.HWAddr(),
-		PeerNamespace: netlink.NsFd(nsFD), PeerMTU: uint32(n.MTU),
+		LinkAttrs: attrs, PeerName: peerName, PeerHardwareAddr: n.HWAddr(),
+		PeerNamespace: peerNS, PeerMTU: uint32(n.MTU),
 	}
 	if err := host.LinkAdd(veth); err != nil {
-		return nil, fmt.Errorf("create veth %s (peer %s): %w", attrs.Name, n.Name, err)
+		return nil, fmt.Errorf("create veth %s (peer %s): %w", attrs.Name, peerName, err)
 	}
 	if err := host.LinkSetAlias(veth, NICAlias(n.Container, n.Name)); err != nil {
 		host.LinkDel(veth)

@@ -158,6 +158,54 @@ func checkpointRestoreBusybox(t *testing.T, storage string) {
 	e.must("stop", "--force", "cr")
 }
 
+// A container with a NIC is checkpointed and restored with it: the same
+// MAC and address, its name still resolving, a TCP connection to another
+// container carrying on, and its bandwidth limit applied again.
+func TestCheckpointRestoreWithNIC(t *testing.T) {
+	needCRIU(t)
+	e := newEnv(t)
+	e.must("network", "create", "cn", "--subnet", "10.201.32.0/24")
+	e.createBusybox("cn1", "network.0.network=cn", "limits.network.egress=20Mbit")
+	e.createBusybox("cn2", "network.0.network=cn")
+	e.must("start", "cn1")
+	e.must("start", "cn2")
+	waitUntil(t, "cn1 to reach cn2 by name", func() bool { return e.run("exec", "cn1", "--", "ping", "-c1", "-W1", "cn2").code == 0 })
+	addr := e.info("cn1").NICs[0].Address4
+	mac := strings.TrimSpace(e.must("exec", "cn1", "--", "cat", "/sys/class/net/eth0/address"))
+
+	// A TCP connection from cn1 to cn2 that sends "one" now and "two" once
+	// /go exists in cn1, across the checkpoint.
+	e.must("exec", "cn2", "--", "sh", "-c", "(sleep 600 | nc -l -p 7000 >/tmp/got) </dev/null >/dev/null 2>&1 &")
+	waitUntil(t, "cn2 to listen", func() bool { return strings.Contains(e.must("exec", "cn2", "--", "netstat", "-tln"), ":7000") })
+	e.must("exec", "cn1", "--", "sh", "-c", "((echo one; while [ ! -e /go ]; do sleep 0.1; done; echo two) | nc cn2 7000) </dev/null >/dev/null 2>&1 &")
+	waitUntil(t, "the first line at cn2", func() bool { return e.must("exec", "cn2", "--", "cat", "/tmp/got") == "one\n" })
+
+	e.must("checkpoint", "cn1", "--stop")
+	e.assertNoNICLeftovers("cn1")
+	e.must("restore", "cn1")
+	if got := e.info("cn1").NICs[0].Address4; got != addr || got == "" {
+		t.Errorf("after restore cn1 has addresses %v, before %v", got, addr)
+	}
+	if got := strings.TrimSpace(e.must("exec", "cn1", "--", "cat", "/sys/class/net/eth0/address")); got != mac {
+		t.Errorf("after restore eth0's MAC is %s, before %s", got, mac)
+	}
+	e.must("exec", "cn1", "--", "touch", "/go")
+	waitUntil(t, "the second line at cn2, on the restored connection", func() bool {
+		return e.must("exec", "cn2", "--", "cat", "/tmp/got") == "one\ntwo\n"
+	})
+	e.must("exec", "cn2", "--", "ping", "-c1", "-W2", "cn1")
+	if info := e.must("info", "cn1"); !strings.Contains(info, "egress 20Mbit") {
+		t.Errorf("info after restore lacks the limit:\n%s", info)
+	}
+	e.must("stop", "--force", "cn1")
+	e.assertNoLeftovers("cn1")
+	e.assertNoNICLeftovers("cn1")
+	e.must("stop", "--force", "cn2")
+}
+
+// A restore is refused, leaving nothing, when there is no checkpoint or
+// when the container's NIC is no longer what the checkpoint has; with the
+// configuration put back, the same checkpoint restores.
 func TestRestoreRefusals(t *testing.T) {
 	needCRIU(t)
 	e := newEnv(t)
@@ -165,17 +213,18 @@ func TestRestoreRefusals(t *testing.T) {
 	e.createBusybox("rn", "network.0.network=rn", "network.0.ipv4=10.201.31.10")
 	e.expectFail(3, "has no checkpoint", "restore", "rn")
 	e.must("start", "rn")
-	e.expectFail(4, "restoring a container with NICs is not built yet", "stop", "rn", "--stateful")
-	if i := e.info("rn"); i.State != "RUNNING" {
-		t.Fatalf("a refused stateful stop left rn %s", i.State)
-	}
-	e.must("checkpoint", "rn")
-	e.must("stop", "rn")
-	e.expectFail(1, "with NICs is not built yet", "restore", "rn")
+	e.must("checkpoint", "rn", "--stop")
+	e.must("config", "set", "rn", "network.0.ipv4=10.201.31.11")
+	e.expectFail(2, "eth0 had IPv4 10.201.31.10, now would get 10.201.31.11", "restore", "rn")
 	if i := e.info("rn"); i.State != "STOPPED" {
 		t.Errorf("after a refused restore rn is %s", i.State)
 	}
 	e.assertNoLeftovers("rn")
+	e.assertNoNICLeftovers("rn")
+	e.must("config", "set", "rn", "network.0.ipv4=10.201.31.10")
+	e.must("restore", "rn")
+	e.must("exec", "rn", "--", "true")
+	e.must("stop", "--force", "rn")
 	e.assertNoNICLeftovers("rn")
 }
 

@@ -74,10 +74,11 @@ func newRestoreCmd(a *app) *cobra.Command {
 		Long: `Restore a stopped container from its newest checkpoint (or --dir DIR): its
 processes continue where the checkpoint left them, with the same pids inside, open
 files and sockets. The container gets its cgroups, views and console again and is
-watched by a new monitor as after a start. A restore that fails leaves nothing
-running and keeps the checkpoint.
-
-This version restores containers without NICs.`,
+watched by a new monitor as after a start. Its NICs are made again on the same
+networks with the same MACs and addresses (a restore is refused, saying what differs,
+when its configuration or its network would now give it others), and its port
+forwards and bandwidth limits are applied. A restore that fails leaves nothing
+running and keeps the checkpoint.`,
 		Example:           `  lodge restore web`,
 		Args:              exactArgs(1, "a container name"),
 		ValidArgsFunction: completeNames(a),

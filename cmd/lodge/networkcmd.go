@@ -19,7 +19,8 @@ func newNetworkCmd(a *app) *cobra.Command {
 IPv4 subnet, ::1 of its IPv6 one) and an nftables table that lets each container send
 only from its own MAC and addresses. Containers join one with network.N.* keys (see
 lodge config --help); the default network is created the first time a container
-names it. NICs are attached when a container starts (not in this version yet).`,
+names it. A container's NICs are attached when it starts (or is restored) and
+released when it stops.`,
 		Args: exactArgs(0, "a subcommand: create, list, show or delete"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return usageError{fmt.Sprintf("%s needs a subcommand: create, list, show or delete (see --help)", cmd.CommandPath())}

@@ -49,6 +49,34 @@ func (m *Monitor) attachNICs(pid int, cfg *config.Container) error {
 	return nil
 }
 
+// attachNICsForRestore makes the planned NICs for a restore by CRIU, which
+// makes the container's network namespace itself (network.AttachForRestore),
+// and returns CRIU's --external entries for them. On failure it removes
+// those it made.
+func (m *Monitor) attachNICsForRestore(cfg *config.Container) ([]string, error) {
+	plan, err := network.ReadAttachments(m.store.NICsPath(m.name))
+	if err != nil || len(plan) == 0 {
+		return nil, err
+	}
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	defer h.Close()
+	var externals []string
+	for i, a := range plan {
+		a.Limits = network.LimitsOf(cfg.Limits.Network)
+		if err := network.AttachForRestore(h, a); err != nil {
+			for _, done := range plan[:i] {
+				network.Detach(h, done)
+			}
+			return nil, err
+		}
+		externals = append(externals, a.CRIUExternal())
+	}
+	return externals, nil
+}
+
 // detachNICs removes what attachNICs made (the veths go with the
 // namespace; their rules and ifbs do not), and with release also the
 // NICs' addresses on their networks and the plan: the container has

@@ -1,7 +1,6 @@
 package monitor
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -53,7 +52,7 @@ func (m *Monitor) restore(dir string) (*boot, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.restorable(cfg, rec); err != nil {
+	if err := m.restorable(rec); err != nil {
 		return nil, err
 	}
 	criu, err := migrate.FindCRIU(m.host.CRIU.Path)
@@ -79,6 +78,11 @@ func (m *Monitor) restore(dir string) (*boot, error) {
 	if err := openImages(dir, int(m.ids.HostID)); err != nil {
 		return nil, err
 	}
+	nics, err := m.attachNICsForRestore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.Add(func() { m.detachNICs(false) }) // the manager releases the addresses
 	master, slave, err := openConsolePty(int(m.ids.HostID))
 	if err != nil {
 		return nil, err
@@ -92,7 +96,7 @@ func (m *Monitor) restore(dir string) (*boot, error) {
 	}
 	pid, err := migrate.Restore(criu, migrate.RestoreRequest{
 		ImagesDir: dir, LogFile: "restore.log", Root: filepath.Join(staging, "root"),
-		Mounts: mounts, Console: slave, ConsoleTTY: rec.Console,
+		Mounts: mounts, Console: slave, ConsoleTTY: rec.Console, Externals: nics,
 		// Recorded before the tasks run again: the views server answers
 		// for the container from its first read.
 		Restored: func(pid int) error {
@@ -121,17 +125,11 @@ func (m *Monitor) restore(dir string) (*boot, error) {
 }
 
 // restorable refuses what this version cannot restore, before anything is
-// made: another id range (uid_map in the images is absolute) and NICs (not
-// built yet).
-func (m *Monitor) restorable(cfg *config.Container, rec migrate.Record) error {
+// made: another id range (uid_map in the images is absolute).
+func (m *Monitor) restorable(rec migrate.Record) error {
 	if rec.HostID != m.ids.HostID || rec.IDCount != m.ids.Size {
 		return fmt.Errorf("the checkpoint was made with ids %d-%d, and %s now has %d-%d: restore needs the same range",
 			rec.HostID, rec.HostID+rec.IDCount-1, m.name, m.ids.HostID, m.ids.HostID+m.ids.Size-1)
-	}
-	for _, n := range cfg.Networks {
-		if n.Kind() != config.NICNone {
-			return errors.New("restoring a container with NICs is not built yet (issue 12)")
-		}
 	}
 	return nil
 }
