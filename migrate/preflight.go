@@ -70,9 +70,13 @@ func preflight(proc string, initPID int, pids []int, c *CRIU) ([]Blocker, error)
 	}
 	sorted := append([]int(nil), pids...)
 	sort.Ints(sorted)
+	mounts, err := containerMounts(proc, sorted)
+	if err != nil {
+		return nil, fmt.Errorf("preflight: %w", err)
+	}
 	nets := map[string]*netTables{} // by net namespace
 	for _, pid := range sorted {
-		bs, err := inspect(proc, pid, initNS, nets)
+		bs, err := inspect(proc, pid, initNS, nets, mounts)
 		if isGone(err) {
 			continue
 		}
@@ -136,8 +140,65 @@ func readNamespaces(proc string, pid int) (map[string]string, error) {
 	return ns, nil
 }
 
-// inspect lists the blockers of one process.
-func inspect(proc string, pid int, initNS map[string]string, nets map[string]*netTables) ([]Blocker, error) {
+// containerMounts are the ids of every mount in the mount namespaces of
+// the processes pids: what CRIU dumps, and so the mounts an open file must
+// be on.
+func containerMounts(proc string, pids []int) (map[int]bool, error) {
+	ids := map[int]bool{}
+	seen := map[string]bool{}
+	for _, pid := range pids {
+		ns, err := os.Readlink(fmt.Sprintf("%s/%d/ns/mnt", proc, pid))
+		if isGone(err) || seen[ns] {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		data, err := os.ReadFile(fmt.Sprintf("%s/%d/mountinfo", proc, pid))
+		if isGone(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		seen[ns] = true
+		for _, line := range strings.Split(string(data), "\n") {
+			if id, err := strconv.Atoi(strings.SplitN(line, " ", 2)[0]); err == nil {
+				ids[id] = true
+			}
+		}
+	}
+	return ids, nil
+}
+
+// isPtySlave reports whether the open file at path (/proc/PID/fd/N) is a
+// pty's slave (majors 136-143, UNIX98_PTY_SLAVE_MAJOR and its successors).
+func isPtySlave(path string) bool {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return false
+	}
+	major := unix.Major(uint64(st.Rdev))
+	return st.Mode&unix.S_IFMT == unix.S_IFCHR && major >= 136 && major <= 143
+}
+
+// fdMountID is the id of the mount an open file is on (fdinfo's mnt_id).
+func fdMountID(proc string, pid, fd int) (int, error) {
+	data, err := os.ReadFile(fmt.Sprintf("%s/%d/fdinfo/%d", proc, pid, fd))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "mnt_id:"); ok {
+			return strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return 0, fmt.Errorf("fdinfo of fd %d has no mnt_id", fd)
+}
+
+// inspect lists the blockers of one process. mounts are the container's
+// mount ids (containerMounts).
+func inspect(proc string, pid int, initNS map[string]string, nets map[string]*netTables, mounts map[int]bool) ([]Blocker, error) {
 	comm := readComm(proc, pid)
 	var out []Blocker
 	add := func(what, fix string) { out = append(out, Blocker{PID: pid, Comm: comm, What: what, Fix: fix}) }
@@ -181,6 +242,17 @@ func inspect(proc string, pid int, initNS map[string]string, nets map[string]*ne
 		}
 		if what, fix, bad := classifyFD(target); bad {
 			add(fmt.Sprintf("%s (fd %d)", what, fd), fix)
+			continue
+		}
+		if strings.HasPrefix(target, "/") && !isPtySlave(fdDir+"/"+e.Name()) {
+			// A file on none of the container's mounts came from the
+			// host: CRIU fails with "Can't lookup mount=N for fd=N".
+			// Ptys are not looked up by mount: the console is one of
+			// the host's, declared to CRIU as an external tty.
+			if id, err := fdMountID(proc, pid, fd); err == nil && !mounts[id] {
+				add(fmt.Sprintf("file of the host %s (fd %d)", target, fd),
+					"it was passed in from outside the container (the output of a lodge exec sent to a host file, say): end the process, or start it again with its descriptors inside the container (e.g. >/dev/null 2>&1 </dev/null)")
+			}
 			continue
 		}
 		ino, ok := socketInode(target)

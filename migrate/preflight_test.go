@@ -335,3 +335,41 @@ func TestBlockerString(t *testing.T) {
 		t.Errorf("String() = %q", got)
 	}
 }
+
+// TestPreflightNamesHostFile: a process holding a file of a mount that is in
+// none of the container's mount namespaces (passed in from the host, as a
+// lodge exec's output redirected to a host file is) is named; CRIU would
+// fail with "Can't lookup mount".
+func TestPreflightNamesHostFile(t *testing.T) {
+	needRoot(t)
+	hostFile, err := os.CreateTemp(t.TempDir(), "host-output")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostFile.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), holdEnv+"=plain")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Setsid: true}
+	cmd.ExtraFiles = []*os.File{hostFile} // fd 3 in the helper
+	runHolder(t, cmd, "plain")
+	pid := cmd.Process.Pid
+	bs, err := Preflight(pid, []int{pid}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// os/exec also opened the host's /dev/null for the helper's stderr (fd 2
+	// and a copy): host files too, and named too.
+	found := false
+	for _, b := range bs {
+		if b.PID != pid || !strings.HasPrefix(b.What, "file of the host ") {
+			t.Errorf("unexpected blocker %s", b)
+		}
+		if b.What == "file of the host "+hostFile.Name()+" (fd 3)" {
+			found = true
+			t.Logf("blocker: %s", b)
+		}
+	}
+	if !found {
+		t.Fatalf("Preflight = %v; want a host file blocker for %d, fd 3", bs, pid)
+	}
+}

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -317,4 +318,34 @@ func TestCheckpointRestoreDebian(t *testing.T) {
 	consoleShows(t, e, "deb", "restored-console-works")
 	e.must("stop", "deb")
 	e.assertNoLeftovers("deb")
+}
+
+// A command left running by lodge exec with its output going to a file of
+// the host holds that file inside the container: the preflight names it
+// (CRIU would fail with "Can't lookup mount"), and the container keeps
+// running; once it has ended, the checkpoint works.
+func TestPreflightNamesExecHostFile(t *testing.T) {
+	needCRIU(t)
+	e := newEnv(t)
+	e.createBusybox("hf")
+	e.must("start", "hf")
+	out, err := os.Create(filepath.Join(t.TempDir(), "exec-output"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd := e.command(context.Background(), "exec", "hf", "--", "sh", "-c", "sleep 600 </dev/null & echo $!")
+	cmd.Stdout = out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("lodge exec with its output to a host file: %v", err)
+	}
+	r := e.expectFail(4, "(sleep): file of the host "+out.Name()+" (fd 1)", "checkpoint", "hf", "--check")
+	t.Logf("refused: %s", r.stderr)
+	if i := e.info("hf"); i.State != "RUNNING" {
+		t.Fatalf("after the refusal hf is %s", i.State)
+	}
+	e.must("exec", "hf", "--", "sh", "-c", "kill $(pidof sleep)")
+	waitUntil(t, "the sleep to end", func() bool { return e.run("exec", "hf", "--", "pidof", "sleep").code != 0 })
+	e.must("checkpoint", "hf")
+	e.must("stop", "--force", "hf")
 }
