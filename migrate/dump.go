@@ -40,6 +40,9 @@ func Dump(c *CRIU, r DumpRequest) error {
 		return fmt.Errorf("checkpoint images: %w", err)
 	}
 	defer dir.Close()
+	if _, err := writeIrmapCache(r.ImagesDir, r.PID); err != nil {
+		return err
+	}
 	opts := &rpc.CriuOpts{
 		ImagesDirFd:    proto.Int32(int32(dir.Fd())),
 		Pid:            proto.Int32(int32(r.PID)),

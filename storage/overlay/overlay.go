@@ -69,8 +69,41 @@ func OpenBelow(layer *os.File, name string) (*os.File, error) {
 // namespace, in a mount namespace that namespace owns: overlay is mountable
 // there (FS_USERNS_MOUNT), and it must use userxattr, as trusted.* xattrs
 // need host privileges.
+//
+// When the layers are on more than one filesystem (an upper on the
+// container's own disk image, limits.disk), it adds xino=on: without it a
+// file that is not a directory reports its layer's st_dev, not the
+// overlay's, while inotify names the overlay's, so that CRIU (and lodge's
+// irmap cache) cannot find the path of a watched file and the checkpoint
+// fails. With xino every file has the overlay's st_dev and a unique inode
+// number (the layer in its high bits). xino=auto would fall back to off in a
+// user namespace (it wants file handles, which an overlay mounted there does
+// not get); on one filesystem the kernel ignores xino=on and says so, so it
+// is left out there.
 func Mount(lowers []*os.File, upper, work *os.File) (*os.File, error) {
-	return mountWith(lowers, upper, work, nil)
+	var options []string
+	if !oneFilesystem(append([]*os.File{upper}, lowers...)) {
+		options = append(options, "xino=on")
+	}
+	return mountWith(lowers, upper, work, options)
+}
+
+// oneFilesystem says whether the layers all lie on one filesystem (one
+// st_dev; one that cannot be read counts as another).
+func oneFilesystem(layers []*os.File) bool {
+	var first unix.Stat_t
+	for i, l := range layers {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(l.Fd()), &st); err != nil {
+			return false
+		}
+		if i == 0 {
+			first = st
+		} else if st.Dev != first.Dev {
+			return false
+		}
+	}
+	return true
 }
 
 // mountWith is Mount with more options ("index=on").

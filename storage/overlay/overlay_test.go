@@ -205,6 +205,10 @@ func propagatedLayers(dir string, res result) (*os.File, *os.File, *os.File, err
 // fill reports the overlay's size as df shows it, then writes until the
 // upper's filesystem is full.
 func fill(m int, res result) {
+	var root, lower unix.Stat_t
+	if unix.Fstat(m, &root) == nil && unix.Fstatat(m, "etc/hostname", &lower, unix.AT_SYMLINK_NOFOLLOW) == nil {
+		res["lower file on the overlay's st_dev"] = strconv.FormatBool(lower.Dev == root.Dev)
+	}
 	var sfs unix.Statfs_t
 	if err := unix.Fstatfs(m, &sfs); err == nil {
 		res["df size MiB"] = strconv.FormatUint(sfs.Blocks*uint64(sfs.Bsize)>>20, 10)
@@ -1083,6 +1087,11 @@ func TestLoopUpper(t *testing.T) {
 	t.Logf("inside: df size %s MiB, filling: %s", res["df size MiB"], res["fill"])
 	if res["mount"] != "ok" || res["fill"] != "no space left on device" {
 		t.Errorf("mount = %q, fill = %q; want ok and ENOSPC", res["mount"], res["fill"])
+	}
+	// Layers on two filesystems: Mount adds xino=on, so a lower file has
+	// the overlay's st_dev, as inotify names it (checkpoints need that).
+	if got := res["lower file on the overlay's st_dev"]; got != "true" {
+		t.Errorf("a lower file on the overlay's st_dev: %q, want true", got)
 	}
 	if size, _ := strconv.Atoi(res["df size MiB"]); size < 40 || size > 64 {
 		t.Errorf("df inside shows %q MiB, want about 64", res["df size MiB"])
