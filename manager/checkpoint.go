@@ -196,6 +196,7 @@ func (m *Manager) dumpPlan(name string, st *store.State, group *cgroup.Group) (m
 	rec := migrate.Record{
 		Container: name, Created: time.Now().UTC(), InitPID: st.Init.PID,
 		Cgroups: st.Cgroups, HostID: st.HostID, IDCount: st.IDCount,
+		Uptime: time.Since(st.StartedAt),
 	}
 	if id, err := os.ReadFile(m.store.BootIDPath(name)); err == nil {
 		rec.BootID = strings.TrimSpace(string(id))

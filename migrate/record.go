@@ -33,6 +33,11 @@ type Record struct {
 	Mounts    []string            `json:"external_mounts"` // targets declared external (rootfs.External)
 	Console   string              `json:"console_tty"`     // CRIU's tty[RDEV:DEV] of the console
 	BootID    string              `json:"boot_id"`         // the container's boot id at dump
+	// Uptime is how long the container had run at dump. A restore back-dates
+	// the state's start by it, so that /proc/uptime in the views goes on
+	// from there, as the clocks of the container's time namespace do
+	// (CRIU restores their offsets): the time it spent stopped is not counted.
+	Uptime time.Duration `json:"uptime_ns,omitempty"`
 	// NICs are the container's interfaces at dump. CRIU's images hold
 	// their names, MACs and the addresses configured inside; a restore
 	// makes each again on the same network and refuses if the container's

@@ -110,6 +110,20 @@ func TestCheckpointRestoreBusybox(t *testing.T) {
 	}
 }
 
+// uptimeOf is the container's /proc/uptime, in seconds.
+func uptimeOf(t *testing.T, e *env, name string) float64 {
+	t.Helper()
+	f := strings.Fields(e.must("exec", name, "--", "cat", "/proc/uptime"))
+	if len(f) == 0 {
+		t.Fatalf("/proc/uptime of %s is empty", name)
+	}
+	up, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		t.Fatalf("/proc/uptime of %s: %v", name, err)
+	}
+	return up
+}
+
 func checkpointRestoreBusybox(t *testing.T, storage string) {
 	e := newEnv(t)
 	e.useStorage(storage)
@@ -121,6 +135,7 @@ func checkpointRestoreBusybox(t *testing.T, storage string) {
 		return n > 5
 	})
 	e.expectFail(4, "running", "restore", "cr")
+	upBefore := uptimeOf(t, e, "cr")
 	before := readCounter(t, e, "cr")
 	e.must("checkpoint", "cr")
 	e.must("stop", "--force", "cr")
@@ -143,10 +158,12 @@ func checkpointRestoreBusybox(t *testing.T, storage string) {
 	if mem := e.must("exec", "cr", "--", "grep", "MemTotal", "/proc/meminfo"); !strings.Contains(mem, "65536 kB") {
 		t.Errorf("/proc/meminfo after restore is not the container's: %s", mem)
 	}
-	up := strings.Fields(e.must("exec", "cr", "--", "cat", "/proc/uptime"))
+	// The container's uptime goes on from the checkpoint (the time it was
+	// stopped not counted), and is not the host's.
 	hostUp, _ := os.ReadFile("/proc/uptime")
-	if len(up) == 0 || up[0] == strings.Fields(string(hostUp))[0] {
-		t.Errorf("/proc/uptime after restore is the host's: %v", up)
+	host, _ := strconv.ParseFloat(strings.Fields(string(hostUp))[0], 64)
+	if up := uptimeOf(t, e, "cr"); up < upBefore || up >= host {
+		t.Errorf("/proc/uptime after restore is %.2f s: before the checkpoint %.2f s, the host's %.2f s", up, upBefore, host)
 	}
 	// sh as init takes no stop signal: --force, as for any such init.
 	e.must("stop", "--force", "cr")

@@ -89,7 +89,9 @@ func (m *Monitor) restore(dir string) (*boot, error) {
 	}
 	defer slave.Close()
 	mounts = append(mounts, migrate.ExternalMount{Key: "lodge:" + rootfs.ConsoleTarget, Source: slave.Name()})
-	b := &boot{cfg: cfg, group: group, started: time.Now().UTC(), rootfsMode: "idmapped", exited: make(chan struct{})}
+	// Started as long ago as the container had run at the dump: the views'
+	// /proc/uptime goes on from there, as its time namespace's clocks do.
+	b := &boot{cfg: cfg, group: group, started: time.Now().UTC().Add(-rec.Uptime), rootfsMode: "idmapped", exited: make(chan struct{})}
 	if b.stopSignal, err = m.stopSignal(cfg); err != nil {
 		master.Close()
 		return nil, err
