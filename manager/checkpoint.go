@@ -193,7 +193,9 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 	// Should CRIU itself die with the tree frozen, the next look at the
 	// container (list, info, freeze) thaws it: the freeze is ours, not
 	// the user's.
-	if frozen, err := group.Frozen(); err == nil && !frozen {
+	frozen, err := group.Frozen()
+	wasFrozen := err != nil || frozen // a user's freeze: left as it is
+	if !wasFrozen {
 		marker := filepath.Join(m.store.ContainerDir(name), frozenByFile)
 		if writeOwnerFile(marker) == nil {
 			defer os.Remove(marker)
@@ -208,6 +210,11 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 	}
 	began := time.Now()
 	if err := migrate.Dump(criu, req); err != nil {
+		if !wasFrozen {
+			// CRIU thaws the tree when it fails, but not when it dies
+			// (killed): then the tree is left frozen.
+			group.Thaw()
+		}
 		if completed {
 			// The checkpoint is complete and listed; CRIU failed after it.
 			return res, fmt.Errorf("checkpoint %s: %w; the checkpoint %s is complete", name, err, final)

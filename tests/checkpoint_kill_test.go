@@ -66,6 +66,26 @@ func TestKillCheckpoint(t *testing.T) {
 			e.restoreAndCount(name, "", floor)
 		}
 	}
+	// CRIU itself killed (a user's kill -9 of "criu", or of every process
+	// of the checkpoint): the tree it froze must not stay frozen.
+	for round := 10; round < 12; round++ {
+		args := []string{"checkpoint", name}
+		if round%2 == 0 {
+			args = append(args, "--stop")
+		}
+		before := len(e.checkpoints(name))
+		delay := time.Duration(rng.Int63n(int64(usual * 12 / 10)))
+		k := e.killCRIUAfter(delay, args...)
+		state := e.checkTruth(name, false)
+		cps := e.checkCheckpoints(name)
+		t.Logf("round %d: the CRIU of lodge %s killed after %v (%s): %s, %d checkpoints listed", round, strings.Join(args, " "), delay, k, state, len(cps))
+		if state == "STOPPED" {
+			if len(cps) < before {
+				t.Errorf("round %d: a checkpoint was lost", round)
+			}
+			e.restoreAndCount(name, "", floor)
+		}
+	}
 	// Every checkpoint listed restores and continues the counter.
 	cps := e.checkpoints(name)
 	t.Logf("%d checkpoints listed after the kills", len(cps))
@@ -163,6 +183,9 @@ func (k killed) String() string {
 	if k.finished {
 		return "it had finished: exit " + itoa(k.code) + " " + strings.TrimSpace(k.stderr)
 	}
+	if k.stderr != "" {
+		return "killed; lodge said: " + strings.TrimSpace(k.stderr)
+	}
 	return "killed"
 }
 
@@ -212,6 +235,42 @@ func (e *env) killMonitorAfter(delay time.Duration, args ...string) killed {
 	e.settle(tree)
 	e.settleContainer(args[len(args)-1])
 	return killed{}
+}
+
+// killCRIUAfter runs lodge args (a checkpoint) and kills, delay after
+// the start, the CRIU processes below it (the first may be the version
+// check, then the dump's), and lets the CLI end.
+func (e *env) killCRIUAfter(delay time.Duration, args ...string) killed {
+	e.t.Helper()
+	cmd, stderr := e.startLodge(args...)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	at := time.Now().Add(delay)
+	for {
+		select {
+		case <-done:
+			e.settleContainer(args[len(args)-1])
+			return killed{finished: true, code: cmd.ProcessState.ExitCode(), stderr: stderr.String()}
+		case <-time.After(time.Millisecond):
+		}
+		if time.Now().Before(at) {
+			continue
+		}
+		var criu []int
+		for _, p := range descendants(cmd.Process.Pid) {
+			if isCRIU(p) {
+				criu = append(criu, p)
+			}
+		}
+		if len(criu) > 0 {
+			for _, p := range criu {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+			<-done
+			e.settleContainer(args[len(args)-1])
+			return killed{code: cmd.ProcessState.ExitCode(), stderr: stderr.String()}
+		}
+	}
 }
 
 func (e *env) startLodge(args ...string) (*exec.Cmd, *strings.Builder) {
