@@ -158,7 +158,7 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 	}
 	staging := final + ".tmp"
 	m.removeDumpStaging(name)
-	if err := os.RemoveAll(staging); err != nil { // a killed dump's, with --dir
+	if err := removeOldStaging(staging); err != nil { // a killed dump's, with --dir
 		return res, fmt.Errorf("checkpoint %s: %w", name, err)
 	}
 	if err := os.MkdirAll(staging, 0o700); err != nil {
@@ -227,6 +227,19 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 		waitPidfd(monitorFD, 10*time.Second)
 	}
 	return res, nil
+}
+
+// removeOldStaging removes staging directory dir if a dump left it (empty,
+// or holding CRIU's log), and refuses to touch anything else found there.
+func removeOldStaging(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if _, logErr := os.Stat(filepath.Join(dir, "dump.log")); err != nil || (len(entries) > 0 && logErr != nil) {
+		return fmt.Errorf("%s exists and is not a checkpoint lodge left: remove it, or choose another --dir", dir)
+	}
+	return os.RemoveAll(dir)
 }
 
 // removeDumpStaging removes the staging directories (ID.tmp) left in the

@@ -303,7 +303,7 @@ func (m *Manager) cleanupStale(name string) error {
 		// lodge was killed (the lock is free) goes on, and its
 		// cgroups, staging mounts and files are its own.
 		if pid := m.monitorAtWork(name); pid != 0 {
-			return fmt.Errorf("container %q is being started or restored by its monitor (pid %d), whose lodge command is gone; try again in a moment", name, pid)
+			return fmt.Errorf("container %q has its monitor (pid %d) at work with no state recorded yet (a start or restore whose lodge was killed, or a stop finishing); try again in a moment", name, pid)
 		}
 		// The socket and boot id of a monitor killed before it wrote the
 		// state (a restore's), or of a corrupt state.

@@ -83,7 +83,11 @@ func Dump(c *CRIU, r DumpRequest) error {
 	}
 	if err != nil {
 		log := filepath.Join(r.ImagesDir, r.LogFile)
-		return fmt.Errorf("criu dump of pid %d: %s (see %s)", r.PID, logErrors(log), log)
+		why := logErrors(log)
+		if why == "" { // CRIU died (killed) without a word in its log
+			why = err.Error()
+		}
+		return fmt.Errorf("criu dump of pid %d: %s (see %s)", r.PID, why, log)
 	}
 	return nil
 }
