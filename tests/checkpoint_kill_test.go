@@ -136,6 +136,9 @@ func TestKillRestore(t *testing.T) {
 		// command's stale clean-up (start, restore, stop, delete).
 		state := e.checkTruth(name, monitorKill)
 		t.Logf("round %d: %s %v (%s): %s", round, what, delay, k, state)
+		if k.monitor && state != "RUNNING" {
+			t.Errorf("round %d: the monitor went on with the restore after lodge was killed, yet %s is %s", round, name, state)
+		}
 		if state == "RUNNING" {
 			if n := readCounter(t, e, name); n < floor {
 				t.Errorf("round %d: restored counter %d, the checkpoint had at least %d", round, n, floor)
@@ -177,6 +180,7 @@ type killed struct {
 	finished bool // it had exited before the kill
 	code     int
 	stderr   string
+	monitor  bool // it had started a monitor, which went on
 }
 
 func (k killed) String() string {
@@ -196,7 +200,7 @@ func (e *env) killAfter(delay time.Duration, args ...string) killed {
 	e.t.Helper()
 	cmd, stderr := e.startLodge(args...)
 	k, tree := killAt(cmd, stderr, time.Now().Add(delay))
-	e.settle(tree)
+	k.monitor = e.settle(tree) && !k.finished
 	e.settleContainer(args[len(args)-1])
 	return k
 }
@@ -313,7 +317,7 @@ func killAt(cmd *exec.Cmd, stderr *strings.Builder, at time.Time) (killed, []int
 // with the operation: a CRIU has exited (the next lodge command waits for
 // it on the container's lock), a monitor has either finished its restore
 // (the state file names it) or exited.
-func (e *env) settle(tree []int) {
+func (e *env) settle(tree []int) (sawMonitor bool) {
 	e.t.Helper()
 	var criu, monitors []int
 	seen := map[int]bool{}
@@ -345,6 +349,7 @@ func (e *env) settle(tree []int) {
 			return false
 		})
 	}
+	return len(monitors) > 0
 }
 
 // settleContainer waits until container name is not on its way down: a
