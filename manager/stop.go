@@ -222,7 +222,9 @@ func (m *Manager) Restart(ctx context.Context, name string, opts StopOptions, pr
 		return err
 	}
 	defer lock.Unlock()
-	if _, err := m.stopLocked(ctx, name, opts); err != nil && !errors.Is(err, ErrNotRunning) {
+	if _, err := m.stopLocked(ctx, name, opts); err == nil {
+		os.Remove(m.resumeMarker(name)) // stopped plainly, as by Stop: it boots
+	} else if !errors.Is(err, ErrNotRunning) {
 		return err
 	}
 	return m.startLocked(ctx, name, progress)
