@@ -1,7 +1,6 @@
 package migrate
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -160,7 +159,7 @@ func runDump(path string, req *rpc.CriuReq, r DumpRequest) (completedErr, err er
 	if msg := strings.TrimSpace(stderr.String()); msg != "" {
 		err = fmt.Errorf("%w (stderr: %s)", err, strings.ReplaceAll(msg, "\n", "; "))
 	} else if waitErr != nil {
-		err = errors.Join(err, waitErr)
+		err = fmt.Errorf("%w (criu: %v)", err, waitErr)
 	}
 	return completedErr, err
 }

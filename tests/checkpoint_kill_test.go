@@ -181,14 +181,15 @@ type killed struct {
 	code     int
 	stderr   string
 	monitor  bool // it had started a monitor, which went on
+	other    bool // a process below it was killed, not the CLI
 }
 
 func (k killed) String() string {
 	if k.finished {
 		return "it had finished: exit " + itoa(k.code) + " " + strings.TrimSpace(k.stderr)
 	}
-	if k.stderr != "" {
-		return "killed; lodge said: " + strings.TrimSpace(k.stderr)
+	if k.other {
+		return "killed; lodge then exited " + itoa(k.code) + " " + strings.TrimSpace(k.stderr)
 	}
 	return "killed"
 }
@@ -272,7 +273,9 @@ func (e *env) killCRIUAfter(delay time.Duration, args ...string) killed {
 			}
 			<-done
 			e.settleContainer(args[len(args)-1])
-			return killed{code: cmd.ProcessState.ExitCode(), stderr: stderr.String()}
+			// The CLI itself was not killed: its exit says whether the
+			// dump got through (a helper process of CRIU was killed) or not.
+			return killed{other: true, code: cmd.ProcessState.ExitCode(), stderr: stderr.String()}
 		}
 	}
 }
