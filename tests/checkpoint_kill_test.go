@@ -26,7 +26,8 @@ import (
 // for it, as the next lodge command does. A restore runs in the container's
 // monitor (lodge-monitor, started by the CLI in its own session), which
 // outlives the CLI and finishes the restore. A user's kill -9 "of the
-// restore" may as well hit the monitor: some restore rounds kill it instead.
+// restore" may as well hit the monitor: some restore rounds kill it instead,
+// and two checkpoint rounds kill the CRIU processes instead of the CLI.
 //
 // The seed of the random moments is logged; LODGE_KILL_SEED repeats a run.
 
