@@ -83,11 +83,7 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, opts CheckpointOp
 		}
 		return res, err
 	}
-	res, err = m.dump(name, st, group, criu, opts, res)
-	if err == nil && opts.Resume {
-		err = os.WriteFile(m.resumeMarker(name), []byte(res.Dir+"\n"), 0o600)
-	}
-	return res, err
+	return m.dump(name, st, group, criu, opts, res, lock)
 }
 
 // resumeMarker names the checkpoint the next start resumes from (a
@@ -138,30 +134,66 @@ func describeBlockers(bs []migrate.Blocker) string {
 	return strings.Join(parts, "; ")
 }
 
-// dump makes the checkpoint: images in a staging directory renamed into
-// place when CRIU succeeded. A failed dump leaves the container running and
-// thawed (CRIU's own guarantee) and removes the staging directory.
-func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *migrate.CRIU, opts CheckpointOptions, res CheckpointResult) (CheckpointResult, error) {
+// dump makes the checkpoint: images in a staging directory (ID.tmp),
+// made final (its record written, renamed to ID) when CRIU says every
+// image is written, before it thaws or kills the tree. So a checkpoint
+// that stopped its container is always complete and listed, and a kill -9
+// of lodge checkpoint at any moment leaves either that or the container
+// running: CRIU, in its own process group and holding the container's
+// lock (it inherits it), finishes alone, and resumes the tree when nobody
+// answers its post-dump question. A failed dump leaves the container
+// running and thawed (CRIU's own guarantee) and keeps its staging
+// directory, for CRIU's log, until the next checkpoint.
+func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *migrate.CRIU, opts CheckpointOptions, res CheckpointResult, lock *store.Lock) (CheckpointResult, error) {
 	final := opts.Dir
 	if final == "" {
 		final = filepath.Join(m.checkpointsDir(name), time.Now().UTC().Format("20060102-150405.000"))
 	}
 	staging := final + ".tmp"
+	m.removeDumpStaging(name)
+	if err := removeOldStaging(staging); err != nil { // a killed dump's, with --dir
+		return res, fmt.Errorf("checkpoint %s: %w", name, err)
+	}
 	if err := os.MkdirAll(staging, 0o700); err != nil {
 		return res, fmt.Errorf("checkpoint %s: %w", name, err)
 	}
-	keep := false
-	defer func() {
-		if !keep {
-			os.RemoveAll(staging)
-		}
-	}()
 	rec, req, err := m.dumpPlan(name, st, group)
 	if err != nil {
+		os.RemoveAll(staging)
 		return res, err
 	}
 	req.ImagesDir, req.LogFile, req.LeaveRunning = staging, "dump.log", !opts.Stop
 	rec.CRIU = criu.Version
+	req.Hold = lock.File()
+	completed := false
+	req.Completed = func() error {
+		if err := migrate.WriteRecord(staging, rec); err != nil {
+			return err
+		}
+		if err := os.Rename(staging, final); err != nil {
+			return fmt.Errorf("checkpoint %s: %w", name, err)
+		}
+		completed = true
+		if opts.Resume {
+			// Before CRIU kills the tree: a stateful stop whose lodge is
+			// killed from here on is still resumed by the next start. If
+			// CRIU resumes the tree instead, a later plain stop removes
+			// the marker.
+			return os.WriteFile(m.resumeMarker(name), []byte(final+"\n"), 0o600)
+		}
+		return nil
+	}
+	// Should CRIU itself die with the tree frozen, the next look at the
+	// container (list, info, freeze) thaws it: the freeze is ours, not
+	// the user's.
+	frozen, err := group.Frozen()
+	wasFrozen := err != nil || frozen // a user's freeze: left as it is
+	if !wasFrozen {
+		marker := filepath.Join(m.store.ContainerDir(name), frozenByFile)
+		if writeOwnerFile(marker) == nil {
+			defer os.Remove(marker)
+		}
+	}
 	// With Stop the monitor tears the container down once CRIU killed its
 	// tree, and exits: watched through a pidfd taken now, as stop does, so
 	// that a start right after does not race its clean-up.
@@ -171,22 +203,49 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 	}
 	began := time.Now()
 	if err := migrate.Dump(criu, req); err != nil {
-		keep = true // the log says why; the next checkpoint replaces it
+		if !wasFrozen {
+			// CRIU thaws the tree when it fails, but not when it dies
+			// (killed): then the tree is left frozen.
+			group.Thaw()
+		}
+		if completed {
+			// The checkpoint is complete and listed; CRIU failed after it.
+			return res, fmt.Errorf("checkpoint %s: %w; the checkpoint %s is complete", name, err, final)
+		}
 		return res, fmt.Errorf("checkpoint %s: %w; the container keeps running", name, err)
 	}
 	res.Millis = time.Since(began).Milliseconds()
-	if err := migrate.WriteRecord(staging, rec); err != nil {
-		return res, err
-	}
-	if err := os.Rename(staging, final); err != nil {
-		return res, fmt.Errorf("checkpoint %s: %w", name, err)
-	}
-	keep = true
 	res.Dir, res.Bytes, res.Stopped = final, dirBytes(final), opts.Stop
 	if opts.Stop && monitorErr == nil {
 		waitPidfd(monitorFD, 10*time.Second)
 	}
 	return res, nil
+}
+
+// removeOldStaging removes staging directory dir if a dump left it (empty,
+// or holding CRIU's log), and refuses to touch anything else found there.
+func removeOldStaging(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if _, logErr := os.Stat(filepath.Join(dir, "dump.log")); err != nil || (len(entries) > 0 && logErr != nil) {
+		return fmt.Errorf("%s exists and is not a checkpoint lodge left: remove it, or choose another --dir", dir)
+	}
+	return os.RemoveAll(dir)
+}
+
+// removeDumpStaging removes the staging directories (ID.tmp) left in the
+// container's checkpoints directory by dumps that failed or were killed.
+// Its caller holds the container's lock, which a dump at work holds too
+// (its CRIU inherits it): none of them is in use.
+func (m *Manager) removeDumpStaging(name string) {
+	entries, _ := os.ReadDir(m.checkpointsDir(name))
+	for _, e := range entries {
+		if e.IsDir() && strings.HasSuffix(e.Name(), ".tmp") {
+			os.RemoveAll(filepath.Join(m.checkpointsDir(name), e.Name()))
+		}
+	}
 }
 
 // dumpPlan is what a dump of the running container declares: its external
@@ -343,6 +402,39 @@ func (m *Manager) restoreLocked(ctx context.Context, name, dir string, progress 
 		os.Remove(m.resumeMarker(name)) // resumed (or restored by hand): the next start boots
 	}
 	return dir, nil
+}
+
+// CheckpointInfo is one complete checkpoint of a container, as `lodge
+// info` lists it.
+type CheckpointInfo struct {
+	Name    string    `json:"name" yaml:"name"`
+	Dir     string    `json:"dir" yaml:"dir"`
+	Created time.Time `json:"created" yaml:"created"`
+	Bytes   int64     `json:"bytes" yaml:"bytes"`
+	// Resume: the next lodge start resumes from it (a stateful stop).
+	Resume bool `json:"resume,omitempty" yaml:"resume,omitempty"`
+}
+
+// checkpointList lists the container's complete checkpoints, oldest
+// first: the directories under its checkpoints directory that hold their
+// record. A staging directory (ID.tmp: a dump that failed or was killed)
+// is never one.
+func (m *Manager) checkpointList(name string) []CheckpointInfo {
+	entries, _ := os.ReadDir(m.checkpointsDir(name))
+	resume := m.resumePending(name)
+	var out []CheckpointInfo
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasSuffix(e.Name(), ".tmp") {
+			continue
+		}
+		dir := filepath.Join(m.checkpointsDir(name), e.Name())
+		rec, err := migrate.ReadRecord(dir)
+		if err != nil {
+			continue
+		}
+		out = append(out, CheckpointInfo{Name: e.Name(), Dir: dir, Created: rec.Created, Bytes: dirBytes(dir), Resume: dir == resume})
+	}
+	return out
 }
 
 // newestCheckpoint is the container's newest complete checkpoint.

@@ -18,6 +18,7 @@ import (
 	"lodge/internal/cgroup"
 	"lodge/internal/failpoint"
 	"lodge/internal/helper"
+	"lodge/internal/store"
 	"lodge/manager/monitor"
 	"lodge/rootfs"
 )
@@ -296,11 +297,20 @@ func readMonitorStatus(ctx context.Context, r io.Reader, name string, progress f
 func (m *Manager) cleanupStale(name string) error {
 	st, err := m.store.ReadState(name)
 	if err != nil || st == nil {
-		if err != nil {
-			m.store.RemoveState(name)
+		// A monitor at work with no state yet: a start or restore whose
+		// lodge was killed (the lock is free) goes on, and its
+		// cgroups, staging mounts and files are its own.
+		if pid := m.monitorAtWork(name); pid != 0 {
+			return fmt.Errorf("container %q has its monitor (pid %d) at work with no state recorded yet (a start or restore whose lodge was killed, or a stop finishing); try again in a moment", name, pid)
 		}
+		// The socket and boot id of a monitor killed before it wrote the
+		// state (a restore's), or of a corrupt state.
+		m.store.RemoveState(name)
 		m.removeEmptyGroup(name)
 		m.removeMonitorGroup(name)
+		if err := monitor.RemoveStaging(monitor.RestoreStaging(m.store, name)); err != nil {
+			return err
+		}
 		return m.releaseNICs(name)
 	}
 	if st.Init.Alive() {
@@ -309,6 +319,9 @@ func (m *Manager) cleanupStale(name string) error {
 	if st.Monitor.Alive() {
 		// Its monitor is still tearing down; it removes the state itself.
 		return fmt.Errorf("container %q is still stopping (monitor pid %d); try again in a moment", name, st.Monitor.PID)
+	}
+	if err := monitor.RemoveStaging(monitor.RestoreStaging(m.store, name)); err != nil {
+		return err
 	}
 	if err := destroyGroup(cgroup.Open(st.Cgroups)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove stale cgroups of %s: %w", name, err)
@@ -319,6 +332,26 @@ func (m *Manager) cleanupStale(name string) error {
 	}
 	m.store.RemoveState(name)
 	return nil
+}
+
+// monitorAtWork returns the pid of a live process in container name's
+// monitor group (its monitor, or a child of it such as CRIU), or 0.
+func (m *Manager) monitorAtWork(name string) int {
+	base, err := m.cgroupBase()
+	if err != nil {
+		return 0
+	}
+	group := base.MonitorGroup(name)
+	if !group.Exists() {
+		return 0
+	}
+	pids, _ := group.Procs()
+	for _, pid := range pids {
+		if p, err := store.ProcessOf(pid); err == nil && p.Alive() {
+			return pid
+		}
+	}
+	return 0
 }
 
 // removeEmptyGroup removes the container's cgroup where this lodge would

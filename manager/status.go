@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +43,8 @@ type Info struct {
 	// Storage is filled by Info only: its disk usage costs a walk of the
 	// tree on some backends, too slow for every line of `lodge list`.
 	Storage *StorageInfo `json:"storage,omitempty" yaml:"storage,omitempty"`
+	// Checkpoints are its complete checkpoints (CRIU), filled by Info only.
+	Checkpoints []CheckpointInfo `json:"checkpoints,omitempty" yaml:"checkpoints,omitempty"`
 	// Error says why the container cannot be described fully (a broken
 	// config.toml, say); `lodge list` still shows it, with its true state.
 	Error string `json:"error,omitempty" yaml:"error,omitempty"`
@@ -120,6 +123,7 @@ func (m *Manager) Info(name string) (Info, error) {
 	}
 	info := m.describe(name, nil)
 	info.Storage = m.storageInfo(context.Background(), name)
+	info.Checkpoints = m.checkpointList(name)
 	return info, nil
 }
 
@@ -267,6 +271,12 @@ func (m *Manager) observe(name string, ks *kernelScan) (observation, error) {
 		found.Status = store.Starting
 		return observation{st: found}, nil
 	}
+	if st == nil && readErr == nil && m.monitorRestoring(name, found.Monitor) {
+		// A restore whose lodge was killed goes on: CRIU's tasks are
+		// back, and the monitor records them once CRIU is done.
+		found.Status = store.Starting
+		return observation{st: found}, nil
+	}
 	found.StopSignal = m.kernelStopSignal(name, found.Init)
 	if st != nil {
 		found.RootfsMode = st.RootfsMode
@@ -281,6 +291,18 @@ func (m *Manager) observe(name string, ks *kernelScan) (observation, error) {
 	problem := fmt.Sprintf("%s, yet it runs (found by its cgroup): lodge stop %s and lodge delete --force %s work, lodge restart %s records it anew",
 		what, name, name, name)
 	return observation{st: found, fromKernel: true, problem: problem}, nil
+}
+
+// monitorRestoring tells whether mon is container name's monitor at work on a
+// restore (lodge-monitor __monitor ROOT NAME restore DIR): until it goes
+// idle, its command line says so.
+func (m *Manager) monitorRestoring(name string, mon store.Process) bool {
+	if !mon.Alive() {
+		return false
+	}
+	cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(mon.PID) + "/cmdline")
+	args := strings.Split(string(cmdline), "\x00")
+	return len(args) > 5 && args[1] == "__monitor" && args[2] == m.store.Root && args[3] == name && args[4] == "restore"
 }
 
 // running returns the state of a running container or an error saying it is not.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"syscall"
 	"time"
@@ -36,7 +37,14 @@ func (m *Manager) Stop(ctx context.Context, name string, opts StopOptions) (Stop
 		return StopResult{}, err
 	}
 	defer lock.Unlock()
-	return m.stopLocked(ctx, name, opts)
+	res, err := m.stopLocked(ctx, name, opts)
+	if err == nil {
+		// A plain stop of a running container: the next start boots. A
+		// stateful stop whose CRIU resumed the tree instead of stopping
+		// it (its lodge killed in between) may have left the marker.
+		os.Remove(m.resumeMarker(name))
+	}
+	return res, err
 }
 
 func (m *Manager) stopLocked(ctx context.Context, name string, opts StopOptions) (StopResult, error) {
@@ -111,6 +119,10 @@ func (m *Manager) stopWithoutMonitor(name string, st *store.State, opts StopOpti
 		return StopResult{}, fmt.Errorf("stop %s: %w", name, err)
 	}
 	m.removeMonitorGroup(name)
+	// A monitor killed in a restore that went through left its staging.
+	if err := monitor.RemoveStaging(monitor.RestoreStaging(m.store, name)); err != nil {
+		return StopResult{}, fmt.Errorf("stop %s: %w", name, err)
+	}
 	if err := m.releaseNICs(name); err != nil {
 		return StopResult{}, fmt.Errorf("stop %s: %w", name, err)
 	}
@@ -210,7 +222,9 @@ func (m *Manager) Restart(ctx context.Context, name string, opts StopOptions, pr
 		return err
 	}
 	defer lock.Unlock()
-	if _, err := m.stopLocked(ctx, name, opts); err != nil && !errors.Is(err, ErrNotRunning) {
+	if _, err := m.stopLocked(ctx, name, opts); err == nil {
+		os.Remove(m.resumeMarker(name)) // stopped plainly, as by Stop: it boots
+	} else if !errors.Is(err, ErrNotRunning) {
 		return err
 	}
 	return m.startLocked(ctx, name, progress)

@@ -3,7 +3,10 @@ package migrate
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"google.golang.org/protobuf/proto"
@@ -27,13 +30,29 @@ type DumpRequest struct {
 	Mounts       []ExternalMount // external mounts (Target and Key)
 	TTYs         []string        // external ttys, as CRIU's tty[RDEV:DEV]
 	FreezeCgroup string          // the freezer cgroup CRIU freezes the tree with
+	// Completed is called once CRIU has written every image, the tree
+	// still frozen, before CRIU thaws it or (LeaveRunning false) kills
+	// it: the caller makes the checkpoint final here. An error, or a
+	// caller killed before it returns, makes CRIU resume the tree.
+	Completed func() error
+	// Hold is a file CRIU inherits and keeps open until it exits (the
+	// container's lock): whoever waits for it waits for CRIU too, even
+	// if the caller is killed while CRIU works.
+	Hold *os.File
 }
 
 // Dump checkpoints a container's process tree with c. CRIU freezes the tree
 // through FreezeCgroup (the cgroup freezer, not ptrace: all at once), dumps
 // it with its namespaces, and then thaws it (LeaveRunning) or kills it. On
 // failure the tree is thawed and left running: CRIU kills only after a dump
-// that succeeded.
+// that succeeded and that Completed accepted.
+//
+// CRIU runs in a process group of its own and is not killed with the
+// caller: killed in the middle of a dump it would leave the tree frozen,
+// traced and with its parasite code inside. A caller killed meanwhile
+// leaves CRIU to finish alone; its post-dump question then goes
+// unanswered, and CRIU resumes the tree (also without LeaveRunning) and
+// exits.
 func Dump(c *CRIU, r DumpRequest) error {
 	dir, err := os.Open(r.ImagesDir)
 	if err != nil {
@@ -58,11 +77,94 @@ func Dump(c *CRIU, r DumpRequest) error {
 		// CRIU records the tasks' cgroups and the tree's properties.
 		ManageCgroups: proto.Bool(true),
 		External:      dumpExternals(r),
+		NotifyScripts: proto.Bool(true),
 	}
-	if err := c.Client().Dump(opts, nil); err != nil {
-		return fmt.Errorf("criu dump of pid %d: %s (see %s)", r.PID, logErrors(filepath.Join(r.ImagesDir, r.LogFile)), filepath.Join(r.ImagesDir, r.LogFile))
+	completedErr, err := runDump(c.Path, &rpc.CriuReq{Type: rpc.CriuReqType_DUMP.Enum(), Opts: opts}, r)
+	if completedErr != nil {
+		return completedErr
+	}
+	if err != nil {
+		log := filepath.Join(r.ImagesDir, r.LogFile)
+		why := logErrors(log)
+		if why == "" { // CRIU died (killed) without a word in its log
+			why = err.Error()
+		}
+		return fmt.Errorf("criu dump of pid %d: %s (see %s)", r.PID, why, log)
 	}
 	return nil
+}
+
+// runDump runs "PATH swrk 3" (its RPC socket as fd 3, Hold as fd 4) in a
+// process group of its own, sends it req and answers its notifications
+// until its dump response: each with success, post-dump with Completed's
+// verdict. It returns Completed's error, and CRIU's.
+func runDump(path string, req *rpc.CriuReq, r DumpRequest) (completedErr, err error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	cln := os.NewFile(uintptr(fds[0]), "criu-swrk-client")
+	srv := os.NewFile(uintptr(fds[1]), "criu-swrk-server")
+	defer cln.Close()
+	cmd := exec.Command(path, "swrk", "3")
+	cmd.ExtraFiles = []*os.File{srv}
+	if r.Hold != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, r.Hold)
+	}
+	// Not in the caller's process group: a terminal's ^C (or a kill of
+	// the group) must not kill CRIU in the middle of a dump.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err = cmd.Start()
+	srv.Close()
+	if err != nil {
+		return nil, err
+	}
+	err = func() error {
+		buf := make([]byte, 64<<10)
+		for {
+			b, err := proto.Marshal(req)
+			if err != nil {
+				return err
+			}
+			if _, err := cln.Write(b); err != nil {
+				return err
+			}
+			n, err := cln.Read(buf)
+			if err != nil {
+				return err
+			}
+			resp := &rpc.CriuResp{}
+			if err := proto.Unmarshal(buf[:n], resp); err != nil {
+				return err
+			}
+			if !resp.GetSuccess() {
+				return fmt.Errorf("%v failed: %s (errno %d)", resp.GetType(), resp.GetCrErrmsg(), resp.GetCrErrno())
+			}
+			if resp.GetType() != rpc.CriuReqType_NOTIFY {
+				return nil
+			}
+			ok := true
+			if resp.GetNotify().GetScript() == "post-dump" && r.Completed != nil {
+				if completedErr = r.Completed(); completedErr != nil {
+					ok = false // CRIU resumes the tree and fails the dump
+				}
+			}
+			req = &rpc.CriuReq{Type: rpc.CriuReqType_NOTIFY.Enum(), NotifySuccess: proto.Bool(ok)}
+		}
+	}()
+	cln.Close() // CRIU's swrk ends when its socket closes
+	waitErr := cmd.Wait()
+	if err == nil {
+		return completedErr, nil
+	}
+	if msg := strings.TrimSpace(stderr.String()); msg != "" {
+		err = fmt.Errorf("%w (stderr: %s)", err, strings.ReplaceAll(msg, "\n", "; "))
+	} else if waitErr != nil {
+		err = fmt.Errorf("%w (criu: %v)", err, waitErr)
+	}
+	return completedErr, err
 }
 
 // dumpExternals are CRIU's --external entries for a dump: mnt[TARGET]:KEY

@@ -208,6 +208,14 @@ func inspect(proc string, pid int, initNS map[string]string, nets map[string]*ne
 		return nil, err
 	}
 	for _, t := range nsTypes {
+		if _, ok := ns[t.name]; !ok && initNS[t.name] != "" {
+			// A namespace init has and this process lacks: it is
+			// exiting (the kernel drops a task's namespaces before it
+			// leaves /proc), not nested.
+			return nil, fs.ErrNotExist
+		}
+	}
+	for _, t := range nsTypes {
 		if !t.nested && ns[t.name] != initNS[t.name] {
 			add(fmt.Sprintf("nested %s namespace", t.name), t.fix)
 		}

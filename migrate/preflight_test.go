@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"syscall"
@@ -371,5 +372,27 @@ func TestPreflightNamesHostFile(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("Preflight = %v; want a host file blocker for %d, fd 3", bs, pid)
+	}
+}
+
+// A process on its way out has dropped its namespaces (their links are
+// gone) while it is still in /proc: it is skipped, not reported nested.
+func TestPreflightSkipsExitingProcess(t *testing.T) {
+	proc := t.TempDir()
+	for _, pid := range []string{"1", "2"} {
+		if err := os.MkdirAll(filepath.Join(proc, pid, "ns"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(proc, pid, "comm"), []byte("sleep\n"), 0o644)
+		os.WriteFile(filepath.Join(proc, pid, "status"), []byte("Name:\tsleep\n"), 0o644)
+		os.Mkdir(filepath.Join(proc, pid, "fd"), 0o755)
+	}
+	for _, t0 := range nsTypes {
+		os.Symlink(t0.name+":[4026531840]", filepath.Join(proc, "1", "ns", t0.name))
+	}
+	os.WriteFile(filepath.Join(proc, "1", "mountinfo"), nil, 0o644)
+	bs, err := preflight(proc, 1, []int{2}, nil)
+	if err != nil || len(bs) != 0 {
+		t.Fatalf("preflight of an exiting process: %v, %v", bs, err)
 	}
 }

@@ -202,6 +202,13 @@ func printInfo(w io.Writer, format string, info manager.Info) error {
 	if s := info.Storage; s != nil {
 		storageRows(row, s)
 	}
+	for _, c := range info.Checkpoints {
+		resume := ""
+		if c.Resume {
+			resume = ", resumed by the next start"
+		}
+		row("Checkpoint "+c.Name, fmt.Sprintf("%s, %s%s", c.Created.Local().Format("2006-01-02 15:04:05"), humanBytes(c.Bytes), resume))
+	}
 	nicRows(row, info.NICs)
 	for _, p := range info.Proxies {
 		name, spec, _ := strings.Cut(p, " ")

@@ -136,3 +136,8 @@ func (s *Store) Busy(name string) bool {
 	defer dir.Close()
 	return unix.Flock(int(dir.Fd()), unix.LOCK_SH|unix.LOCK_NB) == unix.EWOULDBLOCK
 }
+
+// File is the locked directory. A child process given it (exec.Cmd's
+// ExtraFiles) holds the lock with its taker until it exits, even if the
+// taker dies first: a CRIU dump still at work keeps the container locked.
+func (l *Lock) File() *os.File { return l.dir }

@@ -69,7 +69,7 @@ func (m *Monitor) restore(dir string) (*boot, error) {
 	if err := group.MakeSubgroups(rec.Subgroups, int(m.ids.HostID), int(m.ids.HostID)); err != nil {
 		return nil, err
 	}
-	staging := filepath.Join(m.store.RunDir(), "restore", m.name)
+	staging := RestoreStaging(m.store, m.name)
 	mounts, err := m.restoreSources(staging, rec)
 	defer unmountStaging(staging)
 	if err != nil {
@@ -222,13 +222,10 @@ func cloneView(src, dst string) error {
 }
 
 // unmountStaging detaches what restoreSources attached and removes the
-// directory: the restored tree has its own copies of these mounts.
+// directory (never through a mount: RemoveStaging): the restored tree has
+// its own copies of these mounts.
 func unmountStaging(staging string) {
-	entries, _ := os.ReadDir(staging)
-	for _, e := range entries {
-		unix.Unmount(filepath.Join(staging, e.Name()), unix.MNT_DETACH)
-	}
-	os.RemoveAll(staging)
+	RemoveStaging(staging)
 }
 
 // heldUserns is a user namespace with the container's id map, held by a
