@@ -107,11 +107,12 @@ type ckptMeasure struct {
 	dumpSpan            []float64
 	restoreSpan         []float64
 	failed              map[string]error
+	tarred              map[string]int // tmpfs mounts CRIU archived with tar
 }
 
 func newCkptMeasure() *ckptMeasure {
 	return &ckptMeasure{dump: samples{}, restore: samples{}, size: samples{}, frozen: samples{}, memdump: samples{}, memwrite: samples{},
-		restoreTime: samples{}, dumpPhases: map[string][]float64{}, restorePhases: map[string][]float64{}, failed: map[string]error{}}
+		restoreTime: samples{}, dumpPhases: map[string][]float64{}, restorePhases: map[string][]float64{}, failed: map[string]error{}, tarred: map[string]int{}}
 }
 
 type ckptBench struct {
@@ -284,6 +285,9 @@ func (ck *ckptBench) round(s *ckptSubject, c ckptCase, record bool, m *ckptMeasu
 		m.restore.addDuration(s.who, restore)
 		m.size.add(s.who, float64(size)/(1<<20))
 		ck.readStats(s.who, dir, m)
+		if tars, err := filepath.Glob(filepath.Join(dir, "tmpfs-*.tar.gz.img")); err == nil {
+			m.tarred[s.who] = len(tars)
+		}
 		if s.who == "lodge" {
 			ck.readLodgeLogs(dir, printed, m)
 		}
@@ -384,8 +388,7 @@ func reason(err error) string {
 func (ck *ckptBench) startMemhog(s *ckptSubject, init, mib int) (string, error) {
 	ready := fmt.Sprintf("/proc/%d/root%s", init, memhogReady)
 	os.Remove(ready)
-	cmd := s.rt.ExecCmd(s.name, "sh", "-c", fmt.Sprintf("setsid %s %d %s >/dev/null 2>&1 </dev/null &", memhogPath, mib, memhogReady))
-	if _, err := s.run.output(cmd...); err != nil {
+	if _, err := s.run.output(memhogCmd(s, strconv.Itoa(mib))...); err != nil {
 		return "", err
 	}
 	deadline := time.Now().Add(60 * time.Second)
@@ -399,6 +402,13 @@ func (ck *ckptBench) startMemhog(s *ckptSubject, init, mib int) (string, error) 
 		ck.b.sleep(10 * time.Millisecond)
 	}
 	return "", ck.b.ctx.Err()
+}
+
+// memhogCmd starts the memory holder in s's container, holding mib MiB,
+// detached in a session of its own (lxc-attach ends the attached session
+// as it exits).
+func memhogCmd(s *ckptSubject, mib string) []string {
+	return s.rt.ExecCmd(s.name, "sh", "-c", fmt.Sprintf("setsid %s %s %s >/dev/null 2>&1 </dev/null &", memhogPath, mib, memhogReady))
 }
 
 // waitSystemRunning waits until systemd in the container says `running`.
@@ -434,7 +444,9 @@ func (ck *ckptBench) ensureStopped(s *ckptSubject) error {
 // lodge) with the memory holder in it.
 func (ck *ckptBench) lodgeBusybox(name string) *ckptSubject {
 	l := ck.b.lodge
+	ck.res.Commands = append(ck.res.Commands, l.display(l.CreateCmd(name)))
 	s := ck.lodgeSubject(l, name)
+	ck.res.Commands = append(ck.res.Commands, l.display(memhogCmd(s, "MIB")))
 	if s.err = l.Create(name); s.err != nil {
 		return s
 	}
@@ -455,12 +467,12 @@ func (ck *ckptBench) lodgeDebian(name string) *ckptSubject {
 	if err != nil {
 		return &ckptSubject{who: "lodge", name: name, err: err}
 	}
+	ck.res.Commands = append(ck.res.Commands, l.display(l.debianCreate(name)))
 	s := ck.lodgeSubject(l, name)
 	// The first create on a machine builds the image (debootstrap, minutes).
 	if _, err := l.run.outputWithin(15*time.Minute, l.debianCreate(name)...); err != nil {
 		s.err = err
 	}
-	ck.res.Commands = append(ck.res.Commands, l.display(l.debianCreate(name)))
 	return s
 }
 
@@ -524,7 +536,15 @@ func (ck *ckptBench) lxcSubject(name string, debian bool) *ckptSubject {
 		beforeRestore: readableByAll,
 		removeImages:  func() error { return os.RemoveAll(dir) },
 	}
-	ck.res.Commands = append(ck.res.Commands, s.display(s.checkpointCmd), s.display(s.restoreCmd))
+	create := x.CreateCmd(name)
+	if debian {
+		create = b.lxcDebianCreate(name)
+	}
+	ck.res.Commands = append(ck.res.Commands, b.run.display(create))
+	if !debian {
+		ck.res.Commands = append(ck.res.Commands, b.run.display(memhogCmd(s, "MIB")))
+	}
+	ck.res.Commands = append(ck.res.Commands, s.display(s.checkpointCmd), "chmod -R a+rX "+b.display(dir), s.display(s.restoreCmd))
 	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
 		s.err = err
 		return s
@@ -720,8 +740,8 @@ func (ck *ckptBench) rows(c ckptCase, subjects []*ckptSubject, m *ckptMeasure) {
 		if len(m.frozen[who]) == 0 {
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s: tasks frozen %.0f ms, memory dump %.0f ms and write %.0f ms; restore %.0f ms",
-			who, med(m.frozen[who]), med(m.memdump[who]), med(m.memwrite[who]), med(m.restoreTime[who])))
+		parts = append(parts, fmt.Sprintf("%s: tasks frozen %.0f ms, memory dump %.0f ms and write %.0f ms; restore %.0f ms; %d tmpfs mounts archived with tar",
+			who, med(m.frozen[who]), med(m.memdump[who]), med(m.memwrite[who]), med(m.restoreTime[who]), m.tarred[who]))
 	}
 	if len(parts) > 0 {
 		ck.notes = append(ck.notes, fmt.Sprintf("%s, CRIU's own statistics (stats-dump and stats-restore, medians): %s.", c.label, strings.Join(parts, "; ")))
