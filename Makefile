@@ -142,7 +142,8 @@ bench: deps build
 	@if [ -d /run/systemd/system ]; then systemctl mask lxc-net.service >/dev/null 2>&1 || true; fi
 	@.ci/install-debs $(BENCH_PACKAGES)
 	CGO_ENABLED=0 $(GO) build -o bin/lodge-procread ./cmd/lodge-bench/procread
-	$(GO) run ./cmd/lodge-bench -lodge $(CURDIR)/$(BIN) -procread $(CURDIR)/bin/lodge-procread -out docs/benchmarks.md $(BENCH_ARGS)
+	CGO_ENABLED=0 $(GO) build -o bin/lodge-memhog ./cmd/lodge-bench/memhog
+	$(GO) run ./cmd/lodge-bench -lodge $(CURDIR)/$(BIN) -procread $(CURDIR)/bin/lodge-procread -memhog $(CURDIR)/bin/lodge-memhog -out docs/benchmarks.md $(BENCH_ARGS)
 
 clean:
 	rm -rf bin .tools

@@ -28,6 +28,7 @@ func groups() []group {
 		storageGroup(),
 		networkGroup(),
 		freezeGroup(),
+		checkpointGroup(),
 	}
 }
 

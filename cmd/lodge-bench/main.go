@@ -37,6 +37,9 @@ type options struct {
 	netRounds           int           // network: rounds of iperf3 and ping
 	netTime             time.Duration // network: one iperf3 run
 	pingCount           int           // network: pings per round
+	memhog              string        // checkpoint: the memory holder copied into containers
+	ckptRounds          int           // checkpoint: rounds per case (idle, Debian, 64 and 256 MiB)
+	ckptBigRounds       int           // checkpoint: rounds with 1 GiB
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -50,13 +53,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.k, "k", 10, "containers per runtime for the memory measurement")
 	fs.IntVar(&o.memRounds, "mem-rounds", 3, "rounds of the memory measurement")
 	fs.DurationVar(&o.settle, "settle", 100*time.Millisecond, "untimed pause between steps")
-	fs.StringVar(&o.only, "only", "", "run only these groups (comma-separated: start, exec, stop, memory, debian, views, storage, network, freeze)")
+	fs.StringVar(&o.only, "only", "", "run only these groups (comma-separated: start, exec, stop, memory, debian, views, storage, network, freeze, checkpoint)")
 	fs.StringVar(&o.procread, "procread", "bin/lodge-procread", "the reader the views group copies into containers (make bench builds it)")
 	fs.IntVar(&o.viewsRounds, "views-rounds", 5, "samples per views row, per runtime")
 	fs.IntVar(&o.viewsK, "views-k", 50, "containers per runtime for the views servers' memory")
 	fs.IntVar(&o.netRounds, "net-rounds", 10, "network: rounds of iperf3 and ping, per subject")
 	fs.DurationVar(&o.netTime, "net-time", 2*time.Second, "network: length of one iperf3 run (whole seconds)")
 	fs.IntVar(&o.pingCount, "ping-count", 200, "network: pings per round, 10 ms apart")
+	fs.StringVar(&o.memhog, "memhog", "bin/lodge-memhog", "checkpoint: the program that holds touched memory in containers (make bench builds it)")
+	fs.IntVar(&o.ckptRounds, "ckpt-rounds", 5, "checkpoint: rounds of checkpoint and restore per case, per runtime (Debian: at most 3)")
+	fs.IntVar(&o.ckptBigRounds, "ckpt-big-rounds", 2, "checkpoint: rounds with 1 GiB of touched memory, per runtime")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -64,8 +70,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if o.n < 1 || o.stopN < 1 || o.k < 1 || o.memRounds < 1 || o.viewsRounds < 1 || o.viewsK < 1 ||
-		o.netRounds < 1 || o.netTime < time.Second || o.pingCount < 1 {
-		return o, errors.New("-n, -stop-n, -k, -mem-rounds, -views-rounds, -views-k, -net-rounds and -ping-count must be at least 1, -net-time at least 1s")
+		o.netRounds < 1 || o.netTime < time.Second || o.pingCount < 1 || o.ckptRounds < 1 || o.ckptBigRounds < 1 {
+		return o, errors.New("-n, -stop-n, -k, -mem-rounds, -views-rounds, -views-k, -net-rounds, -ping-count, -ckpt-rounds and -ckpt-big-rounds must be at least 1, -net-time at least 1s")
 	}
 	if o.k > 1000 {
 		return o, errors.New("-k: at most 1000 containers")

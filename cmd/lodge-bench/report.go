@@ -50,6 +50,8 @@ type row struct {
 	Target     *target // nil: informational
 	// Unavailable says why lodge's side could not be measured ("": it was).
 	Unavailable string
+	// LXCUnavailable says why LXC's side could not be measured ("": it was).
+	LXCUnavailable string
 }
 
 func newRow(metric string, k kind, s samples, t *target) row {
@@ -165,6 +167,9 @@ func (r row) cells() []string {
 	n := fmt.Sprintf("%d+%d", len(r.Lodge), len(r.LXC))
 	if r.Unavailable != "" {
 		return []string{r.Metric, "not available: " + firstLine(r.Unavailable, 60), r.value(r.LXC, med), "n/a", "-", r.value(r.LXC, p90), n, r.targetText(), "n/a"}
+	}
+	if r.LXCUnavailable != "" {
+		return []string{r.Metric, r.value(r.Lodge, med), "not available: " + firstLine(r.LXCUnavailable, 60), "n/a", r.value(r.Lodge, p90), "-", n, r.targetText(), "n/a"}
 	}
 	return []string{r.Metric, r.value(r.Lodge, med), r.value(r.LXC, med), r.ratioText(), r.value(r.Lodge, p90), r.value(r.LXC, p90), n, r.targetText(), r.verdict()}
 }

@@ -53,6 +53,17 @@ func TestUnavailableRow(t *testing.T) {
 	}
 }
 
+// A row whose LXC side could not be measured says so, and why, in the LXC
+// column, and neither passes nor misses.
+func TestLXCUnavailableRow(t *testing.T) {
+	r := row{Metric: "m", Kind: latency, Lodge: []float64{300}, Target: targetNoSlower,
+		LXCUnavailable: "lxc-checkpoint -r: exit status 1: tty: Unable to find a master for /4"}
+	cells := r.cells()
+	if cells[1] != "300.00 ms" || !strings.HasPrefix(cells[2], "not available: lxc-checkpoint -r: exit status 1") || cells[3] != "n/a" || cells[len(cells)-1] != "n/a" {
+		t.Errorf("cells %q", cells)
+	}
+}
+
 func TestImplausibleNotes(t *testing.T) {
 	rows := []row{
 		{Metric: "host used memory per container", Kind: memory, Lodge: []float64{0.5, -0.49}, LXC: []float64{1.26}, Target: targetNoLarger},

@@ -102,7 +102,13 @@ func (r *runner) timedOutput(argv []string) (time.Duration, string, error) {
 
 // output runs argv untimed, with a hang guard, and returns its stdout.
 func (r *runner) output(argv ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	return r.outputWithin(2*time.Minute, argv...)
+}
+
+// outputWithin is output with a hang guard of d: for commands that may
+// legitimately take longer, such as a create that builds its image first.
+func (r *runner) outputWithin(d time.Duration, argv ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = r.env
