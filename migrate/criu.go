@@ -26,11 +26,14 @@ const MinCRIU = 40200 // 4.2.0, as go-criu's GetCriuVersion reports (major*10000
 // wrapper that runs sid's criu through its own loader and libraries.
 const DefaultCRIUPath = "/usr/local/lib/lodge/criu/criu"
 
-// CRIU is a CRIU binary that answered lodge's version and feature requests.
+// CRIU is a CRIU binary that answered lodge's version request.
 type CRIU struct {
-	Path     string // the criu binary (or wrapper) used
-	Version  int    // e.g. 40201
-	Features Features
+	Path    string // the criu binary (or wrapper) used
+	Version int    // e.g. 40201
+
+	features     Features // CheckFeatures' answer, once asked
+	featuresErr  error
+	featuresOnce sync.Once
 }
 
 // Features is what CRIU's feature check (its FEATURE_CHECK request) reports
@@ -114,21 +117,19 @@ func isExecutable(path string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
-// checkCRIU asks the CRIU at path for its version and its features, or
-// returns the cached answer. Both requests go to one "criu swrk" process
-// (keep_open): each start of criu probes the kernel, about 0.2 s here.
+// checkCRIU asks the CRIU at path for its version, or returns the cached
+// answer. Only the version: the feature check costs a start of criu that
+// probes the kernel (about 60 ms more per checkpoint and restore), and only
+// the choice of a migration mode needs it (CheckFeatures).
 func checkCRIU(path string) (*CRIU, error) {
 	if c, ok := criuFound.Load(path); ok {
 		return c.(*CRIU), nil
 	}
-	yes := true
-	resps, err := swrkCall(path,
-		&rpc.CriuReq{Type: rpc.CriuReqType_VERSION.Enum(), KeepOpen: &yes},
-		&rpc.CriuReq{Type: rpc.CriuReqType_FEATURE_CHECK.Enum(), Features: &rpc.CriuFeatures{MemTrack: &yes, LazyPages: &yes, PidfdStore: &yes}})
-	if len(resps) == 0 || resps[0].GetType() != rpc.CriuReqType_VERSION {
-		if err == nil {
-			err = fmt.Errorf("answered with a %v response", resps[0].GetType())
-		}
+	resps, err := swrkCall(path, &rpc.CriuReq{Type: rpc.CriuReqType_VERSION.Enum()})
+	if err == nil && (len(resps) == 0 || resps[0].GetType() != rpc.CriuReqType_VERSION) {
+		err = errors.New("no version response")
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%s does not answer as CRIU (its version request failed: %v): lodge needs CRIU %s or newer "+
 			"(older ones, like Debian 12's 3.17, do not even start on this kernel); run make deps, or set criu.path in the host config",
 			path, err, VersionString(MinCRIU))
@@ -138,16 +139,29 @@ func checkCRIU(path string) (*CRIU, error) {
 		return nil, fmt.Errorf("criu %s at %s is too old: lodge needs %s or newer (see README, Requirements); run make deps",
 			VersionString(v), path, VersionString(MinCRIU))
 	}
-	if err == nil && resps[1].GetType() != rpc.CriuReqType_FEATURE_CHECK {
-		err = fmt.Errorf("answered with a %v response", resps[1].GetType())
-	}
-	if err != nil {
-		return nil, fmt.Errorf("criu %s at %s: its feature check failed: %w", VersionString(v), path, err)
-	}
-	f := resps[1].GetFeatures()
-	c := &CRIU{Path: path, Version: v, Features: Features{MemTrack: f.GetMemTrack(), LazyPages: f.GetLazyPages(), PidfdStore: f.GetPidfdStore()}}
+	c := &CRIU{Path: path, Version: v}
 	actual, _ := criuFound.LoadOrStore(path, c)
 	return actual.(*CRIU), nil
+}
+
+// CheckFeatures asks CRIU's feature check (its FEATURE_CHECK request) what
+// this CRIU can do on this kernel, once per CRIU value.
+func (c *CRIU) CheckFeatures() (Features, error) {
+	c.featuresOnce.Do(func() {
+		yes := true
+		resps, err := swrkCall(c.Path, &rpc.CriuReq{Type: rpc.CriuReqType_FEATURE_CHECK.Enum(),
+			Features: &rpc.CriuFeatures{MemTrack: &yes, LazyPages: &yes, PidfdStore: &yes}})
+		if err == nil && (len(resps) == 0 || resps[0].GetType() != rpc.CriuReqType_FEATURE_CHECK) {
+			err = errors.New("no feature check response")
+		}
+		if err != nil {
+			c.featuresErr = fmt.Errorf("%s: its feature check failed: %w", c, err)
+			return
+		}
+		f := resps[0].GetFeatures()
+		c.features = Features{MemTrack: f.GetMemTrack(), LazyPages: f.GetLazyPages(), PidfdStore: f.GetPidfdStore()}
+	})
+	return c.features, c.featuresErr
 }
 
 // versionOf numbers a VERSION response as go-criu's GetCriuVersion does:

@@ -79,7 +79,11 @@ func TestFindCRIU(t *testing.T) {
 	}
 	// The swrk RPC's own feature answer: soft-dirty tracking needs
 	// CONFIG_MEM_SOFT_DIRTY, which this kernel may lack; only log it.
-	t.Logf("%s, features %+v", c, c.Features)
+	f, err := c.CheckFeatures()
+	if err != nil {
+		t.Fatalf("CheckFeatures: %v", err)
+	}
+	t.Logf("%s, features %+v", c, f)
 	again, err := FindCRIU(c.Path)
 	if err != nil || again != c {
 		t.Errorf("FindCRIU(%q) again = %v, %v; want the cached %p", c.Path, again, err, c)
