@@ -135,7 +135,7 @@ func runCheckpoint(b *bench) (*groupResult, error) {
 		return res, fmt.Errorf("memhog: %w (make bench builds it)", err)
 	}
 	ck := &ckptBench{b: b, res: res, criu: criu}
-	ck.notes = append(ck.notes, fmt.Sprintf("lodge's check of its CRIU (`migrate.FindCRIU`: a VERSION and a FEATURE_CHECK request to one `criu swrk`, "+
+	ck.notes = append(ck.notes, fmt.Sprintf("lodge's check of its CRIU (`migrate.FindCRIU`: a VERSION request to a `criu swrk`, "+
 		"cached only for the life of a process, so `lodge checkpoint` pays it and the monitor again at restore) took %.0f ms in this benchmark's process.",
 		float64(check.Microseconds())/1000))
 	// lxc-checkpoint runs the criu it finds on PATH: lodge's, first.
@@ -771,11 +771,11 @@ func (ck *ckptBench) method(criuDir string) []string {
 			"with memory: start `lodge-memhog MIB` inside, a static program (`cmd/lodge-bench/memhog`) that allocates MIB MiB, writes every byte " +
 			"and sleeps, and wait until it says it is done), checkpoint it with stop (**timed**: `lodge checkpoint --stop`, `lxc-checkpoint -s`), " +
 			"wait until its processes are gone, restore it (**timed**: `lodge restore`, `lxc-checkpoint -r`), check untimed that it runs " +
-			"(Debian: `running` again, no failed unit; with memory: the holder still lives) and stop it. Every round boots afresh: a second " +
-			"checkpoint of a restored lodge container is not built yet (docs/checkpoint.md). " +
+			"(Debian: `running` again, no failed unit; with memory: the holder still lives) and stop it. Every round boots afresh, " +
+			"as LXC's container must (a restored lodge container checkpoints again: tests.TestCheckpointRestoreDebian does 10 rounds). " +
 			fmt.Sprintf("%d rounds (Debian %d, 1 GiB %d), the idle busybox after one untimed round.", b.opts.ckptRounds, min(3, b.opts.ckptRounds), b.opts.ckptBigRounds),
 		"The size is the checkpoint directory's files without CRIU's logs (lodge's includes its record, checkpoint.json). " +
-			"lodge's containers: busybox on the benchmark's lodge (overlay), Debian on dir storage (a Debian dump on overlay fails today, docs/checkpoint.md). " +
+			"lodge's containers: busybox on the benchmark's lodge (overlay), Debian on dir storage (the storage of LXC's copy of it). " +
 			"LXC's: a busybox container as elsewhere and a Debian one on a copy of lodge's Debian files, both made checkpointable: " +
 			"`lxc.tty.max = 0` and `lxc.console.path = none` (with LXC's ttys the dump fails: \"tty: Unable to find a master for /4\": CRIU cannot " +
 			"dump a pty whose master LXC's monitor holds); busybox's inittab keeps only rcS (init and syslogd run), and the template's binds of the " +
