@@ -334,8 +334,10 @@ func (m *Manager) cleanupStale(name string) error {
 	return nil
 }
 
-// monitorAtWork returns the pid of a live process in container name's
-// monitor group (its monitor, or a child of it such as CRIU), or 0.
+// monitorAtWork returns the pid of container name's monitor if it is alive
+// in its monitor group, or 0. Only this root's monitor counts: another lodge
+// root sharing the cgroup base has the same group for a same-named
+// container, and start refuses that case with its own message.
 func (m *Manager) monitorAtWork(name string) int {
 	base, err := m.cgroupBase()
 	if err != nil {
@@ -347,11 +349,19 @@ func (m *Manager) monitorAtWork(name string) int {
 	}
 	pids, _ := group.Procs()
 	for _, pid := range pids {
-		if p, err := store.ProcessOf(pid); err == nil && p.Alive() {
+		if p, err := store.ProcessOf(pid); err == nil && p.Alive() && m.isOwnMonitor(pid, name) {
 			return pid
 		}
 	}
 	return 0
+}
+
+// isOwnMonitor tells whether process pid is this root's monitor of
+// container name: lodge-monitor __monitor ROOT NAME ...
+func (m *Manager) isOwnMonitor(pid int, name string) bool {
+	cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	args := strings.Split(string(cmdline), "\x00")
+	return len(args) > 3 && args[1] == "__monitor" && args[2] == m.store.Root && args[3] == name
 }
 
 // removeEmptyGroup removes the container's cgroup where this lodge would
