@@ -366,3 +366,29 @@ func TestPreflightNamesExecHostFile(t *testing.T) {
 	e.must("checkpoint", "hf")
 	e.must("stop", "--force", "hf")
 }
+
+// A process holding an io_uring instance (allowed by the container's
+// seccomp filter only when asked for) is named by the preflight of a
+// checkpoint, which refuses before anything is frozen: the container keeps
+// running, thawed, and checkpoints once the process has ended.
+func TestPreflightNamesIOUringHolder(t *testing.T) {
+	needCRIU(t)
+	e := newEnv(t)
+	e.createBusybox("ur", "security.syscalls.allow=io_uring_setup")
+	e.must("start", "ur")
+	e.installProbe("ur", buildProbe(t))
+	e.must("exec", "ur", "--", "sh", "-c", "/lodge-probe ring >/ring.out 2>&1 </dev/null &")
+	waitUntil(t, "the probe to hold its ring", func() bool {
+		return strings.Contains(e.run("exec", "ur", "--", "cat", "/ring.out").stdout, "ring ok")
+	})
+	r := e.expectFail(4, "(lodge-probe): io_uring instance (fd ", "checkpoint", "ur")
+	t.Logf("refused: %s", r.stderr)
+	if i := e.info("ur"); i.State != "RUNNING" {
+		t.Fatalf("after the refusal ur is %s, want RUNNING (not frozen)", i.State)
+	}
+	e.must("exec", "ur", "--", "true")
+	e.must("exec", "ur", "--", "sh", "-c", "kill $(pidof lodge-probe)")
+	waitUntil(t, "the ring holder to end", func() bool { return e.run("exec", "ur", "--", "pidof", "lodge-probe").code != 0 })
+	e.must("checkpoint", "ur")
+	e.must("stop", "--force", "ur")
+}

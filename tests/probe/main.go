@@ -27,7 +27,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe syscalls|fds MARKER|sid|status|hostpid PID|keys SERIAL DESC|int80|move-mount TARGET|mkfifo PATH|subvolumes DIR PREFIX")
+		fmt.Fprintln(os.Stderr, "usage: probe syscalls|fds MARKER|sid|status|hostpid PID|keys SERIAL DESC|int80|move-mount TARGET|mkfifo PATH|subvolumes DIR PREFIX|ring")
 		os.Exit(2)
 	}
 	args := os.Args[2:]
@@ -63,9 +63,26 @@ func main() {
 		subvolumes(args[0], args[1])
 	case "mkfifo":
 		report("mknodat", unix.Mknodat(unix.AT_FDCWD, args[0], unix.S_IFIFO|0o600, 0))
+	case "ring": // hold an io_uring instance until killed (the checkpoint preflight's case)
+		holdRing()
 	default:
 		fmt.Fprintln(os.Stderr, "unknown probe", os.Args[1])
 		os.Exit(2)
+	}
+}
+
+// holdRing sets up an io_uring instance, says "ring ok" (or the errno), and
+// keeps it open until killed.
+func holdRing() {
+	var params [120]byte // struct io_uring_params, zeroed
+	_, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, 1, uintptr(unsafe.Pointer(&params)), 0)
+	if errno != 0 {
+		report("ring", errno)
+		os.Exit(1)
+	}
+	report("ring", nil)
+	for {
+		time.Sleep(time.Hour)
 	}
 }
 
