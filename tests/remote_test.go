@@ -190,3 +190,26 @@ func trustList(h *host) trustListing {
 	}
 	return l
 }
+
+// TestTwoHostsLinkBridges: the harness joins a network's bridge on each host
+// into one L2 segment (what migration of a container with a NIC needs).
+func TestTwoHostsLinkBridges(t *testing.T) {
+	hs := newTwoHosts(t)
+	bridges := make([]string, 2)
+	for i, h := range []*host{hs.h1, hs.h2} {
+		var created struct {
+			Bridge string `json:"bridge"`
+		}
+		if err := json.Unmarshal([]byte(h.must("network", "create", "seg", "--subnet", "10.77.0.0/24", "--format", "json")), &created); err != nil {
+			t.Fatal(err)
+		}
+		bridges[i] = created.Bridge
+		// An address of the test's own on each bridge, to see the segment.
+		mustRun(t, "ip", "-n", h.netns, "addr", "add", fmt.Sprintf("10.78.0.%d/24", i+1), "dev", created.Bridge)
+	}
+	hs.linkBridges(t, bridges[0], bridges[1])
+	// -w: send until one reply comes (a hang guard, not a timing assertion).
+	if out, err := hs.h1.inNetns("ping", "-c", "1", "-w", "30", "10.78.0.2").CombinedOutput(); err != nil {
+		t.Fatalf("h1 cannot reach h2's bridge over the link: %v\n%s", err, out)
+	}
+}

@@ -11,7 +11,11 @@ import (
 // and returns what the manager returned.
 
 func list(c *call) (any, error) {
-	infos, err := c.m.List()
+	m, err := c.manager()
+	if err != nil {
+		return nil, err
+	}
+	infos, err := m.List()
 	if infos == nil {
 		infos = []manager.Info{}
 	}
@@ -19,7 +23,11 @@ func list(c *call) (any, error) {
 }
 
 func info(c *call) (any, error) {
-	return c.m.Info(c.r.PathValue("name"))
+	m, err := c.manager()
+	if err != nil {
+		return nil, err
+	}
+	return m.Info(c.r.PathValue("name"))
 }
 
 func start(c *call) (any, error) {
@@ -27,11 +35,15 @@ func start(c *call) (any, error) {
 	if err := decodeBody(c.r, &req); err != nil {
 		return nil, err
 	}
+	m, err := c.manager()
+	if err != nil {
+		return nil, err
+	}
 	name := c.r.PathValue("name")
 	if req.Fresh {
-		return api.Empty{}, c.m.StartFresh(c.ctx, name, c.progress)
+		return api.Empty{}, m.StartFresh(c.ctx, name, c.progress)
 	}
-	return api.Empty{}, c.m.Start(c.ctx, name, c.progress)
+	return api.Empty{}, m.Start(c.ctx, name, c.progress)
 }
 
 func stop(c *call) (any, error) {
@@ -39,7 +51,11 @@ func stop(c *call) (any, error) {
 	if err := decodeBody(c.r, &req); err != nil {
 		return nil, err
 	}
+	m, err := c.manager()
+	if err != nil {
+		return nil, err
+	}
 	opts := manager.StopOptions{Force: req.Force, Timeout: time.Duration(req.TimeoutMillis) * time.Millisecond}
-	res, err := c.m.Stop(c.ctx, c.r.PathValue("name"), opts)
+	res, err := m.Stop(c.ctx, c.r.PathValue("name"), opts)
 	return api.StopResult{Killed: res.Killed}, err
 }

@@ -129,15 +129,19 @@ type call struct {
 	// CLI is interrupted.
 	ctx      context.Context
 	client   string // the trusted client's name
-	m        *manager.Manager
+	root     string
+	open     func(root string) (*manager.Manager, error)
 	progress func(format string, args ...any)
 }
+
+// manager opens the root's Manager for an operation that needs it.
+func (c *call) manager() (*manager.Manager, error) { return c.open(c.root) }
 
 // operation runs one request and returns its result.
 type operation func(c *call) (any, error)
 
-// authenticate runs op for a client the trust store trusts, with a Manager
-// of the root, streaming its progress (see api.Line).
+// authenticate runs op for a client the trust store trusts, streaming its
+// progress (see api.Line).
 func (s *Server) authenticate(op operation) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		begin := time.Now()
@@ -152,13 +156,8 @@ func (s *Server) authenticate(op operation) http.Handler {
 			writeError(w, http.StatusForbidden, err)
 			return
 		}
-		m, err := s.open(s.root)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, err)
-			return
-		}
 		stream := newStream(w)
-		result, err := op(&call{r: r, ctx: context.WithoutCancel(r.Context()), client: name, m: m, progress: stream.progress})
+		result, err := op(&call{r: r, ctx: context.WithoutCancel(r.Context()), client: name, root: s.root, open: s.open, progress: stream.progress})
 		stream.finish(result, err)
 		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "client", name, "error", errString(err), "ms", time.Since(begin).Milliseconds())
 	})
