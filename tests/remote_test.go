@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,6 +47,17 @@ func TestRemoteTrust(t *testing.T) {
 	remotes := h1.must("remote", "list", "--format", "json")
 	if strings.Count(remotes, `"name"`) != 1 || !strings.Contains(remotes, `"h2"`) {
 		t.Fatalf("remotes after one good token and five bad: %s", remotes)
+	}
+	// The refused adds left nothing behind; the keys are root's alone.
+	if entries, err := os.ReadDir(filepath.Join(h1.root, "remotes")); err != nil || len(entries) != 1 {
+		t.Errorf("ROOT/remotes holds %v (%v), want h2 only", entries, err)
+	}
+	for _, key := range []string{filepath.Join(h1.root, "remotes", "h2", "key.pem"), filepath.Join(h2.root, "host", "key.pem")} {
+		if fi, err := os.Stat(key); err != nil {
+			t.Error(err)
+		} else if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", key, fi.Mode().Perm())
+		}
 	}
 	clients := trustList(h2).Clients
 	if len(clients) != 1 || clients[0].Name != "h1" {
