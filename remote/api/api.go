@@ -5,8 +5,9 @@
 // Every request is JSON over HTTPS with mutual TLS, under Prefix. Every
 // response body is a stream of JSON lines (Line): any number of progress
 // lines, then exactly one line with the result or the error. A new manager
-// operation is added as a route in package server and a method in package
-// client, with its request and result types here.
+// operation is added the same way as those here: a Route constant and its
+// request and result types here, a handler in package server (registered
+// with authenticated), a method in package client that calls the route.
 package api
 
 import (
@@ -32,14 +33,11 @@ const (
 	RouteStop   = "POST " + Prefix + "/containers/{name}/stop"  // StopRequest -> StopResult
 )
 
-// ContainerPath is the path of a container's resource, with an optional
-// operation ("start", "stop").
-func ContainerPath(name, op string) string {
-	p := Prefix + "/containers/" + url.PathEscape(name)
-	if op != "" {
-		p += "/" + op
-	}
-	return p
+// Request gives a route's method and path, with name in place of {name}:
+// the client calls a route by the same constant the server serves it by.
+func Request(route, name string) (method, path string) {
+	method, path, _ = strings.Cut(route, " ")
+	return method, strings.Replace(path, "{name}", url.PathEscape(name), 1)
 }
 
 // Line is one line of a response: a progress message, the result, or the error.

@@ -48,3 +48,12 @@ func TestNamesAndAddresses(t *testing.T) {
 		}
 	}
 }
+
+func TestRequest(t *testing.T) {
+	if m, p := Request(RouteStop, "c1"); m != "POST" || p != "/1.0/containers/c1/stop" {
+		t.Errorf("Request(RouteStop) = %s %s", m, p)
+	}
+	if m, p := Request(RouteList, ""); m != "GET" || p != "/1.0/containers" {
+		t.Errorf("Request(RouteList) = %s %s", m, p)
+	}
+}

@@ -105,16 +105,18 @@ func Add(ctx context.Context, root, name, addr, token string) (Remote, error) {
 	r := Remote{Name: name, Address: api.HostPort(addr), Fingerprint: tok.Fingerprint, Added: time.Now().UTC()}
 	hostname, _ := os.Hostname()
 	var res api.RedeemResult
-	if err := newClient(r, cert).do(ctx, "POST", api.Prefix+"/certificates", api.RedeemRequest{Secret: tok.Secret, ClientName: hostname}, &res, nil); err != nil {
+	if err := newClient(r, cert).do(ctx, api.RouteRedeem, "", api.RedeemRequest{Secret: tok.Secret, ClientName: hostname}, &res, nil); err != nil {
 		return Remote{}, err
 	}
 	r.TrustedAs = res.Name
 	return r, commit(root, tmp, r)
 }
 
-// do sends one request and reads its response (api.Line), passing
-// progress lines to progress (nil: dropped) and the result into out.
-func (c *Client) do(ctx context.Context, method, path string, body, out any, progress func(format string, args ...any)) error {
+// do sends one request to route (for the container name, if the route
+// names one) and reads its response (api.Line), passing progress lines to
+// progress (nil: dropped) and the result into out.
+func (c *Client) do(ctx context.Context, route, name string, body, out any, progress func(format string, args ...any)) error {
+	method, path := api.Request(route, name)
 	var reqBody io.Reader
 	if body != nil {
 		data, err := json.Marshal(body)
