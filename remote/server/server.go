@@ -94,7 +94,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// Handler routes the API; every route but RouteRedeem is authenticated.
+// Handler routes the API; every route but RouteRedeem is authenticated,
+// even one that does not exist.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(api.RouteRedeem, s.redeem)
@@ -106,8 +107,8 @@ func (s *Server) Handler() http.Handler {
 	authed(api.RouteInfo, info)
 	authed(api.RouteStart, start)
 	authed(api.RouteStop, stop)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Errorf("%s %s: no such API route (this host speaks API %s)", r.Method, r.URL.Path, api.Version))
+	authed("/", func(c *call) (any, error) {
+		return nil, fmt.Errorf("%s %s: no such API route (this host speaks API %s)", c.r.Method, c.r.URL.Path, api.Version)
 	})
 	return mux
 }
