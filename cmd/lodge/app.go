@@ -12,6 +12,7 @@ import (
 	"lodge/internal/helper"
 	"lodge/internal/store"
 	"lodge/manager"
+	"lodge/remote/client"
 	"lodge/templates"
 )
 
@@ -22,12 +23,14 @@ type app struct {
 	root           string
 	// exitCode lets a command (exec) choose the process exit status.
 	exitCode int
-	// openManager is replaceable so that flag parsing can be tested without root.
+	// openManager and openRemote are replaceable so that flag parsing can be
+	// tested without root.
 	openManager func(root string) (*manager.Manager, error)
+	openRemote  func(root, name string) (*client.Client, error)
 }
 
 func newApp() *app {
-	return &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, openManager: manager.New}
+	return &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, openManager: manager.New, openRemote: client.Open}
 }
 
 func (a *app) manager() (*manager.Manager, error) { return a.openManager(a.root) }
@@ -111,6 +114,16 @@ func (e flagError) Unwrap() error { return e.err }
 func isFlagError(err error) bool {
 	var fe flagError
 	return errors.As(err, &fe)
+}
+
+// maxArgs is cobra.MaximumNArgs with a message that names what is allowed.
+func maxArgs(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n {
+			return usageError{fmt.Sprintf("%s takes %s (usage: %s)", cmd.CommandPath(), names, cmd.UseLine())}
+		}
+		return nil
+	}
 }
 
 // exactArgs is cobra.ExactArgs with a message that names what is missing.

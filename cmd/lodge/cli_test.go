@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"lodge/manager"
+	"lodge/remote/client"
 )
 
 // runCLI runs the CLI without touching the system: opening the manager fails
@@ -17,7 +18,8 @@ import (
 func runCLI(args ...string) (int, string) {
 	var stdout, stderr bytes.Buffer
 	a := &app{stdin: os.Stdin, stdout: &stdout, stderr: &stderr,
-		openManager: func(string) (*manager.Manager, error) { return nil, manager.ErrNotRoot }}
+		openManager: func(string) (*manager.Manager, error) { return nil, manager.ErrNotRoot },
+		openRemote:  func(string, string) (*client.Client, error) { return nil, manager.ErrNotRoot }}
 	code := run(args, a)
 	return code, stdout.String() + stderr.String()
 }
@@ -72,6 +74,23 @@ func TestCommandLines(t *testing.T) {
 		{[]string{"unfreeze", "c1"}, exitNotRoot, ""},
 		{[]string{"resume", "c1"}, exitNotRoot, ""},
 		{[]string{"unfreeze", "c1", "c2"}, exitUsage, "needs a container name"},
+		{[]string{"list", "h2:", "--format", "json"}, exitNotRoot, ""},
+		{[]string{"list", "h2:c1"}, exitUsage, "REMOTE:"},
+		{[]string{"list", "h2:", "h3:"}, exitUsage, "a remote as REMOTE:"},
+		{[]string{"info", "h2:c1", "--format", "json"}, exitNotRoot, ""},
+		{[]string{"start", "h2:c1"}, exitNotRoot, ""},
+		{[]string{"stop", "h2:c1", "--timeout", "5"}, exitNotRoot, ""},
+		{[]string{"stop", "h2:c1", "--stateful"}, exitUsage, "not in the host API"},
+		{[]string{"serve"}, exitUsage, "needs --listen"},
+		{[]string{"serve", "--listen", "127.0.0.1:0"}, exitNotRoot, ""},
+		{[]string{"trust", "add", "--expiry", "soon"}, exitUsage, "--expiry"},
+		{[]string{"trust", "add", "--name", "h1", "--expiry", "10m"}, exitNotRoot, ""},
+		{[]string{"trust", "list", "--format", "csv"}, exitUsage, "table, json or yaml"},
+		{[]string{"trust", "remove"}, exitUsage, "needs a client name"},
+		{[]string{"remote", "add", "h2", "10.0.0.2"}, exitUsage, "needs --token"},
+		{[]string{"remote", "add", "h2"}, exitUsage, "a remote name and an address"},
+		{[]string{"remote", "list", "--format", "json"}, exitNotRoot, ""},
+		{[]string{"remote", "remove", "h2"}, exitNotRoot, ""},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

@@ -95,7 +95,7 @@ func parseKeyValues(entries []string, flag string) (map[string]string, error) {
 func newStartCmd(a *app) *cobra.Command {
 	var fresh bool
 	cmd := &cobra.Command{
-		Use:   "start NAME [--fresh]",
+		Use:   "start [REMOTE:]NAME [--fresh]",
 		Short: "Boot a container; returns once its init runs (systemd: once it takes requests)",
 		Long: `Boot a container; returns once its init runs (systemd: once it takes requests).
 After a stateful stop (lodge stop --stateful) the container is resumed from the
@@ -104,6 +104,9 @@ checkpoint stays).`,
 		Args:              exactArgs(1, "a container name"),
 		ValidArgsFunction: completeNames(a),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if remote, name, ok := splitRemote(args[0]); ok {
+				return remoteStart(cmd.Context(), a, remote, name, fresh)
+			}
 			m, err := a.manager()
 			if err != nil {
 				return err
@@ -157,11 +160,14 @@ func newStopCmd(a *app) *cobra.Command {
 	var flags stopFlags
 	var stateful bool
 	cmd := &cobra.Command{
-		Use:               "stop NAME [--timeout DURATION] [--force] [--stateful]",
+		Use:               "stop [REMOTE:]NAME [--timeout DURATION] [--force] [--stateful]",
 		Short:             "Shut a container down gracefully, killing it after the timeout",
 		Args:              exactArgs(1, "a container name"),
 		ValidArgsFunction: completeNames(a),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if remote, name, ok := splitRemote(args[0]); ok {
+				return remoteStop(cmd.Context(), a, remote, name, flags, stateful)
+			}
 			if stateful {
 				if flags.force || flags.timeout != "" {
 					return usageError{"--stateful takes neither --force nor --timeout: the container's processes are saved, not stopped"}

@@ -40,13 +40,16 @@ func checkFormatIn(format string, allowed ...string) error {
 func newListCmd(a *app) *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
-		Use:     "list [--format table|json|yaml|csv]",
+		Use:     "list [REMOTE:] [--format table|json|yaml|csv]",
 		Aliases: []string{"ls"},
-		Short:   "List containers and their state",
-		Args:    exactArgs(0, "no arguments"),
-		RunE: func(*cobra.Command, []string) error {
+		Short:   "List containers and their state (of a remote host with REMOTE:)",
+		Args:    maxArgs(1, "no arguments, or a remote as REMOTE:"),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format); err != nil {
 				return err
+			}
+			if len(args) == 1 {
+				return remoteList(cmd.Context(), a, args[0], format)
 			}
 			m, err := a.manager()
 			if err != nil {
@@ -147,13 +150,16 @@ func dashIfZero(s string) string {
 func newInfoCmd(a *app) *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
-		Use:               "info NAME [--format table|json|yaml]",
+		Use:               "info [REMOTE:]NAME [--format table|json|yaml]",
 		Short:             "Show a container's state, limits, id range and cgroups",
 		Args:              exactArgs(1, "a container name"),
 		ValidArgsFunction: completeNames(a),
-		RunE: func(_ *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormatIn(format, "table", "json", "yaml"); err != nil {
 				return err
+			}
+			if remote, name, ok := splitRemote(args[0]); ok {
+				return remoteInfo(cmd.Context(), a, remote, name, format)
 			}
 			m, err := a.manager()
 			if err != nil {

@@ -1,7 +1,8 @@
 // Package layering holds no code, only the test that keeps lodge's import
 // rules (docs/architecture.md, "Layers"): shared infrastructure in internal/
 // and config at the bottom, rootfs, templates, lxcfs, migrate, storage and network above them,
-// manager above those, the commands on top. Imports only go down.
+// manager above those, the host API (remote/...) above manager, the commands on top.
+// Imports only go down.
 package layering
 
 import (
@@ -28,8 +29,10 @@ func layer(pkg string) int {
 		return 1
 	case hasRoot(pkg, "lodge/manager"):
 		return 2
-	default: // cmd/..., tests
+	case hasRoot(pkg, "lodge/remote"):
 		return 3
+	default: // cmd/..., tests
+		return 4
 	}
 }
 
@@ -93,7 +96,7 @@ func check(pkg, dep string) string {
 	case strings.HasPrefix(dep, "lodge/manager/") && !hasRoot(pkg, "lodge/manager"):
 		return "only manager's own packages import manager's subpackages; use lodge/manager's API or move the code to internal/"
 	case layer(dep) > layer(pkg):
-		return "imports go down: internal and config, then rootfs, templates, lxcfs and migrate, then manager, then the commands"
+		return "imports go down: internal and config, then rootfs, templates, lxcfs, migrate, storage and network, then manager, then remote, then the commands"
 	}
 	return ""
 }
@@ -106,6 +109,10 @@ func TestCheckRefusesUpwardImports(t *testing.T) {
 		{"lodge/cmd/lodge", "lodge/manager/monitor"},
 		{"lodge/tests", "lodge/manager/store"},
 		{"lodge/manager", "lodge/cmd/lodge"},
+		{"lodge/manager", "lodge/remote/client"},
+		{"lodge/migrate", "lodge/remote/api"},
+		{"lodge/remote/server", "lodge/cmd/lodge"},
+		{"lodge/remote/server", "lodge/manager/monitor"},
 	}
 	for _, b := range bad {
 		if check(b[0], b[1]) == "" {
@@ -119,6 +126,9 @@ func TestCheckRefusesUpwardImports(t *testing.T) {
 		{"lodge/lxcfs/server", "lodge/internal/cgroup"},
 		{"lodge/templates", "lodge/rootfs"},
 		{"lodge/config", "lodge/internal/seccomp"},
+		{"lodge/remote/server", "lodge/manager"},
+		{"lodge/remote/client", "lodge/remote/api"},
+		{"lodge/cmd/lodge", "lodge/remote/client"},
 	}
 	for _, g := range good {
 		if why := check(g[0], g[1]); why != "" {

@@ -1,0 +1,125 @@
+// Package api is the wire of lodge's host API, shared by its server and
+// client: the versioned paths, the messages, and the error kinds that carry
+// the manager's errors across so that a remote command exits as a local one.
+//
+// Every request is JSON over HTTPS with mutual TLS, under Prefix. Every
+// response body is a stream of JSON lines (Line): any number of progress
+// lines, then exactly one line with the result or the error. A new manager
+// operation is added the same way as those here: a Route constant and its
+// request and result types here, a handler in package server (registered
+// with authenticated), a method in package client that calls the route.
+package api
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// Version is the API's version; Prefix is the path every route is under.
+const (
+	Version = "1.0"
+	Prefix  = "/" + Version
+)
+
+// Routes, as net/http patterns (METHOD PATH; {name} is a container's name).
+const (
+	RouteServer = "GET " + Prefix                               // ServerInfo
+	RouteRedeem = "POST " + Prefix + "/certificates"            // RedeemRequest -> RedeemResult (the only unauthenticated route)
+	RouteList   = "GET " + Prefix + "/containers"               // -> []manager.Info
+	RouteInfo   = "GET " + Prefix + "/containers/{name}"        // -> manager.Info
+	RouteStart  = "POST " + Prefix + "/containers/{name}/start" // StartRequest -> Empty
+	RouteStop   = "POST " + Prefix + "/containers/{name}/stop"  // StopRequest -> StopResult
+)
+
+// Request gives a route's method and path, with name in place of {name}:
+// the client calls a route by the same constant the server serves it by.
+func Request(route, name string) (method, path string) {
+	method, path, _ = strings.Cut(route, " ")
+	return method, strings.Replace(path, "{name}", url.PathEscape(name), 1)
+}
+
+// Line is one line of a response: a progress message, the result, or the error.
+type Line struct {
+	Progress string `json:"progress,omitempty"`
+	Result   any    `json:"result,omitempty"`
+	Error    *Error `json:"error,omitempty"`
+}
+
+// Error is a failure as the server reports it: the manager's error kind
+// (see Kinds) and its message.
+type Error struct {
+	Kind    string `json:"kind,omitempty"`
+	Message string `json:"message"`
+}
+
+// ServerInfo describes a serving host.
+type ServerInfo struct {
+	API         string `json:"api"`
+	Version     string `json:"version"` // lodge's
+	Fingerprint string `json:"fingerprint"`
+	Client      string `json:"client"` // the name this host trusts the caller as
+}
+
+// RedeemRequest presents a token's secret; the client's certificate is the
+// one the TLS connection carries.
+type RedeemRequest struct {
+	Secret string `json:"secret"`
+	// ClientName is the name the client proposes (its hostname), used when
+	// the token was made without --name.
+	ClientName string `json:"client_name,omitempty"`
+}
+
+// RedeemResult says under which name the server now trusts the client.
+type RedeemResult struct {
+	Name        string `json:"name"`
+	Fingerprint string `json:"fingerprint"` // the client certificate's
+}
+
+// StartRequest asks for a start; Fresh boots even after a stateful stop.
+type StartRequest struct {
+	Fresh bool `json:"fresh,omitempty"`
+}
+
+// StopRequest mirrors manager.StopOptions.
+type StopRequest struct {
+	TimeoutMillis int64 `json:"timeout_ms,omitempty"`
+	Force         bool  `json:"force,omitempty"`
+}
+
+// StopResult mirrors manager.StopResult.
+type StopResult struct {
+	Killed bool `json:"killed"`
+}
+
+// Empty is the result of an operation that returns nothing.
+type Empty struct{}
+
+// CheckName checks a remote's or a trusted client's name: letters, digits
+// and dashes, starting with a letter, 1-63 characters (a hostname label).
+func CheckName(what, name string) error {
+	ok := name != "" && len(name) <= 63 && isLetter(name[0]) && name[len(name)-1] != '-'
+	for i := 0; ok && i < len(name); i++ {
+		c := name[i]
+		ok = isLetter(c) || c >= '0' && c <= '9' || c == '-'
+	}
+	if !ok {
+		return invalid(fmt.Errorf("invalid %s name %q: use letters, digits and dashes, 1-63 characters, starting with a letter", what, name))
+	}
+	return nil
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+// DefaultPort is the port of an address given without one, to lodge serve
+// --listen and lodge remote add alike.
+const DefaultPort = "8443"
+
+// HostPort adds DefaultPort to an address without a port.
+func HostPort(addr string) string {
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return addr
+	}
+	return net.JoinHostPort(strings.Trim(addr, "[]"), DefaultPort)
+}
