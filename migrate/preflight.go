@@ -70,13 +70,13 @@ func preflight(proc string, initPID int, pids []int, c *CRIU) ([]Blocker, error)
 	}
 	sorted := append([]int(nil), pids...)
 	sort.Ints(sorted)
-	mounts, err := containerMounts(proc, sorted)
+	files, err := newFileScope(proc, initPID, sorted)
 	if err != nil {
 		return nil, fmt.Errorf("preflight: %w", err)
 	}
 	nets := map[string]*netTables{} // by net namespace
 	for _, pid := range sorted {
-		bs, err := inspect(proc, pid, initNS, nets, mounts)
+		bs, err := inspect(proc, pid, initNS, nets, files)
 		if isGone(err) {
 			continue
 		}
@@ -140,11 +140,20 @@ func readNamespaces(proc string, pid int) (map[string]string, error) {
 	return ns, nil
 }
 
-// containerMounts are the ids of every mount in the mount namespaces of
-// the processes pids: what CRIU dumps, and so the mounts an open file must
-// be on.
-func containerMounts(proc string, pids []int) (map[int]bool, error) {
-	ids := map[int]bool{}
+// fileScope is what decides whether an open file is the host's: the
+// mounts of the container's mount namespaces (what CRIU dumps), the mounts
+// of the caller's (the host's), and the console's device, a host pty that
+// CRIU is told is external.
+type fileScope struct {
+	container map[int]bool
+	host      map[int]bool
+	console   uint64 // st_rdev of init's /dev/console; 0: none
+}
+
+// newFileScope reads the mount ids of the mount namespaces of pids, the
+// caller's own (proc/self), and init's console.
+func newFileScope(proc string, initPID int, pids []int) (fileScope, error) {
+	scope := fileScope{container: map[int]bool{}, host: map[int]bool{}}
 	seen := map[string]bool{}
 	for _, pid := range pids {
 		ns, err := os.Readlink(fmt.Sprintf("%s/%d/ns/mnt", proc, pid))
@@ -152,34 +161,52 @@ func containerMounts(proc string, pids []int) (map[int]bool, error) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return scope, err
 		}
-		data, err := os.ReadFile(fmt.Sprintf("%s/%d/mountinfo", proc, pid))
-		if isGone(err) {
+		if err := addMountIDs(scope.container, fmt.Sprintf("%s/%d/mountinfo", proc, pid)); isGone(err) {
 			continue
-		}
-		if err != nil {
-			return nil, err
+		} else if err != nil {
+			return scope, err
 		}
 		seen[ns] = true
-		for _, line := range strings.Split(string(data), "\n") {
-			if id, err := strconv.Atoi(strings.SplitN(line, " ", 2)[0]); err == nil {
-				ids[id] = true
-			}
-		}
 	}
-	return ids, nil
+	if err := addMountIDs(scope.host, proc+"/self/mountinfo"); err != nil && !isGone(err) {
+		return scope, err
+	}
+	var st unix.Stat_t
+	if unix.Stat(fmt.Sprintf("%s/%d/root/dev/console", proc, initPID), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR {
+		scope.console = uint64(st.Rdev)
+	}
+	return scope, nil
 }
 
-// isPtySlave reports whether the open file at path (/proc/PID/fd/N) is a
-// pty's slave (majors 136-143, UNIX98_PTY_SLAVE_MAJOR and its successors).
-func isPtySlave(path string) bool {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return false
+func addMountIDs(ids map[int]bool, mountinfo string) error {
+	data, err := os.ReadFile(mountinfo)
+	if err != nil {
+		return err
 	}
-	major := unix.Major(uint64(st.Rdev))
-	return st.Mode&unix.S_IFMT == unix.S_IFCHR && major >= 136 && major <= 143
+	for _, line := range strings.Split(string(data), "\n") {
+		if id, err := strconv.Atoi(strings.SplitN(line, " ", 2)[0]); err == nil {
+			ids[id] = true
+		}
+	}
+	return nil
+}
+
+// hostFile tells whether fd of pid (a path, by its /proc link) is a file of
+// the host: on a mount of the host's and on none of the container's. CRIU
+// fails on one ("Can't lookup mount=N for fd=N"). The console is exempt
+// (CRIU is told it is external), and so are files of no mount anyone sees
+// (a memfd's, mnt_id 0), which CRIU dumps.
+func (s fileScope) hostFile(proc string, pid, fd int) bool {
+	if s.console != 0 {
+		var st unix.Stat_t
+		if unix.Stat(fmt.Sprintf("%s/%d/fd/%d", proc, pid, fd), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR && uint64(st.Rdev) == s.console {
+			return false
+		}
+	}
+	id, err := fdMountID(proc, pid, fd)
+	return err == nil && !s.container[id] && s.host[id]
 }
 
 // fdMountID is the id of the mount an open file is on (fdinfo's mnt_id).
@@ -196,9 +223,9 @@ func fdMountID(proc string, pid, fd int) (int, error) {
 	return 0, fmt.Errorf("fdinfo of fd %d has no mnt_id", fd)
 }
 
-// inspect lists the blockers of one process. mounts are the container's
-// mount ids (containerMounts).
-func inspect(proc string, pid int, initNS map[string]string, nets map[string]*netTables, mounts map[int]bool) ([]Blocker, error) {
+// inspect lists the blockers of one process. files tells the host's open
+// files from the container's.
+func inspect(proc string, pid int, initNS map[string]string, nets map[string]*netTables, files fileScope) ([]Blocker, error) {
 	comm := readComm(proc, pid)
 	var out []Blocker
 	add := func(what, fix string) { out = append(out, Blocker{PID: pid, Comm: comm, What: what, Fix: fix}) }
@@ -252,14 +279,10 @@ func inspect(proc string, pid int, initNS map[string]string, nets map[string]*ne
 			add(fmt.Sprintf("%s (fd %d)", what, fd), fix)
 			continue
 		}
-		if strings.HasPrefix(target, "/") && !isPtySlave(fdDir+"/"+e.Name()) {
-			// A file on none of the container's mounts came from the
-			// host: CRIU fails with "Can't lookup mount=N for fd=N".
-			// Ptys are not looked up by mount: the console is one of
-			// the host's, declared to CRIU as an external tty.
-			if id, err := fdMountID(proc, pid, fd); err == nil && !mounts[id] {
+		if strings.HasPrefix(target, "/") {
+			if files.hostFile(proc, pid, fd) {
 				add(fmt.Sprintf("file of the host %s (fd %d)", target, fd),
-					"it was passed in from outside the container (the output of a lodge exec sent to a host file, say): end the process, or start it again with its descriptors inside the container (e.g. >/dev/null 2>&1 </dev/null)")
+					"it was passed in from outside the container (a lodge exec's output sent to a host file, or its terminal): end the process, or start it again with its descriptors inside the container (e.g. >/dev/null 2>&1 </dev/null)")
 			}
 			continue
 		}

@@ -337,6 +337,18 @@ func TestBlockerString(t *testing.T) {
 	}
 }
 
+// startHolderHolding starts a plain helper in a mount namespace of its own
+// (a container's, whose mounts are not the host's) with f as its fd 3, and
+// returns its pid.
+func startHolderHolding(t *testing.T, f *os.File) int {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), holdEnv+"=plain")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Setsid: true}
+	cmd.ExtraFiles = []*os.File{f}
+	return runHolder(t, cmd, "plain")
+}
+
 // TestPreflightNamesHostFile: a process holding a file of a mount that is in
 // none of the container's mount namespaces (passed in from the host, as a
 // lodge exec's output redirected to a host file is) is named; CRIU would
@@ -348,12 +360,7 @@ func TestPreflightNamesHostFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hostFile.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), holdEnv+"=plain")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Setsid: true}
-	cmd.ExtraFiles = []*os.File{hostFile} // fd 3 in the helper
-	runHolder(t, cmd, "plain")
-	pid := cmd.Process.Pid
+	pid := startHolderHolding(t, hostFile)
 	bs, err := Preflight(pid, []int{pid}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -394,5 +401,62 @@ func TestPreflightSkipsExitingProcess(t *testing.T) {
 	bs, err := preflight(proc, 1, []int{2}, nil)
 	if err != nil || len(bs) != 0 {
 		t.Fatalf("preflight of an exiting process: %v, %v", bs, err)
+	}
+}
+
+// TestPreflightPassesMemfd: a memfd lives on an internal mount that no
+// mountinfo lists; CRIU dumps it, and the preflight must not call it a file
+// of the host.
+func TestPreflightPassesMemfd(t *testing.T) {
+	needRoot(t)
+	fd, err := unix.MemfdCreate("preflight-test", unix.MFD_CLOEXEC)
+	if err != nil {
+		testreq.Skip(t, "memfd", fmt.Sprintf("memfd_create: %v", err))
+	}
+	memfd := os.NewFile(uintptr(fd), "memfd")
+	defer memfd.Close()
+	pid := startHolderHolding(t, memfd)
+	bs, err := Preflight(pid, []int{pid}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bs {
+		if strings.Contains(b.What, "memfd") {
+			t.Errorf("a memfd is named: %s", b)
+		}
+	}
+}
+
+// TestPreflightNamesHostTerminal: a pty of the host's (a lodge exec's
+// terminal, left to a process) is named like any host file; only the
+// container's console is exempt.
+func TestPreflightNamesHostTerminal(t *testing.T) {
+	needRoot(t)
+	mfd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		testreq.Skip(t, "pty", fmt.Sprintf("/dev/ptmx: %v", err))
+	}
+	master := os.NewFile(uintptr(mfd), "ptmx")
+	defer master.Close()
+	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	sfd, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(mfd), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	slave := os.NewFile(sfd, "pts")
+	defer slave.Close()
+	pid := startHolderHolding(t, slave)
+	bs, err := Preflight(pid, []int{pid}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, b := range bs {
+		found = found || (strings.HasPrefix(b.What, "file of the host ") && strings.HasSuffix(b.What, "(fd 3)"))
+	}
+	if !found {
+		t.Fatalf("Preflight = %v; want the host pty at fd 3 named", bs)
 	}
 }
