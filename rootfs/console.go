@@ -23,7 +23,6 @@ import (
 type Console struct {
 	Master *os.File
 	Slave  *os.File
-	Name   string // the slave's path on the host, e.g. /dev/pts/3
 }
 
 // Close closes both ends.
@@ -34,25 +33,42 @@ func (c *Console) Close() {
 
 // newConsole makes a pty in the host's devpts and binds its slave over
 // /dev/console. It runs in the container's user namespace, before the
-// pivot, so the host's /dev is still there, and the slave is owned by the
-// container's root (devpts gives it the opener's fsuid and fsgid).
+// pivot, so the host's /dev is still there. The slave is made the
+// container's root's, mode 0600, as a restore makes it: devpts gives it the
+// opener's uid but, on hosts that mount it with gid=5, the host's tty group.
 func newConsole(d *devMounts) (*Console, error) {
 	masterFD, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open the host's /dev/ptmx: %w", err)
 	}
 	master := os.NewFile(uintptr(masterFD), "console-master")
-	slave, n, err := openPeer(master)
+	slave, _, err := openPeer(master)
 	if err != nil {
 		master.Close()
 		return nil, err
 	}
-	console := &Console{Master: master, Slave: slave, Name: "/dev/pts/" + strconv.Itoa(n)}
+	console := &Console{Master: master, Slave: slave}
+	if err := ownConsole(slave); err != nil {
+		console.Close()
+		return nil, err
+	}
 	if err := bindConsole(d, slave); err != nil {
 		console.Close()
 		return nil, err
 	}
 	return console, nil
+}
+
+// ownConsole makes the pty slave root's and group root's (the container's,
+// from its user namespace) with mode 0600.
+func ownConsole(slave *os.File) error {
+	if err := slave.Chown(0, 0); err != nil {
+		return fmt.Errorf("own the console: %w", err)
+	}
+	if err := slave.Chmod(0o600); err != nil {
+		return fmt.Errorf("console mode: %w", err)
+	}
+	return nil
 }
 
 // bindConsole binds the pty slave over an empty /dev/console. The bind is

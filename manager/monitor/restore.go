@@ -89,9 +89,9 @@ func (m *Monitor) restore(dir string) (*boot, error) {
 	}
 	defer slave.Close()
 	mounts = append(mounts, migrate.ExternalMount{Key: "lodge:" + rootfs.ConsoleTarget, Source: slave.Name()})
-	// Started as long ago as the container had run at the dump: the views'
-	// /proc/uptime goes on from there, as its time namespace's clocks do.
-	b := &boot{cfg: cfg, group: group, started: time.Now().UTC().Add(-rec.Uptime), rootfsMode: "idmapped", exited: make(chan struct{})}
+	// The uptime at the dump: the views' /proc/uptime goes on from there,
+	// as its time namespace's clocks do.
+	b := &boot{cfg: cfg, group: group, started: time.Now().UTC(), uptimeBase: rec.Uptime, rootfsMode: "idmapped", exited: make(chan struct{})}
 	if b.stopSignal, err = m.stopSignal(cfg); err != nil {
 		master.Close()
 		return nil, err
@@ -406,7 +406,12 @@ func openConsolePty(owner int) (master, slave *os.File, err error) {
 	if err != nil {
 		return fail(err)
 	}
+	// As a boot makes it (rootfs.ownConsole): the container's root's, 0600.
 	if err := s.Chown(owner, owner); err != nil {
+		s.Close()
+		return fail(err)
+	}
+	if err := s.Chmod(0o600); err != nil {
 		s.Close()
 		return fail(err)
 	}
