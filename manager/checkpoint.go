@@ -26,7 +26,8 @@ import (
 //	    checkpoint.json   what lodge needs to restore (migrate.Record)
 //	    *.img, dump.log   CRIU's images and log
 //
-// made as ID.tmp and renamed when the dump succeeded, so that a checkpoint
+// made as ID.tmp and renamed in CRIU's post-dump callback, once every image
+// is written and before CRIU thaws or kills the tree, so that a checkpoint
 // that exists is complete. The preflight (migrate.Preflight) runs first and
 // refuses, before anything is frozen, a container CRIU could not dump.
 
@@ -55,9 +56,7 @@ type CheckpointResult struct {
 	Stopped  bool              `json:"stopped"`
 }
 
-func (m *Manager) checkpointsDir(name string) string {
-	return filepath.Join(m.store.ContainerDir(name), "checkpoints")
-}
+func (m *Manager) checkpointsDir(name string) string { return m.store.CheckpointsDir(name) }
 
 // Checkpoint dumps a running container with CRIU; see CheckpointOptions.
 func (m *Manager) Checkpoint(ctx context.Context, name string, opts CheckpointOptions) (CheckpointResult, error) {
@@ -88,9 +87,7 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, opts CheckpointOp
 
 // resumeMarker names the checkpoint the next start resumes from (a
 // stateful stop made it).
-func (m *Manager) resumeMarker(name string) string {
-	return filepath.Join(m.checkpointsDir(name), "resume")
-}
+func (m *Manager) resumeMarker(name string) string { return m.store.ResumeMarkerPath(name) }
 
 // resumePending is the checkpoint a stateful stop left for the next start,
 // or "".
@@ -167,6 +164,7 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 	req.Hold = lock.File()
 	completed := false
 	req.Completed = func() error {
+		rec.Uptime = uptimeOf(st) // the tree is frozen now: its clocks' value at the dump
 		if err := migrate.WriteRecord(staging, rec); err != nil {
 			return err
 		}
@@ -210,6 +208,12 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 		}
 		if completed {
 			// The checkpoint is complete and listed; CRIU failed after it.
+			// If the container still runs, a stateful stop's marker must
+			// not make a later start resume this checkpoint over a root
+			// filesystem that has moved on.
+			if opts.Resume && st.Init.Alive() {
+				os.Remove(m.resumeMarker(name))
+			}
 			return res, fmt.Errorf("checkpoint %s: %w; the checkpoint %s is complete", name, err, final)
 		}
 		return res, fmt.Errorf("checkpoint %s: %w; the container keeps running", name, err)
@@ -248,6 +252,12 @@ func (m *Manager) removeDumpStaging(name string) {
 	}
 }
 
+// uptimeOf is how long the running container has run: since its start,
+// plus what it had run before it was restored.
+func uptimeOf(st *store.State) time.Duration {
+	return time.Since(st.StartedAt) + st.UptimeBase
+}
+
 // dumpPlan is what a dump of the running container declares: its external
 // mounts (lodge's binds, the views it has mounted), its console, its
 // freezer, and the record a restore needs.
@@ -255,7 +265,7 @@ func (m *Manager) dumpPlan(name string, st *store.State, group *cgroup.Group) (m
 	rec := migrate.Record{
 		Container: name, Created: time.Now().UTC(), InitPID: st.Init.PID,
 		Cgroups: st.Cgroups, HostID: st.HostID, IDCount: st.IDCount,
-		Uptime: time.Since(st.StartedAt),
+		Uptime: uptimeOf(st),
 	}
 	if id, err := os.ReadFile(m.store.BootIDPath(name)); err == nil {
 		rec.BootID = strings.TrimSpace(string(id))

@@ -36,11 +36,16 @@ type Process struct {
 // It lets every lodge command find the container's processes without the
 // monitor, so list, stop and exec still work if the monitor was killed.
 type State struct {
-	Name       string            `json:"name"`
-	Status     Status            `json:"status"`
-	Init       Process           `json:"init"`
-	Monitor    Process           `json:"monitor"`
-	StartedAt  time.Time         `json:"started_at"`
+	Name      string    `json:"name"`
+	Status    Status    `json:"status"`
+	Init      Process   `json:"init"`
+	Monitor   Process   `json:"monitor"`
+	StartedAt time.Time `json:"started_at"`
+	// UptimeBase is how long the container had run before StartedAt: the
+	// uptime recorded in the checkpoint it was restored from (0 after a
+	// boot). The views' /proc/uptime counts from StartedAt minus it, as the
+	// clocks of the container's time namespace, restored by CRIU, do.
+	UptimeBase time.Duration     `json:"uptime_base,omitempty"`
 	StopSignal int               `json:"stop_signal"`
 	HostID     uint32            `json:"host_id"` // container id 0 is this host id
 	IDCount    uint32            `json:"id_count"`

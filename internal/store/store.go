@@ -107,6 +107,17 @@ func (s *Store) IDMapPath() string { return filepath.Join(s.Root, "idmap.json") 
 // ContainerDir is the directory of container name.
 func (s *Store) ContainerDir(name string) string { return filepath.Join(s.containersDir(), name) }
 
+// CheckpointsDir holds container name's checkpoints, one directory each.
+func (s *Store) CheckpointsDir(name string) string {
+	return filepath.Join(s.ContainerDir(name), "checkpoints")
+}
+
+// ResumeMarkerPath names the checkpoint that the next start of container
+// name resumes from (a stateful stop wrote it).
+func (s *Store) ResumeMarkerPath(name string) string {
+	return filepath.Join(s.CheckpointsDir(name), "resume")
+}
+
 // ConfigPath is the configuration file of container name.
 func (s *Store) ConfigPath(name string) string {
 	return filepath.Join(s.ContainerDir(name), "config.toml")

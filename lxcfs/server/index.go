@@ -17,7 +17,7 @@ import (
 type Container struct {
 	Name    string
 	Cgroups map[string]string // hierarchy key → host directory of its root cgroup
-	Started time.Time         // when its monitor started init (the state's started_at)
+	Started time.Time         // when its clocks began: the state's started_at, less its uptime_base after a restore
 	Init    store.Process     // its init
 	Enabled bool              // lxcfs.enabled: it has the views mounted
 
@@ -202,7 +202,9 @@ func (x *Index) load(name string) *Container {
 	if err != nil || st == nil || !st.Init.Alive() {
 		return nil
 	}
-	c := &Container{Name: name, Cgroups: st.Cgroups, Started: st.StartedAt, Init: st.Init, Enabled: true}
+	// Started is when the container's clocks began: a restored one's had
+	// run UptimeBase before its restore.
+	c := &Container{Name: name, Cgroups: st.Cgroups, Started: st.StartedAt.Add(-st.UptimeBase), Init: st.Init, Enabled: true}
 	path := x.store.ConfigPath(name)
 	if info, err := os.Stat(path); err == nil {
 		c.configMtime = info.ModTime()

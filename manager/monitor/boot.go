@@ -33,6 +33,7 @@ type boot struct {
 	console    *consoleRelay
 	stopSignal syscall.Signal
 	started    time.Time
+	uptimeBase time.Duration // a restore's: the uptime at the checkpoint
 	rootfsMode string        // "idmapped" or "shifted"
 	exited     chan struct{} // closed when init has exited and been reaped
 	wait       syscall.WaitStatus
@@ -259,6 +260,14 @@ func (m *Monitor) consoleLogPath() string {
 // teardown cleans up after init exited: console, leftover processes, cgroups.
 func (m *Monitor) teardown(b *boot) {
 	m.setCurrent(nil)
+	if !(b.wait.Signaled() && b.wait.Signal() == syscall.SIGKILL) {
+		// Init ended by itself (a poweroff, a crash, a reboot), not killed
+		// by a stateful stop's dump: a resume marker left by a dump whose
+		// tree went on running (its lodge killed before it answered CRIU)
+		// must not make the next start resume an old checkpoint over a
+		// root filesystem that has moved on.
+		os.Remove(m.store.ResumeMarkerPath(m.name))
+	}
 	b.console.close()
 	m.detachNICs(false)
 	if err := destroyCgroup(b.group); err != nil {
@@ -283,6 +292,7 @@ func (m *Monitor) writeState(b *boot, status store.Status) error {
 		Init:       b.init,
 		Monitor:    self,
 		StartedAt:  b.started,
+		UptimeBase: b.uptimeBase,
 		StopSignal: int(b.stopSignal),
 		HostID:     m.ids.HostID,
 		IDCount:    m.ids.Size,
