@@ -117,6 +117,11 @@ demo: deps build
 	pid=$$(lodge info demo --format json | sed -n 's/.*"pid": \([0-9]*\).*/\1/p' | head -1); \
 	show ps -o user,pid,comm -p $$pid; \
 	echo "(on the host, the container's systemd runs as an unprivileged uid)"; \
+	show lodge exec demo -- sh -c 'echo "written before the checkpoint, pid $$$$" > /dev/shm/note; sleep 100000 >/dev/null 2>&1 </dev/null &'; \
+	show lodge checkpoint --stop demo; \
+	show lodge restore demo; \
+	show lodge exec demo -- sh -c 'systemctl is-system-running; cat /dev/shm/note; pidof sleep'; \
+	echo "(checkpointed with CRIU and restored: systemd running, its tmpfs and processes as they were, the same NIC)"; \
 	show lodge stop demo; \
 	show lodge snapshot create demo clean; \
 	show lodge copy demo demo2 --snapshot; \
