@@ -253,7 +253,9 @@ func (m *Manager) RestoreMigration(ctx context.Context, name string) (MigrationR
 	// which the reservation holds: let it go for the restore to take it.
 	in.res.release()
 	dir := checkpointDirIn(m.store.ContainerDir(name))
-	if _, err := m.Restore(ctx, name, RestoreOptions{Dir: dir}, nil); err != nil {
+	// Not cut short once begun: a restore stopped half way by a
+	// cancelled context could leave its monitor to finish it.
+	if _, err := m.Restore(context.WithoutCancel(ctx), name, RestoreOptions{Dir: dir}, nil); err != nil {
 		// CRIU's log outlives the rest, which goes: kept in ROOT/log.
 		msg := strings.Replace(err.Error(), "; the checkpoint is kept", "", 1)
 		logs := filepath.Join(m.store.Root, "log")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -245,4 +246,88 @@ func TestMigrateRestoreFails(t *testing.T) {
 	migrateOnce(t, p.ma, p.mb, "rf")
 	gone(t, p.a, "rf")
 	waitCounterAbove(t, p.b, "rf", before)
+}
+
+// TestMigrateDebian: a Debian container with systemd goes A -> B -> A, on
+// dir and on overlay storage: systemd stays running with no failed unit,
+// and journald answers.
+func TestMigrateDebian(t *testing.T) {
+	for _, storage := range []string{"dir", "overlay"} {
+		t.Run(storage, func(t *testing.T) {
+			p := newMigrationPair(t, storage)
+			p.a.must("create", "dm", "--template", "debian")
+			p.a.must("start", "dm")
+			waitRunning(t, p.a, "dm")
+			envs := []*env{p.a, p.b}
+			managers := []*manager.Manager{p.ma, p.mb}
+			for round := range 2 {
+				from, to := round%2, 1-round%2
+				envs[from].must("exec", "dm", "--", "sh", "-c", fmt.Sprintf("echo %d > /root/round", round))
+				migrateOnce(t, managers[from], managers[to], "dm")
+				gone(t, envs[from], "dm")
+				e := envs[to]
+				if state := strings.TrimSpace(e.run("exec", "dm", "--", "systemctl", "is-system-running").stdout); state != "running" {
+					t.Fatalf("round %d: after the migration systemd is %q", round, state)
+				}
+				if failed := e.must("exec", "dm", "--", "systemctl", "--failed", "--no-legend"); strings.TrimSpace(failed) != "" {
+					t.Fatalf("round %d: failed units after the migration:\n%s", round, failed)
+				}
+				e.must("exec", "dm", "--", "journalctl", "-n", "1", "--no-pager")
+				if got := strings.TrimSpace(e.must("exec", "dm", "--", "cat", "/root/round")); got != strconv.Itoa(round) {
+					t.Fatalf("round %d: /root/round is %q", round, got)
+				}
+			}
+		})
+	}
+}
+
+// TestMigrateCancelled: a migration whose context is cancelled at a random
+// moment either completes (the container runs on the target only) or
+// leaves the container running and counting on the source, thawed, and the
+// target with nothing of it. LODGE_KILL_SEED repeats a run.
+func TestMigrateCancelled(t *testing.T) {
+	p := newMigrationPair(t, "dir")
+	p.a.createBusybox("mc", counterEvery100ms)
+	p.a.must("start", "mc")
+	waitCounterAbove(t, p.a, "mc", 5)
+	seed := time.Now().UnixNano()
+	if s, err := strconv.ParseInt(os.Getenv("LODGE_KILL_SEED"), 10, 64); err == nil {
+		seed = s
+	}
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewSource(seed))
+	envs := []*env{p.a, p.b}
+	managers := []*manager.Manager{p.ma, p.mb}
+	from := 0
+	for round := range 10 {
+		to := 1 - from
+		before := readCounter(t, envs[from], "mc")
+		// The live phases take tens of milliseconds, the dump and the
+		// restore a second each: a third of the rounds aim at the first.
+		delay := time.Duration(rng.Int63n(int64(2500 * time.Millisecond)))
+		if rng.Intn(3) == 0 {
+			delay = time.Duration(rng.Int63n(int64(150 * time.Millisecond)))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), delay)
+		_, err := managers[from].Migrate(ctx, "mc", &manager.LocalTarget{M: managers[to]}, manager.MigrateOptions{}, nil)
+		cancel()
+		if err == nil {
+			t.Logf("round %d: cancelled after %v: migrated", round, delay.Round(time.Millisecond))
+			gone(t, envs[from], "mc")
+			from = to
+		} else {
+			t.Logf("round %d: cancelled after %v: %v", round, delay.Round(time.Millisecond), err)
+			if !strings.Contains(err.Error(), "keeps running here") {
+				t.Fatalf("round %d: a cancelled migration failed without keeping the container: %v", round, err)
+			}
+			gone(t, envs[to], "mc")
+		}
+		if i := envs[from].info("mc"); i.State != "RUNNING" {
+			t.Fatalf("round %d: mc is %s", round, i.State)
+		}
+		if after := readCounter(t, envs[from], "mc"); after < before {
+			t.Fatalf("round %d: the counter went from %d to %d", round, before, after)
+		}
+		waitCounterAbove(t, envs[from], "mc", readCounter(t, envs[from], "mc"))
+	}
 }
