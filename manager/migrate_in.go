@@ -34,6 +34,11 @@ type incoming struct {
 	offer MigrationOffer
 	res   *reservation
 	moved bool // the staging directory is the container's now
+	// restored: the container runs here. The record stays so that an
+	// Abort from a source that did not get Restore's answer (and resumes
+	// its own copy) still removes it; the next AcceptMigration of the name
+	// drops it once the container has left.
+	restored bool
 }
 
 // incomings are the migrations this process receives, by root and name.
@@ -150,8 +155,15 @@ func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (Mi
 	if err := storage.WriteRecord(res.dir, storage.Record{Backend: offer.Backend, Image: offer.Image}); err != nil {
 		return release(err)
 	}
-	if _, loaded := incomings.LoadOrStore(m.incomingKey(name), in); loaded {
-		return release(fmt.Errorf("a migration of %s is already being received here", name))
+	if old, loaded := incomings.LoadOrStore(m.incomingKey(name), in); loaded {
+		prev := old.(*incoming)
+		prev.mu.Lock()
+		done := prev.restored
+		prev.mu.Unlock()
+		// nameFree passed: a restored one has left since.
+		if !done || !incomings.CompareAndSwap(m.incomingKey(name), old, in) {
+			return release(fmt.Errorf("a migration of %s is already being received here", name))
+		}
 	}
 	return ans, nil
 }
@@ -271,7 +283,7 @@ func (m *Manager) RestoreMigration(ctx context.Context, name string) (MigrationR
 		done.PID = st.Init.PID
 	}
 	os.RemoveAll(dir) // the container's memory: not kept
-	incomings.Delete(m.incomingKey(name))
+	in.restored = true
 	return done, nil
 }
 
@@ -301,8 +313,10 @@ func (m *Manager) placeIncoming(in *incoming) error {
 }
 
 // AbortMigration removes everything of an incoming migration: the staging
-// directory or the container made of it, its id range, and the layers it
-// brought that nothing uses. Aborting one that is not here is not an error.
+// directory or the container made of it (also once restored and running:
+// the source calls it when it did not get Restore's answer, before it
+// resumes its own copy), its id range, and the layers it brought that
+// nothing uses. Aborting one that is not here is not an error.
 func (m *Manager) AbortMigration(ctx context.Context, name string) error {
 	in, err := m.incoming(name)
 	if err != nil {

@@ -188,6 +188,13 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 			progress("restoring %s on the target", name)
 			done, err := target.Restore(ctx, name)
 			if err != nil {
+				// Its answer may be lost with the target running it:
+				// removed there before CRIU resumes the tree here.
+				actx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				if aerr := target.Abort(actx, name); aerr != nil {
+					return fmt.Errorf("restore on the target: %w (and removing it there failed: %v)", err, aerr)
+				}
 				return fmt.Errorf("restore on the target: %w", err)
 			}
 			phase("restore on the target", t0, 0)

@@ -70,6 +70,10 @@ type LocalTarget struct {
 	// BeforeRestore, if set, runs on the received checkpoint directory
 	// before the restore: tests damage it there to make the restore fail.
 	BeforeRestore func(dir string) error
+	// AfterRestore, if set, runs after a restore that succeeded, and an
+	// error it returns is Restore's: tests lose the answer of a restore
+	// that ran, as a cut connection would.
+	AfterRestore func() error
 }
 
 var _ MigrationTarget = (*LocalTarget)(nil)
@@ -103,7 +107,11 @@ func (t *LocalTarget) Restore(ctx context.Context, name string) (MigrationRestor
 			}
 		}
 	}
-	return t.M.RestoreMigration(ctx, name)
+	done, err := t.M.RestoreMigration(ctx, name)
+	if err == nil && t.AfterRestore != nil {
+		err = t.AfterRestore()
+	}
+	return done, err
 }
 
 // Abort implements MigrationTarget.

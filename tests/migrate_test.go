@@ -243,6 +243,27 @@ func TestMigrateRestoreFails(t *testing.T) {
 	}
 	waitCounterAbove(t, p.a, "rf", readCounter(t, p.a, "rf")) // thawed
 	gone(t, p.b, "rf")
+
+	// The restore ran on B, but its answer is lost: B removes it again
+	// before A resumes its own copy.
+	before = readCounter(t, p.a, "rf")
+	lost := &manager.LocalTarget{M: p.mb, AfterRestore: func() error {
+		if i := p.b.info("rf"); i.State != "RUNNING" {
+			return fmt.Errorf("rf is %s on B after its restore", i.State)
+		}
+		return errors.New("the answer was lost")
+	}}
+	_, err = p.ma.Migrate(context.Background(), "rf", lost, manager.MigrateOptions{}, nil)
+	if err == nil || !strings.Contains(err.Error(), "the answer was lost") || !strings.Contains(err.Error(), "the target keeps nothing of it") {
+		t.Fatalf("migrate with a lost restore answer: %v", err)
+	}
+	t.Logf("failed as it should: %v", err)
+	if i := p.a.info("rf"); i.State != "RUNNING" {
+		t.Fatalf("after the lost answer rf is %s", i.State)
+	}
+	waitCounterAbove(t, p.a, "rf", before)
+	gone(t, p.b, "rf")
+
 	migrateOnce(t, p.ma, p.mb, "rf")
 	gone(t, p.a, "rf")
 	waitCounterAbove(t, p.b, "rf", before)
