@@ -87,6 +87,8 @@ func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (Mi
 		return ans, err
 	}
 	ans.CRIU = criu.Version
+	ans.MemTrack, ans.LazyPages = criu.Features.MemTrack, criu.Features.LazyPages
+	ans.UnprivilegedUserfault = unprivilegedUserfaultfd()
 	if criu.Version < offer.CRIU {
 		return ans, fmt.Errorf("CRIU here is %s, older than the source's (%d): it may not read the source's images; install the same CRIU on both hosts", criu, offer.CRIU)
 	}
@@ -344,4 +346,12 @@ func (m *Manager) abortLocked(in *incoming) error {
 	}
 	incomings.Delete(m.incomingKey(name))
 	return err
+}
+
+// unprivilegedUserfaultfd tells whether vm.unprivileged_userfaultfd lets a
+// container's user namespace use userfaultfd (CRIU's lazy pages fault the
+// restored tasks' memory in through it).
+func unprivilegedUserfaultfd() bool {
+	data, err := os.ReadFile("/proc/sys/vm/unprivileged_userfaultfd")
+	return err == nil && strings.TrimSpace(string(data)) == "1"
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -18,13 +19,19 @@ import (
 	"lodge/storage"
 )
 
-// MigrateOptions tune a migration. Stop-and-copy is the only mode yet.
-type MigrateOptions struct{}
+// MigrateOptions tune a migration.
+type MigrateOptions struct {
+	// Live asks for a shorter freeze (iterative pre-copy or post-copy)
+	// where both hosts allow one. Neither is built yet: the migration is
+	// stop-and-copy, and the result says what the hosts would allow.
+	Live bool
+}
 
 // MigrateResult says what a migration did and how long each phase took.
 type MigrateResult struct {
 	Name     string            `json:"name"`
-	Mode     string            `json:"mode"` // "stop-and-copy"
+	Mode     string            `json:"mode"`           // "stop-and-copy"
+	LiveNote string            `json:"live,omitempty"` // with Live: why this mode and not the others
 	Downtime time.Duration     `json:"downtime_ns"`
 	Total    time.Duration     `json:"total_ns"`
 	Bytes    int64             `json:"bytes"` // file data and images sent
@@ -65,6 +72,9 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 	}
 	began := time.Now()
 	res := MigrateResult{Name: name, Mode: "stop-and-copy"}
+	ticker := func(what string) func(int64) {
+		return func(sent int64) { progress("  %s: %d MiB sent", what, sent>>20) }
+	}
 	phase := func(what string, since time.Time, bytes int64) {
 		res.Phases = append(res.Phases, MigratePhase{Name: what, Time: time.Since(since), Bytes: bytes})
 		res.Bytes += bytes
@@ -106,6 +116,10 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 		return res, fmt.Errorf("migrate %s: the target refused: %w; it keeps running here", name, err)
 	}
 	phase("preflight", t0, 0)
+	if opts.Live {
+		res.LiveNote = liveNote(criu, answer)
+		progress("--live: %s", res.LiveNote)
+	}
 	// From here on the target holds something of it: a failure aborts there.
 	targetRunning := false
 	abort := func(err error) (MigrateResult, error) {
@@ -125,7 +139,8 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 	lowers := m.overlay().Lowers(storage.Tree{Layers: answer.MissingLayers})
 	for i, id := range answer.MissingLayers {
 		progress("sending layer %s (%d of %d)", id, i+1, len(answer.MissingLayers))
-		stats, err := sendStream(ctx, func(r io.Reader) error { return target.ReceiveLayer(ctx, name, id, r) }, lowers[i], nil, nil)
+		_, stats, err := treeSend{dir: lowers[i], tick: ticker("layer " + id),
+			receive: func(r io.Reader) error { return target.ReceiveLayer(ctx, name, id, r) }}.run(ctx)
 		if err != nil {
 			return abort(fmt.Errorf("send layer %s: %w", id, err))
 		}
@@ -139,8 +154,8 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 	rootfsDir := m.store.RootfsPath(name)
 	skip := treeSkip(backend)
 	progress("sending the root filesystem of %s (%s storage) while it runs", name, backend)
-	var state *migrate.TreeState
-	stats, err := sendStreamState(ctx, func(r io.Reader) error { return target.ReceiveRootfs(ctx, name, r) }, rootfsDir, nil, skip, &state)
+	state, stats, err := treeSend{dir: rootfsDir, skip: skip, tick: ticker(fmt.Sprintf("root filesystem (about %d MiB)", offer.Bytes>>20)),
+		receive: func(r io.Reader) error { return target.ReceiveRootfs(ctx, name, r) }}.run(ctx)
 	if err != nil {
 		return abort(fmt.Errorf("send the root filesystem: %w", err))
 	}
@@ -172,14 +187,16 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 			}
 			progress("sending the changes to the root filesystem of %s (frozen)", name)
 			t0 := time.Now()
-			delta, err := sendStream(ctx, func(r io.Reader) error { return target.ReceiveRootfs(ctx, name, r) }, rootfsDir, state, skip)
+			_, delta, err := treeSend{dir: rootfsDir, prev: state, skip: skip, tick: ticker("root filesystem changes"),
+				receive: func(r io.Reader) error { return target.ReceiveRootfs(ctx, name, r) }}.run(ctx)
 			if err != nil {
 				return fmt.Errorf("send the root filesystem's changes: %w", err)
 			}
 			phase(fmt.Sprintf("rootfs delta (%d entries, %d deleted)", delta.Entries, delta.Deleted), t0, delta.Bytes)
 			t0 = time.Now()
 			progress("sending the checkpoint of %s", name)
-			img, err := sendStream(ctx, func(r io.Reader) error { return target.ReceiveCheckpoint(ctx, name, r) }, images, nil, func(rel string) bool { return rel == "dump.log" })
+			_, img, err := treeSend{dir: images, skip: func(rel string) bool { return rel == "dump.log" }, tick: ticker("checkpoint"),
+				receive: func(r io.Reader) error { return target.ReceiveCheckpoint(ctx, name, r) }}.run(ctx)
 			if err != nil {
 				return fmt.Errorf("send the checkpoint: %w", err)
 			}
@@ -308,13 +325,17 @@ func treeSkip(backend string) func(string) bool {
 	return func(rel string) bool { return strings.HasPrefix(rel, "work/") }
 }
 
-// sendStream sends the tree at dir (or its delta since prev) to receive,
-// through a pipe.
-func sendStream(ctx context.Context, receive func(io.Reader) error, dir string, prev *migrate.TreeState, skip func(string) bool) (migrate.TreeStats, error) {
-	return sendStreamState(ctx, receive, dir, prev, skip, nil)
+// treeSend sends the tree at dir (or its delta since prev) to receive,
+// through a pipe, calling tick with the bytes sent so far every second.
+type treeSend struct {
+	dir     string
+	prev    *migrate.TreeState
+	skip    func(string) bool
+	receive func(io.Reader) error
+	tick    func(sent int64)
 }
 
-func sendStreamState(ctx context.Context, receive func(io.Reader) error, dir string, prev *migrate.TreeState, skip func(string) bool, state **migrate.TreeState) (migrate.TreeStats, error) {
+func (s treeSend) run(ctx context.Context) (*migrate.TreeState, migrate.TreeStats, error) {
 	pr, pw := io.Pipe()
 	type sent struct {
 		state *migrate.TreeState
@@ -322,24 +343,53 @@ func sendStreamState(ctx context.Context, receive func(io.Reader) error, dir str
 		err   error
 	}
 	done := make(chan sent, 1)
+	counted := &countingWriter{w: pw}
 	go func() {
-		st, stats, err := migrate.SendTree(ctx, pw, dir, prev, skip)
+		st, stats, err := migrate.SendTree(ctx, counted, s.dir, s.prev, s.skip)
 		pw.CloseWithError(err)
 		done <- sent{st, stats, err}
 	}()
-	recvErr := receive(pr)
+	stopTicks := make(chan struct{})
+	ticked := make(chan struct{})
+	go func() {
+		defer close(ticked)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopTicks:
+				return
+			case <-t.C:
+				if s.tick != nil {
+					s.tick(counted.n.Load())
+				}
+			}
+		}
+	}()
+	recvErr := s.receive(pr)
 	pr.CloseWithError(fmt.Errorf("the receiver stopped reading"))
-	s := <-done
-	if s.err != nil {
-		return s.stats, s.err
+	r := <-done
+	close(stopTicks)
+	<-ticked
+	if r.err != nil {
+		return nil, r.stats, r.err
 	}
 	if recvErr != nil {
-		return s.stats, recvErr
+		return nil, r.stats, recvErr
 	}
-	if state != nil {
-		*state = s.state
-	}
-	return s.stats, nil
+	return r.state, r.stats, nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n atomic.Int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // watchFrozen notes in at when the group is first seen frozen (CRIU freezes
@@ -362,4 +412,34 @@ func watchFrozen(group *cgroup.Group, at *time.Time) (stop func()) {
 		}
 	}()
 	return func() { close(quit); <-done }
+}
+
+// liveNote says why a live migration between these hosts is stop-and-copy:
+// what each faster mode needs, and whether both hosts have it.
+func liveNote(criu *migrate.CRIU, there MigrationAnswer) string {
+	var pre, post string
+	if !criu.Features.MemTrack || !there.MemTrack {
+		pre = "pre-copy needs soft-dirty memory tracking (CONFIG_MEM_SOFT_DIRTY): " + lacking(!criu.Features.MemTrack, !there.MemTrack)
+	} else {
+		pre = "pre-copy: both hosts track dirty memory, but lodge does not do pre-copy yet"
+	}
+	lazyHere := criu.Features.LazyPages && unprivilegedUserfaultfd()
+	lazyThere := there.LazyPages && there.UnprivilegedUserfault
+	if !lazyHere || !lazyThere {
+		post = "post-copy needs userfaultfd for the container's user namespace (vm.unprivileged_userfaultfd=1) and CRIU's lazy pages: " + lacking(!lazyHere, !lazyThere)
+	} else {
+		post = "post-copy: both hosts allow it, but lodge does not do post-copy yet"
+	}
+	return "stop-and-copy: " + pre + "; " + post
+}
+
+// lacking says which hosts lack something.
+func lacking(here, there bool) string {
+	switch {
+	case here && there:
+		return "both hosts lack it"
+	case here:
+		return "this host lacks it"
+	}
+	return "the target lacks it"
 }

@@ -55,6 +55,12 @@ type MigrationOffer struct {
 type MigrationAnswer struct {
 	MissingLayers []string `json:"missing_layers,omitempty"` // overlay layers to send
 	CRIU          int      `json:"criu_version"`
+	// What the target allows for --live: soft-dirty memory tracking
+	// (pre-copy), and userfaultfd for CRIU's lazy pages and for the
+	// container's user namespace (post-copy).
+	MemTrack              bool `json:"mem_track"`
+	LazyPages             bool `json:"lazy_pages"`
+	UnprivilegedUserfault bool `json:"unprivileged_userfaultfd"`
 }
 
 // MigrationRestored is what the target says of the restored container.

@@ -44,13 +44,16 @@ func migrateOnce(t *testing.T, from *manager.Manager, to *manager.Manager, name 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a hang guard
 	defer cancel()
-	res, err := from.Migrate(ctx, name, &manager.LocalTarget{M: to}, manager.MigrateOptions{}, func(f string, a ...any) { t.Logf("  "+f, a...) })
+	res, err := from.Migrate(ctx, name, &manager.LocalTarget{M: to}, manager.MigrateOptions{Live: true}, func(f string, a ...any) { t.Logf("  "+f, a...) })
 	if err != nil {
 		t.Fatalf("migrate %s from %s to %s: %v", name, from.Root(), to.Root(), err)
 	}
 	var phases []string
 	for _, p := range res.Phases {
 		phases = append(phases, fmt.Sprintf("%s %v (%d B)", p.Name, p.Time.Round(time.Millisecond), p.Bytes))
+	}
+	if !strings.HasPrefix(res.LiveNote, "stop-and-copy: ") {
+		t.Errorf("with Live the result does not say which mode and why: %q", res.LiveNote)
 	}
 	t.Logf("migrated %s: downtime %v, total %v, %d bytes sent; %s", name, res.Downtime.Round(time.Millisecond), res.Total.Round(time.Millisecond), res.Bytes, strings.Join(phases, ", "))
 	return res
