@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,17 @@ import (
 // removes all of it. A target process killed meanwhile leaves the staging
 // directory to the next create's sweep (its owner is dead).
 
+// migrationMarker, in an incoming container's directory (staging, then its
+// own), says it arrived by a migration that its source has not committed
+// yet: an Abort then removes it even when the process that received it is
+// gone (a restarted server), and a staging directory left by a killed
+// receiver gives its id range back (recoverMigrations).
+const migrationMarker = "migration.json"
+
+type migrationMark struct {
+	Name string `json:"name"`
+}
+
 // incoming is a migration a manager is receiving.
 type incoming struct {
 	mu    sync.Mutex
@@ -41,10 +53,12 @@ type incoming struct {
 	restored bool
 }
 
-// incomings are the migrations this process receives, by root and name.
+// incomings are the migrations this process receives, by manager and
+// name: two managers of one root in a process see each other's as they
+// would another process's (by the reservation's lock and the markers).
 var incomings sync.Map
 
-func (m *Manager) incomingKey(name string) string { return m.store.Root + "\x00" + name }
+func (m *Manager) incomingKey(name string) string { return fmt.Sprintf("%p\x00%s", m, name) }
 
 func (m *Manager) incoming(name string) (*incoming, error) {
 	v, ok := incomings.Load(m.incomingKey(name))
@@ -128,6 +142,7 @@ func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (Mi
 	if err := m.store.Prepare(); err != nil {
 		return ans, err
 	}
+	m.recoverMigrations()
 	m.sweepTmp()
 	res, err := m.reserve(name)
 	if err != nil {
@@ -152,6 +167,10 @@ func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (Mi
 		}
 	}
 	if err := cfg.Save(filepath.Join(res.dir, "config.toml")); err != nil {
+		return release(err)
+	}
+	mark, _ := json.Marshal(migrationMark{Name: name})
+	if err := os.WriteFile(filepath.Join(res.dir, migrationMarker), mark, 0o600); err != nil {
 		return release(err)
 	}
 	if err := storage.WriteRecord(res.dir, storage.Record{Backend: offer.Backend, Image: offer.Image}); err != nil {
@@ -322,7 +341,7 @@ func (m *Manager) placeIncoming(in *incoming) error {
 func (m *Manager) AbortMigration(ctx context.Context, name string) error {
 	in, err := m.incoming(name)
 	if err != nil {
-		return nil
+		return m.abortFromDisk(ctx, name)
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -354,4 +373,77 @@ func (m *Manager) abortLocked(in *incoming) error {
 func unprivilegedUserfaultfd() bool {
 	data, err := os.ReadFile("/proc/sys/vm/unprivileged_userfaultfd")
 	return err == nil && strings.TrimSpace(string(data)) == "1"
+}
+
+// abortFromDisk aborts a migration this process holds no record of (it was
+// received by a process since gone): the uncommitted container, or the
+// staging directory its receiver left, with the id range.
+func (m *Manager) abortFromDisk(ctx context.Context, name string) error {
+	if config.ValidateName(name) != nil {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(m.store.ContainerDir(name), migrationMarker)); err == nil {
+		return m.Delete(ctx, name, true)
+	}
+	m.recoverMigrations()
+	if _, err := os.Stat(filepath.Join(m.stagingOf(name), migrationMarker)); err == nil {
+		return fmt.Errorf("a migration of %s is still being received here by another process", name)
+	}
+	return nil
+}
+
+func (m *Manager) stagingOf(name string) string {
+	return filepath.Join(m.store.TmpDir(), strings.ToLower(name)+".create")
+}
+
+// recoverMigrations removes the staging directories of migrations whose
+// receiver is gone (killed), and gives their id ranges back. The server
+// calls it at start (RecoverMigrations); AcceptMigration before it reserves.
+func (m *Manager) recoverMigrations() {
+	dirs, _ := filepath.Glob(filepath.Join(m.store.TmpDir(), "*.create"))
+	for _, dir := range dirs {
+		data, err := os.ReadFile(filepath.Join(dir, migrationMarker))
+		if err != nil {
+			continue
+		}
+		var mark migrationMark
+		if json.Unmarshal(data, &mark) != nil || mark.Name == "" {
+			continue
+		}
+		if _, held := incomings.Load(m.incomingKey(mark.Name)); held {
+			continue // this process receives it
+		}
+		if clearAbandoned(dir) != nil {
+			continue // its receiver runs
+		}
+		if _, err := os.Stat(dir); err == nil {
+			continue
+		}
+		if !m.store.Exists(mark.Name) {
+			m.allocator().Release(mark.Name)
+		}
+	}
+}
+
+// RecoverMigrations cleans what receivers of migrations killed before the
+// restore left: a server calls it when it starts.
+func (m *Manager) RecoverMigrations() { m.recoverMigrations() }
+
+// CommitMigration is the source's word that it removed its copy: the
+// container is an ordinary one here from now on, which no Abort removes.
+func (m *Manager) CommitMigration(ctx context.Context, name string) error {
+	if in, err := m.incoming(name); err == nil {
+		in.mu.Lock()
+		restored := in.restored
+		in.mu.Unlock()
+		if !restored {
+			return fmt.Errorf("the migration of %s is not restored here yet", name)
+		}
+		incomings.Delete(m.incomingKey(name))
+	}
+	err := os.Remove(filepath.Join(m.store.ContainerDir(name), migrationMarker))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
 }

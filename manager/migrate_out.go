@@ -253,6 +253,11 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 		return res, kindError{fmt.Errorf("migrate %s: %w: it runs on the target, and here CRIU failed after the dump: %v; check it here with lodge list, and delete it here (lodge delete --force %s) if it still runs",
 			name, ErrMigrationAfter, dumpErr, name), ErrMigrationAfter}
 	}
+	if err := target.Commit(context.WithoutCancel(ctx), name); err != nil {
+		// It runs there; only a later Abort could remove it, and none
+		// comes from here.
+		progress("warning: the target did not take the commit of %s: %v", name, err)
+	}
 	t0 = time.Now()
 	progress("removing %s here", name)
 	if monitorErr == nil {

@@ -30,8 +30,14 @@ type MigrationTarget interface {
 	// Restore makes the container there and restores it; it returns once
 	// it runs, or fails having removed everything of it.
 	Restore(ctx context.Context, name string) (MigrationRestored, error)
-	// Abort removes everything the target holds of the migration.
+	// Abort removes everything the target holds of the migration, also
+	// a container it restored (the source did not get Restore's answer)
+	// until Commit, and also from a process that did not receive it (a
+	// restarted server).
 	Abort(ctx context.Context, name string) error
+	// Commit says the source removed its copy (CRIU killed its tree):
+	// from then on the container is the target's alone.
+	Commit(ctx context.Context, name string) error
 }
 
 // MigrationOffer is what the source says of the container it sends.
@@ -118,6 +124,11 @@ func (t *LocalTarget) Restore(ctx context.Context, name string) (MigrationRestor
 		err = t.AfterRestore()
 	}
 	return done, err
+}
+
+// Commit implements MigrationTarget.
+func (t *LocalTarget) Commit(ctx context.Context, name string) error {
+	return t.M.CommitMigration(ctx, name)
 }
 
 // Abort implements MigrationTarget.

@@ -72,6 +72,9 @@ func SendTree(ctx context.Context, w io.Writer, dir string, prev *TreeState, ski
 	}
 	var entries []entry
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && p != dir {
+			return nil // gone meanwhile (a running source)
+		}
 		if err != nil {
 			return err
 		}
@@ -146,6 +149,12 @@ func SendTree(ctx context.Context, w io.Writer, dir string, prev *TreeState, ski
 			}
 		}
 		n, err := sendEntry(tw, dir, e.rel, &e.st, firstPath)
+		if errors.Is(err, unix.ENOENT) {
+			// Gone since the walk (a running source): not sent, and a
+			// delta sends its deletion or whatever takes its name.
+			delete(next.Entries, e.rel)
+			continue
+		}
 		if err != nil {
 			return nil, stats, fmt.Errorf("send %s: %w", filepath.Join(dir, e.rel), err)
 		}

@@ -211,6 +211,22 @@ func TestMigrateRefusedWithoutNetwork(t *testing.T) {
 	gone(t, p.b, "nw")
 }
 
+// restartedTarget is a target whose receiving process is replaced by
+// another (a server restarted) once the restore ran: Abort and Commit go to
+// the new one, which holds no record of the migration.
+type restartedTarget struct {
+	manager.LocalTarget
+	after *manager.Manager
+}
+
+func (r *restartedTarget) Abort(ctx context.Context, name string) error {
+	return r.after.AbortMigration(ctx, name)
+}
+
+func (r *restartedTarget) Commit(ctx context.Context, name string) error {
+	return r.after.CommitMigration(ctx, name)
+}
+
 // TestMigrateRestoreFails: a restore that fails on B (its checkpoint's
 // memory damaged on the way) leaves the container running on A, thawed and
 // counting, and B with nothing of it; a migration after works.
@@ -267,8 +283,27 @@ func TestMigrateRestoreFails(t *testing.T) {
 	waitCounterAbove(t, p.a, "rf", before)
 	gone(t, p.b, "rf")
 
+	// The same, and the target's process is gone before the source's
+	// Abort comes: a new one (another Manager of B's root) removes the
+	// uncommitted container from what is on disk.
+	before = readCounter(t, p.a, "rf")
+	restarted := &restartedTarget{LocalTarget: manager.LocalTarget{M: p.mb, AfterRestore: func() error { return errors.New("the target's server died") }},
+		after: libraryManager(t, p.b)}
+	_, err = p.ma.Migrate(context.Background(), "rf", restarted, manager.MigrateOptions{}, nil)
+	if err == nil || !strings.Contains(err.Error(), "the target keeps nothing of it") {
+		t.Fatalf("migrate with a target restarted after its restore: %v", err)
+	}
+	if i := p.a.info("rf"); i.State != "RUNNING" {
+		t.Fatalf("after the target's restart rf is %s", i.State)
+	}
+	waitCounterAbove(t, p.a, "rf", before)
+	gone(t, p.b, "rf")
+
 	migrateOnce(t, p.ma, p.mb, "rf")
 	gone(t, p.a, "rf")
+	if _, err := os.Stat(filepath.Join(p.b.root, "containers", "rf", "migration.json")); err == nil {
+		t.Fatal("the migration is not committed on the target")
+	}
 	waitCounterAbove(t, p.b, "rf", before)
 }
 
