@@ -372,10 +372,13 @@ func (s treeSend) run(ctx context.Context) (*migrate.TreeState, migrate.TreeStat
 		}
 	}()
 	recvErr := s.receive(pr)
-	pr.CloseWithError(fmt.Errorf("the receiver stopped reading"))
+	pr.CloseWithError(errReceiverStopped)
 	r := <-done
 	close(stopTicks)
 	<-ticked
+	if recvErr != nil && (r.err == nil || errors.Is(r.err, errReceiverStopped)) {
+		return nil, r.stats, recvErr // the receiver's failure stopped the sender
+	}
 	if r.err != nil {
 		return nil, r.stats, r.err
 	}
@@ -384,6 +387,8 @@ func (s treeSend) run(ctx context.Context) (*migrate.TreeState, migrate.TreeStat
 	}
 	return r.state, r.stats, nil
 }
+
+var errReceiverStopped = errors.New("the receiver stopped reading")
 
 // countingWriter counts the bytes written through it.
 type countingWriter struct {

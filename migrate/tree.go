@@ -480,7 +480,13 @@ func setMeta(fd int, base string, hdr *tar.Header, symlink bool) error {
 		if !ok {
 			continue
 		}
-		if err := unix.Lsetxattr(p, name, []byte(v), 0); err != nil {
+		var err error
+		if base == "" {
+			err = unix.Fsetxattr(fd, name, []byte(v), 0) // not through /proc's magic link
+		} else {
+			err = unix.Lsetxattr(p, name, []byte(v), 0)
+		}
+		if err != nil {
 			return fmt.Errorf("xattr %s of %s: %w", name, base, err)
 		}
 	}

@@ -94,6 +94,9 @@ func TestTreeStream(t *testing.T) {
 	if err := unix.Lsetxattr(filepath.Join(src, "opaque"), "user.overlay.opaque", []byte("y"), 0); err != nil {
 		t.Fatal(err)
 	}
+	if err := unix.Lsetxattr(src, "user.overlay.impure", []byte("y"), 0); err != nil { // the top too (an overlay layer's)
+		t.Fatal(err)
+	}
 	write("gone/file", "x")
 	write("replaced", "a file, then a directory")
 

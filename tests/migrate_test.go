@@ -113,6 +113,16 @@ func TestMigrateBusybox(t *testing.T) {
 		t.Run(storage, func(t *testing.T) {
 			p := newMigrationPair(t, storage)
 			p.a.createBusybox("mig", counterEvery100ms, "limits.memory=64MiB")
+			// A file in a shared layer (overlay: a snapshot of a stopped
+			// container freezes its upper into one, which stays below the
+			// tree after the snapshot goes): B lacks the layer.
+			p.a.editRootfs("mig", func(dir string) {
+				if err := os.WriteFile(dir+"layered", []byte("layered\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			})
+			p.a.must("snapshot", "create", "mig", "s1")
+			p.a.must("snapshot", "delete", "mig", "s1")
 			p.a.must("start", "mig")
 			waitCounterAbove(t, p.a, "mig", 5)
 			envs := []*env{p.a, p.b}
@@ -123,7 +133,10 @@ func TestMigrateBusybox(t *testing.T) {
 				// Changes the frozen pass must carry: a file changed, one
 				// deleted, one made.
 				envs[from].must("exec", "mig", "--", "sh", "-c", fmt.Sprintf("echo round %d > /round; rm -f /round%d; echo x > /round%d", round, round-1, round))
-				migrateOnce(t, managers[from], managers[to], "mig")
+				res := migrateOnce(t, managers[from], managers[to], "mig")
+				if storage == "overlay" && round == 0 && (len(res.Phases) < 2 || res.Phases[1].Name != "layers") {
+					t.Errorf("round 0 sent no layer: %+v", res.Phases)
+				}
 				gone(t, envs[from], "mig")
 				i := envs[to].info("mig")
 				if i.State != "RUNNING" {
@@ -142,6 +155,9 @@ func TestMigrateBusybox(t *testing.T) {
 					t.Fatalf("round %d: /round%d, deleted before the migration, is on the target", round, round-1)
 				}
 				envs[to].must("exec", "mig", "--", "test", "-e", fmt.Sprintf("/round%d", round))
+				if got := strings.TrimSpace(envs[to].must("exec", "mig", "--", "cat", "/layered")); got != "layered" {
+					t.Fatalf("round %d: /layered is %q on the target", round, got)
+				}
 			}
 		})
 	}
