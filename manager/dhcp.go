@@ -101,7 +101,7 @@ func (m *Manager) ensureDHCP(r networkRecord) error {
 	os.Remove(filepath.Join(c.Dir, network.DnsmasqPidName))
 	cmd := exec.Command(helperPath, network.DnsmasqArgs(c)...)
 	cmd.Args[0] = "lodge-dnsmasq-supervisor"
-	cmd.Env = append(monitorEnv(), "_LODGE_SUPERVISE=1")
+	cmd.Env = append(m.monitorEnv(), "_LODGE_SUPERVISE=1")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

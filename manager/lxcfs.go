@@ -62,7 +62,7 @@ func (m *Manager) startViews() error {
 	}
 	cmd := exec.Command(helperPath, server, m.store.Root)
 	cmd.Args[0] = "lodge-lxcfs-supervisor"
-	cmd.Env = append(monitorEnv(), "_LODGE_SUPERVISE=1")
+	cmd.Env = append(m.monitorEnv(), "_LODGE_SUPERVISE=1")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

@@ -25,6 +25,10 @@ type Manager struct {
 	host      *config.Host
 	templates *templates.Registry
 	self      string // the lodge binary, re-executed for monitors and exec
+	// hostPath is the host config's file, passed on to monitors and
+	// servers: two managers of one process (a migration's two ends in a
+	// test) may have two.
+	hostPath string
 
 	cgroupsOnce sync.Once
 	cgroups     *cgroup.Base // the host's cgroup layout and lodge's base in it, detected once (cgroupBase)
@@ -60,7 +64,8 @@ func New(root string) (*Manager, error) {
 	if os.Geteuid() != 0 {
 		return nil, ErrNotRoot
 	}
-	host, err := config.LoadHost(config.HostConfigPath())
+	hostPath := config.HostConfigPath()
+	host, err := config.LoadHost(hostPath)
 	if err != nil {
 		return nil, invalid(err)
 	}
@@ -72,7 +77,7 @@ func New(root string) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find the lodge binary: %w", err)
 	}
-	return &Manager{store: st, host: host, templates: templates.Default(), self: self}, nil
+	return &Manager{store: st, host: host, templates: templates.Default(), self: self, hostPath: hostPath}, nil
 }
 
 // Root is the lodge root directory.

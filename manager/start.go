@@ -175,7 +175,7 @@ func (m *Manager) runMonitor(ctx context.Context, name string, progress func(for
 	}
 	cmd := exec.Command(monitorPath, append([]string{"__monitor", m.store.Root, name}, extra...)...)
 	cmd.Args[0] = monitor.BinaryName // how lodge finds monitors among processes (kernel.go)
-	cmd.Env = monitorEnv()
+	cmd.Env = m.monitorEnv()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.ExtraFiles = []*os.File{statusW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -262,9 +262,11 @@ func (m *Manager) openMonitorLog(name string) (*os.File, error) {
 
 // monitorEnv passes on what the monitor needs from our environment, nothing more.
 // The monitor mostly waits: one P keeps its Go runtime small (fewer per-P caches).
-func monitorEnv() []string {
+func (m *Manager) monitorEnv() []string {
 	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "GOMAXPROCS=1"}
-	if v, ok := os.LookupEnv(config.HostConfigEnv); ok {
+	if m.hostPath != "" {
+		env = append(env, config.HostConfigEnv+"="+m.hostPath)
+	} else if v, ok := os.LookupEnv(config.HostConfigEnv); ok {
 		env = append(env, config.HostConfigEnv+"="+v)
 	}
 	return append(env, failpoint.Env()...)

@@ -21,6 +21,11 @@ type RestoreRequest struct {
 	Console    *os.File        // the new console's pty slave
 	ConsoleTTY string          // its name in the images, tty[RDEV:DEV]
 	Externals  []string        // more --external entries: the NICs' (network.Attachment.CRIUExternal)
+	// CgroupRoots put the restored tree in the container's cgroups here
+	// (controller -> cgroup path; "" for every controller not named),
+	// whatever cgroups it was dumped from: another host's or another lodge
+	// root's after a migration.
+	CgroupRoots map[string]string
 	// Restored is called with the restored init's host pid after the tree
 	// is restored and before it runs again (CRIU's post-restore).
 	Restored func(pid int) error
@@ -55,6 +60,13 @@ func Restore(c *CRIU, r RestoreRequest) (int, error) {
 		ManageCgroupsMode: rpc.CriuCgMode_SOFT.Enum(),
 		External:          restoreExternals(r),
 		InheritFd:         []*rpc.InheritFd{{Key: proto.String(r.ConsoleTTY), Fd: proto.Int32(int32(consoleFD))}},
+	}
+	for ctrl, path := range r.CgroupRoots {
+		root := &rpc.CgroupRoot{Path: proto.String(path)}
+		if ctrl != "" {
+			root.Ctrl = proto.String(ctrl)
+		}
+		opts.CgRoot = append(opts.CgRoot, root)
 	}
 	n := &restoreNotify{restored: r.Restored}
 	if err := c.Client().Restore(opts, n); err != nil {

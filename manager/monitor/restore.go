@@ -99,6 +99,7 @@ func (m *Monitor) restore(dir string) (*boot, error) {
 	pid, err := migrate.Restore(criu, migrate.RestoreRequest{
 		ImagesDir: dir, LogFile: "restore.log", Root: filepath.Join(staging, "root"),
 		Mounts: mounts, Console: slave, ConsoleTTY: rec.Console, Externals: nics,
+		CgroupRoots: group.CRIURoots(),
 		// Recorded before the tasks run again: the views server answers
 		// for the container from its first read.
 		Restored: func(pid int) error {

@@ -1,0 +1,449 @@
+package manager
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"lodge/config"
+	"lodge/internal/idmap"
+	"lodge/migrate"
+	"lodge/storage"
+)
+
+// The target's side of a migration. AcceptMigration reserves the name (a
+// create's staging directory, ROOT/tmp/NAME.create, locked by this process)
+// and the id range; the tree and the checkpoint are received into that
+// staging directory; RestoreMigration moves it into place and restores the
+// container from the received checkpoint. Until then the container does not
+// exist for any other command, and AbortMigration (or a restore that fails)
+// removes all of it. A target process killed meanwhile leaves the staging
+// directory to the next create's sweep (its owner is dead).
+
+// migrationMarker, in an incoming container's directory (staging, then its
+// own), says it arrived by a migration that its source has not committed
+// yet: an Abort then removes it even when the process that received it is
+// gone (a restarted server), and a staging directory left by a killed
+// receiver gives its id range back (recoverMigrations).
+const migrationMarker = "migration.json"
+
+type migrationMark struct {
+	Name string `json:"name"`
+}
+
+// incoming is a migration a manager is receiving.
+type incoming struct {
+	mu    sync.Mutex
+	offer MigrationOffer
+	res   *reservation
+	moved bool // the staging directory is the container's now
+	// restored: the container runs here. The record stays so that an
+	// Abort from a source that did not get Restore's answer (and resumes
+	// its own copy) still removes it; the next AcceptMigration of the name
+	// drops it once the container has left.
+	restored bool
+}
+
+// incomings are the migrations this process receives, by manager and
+// name: two managers of one root in a process see each other's as they
+// would another process's (by the reservation's lock and the markers).
+var incomings sync.Map
+
+func (m *Manager) incomingKey(name string) string { return fmt.Sprintf("%p\x00%s", m, name) }
+
+func (m *Manager) incoming(name string) (*incoming, error) {
+	v, ok := incomings.Load(m.incomingKey(name))
+	if !ok {
+		return nil, kindError{fmt.Errorf("no migration of %s is being received here", name), ErrNotFound}
+	}
+	return v.(*incoming), nil
+}
+
+// checkpointDirIn is where a migration's checkpoint goes in the container's
+// directory dir.
+func checkpointDirIn(dir string) string { return filepath.Join(dir, "checkpoints", "migration") }
+
+// incomingCheckpoint is the received checkpoint's directory, for tests.
+func (m *Manager) incomingCheckpoint(name string) (string, bool) {
+	in, err := m.incoming(name)
+	if err != nil {
+		return "", false
+	}
+	return checkpointDirIn(in.res.dir), true
+}
+
+// AcceptMigration is a target's preflight: it checks that this host can
+// take the container offered, before the source freezes anything, and
+// reserves its name and id range. It refuses, saying why, if the name is
+// taken, CRIU here is older than the source's, the storage backend or the
+// image is missing, the id range is taken or not in this host's pool, a
+// NIC's network does not exist here, or the disk lacks space.
+func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (MigrationAnswer, error) {
+	var ans MigrationAnswer
+	name := offer.Name
+	if err := config.ValidateName(name); err != nil {
+		return ans, invalid(err)
+	}
+	if err := m.nameFree(name); err != nil {
+		return ans, err
+	}
+	criu, err := migrate.FindCRIU(m.host.CRIU.Path)
+	if err != nil {
+		return ans, err
+	}
+	ans.CRIU = criu.Version
+	ans.MemTrack, ans.LazyPages = criu.Features.MemTrack, criu.Features.LazyPages
+	ans.UnprivilegedUserfault = unprivilegedUserfaultfd()
+	if criu.Version < offer.CRIU {
+		return ans, fmt.Errorf("CRIU here is %s, older than the source's (%d): it may not read the source's images; install the same CRIU on both hosts", criu, offer.CRIU)
+	}
+	cfg, err := config.Parse(name+"/config.toml", offer.Config)
+	if err != nil {
+		return ans, invalid(fmt.Errorf("the container's configuration: %w", err))
+	}
+	for _, n := range offer.Networks {
+		if _, err := m.readNetwork(n); err != nil {
+			return ans, fmt.Errorf("the network %s of %s does not exist here: create it first (lodge network create %s)", n, name, n)
+		}
+	}
+	if cfg.Limits.Disk > 0 && offer.Backend == storage.OverlayName {
+		return ans, fmt.Errorf("%s has limits.disk on overlay storage, which a migration does not carry yet", name)
+	}
+	switch offer.Backend {
+	case storage.DirName:
+	case storage.OverlayName:
+		if _, err := os.Stat(offer.BaseImage); err != nil {
+			return ans, fmt.Errorf("the image of %s (%s) is not on this host: %v", name, offer.BaseImage, err)
+		}
+		lowers := m.overlay().Lowers(storage.Tree{Layers: offer.Layers})
+		for i, id := range offer.Layers {
+			if _, err := os.Stat(lowers[i]); err != nil {
+				ans.MissingLayers = append(ans.MissingLayers, id)
+			}
+		}
+	default:
+		return ans, fmt.Errorf("%s is on %s storage, which a migration does not carry yet (dir and overlay only)", name, offer.Backend)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(m.store.Root, &fs); err == nil {
+		if free := int64(fs.Bavail) * fs.Bsize; free < offer.Bytes+offer.Bytes/10 {
+			return ans, fmt.Errorf("%s needs about %d MiB here and %s has %d MiB free", name, offer.Bytes>>20, m.store.Root, free>>20)
+		}
+	}
+	if err := m.store.Prepare(); err != nil {
+		return ans, err
+	}
+	m.recoverMigrations()
+	m.sweepTmp()
+	res, err := m.reserve(name)
+	if err != nil {
+		return ans, err
+	}
+	in := &incoming{offer: offer, res: res}
+	fail := func(err error) (MigrationAnswer, error) {
+		m.removeStaging(res.dir)
+		res.release()
+		return ans, err
+	}
+	if err := m.allocator().Reserve(name, idmap.Range{HostID: offer.HostID, Size: offer.IDCount}); err != nil {
+		return fail(fmt.Errorf("%w: a restore needs the range the container has on the source (CRIU's images hold absolute id maps)", err))
+	}
+	release := func(err error) (MigrationAnswer, error) {
+		m.allocator().Release(name)
+		return fail(err)
+	}
+	for _, d := range []string{"log", "rootfs", "checkpoints"} {
+		if err := os.Mkdir(filepath.Join(res.dir, d), 0o700); err != nil {
+			return release(err)
+		}
+	}
+	if err := cfg.Save(filepath.Join(res.dir, "config.toml")); err != nil {
+		return release(err)
+	}
+	mark, _ := json.Marshal(migrationMark{Name: name})
+	if err := os.WriteFile(filepath.Join(res.dir, migrationMarker), mark, 0o600); err != nil {
+		return release(err)
+	}
+	if err := storage.WriteRecord(res.dir, storage.Record{Backend: offer.Backend, Image: offer.Image}); err != nil {
+		return release(err)
+	}
+	if old, loaded := incomings.LoadOrStore(m.incomingKey(name), in); loaded {
+		prev := old.(*incoming)
+		prev.mu.Lock()
+		done := prev.restored
+		prev.mu.Unlock()
+		// nameFree passed: a restored one has left since.
+		if !done || !incomings.CompareAndSwap(m.incomingKey(name), old, in) {
+			return release(fmt.Errorf("a migration of %s is already being received here", name))
+		}
+	}
+	return ans, nil
+}
+
+// overlay is the overlay backend of this root.
+func (m *Manager) overlay() storage.Overlay {
+	b, _ := storage.NewOverlay(m.store.Root)
+	return b.(storage.Overlay)
+}
+
+// ReceiveMigrationLayer takes one shared overlay layer of an incoming
+// migration: received beside the layers under a temporary name, renamed
+// into place once whole. A layer that arrived meanwhile is kept.
+func (m *Manager) ReceiveMigrationLayer(ctx context.Context, name, layer string, r io.Reader) error {
+	in, err := m.incoming(name)
+	if err != nil {
+		return err
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if !contains(in.offer.Layers, layer) || filepath.Base(layer) != layer {
+		return invalid(fmt.Errorf("layer %q is not one of %s's", layer, name))
+	}
+	final := m.overlay().Lowers(storage.Tree{Layers: []string{layer}})[0]
+	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(final), storage.TempPrefix+"migrate-")
+	if err != nil {
+		return err
+	}
+	if _, err := migrate.ReceiveTree(ctx, r, tmp); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, final, unix.RENAME_NOREPLACE); err != nil {
+		os.RemoveAll(tmp)
+		if !errors.Is(err, unix.EEXIST) && !errors.Is(err, unix.ENOTEMPTY) {
+			return err
+		}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// ReceiveMigrationRootfs applies a tree stream (the whole tree, or a delta)
+// to the incoming container's root filesystem.
+func (m *Manager) ReceiveMigrationRootfs(ctx context.Context, name string, r io.Reader) error {
+	in, err := m.incoming(name)
+	if err != nil {
+		return err
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	_, err = migrate.ReceiveTree(ctx, r, filepath.Join(in.res.dir, "rootfs"))
+	return err
+}
+
+// ReceiveMigrationCheckpoint takes the incoming container's checkpoint.
+func (m *Manager) ReceiveMigrationCheckpoint(ctx context.Context, name string, r io.Reader) error {
+	in, err := m.incoming(name)
+	if err != nil {
+		return err
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	dir := checkpointDirIn(in.res.dir)
+	os.RemoveAll(dir)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	_, err = migrate.ReceiveTree(ctx, r, dir)
+	return err
+}
+
+// RestoreMigration makes the incoming container one of this root's and
+// restores it from the received checkpoint. On failure nothing of it is
+// left here.
+func (m *Manager) RestoreMigration(ctx context.Context, name string) (MigrationRestored, error) {
+	in, err := m.incoming(name)
+	if err != nil {
+		return MigrationRestored{}, err
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if err := m.placeIncoming(in); err != nil {
+		m.abortLocked(in)
+		return MigrationRestored{}, err
+	}
+	// The container's own lock (store.Lock) is a lock of its directory,
+	// which the reservation holds: let it go for the restore to take it.
+	in.res.release()
+	dir := checkpointDirIn(m.store.ContainerDir(name))
+	// Not cut short once begun: a restore stopped half way by a
+	// cancelled context could leave its monitor to finish it.
+	if _, err := m.Restore(context.WithoutCancel(ctx), name, RestoreOptions{Dir: dir}, nil); err != nil {
+		// CRIU's log outlives the rest, which goes: kept in ROOT/log.
+		msg := strings.Replace(err.Error(), "; the checkpoint is kept", "", 1)
+		logs := filepath.Join(m.store.Root, "log")
+		saved := filepath.Join(logs, "migration-"+name+"-"+time.Now().UTC().Format("20060102-150405")+".restore.log")
+		if data, rerr := os.ReadFile(filepath.Join(dir, "restore.log")); rerr == nil && os.MkdirAll(logs, 0o700) == nil && os.WriteFile(saved, data, 0o600) == nil {
+			msg = strings.ReplaceAll(msg, filepath.Join(dir, "restore.log"), saved)
+		}
+		m.abortLocked(in)
+		return MigrationRestored{}, reworded{msg, err}
+	}
+	done := MigrationRestored{Running: time.Now()}
+	if st, err := m.liveState(name); err == nil && st != nil {
+		done.PID = st.Init.PID
+	}
+	os.RemoveAll(dir) // the container's memory: not kept
+	in.restored = true
+	return done, nil
+}
+
+// reworded is err with another message.
+type reworded struct {
+	msg string
+	err error
+}
+
+func (e reworded) Error() string { return e.msg }
+func (e reworded) Unwrap() error { return e.err }
+
+// placeIncoming moves the incoming container's staging directory into place.
+func (m *Manager) placeIncoming(in *incoming) error {
+	name := in.offer.Name
+	if err := os.Remove(filepath.Join(in.res.dir, ownerFile)); err != nil {
+		return err
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, in.res.dir, unix.AT_FDCWD, m.store.ContainerDir(name), unix.RENAME_NOREPLACE); err != nil {
+		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
+			return m.existsError(name)
+		}
+		return fmt.Errorf("move %s into place: %w", name, err)
+	}
+	in.moved = true
+	return nil
+}
+
+// AbortMigration removes everything of an incoming migration: the staging
+// directory or the container made of it (also once restored and running:
+// the source calls it when it did not get Restore's answer, before it
+// resumes its own copy), its id range, and the layers it brought that
+// nothing uses. Aborting one that is not here is not an error.
+func (m *Manager) AbortMigration(ctx context.Context, name string) error {
+	in, err := m.incoming(name)
+	if err != nil {
+		return m.abortFromDisk(ctx, name)
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return m.abortLocked(in)
+}
+
+func (m *Manager) abortLocked(in *incoming) error {
+	name := in.offer.Name
+	var err error
+	if in.moved {
+		err = m.Delete(context.Background(), name, true)
+	} else {
+		m.removeStaging(in.res.dir)
+		err = m.allocator().Release(name)
+	}
+	if in.offer.Backend == storage.OverlayName {
+		m.overlay().GC()
+	}
+	if !in.moved {
+		in.res.release()
+	}
+	incomings.Delete(m.incomingKey(name))
+	return err
+}
+
+// unprivilegedUserfaultfd tells whether vm.unprivileged_userfaultfd lets a
+// container's user namespace use userfaultfd (CRIU's lazy pages fault the
+// restored tasks' memory in through it).
+func unprivilegedUserfaultfd() bool {
+	data, err := os.ReadFile("/proc/sys/vm/unprivileged_userfaultfd")
+	return err == nil && strings.TrimSpace(string(data)) == "1"
+}
+
+// abortFromDisk aborts a migration this process holds no record of (it was
+// received by a process since gone): the uncommitted container, or the
+// staging directory its receiver left, with the id range.
+func (m *Manager) abortFromDisk(ctx context.Context, name string) error {
+	if config.ValidateName(name) != nil {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(m.store.ContainerDir(name), migrationMarker)); err == nil {
+		return m.Delete(ctx, name, true)
+	}
+	m.recoverMigrations()
+	if _, err := os.Stat(filepath.Join(m.stagingOf(name), migrationMarker)); err == nil {
+		return fmt.Errorf("a migration of %s is still being received here by another process", name)
+	}
+	return nil
+}
+
+func (m *Manager) stagingOf(name string) string {
+	return filepath.Join(m.store.TmpDir(), strings.ToLower(name)+".create")
+}
+
+// recoverMigrations removes the staging directories of migrations whose
+// receiver is gone (killed), and gives their id ranges back. The server
+// calls it at start (RecoverMigrations); AcceptMigration before it reserves.
+func (m *Manager) recoverMigrations() {
+	dirs, _ := filepath.Glob(filepath.Join(m.store.TmpDir(), "*.create"))
+	for _, dir := range dirs {
+		data, err := os.ReadFile(filepath.Join(dir, migrationMarker))
+		if err != nil {
+			continue
+		}
+		var mark migrationMark
+		if json.Unmarshal(data, &mark) != nil || mark.Name == "" {
+			continue
+		}
+		if _, held := incomings.Load(m.incomingKey(mark.Name)); held {
+			continue // this process receives it
+		}
+		if clearAbandoned(dir) != nil {
+			continue // its receiver runs
+		}
+		if _, err := os.Stat(dir); err == nil {
+			continue
+		}
+		if !m.store.Exists(mark.Name) {
+			m.allocator().Release(mark.Name)
+		}
+	}
+}
+
+// RecoverMigrations cleans what receivers of migrations killed before the
+// restore left: a server calls it when it starts.
+func (m *Manager) RecoverMigrations() { m.recoverMigrations() }
+
+// CommitMigration is the source's word that it removed its copy: the
+// container is an ordinary one here from now on, which no Abort removes.
+func (m *Manager) CommitMigration(ctx context.Context, name string) error {
+	if in, err := m.incoming(name); err == nil {
+		in.mu.Lock()
+		restored := in.restored
+		in.mu.Unlock()
+		if !restored {
+			return fmt.Errorf("the migration of %s is not restored here yet", name)
+		}
+		incomings.Delete(m.incomingKey(name))
+	}
+	err := os.Remove(filepath.Join(m.store.ContainerDir(name), migrationMarker))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,455 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"lodge/config"
+	"lodge/internal/cgroup"
+	"lodge/migrate"
+	"lodge/storage"
+)
+
+// MigrateOptions tune a migration.
+type MigrateOptions struct {
+	// Live asks for a shorter freeze (iterative pre-copy or post-copy)
+	// where both hosts allow one. Neither is built yet: the migration is
+	// stop-and-copy, and the result says what the hosts would allow.
+	Live bool
+}
+
+// MigrateResult says what a migration did and how long each phase took.
+type MigrateResult struct {
+	Name     string            `json:"name"`
+	Mode     string            `json:"mode"`           // "stop-and-copy"
+	LiveNote string            `json:"live,omitempty"` // with Live: why this mode and not the others
+	Downtime time.Duration     `json:"downtime_ns"`
+	Total    time.Duration     `json:"total_ns"`
+	Bytes    int64             `json:"bytes"` // file data and images sent
+	Phases   []MigratePhase    `json:"phases"`
+	Blockers []migrate.Blocker `json:"blockers,omitempty"`
+}
+
+// MigratePhase is one phase's time and bytes.
+type MigratePhase struct {
+	Name  string        `json:"name"`
+	Time  time.Duration `json:"time_ns"`
+	Bytes int64         `json:"bytes,omitempty"`
+}
+
+// ErrMigrationAfter marks a migration that failed after the target ran the
+// container: its message says what state each side is in.
+var ErrMigrationAfter = errors.New("migration failed after the target started the container")
+
+// Migrate moves running container name to target, stop-and-copy:
+//
+//  1. preflight on both sides, before anything is frozen (the checkpoint
+//     preflight here; name, id range, CRIU, image and layers, networks,
+//     disk there: AcceptMigration);
+//  2. the layers the target lacks and the tree, sent while it runs;
+//  3. the dump (CRIU freezes the tree through its freezer cgroup); in its
+//     post-dump callback, the tree still frozen: the tree's delta, the
+//     images, and the restore on the target;
+//  4. only once the target runs it, CRIU kills the tree here, and the
+//     container is deleted here.
+//
+// Any failure before the target runs leaves the container running here,
+// thawed (CRIU resumes the tree when its callback fails, or when lodge is
+// killed and never answers it), and the target is told to remove all of
+// it.
+func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarget, opts MigrateOptions, progress func(string, ...any)) (MigrateResult, error) {
+	if progress == nil {
+		progress = func(string, ...any) {}
+	}
+	began := time.Now()
+	res := MigrateResult{Name: name, Mode: "stop-and-copy"}
+	ticker := func(what string) func(int64) {
+		return func(sent int64) { progress("  %s: %d MiB sent", what, sent>>20) }
+	}
+	phase := func(what string, since time.Time, bytes int64) {
+		res.Phases = append(res.Phases, MigratePhase{Name: what, Time: time.Since(since), Bytes: bytes})
+		res.Bytes += bytes
+	}
+	lock, err := m.store.Lock(ctx, name)
+	if err != nil {
+		return res, err
+	}
+	unlocked := false
+	defer func() {
+		if !unlocked {
+			lock.Unlock()
+		}
+	}()
+	st, err := m.runningInit(name)
+	if err != nil {
+		return res, err
+	}
+	criu, err := migrate.FindCRIU(m.host.CRIU.Path)
+	if err != nil {
+		return res, err
+	}
+	group := cgroup.Open(st.Cgroups)
+	t0 := time.Now()
+	progress("preflight of %s here", name)
+	if res.Blockers, err = m.preflight(st, group, criu); err != nil {
+		return res, err
+	}
+	if len(res.Blockers) > 0 {
+		return res, kindError{fmt.Errorf("container %s %w: %s; it keeps running here", name, ErrBlocked, describeBlockers(res.Blockers)), ErrBlocked}
+	}
+	offer, backend, err := m.migrationOffer(ctx, name, st.HostID, st.IDCount, criu.Version)
+	if err != nil {
+		return res, fmt.Errorf("migrate %s: %w; it keeps running here", name, err)
+	}
+	progress("preflight of %s on the target", name)
+	answer, err := target.Preflight(ctx, offer)
+	if err != nil {
+		return res, fmt.Errorf("migrate %s: the target refused: %w; it keeps running here", name, err)
+	}
+	phase("preflight", t0, 0)
+	if opts.Live {
+		res.LiveNote = liveNote(criu, answer)
+		progress("--live: %s", res.LiveNote)
+	}
+	// From here on the target holds something of it: a failure aborts there.
+	targetRunning := false
+	abort := func(err error) (MigrateResult, error) {
+		if targetRunning {
+			return res, err
+		}
+		actx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if aerr := target.Abort(actx, name); aerr != nil {
+			return res, fmt.Errorf("migrate %s: %w; it keeps running here, and removing it from the target failed: %v", name, err, aerr)
+		}
+		return res, fmt.Errorf("migrate %s: %w; it keeps running here, and the target keeps nothing of it", name, err)
+	}
+
+	t0 = time.Now()
+	var layerBytes int64
+	lowers := m.overlay().Lowers(storage.Tree{Layers: answer.MissingLayers})
+	for i, id := range answer.MissingLayers {
+		progress("sending layer %s (%d of %d)", id, i+1, len(answer.MissingLayers))
+		_, stats, err := treeSend{dir: lowers[i], tick: ticker("layer " + id),
+			receive: func(r io.Reader) error { return target.ReceiveLayer(ctx, name, id, r) }}.run(ctx)
+		if err != nil {
+			return abort(fmt.Errorf("send layer %s: %w", id, err))
+		}
+		layerBytes += stats.Bytes
+	}
+	if len(answer.MissingLayers) > 0 {
+		phase("layers", t0, layerBytes)
+	}
+
+	t0 = time.Now()
+	rootfsDir := m.store.RootfsPath(name)
+	skip := treeSkip(backend)
+	progress("sending the root filesystem of %s (%s storage) while it runs", name, backend)
+	state, stats, err := treeSend{dir: rootfsDir, skip: skip, tick: ticker(fmt.Sprintf("root filesystem (about %d MiB)", offer.Bytes>>20)),
+		receive: func(r io.Reader) error { return target.ReceiveRootfs(ctx, name, r) }}.run(ctx)
+	if err != nil {
+		return abort(fmt.Errorf("send the root filesystem: %w", err))
+	}
+	phase("rootfs", t0, stats.Bytes)
+	if err := ctx.Err(); err != nil {
+		return abort(err)
+	}
+
+	// The dump, and in its post-dump callback (the tree frozen) the rest.
+	rec, req, err := m.dumpPlan(name, st, group)
+	if err != nil {
+		return abort(err)
+	}
+	m.removeDumpStaging(name)
+	images := filepath.Join(m.checkpointsDir(name), "migration-"+time.Now().UTC().Format("20060102-150405.000")+".tmp")
+	if err := os.MkdirAll(images, 0o700); err != nil {
+		return abort(err)
+	}
+	defer os.RemoveAll(images)
+	rec.CRIU = criu.Version
+	req.ImagesDir, req.LogFile, req.LeaveRunning, req.Hold = images, "dump.log", false, lock.File()
+	var frozenAt, dumpStart, runningAt time.Time
+	var callbackErr error
+	req.Completed = func() error {
+		res.Phases = append(res.Phases, MigratePhase{Name: "dump", Time: time.Since(dumpStart)})
+		callbackErr = func() error {
+			if err := migrate.WriteRecord(images, rec); err != nil {
+				return err
+			}
+			progress("sending the changes to the root filesystem of %s (frozen)", name)
+			t0 := time.Now()
+			_, delta, err := treeSend{dir: rootfsDir, prev: state, skip: skip, tick: ticker("root filesystem changes"),
+				receive: func(r io.Reader) error { return target.ReceiveRootfs(ctx, name, r) }}.run(ctx)
+			if err != nil {
+				return fmt.Errorf("send the root filesystem's changes: %w", err)
+			}
+			phase(fmt.Sprintf("rootfs delta (%d entries, %d deleted)", delta.Entries, delta.Deleted), t0, delta.Bytes)
+			t0 = time.Now()
+			progress("sending the checkpoint of %s", name)
+			_, img, err := treeSend{dir: images, skip: func(rel string) bool { return rel == "dump.log" }, tick: ticker("checkpoint"),
+				receive: func(r io.Reader) error { return target.ReceiveCheckpoint(ctx, name, r) }}.run(ctx)
+			if err != nil {
+				return fmt.Errorf("send the checkpoint: %w", err)
+			}
+			phase("checkpoint transfer", t0, img.Bytes)
+			t0 = time.Now()
+			progress("restoring %s on the target", name)
+			done, err := target.Restore(ctx, name)
+			if err != nil {
+				// Its answer may be lost with the target running it:
+				// removed there before CRIU resumes the tree here.
+				actx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				if aerr := target.Abort(actx, name); aerr != nil {
+					return fmt.Errorf("restore on the target: %w (and removing it there failed: %v)", err, aerr)
+				}
+				return fmt.Errorf("restore on the target: %w", err)
+			}
+			phase("restore on the target", t0, 0)
+			runningAt, targetRunning = done.Running, true
+			return nil
+		}()
+		return callbackErr
+	}
+	frozenWatch := watchFrozen(group, &frozenAt)
+	dumpStart = time.Now()
+	progress("checkpointing %s", name)
+	monitorFD, monitorErr := openPidfd(st.Monitor)
+	if monitorErr == nil {
+		defer unix.Close(monitorFD)
+	}
+	dumpErr := migrate.Dump(criu, req)
+	frozenWatch()
+	if !targetRunning {
+		// CRIU resumed the tree (its callback failed) or failed itself;
+		// should CRIU have died, the tree is still frozen.
+		if frozen, err := group.Frozen(); err == nil && frozen {
+			group.Thaw()
+		}
+		why := callbackErr
+		if why == nil {
+			why = dumpErr
+		}
+		if why == nil {
+			why = errors.New("the dump ended without the target running it")
+		}
+		return abort(why)
+	}
+	if frozenAt.IsZero() || frozenAt.After(runningAt) {
+		frozenAt = dumpStart // an upper bound
+	}
+	res.Downtime = runningAt.Sub(frozenAt)
+	if dumpErr != nil {
+		// The target runs it; CRIU failed after (killing the tree here).
+		return res, kindError{fmt.Errorf("migrate %s: %w: it runs on the target, and here CRIU failed after the dump: %v; check it here with lodge list, and delete it here (lodge delete --force %s) if it still runs",
+			name, ErrMigrationAfter, dumpErr, name), ErrMigrationAfter}
+	}
+	if err := target.Commit(context.WithoutCancel(ctx), name); err != nil {
+		// It runs there; only a later Abort could remove it, and none
+		// comes from here.
+		progress("warning: the target did not take the commit of %s: %v", name, err)
+	}
+	t0 = time.Now()
+	progress("removing %s here", name)
+	if monitorErr == nil {
+		waitPidfd(monitorFD, 10*time.Second)
+	}
+	lock.Unlock()
+	unlocked = true
+	if err := m.Delete(context.Background(), name, true); err != nil {
+		return res, kindError{fmt.Errorf("migrate %s: %w: it runs on the target, and removing it here failed: %v; remove it with lodge delete --force %s", name, ErrMigrationAfter, err, name), ErrMigrationAfter}
+	}
+	phase("source removed", t0, 0)
+	res.Total = time.Since(began)
+	return res, nil
+}
+
+// migrationOffer describes container name for the target's preflight; it
+// returns its storage backend's name too.
+func (m *Manager) migrationOffer(ctx context.Context, name string, hostID, count uint32, criuVersion int) (MigrationOffer, string, error) {
+	offer := MigrationOffer{Name: name, HostID: hostID, IDCount: count, CRIU: criuVersion}
+	if snaps, _ := os.ReadDir(m.snapshotsDir(name)); len(snaps) > 0 {
+		return offer, "", fmt.Errorf("it has snapshots, which a migration does not carry yet: delete them or copy them first")
+	}
+	b, rec, err := storage.ForContainer(m.store.Root, m.store.ContainerDir(name))
+	if err != nil {
+		return offer, "", err
+	}
+	offer.Backend, offer.Image = b.Name(), rec.Image
+	if rec.Source != "" {
+		return offer, "", fmt.Errorf("it shares data with %s (a copy-on-write clone), which a migration does not carry yet", rec.Source)
+	}
+	if offer.Config, err = os.ReadFile(m.store.ConfigPath(name)); err != nil {
+		return offer, "", err
+	}
+	cfg, err := m.loadConfig(name)
+	if err != nil {
+		return offer, "", err
+	}
+	for _, n := range cfg.Networks {
+		if n.Kind() == config.NICBridged {
+			net := n.Network
+			if net == "" {
+				net = config.DefaultNetwork
+			}
+			offer.Networks = append(offer.Networks, net)
+		}
+	}
+	rootfsDir := m.store.RootfsPath(name)
+	if b.Name() == storage.OverlayName {
+		t, err := storage.ReadTree(rootfsDir)
+		if err != nil {
+			return offer, "", err
+		}
+		offer.Layers, offer.BaseImage = t.Layers, t.Image
+	}
+	if u, err := b.Usage(ctx, rootfsDir); err == nil {
+		offer.Bytes = u.Bytes
+	}
+	if limit := int64(cfg.Limits.Memory); limit > 0 {
+		offer.Bytes += limit // the images hold its memory, at most this
+	}
+	return offer, b.Name(), nil
+}
+
+// treeSkip leaves out what a backend's tree holds that is not the
+// container's: overlay's work directory's contents.
+func treeSkip(backend string) func(string) bool {
+	if backend != storage.OverlayName {
+		return nil
+	}
+	return func(rel string) bool { return strings.HasPrefix(rel, "work/") }
+}
+
+// treeSend sends the tree at dir (or its delta since prev) to receive,
+// through a pipe, calling tick with the bytes sent so far every second.
+type treeSend struct {
+	dir     string
+	prev    *migrate.TreeState
+	skip    func(string) bool
+	receive func(io.Reader) error
+	tick    func(sent int64)
+}
+
+func (s treeSend) run(ctx context.Context) (*migrate.TreeState, migrate.TreeStats, error) {
+	pr, pw := io.Pipe()
+	type sent struct {
+		state *migrate.TreeState
+		stats migrate.TreeStats
+		err   error
+	}
+	done := make(chan sent, 1)
+	counted := &countingWriter{w: pw}
+	go func() {
+		st, stats, err := migrate.SendTree(ctx, counted, s.dir, s.prev, s.skip)
+		pw.CloseWithError(err)
+		done <- sent{st, stats, err}
+	}()
+	stopTicks := make(chan struct{})
+	ticked := make(chan struct{})
+	go func() {
+		defer close(ticked)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopTicks:
+				return
+			case <-t.C:
+				if s.tick != nil {
+					s.tick(counted.n.Load())
+				}
+			}
+		}
+	}()
+	recvErr := s.receive(pr)
+	pr.CloseWithError(errReceiverStopped)
+	r := <-done
+	close(stopTicks)
+	<-ticked
+	if recvErr != nil && (r.err == nil || errors.Is(r.err, errReceiverStopped)) {
+		return nil, r.stats, recvErr // the receiver's failure stopped the sender
+	}
+	if r.err != nil {
+		return nil, r.stats, r.err
+	}
+	if recvErr != nil {
+		return nil, r.stats, recvErr
+	}
+	return r.state, r.stats, nil
+}
+
+var errReceiverStopped = errors.New("the receiver stopped reading")
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n atomic.Int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// watchFrozen notes in at when the group is first seen frozen (CRIU freezes
+// it early in the dump), polling every few milliseconds until stop is
+// called.
+func watchFrozen(group *cgroup.Group, at *time.Time) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if frozen, err := group.Frozen(); err == nil && frozen {
+				*at = time.Now()
+				return
+			}
+			select {
+			case <-quit:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// liveNote says why a live migration between these hosts is stop-and-copy:
+// what each faster mode needs, and whether both hosts have it.
+func liveNote(criu *migrate.CRIU, there MigrationAnswer) string {
+	var pre, post string
+	if !criu.Features.MemTrack || !there.MemTrack {
+		pre = "pre-copy needs soft-dirty memory tracking (CONFIG_MEM_SOFT_DIRTY): " + lacking(!criu.Features.MemTrack, !there.MemTrack)
+	} else {
+		pre = "pre-copy: both hosts track dirty memory, but lodge does not do pre-copy yet"
+	}
+	lazyHere := criu.Features.LazyPages && unprivilegedUserfaultfd()
+	lazyThere := there.LazyPages && there.UnprivilegedUserfault
+	if !lazyHere || !lazyThere {
+		post = "post-copy needs userfaultfd for the container's user namespace (vm.unprivileged_userfaultfd=1) and CRIU's lazy pages: " + lacking(!lazyHere, !lazyThere)
+	} else {
+		post = "post-copy: both hosts allow it, but lodge does not do post-copy yet"
+	}
+	return "stop-and-copy: " + pre + "; " + post
+}
+
+// lacking says which hosts lack something.
+func lacking(here, there bool) string {
+	switch {
+	case here && there:
+		return "both hosts lack it"
+	case here:
+		return "this host lacks it"
+	}
+	return "the target lacks it"
+}
