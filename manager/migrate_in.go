@@ -101,7 +101,10 @@ func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (Mi
 		return ans, err
 	}
 	ans.CRIU = criu.Version
-	ans.MemTrack, ans.LazyPages = criu.Features.MemTrack, criu.Features.LazyPages
+	// Asked here, before anything is frozen: a failed feature check only
+	// rules the faster modes out.
+	features, _ := criu.CheckFeatures()
+	ans.MemTrack, ans.LazyPages = features.MemTrack, features.LazyPages
 	ans.UnprivilegedUserfault = unprivilegedUserfaultfd()
 	if criu.Version < offer.CRIU {
 		return ans, fmt.Errorf("CRIU here is %s, older than the source's (%d): it may not read the source's images; install the same CRIU on both hosts", criu, offer.CRIU)

@@ -428,12 +428,13 @@ func watchFrozen(group *cgroup.Group, at *time.Time) (stop func()) {
 // what each faster mode needs, and whether both hosts have it.
 func liveNote(criu *migrate.CRIU, there MigrationAnswer) string {
 	var pre, post string
-	if !criu.Features.MemTrack || !there.MemTrack {
-		pre = "pre-copy needs soft-dirty memory tracking (CONFIG_MEM_SOFT_DIRTY): " + lacking(!criu.Features.MemTrack, !there.MemTrack)
+	features, _ := criu.CheckFeatures() // a failed check: neither mode here
+	if !features.MemTrack || !there.MemTrack {
+		pre = "pre-copy needs soft-dirty memory tracking (CONFIG_MEM_SOFT_DIRTY): " + lacking(!features.MemTrack, !there.MemTrack)
 	} else {
 		pre = "pre-copy: both hosts track dirty memory, but lodge does not do pre-copy yet"
 	}
-	lazyHere := criu.Features.LazyPages && unprivilegedUserfaultfd()
+	lazyHere := features.LazyPages && unprivilegedUserfaultfd()
 	lazyThere := there.LazyPages && there.UnprivilegedUserfault
 	if !lazyHere || !lazyThere {
 		post = "post-copy needs userfaultfd for the container's user namespace (vm.unprivileged_userfaultfd=1) and CRIU's lazy pages: " + lacking(!lazyHere, !lazyThere)
