@@ -142,8 +142,16 @@ func TestForwardDropEatsBridgedTraffic(t *testing.T) {
 	a, b := startContainer(t), startContainer(t)
 	na, nb := addTestNIC(t, h, bc, a, "fa", 2), addTestNIC(t, h, bc, b, "fb", 3)
 	listen(t, b, nb.IPv4.Addr())
-	if err := dialFrom(t, a, na.IPv4.Addr(), nb.IPv4.Addr()); err != nil {
-		t.Fatalf("before the drop: %v", err)
+	// The precondition may take a few tries: new ports on a new bridge, ARP,
+	// and a loaded machine made a single 1 s dial time out in CI once.
+	var err error
+	for try := 0; try < 10; try++ {
+		if err = dialFrom(t, a, na.IPv4.Addr(), nb.IPv4.Addr()); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("before the drop, 10 tries: %v", err)
 	}
 	conn := nftConn(t)
 	tb := conn.AddTable(&nftables.Table{Name: "test-fwd-" + bc.Network, Family: nftables.TableFamilyINet})
