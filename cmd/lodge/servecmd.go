@@ -37,6 +37,11 @@ it never touches one. It logs each request on stderr and stops on SIGINT or SIGT
 			if err != nil {
 				return err
 			}
+			// What receivers of migrations killed before their restore left
+			// (a previous serve's): staging directories and id ranges.
+			if err := srv.RecoverMigrations(); err != nil {
+				return err
+			}
 			ln, err := net.Listen("tcp", api.HostPort(listen))
 			if err != nil {
 				return err

@@ -33,11 +33,32 @@ const (
 	RouteStop   = "POST " + Prefix + "/containers/{name}/stop"  // StopRequest -> StopResult
 )
 
+// The target's side of a migration (manager.MigrationTarget), in the order
+// the source calls them. The Receive routes take a stream as the request's
+// body (a tree stream, migrate.SendTree), read as it comes; the others JSON.
+// The calls up to RouteMigrationRestore reach the one Manager the server
+// keeps for migrations (it holds the incoming migration in memory).
+const (
+	RouteMigrationPreflight  = "POST " + Prefix + "/migrations/{name}"                // manager.MigrationOffer -> manager.MigrationAnswer
+	RouteMigrationLayer      = "POST " + Prefix + "/migrations/{name}/layers/{layer}" // tree stream -> Empty
+	RouteMigrationRootfs     = "POST " + Prefix + "/migrations/{name}/rootfs"         // tree stream -> Empty
+	RouteMigrationCheckpoint = "POST " + Prefix + "/migrations/{name}/checkpoint"     // tree stream -> Empty
+	RouteMigrationRestore    = "POST " + Prefix + "/migrations/{name}/restore"        // -> manager.MigrationRestored
+	RouteMigrationCommit     = "POST " + Prefix + "/migrations/{name}/commit"         // -> Empty
+	RouteMigrationAbort      = "POST " + Prefix + "/migrations/{name}/abort"          // -> Empty
+)
+
 // Request gives a route's method and path, with name in place of {name}:
 // the client calls a route by the same constant the server serves it by.
 func Request(route, name string) (method, path string) {
 	method, path, _ = strings.Cut(route, " ")
 	return method, strings.Replace(path, "{name}", url.PathEscape(name), 1)
+}
+
+// RequestLayer is Request for RouteMigrationLayer: name and the layer's id.
+func RequestLayer(name, layer string) (method, path string) {
+	method, path = Request(RouteMigrationLayer, name)
+	return method, strings.Replace(path, "{layer}", url.PathEscape(layer), 1)
 }
 
 // Line is one line of a response: a progress message, the result, or the error.

@@ -125,11 +125,17 @@ func (c *Client) do(ctx context.Context, route, name string, body, out any, prog
 		}
 		reqBody = bytes.NewReader(data)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+c.remote.Address+path, reqBody)
+	return c.send(ctx, method, path, "application/json", reqBody, out, progress)
+}
+
+// send sends one request with body (nil: none) as it reads it, streamed,
+// and reads its response as do does.
+func (c *Client) send(ctx context.Context, method, path, contentType string, body io.Reader, out any, progress func(format string, args ...any)) error {
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+c.remote.Address+path, body)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return c.connectError(err)

@@ -1,6 +1,7 @@
 // Package server is lodge serve: the host API over HTTPS with mutual TLS.
-// It calls package manager as a library, a fresh Manager per request, and
-// owns no container: containers run under their monitors whether or not
+// It calls package manager as a library, a fresh Manager per request (one
+// kept Manager for the migration routes: see migrations.go), and owns no
+// container: containers run under their monitors whether or not
 // lodge serve runs, so its crash or restart never touches them.
 package server
 
@@ -41,6 +42,8 @@ type Server struct {
 	log     *slog.Logger
 	// open is manager.New, replaceable in tests.
 	open func(root string) (*manager.Manager, error)
+	// migrations is the one Manager of the migration routes.
+	migrations *migrationManager
 }
 
 // New prepares a server for the lodge root: its host certificate (made on
@@ -50,7 +53,20 @@ func New(root, version string, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{root: root, version: version, cert: cert, trust: trust.Open(root), log: log, open: manager.New}, nil
+	s := &Server{root: root, version: version, cert: cert, trust: trust.Open(root), log: log, open: manager.New}
+	s.migrations = &migrationManager{open: func(root string) (*manager.Manager, error) { return s.open(root) }, root: root}
+	return s, nil
+}
+
+// RecoverMigrations cleans what receivers of migrations killed before their
+// restore left here (a previous lodge serve's): serve calls it at start.
+func (s *Server) RecoverMigrations() error {
+	m, err := s.migrations.get()
+	if err != nil {
+		return err
+	}
+	m.RecoverMigrations()
+	return nil
 }
 
 // Fingerprint is the host certificate's.
@@ -107,6 +123,13 @@ func (s *Server) Handler() http.Handler {
 	authed(api.RouteInfo, info)
 	authed(api.RouteStart, start)
 	authed(api.RouteStop, stop)
+	authed(api.RouteMigrationPreflight, migrationPreflight)
+	authed(api.RouteMigrationLayer, migrationLayer)
+	authed(api.RouteMigrationRootfs, migrationRootfs)
+	authed(api.RouteMigrationCheckpoint, migrationCheckpoint)
+	authed(api.RouteMigrationRestore, migrationRestore)
+	authed(api.RouteMigrationCommit, migrationCommit)
+	authed(api.RouteMigrationAbort, migrationAbort)
 	authed("/", func(c *call) (any, error) {
 		return nil, fmt.Errorf("%s %s: no such API route (this host speaks API %s)", c.r.Method, c.r.URL.Path, api.Version)
 	})
@@ -128,11 +151,13 @@ type call struct {
 	// ctx is the request's without its cancellation: an operation runs to
 	// its end even if the client goes away, as the manager's do when the
 	// CLI is interrupted.
-	ctx      context.Context
-	client   string // the trusted client's name
-	root     string
-	open     func(root string) (*manager.Manager, error)
-	progress func(format string, args ...any)
+	ctx    context.Context
+	client string // the trusted client's name
+	root   string
+	open   func(root string) (*manager.Manager, error)
+	// migrations is the server's one Manager for the migration routes.
+	migrations func() (*manager.Manager, error)
+	progress   func(format string, args ...any)
 }
 
 // manager opens the root's Manager for an operation that needs it.
@@ -158,7 +183,7 @@ func (s *Server) authenticate(op operation) http.Handler {
 			return
 		}
 		stream := newStream(w)
-		result, err := op(&call{r: r, ctx: context.WithoutCancel(r.Context()), client: name, root: s.root, open: s.open, progress: stream.progress})
+		result, err := op(&call{r: r, ctx: context.WithoutCancel(r.Context()), client: name, root: s.root, open: s.open, migrations: s.migrations.get, progress: stream.progress})
 		stream.finish(result, err)
 		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "client", name, "error", errString(err), "ms", time.Since(begin).Milliseconds())
 	})
