@@ -39,13 +39,7 @@ Checkpoints live in ROOT/containers/NAME/checkpoints/ unless --dir says otherwis
 				return err
 			}
 			res, err := m.Checkpoint(cmd.Context(), args[0], opts)
-			if format == "json" && (err == nil || len(res.Blockers) > 0) {
-				if werr := writeJSON(a.stdout, res); werr != nil {
-					return werr
-				}
-				return err
-			}
-			if err != nil {
+			if done, err := jsonResult(a, format, res, len(res.Blockers), err); done {
 				return err
 			}
 			switch {
@@ -97,4 +91,17 @@ running and keeps the checkpoint.`,
 	}
 	cmd.Flags().StringVar(&opts.Dir, "dir", "", "the checkpoint directory (default: the container's newest)")
 	return cmd
+}
+
+// jsonResult prints res as JSON with --format json, also for a refusal
+// that named blockers (the preflight's), and says whether that or err
+// ends the command.
+func jsonResult(a *app, format string, res any, blockers int, err error) (bool, error) {
+	if format == "json" && (err == nil || blockers > 0) {
+		if werr := writeJSON(a.stdout, res); werr != nil {
+			return true, werr
+		}
+		return true, err
+	}
+	return err != nil, err
 }
