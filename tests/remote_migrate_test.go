@@ -1,0 +1,85 @@
+package tests
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestRemoteMigrateBusybox: lodge migrate over the host API, between two
+// hosts (network namespaces, each with its lodge serve): a busybox whose
+// init counts in memory goes h1 -> h2 -> h1 -> h2; every time the counter
+// goes on, the output shows the downtime, the source keeps nothing and the
+// target's serve logged the migration's calls. No NIC: the container has
+// none (a bridged NIC across the two hosts is not tested here yet).
+//
+// Both hosts have the same id pool ([idmap] first and count): CRIU's
+// images hold absolute id maps, so the target reserves the very range the
+// container has on the source (docs/migration.md, "Id ranges").
+func TestRemoteMigrateBusybox(t *testing.T) {
+	needCRIU(t)
+	hs := newTwoHosts(t)
+	h1, h2 := hs.h1, hs.h2
+	h2.firstID = h1.firstID
+	h2.setImages(sharedImages) // rewrites h2's host config with h1's pool
+	h1.startServe()
+	h2.startServe()
+	hs.trust(h1, h2, "h2")
+	hs.trust(h2, h1, "h1")
+
+	h1.createBusybox("mig", counterEvery100ms, "limits.memory=64MiB")
+	h1.must("start", "mig")
+	waitCounterAbove(t, h1.env, "mig", 5)
+	hosts := []*host{h1, h2}
+	for round := range 3 {
+		from, to := hosts[round%2], hosts[1-round%2]
+		before := readCounter(t, from.env, "mig")
+		args := []string{"migrate", "mig", to.name}
+		asJSON := round == 2
+		if asJSON {
+			args = append(args, "--format", "json")
+		}
+		r := from.run(args...)
+		if r.code != 0 {
+			t.Fatalf("round %d: lodge migrate mig %s on %s: %s\n%s's serve:\n%s", round, to.name, from.name, r, to.name, to.serveLogs())
+		}
+		t.Logf("round %d, %s -> %s:\n%s%s", round, from.name, to.name, r.stderr, r.stdout)
+		if !strings.Contains(r.stderr, "preflight of mig on the target") {
+			t.Errorf("round %d: no progress on stderr: %q", round, r.stderr)
+		}
+		if asJSON {
+			var res struct {
+				Name     string `json:"name"`
+				Downtime int64  `json:"downtime_ns"`
+				Bytes    int64  `json:"bytes"`
+				Phases   []struct {
+					Name string `json:"name"`
+				} `json:"phases"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+				t.Fatalf("round %d: --format json: %v\n%s", round, err, r.stdout)
+			}
+			if res.Name != "mig" || res.Downtime <= 0 || res.Bytes <= 0 || len(res.Phases) == 0 {
+				t.Errorf("round %d: the JSON result lacks the downtime, bytes or phases: %+v", round, res)
+			}
+		} else if !strings.Contains(r.stdout, "Migrated mig to "+to.name) || !strings.Contains(r.stdout, "downtime ") || !strings.Contains(r.stdout, "PHASE") {
+			t.Errorf("round %d: the output does not show the downtime and phases:\n%s", round, r.stdout)
+		}
+		gone(t, from.env, "mig")
+		i := to.info("mig")
+		if i.State != "RUNNING" {
+			t.Fatalf("round %d: after the migration mig is %s on %s", round, i.State, to.name)
+		}
+		inTargetCgroups(t, i.PID, to.cgroupName+"/mig")
+		after := readCounter(t, to.env, "mig")
+		if after < before {
+			t.Fatalf("round %d: the counter went from %d to %d: the container was booted, not migrated", round, before, after)
+		}
+		waitCounterAbove(t, to.env, "mig", after)
+		for _, path := range []string{"/1.0/migrations/mig ", "/1.0/migrations/mig/rootfs ", "/1.0/migrations/mig/checkpoint ", "/1.0/migrations/mig/restore ", "/1.0/migrations/mig/commit "} {
+			if !strings.Contains(to.serveLogs(), "path="+path+"client="+from.name) {
+				t.Errorf("round %d: %s's serve did not log %s from %s:\n%s", round, to.name, path, from.name, to.serveLogs())
+			}
+		}
+	}
+}
