@@ -83,3 +83,96 @@ func TestRemoteMigrateBusybox(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoteMigrateWithNIC: a busybox with a NIC on a network both hosts
+// have (the same name and subnet, their bridges joined into one L2
+// segment) goes h1 -> h2 -> h1 with lodge migrate; every time the counter
+// goes on, a container on h2 reaches its static address, and the NIC
+// keeps its MAC and address. First, h2's preflight refuses it while its
+// id range is taken there, and it keeps running on h1.
+func TestRemoteMigrateWithNIC(t *testing.T) {
+	needCRIU(t)
+	hs := newTwoHosts(t)
+	h1, h2 := hs.h1, hs.h2
+	h2.firstID = h1.firstID
+	h2.setImages(sharedImages)
+	bridges := make([]string, 2)
+	for i, h := range []*host{h1, h2} {
+		var created struct {
+			Bridge string `json:"bridge"`
+		}
+		if err := json.Unmarshal([]byte(h.must("network", "create", "seg", "--subnet", "10.77.0.0/24", "--format", "json")), &created); err != nil {
+			t.Fatal(err)
+		}
+		bridges[i] = created.Bridge
+	}
+	hs.linkBridges(t, bridges[0], bridges[1])
+	h1.startServe()
+	h2.startServe()
+	hs.trust(h1, h2, "h2")
+	hs.trust(h2, h1, "h1")
+
+	h2.createBusybox("peer", "network.0.network=seg", "network.0.ipv4=10.77.0.20")
+	h2.must("start", "peer")
+	mig := []string{counterEvery100ms, "limits.memory=64MiB", "network.0.network=seg", "network.0.ipv4=10.77.0.10"}
+	h1.createBusybox("mig", mig...)
+	h1.must("start", "mig")
+	waitCounterAbove(t, h1.env, "mig", 5)
+	// Each host gave its first container the first range of the same
+	// pool: h2's preflight refuses (no remapping), and mig keeps running.
+	if r := h1.run("migrate", "mig", "h2"); r.code == 0 || !strings.Contains(r.stderr, "is taken by container peer here") || !strings.Contains(r.stderr, "it keeps running here") {
+		t.Fatalf("a migration onto a host where the range is taken: %s", r)
+	}
+	waitCounterAbove(t, h1.env, "mig", readCounter(t, h1.env, "mig"))
+	gone(t, h2.env, "mig")
+	// A container holding h1's first range, so that mig gets the second.
+	h1.must("delete", "--force", "mig")
+	h1.createBusybox("hold")
+	h1.createBusybox("mig", mig...)
+	h1.must("start", "mig")
+	waitCounterAbove(t, h1.env, "mig", 5)
+	// The NIC as the container sees it (the host's end is named from the host's network tag).
+	nic := func(nics []nicInfo) string {
+		var s []string
+		for _, n := range nics {
+			s = append(s, n.Name+" "+n.HWAddr+" "+n.Address4)
+		}
+		return strings.Join(s, ", ")
+	}
+	onH1 := nic(h1.info("mig").NICs)
+	reach := func(round int) {
+		t.Helper()
+		// -w: until one reply (a hang guard, not a timing assertion).
+		if r := h2.run("exec", "peer", "--", "ping", "-c", "1", "-w", "30", "10.77.0.10"); r.code != 0 {
+			t.Fatalf("round %d: peer on h2 cannot reach mig at 10.77.0.10: %s", round, r)
+		}
+	}
+	reach(-1)
+	hosts := []*host{h1, h2}
+	for round := range 2 {
+		from, to := hosts[round%2], hosts[1-round%2]
+		before := readCounter(t, from.env, "mig")
+		r := from.run("migrate", "mig", to.name)
+		if r.code != 0 {
+			t.Fatalf("round %d: lodge migrate mig %s on %s: %s\n%s's serve:\n%s", round, to.name, from.name, r, to.name, to.serveLogs())
+		}
+		t.Logf("round %d, %s -> %s:\n%s", round, from.name, to.name, r.stdout)
+		if !strings.Contains(r.stdout, "downtime ") {
+			t.Errorf("round %d: no downtime in:\n%s", round, r.stdout)
+		}
+		gone(t, from.env, "mig")
+		i := to.info("mig")
+		if i.State != "RUNNING" {
+			t.Fatalf("round %d: after the migration mig is %s on %s", round, i.State, to.name)
+		}
+		if got := nic(i.NICs); got != onH1 || got == "" {
+			t.Errorf("round %d: the NIC was %q on h1 and is %q on %s", round, onH1, got, to.name)
+		}
+		after := readCounter(t, to.env, "mig")
+		if after < before {
+			t.Fatalf("round %d: the counter went from %d to %d: the container was booted, not migrated", round, before, after)
+		}
+		waitCounterAbove(t, to.env, "mig", after)
+		reach(round)
+	}
+}
