@@ -1,9 +1,13 @@
 package tests
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestRemoteMigrateBusybox: lodge migrate over the host API, between two
@@ -174,5 +178,65 @@ func TestRemoteMigrateWithNIC(t *testing.T) {
 		}
 		waitCounterAbove(t, to.env, "mig", after)
 		reach(round)
+	}
+}
+
+// TestRemoteMigrateTargetKilled: the target's lodge serve is killed while
+// the source dumps (after the tree was received there, before the
+// restore): the migration fails, the container keeps running on the
+// source, and the restarted serve (RecoverMigrations at its start) removes
+// what the killed one had received, with the id range, so that the next
+// migration goes through.
+func TestRemoteMigrateTargetKilled(t *testing.T) {
+	needCRIU(t)
+	hs := newTwoHosts(t)
+	h1, h2 := hs.h1, hs.h2
+	h2.firstID = h1.firstID
+	h2.setImages(sharedImages)
+	h2.startServe()
+	hs.trust(h1, h2, "h2")
+	h1.createBusybox("mig", counterEvery100ms, "limits.memory=64MiB")
+	h1.must("start", "mig")
+	waitCounterAbove(t, h1.env, "mig", 5)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a hang guard
+	defer cancel()
+	cmd := h1.command(ctx, "migrate", "mig", "h2")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var said strings.Builder
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		said.WriteString(sc.Text() + "\n")
+		if strings.HasPrefix(sc.Text(), "checkpointing mig") {
+			h2.killServe()
+		}
+	}
+	if err := cmd.Wait(); err == nil {
+		t.Fatalf("the migration went through with the target's serve killed:\n%s", said.String())
+	}
+	t.Logf("lodge migrate with h2's serve killed during the dump:\n%s", said.String())
+	if !strings.Contains(said.String(), "checkpointing mig") || !strings.Contains(said.String(), "it keeps running here") {
+		t.Fatalf("the migration failed before the dump:\n%s", said.String())
+	}
+	if i := h1.info("mig"); i.State != "RUNNING" {
+		t.Fatalf("after the failed migration mig is %s on h1", i.State)
+	}
+	waitCounterAbove(t, h1.env, "mig", readCounter(t, h1.env, "mig"))
+	if left, _ := filepath.Glob(filepath.Join(h2.root, "tmp", "mig.create")); len(left) == 0 {
+		t.Log("the killed serve left no staging directory (killed before it received the tree?)")
+	}
+	h2.startServe()
+	gone(t, h2.env, "mig")
+	before := readCounter(t, h1.env, "mig")
+	h1.must("migrate", "mig", "h2")
+	gone(t, h1.env, "mig")
+	if after := readCounter(t, h2.env, "mig"); after < before {
+		t.Fatalf("the counter went from %d to %d", before, after)
 	}
 }

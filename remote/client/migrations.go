@@ -33,7 +33,7 @@ func (t *Target) Preflight(ctx context.Context, offer manager.MigrationOffer) (m
 // ReceiveLayer implements manager.MigrationTarget.
 func (t *Target) ReceiveLayer(ctx context.Context, name, layer string, r io.Reader) error {
 	method, path := api.RequestLayer(name, layer)
-	return t.c.send(ctx, method, path, streamType, r, nil, nil)
+	return t.c.send(ctx, method, path, streamType, body(r), nil, nil)
 }
 
 // ReceiveRootfs implements manager.MigrationTarget.
@@ -48,8 +48,13 @@ func (t *Target) ReceiveCheckpoint(ctx context.Context, name string, r io.Reader
 
 func (t *Target) stream(ctx context.Context, route, name string, r io.Reader) error {
 	method, path := api.Request(route, name)
-	return t.c.send(ctx, method, path, streamType, r, nil, nil)
+	return t.c.send(ctx, method, path, streamType, body(r), nil, nil)
 }
+
+// body keeps the transport from closing the source's pipe (an io.Pipe's
+// reader is a ReadCloser): the sender then fails with the source's "the
+// receiver stopped", and the error said is the receiver's (the remote's).
+func body(r io.Reader) io.Reader { return io.NopCloser(r) }
 
 // Restore implements manager.MigrationTarget.
 func (t *Target) Restore(ctx context.Context, name string) (manager.MigrationRestored, error) {
