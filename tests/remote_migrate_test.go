@@ -10,6 +10,17 @@ import (
 	"time"
 )
 
+// newMigrationHosts is two hosts with the same id pool (the [idmap] of
+// h1's host config on both): a migration keeps the container's range.
+func newMigrationHosts(t *testing.T) *twoHosts {
+	t.Helper()
+	needCRIU(t)
+	hs := newTwoHosts(t)
+	hs.h2.firstID = hs.h1.firstID
+	hs.h2.setImages(sharedImages) // rewrites h2's host config with h1's pool
+	return hs
+}
+
 // TestRemoteMigrateBusybox: lodge migrate over the host API, between two
 // hosts (network namespaces, each with its lodge serve): a busybox whose
 // init counts in memory goes h1 -> h2 -> h1 -> h2; every time the counter
@@ -22,10 +33,8 @@ import (
 // container has on the source (docs/migration.md, "Id ranges").
 func TestRemoteMigrateBusybox(t *testing.T) {
 	needCRIU(t)
-	hs := newTwoHosts(t)
+	hs := newMigrationHosts(t)
 	h1, h2 := hs.h1, hs.h2
-	h2.firstID = h1.firstID
-	h2.setImages(sharedImages) // rewrites h2's host config with h1's pool
 	h1.startServe()
 	h2.startServe()
 	hs.trust(h1, h2, "h2")
@@ -96,10 +105,8 @@ func TestRemoteMigrateBusybox(t *testing.T) {
 // id range is taken there, and it keeps running on h1.
 func TestRemoteMigrateWithNIC(t *testing.T) {
 	needCRIU(t)
-	hs := newTwoHosts(t)
+	hs := newMigrationHosts(t)
 	h1, h2 := hs.h1, hs.h2
-	h2.firstID = h1.firstID
-	h2.setImages(sharedImages)
 	bridges := make([]string, 2)
 	for i, h := range []*host{h1, h2} {
 		var created struct {
@@ -189,10 +196,8 @@ func TestRemoteMigrateWithNIC(t *testing.T) {
 // migration goes through.
 func TestRemoteMigrateTargetKilled(t *testing.T) {
 	needCRIU(t)
-	hs := newTwoHosts(t)
+	hs := newMigrationHosts(t)
 	h1, h2 := hs.h1, hs.h2
-	h2.firstID = h1.firstID
-	h2.setImages(sharedImages)
 	h2.startServe()
 	hs.trust(h1, h2, "h2")
 	h1.createBusybox("mig", counterEvery100ms, "limits.memory=64MiB")
