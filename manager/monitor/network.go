@@ -77,29 +77,6 @@ func (m *Monitor) attachNICsForRestore(cfg *config.Container) ([]string, error) 
 	return externals, nil
 }
 
-// announceNICs sends a gratuitous ARP from each of the restored
-// container's NICs (network.Announce), so that the bridges, here and on a
-// host the container came from, send its frames to where it now is.
-// Failures are only logged: the container runs, and learns anew when it
-// sends.
-func (m *Monitor) announceNICs(pid int) {
-	plan, err := network.ReadAttachments(m.store.NICsPath(m.name))
-	if err != nil || len(plan) == 0 {
-		return
-	}
-	ns, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
-	if err != nil {
-		m.log.Warn("announce the NICs", "err", err)
-		return
-	}
-	defer ns.Close()
-	for _, a := range plan {
-		if err := network.Announce(int(ns.Fd()), a); err != nil {
-			m.log.Warn("announce a NIC", "nic", a.NIC.Name, "err", err)
-		}
-	}
-}
-
 // detachNICs removes what attachNICs made (the veths go with the
 // namespace; their rules and ifbs do not), and with release also the
 // NICs' addresses on their networks and the plan: the container has
