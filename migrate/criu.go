@@ -6,14 +6,11 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	criu "github.com/checkpoint-restore/go-criu/v7"
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
-	"google.golang.org/protobuf/proto"
 )
 
 // MinCRIU is the oldest CRIU that works on this kernel (PITFALLS 24 in the
@@ -179,78 +176,27 @@ func versionOf(v *rpc.CriuVersion) int {
 // might never answer.
 const swrkTimeout = 30 * time.Second
 
-// swrkCall runs "PATH swrk 3" with one end of a SOCK_SEQPACKET pair as its
-// fd 3 and sends it reqs in turn (all but the last with keep_open), with
-// go-criu's message types, within swrkTimeout. It returns the successful
-// responses, up to the first failure, and that failure. go-criu (v7.2.0)
-// has no call for this: its calls start criu once per request, and its
-// FeatureCheck returns the request it was given instead of the response's
-// features.
+// swrkCall sends reqs in turn to one "criu swrk" at path (all but the last
+// with keep_open), within swrkTimeout. It returns the successful responses,
+// up to the first failure, and that failure.
 func swrkCall(path string, reqs ...*rpc.CriuReq) ([]*rpc.CriuResp, error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("socketpair: %w", err)
-	}
-	if err := syscall.SetNonblock(fds[0], true); err != nil {
-		syscall.Close(fds[0])
-		syscall.Close(fds[1])
-		return nil, err
-	}
-	cln := os.NewFile(uintptr(fds[0]), "criu-swrk-client") // non-blocking: deadlines work
-	srv := os.NewFile(uintptr(fds[1]), "criu-swrk-server")
-	defer cln.Close()
-
-	cmd := exec.Command(path, "swrk", "3")
-	cmd.ExtraFiles = []*os.File{srv}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	err = cmd.Start()
-	srv.Close()
+	s, err := startSwrk(path, nil, nil)
 	if err != nil {
 		return nil, err
 	}
 	var resps []*rpc.CriuResp
 	callErr := func() error {
-		if err := cln.SetDeadline(time.Now().Add(swrkTimeout)); err != nil {
+		if err := s.conn.SetDeadline(time.Now().Add(swrkTimeout)); err != nil {
 			return err
 		}
-		buf := make([]byte, 64<<10)
 		for _, req := range reqs {
-			b, err := proto.Marshal(req)
+			resp, err := s.call(req)
 			if err != nil {
 				return err
-			}
-			if _, err := cln.Write(b); err != nil {
-				return err
-			}
-			n, err := cln.Read(buf)
-			if err != nil {
-				return err
-			}
-			resp := &rpc.CriuResp{}
-			if err := proto.Unmarshal(buf[:n], resp); err != nil {
-				return err
-			}
-			if !resp.GetSuccess() {
-				return fmt.Errorf("%v request failed: %s (errno %d)", req.GetType(), resp.GetCrErrmsg(), resp.GetCrErrno())
 			}
 			resps = append(resps, resp)
 		}
 		return nil
 	}()
-	cln.Close() // CRIU's swrk ends when its socket closes
-	if callErr != nil && cmd.Process != nil {
-		_ = cmd.Process.Kill() // it may be stuck, or not CRIU at all
-	}
-	waitErr := cmd.Wait()
-	if callErr != nil {
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return resps, fmt.Errorf("%w (stderr: %s)", callErr, strings.ReplaceAll(msg, "\n", "; "))
-		}
-		if waitErr != nil {
-			return resps, fmt.Errorf("%w (%v)", callErr, waitErr)
-		}
-		return resps, callErr
-	}
-	return resps, nil
+	return resps, s.finish(callErr, true)
 }

@@ -3,9 +3,7 @@ package migrate
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
@@ -99,51 +97,21 @@ func Dump(c *CRIU, r DumpRequest) error {
 // until its dump response: each with success, post-dump with Completed's
 // verdict. It returns Completed's error, and CRIU's.
 func runDump(path string, req *rpc.CriuReq, r DumpRequest) (completedErr, err error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("socketpair: %w", err)
-	}
-	cln := os.NewFile(uintptr(fds[0]), "criu-swrk-client")
-	srv := os.NewFile(uintptr(fds[1]), "criu-swrk-server")
-	defer cln.Close()
-	cmd := exec.Command(path, "swrk", "3")
-	cmd.ExtraFiles = []*os.File{srv}
+	var extra []*os.File
 	if r.Hold != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, r.Hold)
+		extra = append(extra, r.Hold)
 	}
 	// Not in the caller's process group: a terminal's ^C (or a kill of
 	// the group) must not kill CRIU in the middle of a dump.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	err = cmd.Start()
-	srv.Close()
+	s, err := startSwrk(path, extra, &syscall.SysProcAttr{Setpgid: true})
 	if err != nil {
 		return nil, err
 	}
 	err = func() error {
-		buf := make([]byte, 64<<10)
 		for {
-			b, err := proto.Marshal(req)
-			if err != nil {
+			resp, err := s.call(req)
+			if err != nil || resp.GetType() != rpc.CriuReqType_NOTIFY {
 				return err
-			}
-			if _, err := cln.Write(b); err != nil {
-				return err
-			}
-			n, err := cln.Read(buf)
-			if err != nil {
-				return err
-			}
-			resp := &rpc.CriuResp{}
-			if err := proto.Unmarshal(buf[:n], resp); err != nil {
-				return err
-			}
-			if !resp.GetSuccess() {
-				return fmt.Errorf("%v failed: %s (errno %d)", resp.GetType(), resp.GetCrErrmsg(), resp.GetCrErrno())
-			}
-			if resp.GetType() != rpc.CriuReqType_NOTIFY {
-				return nil
 			}
 			ok := true
 			if resp.GetNotify().GetScript() == "post-dump" && r.Completed != nil {
@@ -154,17 +122,8 @@ func runDump(path string, req *rpc.CriuReq, r DumpRequest) (completedErr, err er
 			req = &rpc.CriuReq{Type: rpc.CriuReqType_NOTIFY.Enum(), NotifySuccess: proto.Bool(ok)}
 		}
 	}()
-	cln.Close() // CRIU's swrk ends when its socket closes
-	waitErr := cmd.Wait()
-	if err == nil {
-		return completedErr, nil
-	}
-	if msg := strings.TrimSpace(stderr.String()); msg != "" {
-		err = fmt.Errorf("%w (stderr: %s)", err, strings.ReplaceAll(msg, "\n", "; "))
-	} else if waitErr != nil {
-		err = fmt.Errorf("%w (criu: %v)", err, waitErr)
-	}
-	return completedErr, err
+	// Never killed: a dump left half-way leaves the tree frozen and traced.
+	return completedErr, s.finish(err, false)
 }
 
 // dumpExternals are CRIU's --external entries for a dump: mnt[TARGET]:KEY
