@@ -69,11 +69,20 @@ func Restore(c *CRIU, r RestoreRequest) (int, error) {
 		opts.CgRoot = append(opts.CgRoot, root)
 	}
 	n := &restoreNotify{restored: r.Restored}
+	defer n.lock.close()
 	if err := c.Client().Restore(opts, n); err != nil {
 		return 0, fmt.Errorf("criu restore: %s (see %s)", logErrors(filepath.Join(r.ImagesDir, r.LogFile)), filepath.Join(r.ImagesDir, r.LogFile))
 	}
 	if n.pid == 0 {
 		return 0, fmt.Errorf("criu restore: no pid reported (see %s/%s)", r.ImagesDir, r.LogFile)
+	}
+	// CRIU ignores a failed network-unlock notification: make sure, and
+	// rather than leave a container cut off, end it (the caller is its
+	// parent: reap it) and fail the restore.
+	if err := n.lock.unlock(); err != nil {
+		unix.Kill(n.pid, unix.SIGKILL)
+		unix.Wait4(n.pid, nil, 0, nil)
+		return 0, err
 	}
 	return n.pid, nil
 }
@@ -89,12 +98,22 @@ func restoreExternals(r RestoreRequest) []string {
 }
 
 // restoreNotify takes the restored init's pid from CRIU's post-restore
-// notification.
+// notification, and locks the restored network namespace from its
+// creation until CRIU unlocks it (restoreLockTable says why).
 type restoreNotify struct {
 	criu.NoNotify
 	restored func(pid int) error
 	pid      int
+	lock     *restoreLock
 }
+
+func (n *restoreNotify) SetupNamespaces(pid int32) error {
+	lock, err := lockRestoredNetwork(int(pid))
+	n.lock = lock
+	return err
+}
+
+func (n *restoreNotify) NetworkUnlock() error { return n.lock.unlock() }
 
 func (n *restoreNotify) PostRestore(pid int32) error {
 	n.pid = int(pid)
