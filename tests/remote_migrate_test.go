@@ -107,17 +107,7 @@ func TestRemoteMigrateWithNIC(t *testing.T) {
 	needCRIU(t)
 	hs := newMigrationHosts(t)
 	h1, h2 := hs.h1, hs.h2
-	bridges := make([]string, 2)
-	for i, h := range []*host{h1, h2} {
-		var created struct {
-			Bridge string `json:"bridge"`
-		}
-		if err := json.Unmarshal([]byte(h.must("network", "create", "seg", "--subnet", "10.77.0.0/24", "--format", "json")), &created); err != nil {
-			t.Fatal(err)
-		}
-		bridges[i] = created.Bridge
-	}
-	hs.linkBridges(t, bridges[0], bridges[1])
+	hs.segment(t, "seg", "10.77.0.0/24")
 	h1.startServe()
 	h2.startServe()
 	hs.trust(h1, h2, "h2")

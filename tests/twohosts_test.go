@@ -3,6 +3,7 @@ package tests
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -228,6 +229,25 @@ func (hs *twoHosts) linkBridges(t *testing.T, bridge1, bridge2 string) {
 	mustRun(t, "ip", "link", "add", a, "netns", hs.h1.netns, "type", "veth", "peer", "name", b, "netns", hs.h2.netns)
 	mustRun(t, "ip", "-n", hs.h1.netns, "link", "set", a, "master", bridge1, "up")
 	mustRun(t, "ip", "-n", hs.h2.netns, "link", "set", b, "master", bridge2, "up")
+}
+
+// segment makes a network of the same name and subnet on both hosts and
+// joins their bridges into one L2 segment, as hosts on one VLAN; it
+// returns the bridges, h1's first.
+func (hs *twoHosts) segment(t *testing.T, name, subnet string) []string {
+	t.Helper()
+	bridges := make([]string, 2)
+	for i, h := range []*host{hs.h1, hs.h2} {
+		var created struct {
+			Bridge string `json:"bridge"`
+		}
+		if err := json.Unmarshal([]byte(h.must("network", "create", name, "--subnet", subnet, "--format", "json")), &created); err != nil {
+			t.Fatal(err)
+		}
+		bridges[i] = created.Bridge
+	}
+	hs.linkBridges(t, bridges[0], bridges[1])
+	return bridges
 }
 
 func mustRun(t *testing.T, name string, args ...string) string {
