@@ -61,10 +61,10 @@ func checkTargetCRIU(name string, version int, needs []string, ans MigrationAnsw
 	}
 	var hints []string
 	for _, f := range missing {
-		hints = append(hints, fmt.Sprintf("%s (%s)", f, migrate.FeatureHint(f)))
+		hints = append(hints, migrate.FeatureHint(f))
 	}
-	return incompatible("CRIU on the target lacks %s, which the dump of %s uses: its restore there would fail; give the target %s",
-		strings.Join(missing, ", "), name, strings.Join(hints, ", "))
+	return incompatible("CRIU on the target lacks %s, which the dump of %s uses: its restore there would fail; the target needs %s",
+		strings.Join(missing, ", "), name, strings.Join(hints, ", and "))
 }
 
 // reserveRefused gives a refused reservation of range r its kind: taken

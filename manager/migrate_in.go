@@ -109,7 +109,6 @@ func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (Mi
 	features, _ := criu.CheckFeatures()
 	ans.MemTrack, ans.LazyPages = features.MemTrack, features.LazyPages
 	ans.UnprivilegedUserfault = unprivilegedUserfaultfd()
-	ans.CRIUFeatures = criu.HasFeatures(ctx, migrate.RestoreFeatures)
 	if criu.Version < offer.CRIU {
 		return ans, incompatible("CRIU here is %s, older than the source's (%s): it may not read the source's images; install the same CRIU on both hosts", criu, migrate.VersionString(offer.CRIU))
 	}
@@ -150,6 +149,8 @@ func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (Mi
 			return ans, incompatible("%s needs about %d MiB here and %s has %d MiB free", name, offer.Bytes>>20, m.store.Root, free>>20)
 		}
 	}
+	// Last of the checks, as it runs CRIU: the source checks the answer.
+	ans.CRIUFeatures = criu.HasFeatures(ctx, migrate.RestoreFeatures)
 	if err := m.store.Prepare(); err != nil {
 		return ans, err
 	}
