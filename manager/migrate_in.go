@@ -84,9 +84,12 @@ func (m *Manager) incomingCheckpoint(name string) (string, bool) {
 // AcceptMigration is a target's preflight: it checks that this host can
 // take the container offered, before the source freezes anything, and
 // reserves its name and id range. It refuses, saying why, if the name is
-// taken, CRIU here is older than the source's, the storage backend or the
-// image is missing, the id range is taken or not in this host's pool, a
-// NIC's network does not exist here, or the disk lacks space.
+// taken (ErrExists), CRIU here is older than the source's or this CPU
+// lacks a flag the source's has (ErrIncompatible), the storage backend or
+// the image is missing, the id range is taken (ErrInUse) or not in this
+// host's pool (ErrIncompatible), a NIC's network does not exist here
+// (ErrNotFound), or the disk lacks space (ErrIncompatible). The answer
+// says which CRIU features it has: the source checks them.
 func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (MigrationAnswer, error) {
 	var ans MigrationAnswer
 	name := offer.Name
@@ -107,7 +110,10 @@ func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (Mi
 	ans.MemTrack, ans.LazyPages = features.MemTrack, features.LazyPages
 	ans.UnprivilegedUserfault = unprivilegedUserfaultfd()
 	if criu.Version < offer.CRIU {
-		return ans, fmt.Errorf("CRIU here is %s, older than the source's (%d): it may not read the source's images; install the same CRIU on both hosts", criu, offer.CRIU)
+		return ans, incompatible("CRIU here is %s, older than the source's (%s): it may not read the source's images; install the same CRIU on both hosts", criu, migrate.VersionString(offer.CRIU))
+	}
+	if err := checkOfferedCPU(name, offer.CPU); err != nil {
+		return ans, err
 	}
 	cfg, err := config.Parse(name+"/config.toml", offer.Config)
 	if err != nil {
@@ -115,7 +121,8 @@ func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (Mi
 	}
 	for _, n := range offer.Networks {
 		if _, err := m.readNetwork(n); err != nil {
-			return ans, fmt.Errorf("the network %s of %s does not exist here: create it first (lodge network create %s)", n, name, n)
+			err = fmt.Errorf("the network %s of %s does not exist here: create it first (lodge network create %s)", n, name, n)
+			return ans, kindError{err, ErrNotFound}
 		}
 	}
 	if cfg.Limits.Disk > 0 && offer.Backend == storage.OverlayName {
@@ -125,7 +132,7 @@ func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (Mi
 	case storage.DirName:
 	case storage.OverlayName:
 		if _, err := os.Stat(offer.BaseImage); err != nil {
-			return ans, fmt.Errorf("the image of %s (%s) is not on this host: %v", name, offer.BaseImage, err)
+			return ans, kindError{fmt.Errorf("the image of %s (%s) is not on this host: %v", name, offer.BaseImage, err), ErrNotFound}
 		}
 		lowers := m.overlay().Lowers(storage.Tree{Layers: offer.Layers})
 		for i, id := range offer.Layers {
@@ -139,9 +146,11 @@ func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (Mi
 	var fs unix.Statfs_t
 	if err := unix.Statfs(m.store.Root, &fs); err == nil {
 		if free := int64(fs.Bavail) * fs.Bsize; free < offer.Bytes+offer.Bytes/10 {
-			return ans, fmt.Errorf("%s needs about %d MiB here and %s has %d MiB free", name, offer.Bytes>>20, m.store.Root, free>>20)
+			return ans, incompatible("%s needs about %d MiB here and %s has %d MiB free", name, offer.Bytes>>20, m.store.Root, free>>20)
 		}
 	}
+	// Last of the checks, as it runs CRIU: the source checks the answer.
+	ans.CRIUFeatures = criu.HasFeatures(ctx, migrate.RestoreFeatures)
 	if err := m.store.Prepare(); err != nil {
 		return ans, err
 	}
@@ -157,8 +166,9 @@ func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (Mi
 		res.release()
 		return ans, err
 	}
-	if err := m.allocator().Reserve(name, idmap.Range{HostID: offer.HostID, Size: offer.IDCount}); err != nil {
-		return fail(fmt.Errorf("%w: a restore needs the range the container has on the source (CRIU's images hold absolute id maps)", err))
+	ids := idmap.Range{HostID: offer.HostID, Size: offer.IDCount}
+	if err := m.allocator().Reserve(name, ids); err != nil {
+		return fail(m.reserveRefused(err, ids))
 	}
 	release := func(err error) (MigrationAnswer, error) {
 		m.allocator().Release(name)

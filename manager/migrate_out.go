@@ -53,8 +53,9 @@ var ErrMigrationAfter = errors.New("migration failed after the target started th
 // Migrate moves running container name to target, stop-and-copy:
 //
 //  1. preflight on both sides, before anything is frozen (the checkpoint
-//     preflight here; name, id range, CRIU, image and layers, networks,
-//     disk there: AcceptMigration);
+//     preflight here; name, id range, CRIU, CPU, image and layers,
+//     networks, disk there: AcceptMigration; then, here, the target's
+//     CRIU features: checkTargetCRIU);
 //  2. the layers the target lacks and the tree, sent while it runs;
 //  3. the dump (CRIU freezes the tree through its freezer cgroup); in its
 //     post-dump callback, the tree still frozen: the tree's delta, the
@@ -107,6 +108,9 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 		return res, kindError{fmt.Errorf("container %s %w: %s; it keeps running here", name, ErrBlocked, describeBlockers(res.Blockers)), ErrBlocked}
 	}
 	offer, backend, err := m.migrationOffer(ctx, name, st.HostID, st.IDCount, criu.Version)
+	if err == nil {
+		offer.CPU, err = migrate.LocalCPU(false) // the target checks it
+	}
 	if err != nil {
 		return res, fmt.Errorf("migrate %s: %w; it keeps running here", name, err)
 	}
@@ -132,6 +136,14 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 			return res, fmt.Errorf("migrate %s: %w; it keeps running here, and removing it from the target failed: %v", name, err, aerr)
 		}
 		return res, fmt.Errorf("migrate %s: %w; it keeps running here, and the target keeps nothing of it", name, err)
+	}
+	// The target's CRIU must restore what the dump here will use.
+	needs, err := migrate.DumpFeatures(st.Init.PID)
+	if err == nil {
+		err = checkTargetCRIU(name, criu.Version, needs, answer)
+	}
+	if err != nil {
+		return abort(err)
 	}
 
 	t0 = time.Now()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"time"
+
+	"lodge/migrate"
 )
 
 // A migration moves a running container to another manager, the target,
@@ -55,12 +57,20 @@ type MigrationOffer struct {
 	CRIU      int      `json:"criu_version"`
 	Networks  []string `json:"networks,omitempty"` // the managed networks its NICs are on
 	Bytes     int64    `json:"bytes"`              // disk its tree and checkpoint will take, about
+	// CPU is the source's: its architecture and the flags any of its
+	// processors has, which the container's processes may use; the target
+	// refuses when its own CPU lacks one that matters to user space.
+	CPU migrate.CPU `json:"cpu"`
 }
 
 // MigrationAnswer is the target's answer to a preflight that passed.
 type MigrationAnswer struct {
 	MissingLayers []string `json:"missing_layers,omitempty"` // overlay layers to send
 	CRIU          int      `json:"criu_version"`
+	// CRIUFeatures are those of migrate.RestoreFeatures that the target's
+	// CRIU has on its kernel: the source refuses when its dump uses one
+	// the target lacks (migrate.DumpFeatures).
+	CRIUFeatures []string `json:"criu_features,omitempty"`
 	// What the target allows for --live: soft-dirty memory tracking
 	// (pre-copy), and userfaultfd for CRIU's lazy pages and for the
 	// container's user namespace (post-copy).
@@ -79,6 +89,11 @@ type MigrationRestored struct {
 // (another lodge root and host config on the same machine).
 type LocalTarget struct {
 	M *Manager
+	// Offer, if set, changes the offer before the target sees it, and
+	// Answer the target's answer before the source does: tests make the
+	// two hosts differ (a CPU flag, a CRIU feature).
+	Offer  func(*MigrationOffer)
+	Answer func(*MigrationAnswer)
 	// BeforeRestore, if set, runs on the received checkpoint directory
 	// before the restore: tests damage it there to make the restore fail.
 	BeforeRestore func(dir string) error
@@ -92,7 +107,14 @@ var _ MigrationTarget = (*LocalTarget)(nil)
 
 // Preflight implements MigrationTarget.
 func (t *LocalTarget) Preflight(ctx context.Context, offer MigrationOffer) (MigrationAnswer, error) {
-	return t.M.AcceptMigration(ctx, offer)
+	if t.Offer != nil {
+		t.Offer(&offer)
+	}
+	ans, err := t.M.AcceptMigration(ctx, offer)
+	if err == nil && t.Answer != nil {
+		t.Answer(&ans)
+	}
+	return ans, err
 }
 
 // ReceiveLayer implements MigrationTarget.

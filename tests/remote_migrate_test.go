@@ -121,7 +121,8 @@ func TestRemoteMigrateWithNIC(t *testing.T) {
 	waitCounterAbove(t, h1.env, "mig", 5)
 	// Each host gave its first container the first range of the same
 	// pool: h2's preflight refuses (no remapping), and mig keeps running.
-	if r := h1.run("migrate", "mig", "h2"); r.code == 0 || !strings.Contains(r.stderr, "is taken by container peer here") || !strings.Contains(r.stderr, "it keeps running here") {
+	// The range is in use there: exit 4, as for a conflict here.
+	if r := h1.run("migrate", "mig", "h2"); r.code != 4 || !strings.Contains(r.stderr, "is taken by container peer here") || !strings.Contains(r.stderr, "it keeps running here") {
 		t.Fatalf("a migration onto a host where the range is taken: %s", r)
 	}
 	waitCounterAbove(t, h1.env, "mig", readCounter(t, h1.env, "mig"))

@@ -77,6 +77,9 @@ const (
 	exitNotFound = 3 // no such container
 	exitConflict = 4 // wrong state: exists, running, not running, in use
 	exitNotRoot  = 5 // lodge needs root
+	// the other host cannot take the container (migrate: its CPU, CRIU,
+	// id pool or disk)
+	exitIncompatible = 6
 	// exec passes the command's status through; its own failures use these.
 	exitExecFailed = helper.ExitHelperFailed // 125
 )
@@ -101,6 +104,8 @@ func exitCodeOf(err error) int {
 	case errors.Is(err, manager.ErrExists), errors.Is(err, manager.ErrRunning), errors.Is(err, manager.ErrNotRunning), errors.Is(err, manager.ErrInUse),
 		errors.Is(err, manager.ErrFrozen), errors.Is(err, manager.ErrBlocked):
 		return exitConflict
+	case errors.Is(err, manager.ErrIncompatible):
+		return exitIncompatible
 	}
 	return exitFailure
 }

@@ -134,6 +134,7 @@ func TestExitCodes(t *testing.T) {
 		{fmt.Errorf("x: %w", manager.ErrNotRunning), exitConflict},
 		{fmt.Errorf("x: %w", manager.ErrFrozen), exitConflict},
 		{manager.ErrNotRoot, exitNotRoot},
+		{fmt.Errorf("x: %w", manager.ErrIncompatible), exitIncompatible},
 		{execFailed(manager.ErrNotRunning), exitExecFailed},
 		{execFailed(manager.ErrNotRoot), exitNotRoot},
 		{usageError{"bad"}, exitUsage},

@@ -19,8 +19,9 @@ func newMigrateCmd(a *app) *cobra.Command {
 		Short: "Move a running container to another host (a remote) with CRIU",
 		Long: `Move running container NAME to the host REMOTE (lodge remote add), stop-and-copy:
 both hosts' preflights run before anything is frozen (the checkpoint preflight here;
-the name, CRIU, the image and its layers, the NICs' networks, the id range and disk
-space there); the root filesystem is sent while the container runs; then CRIU freezes
+the name, CRIU and its features, the CPU's features, the image and its layers, the
+NICs' networks, the id range and disk space there); the root filesystem is sent while
+the container runs; then CRIU freezes
 and dumps it, the root filesystem's changes and the images are sent, and the target
 restores it. Only once it runs there is it removed here. Any failure before that leaves
 it running here and nothing of it on the target.
@@ -31,7 +32,13 @@ maps): both hosts need the same idmap settings, and the range free there.
 Progress goes to stderr; at the end it prints the downtime (from the freeze here to
 running there), the total time, the bytes sent and the time of each phase. --live
 asks for a shorter freeze: neither pre-copy nor post-copy is built yet, and it says
-which one the two hosts would allow.`,
+which one the two hosts would allow.
+
+A refusal exits as other commands refused for the same reason: 4 when a process
+here cannot be checkpointed or the name or the id range is taken there, 3 when a
+NIC's network is missing there, 6 when the target cannot take it (its CPU lacks a
+feature of this one's, its CRIU or kernel lacks one the dump uses, other idmap
+settings, too little disk). The container keeps running here in every case.`,
 		Example: `  lodge migrate web h2
   lodge migrate web h2 --format json`,
 		Args:              exactArgs(2, "a container name and a remote"),

@@ -37,6 +37,7 @@ var Kinds = []struct {
 	{"monitor-busy", manager.ErrMonitorBusy},
 	{"monitor-version", manager.ErrMonitorVersion},
 	{"monitor-internal", manager.ErrMonitorInternal},
+	{"incompatible", manager.ErrIncompatible},
 	{"not-trusted", ErrNotTrusted},
 	{"token-unknown", ErrTokenUnknown},
 	{"token-used", ErrTokenUsed},
