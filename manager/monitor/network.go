@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -75,6 +76,37 @@ func (m *Monitor) attachNICsForRestore(cfg *config.Container) ([]string, error) 
 		externals = append(externals, a.CRIUExternal())
 	}
 	return externals, nil
+}
+
+// announceNICs sends a gratuitous ARP from each of the restored
+// container's NICs (network.Announce), so that the bridges, here and on a
+// host the container came from, send its frames to where it now is; once
+// at once and once more a moment later, in case the first is lost.
+// Failures are only logged: the container runs, and is found again when it
+// sends.
+func (m *Monitor) announceNICs(pid int) {
+	plan, err := network.ReadAttachments(m.store.NICsPath(m.name))
+	if err != nil || len(plan) == 0 {
+		return
+	}
+	ns, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
+	if err != nil {
+		m.log.Warn("announce the NICs", "err", err)
+		return
+	}
+	announce := func() {
+		for _, a := range plan {
+			if err := network.Announce(int(ns.Fd()), a); err != nil {
+				m.log.Warn("announce a NIC", "nic", a.NIC.Name, "err", err)
+			}
+		}
+	}
+	announce()
+	go func() {
+		defer ns.Close()
+		time.Sleep(200 * time.Millisecond)
+		announce()
+	}()
 }
 
 // detachNICs removes what attachNICs made (the veths go with the

@@ -120,6 +120,7 @@ func (m *Monitor) restore(dir string) (*boot, error) {
 		return nil, err
 	}
 	b.console = newConsoleRelay(master, m.consoleLogPath())
+	m.announceNICs(pid) // CRIU has unlocked the network and resumed the tasks
 	r.Success()
 	go b.reap()
 	m.setCurrent(b)
