@@ -28,6 +28,13 @@ import (
 // exist for any other command, and AbortMigration (or a restore that fails)
 // removes all of it. A target process killed meanwhile leaves the staging
 // directory to the next create's sweep (its owner is dead).
+//
+// A restored container is held frozen (its cgroup's freezer) until the
+// source's Commit: the source resumes its own copy when it does not get
+// Restore's answer, and the target's copy must not run meanwhile. Only
+// Commit (the source killed its tree) thaws it; Abort deletes it; a server
+// restarted with one held keeps it held (RecoverMigrations) until the
+// source's word comes.
 
 // migrationMarker, in an incoming container's directory (staging, then its
 // own), says it arrived by a migration that its source has not committed
@@ -53,13 +60,6 @@ func (m *Manager) setMark(name string, mark migrationMark) error {
 	data, _ := json.Marshal(mark)
 	return writeFileAtomic(filepath.Join(m.store.ContainerDir(name), migrationMarker), data)
 }
-
-// A restored container is held frozen (its cgroup's freezer) until the
-// source's Commit: the source resumes its own copy when it does not get
-// Restore's answer, and the target's copy must not run meanwhile. Only
-// Commit (the source killed its tree) thaws it; Abort deletes it; a server
-// restarted with one held keeps it held (RecoverMigrations) until the
-// source's word comes.
 
 // incoming is a migration a manager is receiving.
 type incoming struct {
@@ -478,7 +478,7 @@ func (m *Manager) RecoverMigrations() []string {
 		if !ok {
 			continue
 		}
-		if _, held := incomings.Load(m.incomingKey(name)); held {
+		if _, mine := incomings.Load(m.incomingKey(name)); mine {
 			continue // this process receives it
 		}
 		if mark.Committed {
