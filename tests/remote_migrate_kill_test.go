@@ -16,8 +16,14 @@ import (
 
 // Kills during lodge migrate between two hosts (issue 13): the target's
 // lodge serve killed (SIGKILL, by its pid) at random moments of a
-// migration, ten times, then restarted; and the source's lodge migrate
-// killed once the target has restored the container. After each round the
+// migration, ten times, then restarted at once; and the source's lodge
+// migrate killed once the target has restored the container, and once it
+// commits. A kill aims at a phase of a migration measured first (from its
+// progress lines: preflight, rootfs, dump, rootfs delta, checkpoint
+// transfer, restore, commit, source removed) and at a random moment of
+// that phase's measured length; every fourth round kills h2's serve once
+// h2's monitor has restored the tree (its state file), before h1 hears of
+// it. After each round the
 // container lives on exactly one side, running, thawed and counting:
 // either the migration failed and it runs on h1, h2 keeping nothing of it
 // (directory, staging, id range, cgroups, processes, mounts), or it
@@ -48,7 +54,7 @@ type migrateRun struct {
 
 	mu     sync.Mutex
 	phase  string          // the phase of the last progress line
-	phases []string        // each phase with its offset from the start
+	phases []phaseAt       // each phase with its offset from the start
 	said   strings.Builder // stderr
 	out    lockedBuffer    // stdout
 }
@@ -76,8 +82,10 @@ func startMigrate(h *host, name, to string) *migrateRun {
 			r.said.WriteString(line + "\n")
 			for _, p := range migrationPhases {
 				if strings.HasPrefix(line, p.prefix) {
+					if r.phase != p.phase {
+						r.phases = append(r.phases, phaseAt{p.phase, time.Since(r.began)})
+					}
 					r.phase = p.phase
-					r.phases = append(r.phases, fmt.Sprintf("%s at %v", p.phase, time.Since(r.began).Round(time.Millisecond)))
 				}
 			}
 			r.mu.Unlock()
@@ -85,6 +93,31 @@ func startMigrate(h *host, name, to string) *migrateRun {
 		cmd.Wait()
 	}()
 	return r
+}
+
+// phaseAt is a phase and when it began, from the migration's start.
+type phaseAt struct {
+	name string
+	at   time.Duration
+}
+
+// phaseIndex is the place of a phase in migrationPhases.
+func phaseIndex(name string) int {
+	for i, p := range migrationPhases {
+		if p.phase == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// untilPhase waits until the migration is in phase name or past it, and
+// tells whether it still runs.
+func (r *migrateRun) untilPhase(name string) bool {
+	for !r.ended() && phaseIndex(r.current()) < phaseIndex(name) {
+		time.Sleep(time.Millisecond)
+	}
+	return !r.ended()
 }
 
 // current is the phase the migration is in, by its last progress line.
@@ -177,8 +210,20 @@ func TestRemoteMigrateKilled(t *testing.T) {
 	if code, said := r.wait(); code != 0 {
 		t.Fatalf("lodge migrate %s h2: exit %d\n%s\nh2's serve:\n%s", name, code, said, h2.serveLogs())
 	}
+	// Each phase's length in it: a kill aims at a phase, then at a
+	// moment of it, whatever the machine's speed in that round.
 	usual := time.Since(r.began)
-	t.Logf("a migration takes %v here: %s", usual.Round(time.Millisecond), strings.Join(r.phases, ", "))
+	var lengths []phaseAt
+	var shown []string
+	for i, p := range r.phases {
+		end := usual
+		if i+1 < len(r.phases) {
+			end = r.phases[i+1].at
+		}
+		lengths = append(lengths, phaseAt{p.name, end - p.at})
+		shown = append(shown, fmt.Sprintf("%s %v", p.name, (end-p.at).Round(time.Millisecond)))
+	}
+	t.Logf("a migration takes %v here: %s", usual.Round(time.Millisecond), strings.Join(shown, ", "))
 	h2.must("migrate", name, "h1")
 	gone(t, h2.env, name)
 
@@ -197,12 +242,17 @@ func TestRemoteMigrateKilled(t *testing.T) {
 			h2.killServe()
 			h2.startServe()
 		case round < 10:
-			delay := time.Duration(rng.Int63n(int64(usual * 11 / 10)))
+			aim := lengths[rng.Intn(len(lengths))]
+			delay := time.Duration(rng.Int63n(int64(aim.at) + 1))
+			if !r.untilPhase(aim.name) {
+				what = fmt.Sprintf("h2's serve to be killed %v into %s, but lodge migrate ended first", delay.Round(time.Millisecond), aim.name)
+				break
+			}
 			select {
 			case <-r.done:
-				what = fmt.Sprintf("h2's serve to be killed after %v, but lodge migrate ended first", delay.Round(time.Millisecond))
+				what = fmt.Sprintf("h2's serve to be killed %v into %s, but lodge migrate ended first", delay.Round(time.Millisecond), aim.name)
 			case <-time.After(delay):
-				what = fmt.Sprintf("h2's serve killed after %v (phase %s)", delay.Round(time.Millisecond), r.current())
+				what = fmt.Sprintf("h2's serve killed %v into %s, at %v (phase %s)", delay.Round(time.Millisecond), aim.name, time.Since(r.began).Round(time.Millisecond), r.current())
 				h2.killServe()
 				h2.startServe()
 			}
