@@ -292,6 +292,12 @@ func TestRemoteMigrateKilled(t *testing.T) {
 			case onH1 == "RUNNING" && (onH2 == "held" || onH2 == "gone"):
 				h1.checkTruth(name, false)
 				if onH2 == "held" {
+					// A restarted serve keeps it held, and says so.
+					h2.stopServe()
+					h2.startServe()
+					if !strings.Contains(h2.serveLogs(), "held frozen, uncommitted") || heldOrGone(h2, name) != "held" {
+						t.Errorf("round %d: h2's restarted serve does not keep %s held, or does not say so:\n%s", round, name, h2.serveLogs())
+					}
 					// Its source resumed and never aborted it: the
 					// operator deletes the held copy there.
 					h2.must("delete", "--force", name)
