@@ -145,6 +145,10 @@ func (r *migrateRun) ended() bool {
 	}
 }
 
+// heldWarning is what lodge serve logs at its start of each container it
+// holds for its source's word.
+const heldWarning = "held frozen, uncommitted"
+
 // heldOrGone tells, for container name on host h, whether it is absent
 // ("gone"), held frozen ("held": a restored copy waiting for its source's
 // commit), or anything else (its state).
@@ -239,8 +243,14 @@ func TestRemoteMigrateKilled(t *testing.T) {
 				break
 			}
 			what = fmt.Sprintf("h2's serve killed once h2 restored it (phase %s)", r.current())
+			warned := strings.Count(h2.serveLogs(), heldWarning)
 			h2.killServe()
 			h2.startServe()
+			// The restarted serve holds the restored copy (froze it, if
+			// the killed one had not) before it answers h1's Abort.
+			if strings.Count(h2.serveLogs(), heldWarning) == warned {
+				t.Errorf("round %d: h2's restarted serve did not hold the restored %s:\n%s", round, name, h2.serveLogs())
+			}
 		case round < 10:
 			aim := lengths[rng.Intn(len(lengths))]
 			delay := time.Duration(rng.Int63n(int64(aim.at) + 1))
@@ -295,7 +305,7 @@ func TestRemoteMigrateKilled(t *testing.T) {
 					// A restarted serve keeps it held, and says so.
 					h2.stopServe()
 					h2.startServe()
-					if !strings.Contains(h2.serveLogs(), "held frozen, uncommitted") || heldOrGone(h2, name) != "held" {
+					if !strings.Contains(h2.serveLogs(), heldWarning) || heldOrGone(h2, name) != "held" {
 						t.Errorf("round %d: h2's restarted serve does not keep %s held, or does not say so:\n%s", round, name, h2.serveLogs())
 					}
 					// Its source resumed and never aborted it: the
