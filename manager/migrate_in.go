@@ -28,6 +28,13 @@ import (
 // exist for any other command, and AbortMigration (or a restore that fails)
 // removes all of it. A target process killed meanwhile leaves the staging
 // directory to the next create's sweep (its owner is dead).
+//
+// A restored container is held frozen (its cgroup's freezer) until the
+// source's Commit: the source resumes its own copy when it does not get
+// Restore's answer, and the target's copy must not run meanwhile. Only
+// Commit (the source killed its tree) thaws it; Abort deletes it; a server
+// restarted with one held keeps it held (RecoverMigrations) until the
+// source's word comes.
 
 // migrationMarker, in an incoming container's directory (staging, then its
 // own), says it arrived by a migration that its source has not committed
@@ -38,6 +45,20 @@ const migrationMarker = "migration.json"
 
 type migrationMark struct {
 	Name string `json:"name"`
+	// Held: the restored container was frozen to wait for the source's
+	// word. A restarted server holds those not marked so yet, and leaves
+	// the held ones as they are (an operator may have thawed one whose
+	// source is gone: lodge unfreeze).
+	Held bool `json:"held,omitempty"`
+	// Committed: the source's Commit came; the container is being thawed
+	// (the marker goes once it is). A restarted server finishes that.
+	Committed bool `json:"committed,omitempty"`
+}
+
+// setMark rewrites container name's marker.
+func (m *Manager) setMark(name string, mark migrationMark) error {
+	data, _ := json.Marshal(mark)
+	return writeFileAtomic(filepath.Join(m.store.ContainerDir(name), migrationMarker), data)
 }
 
 // incoming is a migration a manager is receiving.
@@ -312,6 +333,16 @@ func (m *Manager) RestoreMigration(ctx context.Context, name string) (MigrationR
 		m.abortLocked(in)
 		return MigrationRestored{}, reworded{msg, err}
 	}
+	// Held until Commit: should this answer be lost, the source resumes
+	// its copy, and this one must not run beside it.
+	if _, err := m.Freeze(context.WithoutCancel(ctx), name, 0); err != nil {
+		m.abortLocked(in)
+		return MigrationRestored{}, fmt.Errorf("hold the restored %s frozen until the source commits: %w; removed here", name, err)
+	}
+	if err := m.setMark(name, migrationMark{Name: name, Held: true}); err != nil {
+		m.abortLocked(in)
+		return MigrationRestored{}, err
+	}
 	done := MigrationRestored{Running: time.Now()}
 	if st, err := m.liveState(name); err == nil && st != nil {
 		done.PID = st.Init.PID
@@ -395,7 +426,10 @@ func (m *Manager) abortFromDisk(ctx context.Context, name string) error {
 	if config.ValidateName(name) != nil {
 		return nil
 	}
-	if _, err := os.Stat(filepath.Join(m.store.ContainerDir(name), migrationMarker)); err == nil {
+	if mark, ok := m.uncommitted(name); ok {
+		if mark.Committed {
+			return fmt.Errorf("the migration of %s was committed here: it is this host's now", name)
+		}
 		return m.Delete(ctx, name, true)
 	}
 	m.recoverMigrations()
@@ -438,12 +472,86 @@ func (m *Manager) recoverMigrations() {
 	}
 }
 
-// RecoverMigrations cleans what receivers of migrations killed before the
-// restore left: a server calls it when it starts.
-func (m *Manager) RecoverMigrations() { m.recoverMigrations() }
+// RecoverMigrations, at a server's start, cleans what receivers of
+// migrations killed before the restore left (staging directories, id
+// ranges), finishes the commits a killed server had begun (thaws them),
+// and holds frozen every restored container whose source has not
+// committed: a server killed between the restore and its freeze leaves it
+// running, and its source may have resumed its own copy. Those stay until
+// the source's Commit or Abort comes; it returns their names.
+func (m *Manager) RecoverMigrations() []string {
+	m.recoverMigrations()
+	names, _ := m.store.Names()
+	var held []string
+	for _, name := range names {
+		mark, ok := m.uncommitted(name)
+		if !ok {
+			continue
+		}
+		if _, mine := incomings.Load(m.incomingKey(name)); mine {
+			continue // this process receives it
+		}
+		if mark.Committed {
+			m.finishCommit(context.Background(), name)
+			continue
+		}
+		held = append(held, name)
+		if mark.Held {
+			continue
+		}
+		// Killed between its restore and its freeze (or during the
+		// restore, which its monitor finishes): frozen once CRIU is done.
+		st, err := m.liveState(name)
+		if err != nil || st == nil {
+			continue // not restored: the source's Abort removes it
+		}
+		if !isFrozen(st) {
+			waitRestoreDone(st.Monitor.PID)
+			if _, err := m.Freeze(context.Background(), name, 0); err != nil {
+				continue
+			}
+		}
+		mark.Held = true
+		m.setMark(name, mark)
+	}
+	return held
+}
+
+// waitRestoreDone waits (up to a minute) until the container's monitor
+// has no CRIU child (its executable, or the loader it runs through, lies
+// in CRIU's directory): a tree CRIU still restores must not be frozen.
+func waitRestoreDone(monitor int) {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		busy := false
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", monitor))
+		for _, f := range tasks {
+			data, _ := os.ReadFile(f)
+			for _, pid := range strings.Fields(string(data)) {
+				if exe, _ := os.Readlink("/proc/" + pid + "/exe"); strings.Contains(exe, "criu") {
+					busy = true
+				}
+			}
+		}
+		if !busy {
+			return
+		}
+	}
+}
+
+// uncommitted reads the migration marker of container name, if it has one.
+func (m *Manager) uncommitted(name string) (migrationMark, bool) {
+	var mark migrationMark
+	data, err := os.ReadFile(filepath.Join(m.store.ContainerDir(name), migrationMarker))
+	if err != nil || json.Unmarshal(data, &mark) != nil {
+		return mark, false
+	}
+	return mark, true
+}
 
 // CommitMigration is the source's word that it removed its copy: the
-// container is an ordinary one here from now on, which no Abort removes.
+// container, held frozen since its restore, runs, and is an ordinary one
+// here from now on, which no Abort removes. A Commit again (its answer was
+// lost) is not an error.
 func (m *Manager) CommitMigration(ctx context.Context, name string) error {
 	if in, err := m.incoming(name); err == nil {
 		in.mu.Lock()
@@ -454,9 +562,39 @@ func (m *Manager) CommitMigration(ctx context.Context, name string) error {
 		}
 		incomings.Delete(m.incomingKey(name))
 	}
+	if config.ValidateName(name) != nil {
+		return nil
+	}
+	mark, ok := m.uncommitted(name)
+	if !ok {
+		return nil
+	}
+	// Committed first: from here no Abort deletes it, and a server
+	// killed before the marker goes thaws it at its restart.
+	mark.Committed = true
+	if err := m.setMark(name, mark); err != nil {
+		return err
+	}
+	return m.finishCommit(ctx, name)
+}
+
+// finishCommit thaws a committed container and removes its marker.
+func (m *Manager) finishCommit(ctx context.Context, name string) error {
+	if _, err := m.Unfreeze(context.WithoutCancel(ctx), name); err != nil && !errors.Is(err, ErrNotRunning) {
+		return err
+	}
 	err := os.Remove(filepath.Join(m.store.ContainerDir(name), migrationMarker))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	return err
+}
+
+// writeFileAtomic replaces path with data (a new file renamed over it).
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

@@ -130,9 +130,7 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 		if targetRunning {
 			return res, err
 		}
-		actx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if aerr := target.Abort(actx, name); aerr != nil {
+		if aerr := untilAnswered(progress, "abort", func(ctx context.Context) error { return target.Abort(ctx, name) }); aerr != nil {
 			return res, fmt.Errorf("migrate %s: %w; it keeps running here, and removing it from the target failed: %v", name, err, aerr)
 		}
 		return res, fmt.Errorf("migrate %s: %w; it keeps running here, and the target keeps nothing of it", name, err)
@@ -217,12 +215,13 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 			progress("restoring %s on the target", name)
 			done, err := target.Restore(ctx, name)
 			if err != nil {
-				// Its answer may be lost with the target running it:
-				// removed there before CRIU resumes the tree here.
-				actx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				if aerr := target.Abort(actx, name); aerr != nil {
-					return fmt.Errorf("restore on the target: %w (and removing it there failed: %v)", err, aerr)
+				// Its answer may be lost with the target holding it
+				// (frozen, RestoreMigration): removed there before CRIU
+				// resumes the tree here. A target whose server was
+				// killed is asked again until its restarted server
+				// answers, the tree frozen here meanwhile.
+				if aerr := untilAnswered(progress, "abort", func(ctx context.Context) error { return target.Abort(ctx, name) }); aerr != nil {
+					return fmt.Errorf("restore on the target: %w (and removing it there failed: %v; the target holds its copy frozen, uncommitted: delete it there)", err, aerr)
 				}
 				return fmt.Errorf("restore on the target: %w", err)
 			}
@@ -259,20 +258,39 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 	if frozenAt.IsZero() || frozenAt.After(runningAt) {
 		frozenAt = dumpStart // an upper bound
 	}
-	res.Downtime = runningAt.Sub(frozenAt)
+	monitorGone := false
 	if dumpErr != nil {
-		// The target runs it; CRIU failed after (killing the tree here).
-		return res, kindError{fmt.Errorf("migrate %s: %w: it runs on the target, and here CRIU failed after the dump: %v; check it here with lodge list, and delete it here (lodge delete --force %s) if it still runs",
-			name, ErrMigrationAfter, dumpErr, name), ErrMigrationAfter}
+		// The target holds its copy; CRIU failed after the callback (in
+		// killing the tree here?). The monitor here ends once the tree
+		// is gone: then the target's copy is the one to live, else this
+		// one goes on and the target's is removed.
+		monitorGone = monitorErr == nil && waitPidfd(monitorFD, 10*time.Second)
+		if !monitorGone {
+			if aerr := untilAnswered(progress, "abort", func(ctx context.Context) error { return target.Abort(ctx, name) }); aerr != nil {
+				return res, kindError{fmt.Errorf("migrate %s: %w: CRIU failed after the dump here (%v) and the tree may live on here; the target holds its copy frozen, and removing it there failed: %v; check it here with lodge list",
+					name, ErrMigrationAfter, dumpErr, aerr), ErrMigrationAfter}
+			}
+			if frozen, err := group.Frozen(); err == nil && frozen {
+				group.Thaw()
+			}
+			return res, fmt.Errorf("migrate %s: CRIU failed after the dump: %v; it keeps running here, and the target keeps nothing of it", name, dumpErr)
+		}
 	}
-	if err := target.Commit(context.WithoutCancel(ctx), name); err != nil {
-		// It runs there; only a later Abort could remove it, and none
-		// comes from here.
-		progress("warning: the target did not take the commit of %s: %v", name, err)
+	// The target holds its copy frozen until the commit: asked until it
+	// answers (a killed server's successor does), this copy being gone.
+	t0 = time.Now()
+	progress("committing %s on the target", name)
+	if err := untilAnswered(progress, "commit", func(cctx context.Context) error { return target.Commit(cctx, name) }); err != nil {
+		return res, kindError{fmt.Errorf("migrate %s: %w: the target holds it frozen and did not take the commit: %v; it is gone here", name, ErrMigrationAfter, err), ErrMigrationAfter}
 	}
+	if now := time.Now(); now.After(runningAt) {
+		runningAt = now // it runs there once the commit thawed it
+	}
+	res.Downtime = runningAt.Sub(frozenAt)
+	phase("commit", t0, 0)
 	t0 = time.Now()
 	progress("removing %s here", name)
-	if monitorErr == nil {
+	if monitorErr == nil && !monitorGone {
 		waitPidfd(monitorFD, 10*time.Second)
 	}
 	lock.Unlock()
@@ -465,4 +483,26 @@ func lacking(here, there bool) string {
 		return "this host lacks it"
 	}
 	return "the target lacks it"
+}
+
+// untilAnswered calls a target's Abort or Commit until it succeeds, for a
+// minute: a target whose server was killed answers once it is restarted,
+// and until then only this side knows which copy must live.
+func untilAnswered(progress func(string, ...any), what string, call func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for tries := 1; ; tries++ {
+		err := call(ctx)
+		if err == nil {
+			return nil
+		}
+		if tries == 1 {
+			progress("the target did not take the %s (%v): asking again for a minute", what, err)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

@@ -280,11 +280,11 @@ func TestMigrateRestoreFails(t *testing.T) {
 	gone(t, p.b, "rf")
 
 	// The restore ran on B, but its answer is lost: B removes it again
-	// before A resumes its own copy.
+	// before A resumes its own copy. B holds it frozen until the commit.
 	before = readCounter(t, p.a, "rf")
 	lost := &manager.LocalTarget{M: p.mb, AfterRestore: func() error {
-		if i := p.b.info("rf"); i.State != "RUNNING" {
-			return fmt.Errorf("rf is %s on B after its restore", i.State)
+		if i := p.b.info("rf"); i.State != "FROZEN" {
+			return fmt.Errorf("rf is %s on B after its restore, not held frozen", i.State)
 		}
 		return errors.New("the answer was lost")
 	}}

@@ -59,13 +59,16 @@ func New(root, version string, log *slog.Logger) (*Server, error) {
 }
 
 // RecoverMigrations cleans what receivers of migrations killed before their
-// restore left here (a previous lodge serve's): serve calls it at start.
+// restore left here (a previous lodge serve's), and logs the restored
+// containers it holds for their sources' word: serve calls it at start.
 func (s *Server) RecoverMigrations() error {
 	m, err := s.migrations.get()
 	if err != nil {
 		return err
 	}
-	m.RecoverMigrations()
+	for _, name := range m.RecoverMigrations() {
+		s.log.Warn("a migrated container is held frozen, uncommitted: its source has not said whether it resumed its own copy (lodge list there: running, delete it here; gone, lodge unfreeze it here)", "container", name)
+	}
 	return nil
 }
 
