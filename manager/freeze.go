@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"lodge/config"
 	"lodge/internal/cgroup"
 	"lodge/internal/store"
 )
@@ -23,6 +24,9 @@ const DefaultFreezeTimeout = 10 * time.Second
 type FreezeResult struct {
 	Already bool          // the container was frozen (thawed) already: nothing done
 	Took    time.Duration // from the request to the kernel saying every task is frozen
+	// Committed: the unfreeze thawed a copy held for its migration's
+	// source, and committed that migration here.
+	Committed bool
 }
 
 // Freeze stops every process of a running container through its cgroup
@@ -101,6 +105,21 @@ func notFrozenError(name string, timeout time.Duration, nf *cgroup.NotFrozenErro
 // Unfreeze lets a frozen container's processes run again. A container that
 // is not frozen is left as it is (Already).
 func (m *Manager) Unfreeze(ctx context.Context, name string) (FreezeResult, error) {
+	// A copy held for its migration's source (docs/migration.md): thawing
+	// it is the operator's word that it is the one to keep, as the source's
+	// Commit would be. Marked committed first, so that no Abort of that
+	// migration removes it after.
+	if mark, held := m.heldForMigration(name); held {
+		mark.Committed = true
+		if err := m.setMark(name, mark); err != nil {
+			return FreezeResult{}, fmt.Errorf("unfreeze %s: commit its migration: %w", name, err)
+		}
+		began := time.Now()
+		if err := m.finishCommit(ctx, name); err != nil {
+			return FreezeResult{}, fmt.Errorf("unfreeze %s: commit its migration: %w", name, err)
+		}
+		return FreezeResult{Took: time.Since(began), Committed: true}, nil
+	}
 	g, unlock, err := m.lockedGroup(ctx, name)
 	if err != nil {
 		return FreezeResult{}, err
@@ -118,6 +137,16 @@ func (m *Manager) Unfreeze(ctx context.Context, name string) (FreezeResult, erro
 		return FreezeResult{}, fmt.Errorf("unfreeze %s: %w", name, err)
 	}
 	return FreezeResult{Took: time.Since(began)}, nil
+}
+
+// heldForMigration returns the marker of a container restored here by a
+// migration whose source has not committed it.
+func (m *Manager) heldForMigration(name string) (migrationMark, bool) {
+	if config.ValidateName(name) != nil {
+		return migrationMark{}, false
+	}
+	mark, ok := m.uncommitted(name)
+	return mark, ok && !mark.Committed
 }
 
 // freezing reports a freeze asked for but not complete (a killed lodge

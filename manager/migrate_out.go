@@ -464,10 +464,13 @@ func liveNote(criu *migrate.CRIU, there MigrationAnswer) string {
 	} else {
 		pre = "pre-copy: both hosts track dirty memory, but lodge does not do pre-copy yet"
 	}
-	lazyHere := features.LazyPages && unprivilegedUserfaultfd()
+	// The source serves pages (CRIU's lazy pages); the restored tasks
+	// open the userfaultfd on the target, inside the container's user
+	// namespace, which only vm.unprivileged_userfaultfd=1 allows.
+	lazyHere := features.LazyPages
 	lazyThere := there.LazyPages && there.UnprivilegedUserfault
 	if !lazyHere || !lazyThere {
-		post = "post-copy needs userfaultfd for the container's user namespace (vm.unprivileged_userfaultfd=1) and CRIU's lazy pages: " + lacking(!lazyHere, !lazyThere)
+		post = "post-copy needs CRIU's lazy pages on both hosts and, on the target, userfaultfd for the container's user namespace (vm.unprivileged_userfaultfd=1): " + lacking(!lazyHere, !lazyThere)
 	} else {
 		post = "post-copy: both hosts allow it, but lodge does not do post-copy yet"
 	}

@@ -45,6 +45,10 @@ type Info struct {
 	Storage *StorageInfo `json:"storage,omitempty" yaml:"storage,omitempty"`
 	// Checkpoints are its complete checkpoints (CRIU), filled by Info only.
 	Checkpoints []CheckpointInfo `json:"checkpoints,omitempty" yaml:"checkpoints,omitempty"`
+	// Migration says that the container was restored here by a migration
+	// whose source has not committed it yet: it is held frozen (filled by
+	// Info only).
+	Migration string `json:"migration,omitempty" yaml:"migration,omitempty"`
 	// Error says why the container cannot be described fully (a broken
 	// config.toml, say); `lodge list` still shows it, with its true state.
 	Error string `json:"error,omitempty" yaml:"error,omitempty"`
@@ -124,6 +128,9 @@ func (m *Manager) Info(name string) (Info, error) {
 	info := m.describe(name, nil)
 	info.Storage = m.storageInfo(context.Background(), name)
 	info.Checkpoints = m.checkpointList(name)
+	if mark, held := m.heldForMigration(name); held && mark.Held {
+		info.Migration = "held frozen for the commit of its migration's source; if the source lost its copy: lodge unfreeze " + name + " keeps this one; if it runs there: lodge delete --force " + name + " here"
+	}
 	return info, nil
 }
 

@@ -285,6 +285,7 @@ type info struct {
 	RootfsMode string            `json:"rootfs_mode"`
 	Cgroups    map[string]string `json:"cgroups"`
 	NICs       []nicInfo         `json:"nics"`
+	Migration  string            `json:"migration"`
 	Error      string            `json:"error"`
 }
 

@@ -317,9 +317,17 @@ func TestRemoteMigrateKilled(t *testing.T) {
 				// The source's tree is gone and nobody commits: the
 				// operator thaws the held copy there and removes what
 				// the killed lodge migrate left here.
-				h2.must("unfreeze", name)
+				if i := h2.info(name); !strings.Contains(i.Migration, "lodge unfreeze "+name) {
+					t.Errorf("round %d: info on h2 does not say the copy is held: %q", round, i.Migration)
+				}
+				if r := h2.run("unfreeze", name); r.code != 0 || !strings.Contains(r.stderr, "that migration is committed") {
+					t.Fatalf("round %d: lodge unfreeze of the held copy on h2: %s", round, r)
+				}
 				if h2.checkTruth(name, false) != "RUNNING" {
 					t.Fatalf("round %d: the held copy on h2 does not run once thawed", round)
+				}
+				if _, err := os.Stat(filepath.Join(h2.root, "containers", name, "migration.json")); err == nil {
+					t.Fatalf("round %d: the held copy on h2 still has its migration's marker once thawed: a late Abort would delete it", round)
 				}
 				if onH1 == "STOPPED" {
 					h1.must("delete", "--force", name)

@@ -76,6 +76,9 @@ func newUnfreezeCmd(a *app) *cobra.Command {
 			if res.Already {
 				fmt.Fprintf(a.stderr, "lodge: %s was not frozen\n", args[0])
 			}
+			if res.Committed {
+				fmt.Fprintf(a.stderr, "lodge: %s was held for the source of its migration; it runs here now, and that migration is committed\n", args[0])
+			}
 			return nil
 		},
 	}

@@ -190,6 +190,9 @@ func printInfo(w io.Writer, format string, info manager.Info) error {
 	if info.Error != "" {
 		row("Error", info.Error)
 	}
+	if info.Migration != "" {
+		row("Migration", info.Migration)
+	}
 	row("PID", dashIfZero(strconv.Itoa(info.PID)))
 	row("Monitor", monitorText(info))
 	row("Template", dashIfEmpty(info.Template))
