@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -31,15 +32,31 @@ container DST. The copy gets its own name, hostname, machine-id and id range, an
 source's configuration. A running source is frozen only while its tree is cut, and
 the time it was frozen is printed ("frozen for N ms"). --snapshot makes a
 copy-on-write clone that shares unchanged data with the source, where the storage
-backend can; without it the copy is full and independent, with progress.`,
+backend can; without it the copy is full and independent, with progress.
+
+DST as REMOTE:NEW copies a stopped container, with its snapshots, to another host
+(lodge remote add) as container NEW there (NAME if NEW is empty): it gets its own id
+range and MACs there, and is left stopped. A running container is refused (stop it,
+or move it running with lodge migrate). Any failure leaves the source untouched and
+nothing of the copy on the other host.`,
 		Example: `  lodge copy web1 web2
   lodge copy web1 web2 --snapshot
-  lodge copy web1/before-upgrade web1-old`,
+  lodge copy web1/before-upgrade web1-old
+  lodge copy web1 h2:web1 --format json`,
 		Args:              exactArgs(2, "a source (NAME or NAME/SNAP) and a new container name"),
 		ValidArgsFunction: completeNames(a),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkResultFormat(format); err != nil {
 				return err
+			}
+			if remote, _, ok := splitRemote(args[0]); ok {
+				return usageError{fmt.Sprintf("copy from a remote host is not built: on %s, run lodge copy %s R:%s (R: its remote for this host)", remote, strings.TrimPrefix(args[0], remote+":"), args[1])}
+			}
+			if remote, newName, ok := splitRemote(args[1]); ok {
+				if snapshot {
+					return usageError{"copy --snapshot makes a clone on this host; a copy to a remote is always full"}
+				}
+				return remoteCopy(cmd.Context(), a, args[0], remote, newName, format)
 			}
 			m, err := a.manager()
 			if err != nil {

@@ -48,6 +48,17 @@ const (
 	RouteMigrationAbort      = "POST " + Prefix + "/migrations/{name}/abort"          // -> Empty
 )
 
+// The target's side of a copy from another host (manager.CopyTarget): a
+// copy is received as an incoming migration, so its layers, tree, abort and
+// commit go by the migration routes above (RouteMigrationLayer,
+// RouteMigrationRootfs, RouteMigrationAbort, RouteMigrationCommit), to the
+// same Manager; these are the calls of its own.
+const (
+	RouteCopyPreflight = "POST " + Prefix + "/copies/{name}"           // manager.CopyOffer -> manager.CopyAnswer
+	RouteCopySnapshots = "POST " + Prefix + "/copies/{name}/snapshots" // tree stream -> Empty
+	RouteCopyFinish    = "POST " + Prefix + "/copies/{name}/finish"    // -> manager.CopyPlaced
+)
+
 // Request gives a route's method and path, with name in place of {name}:
 // the client calls a route by the same constant the server serves it by.
 func Request(route, name string) (method, path string) {

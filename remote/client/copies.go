@@ -1,0 +1,33 @@
+package client
+
+import (
+	"context"
+	"io"
+
+	"lodge/manager"
+	"lodge/remote/api"
+)
+
+// The remote as the target of a copy (lodge copy NAME h2:NEW): the
+// manager.CopyTarget that Manager.CopyTo is given. A copy is received there
+// as an incoming migration, so the layers, the tree, Abort and Commit are
+// Target's migration calls; these are the copy's own.
+
+var _ manager.CopyTarget = (*Target)(nil)
+
+// AcceptCopy implements manager.CopyTarget.
+func (t *Target) AcceptCopy(ctx context.Context, offer manager.CopyOffer) (manager.CopyAnswer, error) {
+	var ans manager.CopyAnswer
+	return ans, t.c.do(ctx, api.RouteCopyPreflight, offer.Name, offer, &ans, nil)
+}
+
+// ReceiveSnapshots implements manager.CopyTarget.
+func (t *Target) ReceiveSnapshots(ctx context.Context, name string, r io.Reader) error {
+	return t.stream(ctx, api.RouteCopySnapshots, name, r)
+}
+
+// FinishCopy implements manager.CopyTarget.
+func (t *Target) FinishCopy(ctx context.Context, name string) (manager.CopyPlaced, error) {
+	var placed manager.CopyPlaced
+	return placed, t.c.do(ctx, api.RouteCopyFinish, name, nil, &placed, nil)
+}
