@@ -143,7 +143,7 @@ func (m *Manager) CopyTo(ctx context.Context, name, newName string, target CopyT
 		actx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if aerr := target.Abort(actx, newName); aerr != nil {
-			return res, fmt.Errorf("copy %s to %s: %w; %s is untouched here, and removing the copy from the target failed: %v", name, newName, err, name, aerr)
+			return res, fmt.Errorf("copy %s to %s: %w; %s is untouched here, and removing the copy from the target failed: %v (what it received is removed there when its lodge serve restarts, or by the next copy or migration of %s)", name, newName, err, name, aerr, newName)
 		}
 		return res, fmt.Errorf("copy %s to %s: %w; %s is untouched here, and the target keeps nothing of the copy", name, newName, err, name)
 	}
