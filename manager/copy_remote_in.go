@@ -14,6 +14,7 @@ import (
 	"lodge/internal/revert"
 	"lodge/migrate"
 	"lodge/network"
+	"lodge/storage"
 )
 
 // The target's side of a copy from another host. A copy being received is
@@ -130,8 +131,21 @@ func (m *Manager) ReceiveCopySnapshots(ctx context.Context, name string, r io.Re
 	return err
 }
 
+// personalizeSnapshot gives a received snapshot's tree the copy's hostname
+// and a machine-id of its own, as personalize the copy's: restored, it
+// must not be the source again (two machine-ids alike on one network). The
+// view of a tree needs a storage record beside it: one is written for the
+// while.
+func (m *Manager) personalizeSnapshot(dir, name, backend string) error {
+	if err := storage.WriteRecord(dir, storage.Record{Backend: backend}); err != nil {
+		return err
+	}
+	defer os.Remove(filepath.Join(dir, storage.RecordFile))
+	return m.personalize(dir, name)
+}
+
 // FinishCopy makes the received copy a container of this host, stopped:
-// its own hostname and machine-id, its snapshots' configurations with its
+// its own hostname and machine-id, its snapshots' with them and with its
 // NICs, limits.disk applied; then it is moved into place. Until Commit an
 // Abort removes it (its source did not get this answer). On failure
 // nothing of it is left.
@@ -166,6 +180,9 @@ func (m *Manager) FinishCopy(ctx context.Context, name string) (CopyPlaced, erro
 		resetCopiedNICs(name, scfg)
 		if err := scfg.Save(filepath.Join(dir, "config.toml")); err != nil {
 			return fail(err)
+		}
+		if err := m.personalizeSnapshot(dir, name, c.offer.Backend); err != nil {
+			return fail(fmt.Errorf("snapshot %s: %w", snap, err))
 		}
 	}
 	if err := m.personalize(staging, name); err != nil {

@@ -69,6 +69,7 @@ func TestRemoteCopy(t *testing.T) {
 				h1.must("snapshot", "create", "src", []string{"s1", "s2"}[i])
 			}
 			h1.must("exec", "src", "--", "sh", "-c", "echo three > /data")
+			srcMachineID := strings.TrimSpace(h1.run("exec", "src", "--", "cat", "/etc/machine-id").stdout) // busybox: none
 			srcInfo := h1.info("src")
 			h1.must("stop", "src")
 
@@ -135,6 +136,12 @@ func TestRemoteCopy(t *testing.T) {
 			h2.must("start", "dst")
 			if got := catData(t, h2.env, "dst"); got != "one" {
 				t.Errorf("/data in dst after restoring s1 = %q, want one", got)
+			}
+			if got := strings.TrimSpace(h2.must("exec", "dst", "--", "hostname")); got != "dst" {
+				t.Errorf("dst's hostname after restoring s1 = %q", got)
+			}
+			if got := strings.TrimSpace(h2.must("exec", "dst", "--", "cat", "/etc/machine-id")); got == srcMachineID || len(got) != 32 {
+				t.Errorf("dst restored to s1 has the machine-id %q (src's: %q): want one of its own", got, srcMachineID)
 			}
 			if i := h2.info("dst"); len(i.NICs) != 1 || i.NICs[0].HWAddr != dstInfo.NICs[0].HWAddr {
 				t.Errorf("after restoring s1, dst's NICs are %+v, were %+v", i.NICs, dstInfo.NICs)
