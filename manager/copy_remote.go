@@ -20,7 +20,9 @@ import (
 // receive calls), but makes a new container of them: its own name, id
 // range and MACs, booted fresh. Nothing here is changed: the tree is only
 // read, under the container's lock (no start meanwhile). Any failure after
-// the target's preflight aborts there, which removes all of it.
+// the target's preflight aborts there, which removes all of it; the target
+// also removes it by itself when a receive fails (the source died with the
+// stream cut) or no call comes for copyIdle (the source died between two).
 // docs/migration.md, "Copy to another host".
 
 // CopyTarget is the receiving host of a copy, in the order CopyTo calls it.
@@ -28,13 +30,14 @@ type CopyTarget interface {
 	// AcceptCopy checks that the target can take the copy (see
 	// Manager.AcceptCopy) and reserves its name and a new id range there.
 	AcceptCopy(ctx context.Context, offer CopyOffer) (CopyAnswer, error)
-	// ReceiveLayer takes one shared overlay layer the target lacks.
-	ReceiveLayer(ctx context.Context, name, layer string, r io.Reader) error
-	// ReceiveRootfs takes the container's tree.
-	ReceiveRootfs(ctx context.Context, name string, r io.Reader) error
-	// ReceiveSnapshots takes the snapshots' directory (each snapshot's
-	// tree, configuration and snapshot.json).
-	ReceiveSnapshots(ctx context.Context, name string, r io.Reader) error
+	// ReceiveCopyLayer takes one shared overlay layer the target lacks.
+	// A receive that fails (a stream cut) removes the copy there.
+	ReceiveCopyLayer(ctx context.Context, name, layer string, r io.Reader) error
+	// ReceiveCopyRootfs takes the container's tree.
+	ReceiveCopyRootfs(ctx context.Context, name string, r io.Reader) error
+	// ReceiveCopySnapshots takes the snapshots' directory (each
+	// snapshot's tree, configuration and snapshot.json).
+	ReceiveCopySnapshots(ctx context.Context, name string, r io.Reader) error
 	// FinishCopy makes the copy one of the target's containers, stopped;
 	// until Commit an Abort still removes it.
 	FinishCopy(ctx context.Context, name string) (CopyPlaced, error)
@@ -157,7 +160,7 @@ func (m *Manager) CopyTo(ctx context.Context, name, newName string, target CopyT
 		}
 		progress("sending layer %s (%d of %d)", id, i+1, len(ans.MissingLayers))
 		_, stats, err := treeSend{dir: lowers[i], tick: ticker("layer " + id),
-			receive: func(r io.Reader) error { return target.ReceiveLayer(ctx, newName, id, r) }}.run(ctx)
+			receive: func(r io.Reader) error { return target.ReceiveCopyLayer(ctx, newName, id, r) }}.run(ctx)
 		if err != nil {
 			return abort(fmt.Errorf("send layer %s: %w", id, err))
 		}
@@ -165,7 +168,7 @@ func (m *Manager) CopyTo(ctx context.Context, name, newName string, target CopyT
 	}
 	progress("sending the root filesystem of %s (%s storage, about %d MiB with its snapshots)", name, offer.Backend, offer.Bytes>>20)
 	_, stats, err := treeSend{dir: m.store.RootfsPath(name), skip: treeSkip(offer.Backend), tick: ticker("root filesystem"),
-		receive: func(r io.Reader) error { return target.ReceiveRootfs(ctx, newName, r) }}.run(ctx)
+		receive: func(r io.Reader) error { return target.ReceiveCopyRootfs(ctx, newName, r) }}.run(ctx)
 	if err != nil {
 		return abort(fmt.Errorf("send the root filesystem: %w", err))
 	}
@@ -173,7 +176,7 @@ func (m *Manager) CopyTo(ctx context.Context, name, newName string, target CopyT
 	if len(offer.Snapshots) > 0 {
 		progress("sending %d snapshots of %s (%s)", len(offer.Snapshots), name, strings.Join(offer.Snapshots, ", "))
 		_, stats, err := treeSend{dir: m.snapshotsDir(name), skip: snapshotsSkip(offer.Snapshots, offer.Backend), tick: ticker("snapshots"),
-			receive: func(r io.Reader) error { return target.ReceiveSnapshots(ctx, newName, r) }}.run(ctx)
+			receive: func(r io.Reader) error { return target.ReceiveCopySnapshots(ctx, newName, r) }}.run(ctx)
 		if err != nil {
 			return abort(fmt.Errorf("send the snapshots: %w", err))
 		}

@@ -20,16 +20,30 @@ import (
 // The target's side of a copy from another host. A copy being received is
 // an incoming migration (migrate_in.go: the name reserved by a create's
 // staging directory with the migration marker, its id range recorded, the
-// layers and the tree received by ReceiveMigrationLayer and
-// ReceiveMigrationRootfs, AbortMigration and RecoverMigrations removing it
-// all), except that its id range is a new one of this host's, its NICs get
-// new MACs, and FinishCopy places it stopped instead of restoring it.
+// layers and the tree received as ReceiveMigrationLayer and
+// ReceiveMigrationRootfs receive them, AbortMigration, CommitMigration and
+// RecoverMigrations as for a migration), except that its id range is a
+// new one of this host's, its NICs get new MACs, and FinishCopy places it
+// stopped instead of restoring it. Unlike a migration's, whose source may
+// still need it, a copy is removed here as soon as a receive fails, or when
+// no call comes for copyIdle: its source is gone or gave up.
+
+// copyIdle is how long a copy being received waits for its source's next
+// call before it is removed. The calls follow each other at once (a
+// stream in progress counts as a call), so a source that does not call
+// for this long is dead.
+var copyIdle = 2 * time.Minute
 
 // incomingCopy is a copy this manager receives: the incoming migration
-// that holds it, and what its source offered.
+// that holds it, what its source offered, and its idle timer.
 type incomingCopy struct {
 	in    *incoming
 	offer CopyOffer
+
+	mu    sync.Mutex
+	busy  int       // calls in progress
+	last  time.Time // when the last call ended
+	timer *time.Timer
 }
 
 // incomingCopies are the copies being received, by incomingKey.
@@ -77,7 +91,11 @@ func (m *Manager) AcceptCopy(ctx context.Context, offer CopyOffer) (CopyAnswer, 
 	if err != nil {
 		return ans, err
 	}
-	incomingCopies.Store(m.incomingKey(name), &incomingCopy{in: in, offer: offer})
+	c := &incomingCopy{in: in, offer: offer, last: time.Now()}
+	c.mu.Lock()
+	c.timer = time.AfterFunc(copyIdle, func() { m.expireCopy(name, c) })
+	c.mu.Unlock()
+	incomingCopies.Store(m.incomingKey(name), c)
 	if r, ok, err := m.allocator().Lookup(name); err == nil && ok {
 		ans.HostID, ans.IDCount = r.HostID, r.Size
 	}
@@ -115,20 +133,89 @@ func (m *Manager) incomingCopyOf(name string) (*incomingCopy, error) {
 	return v.(*incomingCopy), nil
 }
 
-// ReceiveCopySnapshots takes the snapshots' directory of an incoming copy.
-func (m *Manager) ReceiveCopySnapshots(ctx context.Context, name string, r io.Reader) error {
+// begin and end bracket a call of the copy's source: the copy is not idle
+// while one runs.
+func (c *incomingCopy) begin() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.busy++
+}
+
+func (c *incomingCopy) end() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.busy--
+	c.last = time.Now()
+	c.timer.Reset(copyIdle)
+}
+
+// current says whether c is still the copy of name being received here.
+func (m *Manager) current(name string, c *incomingCopy) bool {
+	v, ok := incomingCopies.Load(m.incomingKey(name))
+	in, err := m.incoming(name)
+	return ok && v == c && err == nil && in == c.in
+}
+
+// expireCopy removes a copy whose source has not called for copyIdle.
+func (m *Manager) expireCopy(name string, c *incomingCopy) {
+	c.mu.Lock()
+	idle := c.busy == 0 && time.Since(c.last) >= copyIdle
+	c.mu.Unlock()
+	if !idle {
+		return // a call runs, and resets the timer as it ends
+	}
+	c.in.mu.Lock()
+	defer c.in.mu.Unlock()
+	if m.current(name, c) {
+		m.abortLocked(c.in)
+		incomingCopies.CompareAndDelete(m.incomingKey(name), c)
+	}
+}
+
+// receiveCopy runs one receive of an incoming copy; if it fails, the copy
+// is removed here (the source aborts it anyway, if it still runs).
+func (m *Manager) receiveCopy(name string, receive func(c *incomingCopy) error) error {
 	c, err := m.incomingCopyOf(name)
 	if err != nil {
 		return err
 	}
-	c.in.mu.Lock()
-	defer c.in.mu.Unlock()
-	dir := filepath.Join(c.in.res.dir, "snapshots")
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+	c.begin()
+	defer c.end()
+	if err := receive(c); err != nil {
+		c.in.mu.Lock()
+		defer c.in.mu.Unlock()
+		if m.current(name, c) {
+			m.abortLocked(c.in)
+			incomingCopies.CompareAndDelete(m.incomingKey(name), c)
+			return fmt.Errorf("%w; the copy %s is removed here", err, name)
+		}
 		return err
 	}
-	_, err = migrate.ReceiveTree(ctx, r, dir)
-	return err
+	return nil
+}
+
+// ReceiveCopyLayer takes one shared overlay layer of an incoming copy.
+func (m *Manager) ReceiveCopyLayer(ctx context.Context, name, layer string, r io.Reader) error {
+	return m.receiveCopy(name, func(*incomingCopy) error { return m.ReceiveMigrationLayer(ctx, name, layer, r) })
+}
+
+// ReceiveCopyRootfs takes the tree of an incoming copy.
+func (m *Manager) ReceiveCopyRootfs(ctx context.Context, name string, r io.Reader) error {
+	return m.receiveCopy(name, func(*incomingCopy) error { return m.ReceiveMigrationRootfs(ctx, name, r) })
+}
+
+// ReceiveCopySnapshots takes the snapshots' directory of an incoming copy.
+func (m *Manager) ReceiveCopySnapshots(ctx context.Context, name string, r io.Reader) error {
+	return m.receiveCopy(name, func(c *incomingCopy) error {
+		c.in.mu.Lock()
+		defer c.in.mu.Unlock()
+		dir := filepath.Join(c.in.res.dir, "snapshots")
+		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+		_, err := migrate.ReceiveTree(ctx, r, dir)
+		return err
+	})
 }
 
 // personalizeSnapshot gives a received snapshot's tree the copy's hostname
@@ -155,6 +242,9 @@ func (m *Manager) FinishCopy(ctx context.Context, name string) (CopyPlaced, erro
 	if err != nil {
 		return placed, err
 	}
+	// Finished or removed, not expired: an expiry that fired meanwhile
+	// waits for the lock, then finds the copy gone.
+	c.timer.Stop()
 	in := c.in
 	in.mu.Lock()
 	defer in.mu.Unlock()

@@ -209,11 +209,11 @@ func TestRemoteCopyRefused(t *testing.T) {
 }
 
 // TestRemoteCopyCut: copies of a container with a big file are cut
-// mid-stream, once by interrupting lodge copy (the source aborts the
-// target) and once by killing h2's lodge serve (its restart removes what
-// the killed one received, and gives the id range back); each time h1
-// keeps src as it was and h2 ends with nothing of the copy, and a copy
-// after goes through.
+// mid-stream: by interrupting lodge copy (the source aborts the target),
+// by killing lodge copy (h2 removes the copy itself: its receive failed),
+// and by killing h2's lodge serve (its restart removes what the killed one
+// received, and gives the id range back); each time h1 keeps src as it
+// was and h2 ends with nothing of the copy, and a copy after goes through.
 func TestRemoteCopyCut(t *testing.T) {
 	hs := newCopyHosts(t, "dir")
 	h1, h2 := hs.h1, hs.h2
@@ -230,7 +230,7 @@ func TestRemoteCopyCut(t *testing.T) {
 		}
 		f.Close()
 	})
-	for _, how := range []string{"interrupt", "kill-serve"} {
+	for _, how := range []string{"interrupt", "kill-source", "kill-serve"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a hang guard
 		cmd := h1.command(ctx, "copy", "src", "h2:dst")
 		stderr, err := cmd.StderrPipe()
@@ -248,9 +248,12 @@ func TestRemoteCopyCut(t *testing.T) {
 			// A tick of the root filesystem's stream: it is under way.
 			if !cut && strings.Contains(sc.Text(), "root filesystem: ") && strings.Contains(sc.Text(), "MiB sent") {
 				cut = true
-				if how == "interrupt" {
+				switch how {
+				case "interrupt":
 					cmd.Process.Signal(syscall.SIGINT) // its own pid: the wrapper exec'd it
-				} else {
+				case "kill-source":
+					cmd.Process.Kill()
+				default:
 					h2.killServe()
 				}
 			}
@@ -266,6 +269,13 @@ func TestRemoteCopyCut(t *testing.T) {
 		}
 		if how == "interrupt" && !strings.Contains(said.String(), "the target keeps nothing of the copy") {
 			t.Errorf("%s: the message does not say the target was cleaned", how)
+		}
+		if how == "kill-source" {
+			// Nobody aborts: h2 removes the copy itself, its stream cut.
+			waitUntil(t, "h2 to remove the copy its source died sending", func() bool {
+				_, err := os.Stat(filepath.Join(h2.root, "tmp", "dst.create"))
+				return os.IsNotExist(err)
+			})
 		}
 		if how == "kill-serve" {
 			if left, _ := filepath.Glob(filepath.Join(h2.root, "tmp", "dst.create")); len(left) == 0 {

@@ -48,15 +48,17 @@ const (
 	RouteMigrationAbort      = "POST " + Prefix + "/migrations/{name}/abort"          // -> Empty
 )
 
-// The target's side of a copy from another host (manager.CopyTarget): a
-// copy is received as an incoming migration, so its layers, tree, abort and
-// commit go by the migration routes above (RouteMigrationLayer,
-// RouteMigrationRootfs, RouteMigrationAbort, RouteMigrationCommit), to the
-// same Manager; these are the calls of its own.
+// The target's side of a copy from another host (manager.CopyTarget). A
+// copy is received as an incoming migration, by the same Manager as the
+// migration routes; its Abort and Commit are RouteMigrationAbort and
+// RouteMigrationCommit. Its streams have routes of their own: a failed
+// receive removes a copy there, never a migration.
 const (
-	RouteCopyPreflight = "POST " + Prefix + "/copies/{name}"           // manager.CopyOffer -> manager.CopyAnswer
-	RouteCopySnapshots = "POST " + Prefix + "/copies/{name}/snapshots" // tree stream -> Empty
-	RouteCopyFinish    = "POST " + Prefix + "/copies/{name}/finish"    // -> manager.CopyPlaced
+	RouteCopyPreflight = "POST " + Prefix + "/copies/{name}"                // manager.CopyOffer -> manager.CopyAnswer
+	RouteCopyLayer     = "POST " + Prefix + "/copies/{name}/layers/{layer}" // tree stream -> Empty
+	RouteCopyRootfs    = "POST " + Prefix + "/copies/{name}/rootfs"         // tree stream -> Empty
+	RouteCopySnapshots = "POST " + Prefix + "/copies/{name}/snapshots"      // tree stream -> Empty
+	RouteCopyFinish    = "POST " + Prefix + "/copies/{name}/finish"         // -> manager.CopyPlaced
 )
 
 // Request gives a route's method and path, with name in place of {name}:
@@ -69,6 +71,12 @@ func Request(route, name string) (method, path string) {
 // RequestLayer is Request for RouteMigrationLayer: name and the layer's id.
 func RequestLayer(name, layer string) (method, path string) {
 	method, path = Request(RouteMigrationLayer, name)
+	return method, strings.Replace(path, "{layer}", url.PathEscape(layer), 1)
+}
+
+// RequestCopyLayer is Request for RouteCopyLayer: name and the layer's id.
+func RequestCopyLayer(name, layer string) (method, path string) {
+	method, path = Request(RouteCopyLayer, name)
 	return method, strings.Replace(path, "{layer}", url.PathEscape(layer), 1)
 }
 

@@ -10,8 +10,8 @@ import (
 
 // The remote as the target of a copy (lodge copy NAME h2:NEW): the
 // manager.CopyTarget that Manager.CopyTo is given. A copy is received there
-// as an incoming migration, so the layers, the tree, Abort and Commit are
-// Target's migration calls; these are the copy's own.
+// as an incoming migration, so Abort and Commit are Target's migration
+// calls; these are the copy's own.
 
 var _ manager.CopyTarget = (*Target)(nil)
 
@@ -21,8 +21,19 @@ func (t *Target) AcceptCopy(ctx context.Context, offer manager.CopyOffer) (manag
 	return ans, t.c.do(ctx, api.RouteCopyPreflight, offer.Name, offer, &ans, nil)
 }
 
-// ReceiveSnapshots implements manager.CopyTarget.
-func (t *Target) ReceiveSnapshots(ctx context.Context, name string, r io.Reader) error {
+// ReceiveCopyLayer implements manager.CopyTarget.
+func (t *Target) ReceiveCopyLayer(ctx context.Context, name, layer string, r io.Reader) error {
+	method, path := api.RequestCopyLayer(name, layer)
+	return t.c.send(ctx, method, path, streamType, body(r), nil, nil)
+}
+
+// ReceiveCopyRootfs implements manager.CopyTarget.
+func (t *Target) ReceiveCopyRootfs(ctx context.Context, name string, r io.Reader) error {
+	return t.stream(ctx, api.RouteCopyRootfs, name, r)
+}
+
+// ReceiveCopySnapshots implements manager.CopyTarget.
+func (t *Target) ReceiveCopySnapshots(ctx context.Context, name string, r io.Reader) error {
 	return t.stream(ctx, api.RouteCopySnapshots, name, r)
 }
 

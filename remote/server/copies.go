@@ -10,7 +10,9 @@ import (
 // The target's side of a copy from another host (manager/copy_remote_in.go).
 // A copy being received is held in memory as an incoming migration, by the
 // server's one migration Manager: these routes use it, as do the migration
-// routes that carry the copy's layers, tree, abort and commit.
+// routes that carry the copy's abort and commit. The streams are read from
+// the request's body as they come; a body cut fails the receive, which
+// removes the copy.
 
 func copyPreflight(c *call) (any, error) {
 	var offer manager.CopyOffer
@@ -25,6 +27,22 @@ func copyPreflight(c *call) (any, error) {
 		return nil, err
 	}
 	return m.AcceptCopy(c.ctx, offer)
+}
+
+func copyLayer(c *call) (any, error) {
+	m, err := c.migrations()
+	if err != nil {
+		return nil, err
+	}
+	return api.Empty{}, m.ReceiveCopyLayer(c.ctx, c.r.PathValue("name"), c.r.PathValue("layer"), c.r.Body)
+}
+
+func copyRootfs(c *call) (any, error) {
+	m, err := c.migrations()
+	if err != nil {
+		return nil, err
+	}
+	return api.Empty{}, m.ReceiveCopyRootfs(c.ctx, c.r.PathValue("name"), c.r.Body)
 }
 
 func copySnapshots(c *call) (any, error) {

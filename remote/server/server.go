@@ -131,6 +131,8 @@ func (s *Server) Handler() http.Handler {
 	authed(api.RouteMigrationCommit, migrationCommit)
 	authed(api.RouteMigrationAbort, migrationAbort)
 	authed(api.RouteCopyPreflight, copyPreflight)
+	authed(api.RouteCopyLayer, copyLayer)
+	authed(api.RouteCopyRootfs, copyRootfs)
 	authed(api.RouteCopySnapshots, copySnapshots)
 	authed(api.RouteCopyFinish, copyFinish)
 	authed("/", func(c *call) (any, error) {
