@@ -258,6 +258,13 @@ func (m *Manager) FinishCopy(ctx context.Context, name string) (CopyPlaced, erro
 	if err != nil {
 		return fail(err)
 	}
+	// Only the snapshots offered: anything else the stream brought goes.
+	entries, _ := os.ReadDir(filepath.Join(staging, "snapshots"))
+	for _, e := range entries {
+		if !contains(c.offer.Snapshots, e.Name()) {
+			os.RemoveAll(filepath.Join(staging, "snapshots", e.Name()))
+		}
+	}
 	for _, snap := range c.offer.Snapshots {
 		dir := filepath.Join(staging, "snapshots", snap)
 		if _, err := os.Stat(filepath.Join(dir, snapshotFile)); err != nil {
