@@ -174,7 +174,7 @@ func (m *Manager) CopyTo(ctx context.Context, name, newName string, target CopyT
 	}
 	res.Bytes += stats.Bytes
 	if len(offer.Snapshots) > 0 {
-		progress("sending %d snapshots of %s (%s)", len(offer.Snapshots), name, strings.Join(offer.Snapshots, ", "))
+		progress("sending the snapshots of %s (%s)", name, strings.Join(offer.Snapshots, ", "))
 		_, stats, err := treeSend{dir: m.snapshotsDir(name), skip: snapshotsSkip(offer.Snapshots, offer.Backend), tick: ticker("snapshots"),
 			receive: func(r io.Reader) error { return target.ReceiveCopySnapshots(ctx, newName, r) }}.run(ctx)
 		if err != nil {

@@ -78,7 +78,7 @@ func TestRemoteCopy(t *testing.T) {
 				t.Fatalf("lodge copy src h2:dst: %s\nh2's serve:\n%s", r, h2.serveLogs())
 			}
 			t.Logf("lodge copy src h2:dst --format json:\n%s%s", r.stderr, r.stdout)
-			for _, want := range []string{"preflight of dst on the target", "sending the root filesystem of src", "sending 2 snapshots of src", "making dst on the target"} {
+			for _, want := range []string{"preflight of dst on the target", "sending the root filesystem of src", "sending the snapshots of src (s1, s2)", "making dst on the target"} {
 				if !strings.Contains(r.stderr, want) {
 					t.Errorf("no %q in the progress:\n%s", want, r.stderr)
 				}
@@ -294,5 +294,50 @@ func TestRemoteCopyCut(t *testing.T) {
 	h1.must("copy", "src", "h2:dst")
 	if got := strings.Join(snapshotNames(t, h2.env, "dst"), ","); got != "s1" {
 		t.Errorf("dst's snapshots on h2 after the copy that went through: %q", got)
+	}
+}
+
+// TestRemoteCopyDebian: a Debian container with systemd, with a snapshot
+// taken while it ran, copied to h2 (dir and overlay storage) boots there
+// with systemd running and no failed unit, the file written before the
+// copy, its own hostname and a machine-id not the source's.
+func TestRemoteCopyDebian(t *testing.T) {
+	for _, backend := range []string{"dir", "overlay"} {
+		t.Run(backend, func(t *testing.T) {
+			hs := newCopyHosts(t, backend)
+			h1, h2 := hs.h1, hs.h2
+			h1.must("create", "deb", "--template", "debian")
+			h1.must("start", "deb")
+			waitRunning(t, h1.env, "deb")
+			h1.must("exec", "deb", "--", "sh", "-c", "echo before > /root/mark")
+			h1.must("snapshot", "create", "deb", "s1")
+			srcID := strings.TrimSpace(h1.must("exec", "deb", "--", "cat", "/etc/machine-id"))
+			h1.must("stop", "deb")
+			r := h1.run("copy", "deb", "h2:deb2")
+			if r.code != 0 {
+				t.Fatalf("lodge copy deb h2:deb2: %s\nh2's serve:\n%s", r, h2.serveLogs())
+			}
+			t.Logf("lodge copy deb h2:deb2:\n%s%s", r.stderr, r.stdout)
+			h2.must("start", "deb2")
+			waitRunning(t, h2.env, "deb2")
+			if state := strings.TrimSpace(h2.run("exec", "deb2", "--", "systemctl", "is-system-running").stdout); state != "running" {
+				t.Errorf("systemd in deb2 on h2 is %q", state)
+			}
+			if failed := h2.must("exec", "deb2", "--", "systemctl", "--failed", "--no-legend"); strings.TrimSpace(failed) != "" {
+				t.Errorf("failed units in deb2 on h2:\n%s", failed)
+			}
+			if got := strings.TrimSpace(h2.must("exec", "deb2", "--", "cat", "/root/mark")); got != "before" {
+				t.Errorf("/root/mark in deb2 = %q", got)
+			}
+			if got := strings.TrimSpace(h2.must("exec", "deb2", "--", "hostname")); got != "deb2" {
+				t.Errorf("deb2's hostname = %q", got)
+			}
+			if got := strings.TrimSpace(h2.must("exec", "deb2", "--", "cat", "/etc/machine-id")); got == srcID {
+				t.Errorf("deb2 has deb's machine-id %s", got)
+			}
+			if got := strings.Join(snapshotNames(t, h2.env, "deb2"), ","); got != "s1" {
+				t.Errorf("deb2's snapshots on h2: %q", got)
+			}
+		})
 	}
 }

@@ -36,7 +36,7 @@ func remoteCopy(ctx context.Context, a *app, name, remote, newName, format strin
 	}
 	snaps := "no snapshots"
 	if len(res.Snapshots) > 0 {
-		snaps = fmt.Sprintf("%d snapshots (%s)", len(res.Snapshots), strings.Join(res.Snapshots, ", "))
+		snaps = fmt.Sprintf("snapshots %s", strings.Join(res.Snapshots, ", "))
 	}
 	fmt.Fprintf(a.stdout, "Copied %s to %s:%s (%s storage, %s): %s sent in %s; its ids there are %d-%d.\n",
 		name, remote, res.Name, res.Backend, snaps, humanBytes(res.Bytes), res.Total.Round(time.Millisecond), res.HostID, res.HostID+res.IDCount-1)
