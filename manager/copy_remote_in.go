@@ -231,6 +231,29 @@ func (m *Manager) personalizeSnapshot(dir, name, backend string) error {
 	return m.personalize(dir, name)
 }
 
+// checkCopiedLayers checks that every layer the copy's overlay trees stand
+// on is here (a garbage collection meanwhile could have taken one received
+// before the trees that name it), so that no copy is placed that cannot
+// start.
+func (m *Manager) checkCopiedLayers(staging string, snaps []string) error {
+	trees := []string{filepath.Join(staging, "rootfs")}
+	for _, snap := range snaps {
+		trees = append(trees, filepath.Join(staging, "snapshots", snap, "rootfs"))
+	}
+	for _, dir := range trees {
+		t, err := storage.ReadTree(dir)
+		if err != nil {
+			return err
+		}
+		for _, lower := range m.overlay().Lowers(t) {
+			if _, err := os.Stat(lower); err != nil {
+				return fmt.Errorf("a layer of the copy is missing here: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
 // FinishCopy makes the received copy a container of this host, stopped:
 // its own hostname and machine-id, its snapshots' with them and with its
 // NICs, limits.disk applied; then it is moved into place. Until Commit an
@@ -280,6 +303,11 @@ func (m *Manager) FinishCopy(ctx context.Context, name string) (CopyPlaced, erro
 		}
 		if err := m.personalizeSnapshot(dir, name, c.offer.Backend); err != nil {
 			return fail(fmt.Errorf("snapshot %s: %w", snap, err))
+		}
+	}
+	if c.offer.Backend == storage.OverlayName {
+		if err := m.checkCopiedLayers(staging, c.offer.Snapshots); err != nil {
+			return fail(err)
 		}
 	}
 	if err := m.personalize(staging, name); err != nil {
