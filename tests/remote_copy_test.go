@@ -155,9 +155,9 @@ func TestRemoteCopy(t *testing.T) {
 	}
 }
 
-// TestRemoteCopyRefused: a copy onto a name taken on h2, and a copy of a
-// running container, are refused with the reason and leave h2 with
-// nothing of them; a copy from a remote says it is not built.
+// TestRemoteCopyRefused: a copy onto a name taken on h2, a copy of a
+// running container and one of a tree chowned into h1's ids are refused
+// with the reason and leave h2 with nothing of them.
 func TestRemoteCopyRefused(t *testing.T) {
 	hs := newCopyHosts(t, "dir")
 	h1, h2 := hs.h1, hs.h2
@@ -194,8 +194,6 @@ func TestRemoteCopyRefused(t *testing.T) {
 		t.Errorf("src is %s on h1 after the refused copy", i.State)
 	}
 
-	h1.expectFail(2, "copy from a remote host is not built", "copy", "h2:taken", "back")
-
 	// A tree chowned into h1's ids (rootfs.shift = chown, after a start)
 	// would reach h2 with owners of h1's range: refused.
 	h1.createBusybox("shifted", "rootfs.shift=chown")
@@ -206,6 +204,49 @@ func TestRemoteCopyRefused(t *testing.T) {
 		t.Fatalf("a copy of a chown-shifted container: %s", r)
 	}
 	gone(t, h2.env, "dst")
+}
+
+// TestRemoteCopyPull: lodge copy h2:far near, run on h1, has h2 send far
+// with its snapshot to h1 (its remote for h1, through h1's lodge serve),
+// with h2's progress on h1's stderr; refused, and h1 left with nothing,
+// while h2 has no remote for h1.
+func TestRemoteCopyPull(t *testing.T) {
+	hs := newCopyHosts(t, "dir")
+	h1, h2 := hs.h1, hs.h2
+	h2.createBusybox("far")
+	h2.must("snapshot", "create", "far", "s1")
+	r := h1.run("copy", "h2:far", "near")
+	if r.code == 0 || !strings.Contains(r.stderr, "has no remote for the host asking") {
+		t.Fatalf("a copy from h2, which has no remote for h1: %s", r)
+	}
+	gone(t, h1.env, "near")
+	h1.startServe()
+	hs.trust(h2, h1, "h1")
+	r = h1.run("copy", "h2:far", "near", "--format", "json")
+	if r.code != 0 {
+		t.Fatalf("lodge copy h2:far near: %s\nh2's serve:\n%s\nh1's serve:\n%s", r, h2.serveLogs(), h1.serveLogs())
+	}
+	t.Logf("lodge copy h2:far near --format json:\n%s%s", r.stderr, r.stdout)
+	if !strings.Contains(r.stderr, "preflight of near on the target") {
+		t.Errorf("h2's progress is not on stderr:\n%s", r.stderr)
+	}
+	var res struct {
+		Name string `json:"name"`
+		From string `json:"from"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.Name != "near" || res.From != "h2:far" {
+		t.Errorf("the JSON result: %+v (%v)\n%s", res, err, r.stdout)
+	}
+	if got := strings.Join(snapshotNames(t, h1.env, "near"), ","); got != "s1" {
+		t.Errorf("near's snapshots on h1: %q", got)
+	}
+	h1.must("start", "near")
+	if got := strings.TrimSpace(h1.must("exec", "near", "--", "hostname")); got != "near" {
+		t.Errorf("near's hostname = %q", got)
+	}
+	if got := strings.Join(snapshotNames(t, h2.env, "far"), ","); got != "s1" {
+		t.Errorf("far's snapshots on h2 after the copy: %q", got)
+	}
 }
 
 // TestRemoteCopyCut: copies of a container with a big file are cut

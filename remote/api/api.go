@@ -59,7 +59,18 @@ const (
 	RouteCopyRootfs    = "POST " + Prefix + "/copies/{name}/rootfs"         // tree stream -> Empty
 	RouteCopySnapshots = "POST " + Prefix + "/copies/{name}/snapshots"      // tree stream -> Empty
 	RouteCopyFinish    = "POST " + Prefix + "/copies/{name}/finish"         // -> manager.CopyPlaced
+	// RouteCopyOut has the host copy one of its containers to the caller
+	// (lodge copy REMOTE:NAME NEW): to the host it has as a remote whose
+	// pinned certificate is the one the caller names, through that host's
+	// lodge serve.
+	RouteCopyOut = "POST " + Prefix + "/containers/{name}/copy" // CopyOutRequest -> manager.CopyToResult
 )
+
+// CopyOutRequest asks for a copy of a container to the calling host.
+type CopyOutRequest struct {
+	Name        string `json:"name"`        // the copy's name on the calling host
+	Fingerprint string `json:"fingerprint"` // the calling host's certificate (lodge serve's)
+}
 
 // Request gives a route's method and path, with name in place of {name}:
 // the client calls a route by the same constant the server serves it by.

@@ -42,3 +42,12 @@ func (t *Target) FinishCopy(ctx context.Context, name string) (manager.CopyPlace
 	var placed manager.CopyPlaced
 	return placed, t.c.do(ctx, api.RouteCopyFinish, name, nil, &placed, nil)
 }
+
+// CopyOut has the remote copy its container name to this host as newName
+// (lodge copy REMOTE:NAME NEW): it sends it to its remote for this host,
+// found by fingerprint, this host's certificate (lodge serve's), through
+// this host's lodge serve. progress gets the remote's progress lines.
+func (c *Client) CopyOut(ctx context.Context, name, newName, fingerprint string, progress func(format string, args ...any)) (manager.CopyToResult, error) {
+	var res manager.CopyToResult
+	return res, c.do(ctx, api.RouteCopyOut, name, api.CopyOutRequest{Name: newName, Fingerprint: fingerprint}, &res, progress)
+}

@@ -5,6 +5,7 @@ import (
 
 	"lodge/manager"
 	"lodge/remote/api"
+	"lodge/remote/client"
 )
 
 // The target's side of a copy from another host (manager/copy_remote_in.go).
@@ -59,4 +60,38 @@ func copyFinish(c *call) (any, error) {
 		return nil, err
 	}
 	return m.FinishCopy(c.ctx, c.r.PathValue("name"))
+}
+
+// copyOut is the source's side of a copy asked for by its target (lodge
+// copy REMOTE:NAME NEW there): this host sends the container to the remote
+// of its own whose pinned certificate the caller names, as lodge copy
+// NAME REMOTE:NEW would here, its progress streamed to the caller. The
+// caller can only name a host this one already trusts as a remote.
+func copyOut(c *call) (any, error) {
+	var req api.CopyOutRequest
+	if err := decodeBody(c.r, &req); err != nil {
+		return nil, err
+	}
+	remotes, err := client.List(c.root)
+	if err != nil {
+		return nil, err
+	}
+	target := ""
+	for _, r := range remotes {
+		if r.Fingerprint == req.Fingerprint {
+			target = r.Name
+		}
+	}
+	if target == "" || req.Fingerprint == "" {
+		return nil, api.Mark(fmt.Errorf("this host has no remote for the host asking (certificate %s): add it here first (lodge remote add, with a token of lodge trust add there), and have it run lodge serve", req.Fingerprint), manager.ErrNotFound)
+	}
+	cl, err := client.Open(c.root, target)
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.manager()
+	if err != nil {
+		return nil, err
+	}
+	return m.CopyTo(c.ctx, c.r.PathValue("name"), req.Name, cl.Target(), c.progress)
 }
