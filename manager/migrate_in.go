@@ -146,52 +146,80 @@ func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (Mi
 			return ans, kindError{err, ErrNotFound}
 		}
 	}
+	if ans.MissingLayers, err = m.checkIncomingStorage(offer, cfg, "a migration"); err != nil {
+		return ans, err
+	}
+	// Last of the checks, as it runs CRIU: the source checks the answer.
+	ans.CRIUFeatures = criu.HasFeatures(ctx, migrate.RestoreFeatures)
+	claim := func() error {
+		ids := idmap.Range{HostID: offer.HostID, Size: offer.IDCount}
+		if err := m.allocator().Reserve(name, ids); err != nil {
+			return m.reserveRefused(err, ids)
+		}
+		return nil
+	}
+	return ans, m.stageIncoming(offer, cfg, claim)
+}
+
+// checkIncomingStorage checks that this host can hold the offered tree (a
+// migration's, or a copy's: what says which): its backend, its image and
+// the disk space; it returns the overlay layers it lacks.
+func (m *Manager) checkIncomingStorage(offer MigrationOffer, cfg *config.Container, what string) ([]string, error) {
+	name := offer.Name
+	var missing []string
 	if cfg.Limits.Disk > 0 && offer.Backend == storage.OverlayName {
-		return ans, fmt.Errorf("%s has limits.disk on overlay storage, which a migration does not carry yet", name)
+		return nil, fmt.Errorf("%s has limits.disk on overlay storage, which %s does not carry yet", name, what)
 	}
 	switch offer.Backend {
 	case storage.DirName:
 	case storage.OverlayName:
 		if _, err := os.Stat(offer.BaseImage); err != nil {
-			return ans, kindError{fmt.Errorf("the image of %s (%s) is not on this host: %v", name, offer.BaseImage, err), ErrNotFound}
+			return nil, kindError{fmt.Errorf("the image of %s (%s) is not on this host: %v", name, offer.BaseImage, err), ErrNotFound}
 		}
 		lowers := m.overlay().Lowers(storage.Tree{Layers: offer.Layers})
 		for i, id := range offer.Layers {
 			if _, err := os.Stat(lowers[i]); err != nil {
-				ans.MissingLayers = append(ans.MissingLayers, id)
+				missing = append(missing, id)
 			}
 		}
 	default:
-		return ans, fmt.Errorf("%s is on %s storage, which a migration does not carry yet (dir and overlay only)", name, offer.Backend)
+		return nil, fmt.Errorf("%s is on %s storage, which %s does not carry yet (dir and overlay only)", name, offer.Backend, what)
 	}
 	var fs unix.Statfs_t
 	if err := unix.Statfs(m.store.Root, &fs); err == nil {
 		if free := int64(fs.Bavail) * fs.Bsize; free < offer.Bytes+offer.Bytes/10 {
-			return ans, incompatible("%s needs about %d MiB here and %s has %d MiB free", name, offer.Bytes>>20, m.store.Root, free>>20)
+			return nil, incompatible("%s needs about %d MiB here and %s has %d MiB free", name, offer.Bytes>>20, m.store.Root, free>>20)
 		}
 	}
-	// Last of the checks, as it runs CRIU: the source checks the answer.
-	ans.CRIUFeatures = criu.HasFeatures(ctx, migrate.RestoreFeatures)
+	return missing, nil
+}
+
+// stageIncoming reserves offer.Name for a container arriving from another
+// host (a migration, or a copy): a create's staging directory with the
+// marker, cfg and the storage record, and the id range claimIDs records;
+// then the receive calls find it as this manager's incoming. A failure
+// leaves nothing (staging removed, range given back).
+func (m *Manager) stageIncoming(offer MigrationOffer, cfg *config.Container, claimIDs func() error) error {
+	name := offer.Name
 	if err := m.store.Prepare(); err != nil {
-		return ans, err
+		return err
 	}
 	m.recoverMigrations()
 	m.sweepTmp()
 	res, err := m.reserve(name)
 	if err != nil {
-		return ans, err
+		return err
 	}
 	in := &incoming{offer: offer, res: res}
-	fail := func(err error) (MigrationAnswer, error) {
+	fail := func(err error) error {
 		m.removeStaging(res.dir)
 		res.release()
-		return ans, err
+		return err
 	}
-	ids := idmap.Range{HostID: offer.HostID, Size: offer.IDCount}
-	if err := m.allocator().Reserve(name, ids); err != nil {
-		return fail(m.reserveRefused(err, ids))
+	if err := claimIDs(); err != nil {
+		return fail(err)
 	}
-	release := func(err error) (MigrationAnswer, error) {
+	release := func(err error) error {
 		m.allocator().Release(name)
 		return fail(err)
 	}
@@ -220,7 +248,7 @@ func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (Mi
 			return release(fmt.Errorf("a migration of %s is already being received here", name))
 		}
 	}
-	return ans, nil
+	return nil
 }
 
 // overlay is the overlay backend of this root.

@@ -31,15 +31,36 @@ container DST. The copy gets its own name, hostname, machine-id and id range, an
 source's configuration. A running source is frozen only while its tree is cut, and
 the time it was frozen is printed ("frozen for N ms"). --snapshot makes a
 copy-on-write clone that shares unchanged data with the source, where the storage
-backend can; without it the copy is full and independent, with progress.`,
+backend can; without it the copy is full and independent, with progress.
+
+DST as REMOTE:NEW copies a stopped container, with its snapshots, to another host
+(lodge remote add) as container NEW there (NAME if NEW is empty): it gets its own id
+range and MACs there, and is left stopped. A running container is refused (stop it,
+or move it running with lodge migrate). Any failure leaves the source untouched and
+nothing of the copy on the other host. SRC as REMOTE:NAME copies the other way: the
+remote sends it here, through this host's lodge serve, to the remote it has for this
+host (lodge remote add there).`,
 		Example: `  lodge copy web1 web2
   lodge copy web1 web2 --snapshot
-  lodge copy web1/before-upgrade web1-old`,
+  lodge copy web1/before-upgrade web1-old
+  lodge copy web1 h2:web1 --format json
+  lodge copy h2:web1 web1-from-h2`,
 		Args:              exactArgs(2, "a source (NAME or NAME/SNAP) and a new container name"),
 		ValidArgsFunction: completeNames(a),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkResultFormat(format); err != nil {
 				return err
+			}
+			_, _, fromRemote := splitRemote(args[0])
+			_, _, toRemote := splitRemote(args[1])
+			if fromRemote || toRemote {
+				if snapshot {
+					return usageError{"copy --snapshot makes a clone on this host; a copy between hosts is always full"}
+				}
+				if fromRemote && toRemote {
+					return usageError{"copy goes between this host and one remote: one of SRC and DST is REMOTE:NAME, not both"}
+				}
+				return remoteCopy(cmd.Context(), a, args[0], args[1], format)
 			}
 			m, err := a.manager()
 			if err != nil {

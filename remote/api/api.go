@@ -48,6 +48,30 @@ const (
 	RouteMigrationAbort      = "POST " + Prefix + "/migrations/{name}/abort"          // -> Empty
 )
 
+// The target's side of a copy from another host (manager.CopyTarget). A
+// copy is received as an incoming migration, by the same Manager as the
+// migration routes; its Abort and Commit are RouteMigrationAbort and
+// RouteMigrationCommit. Its streams have routes of their own: a failed
+// receive removes a copy there, never a migration.
+const (
+	RouteCopyPreflight = "POST " + Prefix + "/copies/{name}"                // manager.CopyOffer -> manager.CopyAnswer
+	RouteCopyLayer     = "POST " + Prefix + "/copies/{name}/layers/{layer}" // tree stream -> Empty
+	RouteCopyRootfs    = "POST " + Prefix + "/copies/{name}/rootfs"         // tree stream -> Empty
+	RouteCopySnapshots = "POST " + Prefix + "/copies/{name}/snapshots"      // tree stream -> Empty
+	RouteCopyFinish    = "POST " + Prefix + "/copies/{name}/finish"         // -> manager.CopyPlaced
+	// RouteCopyOut has the host copy one of its containers to the caller
+	// (lodge copy REMOTE:NAME NEW): to the host it has as a remote whose
+	// pinned certificate is the one the caller names, through that host's
+	// lodge serve.
+	RouteCopyOut = "POST " + Prefix + "/containers/{name}/copy" // CopyOutRequest -> manager.CopyToResult
+)
+
+// CopyOutRequest asks for a copy of a container to the calling host.
+type CopyOutRequest struct {
+	Name        string `json:"name"`        // the copy's name on the calling host
+	Fingerprint string `json:"fingerprint"` // the calling host's certificate (lodge serve's)
+}
+
 // Request gives a route's method and path, with name in place of {name}:
 // the client calls a route by the same constant the server serves it by.
 func Request(route, name string) (method, path string) {
@@ -58,6 +82,12 @@ func Request(route, name string) (method, path string) {
 // RequestLayer is Request for RouteMigrationLayer: name and the layer's id.
 func RequestLayer(name, layer string) (method, path string) {
 	method, path = Request(RouteMigrationLayer, name)
+	return method, strings.Replace(path, "{layer}", url.PathEscape(layer), 1)
+}
+
+// RequestCopyLayer is Request for RouteCopyLayer: name and the layer's id.
+func RequestCopyLayer(name, layer string) (method, path string) {
+	method, path = Request(RouteCopyLayer, name)
 	return method, strings.Replace(path, "{layer}", url.PathEscape(layer), 1)
 }
 

@@ -133,6 +133,12 @@ func (s *Server) Handler() http.Handler {
 	authed(api.RouteMigrationRestore, migrationRestore)
 	authed(api.RouteMigrationCommit, migrationCommit)
 	authed(api.RouteMigrationAbort, migrationAbort)
+	authed(api.RouteCopyPreflight, copyPreflight)
+	authed(api.RouteCopyLayer, copyLayer)
+	authed(api.RouteCopyRootfs, copyRootfs)
+	authed(api.RouteCopySnapshots, copySnapshots)
+	authed(api.RouteCopyFinish, copyFinish)
+	authed(api.RouteCopyOut, copyOut)
 	authed("/", func(c *call) (any, error) {
 		return nil, fmt.Errorf("%s %s: no such API route (this host speaks API %s)", c.r.Method, c.r.URL.Path, api.Version)
 	})
