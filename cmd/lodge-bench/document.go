@@ -37,7 +37,7 @@ func document(b *bench, m machineInfo, results []*groupResult) string {
 	d.p("## Clean-up")
 	d.p("At the end (also on failure or Ctrl-C) the benchmark deletes every container it made (`lodge delete --force`, " +
 		"`lxc-stop -k` + `lxc-destroy`), removes its cgroups (`lodge-bench-<id>` and `lodge-bench-<id>-lxc` in every hierarchy; " +
-		"LXC leaves the `lxc.cgroup.dir` parent behind), unmounts the storage section's btrfs file system and detaches its loop device, removes the `root` lines it added to /etc/subuid and /etc/subgid " +
+		"LXC leaves the `lxc.cgroup.dir` parent behind), unmounts the storage section's btrfs file system and detaches its loop device, stops the migration section's two `lodge serve` (by their pids) and removes its second lodge root's containers and cgroups (`lodge-bench-<id>-h2`) and the containers of its second lxcpath, removes the `root` lines it added to /etc/subuid and /etc/subgid " +
 		"(only if root had no range) and deletes $TMP.")
 	return d.String()
 }

@@ -759,7 +759,7 @@ func (mb *migBench) method(criu *migrate.CRIU, criuDir string) []string {
 		"# and back: the same from $TMP/lxc-h2 to $TMP/lxc")
 	mb.res.Commands = append(mb.res.Commands, cmds...)
 	return []string{
-		fmt.Sprintf("Two \"hosts\" on this machine, both with CRIU %s. lodge: the benchmark's lodge root (h1) and a second root, `$TMP/lodge-h2` (h2), "+
+		fmt.Sprintf("Two \"hosts\" on this machine, both with the same CRIU (%s). lodge: the benchmark's lodge root (h1) and a second root, `$TMP/lodge-h2` (h2), "+
 			"whose host config has the same `[idmap]` pool and image cache (a migration keeps the container's id range, which must be free in the target's pool), "+
 			"its own cgroup base below the benchmark's cgroup and its own network tag:", criu),
 		"```\n" + strings.TrimSpace(mb.hosts[1].configText) + "\n```",
