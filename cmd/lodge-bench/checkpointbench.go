@@ -138,15 +138,10 @@ func runCheckpoint(b *bench) (*groupResult, error) {
 	ck.notes = append(ck.notes, fmt.Sprintf("lodge's check of its CRIU (`migrate.FindCRIU`: a VERSION request to a `criu swrk`, "+
 		"cached only for the life of a process, so `lodge checkpoint` pays it and the monitor again at restore) took %.0f ms in this benchmark's process.",
 		float64(check.Microseconds())/1000))
-	// lxc-checkpoint runs the criu it finds on PATH: lodge's, first.
-	criuDir := filepath.Join(b.tmp, "criu-bin")
-	if err := os.Mkdir(criuDir, 0o755); err != nil {
+	criuDir, err := b.criuOnPath(ck, criu)
+	if err != nil {
 		return res, err
 	}
-	if err := os.Symlink(criu.Path, filepath.Join(criuDir, "criu")); err != nil {
-		return res, err
-	}
-	ck.lxcRun = b.run.withEnv("PATH=" + criuDir + ":" + basePATH)
 	res.Method = ck.method(criuDir)
 	res.Commands = append(res.Commands, b.run.display([]string{"ln", "-s", criu.Path, filepath.Join(criuDir, "criu")}))
 
@@ -384,11 +379,11 @@ func reason(err error) string {
 
 // startMemhog starts the memory holder in the container, detached in its
 // own session, and waits until it has touched its memory; it returns its
-// pid inside the container.
-func (ck *ckptBench) startMemhog(s *ckptSubject, init, mib int) (string, error) {
+// pid inside the container. extra goes after memhog's arguments ("dirty").
+func (ck *ckptBench) startMemhog(s *ckptSubject, init, mib int, extra ...string) (string, error) {
 	ready := fmt.Sprintf("/proc/%d/root%s", init, memhogReady)
 	os.Remove(ready)
-	if _, err := s.run.output(memhogCmd(s, strconv.Itoa(mib))...); err != nil {
+	if _, err := s.run.output(memhogCmd(s, strconv.Itoa(mib), extra...)...); err != nil {
 		return "", err
 	}
 	deadline := time.Now().Add(60 * time.Second)
@@ -406,9 +401,10 @@ func (ck *ckptBench) startMemhog(s *ckptSubject, init, mib int) (string, error) 
 
 // memhogCmd starts the memory holder in s's container, holding mib MiB,
 // detached in a session of its own (lxc-attach ends the attached session
-// as it exits).
-func memhogCmd(s *ckptSubject, mib string) []string {
-	return s.rt.ExecCmd(s.name, "sh", "-c", fmt.Sprintf("setsid %s %s %s >/dev/null 2>&1 </dev/null &", memhogPath, mib, memhogReady))
+// as it exits). extra goes after its arguments.
+func memhogCmd(s *ckptSubject, mib string, extra ...string) []string {
+	args := strings.Join(append([]string{memhogPath, mib, memhogReady}, extra...), " ")
+	return s.rt.ExecCmd(s.name, "sh", "-c", fmt.Sprintf("setsid %s >/dev/null 2>&1 </dev/null &", args))
 }
 
 // waitSystemRunning waits until systemd in the container says `running`.

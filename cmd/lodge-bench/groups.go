@@ -29,6 +29,7 @@ func groups() []group {
 		networkGroup(),
 		freezeGroup(),
 		checkpointGroup(),
+		migrationGroup(),
 	}
 }
 

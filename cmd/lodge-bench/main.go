@@ -40,6 +40,7 @@ type options struct {
 	memhog              string        // checkpoint: the memory holder copied into containers
 	ckptRounds          int           // checkpoint: rounds per case (idle, Debian, 64 and 256 MiB)
 	ckptBigRounds       int           // checkpoint: rounds with 1 GiB
+	migRounds           int           // migration: rounds per case, per runtime
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -53,7 +54,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.k, "k", 10, "containers per runtime for the memory measurement")
 	fs.IntVar(&o.memRounds, "mem-rounds", 3, "rounds of the memory measurement")
 	fs.DurationVar(&o.settle, "settle", 100*time.Millisecond, "untimed pause between steps")
-	fs.StringVar(&o.only, "only", "", "run only these groups (comma-separated: start, exec, stop, memory, debian, views, storage, network, freeze, checkpoint)")
+	fs.StringVar(&o.only, "only", "", "run only these groups (comma-separated: start, exec, stop, memory, debian, views, storage, network, freeze, checkpoint, migration)")
 	fs.StringVar(&o.procread, "procread", "bin/lodge-procread", "the reader the views group copies into containers (make bench builds it)")
 	fs.IntVar(&o.viewsRounds, "views-rounds", 5, "samples per views row, per runtime")
 	fs.IntVar(&o.viewsK, "views-k", 50, "containers per runtime for the views servers' memory")
@@ -63,6 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.memhog, "memhog", "bin/lodge-memhog", "checkpoint: the program that holds touched memory in containers (make bench builds it)")
 	fs.IntVar(&o.ckptRounds, "ckpt-rounds", 5, "checkpoint: rounds of checkpoint and restore per case, per runtime (Debian: at most 3)")
 	fs.IntVar(&o.ckptBigRounds, "ckpt-big-rounds", 2, "checkpoint: rounds with 1 GiB of touched memory, per runtime")
+	fs.IntVar(&o.migRounds, "mig-rounds", 5, "migration: rounds of migration per case, per runtime (after one untimed round)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -70,8 +72,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if o.n < 1 || o.stopN < 1 || o.k < 1 || o.memRounds < 1 || o.viewsRounds < 1 || o.viewsK < 1 ||
-		o.netRounds < 1 || o.netTime < time.Second || o.pingCount < 1 || o.ckptRounds < 1 || o.ckptBigRounds < 1 {
-		return o, errors.New("-n, -stop-n, -k, -mem-rounds, -views-rounds, -views-k, -net-rounds, -ping-count, -ckpt-rounds and -ckpt-big-rounds must be at least 1, -net-time at least 1s")
+		o.netRounds < 1 || o.netTime < time.Second || o.pingCount < 1 || o.ckptRounds < 1 || o.ckptBigRounds < 1 || o.migRounds < 1 {
+		return o, errors.New("-n, -stop-n, -k, -mem-rounds, -views-rounds, -views-k, -net-rounds, -ping-count, -ckpt-rounds, -ckpt-big-rounds and -mig-rounds must be at least 1, -net-time at least 1s")
 	}
 	if o.k > 1000 {
 		return o, errors.New("-k: at most 1000 containers")

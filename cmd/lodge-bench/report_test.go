@@ -64,6 +64,21 @@ func TestLXCUnavailableRow(t *testing.T) {
 	}
 }
 
+// An absolute aim (lodge's median under a bound) passes or misses even
+// when LXC's side could not be measured.
+func TestLXCUnavailableAbsoluteAim(t *testing.T) {
+	aim := &target{Text: "< 400 ms", MaxLodge: 400}
+	for _, c := range []struct {
+		lodge float64
+		want  string
+	}{{300, "PASS"}, {500, "MISS"}} {
+		r := row{Metric: "m", Kind: latency, Lodge: []float64{c.lodge}, Target: aim, LXCUnavailable: "checkpoint fails"}
+		if cells := r.cells(); cells[len(cells)-1] != c.want {
+			t.Errorf("lodge %.0f ms: cells %q, want %s", c.lodge, cells, c.want)
+		}
+	}
+}
+
 func TestImplausibleNotes(t *testing.T) {
 	rows := []row{
 		{Metric: "host used memory per container", Kind: memory, Lodge: []float64{0.5, -0.49}, LXC: []float64{1.26}, Target: targetNoLarger},

@@ -1,12 +1,15 @@
 // Command memhog holds a given amount of touched memory: lodge-bench copies
 // it into containers to checkpoint and restore them with that much memory.
 //
-//	memhog MIB READYFILE
+//	memhog MIB READYFILE [dirty]
 //
 // It allocates MIB MiB of anonymous memory, writes a pattern into every
 // byte (so that every page is resident and none is the shared zero page),
 // writes its pid to READYFILE (through a rename, so the file appears
-// complete) and then sleeps until killed.
+// complete) and then sleeps until killed. With "dirty" it does not sleep
+// but keeps every page dirty: it writes one byte of each page, pass after
+// pass, with a 10 ms pause between passes (a busy tenant, for the
+// migration benchmark).
 package main
 
 import (
@@ -20,8 +23,9 @@ import (
 var held []byte
 
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: memhog MIB READYFILE")
+	dirty := len(os.Args) == 4 && os.Args[3] == "dirty"
+	if len(os.Args) != 3 && !dirty {
+		fmt.Fprintln(os.Stderr, "usage: memhog MIB READYFILE [dirty]")
 		os.Exit(2)
 	}
 	mib, err := strconv.Atoi(os.Args[1])
@@ -40,8 +44,14 @@ func main() {
 		fmt.Fprintf(os.Stderr, "memhog: %v\n", err)
 		os.Exit(1)
 	}
-	for {
+	for !dirty {
 		time.Sleep(time.Hour)
+	}
+	for pass := byte(1); ; pass++ {
+		for i := 0; i < len(held); i += 4096 {
+			held[i] = pass
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
