@@ -11,8 +11,10 @@ import (
 // network missing there exits 3 (not found). The range taken (exit 4) is
 // in TestRemoteMigrateWithNIC, the CPU and CRIU refusals (exit 6, kind
 // incompatible) in TestMigrateRefusedByHostChecks (the kind) and the API's
-// and CLI's unit tests (its wire form and exit status). Each time the
-// container keeps running on h1 and h2 has nothing of it.
+// and CLI's unit tests (its wire form and exit status). Then the source's
+// own preflight refuses a container holding an io_uring instance (exit 4,
+// blocked). Each time the container keeps running on h1 and h2 has nothing
+// of it.
 func TestRemoteMigrateRefusedExitStatus(t *testing.T) {
 	needCRIU(t)
 	hs := newMigrationHosts(t)
@@ -37,4 +39,24 @@ func TestRemoteMigrateRefusedExitStatus(t *testing.T) {
 	h2.must("delete", "mig")
 	refused("the network missing on h2", 3, "the network seg of mig does not exist here")
 	gone(t, h2.env, "mig")
+
+	// The source's own preflight: a process holding an io_uring instance,
+	// which CRIU cannot dump, is named before anything is frozen or sent.
+	h1.createBusybox("ur", "security.syscalls.allow=io_uring_setup")
+	h1.must("start", "ur")
+	h1.installProbe("ur", buildProbe(t))
+	h1.must("exec", "ur", "--", "sh", "-c", "/lodge-probe ring >/ring.out 2>&1 </dev/null &")
+	waitUntil(t, "the probe to hold its ring", func() bool {
+		return strings.Contains(h1.run("exec", "ur", "--", "cat", "/ring.out").stdout, "ring ok")
+	})
+	r := h1.run("migrate", "ur", "h2")
+	if r.code != 4 || !strings.Contains(r.stderr, "(lodge-probe): io_uring instance (fd ") || !strings.Contains(r.stderr, "it keeps running here") {
+		t.Fatalf("an io_uring holder: %s; want exit 4 naming the ring", r)
+	}
+	t.Logf("an io_uring holder: exit %d: %s", r.code, strings.TrimSpace(r.stderr))
+	if i := h1.info("ur"); i.State != "RUNNING" {
+		t.Fatalf("after the refusal ur is %s on h1, want RUNNING (not frozen)", i.State)
+	}
+	h1.must("exec", "ur", "--", "true")
+	gone(t, h2.env, "ur")
 }
