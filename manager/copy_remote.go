@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -154,10 +155,10 @@ func (m *Manager) CopyTo(ctx context.Context, name, newName string, target CopyT
 		return func(sent int64) { progress("  %s: %d MiB sent", what, sent>>20) }
 	}
 	lowers := m.overlay().Lowers(storage.Tree{Layers: ans.MissingLayers})
+	if err := checkAskedLayers(ans.MissingLayers, offer.Layers, name); err != nil {
+		return abort(err)
+	}
 	for i, id := range ans.MissingLayers {
-		if !contains(offer.Layers, id) {
-			return abort(fmt.Errorf("the target asked for layer %q, which is not one of %s's", id, name))
-		}
 		progress("sending layer %s (%d of %d)", id, i+1, len(ans.MissingLayers))
 		_, stats, err := treeSend{dir: lowers[i], tick: ticker("layer " + id),
 			receive: func(r io.Reader) error { return target.ReceiveCopyLayer(ctx, newName, id, r) }}.run(ctx)
@@ -191,10 +192,11 @@ func (m *Manager) CopyTo(ctx context.Context, name, newName string, target CopyT
 		return abort(fmt.Errorf("make the copy on the target: %w", err))
 	}
 	res.HostID, res.IDCount, res.NICs = placed.HostID, placed.IDCount, placed.NICs
-	if err := target.Commit(context.WithoutCancel(ctx), newName); err != nil {
-		// The copy is whole there; only an Abort of its name could
-		// remove it, and none comes from here.
-		progress("warning: the target did not take the commit of %s: %v", newName, err)
+	commit := func(cctx context.Context) error { return target.Commit(cctx, newName) }
+	if err := untilAnswered(progress, "commit", commit); err != nil {
+		// The copy is whole there, uncommitted: the target's server
+		// removes it at its next start unless it was started meanwhile.
+		return res, fmt.Errorf("copy %s to %s: the target did not take the commit: %w; the copy there is removed when its lodge serve restarts, unless it is started before", name, newName, err)
 	}
 	res.Total = time.Since(began)
 	return res, nil
@@ -239,7 +241,7 @@ func (m *Manager) copyOffer(ctx context.Context, name, newName string) (CopyOffe
 				return offer, fmt.Errorf("its snapshot %s stands on another image (%s) than the container (%s), which a copy to another host does not carry", offer.Snapshots[i-1], t.Image, offer.BaseImage)
 			}
 			for _, id := range t.Layers {
-				if !contains(offer.Layers, id) {
+				if !slices.Contains(offer.Layers, id) {
 					offer.Layers = append(offer.Layers, id)
 				}
 			}

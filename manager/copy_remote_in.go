@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -84,7 +85,7 @@ func (m *Manager) AcceptCopy(ctx context.Context, offer CopyOffer) (CopyAnswer, 
 		return ans, err
 	}
 	claim := func() error { return m.allocateRange(name, revert.New()) }
-	if err := m.stageIncoming(mo, cfg, claim); err != nil {
+	if err := m.stageIncoming(mo, cfg, claim, true); err != nil {
 		return ans, err
 	}
 	in, err := m.incoming(name)
@@ -231,29 +232,6 @@ func (m *Manager) personalizeSnapshot(dir, name, backend string) error {
 	return m.personalize(dir, name)
 }
 
-// checkCopiedLayers checks that every layer the copy's overlay trees stand
-// on is here (a garbage collection meanwhile could have taken one received
-// before the trees that name it), so that no copy is placed that cannot
-// start.
-func (m *Manager) checkCopiedLayers(staging string, snaps []string) error {
-	trees := []string{filepath.Join(staging, "rootfs")}
-	for _, snap := range snaps {
-		trees = append(trees, filepath.Join(staging, "snapshots", snap, "rootfs"))
-	}
-	for _, dir := range trees {
-		t, err := storage.ReadTree(dir)
-		if err != nil {
-			return err
-		}
-		for _, lower := range m.overlay().Lowers(t) {
-			if _, err := os.Stat(lower); err != nil {
-				return fmt.Errorf("a layer of the copy is missing here: %w", err)
-			}
-		}
-	}
-	return nil
-}
-
 // FinishCopy makes the received copy a container of this host, stopped:
 // its own hostname and machine-id, its snapshots' with them and with its
 // NICs, limits.disk applied; then it is moved into place. Until Commit an
@@ -284,9 +262,13 @@ func (m *Manager) FinishCopy(ctx context.Context, name string) (CopyPlaced, erro
 	// Only the snapshots offered: anything else the stream brought goes.
 	entries, _ := os.ReadDir(filepath.Join(staging, "snapshots"))
 	for _, e := range entries {
-		if !contains(c.offer.Snapshots, e.Name()) {
+		if !slices.Contains(c.offer.Snapshots, e.Name()) {
 			os.RemoveAll(filepath.Join(staging, "snapshots", e.Name()))
 		}
+	}
+	// Before anything here reads the trees (a personalization mounts them).
+	if err := m.sealIncomingTrees(in); err != nil {
+		return fail(err)
 	}
 	for _, snap := range c.offer.Snapshots {
 		dir := filepath.Join(staging, "snapshots", snap)
@@ -303,11 +285,6 @@ func (m *Manager) FinishCopy(ctx context.Context, name string) (CopyPlaced, erro
 		}
 		if err := m.personalizeSnapshot(dir, name, c.offer.Backend); err != nil {
 			return fail(fmt.Errorf("snapshot %s: %w", snap, err))
-		}
-	}
-	if c.offer.Backend == storage.OverlayName {
-		if err := m.checkCopiedLayers(staging, c.offer.Snapshots); err != nil {
-			return fail(err)
 		}
 	}
 	if err := m.personalize(staging, name); err != nil {

@@ -140,13 +140,13 @@ func (m *Manager) Unfreeze(ctx context.Context, name string) (FreezeResult, erro
 }
 
 // heldForMigration returns the marker of a container restored here by a
-// migration whose source has not committed it.
+// migration and held frozen for its source, which has not committed it.
 func (m *Manager) heldForMigration(name string) (migrationMark, bool) {
 	if config.ValidateName(name) != nil {
 		return migrationMark{}, false
 	}
 	mark, ok := m.uncommitted(name)
-	return mark, ok && !mark.Committed
+	return mark, ok && mark.Held && !mark.Committed
 }
 
 // freezing reports a freeze asked for but not complete (a killed lodge

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lodge/config"
+	"lodge/internal/atomicfile"
 	"lodge/internal/idmap"
 	"lodge/migrate"
 	"lodge/storage"
@@ -53,12 +55,16 @@ type migrationMark struct {
 	// Committed: the source's Commit came; the container is being thawed
 	// (the marker goes once it is). A restarted server finishes that.
 	Committed bool `json:"committed,omitempty"`
+	// Copy: a stopped container copied here (lodge copy NAME REMOTE:NEW),
+	// never held: a restarted server removes it if its Commit never came
+	// (the source said the copy failed), unless it was started meanwhile.
+	Copy bool `json:"copy,omitempty"`
 }
 
 // setMark rewrites container name's marker.
 func (m *Manager) setMark(name string, mark migrationMark) error {
 	data, _ := json.Marshal(mark)
-	return writeFileAtomic(filepath.Join(m.store.ContainerDir(name), migrationMarker), data)
+	return atomicfile.Write(filepath.Join(m.store.ContainerDir(name), migrationMarker), data, 0o600)
 }
 
 // incoming is a migration a manager is receiving.
@@ -158,7 +164,7 @@ func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (Mi
 		}
 		return nil
 	}
-	return ans, m.stageIncoming(offer, cfg, claim)
+	return ans, m.stageIncoming(offer, cfg, claim, false)
 }
 
 // checkIncomingStorage checks that this host can hold the offered tree (a
@@ -173,8 +179,11 @@ func (m *Manager) checkIncomingStorage(offer MigrationOffer, cfg *config.Contain
 	switch offer.Backend {
 	case storage.DirName:
 	case storage.OverlayName:
-		if _, err := os.Stat(offer.BaseImage); err != nil {
-			return nil, kindError{fmt.Errorf("the image of %s (%s) is not on this host: %v", name, offer.BaseImage, err), ErrNotFound}
+		if err := checkOfferedLayers(offer.Layers); err != nil {
+			return nil, err
+		}
+		if _, err := m.incomingBase(offer); err != nil {
+			return nil, err
 		}
 		lowers := m.overlay().Lowers(storage.Tree{Layers: offer.Layers})
 		for i, id := range offer.Layers {
@@ -199,7 +208,7 @@ func (m *Manager) checkIncomingStorage(offer MigrationOffer, cfg *config.Contain
 // marker, cfg and the storage record, and the id range claimIDs records;
 // then the receive calls find it as this manager's incoming. A failure
 // leaves nothing (staging removed, range given back).
-func (m *Manager) stageIncoming(offer MigrationOffer, cfg *config.Container, claimIDs func() error) error {
+func (m *Manager) stageIncoming(offer MigrationOffer, cfg *config.Container, claimIDs func() error, copied bool) error {
 	name := offer.Name
 	if err := m.store.Prepare(); err != nil {
 		return err
@@ -231,7 +240,7 @@ func (m *Manager) stageIncoming(offer MigrationOffer, cfg *config.Container, cla
 	if err := cfg.Save(filepath.Join(res.dir, "config.toml")); err != nil {
 		return release(err)
 	}
-	mark, _ := json.Marshal(migrationMark{Name: name})
+	mark, _ := json.Marshal(migrationMark{Name: name, Copy: copied})
 	if err := os.WriteFile(filepath.Join(res.dir, migrationMarker), mark, 0o600); err != nil {
 		return release(err)
 	}
@@ -267,7 +276,7 @@ func (m *Manager) ReceiveMigrationLayer(ctx context.Context, name, layer string,
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if !contains(in.offer.Layers, layer) || filepath.Base(layer) != layer {
+	if !slices.Contains(in.offer.Layers, layer) || storage.CheckLayerID(layer) != nil {
 		return invalid(fmt.Errorf("layer %q is not one of %s's", layer, name))
 	}
 	final := m.overlay().Lowers(storage.Tree{Layers: []string{layer}})[0]
@@ -289,15 +298,6 @@ func (m *Manager) ReceiveMigrationLayer(ctx context.Context, name, layer string,
 		}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // ReceiveMigrationRootfs applies a tree stream (the whole tree, or a delta)
@@ -392,6 +392,9 @@ func (e reworded) Unwrap() error { return e.err }
 // placeIncoming moves the incoming container's staging directory into place.
 func (m *Manager) placeIncoming(in *incoming) error {
 	name := in.offer.Name
+	if err := m.sealIncomingTrees(in); err != nil {
+		return err
+	}
 	if err := os.Remove(filepath.Join(in.res.dir, ownerFile)); err != nil {
 		return err
 	}
@@ -422,6 +425,9 @@ func (m *Manager) AbortMigration(ctx context.Context, name string) error {
 
 func (m *Manager) abortLocked(in *incoming) error {
 	name := in.offer.Name
+	if mark, ok := m.uncommitted(name); ok && mark.Committed && in.moved {
+		return committedHere(name) // an operator's unfreeze, meanwhile
+	}
 	var err error
 	if in.moved {
 		err = m.Delete(context.Background(), name, true)
@@ -456,7 +462,7 @@ func (m *Manager) abortFromDisk(ctx context.Context, name string) error {
 	}
 	if mark, ok := m.uncommitted(name); ok {
 		if mark.Committed {
-			return fmt.Errorf("the migration of %s was committed here: it is this host's now", name)
+			return committedHere(name)
 		}
 		return m.Delete(ctx, name, true)
 	}
@@ -523,8 +529,12 @@ func (m *Manager) RecoverMigrations() []string {
 			m.finishCommit(context.Background(), name)
 			continue
 		}
-		held = append(held, name)
+		if mark.Copy {
+			m.recoverCopy(name)
+			continue
+		}
 		if mark.Held {
+			held = append(held, name)
 			continue
 		}
 		// Killed between its restore and its freeze (or during the
@@ -540,9 +550,31 @@ func (m *Manager) RecoverMigrations() []string {
 			}
 		}
 		mark.Held = true
-		m.setMark(name, mark)
+		if m.setMark(name, mark) == nil {
+			held = append(held, name)
+		}
 	}
 	return held
+}
+
+// recoverCopy settles a copy placed here whose source's Commit never came:
+// started meanwhile, it is this host's (committed); stopped, it goes, as
+// its source said the copy failed.
+func (m *Manager) recoverCopy(name string) {
+	if st, err := m.liveState(name); err == nil && st != nil {
+		mark := migrationMark{Name: name, Copy: true, Committed: true}
+		if m.setMark(name, mark) == nil {
+			m.finishCommit(context.Background(), name)
+		}
+		return
+	}
+	m.Delete(context.Background(), name, true)
+}
+
+// committedHere is the refusal of an Abort that comes too late: the
+// container is this host's.
+func committedHere(name string) error {
+	return kindError{fmt.Errorf("the migration of %s was committed here: it is this host's now", name), ErrInUse}
 }
 
 // waitRestoreDone waits (up to a minute) until the container's monitor
@@ -616,13 +648,4 @@ func (m *Manager) finishCommit(ctx context.Context, name string) error {
 		return nil
 	}
 	return err
-}
-
-// writeFileAtomic replaces path with data (a new file renamed over it).
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".new"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -144,6 +144,9 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 		return abort(err)
 	}
 
+	if err := checkAskedLayers(answer.MissingLayers, offer.Layers, name); err != nil {
+		return abort(err)
+	}
 	t0 = time.Now()
 	var layerBytes int64
 	lowers := m.overlay().Lowers(storage.Tree{Layers: answer.MissingLayers})
@@ -488,7 +491,19 @@ func lacking(here, there bool) string {
 	return "the target lacks it"
 }
 
-// untilAnswered calls a target's Abort or Commit until it succeeds, for a
+// finalAnswer tells a refusal the target gave (an error of a known kind:
+// asking again gets the same) from no answer (a connection refused or cut,
+// a server restarting, another process still holding the migration).
+func finalAnswer(err error) bool {
+	for _, kind := range []error{ErrInvalid, ErrExists, ErrInUse, ErrNotFound, ErrIncompatible, ErrRunning, ErrNotRunning} {
+		if errors.Is(err, kind) {
+			return true
+		}
+	}
+	return false
+}
+
+// untilAnswered calls a target's Abort or Commit until it answers, for a
 // minute: a target whose server was killed answers once it is restarted,
 // and until then only this side knows which copy must live.
 func untilAnswered(progress func(string, ...any), what string, call func(context.Context) error) error {
@@ -496,8 +511,8 @@ func untilAnswered(progress func(string, ...any), what string, call func(context
 	defer cancel()
 	for tries := 1; ; tries++ {
 		err := call(ctx)
-		if err == nil {
-			return nil
+		if err == nil || finalAnswer(err) {
+			return err
 		}
 		if tries == 1 {
 			progress("the target did not take the %s (%v): asking again for a minute", what, err)

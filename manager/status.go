@@ -128,7 +128,7 @@ func (m *Manager) Info(name string) (Info, error) {
 	info := m.describe(name, nil)
 	info.Storage = m.storageInfo(context.Background(), name)
 	info.Checkpoints = m.checkpointList(name)
-	if mark, held := m.heldForMigration(name); held && mark.Held {
+	if _, held := m.heldForMigration(name); held {
 		info.Migration = "held frozen for the commit of its migration's source; if the source lost its copy: lodge unfreeze " + name + " keeps this one; if it runs there: lodge delete --force " + name + " here"
 	}
 	return info, nil

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -204,15 +205,11 @@ func makeOverlayTree(path string, t Tree, rootMeta *unix.Stat_t) error {
 			return err
 		}
 	}
-	data, err := json.MarshalIndent(t, "", "  ")
-	if err != nil {
-		return err
-	}
 	// The tree holds no data, only entries: the write's sync of the tree's
 	// directory commits them (and, on a journalling filesystem, the owner
 	// and mode set above) without the syncfs a copy needs, which would wait
 	// for every dirty page of the host's filesystem.
-	if err := atomicfile.Write(filepath.Join(path, LayersFile), append(data, '\n'), 0o644); err != nil {
+	if err := WriteTree(path, t); err != nil {
 		return fmt.Errorf("make overlay tree: %w", err)
 	}
 	return nil
@@ -774,4 +771,29 @@ func (o Overlay) Usage(ctx context.Context, path string) (Usage, error) {
 		return Usage{}, fmt.Errorf("disk usage of %s: %w", path, err)
 	}
 	return Usage{Bytes: int64(st.Blocks-st.Bfree) * st.Bsize, Inodes: int64(st.Files - st.Ffree)}, nil
+}
+
+// layerIDPattern is what a layer id may be: newLayerID's hex, or at least
+// a single plain path element.
+var layerIDPattern = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$`)
+
+// CheckLayerID refuses a layer id that is not a plain name: ids come from
+// another host in a migration or a copy, and name directories here.
+func CheckLayerID(id string) error {
+	if !layerIDPattern.MatchString(id) {
+		return fmt.Errorf("invalid layer id %q: a layer id is up to 64 letters, digits, '-' or '_'", id)
+	}
+	return nil
+}
+
+// WriteTree replaces the layers of the overlay tree at path with t's.
+func WriteTree(path string, t Tree) error {
+	data, err := json.MarshalIndent(t, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(filepath.Join(path, LayersFile), append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("overlay tree %s: %w", path, err)
+	}
+	return nil
 }
