@@ -284,7 +284,8 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 	t0 = time.Now()
 	progress("committing %s on the target", name)
 	if err := untilAnswered(progress, "commit", func(cctx context.Context) error { return target.Commit(cctx, name) }); err != nil {
-		return res, kindError{fmt.Errorf("migrate %s: %w: the target holds it frozen and did not take the commit: %v; it is gone here", name, ErrMigrationAfter, err), ErrMigrationAfter}
+		return res, kindError{fmt.Errorf("migrate %s: %w: the target holds it frozen and did not take the commit: %v; its processes are gone here, and its stopped definition is kept here: do not start it; run lodge unfreeze %s on the target (it commits the migration there), then lodge delete %s here",
+			name, ErrMigrationAfter, err, name, name), ErrMigrationAfter}
 	}
 	if now := time.Now(); now.After(runningAt) {
 		runningAt = now // it runs there once the commit thawed it

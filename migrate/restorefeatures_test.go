@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"reflect"
 	"testing"
+
+	"lodge/internal/testreq"
 )
 
 func TestMissingFeatures(t *testing.T) {
@@ -28,7 +30,7 @@ func TestDumpFeatures(t *testing.T) {
 		t.Fatalf("this process: %v, %v", got, err)
 	}
 	if os.Getuid() != 0 {
-		t.Skip("unshare --time needs root")
+		testreq.Skip(t, "root", "unshare --time needs root")
 	}
 	// The shell is unshare's child, the first process in the new namespace.
 	cmd := exec.Command("unshare", "--time", "--fork", "--kill-child", "sh", "-c", "echo $$; exec sleep 60")
@@ -37,7 +39,7 @@ func TestDumpFeatures(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Skipf("unshare: %v", err)
+		testreq.Skip(t, "unshare", fmt.Sprintf("unshare --time (a kernel with time namespaces, util-linux 2.36+): %v", err))
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	var pid int

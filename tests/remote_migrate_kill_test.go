@@ -231,12 +231,23 @@ func TestRemoteMigrateKilled(t *testing.T) {
 	h2.must("migrate", name, "h1")
 	gone(t, h2.env, name)
 
-	for round := range 12 {
+	// Rounds kill h2's serve until it was killed 10 times (a round whose
+	// migration ended before its kill does not count), then two rounds
+	// kill the source's lodge migrate.
+	serveKills, sourceRound := 0, -1
+	for round := 0; sourceRound < 1; round++ {
+		serving := serveKills < 10
+		if serving && round == 20 {
+			t.Fatalf("h2's serve was killed in %d of 20 rounds only: the migrations ended before their kills", serveKills)
+		}
+		if !serving {
+			sourceRound++
+		}
 		before := readCounter(t, h1.env, name)
 		r := startMigrate(h1, name, "h2")
 		var what string
 		switch {
-		case round < 10 && round%4 == 3:
+		case serving && round%4 == 3:
 			// Right after the restore on h2, before h1 hears of it.
 			if !restoredOn(h2, name, r) {
 				what = "h2's serve to be killed once restored, but lodge migrate ended first"
@@ -245,13 +256,14 @@ func TestRemoteMigrateKilled(t *testing.T) {
 			what = fmt.Sprintf("h2's serve killed once h2 restored it (phase %s)", r.current())
 			warned := strings.Count(h2.serveLogs(), heldWarning)
 			h2.killServe()
+			serveKills++
 			h2.startServe()
 			// The restarted serve holds the restored copy (froze it, if
 			// the killed one had not) before it answers h1's Abort.
 			if strings.Count(h2.serveLogs(), heldWarning) == warned {
 				t.Errorf("round %d: h2's restarted serve did not hold the restored %s:\n%s", round, name, h2.serveLogs())
 			}
-		case round < 10:
+		case serving:
 			aim := lengths[rng.Intn(len(lengths))]
 			delay := time.Duration(rng.Int63n(int64(aim.at) + 1))
 			if !r.untilPhase(aim.name) {
@@ -264,16 +276,17 @@ func TestRemoteMigrateKilled(t *testing.T) {
 			case <-time.After(delay):
 				what = fmt.Sprintf("h2's serve killed %v into %s, at %v (phase %s)", delay.Round(time.Millisecond), aim.name, time.Since(r.began).Round(time.Millisecond), r.current())
 				h2.killServe()
+				serveKills++
 				h2.startServe()
 			}
 		default:
 			// The source's lodge migrate killed once h2 restored it
-			// (round 10: before it heard the answer, as far as it
-			// goes), or once it says it commits (round 11: CRIU has
+			// (the first: before it heard the answer, as far as it
+			// goes), or once it says it commits (the second: CRIU has
 			// killed its tree).
 			var tree []int
 			at := func() bool { return restoredOn(h2, name, r) }
-			if round == 11 {
+			if sourceRound == 1 {
 				at = func() bool {
 					for !r.ended() && r.current() != "commit" {
 						tree = append(tree, descendants(r.cmd.Process.Pid)...)
@@ -295,7 +308,7 @@ func TestRemoteMigrateKilled(t *testing.T) {
 		}
 		code, said := r.wait()
 		t.Logf("round %d: %s: exit %d\n%s", round, what, code, said)
-		if round >= 10 {
+		if !serving {
 			onH1, onH2 := heldOrGone(h1, name), heldOrGone(h2, name)
 			t.Logf("round %d: on h1 %s, on h2 %s", round, onH1, onH2)
 			switch {

@@ -37,6 +37,8 @@ var Features = map[string]string{
 	"noswap":   "no swap on the host (memory limits are then exact)",
 	"blockdev": "host root can open a block device (device-rule tests)",
 	"nsenter":  "util-linux's nsenter",
+	"unshare":  "util-linux's unshare with network and time namespaces (a test's own namespaces)",
+	"ping":     "a ping command (iputils-ping): the restore network lock test",
 	"iptables": "iptables-nft and iptables-legacy (Debian's iptables): the network host-check tests",
 	"dnsmasq":  "Debian's dnsmasq-base (/usr/sbin/dnsmasq and its user): the DHCP and DNS tests",
 	"iperf3":   "Debian's iperf3: the bandwidth limit test",
