@@ -36,9 +36,9 @@ which one the two hosts would allow.
 
 A refusal exits as other commands refused for the same reason: 4 when a process
 here cannot be checkpointed or the name or the id range is taken there, 3 when a
-NIC's network is missing there, 6 when the target cannot take it (its CPU lacks a
-feature of this one's, its CRIU or kernel lacks one the dump uses, other idmap
-settings, too little disk). The container keeps running here in every case.`,
+NIC's network or the image is missing there, 6 when the target cannot take it
+(its CPU lacks a feature of this one's, its CRIU or kernel lacks one the dump
+uses, other idmap settings, too little disk). The container keeps running here in every case.`,
 		Example: `  lodge migrate web h2
   lodge migrate web h2 --format json`,
 		Args:              exactArgs(2, "a container name and a remote"),
