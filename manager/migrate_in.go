@@ -350,7 +350,10 @@ func (m *Manager) RestoreMigration(ctx context.Context, name string) (MigrationR
 	dir := checkpointDirIn(m.store.ContainerDir(name))
 	// Not cut short once begun: a restore stopped half way by a
 	// cancelled context could leave its monitor to finish it.
-	if _, err := m.Restore(context.WithoutCancel(ctx), name, RestoreOptions{Dir: dir}, nil); err != nil {
+	// Held from the start: frozen before its tasks run again (CRIU's
+	// pre-resume), so that it never runs beside its source's copy, which
+	// is frozen, not gone, until the commit.
+	if _, err := m.Restore(context.WithoutCancel(ctx), name, RestoreOptions{Dir: dir, Hold: true}, nil); err != nil {
 		// CRIU's log outlives the rest, which goes: kept in ROOT/log.
 		msg := strings.Replace(err.Error(), "; the checkpoint is kept", "", 1)
 		logs := filepath.Join(m.store.Root, "log")
@@ -362,10 +365,11 @@ func (m *Manager) RestoreMigration(ctx context.Context, name string) (MigrationR
 		return MigrationRestored{}, reworded{msg, err}
 	}
 	// Held until Commit: should this answer be lost, the source resumes
-	// its copy, and this one must not run beside it.
-	if _, err := m.Freeze(context.WithoutCancel(ctx), name, 0); err != nil {
+	// its copy, and this one must not run beside it. The restore froze
+	// it; make sure it still is.
+	if st, err := m.liveState(name); err != nil || st == nil || !isFrozen(st) {
 		m.abortLocked(in)
-		return MigrationRestored{}, fmt.Errorf("hold the restored %s frozen until the source commits: %w; removed here", name, err)
+		return MigrationRestored{}, fmt.Errorf("the restored %s is not held frozen for the source's commit (state %v, %v); removed here", name, st != nil, err)
 	}
 	if err := m.setMark(name, migrationMark{Name: name, Held: true}); err != nil {
 		m.abortLocked(in)

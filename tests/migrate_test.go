@@ -323,6 +323,65 @@ func TestMigrateRestoreFails(t *testing.T) {
 	waitCounterAbove(t, p.b, "rf", before)
 }
 
+// TestMigrateHeld: the target's restored copy is held frozen from CRIU's
+// pre-resume, before its tasks run again, until the source's commit. While
+// the source still waits in its post-dump callback (its tree frozen) and B
+// has answered the restore, the counter on B's disk is the one A's frozen
+// tree left (B's copy never ran) and does not move for a second; after
+// the commit it counts on B.
+func TestMigrateHeld(t *testing.T) {
+	p := newMigrationPair(t, "dir")
+	p.a.createBusybox("held", counterEvery100ms)
+	p.a.must("start", "held")
+	waitCounterAbove(t, p.a, "held", 5)
+	// Read from the hosts' disks: a frozen container takes no exec.
+	counterOn := func(e *env) (int, error) {
+		data, err := os.ReadFile(filepath.Join(e.root, "containers", "held", "rootfs", "counter"))
+		if err != nil {
+			return 0, err
+		}
+		return strconv.Atoi(strings.TrimSpace(string(data)))
+	}
+	var atRestore int
+	target := &manager.LocalTarget{M: p.mb, AfterRestore: func() error {
+		if i := p.b.info("held"); i.State != "FROZEN" {
+			return fmt.Errorf("held is %s on B after its restore, not held frozen", i.State)
+		}
+		src, err := counterOn(p.a)
+		if err != nil {
+			return err
+		}
+		first, err := counterOn(p.b)
+		if err != nil {
+			return err
+		}
+		if first != src {
+			return fmt.Errorf("the counter is %d on B and %d on A's frozen tree: B's copy ran before the commit", first, src)
+		}
+		time.Sleep(time.Second)
+		second, err := counterOn(p.b)
+		if err != nil {
+			return err
+		}
+		if second != first {
+			return fmt.Errorf("the counter went from %d to %d on B while it was held", first, second)
+		}
+		atRestore = first
+		t.Logf("held on B: counter %d, as A's frozen tree left it, still %d a second later", first, second)
+		return nil
+	}}
+	res, err := p.ma.Migrate(context.Background(), "held", target, manager.MigrateOptions{}, nil)
+	if err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	t.Logf("migrated: downtime %v", res.Downtime.Round(time.Millisecond))
+	gone(t, p.a, "held")
+	if i := p.b.info("held"); i.State != "RUNNING" {
+		t.Fatalf("after the commit held is %s on B", i.State)
+	}
+	waitCounterAbove(t, p.b, "held", atRestore)
+}
+
 // TestMigrateDebian: a Debian container with systemd goes A -> B -> A, on
 // dir and on overlay storage: systemd stays running with no failed unit,
 // and journald answers.
