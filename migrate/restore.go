@@ -127,22 +127,10 @@ func runRestore(path string, req *rpc.CriuReq, console *os.File, n *restoreNotif
 	if err != nil {
 		return err
 	}
-	err = func() error {
-		for {
-			resp, err := s.call(req)
-			if err != nil {
-				if n.err != nil { // CRIU failed the restore because of it
-					return fmt.Errorf("%v: %w", err, n.err)
-				}
-				return err
-			}
-			if resp.GetType() != rpc.CriuReqType_NOTIFY {
-				return nil
-			}
-			ok := n.notify(resp.GetNotify())
-			req = &rpc.CriuReq{Type: rpc.CriuReqType_NOTIFY.Enum(), NotifySuccess: proto.Bool(ok)}
-		}
-	}()
+	err = s.run(req, n.notify)
+	if err != nil && n.err != nil { // CRIU failed the restore because of it
+		err = fmt.Errorf("%v: %w", err, n.err)
+	}
 	// Not killed: with the socket closed CRIU fails the restore and kills
 	// what it restored.
 	return s.finish(err, false)
