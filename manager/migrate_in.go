@@ -72,6 +72,9 @@ type incoming struct {
 	// its own copy) still removes it; the next AcceptMigration of the name
 	// drops it once the container has left.
 	restored bool
+	// idle removes it when its source stops calling (incoming_idle.go),
+	// until its restore (or a copy's finish) begins.
+	idle *idleTimer
 }
 
 // incomings are the migrations this process receives, by manager and
@@ -210,7 +213,7 @@ func (m *Manager) stageIncoming(offer MigrationOffer, cfg *config.Container, cla
 	if err != nil {
 		return err
 	}
-	in := &incoming{offer: offer, res: res}
+	in := &incoming{offer: offer, res: res, idle: m.newIdle()}
 	fail := func(err error) error {
 		m.removeStaging(res.dir)
 		res.release()
@@ -248,6 +251,7 @@ func (m *Manager) stageIncoming(offer MigrationOffer, cfg *config.Container, cla
 			return release(fmt.Errorf("a migration of %s is already being received here", name))
 		}
 	}
+	in.idle.start(func() { m.expireIncoming(name, in) })
 	return nil
 }
 
@@ -265,6 +269,7 @@ func (m *Manager) ReceiveMigrationLayer(ctx context.Context, name, layer string,
 	if err != nil {
 		return err
 	}
+	defer in.idle.call()()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if !contains(in.offer.Layers, layer) || filepath.Base(layer) != layer {
@@ -307,6 +312,7 @@ func (m *Manager) ReceiveMigrationRootfs(ctx context.Context, name string, r io.
 	if err != nil {
 		return err
 	}
+	defer in.idle.call()()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	_, err = migrate.ReceiveTree(ctx, r, filepath.Join(in.res.dir, "rootfs"))
@@ -319,6 +325,7 @@ func (m *Manager) ReceiveMigrationCheckpoint(ctx context.Context, name string, r
 	if err != nil {
 		return err
 	}
+	defer in.idle.call()()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	dir := checkpointDirIn(in.res.dir)
@@ -338,6 +345,9 @@ func (m *Manager) RestoreMigration(ctx context.Context, name string) (MigrationR
 	if err != nil {
 		return MigrationRestored{}, err
 	}
+	// From here the source's Commit or Abort decides, however long
+	// it takes: a restored copy may be the only one left.
+	in.idle.stop()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if err := m.placeIncoming(in); err != nil {
@@ -426,6 +436,7 @@ func (m *Manager) AbortMigration(ctx context.Context, name string) error {
 
 func (m *Manager) abortLocked(in *incoming) error {
 	name := in.offer.Name
+	in.idle.stop()
 	var err error
 	if in.moved {
 		err = m.Delete(context.Background(), name, true)
