@@ -35,8 +35,9 @@ type RestoreRequest struct {
 	Restored func(pid int) error
 	// Hold, if not nil, is the container's cgroup (the top of the restored
 	// tree's), frozen before the tasks run again: the restore returns with
-	// the tree frozen, and its tasks have not run a single instruction
-	// since the dump. Whoever thaws the group lets them go on.
+	// the tree frozen, and none of the tasks' own code has run since the
+	// dump (only CRIU's restorer, in them). Whoever thaws the group lets
+	// them go on.
 	Hold *cgroup.Group
 }
 
