@@ -105,7 +105,7 @@ func (m *Manager) resumePending(name string) string {
 // instead.
 func (m *Manager) resume(ctx context.Context, name, dir string, progress func(string, ...any)) error {
 	progress("resuming %s from its checkpoint %s (stateful stop)", name, filepath.Base(dir))
-	if _, err := m.restoreLocked(ctx, name, dir, progress); err != nil {
+	if _, err := m.restoreLocked(ctx, name, dir, false, progress); err != nil {
 		return fmt.Errorf("%w; to boot it instead: lodge start --fresh %s", err, name)
 	}
 	return nil // restoreLocked removed the marker
@@ -350,6 +350,10 @@ func dirBytes(dir string) int64 {
 // RestoreOptions are what `lodge restore` takes.
 type RestoreOptions struct {
 	Dir string // the checkpoint; "" for the container's newest
+	// Hold: the restored container is frozen (its cgroup's freezer)
+	// before its processes run again, and stays so until Unfreeze. A
+	// migration's restore holds it until the source's commit.
+	Hold bool
 }
 
 // Restore brings a stopped container back from a checkpoint: its monitor
@@ -365,10 +369,10 @@ func (m *Manager) Restore(ctx context.Context, name string, opts RestoreOptions,
 		return "", err
 	}
 	defer lock.Unlock()
-	return m.restoreLocked(ctx, name, opts.Dir, progress)
+	return m.restoreLocked(ctx, name, opts.Dir, opts.Hold, progress)
 }
 
-func (m *Manager) restoreLocked(ctx context.Context, name, dir string, progress func(string, ...any)) (string, error) {
+func (m *Manager) restoreLocked(ctx context.Context, name, dir string, hold bool, progress func(string, ...any)) (string, error) {
 	if st, err := m.liveState(name); err != nil {
 		return "", err
 	} else if st != nil {
@@ -399,7 +403,11 @@ func (m *Manager) restoreLocked(ctx context.Context, name, dir string, progress 
 		return dir, invalid(fmt.Errorf("restore %s from %s: %w; the checkpoint is kept", name, dir, err))
 	}
 	m.ensureViews(cfg, progress)
-	if err := m.runMonitor(ctx, name, progress, "restore", dir); err != nil {
+	args := []string{"restore", dir}
+	if hold {
+		args = append(args, "frozen")
+	}
+	if err := m.runMonitor(ctx, name, progress, args...); err != nil {
 		m.releaseNICsOrWarn(name, progress)
 		return dir, fmt.Errorf("restore %s from %s: %w; the checkpoint is kept", name, dir, err)
 	}

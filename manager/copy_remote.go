@@ -23,7 +23,7 @@ import (
 // read, under the container's lock (no start meanwhile). Any failure after
 // the target's preflight aborts there, which removes all of it; the target
 // also removes it by itself when a receive fails (the source died with the
-// stream cut) or no call comes for copyIdle (the source died between two).
+// stream cut) or no call comes for Manager.ReceiveIdle (the source died between two).
 // docs/migration.md, "Copy to another host".
 
 // CopyTarget is the receiving host of a copy, in the order CopyTo calls it.

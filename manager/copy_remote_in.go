@@ -27,24 +27,14 @@ import (
 // new one of this host's, its NICs get new MACs, and FinishCopy places it
 // stopped instead of restoring it. Unlike a migration's, whose source may
 // still need it, a copy is removed here as soon as a receive fails, or when
-// no call comes for copyIdle: its source is gone or gave up.
-
-// copyIdle is how long a copy being received waits for its source's next
-// call before it is removed. The calls follow each other at once (a
-// stream in progress counts as a call), so a source that does not call
-// for this long is dead.
-var copyIdle = 2 * time.Minute
+// no call comes for Manager.ReceiveIdle, as a migration (incoming_idle.go):
+// its source is gone or gave up.
 
 // incomingCopy is a copy this manager receives: the incoming migration
-// that holds it, what its source offered, and its idle timer.
+// that holds it (with its idle timer), and what its source offered.
 type incomingCopy struct {
 	in    *incoming
 	offer CopyOffer
-
-	mu    sync.Mutex
-	busy  int       // calls in progress
-	last  time.Time // when the last call ended
-	timer *time.Timer
 }
 
 // incomingCopies are the copies being received, by incomingKey.
@@ -92,11 +82,7 @@ func (m *Manager) AcceptCopy(ctx context.Context, offer CopyOffer) (CopyAnswer, 
 	if err != nil {
 		return ans, err
 	}
-	c := &incomingCopy{in: in, offer: offer, last: time.Now()}
-	c.mu.Lock()
-	c.timer = time.AfterFunc(copyIdle, func() { m.expireCopy(name, c) })
-	c.mu.Unlock()
-	incomingCopies.Store(m.incomingKey(name), c)
+	incomingCopies.Store(m.incomingKey(name), &incomingCopy{in: in, offer: offer})
 	if r, ok, err := m.allocator().Lookup(name); err == nil && ok {
 		ans.HostID, ans.IDCount = r.HostID, r.Size
 	}
@@ -134,43 +120,11 @@ func (m *Manager) incomingCopyOf(name string) (*incomingCopy, error) {
 	return v.(*incomingCopy), nil
 }
 
-// begin and end bracket a call of the copy's source: the copy is not idle
-// while one runs.
-func (c *incomingCopy) begin() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.busy++
-}
-
-func (c *incomingCopy) end() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.busy--
-	c.last = time.Now()
-	c.timer.Reset(copyIdle)
-}
-
 // current says whether c is still the copy of name being received here.
 func (m *Manager) current(name string, c *incomingCopy) bool {
 	v, ok := incomingCopies.Load(m.incomingKey(name))
 	in, err := m.incoming(name)
 	return ok && v == c && err == nil && in == c.in
-}
-
-// expireCopy removes a copy whose source has not called for copyIdle.
-func (m *Manager) expireCopy(name string, c *incomingCopy) {
-	c.mu.Lock()
-	idle := c.busy == 0 && time.Since(c.last) >= copyIdle
-	c.mu.Unlock()
-	if !idle {
-		return // a call runs, and resets the timer as it ends
-	}
-	c.in.mu.Lock()
-	defer c.in.mu.Unlock()
-	if m.current(name, c) {
-		m.abortLocked(c.in)
-		incomingCopies.CompareAndDelete(m.incomingKey(name), c)
-	}
 }
 
 // receiveCopy runs one receive of an incoming copy; if it fails, the copy
@@ -180,8 +134,7 @@ func (m *Manager) receiveCopy(name string, receive func(c *incomingCopy) error) 
 	if err != nil {
 		return err
 	}
-	c.begin()
-	defer c.end()
+	defer c.in.idle.call()()
 	if err := receive(c); err != nil {
 		c.in.mu.Lock()
 		defer c.in.mu.Unlock()
@@ -245,7 +198,7 @@ func (m *Manager) FinishCopy(ctx context.Context, name string) (CopyPlaced, erro
 	}
 	// Finished or removed, not expired: an expiry that fired meanwhile
 	// waits for the lock, then finds the copy gone.
-	c.timer.Stop()
+	c.in.idle.stop()
 	in := c.in
 	in.mu.Lock()
 	defer in.mu.Unlock()

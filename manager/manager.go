@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"lodge/config"
 	"lodge/internal/cgroup"
@@ -29,6 +30,10 @@ type Manager struct {
 	// servers: two managers of one process (a migration's two ends in a
 	// test) may have two.
 	hostPath string
+	// ReceiveIdle is how long a migration or a copy being received waits
+	// for its source's next call before it is removed here
+	// (incoming_idle.go); 0: DefaultReceiveIdle. Tests shorten it.
+	ReceiveIdle time.Duration
 
 	cgroupsOnce sync.Once
 	cgroups     *cgroup.Base // the host's cgroup layout and lodge's base in it, detected once (cgroupBase)

@@ -78,6 +78,9 @@ type incoming struct {
 	// its own copy) still removes it; the next AcceptMigration of the name
 	// drops it once the container has left.
 	restored bool
+	// idle removes it when its source stops calling (incoming_idle.go),
+	// until its restore (or a copy's finish) begins.
+	idle *idleTimer
 }
 
 // incomings are the migrations this process receives, by manager and
@@ -219,7 +222,7 @@ func (m *Manager) stageIncoming(offer MigrationOffer, cfg *config.Container, cla
 	if err != nil {
 		return err
 	}
-	in := &incoming{offer: offer, res: res}
+	in := &incoming{offer: offer, res: res, idle: m.newIdle()}
 	fail := func(err error) error {
 		m.removeStaging(res.dir)
 		res.release()
@@ -257,6 +260,7 @@ func (m *Manager) stageIncoming(offer MigrationOffer, cfg *config.Container, cla
 			return release(fmt.Errorf("a migration of %s is already being received here", name))
 		}
 	}
+	in.idle.start(func() { m.expireIncoming(name, in) })
 	return nil
 }
 
@@ -274,6 +278,7 @@ func (m *Manager) ReceiveMigrationLayer(ctx context.Context, name, layer string,
 	if err != nil {
 		return err
 	}
+	defer in.idle.call()()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if !slices.Contains(in.offer.Layers, layer) || storage.CheckLayerID(layer) != nil {
@@ -307,6 +312,7 @@ func (m *Manager) ReceiveMigrationRootfs(ctx context.Context, name string, r io.
 	if err != nil {
 		return err
 	}
+	defer in.idle.call()()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	_, err = migrate.ReceiveTree(ctx, r, filepath.Join(in.res.dir, "rootfs"))
@@ -319,6 +325,7 @@ func (m *Manager) ReceiveMigrationCheckpoint(ctx context.Context, name string, r
 	if err != nil {
 		return err
 	}
+	defer in.idle.call()()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	dir := checkpointDirIn(in.res.dir)
@@ -338,6 +345,9 @@ func (m *Manager) RestoreMigration(ctx context.Context, name string) (MigrationR
 	if err != nil {
 		return MigrationRestored{}, err
 	}
+	// From here the source's Commit or Abort decides, however long
+	// it takes: a restored copy may be the only one left.
+	in.idle.stop()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if err := m.placeIncoming(in); err != nil {
@@ -350,7 +360,10 @@ func (m *Manager) RestoreMigration(ctx context.Context, name string) (MigrationR
 	dir := checkpointDirIn(m.store.ContainerDir(name))
 	// Not cut short once begun: a restore stopped half way by a
 	// cancelled context could leave its monitor to finish it.
-	if _, err := m.Restore(context.WithoutCancel(ctx), name, RestoreOptions{Dir: dir}, nil); err != nil {
+	// Held from the start: frozen before its tasks run again (CRIU's
+	// pre-resume), so that it never runs beside its source's copy, which
+	// is frozen, not gone, until the commit.
+	if _, err := m.Restore(context.WithoutCancel(ctx), name, RestoreOptions{Dir: dir, Hold: true}, nil); err != nil {
 		// CRIU's log outlives the rest, which goes: kept in ROOT/log.
 		msg := strings.Replace(err.Error(), "; the checkpoint is kept", "", 1)
 		logs := filepath.Join(m.store.Root, "log")
@@ -362,10 +375,11 @@ func (m *Manager) RestoreMigration(ctx context.Context, name string) (MigrationR
 		return MigrationRestored{}, reworded{msg, err}
 	}
 	// Held until Commit: should this answer be lost, the source resumes
-	// its copy, and this one must not run beside it.
-	if _, err := m.Freeze(context.WithoutCancel(ctx), name, 0); err != nil {
+	// its copy, and this one must not run beside it. The restore froze
+	// it; make sure it still is.
+	if st, err := m.liveState(name); err != nil || st == nil || !isFrozen(st) {
 		m.abortLocked(in)
-		return MigrationRestored{}, fmt.Errorf("hold the restored %s frozen until the source commits: %w; removed here", name, err)
+		return MigrationRestored{}, fmt.Errorf("the restored %s is not held frozen for the source's commit (state %v, %v); removed here", name, st != nil, err)
 	}
 	if err := m.setMark(name, migrationMark{Name: name, Held: true}); err != nil {
 		m.abortLocked(in)
@@ -425,6 +439,7 @@ func (m *Manager) AbortMigration(ctx context.Context, name string) error {
 
 func (m *Manager) abortLocked(in *incoming) error {
 	name := in.offer.Name
+	in.idle.stop()
 	if mark, ok := m.uncommitted(name); ok && mark.Committed && in.moved {
 		return committedHere(name) // an operator's unfreeze, meanwhile
 	}
@@ -442,6 +457,7 @@ func (m *Manager) abortLocked(in *incoming) error {
 		in.res.release()
 	}
 	incomings.Delete(m.incomingKey(name))
+	incomingCopies.Delete(m.incomingKey(name)) // a copy's record, if it is one
 	return err
 }
 

@@ -107,21 +107,14 @@ func runDump(path string, req *rpc.CriuReq, r DumpRequest) (completedErr, err er
 	if err != nil {
 		return nil, err
 	}
-	err = func() error {
-		for {
-			resp, err := s.call(req)
-			if err != nil || resp.GetType() != rpc.CriuReqType_NOTIFY {
-				return err
+	err = s.run(req, func(nf *rpc.CriuNotify) bool {
+		if nf.GetScript() == "post-dump" && r.Completed != nil {
+			if completedErr = r.Completed(); completedErr != nil {
+				return false // CRIU resumes the tree and fails the dump
 			}
-			ok := true
-			if resp.GetNotify().GetScript() == "post-dump" && r.Completed != nil {
-				if completedErr = r.Completed(); completedErr != nil {
-					ok = false // CRIU resumes the tree and fails the dump
-				}
-			}
-			req = &rpc.CriuReq{Type: rpc.CriuReqType_NOTIFY.Enum(), NotifySuccess: proto.Bool(ok)}
 		}
-	}()
+		return true
+	})
 	// Never killed: a dump left half-way leaves the tree frozen and traced.
 	return completedErr, s.finish(err, false)
 }

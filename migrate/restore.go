@@ -1,15 +1,19 @@
 package migrate
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
-	criu "github.com/checkpoint-restore/go-criu/v7"
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
+
+	"lodge/internal/cgroup"
 )
 
 // RestoreRequest is one restore of a container's process tree.
@@ -29,25 +33,34 @@ type RestoreRequest struct {
 	// Restored is called with the restored init's host pid after the tree
 	// is restored and before it runs again (CRIU's post-restore).
 	Restored func(pid int) error
+	// Hold, if not nil, is the container's cgroup (the top of the restored
+	// tree's), frozen before the tasks run again: the restore returns with
+	// the tree frozen, and none of the tasks' own code has run since the
+	// dump (only CRIU's restorer, in them). Whoever thaws the group lets
+	// them go on.
+	Hold *cgroup.Group
 }
+
+// holdTimeout bounds the freeze of a held restore: the tasks are stopped
+// (traced by CRIU) when it is asked, so it completes at once.
+const holdTimeout = 10 * time.Second
 
 // Restore restores a container's process tree with c, as a child of the
 // calling process (CRIU's restore-sibling): the caller is the restored
 // init's parent and reaps it. On failure CRIU kills what it restored.
+//
+// lodge drives CRIU's RPC itself (swrk) and answers every notification:
+// setup-namespaces (the restored network locked, restoreLockTable),
+// post-restore (Restored), network-unlock, and pre-resume (Hold).
 func Restore(c *CRIU, r RestoreRequest) (int, error) {
 	dir, err := os.Open(r.ImagesDir)
 	if err != nil {
 		return 0, fmt.Errorf("checkpoint images: %w", err)
 	}
 	defer dir.Close()
-	// CRIU finds the console's slave at its descriptor number: criu swrk
-	// inherits it (Go's exec passes descriptors without close-on-exec).
-	consoleFD := int(r.Console.Fd())
-	if _, err := unix.FcntlInt(uintptr(consoleFD), unix.F_SETFD, 0); err != nil {
-		return 0, err
-	}
-	defer unix.FcntlInt(uintptr(consoleFD), unix.F_SETFD, unix.FD_CLOEXEC)
+	log := filepath.Join(r.ImagesDir, r.LogFile)
 	opts := &rpc.CriuOpts{
+		// CRIU opens it as /proc/<lodge's pid>/fd/N.
 		ImagesDirFd:       proto.Int32(int32(dir.Fd())),
 		LogFile:           proto.String(r.LogFile),
 		LogLevel:          proto.Int32(4),
@@ -59,7 +72,10 @@ func Restore(c *CRIU, r RestoreRequest) (int, error) {
 		ManageCgroups:     proto.Bool(true),
 		ManageCgroupsMode: rpc.CriuCgMode_SOFT.Enum(),
 		External:          restoreExternals(r),
-		InheritFd:         []*rpc.InheritFd{{Key: proto.String(r.ConsoleTTY), Fd: proto.Int32(int32(consoleFD))}},
+		// The console's slave is CRIU's own descriptor 4 (startSwrk's
+		// first extra file), where CRIU finds it.
+		InheritFd:     []*rpc.InheritFd{{Key: proto.String(r.ConsoleTTY), Fd: proto.Int32(4)}},
+		NotifyScripts: proto.Bool(true),
 	}
 	for ctrl, path := range r.CgroupRoots {
 		root := &rpc.CgroupRoot{Path: proto.String(path)}
@@ -68,23 +84,57 @@ func Restore(c *CRIU, r RestoreRequest) (int, error) {
 		}
 		opts.CgRoot = append(opts.CgRoot, root)
 	}
-	n := &restoreNotify{restored: r.Restored}
-	defer n.lock.close()
-	if err := c.Client().Restore(opts, n); err != nil {
-		return 0, fmt.Errorf("criu restore: %s (see %s)", logErrors(filepath.Join(r.ImagesDir, r.LogFile)), filepath.Join(r.ImagesDir, r.LogFile))
+	n := &restoreNotify{restored: r.Restored, hold: r.Hold}
+	defer func() { n.lock.close() }() // n.lock is set at setup-namespaces
+	err = runRestore(c.Path, &rpc.CriuReq{Type: rpc.CriuReqType_RESTORE.Enum(), Opts: opts}, r.Console, n)
+	if err != nil {
+		why := logErrors(log)
+		switch {
+		case why == "":
+			why = err.Error()
+		case n.err != nil: // lodge's answer to a notification failed it
+			why = n.err.Error() + "; " + why
+		}
+		return 0, fmt.Errorf("criu restore: %s (see %s)", why, log)
 	}
 	if n.pid == 0 {
-		return 0, fmt.Errorf("criu restore: no pid reported (see %s/%s)", r.ImagesDir, r.LogFile)
+		return 0, fmt.Errorf("criu restore: no pid reported (see %s)", log)
 	}
-	// CRIU ignores a failed network-unlock notification: make sure, and
-	// rather than leave a container cut off, end it (the caller is its
-	// parent: reap it) and fail the restore.
-	if err := n.lock.unlock(); err != nil {
+	// CRIU ignores a failed network-unlock or pre-resume answer: make
+	// sure, and rather than leave a container cut off, or running when it
+	// was to be held, end it (the caller is its parent: reap it) and fail
+	// the restore.
+	fail := func(err error) (int, error) {
 		unix.Kill(n.pid, unix.SIGKILL)
 		unix.Wait4(n.pid, nil, 0, nil)
 		return 0, err
 	}
+	if err := n.lock.unlock(); err != nil {
+		return fail(err)
+	}
+	if r.Hold != nil {
+		if err := n.checkHeld(); err != nil {
+			return fail(err)
+		}
+	}
 	return n.pid, nil
+}
+
+// runRestore runs "PATH swrk 3" (the console as its fd 4), sends it req
+// and answers its notifications until its restore response. CRIU runs in
+// the caller's process group, as its restore-sibling child.
+func runRestore(path string, req *rpc.CriuReq, console *os.File, n *restoreNotify) error {
+	s, err := startSwrk(path, []*os.File{console}, nil)
+	if err != nil {
+		return err
+	}
+	err = s.run(req, n.notify)
+	if err != nil && n.err != nil { // CRIU failed the restore because of it
+		err = fmt.Errorf("%v: %w", err, n.err)
+	}
+	// Not killed: with the socket closed CRIU fails the restore and kills
+	// what it restored.
+	return s.finish(err, false)
 }
 
 // restoreExternals are CRIU's --external entries for a restore:
@@ -97,28 +147,83 @@ func restoreExternals(r RestoreRequest) []string {
 	return append(out, r.Externals...)
 }
 
-// restoreNotify takes the restored init's pid from CRIU's post-restore
-// notification, and locks the restored network namespace from its
-// creation until CRIU unlocks it (restoreLockTable says why).
+// restoreNotify answers a restore's notifications: it locks the restored
+// network namespace from its creation until CRIU unlocks it
+// (restoreLockTable says why), takes the restored init's pid from
+// post-restore, and freezes the held tree at pre-resume.
 type restoreNotify struct {
-	criu.NoNotify
 	restored func(pid int) error
+	hold     *cgroup.Group
 	pid      int
 	lock     *restoreLock
+	err      error // the first notification that failed
+	holdErr  error // the freeze at pre-resume failed (CRIU goes on)
+	held     bool  // frozen at pre-resume
 }
 
-func (n *restoreNotify) SetupNamespaces(pid int32) error {
-	lock, err := lockRestoredNetwork(int(pid))
-	n.lock = lock
-	return err
+// notify handles one notification and says whether it went well.
+// Those lodge does not use are answered with success.
+func (n *restoreNotify) notify(nf *rpc.CriuNotify) bool {
+	var err error
+	switch nf.GetScript() {
+	case "setup-namespaces":
+		n.lock, err = lockRestoredNetwork(int(nf.GetPid()))
+	case "post-restore":
+		n.pid = int(nf.GetPid())
+		if n.restored != nil {
+			err = n.restored(n.pid)
+		}
+	case "network-unlock":
+		err = n.lock.unlock()
+	case "pre-resume":
+		err = n.freeze()
+	}
+	if err != nil && n.err == nil {
+		n.err = err
+	}
+	return err == nil
 }
 
-func (n *restoreNotify) NetworkUnlock() error { return n.lock.unlock() }
+// freeze freezes the held tree at CRIU's pre-resume. There every task is
+// restored and stopped, traced by CRIU at its last rt_sigreturn; CRIU
+// then only sets their registers and detaches (finalize_restore_detach).
+// It does the same with a tree dumped frozen (its restore_freezer_state
+// freezes it right after this notification), so a frozen group is what
+// CRIU expects here: a detached task goes from its trace stop into the
+// freezer without returning to user space.
+func (n *restoreNotify) freeze() error {
+	if n.hold == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), holdTimeout)
+	defer cancel()
+	if err := n.hold.Freeze(ctx); err != nil {
+		n.holdErr = fmt.Errorf("hold the restored tree frozen: %w", err)
+		return n.holdErr
+	}
+	n.held = true
+	return nil
+}
 
-func (n *restoreNotify) PostRestore(pid int32) error {
-	n.pid = int(pid)
-	if n.restored != nil {
-		return n.restored(n.pid)
+// checkHeld makes sure a held tree is frozen once CRIU is done. CRIU
+// writes the v1 freezer's state it recorded at the dump (THAWED: lodge's
+// dumps freeze the tree themselves) right after pre-resume, on a host
+// where lodge's freezer is the v1 one (no cgroup2): that thaws the hold,
+// and the tasks run from CRIU's detach until the freeze here.
+func (n *restoreNotify) checkHeld() error {
+	if n.holdErr != nil {
+		return n.holdErr
+	}
+	if !n.held {
+		return errors.New("hold the restored tree frozen: CRIU never said it was about to resume it (pre-resume)")
+	}
+	if frozen, err := n.hold.Frozen(); err == nil && frozen {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), holdTimeout)
+	defer cancel()
+	if err := n.hold.Freeze(ctx); err != nil {
+		return fmt.Errorf("hold the restored tree frozen: %w", err)
 	}
 	return nil
 }

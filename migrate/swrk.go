@@ -75,6 +75,19 @@ func (s *swrk) call(req *rpc.CriuReq) (*rpc.CriuResp, error) {
 	return resp, nil
 }
 
+// run sends req (a dump or a restore) and answers CRIU's notifications
+// with notify's verdict until CRIU's response to req.
+func (s *swrk) run(req *rpc.CriuReq, notify func(*rpc.CriuNotify) bool) error {
+	for {
+		resp, err := s.call(req)
+		if err != nil || resp.GetType() != rpc.CriuReqType_NOTIFY {
+			return err
+		}
+		ok := notify(resp.GetNotify())
+		req = &rpc.CriuReq{Type: rpc.CriuReqType_NOTIFY.Enum(), NotifySuccess: proto.Bool(ok)}
+	}
+}
+
 // finish closes the socket (CRIU's swrk ends with it), kills CRIU first
 // if callErr says the session went wrong and kill is set, waits for it,
 // and returns callErr with what CRIU printed on stderr, or how it ended.

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"lodge/manager"
@@ -321,6 +323,113 @@ func TestMigrateRestoreFails(t *testing.T) {
 		t.Fatal("the migration is not committed on the target")
 	}
 	waitCounterAbove(t, p.b, "rf", before)
+}
+
+// TestMigrateHeld: the target's restored copy is held frozen from CRIU's
+// pre-resume, before its tasks run again, until the source's commit. While
+// the source still waits in its post-dump callback (its tree frozen) and B
+// has answered the restore, the counter on B's disk is the one A's frozen
+// tree left (B's copy never ran) and does not move for a second; after
+// the commit it counts on B.
+func TestMigrateHeld(t *testing.T) {
+	p := newMigrationPair(t, "dir")
+	p.a.createBusybox("held", counterEvery100ms)
+	p.a.must("start", "held")
+	waitCounterAbove(t, p.a, "held", 5)
+	// Read from the hosts' disks: a frozen container takes no exec.
+	counterOn := func(e *env) (int, error) {
+		data, err := os.ReadFile(filepath.Join(e.root, "containers", "held", "rootfs", "counter"))
+		if err != nil {
+			return 0, err
+		}
+		return strconv.Atoi(strings.TrimSpace(string(data)))
+	}
+	var atRestore int
+	target := &manager.LocalTarget{M: p.mb, AfterRestore: func() error {
+		if i := p.b.info("held"); i.State != "FROZEN" {
+			return fmt.Errorf("held is %s on B after its restore, not held frozen", i.State)
+		}
+		src, err := counterOn(p.a)
+		if err != nil {
+			return err
+		}
+		first, err := counterOn(p.b)
+		if err != nil {
+			return err
+		}
+		if first != src {
+			return fmt.Errorf("the counter is %d on B and %d on A's frozen tree: B's copy ran before the commit", first, src)
+		}
+		time.Sleep(time.Second)
+		second, err := counterOn(p.b)
+		if err != nil {
+			return err
+		}
+		if second != first {
+			return fmt.Errorf("the counter went from %d to %d on B while it was held", first, second)
+		}
+		atRestore = first
+		t.Logf("held on B: counter %d, as A's frozen tree left it, still %d a second later", first, second)
+		return nil
+	}}
+	res, err := p.ma.Migrate(context.Background(), "held", target, manager.MigrateOptions{}, nil)
+	if err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	t.Logf("migrated: downtime %v", res.Downtime.Round(time.Millisecond))
+	gone(t, p.a, "held")
+	if i := p.b.info("held"); i.State != "RUNNING" {
+		t.Fatalf("after the commit held is %s on B", i.State)
+	}
+	waitCounterAbove(t, p.b, "held", atRestore)
+}
+
+// deadSource is a target whose source dies in the middle of the live
+// tree's stream: the stream is cut after 64 KiB, and no Abort ever comes.
+type deadSource struct{ manager.LocalTarget }
+
+func (d *deadSource) ReceiveRootfs(ctx context.Context, name string, r io.Reader) error {
+	err := d.LocalTarget.ReceiveRootfs(ctx, name, io.MultiReader(io.LimitReader(r, 64<<10), iotest.ErrReader(errors.New("connection reset"))))
+	return fmt.Errorf("the source died mid-stream (the target's receive: %v)", err)
+}
+
+func (d *deadSource) Abort(ctx context.Context, name string) error { return nil }
+
+// TestMigrateSourceGone: a migration whose source dies mid-stream leaves
+// the target's staging directory and id range held by the live receiver
+// (no Abort comes, and RecoverMigrations skips what a live receiver
+// holds), until no call of the source has come for the receiver's idle
+// limit (ReceiveIdle, two minutes; 3 s here): then B has nothing of it,
+// and a migration after goes through.
+func TestMigrateSourceGone(t *testing.T) {
+	p := newMigrationPair(t, "dir")
+	p.a.createBusybox("sg", counterEvery100ms)
+	p.a.must("start", "sg")
+	waitCounterAbove(t, p.a, "sg", 5)
+	const limit = 3 * time.Second
+	p.mb.ReceiveIdle = limit
+	_, err := p.ma.Migrate(context.Background(), "sg", &deadSource{manager.LocalTarget{M: p.mb}}, manager.MigrateOptions{}, nil)
+	cut := time.Now()
+	if err == nil || !strings.Contains(err.Error(), "the source died mid-stream") {
+		t.Fatalf("migrate with a source dying mid-stream: %v", err)
+	}
+	t.Logf("failed as it should: %v", err)
+	staging := filepath.Join(p.b.root, "tmp", "sg.create")
+	if _, err := os.Stat(staging); err != nil && time.Since(cut) < limit/2 {
+		t.Fatalf("B's staging directory is gone before its idle limit: %v", err)
+	}
+	waitUntil(t, "B to remove the migration nobody calls for", func() bool {
+		_, err := os.Stat(staging)
+		return errors.Is(err, os.ErrNotExist)
+	})
+	gone(t, p.b, "sg")
+	if i := p.a.info("sg"); i.State != "RUNNING" {
+		t.Fatalf("sg is %s on A", i.State)
+	}
+	p.mb.ReceiveIdle = 0
+	migrateOnce(t, p.ma, p.mb, "sg")
+	gone(t, p.a, "sg")
+	waitCounterAbove(t, p.b, "sg", 0)
 }
 
 // TestMigrateDebian: a Debian container with systemd goes A -> B -> A, on

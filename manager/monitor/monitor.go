@@ -57,13 +57,13 @@ type Monitor struct {
 // exit status.
 func Main(args []string) int {
 	resume := len(args) == 3 && args[2] == resumeArg
-	restore := len(args) == 4 && args[2] == restoreArg
+	restore := (len(args) == 4 || len(args) == 5 && args[4] == frozenArg) && args[2] == restoreArg
 	status := &statusPipe{}
 	if !resume {
 		status.f = os.NewFile(statusFD, "status")
 	}
 	if len(args) != 2 && !resume && !restore {
-		status.fail(fmt.Errorf("usage: lodge __monitor ROOT NAME [restore DIR]"))
+		status.fail(fmt.Errorf("usage: lodge __monitor ROOT NAME [restore DIR [frozen]]"))
 		return 2
 	}
 	m, err := newMonitor(args[0], args[1], status)
@@ -76,7 +76,7 @@ func Main(args []string) int {
 		return m.resume()
 	}
 	if restore {
-		return m.runRestore(args[3])
+		return m.runRestore(args[3], len(args) == 5)
 	}
 	return m.run()
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lodge/config"
+	"lodge/internal/cgroup"
 	"lodge/internal/revert"
 	"lodge/internal/store"
 	"lodge/lxcfs"
@@ -31,19 +32,25 @@ import (
 // from there on it watches the restored init like one it started.
 // docs/checkpoint.md has the recipe and what each step fixed.
 
-// restoreArg selects a restore in Main's arguments.
-const restoreArg = "restore"
+// restoreArg selects a restore in Main's arguments; frozenArg after its
+// directory holds the restored tree frozen (`restore DIR frozen`).
+const (
+	restoreArg = "restore"
+	frozenArg  = "frozen"
+)
 
 // runRestore is run for a restore: the monitor's set-up, the restore, then
 // watching the container as after a boot.
-func (m *Monitor) runRestore(dir string) int {
-	return m.runWith(func() (*boot, error) { return m.restore(dir) }, "restore from "+dir)
+func (m *Monitor) runRestore(dir string, hold bool) int {
+	return m.runWith(func() (*boot, error) { return m.restore(dir, hold) }, "restore from "+dir)
 }
 
 // restore brings the container back from checkpoint dir. On failure it
 // leaves nothing behind (CRIU kills what it restored) and the checkpoint
-// as it was.
-func (m *Monitor) restore(dir string) (*boot, error) {
+// as it was. With hold, the restored tree is frozen (its cgroup's freezer)
+// before its tasks run again, and stays so until someone thaws it (a
+// migration's commit): it never runs beside its source's copy.
+func (m *Monitor) restore(dir string, hold bool) (*boot, error) {
 	cfg, err := config.Load(m.store.ConfigPath(m.name))
 	if err != nil {
 		return nil, err
@@ -96,7 +103,12 @@ func (m *Monitor) restore(dir string) (*boot, error) {
 		master.Close()
 		return nil, err
 	}
+	var held *cgroup.Group
+	if hold {
+		held = group
+	}
 	pid, err := migrate.Restore(criu, migrate.RestoreRequest{
+		Hold:      held,
 		ImagesDir: dir, LogFile: "restore.log", Root: filepath.Join(staging, "root"),
 		Mounts: mounts, Console: slave, ConsoleTTY: rec.Console, Externals: nics,
 		CgroupRoots: group.CRIURoots(),
@@ -120,11 +132,13 @@ func (m *Monitor) restore(dir string) (*boot, error) {
 		return nil, err
 	}
 	b.console = newConsoleRelay(master, m.consoleLogPath())
-	m.announceNICs(pid) // CRIU has unlocked the network and resumed the tasks
+	// CRIU has unlocked the network and resumed the tasks (held: into
+	// the freezer); the NICs announce themselves from the namespace.
+	m.announceNICs(pid)
 	r.Success()
 	go b.reap()
 	m.setCurrent(b)
-	m.log.Info("container restored", "init", pid, "checkpoint", dir)
+	m.log.Info("container restored", "init", pid, "checkpoint", dir, "held", hold)
 	return b, nil
 }
 
