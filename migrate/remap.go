@@ -1,19 +1,22 @@
 package migrate
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
-	"github.com/checkpoint-restore/go-criu/v7/crit"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/cgroup"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mnt"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
+	"github.com/checkpoint-restore/go-criu/v7/magic"
 	"google.golang.org/protobuf/proto"
 
+	"lodge/internal/atomicfile"
 	"lodge/internal/idmap"
 )
 
@@ -76,14 +79,14 @@ func RemapImages(dir string, from, to idmap.Range) error {
 		return fmt.Errorf("remap ids of checkpoint %s: it has no user namespace image", dir)
 	}
 	for _, p := range nss {
-		if err := rewriteImage(p, &userns.UsernsEntry{}, func(m proto.Message) error {
+		if err := rewriteImage(p, "USERNS", func() proto.Message { return &userns.UsernsEntry{} }, func(m proto.Message) error {
 			return remapUserns(m.(*userns.UsernsEntry), from, to)
 		}); err != nil {
 			return err
 		}
 	}
 	if p := filepath.Join(dir, "cgroup.img"); exists(p) {
-		if err := rewriteImage(p, &cgroup.CgroupEntry{}, func(m proto.Message) error {
+		if err := rewriteImage(p, "CGROUP", func() proto.Message { return &cgroup.CgroupEntry{} }, func(m proto.Message) error {
 			remapCgroups(m.(*cgroup.CgroupEntry), from, to)
 			return nil
 		}); err != nil {
@@ -176,12 +179,12 @@ func hostIDOptions(opts string, r idmap.Range) []string {
 // checkMountOptions refuses a mount image with host ids of r in a mount's
 // options: remapping would leave them to the old range.
 func checkMountOptions(path string, r idmap.Range) error {
-	img, err := decodeImage(path, &mnt.MntEntry{})
+	entries, err := readImage(path, "MNTS", func() proto.Message { return &mnt.MntEntry{} })
 	if err != nil {
 		return err
 	}
-	for _, e := range img.Entries {
-		m := e.Message.(*mnt.MntEntry)
+	for _, e := range entries {
+		m := e.(*mnt.MntEntry)
 		if bad := hostIDOptions(m.GetOptions(), r); len(bad) > 0 {
 			return fmt.Errorf("remap ids: the mount at %s has host ids of %s in its options (%s): lodge cannot move them to another range", m.GetMountpoint(), r, strings.Join(bad, ","))
 		}
@@ -189,56 +192,83 @@ func checkMountOptions(path string, r idmap.Range) error {
 	return nil
 }
 
-// decodeImage reads CRIU image path, of entries like entry.
-func decodeImage(path string, entry proto.Message) (*crit.CriuImage, error) {
-	f, err := os.Open(path)
+// CRIU's image files (criu/include/image.h, magic.h): a common image is
+// IMG_COMMON's magic and its own, both 32-bit little endian, then its
+// entries, each a 32-bit little-endian length and a protobuf message of the
+// image's type. go-criu's images packages have the types; its crit package
+// is not used, as it registers a stats.proto that conflicts with go-criu's
+// own (a program linking both panics at start).
+
+// readImage reads the entries of CRIU image path, of magic name want, each
+// into a message newEntry makes.
+func readImage(path, want string, newEntry func() proto.Message) ([]proto.Message, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	img, err := crit.New(f, nil, "", false, false).Decode(entry)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", path, err)
+	magics := magic.LoadMagic().ByName
+	if len(data) < 8 || binary.LittleEndian.Uint32(data) != uint32(magics["IMG_COMMON"]) || binary.LittleEndian.Uint32(data[4:]) != uint32(magics[want]) {
+		return nil, fmt.Errorf("image %s: not a CRIU %s image", path, want)
 	}
-	return img, nil
+	var out []proto.Message
+	for rest := data[8:]; len(rest) > 0; {
+		if len(rest) < 4 {
+			return nil, fmt.Errorf("image %s: %w", path, io.ErrUnexpectedEOF)
+		}
+		n := binary.LittleEndian.Uint32(rest)
+		if uint64(n) > uint64(len(rest)-4) {
+			return nil, fmt.Errorf("image %s: entry of %d bytes: %w", path, n, io.ErrUnexpectedEOF)
+		}
+		e := newEntry()
+		if err := proto.Unmarshal(rest[4:4+n], e); err != nil {
+			return nil, fmt.Errorf("image %s: %w", path, err)
+		}
+		out = append(out, e)
+		rest = rest[4+n:]
+	}
+	return out, nil
 }
 
-// rewriteImage decodes CRIU image path, has change change each entry and
-// replaces the file with the result (a new file renamed over it).
-func rewriteImage(path string, entry proto.Message, change func(proto.Message) error) error {
-	img, err := decodeImage(path, entry)
+// encodeImage is a CRIU image of magic name and entries.
+func encodeImage(name string, entries []proto.Message) ([]byte, error) {
+	magics := magic.LoadMagic().ByName
+	m, ok := magics[name]
+	if !ok {
+		return nil, fmt.Errorf("no CRIU image is called %s", name)
+	}
+	out := binary.LittleEndian.AppendUint32(nil, uint32(magics["IMG_COMMON"]))
+	out = binary.LittleEndian.AppendUint32(out, uint32(m))
+	for _, e := range entries {
+		b, err := proto.Marshal(e)
+		if err != nil {
+			return nil, err
+		}
+		out = binary.LittleEndian.AppendUint32(out, uint32(len(b)))
+		out = append(out, b...)
+	}
+	return out, nil
+}
+
+// rewriteImage reads CRIU image path (of magic name, entries newEntry
+// makes), has change change each entry and replaces the file with the
+// result (a new file renamed over it).
+func rewriteImage(path, name string, newEntry func() proto.Message, change func(proto.Message) error) error {
+	entries, err := readImage(path, name, newEntry)
 	if err != nil {
 		return err
 	}
-	for _, e := range img.Entries {
-		if err := change(e.Message); err != nil {
+	for _, e := range entries {
+		if err := change(e); err != nil {
 			return fmt.Errorf("%w (%s)", err, filepath.Base(path))
 		}
 	}
-	return encodeImage(path, img)
-}
-
-// encodeImage writes img to path through a temporary file beside it.
-func encodeImage(path string, img *crit.CriuImage) error {
-	fi, err := os.Stat(path)
-	mode := os.FileMode(0o600)
-	if err == nil {
-		mode = fi.Mode().Perm()
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".remap-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	err = crit.New(nil, tmp, "", false, false).Encode(img)
-	if err == nil {
-		err = tmp.Chmod(mode)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
+	data, err := encodeImage(name, entries)
 	if err != nil {
 		return fmt.Errorf("image %s: %w", path, err)
 	}
-	return os.Rename(tmp.Name(), path)
+	mode := os.FileMode(0o600)
+	if fi, err := os.Stat(path); err == nil {
+		mode = fi.Mode().Perm()
+	}
+	return atomicfile.WriteRuntime(path, data, mode) // the checkpoint is removed after the restore
 }

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v7/crit"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/cgroup"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mnt"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
@@ -107,12 +106,52 @@ func TestRemapMountOptions(t *testing.T) {
 // writeImage writes entries as a CRIU image of magic at path.
 func writeImage(t *testing.T, path, magic string, entries ...proto.Message) {
 	t.Helper()
-	img := &crit.CriuImage{Magic: magic}
-	for _, e := range entries {
-		img.Entries = append(img.Entries, &crit.CriuEntry{Message: e})
+	data, err := encodeImage(magic, entries)
+	if err == nil {
+		err = os.WriteFile(path, data, 0o644)
 	}
-	if err := encodeImage(path, img); err != nil {
+	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRemapImageFormat: an image as CRIU writes it (the bytes of a
+// userns image of a real dump) is read, and written back the same.
+func TestRemapImageFormat(t *testing.T) {
+	// A Debian container's userns-15.img, CRIU 4.2.1: IMG_COMMON, USERNS,
+	// one entry of uid_map and gid_map {0, 589824, 65536}.
+	real := []byte{
+		0x19, 0x43, 0x56, 0x54, 0x06, 0x49, 0x47, 0x55, 0x18, 0x00, 0x00, 0x00,
+		0x0a, 0x0a, 0x08, 0x00, 0x10, 0x80, 0x80, 0x24, 0x18, 0x80, 0x80, 0x04,
+		0x12, 0x0a, 0x08, 0x00, 0x10, 0x80, 0x80, 0x24, 0x18, 0x80, 0x80, 0x04,
+	}
+	path := filepath.Join(t.TempDir(), "userns-15.img")
+	if err := os.WriteFile(path, real, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := readImage(path, "USERNS", func() proto.Message { return &userns.UsernsEntry{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		t.Fatalf("%d entries", len(entries))
+	}
+	e := entries[0].(*userns.UsernsEntry)
+	if x := e.UidMap[0]; x.GetFirst() != 0 || x.GetLowerFirst() != 589824 || x.GetCount() != 65536 || len(e.GidMap) != 1 {
+		t.Fatalf("read %v", e)
+	}
+	again, err := encodeImage("USERNS", entries)
+	if err != nil || string(again) != string(real) {
+		t.Fatalf("written back as % x (%v)", again, err)
+	}
+	if _, err := readImage(path, "CGROUP", func() proto.Message { return &cgroup.CgroupEntry{} }); err == nil {
+		t.Error("a userns image was read as a cgroup image")
+	}
+	if err := os.WriteFile(path, real[:len(real)-3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readImage(path, "USERNS", func() proto.Message { return &userns.UsernsEntry{} }); err == nil {
+		t.Error("a cut image was read")
 	}
 }
 
@@ -148,18 +187,18 @@ func TestRemapImages(t *testing.T) {
 	if err != nil || rec.HostID != remapTo.HostID || rec.IDCount != remapTo.Size || rec.BootID != "b" {
 		t.Fatalf("record after the remap: %+v, %v", rec, err)
 	}
-	ns, err := decodeImage(filepath.Join(dir, "userns-15.img"), &userns.UsernsEntry{})
+	ns, err := readImage(filepath.Join(dir, "userns-15.img"), "USERNS", func() proto.Message { return &userns.UsernsEntry{} })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := ns.Entries[0].Message.(*userns.UsernsEntry); e.UidMap[0].GetLowerFirst() != 655360 || e.GidMap[0].GetLowerFirst() != 655360 {
+	if e := ns[0].(*userns.UsernsEntry); e.UidMap[0].GetLowerFirst() != 655360 || e.GidMap[0].GetLowerFirst() != 655360 {
 		t.Errorf("user namespace after the remap: %v", e)
 	}
-	cg, err := decodeImage(filepath.Join(dir, "cgroup.img"), &cgroup.CgroupEntry{})
+	cg, err := readImage(filepath.Join(dir, "cgroup.img"), "CGROUP", func() proto.Message { return &cgroup.CgroupEntry{} })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := cg.Entries[0].Message.(*cgroup.CgroupEntry).Controllers[0].Dirs[0].DirPerms; p.GetUid() != 655360 || p.GetGid() != 655360 {
+	if p := cg[0].(*cgroup.CgroupEntry).Controllers[0].Dirs[0].DirPerms; p.GetUid() != 655360 || p.GetGid() != 655360 {
 		t.Errorf("cgroup owner after the remap: %v", p)
 	}
 	if after, _ := os.ReadFile(filepath.Join(dir, "mountpoints-14.img")); string(after) != string(before) {

@@ -28,9 +28,10 @@ func newMigrationHosts(t *testing.T) *twoHosts {
 // target's serve logged the migration's calls. No NIC: the container has
 // none (a bridged NIC across the two hosts is not tested here yet).
 //
-// Both hosts have the same id pool ([idmap] first and count): CRIU's
-// images hold absolute id maps, so the target reserves the very range the
-// container has on the source (docs/migration.md, "Id ranges").
+// Both hosts have the same id pool ([idmap] first and count) and mig's
+// range is free on each: the target reserves the very range the container
+// has on the source (docs/migration.md, "Id ranges"; a taken one is
+// remapped: remote_migrate_remap_test.go).
 func TestRemoteMigrateBusybox(t *testing.T) {
 	needCRIU(t)
 	hs := newMigrationHosts(t)
