@@ -71,7 +71,6 @@ func checkTargetCRIU(name string, version int, needs []string, ans MigrationAnsw
 // here (in use), held by the name already (exists), or not a range of
 // this host's pool (other idmap settings: incompatible).
 func (m *Manager) reserveRefused(err error, r idmap.Range) error {
-	err = fmt.Errorf("%w: a restore needs the range the container has on the source (CRIU's images hold absolute id maps)", err)
 	switch pool := m.host.IDMap; {
 	case errors.Is(err, idmap.ErrTaken):
 		return kindError{err, ErrInUse}

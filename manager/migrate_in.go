@@ -161,13 +161,47 @@ func (m *Manager) AcceptMigration(ctx context.Context, offer MigrationOffer) (Mi
 	// Last of the checks, as it runs CRIU: the source checks the answer.
 	ans.CRIUFeatures = criu.HasFeatures(ctx, migrate.RestoreFeatures)
 	claim := func() error {
-		ids := idmap.Range{HostID: offer.HostID, Size: offer.IDCount}
-		if err := m.allocator().Reserve(name, ids); err != nil {
-			return m.reserveRefused(err, ids)
-		}
-		return nil
+		ids, err := m.claimMigrationIDs(offer)
+		ans.HostID, ans.IDCount = ids.HostID, ids.Size
+		return err
 	}
 	return ans, m.stageIncoming(offer, cfg, claim, false)
+}
+
+// claimMigrationIDs reserves the id range of an incoming migration: the
+// one the container has on the source when it is free here, else (taken,
+// or not a range of this host's pool) a range of this host's own, the
+// same size: the restore then runs with it (ReceiveMigrationCheckpoint
+// rewrites the checkpoint's id maps, migrate.RemapImages). It returns the
+// range the container gets here.
+func (m *Manager) claimMigrationIDs(offer MigrationOffer) (idmap.Range, error) {
+	ids := idmap.Range{HostID: offer.HostID, Size: offer.IDCount}
+	alloc := m.allocator()
+	err := alloc.Reserve(offer.Name, ids)
+	if err == nil {
+		return ids, nil
+	}
+	refused := m.reserveRefused(err, ids)
+	if !errors.Is(refused, ErrInUse) && !errors.Is(refused, ErrIncompatible) {
+		return idmap.Range{}, refused
+	}
+	why := fmt.Sprintf("the range %s of %s is not free here (%v)", ids, offer.Name, err)
+	if offer.Shifted {
+		// Its tree holds the source's host ids on disk (rootfs.shift).
+		kind := ErrInUse
+		if errors.Is(refused, ErrIncompatible) {
+			kind = ErrIncompatible
+		}
+		return idmap.Range{}, kindError{fmt.Errorf("%s, and its files were chowned into that range on the source (a chown shift: rootfs.shift, or a filesystem without idmapped mounts): a restore with another range would not own them", why), kind}
+	}
+	if size := m.host.IDMap.Size; size != offer.IDCount {
+		return idmap.Range{}, incompatible("%s, and this host's ranges have %d ids (idmap.size) where the container's has %d: give both hosts the same idmap.size", why, size, offer.IDCount)
+	}
+	got, err := alloc.Allocate(offer.Name)
+	if err != nil {
+		return idmap.Range{}, fmt.Errorf("%s, and a range of this host's for it: %w", why, err)
+	}
+	return got, nil
 }
 
 // checkIncomingStorage checks that this host can hold the offered tree (a
@@ -333,8 +367,32 @@ func (m *Manager) ReceiveMigrationCheckpoint(ctx context.Context, name string, r
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return err
 	}
-	_, err = migrate.ReceiveTree(ctx, r, dir)
-	return err
+	if _, err = migrate.ReceiveTree(ctx, r, dir); err != nil {
+		return err
+	}
+	return m.remapCheckpoint(in.offer.Name, dir)
+}
+
+// remapCheckpoint rewrites received checkpoint dir for the id range the
+// container got here (claimMigrationIDs) when it is not the one its
+// images were made with.
+func (m *Manager) remapCheckpoint(name, dir string) error {
+	rec, err := migrate.ReadRecord(dir)
+	if err != nil {
+		return err
+	}
+	to, ok, err := m.allocator().Lookup(name)
+	if err != nil {
+		return err
+	}
+	from := idmap.Range{HostID: rec.HostID, Size: rec.IDCount}
+	if !ok || to == from {
+		return nil
+	}
+	if err := migrate.RemapImages(dir, from, to); err != nil {
+		return fmt.Errorf("%s gets ids %s here, not %s: %w", name, to, from, err)
+	}
+	return nil
 }
 
 // RestoreMigration makes the incoming container one of this root's and

@@ -15,6 +15,7 @@ import (
 
 	"lodge/config"
 	"lodge/internal/cgroup"
+	"lodge/internal/idmap"
 	"lodge/migrate"
 	"lodge/storage"
 )
@@ -37,6 +38,16 @@ type MigrateResult struct {
 	Bytes    int64             `json:"bytes"` // file data and images sent
 	Phases   []MigratePhase    `json:"phases"`
 	Blockers []migrate.Blocker `json:"blockers,omitempty"`
+	// IDRemap is set when the container's id range was not free on the
+	// target, which gave it one of its own.
+	IDRemap *IDRemap `json:"id_remap,omitempty"`
+}
+
+// IDRemap is the id range a container had here and the one the target
+// gave it.
+type IDRemap struct {
+	From idmap.Range `json:"from"`
+	To   idmap.Range `json:"to"`
 }
 
 // MigratePhase is one phase's time and bytes.
@@ -120,6 +131,10 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 		return res, fmt.Errorf("migrate %s: the target refused: %w; it keeps running here", name, err)
 	}
 	phase("preflight", t0, 0)
+	if to := (idmap.Range{HostID: answer.HostID, Size: answer.IDCount}); to.Size > 0 && (to.HostID != offer.HostID || to.Size != offer.IDCount) {
+		res.IDRemap = &IDRemap{From: idmap.Range{HostID: offer.HostID, Size: offer.IDCount}, To: to}
+		progress("the id range %s of %s is not free on the target: it gets %s there (the target rewrites the checkpoint's id maps)", res.IDRemap.From, name, to)
+	}
 	if opts.Live {
 		res.LiveNote = liveNote(criu, answer)
 		progress("--live: %s", res.LiveNote)
@@ -319,6 +334,8 @@ func (m *Manager) migrationOffer(ctx context.Context, name string, hostID, count
 		return offer, "", err
 	}
 	offer.Backend, offer.Image = b.Name(), rec.Image
+	_, err = os.Stat(m.store.ShiftPath(name))
+	offer.Shifted = err == nil
 	if rec.Source != "" {
 		return offer, "", fmt.Errorf("it shares data with %s (a copy-on-write clone), which a migration does not carry yet", rec.Source)
 	}

@@ -52,11 +52,17 @@ type MigrationOffer struct {
 	// BaseImage its image's root filesystem directory (the bottom layer).
 	Layers    []string `json:"layers,omitempty"`
 	BaseImage string   `json:"base_image,omitempty"`
-	HostID    uint32   `json:"host_id"` // its id range: CRIU's images hold absolute id maps
-	IDCount   uint32   `json:"id_count"`
-	CRIU      int      `json:"criu_version"`
-	Networks  []string `json:"networks,omitempty"` // the managed networks its NICs are on
-	Bytes     int64    `json:"bytes"`              // disk its tree and checkpoint will take, about
+	// HostID and IDCount are its id range, which CRIU's images hold as
+	// absolute id maps: the target keeps it when it is free there, or
+	// gives the container one of its own (MigrationAnswer.HostID).
+	HostID  uint32 `json:"host_id"`
+	IDCount uint32 `json:"id_count"`
+	// Shifted: its tree's files were chowned into its range (the chown
+	// shift): the target cannot give it another range.
+	Shifted  bool     `json:"shifted,omitempty"`
+	CRIU     int      `json:"criu_version"`
+	Networks []string `json:"networks,omitempty"` // the managed networks its NICs are on
+	Bytes    int64    `json:"bytes"`              // disk its tree and checkpoint will take, about
 	// CPU is the source's: its architecture and the flags any of its
 	// processors has, which the container's processes may use; the target
 	// refuses when its own CPU lacks one that matters to user space.
@@ -66,7 +72,14 @@ type MigrationOffer struct {
 // MigrationAnswer is the target's answer to a preflight that passed.
 type MigrationAnswer struct {
 	MissingLayers []string `json:"missing_layers,omitempty"` // overlay layers to send
-	CRIU          int      `json:"criu_version"`
+	// HostID and IDCount are the id range the container gets on the
+	// target: the offer's, or, when that one is taken there or not a range
+	// of its pool, one of the target's own (remapped: the target rewrites
+	// the checkpoint's id maps before the restore, migrate.RemapImages).
+	// Zero from a target that does not remap.
+	HostID  uint32 `json:"host_id,omitempty"`
+	IDCount uint32 `json:"id_count,omitempty"`
+	CRIU    int    `json:"criu_version"`
 	// CRIUFeatures are those of migrate.RestoreFeatures that the target's
 	// CRIU has on its kernel: the source refuses when its dump uses one
 	// the target lacks (migrate.DumpFeatures).

@@ -26,8 +26,9 @@ and dumps it, the root filesystem's changes and the images are sent, and the tar
 restores it. Only once it runs there is it removed here. Any failure before that leaves
 it running here and nothing of it on the target.
 
-The container needs the same id range on the target (CRIU's images hold absolute id
-maps): both hosts need the same idmap settings, and the range free there.
+The container keeps its id range when it is free on the target; otherwise the target
+gives it one of its own pool and rewrites the checkpoint's id maps (both hosts need
+the same idmap.size); the progress and --format json's id_remap say so.
 
 Progress goes to stderr; at the end it prints the downtime (from the freeze here to
 running there), the total time, the bytes sent and the time of each phase. --live
