@@ -19,6 +19,7 @@ import (
 	"lodge/internal/atomicfile"
 	"lodge/internal/idmap"
 	"lodge/migrate"
+	"lodge/network"
 	"lodge/storage"
 )
 
@@ -714,7 +715,7 @@ func (m *Manager) CommitMigration(ctx context.Context, name string) error {
 
 // finishCommit thaws a committed container and removes its marker.
 func (m *Manager) finishCommit(ctx context.Context, name string) error {
-	if _, err := m.Unfreeze(context.WithoutCancel(ctx), name); err != nil && !errors.Is(err, ErrNotRunning) {
+	if err := m.releaseHeld(ctx, name); err != nil {
 		return err
 	}
 	err := os.Remove(filepath.Join(m.store.ContainerDir(name), migrationMarker))
@@ -722,4 +723,25 @@ func (m *Manager) finishCommit(ctx context.Context, name string) error {
 		return nil
 	}
 	return err
+}
+
+// releaseHeld lets a held restored container go: its network unlocked
+// (migrate.UnlockRestoredNetwork), its tasks thawed, and its NICs announced,
+// so that the bridges send its frames here from now on. A container that
+// does not run (a copy) has nothing to let go.
+func (m *Manager) releaseHeld(ctx context.Context, name string) error {
+	st, err := m.liveState(name)
+	if err != nil || st == nil {
+		return nil
+	}
+	if err := migrate.UnlockRestoredNetwork(st.Init.PID); err != nil {
+		return fmt.Errorf("let %s go: %w", name, err)
+	}
+	if _, err := m.Unfreeze(context.WithoutCancel(ctx), name); err != nil && !errors.Is(err, ErrNotRunning) {
+		return err
+	}
+	if plan, err := network.ReadAttachments(m.store.NICsPath(name)); err == nil {
+		network.AnnounceFrom(st.Init.PID, plan, func(string, error) {})
+	}
+	return nil
 }

@@ -336,6 +336,11 @@ func (m *Manager) migrationOffer(ctx context.Context, name string, hostID, count
 	offer.Backend, offer.Image = b.Name(), rec.Image
 	_, err = os.Stat(m.store.ShiftPath(name))
 	offer.Shifted = err == nil
+	if offer.Shifted {
+		// The target's restore idmaps the tree, and shift.json does not
+		// go: a chowned tree would be shifted twice there.
+		return offer, "", fmt.Errorf("its files were chowned into this host's id range (a chown shift: rootfs.shift, or a filesystem without idmapped mounts), which a migration does not carry: only trees that keep natural ids on disk (idmapped mounts) go")
+	}
 	if rec.Source != "" {
 		return offer, "", fmt.Errorf("it shares data with %s (a copy-on-write clone), which a migration does not carry yet", rec.Source)
 	}

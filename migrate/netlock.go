@@ -105,3 +105,15 @@ func (l *restoreLock) close() {
 		l.ns = nil
 	}
 }
+
+// UnlockRestoredNetwork removes the lock table a held restore left in the
+// network namespace of pid (RestoreRequest.Hold); none there is no error.
+func UnlockRestoredNetwork(pid int) error {
+	ns, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
+	if err != nil {
+		return fmt.Errorf("unlock the restored network: %w", err)
+	}
+	l := &restoreLock{ns: ns}
+	defer l.close()
+	return l.unlock()
+}

@@ -37,7 +37,11 @@ type RestoreRequest struct {
 	// tree's), frozen before the tasks run again: the restore returns with
 	// the tree frozen, and none of the tasks' own code has run since the
 	// dump (only CRIU's restorer, in them). Whoever thaws the group lets
-	// them go on.
+	// them go on. A held tree's network namespace stays locked too
+	// (restoreLockTable: nothing in or out but CRIU's own packets), so
+	// that its kernel does not take a TCP peer's data for sockets that may
+	// yet be dropped (the source may resume its copy instead):
+	// UnlockRestoredNetwork lets it go with the tasks.
 	Hold *cgroup.Group
 }
 
@@ -109,8 +113,10 @@ func Restore(c *CRIU, r RestoreRequest) (int, error) {
 		unix.Wait4(n.pid, nil, 0, nil)
 		return 0, err
 	}
-	if err := n.lock.unlock(); err != nil {
-		return fail(err)
+	if r.Hold == nil {
+		if err := n.lock.unlock(); err != nil {
+			return fail(err)
+		}
 	}
 	if r.Hold != nil {
 		if err := n.checkHeld(); err != nil {
@@ -174,7 +180,9 @@ func (n *restoreNotify) notify(nf *rpc.CriuNotify) bool {
 			err = n.restored(n.pid)
 		}
 	case "network-unlock":
-		err = n.lock.unlock()
+		if n.hold == nil {
+			err = n.lock.unlock()
+		}
 	case "pre-resume":
 		err = n.freeze()
 	}

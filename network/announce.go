@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"os"
+	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -66,3 +69,31 @@ func garp(mac net.HardwareAddr, ip []byte) []byte {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// AnnounceFrom announces every NIC of plan (Announce) from the network
+// namespace of process pid: at once, and once more a moment later in case
+// the first is lost (in the background: it returns after the first).
+// Failures go to warn; the container is found again when it sends.
+func AnnounceFrom(pid int, plan []Attachment, warn func(nic string, err error)) {
+	if len(plan) == 0 {
+		return
+	}
+	ns, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
+	if err != nil {
+		warn("", err)
+		return
+	}
+	announce := func() {
+		for _, a := range plan {
+			if err := Announce(int(ns.Fd()), a); err != nil {
+				warn(a.NIC.Name, err)
+			}
+		}
+	}
+	announce()
+	go func() {
+		defer ns.Close()
+		time.Sleep(200 * time.Millisecond)
+		announce()
+	}()
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -86,27 +85,12 @@ func (m *Monitor) attachNICsForRestore(cfg *config.Container) ([]string, error) 
 // sends.
 func (m *Monitor) announceNICs(pid int) {
 	plan, err := network.ReadAttachments(m.store.NICsPath(m.name))
-	if err != nil || len(plan) == 0 {
-		return
-	}
-	ns, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
 	if err != nil {
-		m.log.Warn("announce the NICs", "err", err)
 		return
 	}
-	announce := func() {
-		for _, a := range plan {
-			if err := network.Announce(int(ns.Fd()), a); err != nil {
-				m.log.Warn("announce a NIC", "nic", a.NIC.Name, "err", err)
-			}
-		}
-	}
-	announce()
-	go func() {
-		defer ns.Close()
-		time.Sleep(200 * time.Millisecond)
-		announce()
-	}()
+	network.AnnounceFrom(pid, plan, func(nic string, err error) {
+		m.log.Warn("announce the NICs", "nic", nic, "err", err)
+	})
 }
 
 // detachNICs removes what attachNICs made (the veths go with the

@@ -132,9 +132,13 @@ func (m *Monitor) restore(dir string, hold bool) (*boot, error) {
 		return nil, err
 	}
 	b.console = newConsoleRelay(master, m.consoleLogPath())
-	// CRIU has unlocked the network and resumed the tasks (held: into
-	// the freezer); the NICs announce themselves from the namespace.
-	m.announceNICs(pid)
+	// CRIU has unlocked the network and resumed the tasks; the NICs
+	// announce themselves from the namespace. A held tree is frozen with
+	// its network locked: it announces itself when it is let go
+	// (manager's releaseHeld, at the migration's commit).
+	if !hold {
+		m.announceNICs(pid)
+	}
 	r.Success()
 	go b.reap()
 	m.setCurrent(b)
