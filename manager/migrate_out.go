@@ -16,7 +16,9 @@ import (
 	"lodge/config"
 	"lodge/internal/cgroup"
 	"lodge/internal/idmap"
+	"lodge/internal/store"
 	"lodge/migrate"
+	"lodge/network"
 	"lodge/storage"
 )
 
@@ -82,187 +84,229 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 	if progress == nil {
 		progress = func(string, ...any) {}
 	}
-	began := time.Now()
-	res := MigrateResult{Name: name, Mode: "stop-and-copy"}
-	ticker := func(what string) func(int64) {
-		return func(sent int64) { progress("  %s: %d MiB sent", what, sent>>20) }
-	}
-	phase := func(what string, since time.Time, bytes int64) {
-		res.Phases = append(res.Phases, MigratePhase{Name: what, Time: time.Since(since), Bytes: bytes})
-		res.Bytes += bytes
-	}
+	o := &outgoing{m: m, ctx: ctx, name: name, target: target, progress: progress, began: time.Now(),
+		res: MigrateResult{Name: name, Mode: "stop-and-copy"}}
 	lock, err := m.store.Lock(ctx, name)
 	if err != nil {
-		return res, err
+		return o.res, err
 	}
-	unlocked := false
+	o.lock = lock
 	defer func() {
-		if !unlocked {
+		if !o.unlocked {
 			lock.Unlock()
 		}
 	}()
-	st, err := m.runningInit(name)
-	if err != nil {
-		return res, err
-	}
-	criu, err := migrate.FindCRIU(m.host.CRIU.Path)
-	if err != nil {
-		return res, err
-	}
-	group := cgroup.Open(st.Cgroups)
-	t0 := time.Now()
-	progress("preflight of %s here", name)
-	if res.Blockers, err = m.preflight(st, group, criu); err != nil {
-		return res, err
-	}
-	if len(res.Blockers) > 0 {
-		return res, kindError{fmt.Errorf("container %s %w: %s; it keeps running here", name, ErrBlocked, describeBlockers(res.Blockers)), ErrBlocked}
-	}
-	offer, backend, err := m.migrationOffer(ctx, name, st.HostID, st.IDCount, criu.Version)
-	if err == nil {
-		offer.CPU, err = migrate.LocalCPU(false) // the target checks it
-	}
-	if err != nil {
-		return res, fmt.Errorf("migrate %s: %w; it keeps running here", name, err)
-	}
-	progress("preflight of %s on the target", name)
-	answer, err := target.Preflight(ctx, offer)
-	if err != nil {
-		return res, fmt.Errorf("migrate %s: the target refused: %w; it keeps running here", name, err)
-	}
-	phase("preflight", t0, 0)
-	if to := (idmap.Range{HostID: answer.HostID, Size: answer.IDCount}); to.Size > 0 && (to.HostID != offer.HostID || to.Size != offer.IDCount) {
-		res.IDRemap = &IDRemap{From: idmap.Range{HostID: offer.HostID, Size: offer.IDCount}, To: to}
-		progress("the id range %s of %s is not free on the target: it gets %s there (the target rewrites the checkpoint's id maps)", res.IDRemap.From, name, to)
-	}
-	if opts.Live {
-		res.LiveNote = liveNote(criu, answer)
-		progress("--live: %s", res.LiveNote)
+	if err := o.preflight(opts); err != nil {
+		return o.res, err
 	}
 	// From here on the target holds something of it: a failure aborts there.
-	targetRunning := false
-	abort := func(err error) (MigrateResult, error) {
-		if targetRunning {
-			return res, err
-		}
-		if aerr := untilAnswered(progress, "abort", func(ctx context.Context) error { return target.Abort(ctx, name) }); aerr != nil {
-			return res, fmt.Errorf("migrate %s: %w; it keeps running here, and removing it from the target failed: %v", name, err, aerr)
-		}
-		return res, fmt.Errorf("migrate %s: %w; it keeps running here, and the target keeps nothing of it", name, err)
+	if err := o.checkTarget(); err != nil {
+		return o.abort(err)
 	}
-	// The target's CRIU must restore what the dump here will use.
-	needs, err := migrate.DumpFeatures(st.Init.PID)
+	if err := o.sendLayers(); err != nil {
+		return o.abort(err)
+	}
+	if err := o.sendRootfs(); err != nil {
+		return o.abort(err)
+	}
+	return o.dumpAndFinish()
+}
+
+// outgoing is one migration of a container from this host: what its
+// phases share.
+type outgoing struct {
+	m        *Manager
+	ctx      context.Context
+	name     string
+	target   MigrationTarget
+	progress func(string, ...any)
+	began    time.Time
+	res      MigrateResult
+	lock     *store.Lock
+	unlocked bool
+
+	st      *store.State
+	group   *cgroup.Group
+	criu    *migrate.CRIU
+	offer   MigrationOffer
+	answer  MigrationAnswer
+	backend string
+	state   *migrate.TreeState // the root filesystem as the live pass sent it
+
+	// targetRunning: the target restored it (Restore answered).
+	targetRunning bool
+	frozenAt      time.Time // the freezer first seen frozen during the dump
+	runningAt     time.Time // it runs there (the commit's answer)
+}
+
+func (o *outgoing) ticker(what string) func(int64) {
+	return func(sent int64) { o.progress("  %s: %d MiB sent", what, sent>>20) }
+}
+
+func (o *outgoing) phase(what string, since time.Time, bytes int64) {
+	o.res.Phases = append(o.res.Phases, MigratePhase{Name: what, Time: time.Since(since), Bytes: bytes})
+	o.res.Bytes += bytes
+}
+
+// abort ends a migration that failed before the target ran it: the
+// target drops what it holds, and the container keeps running here.
+func (o *outgoing) abort(err error) (MigrateResult, error) {
+	if o.targetRunning {
+		return o.res, err
+	}
+	defer o.announceHere()
+	if aerr := o.askAbort(); aerr != nil {
+		return o.res, fmt.Errorf("migrate %s: %w; it keeps running here, and removing it from the target failed: %v", o.name, err, aerr)
+	}
+	return o.res, fmt.Errorf("migrate %s: %w; it keeps running here, and the target keeps nothing of it", o.name, err)
+}
+
+// announceHere has the container's NICs announce themselves here again
+// once it goes on here: a target that restored it announced them there,
+// and the bridges would send its frames there until it sends something.
+func (o *outgoing) announceHere() {
+	if o.st == nil {
+		return
+	}
+	if plan, err := network.ReadAttachments(o.m.store.NICsPath(o.name)); err == nil {
+		network.AnnounceFrom(o.st.Init.PID, plan, func(string, error) {})
+	}
+}
+
+// askAbort asks the target to drop the migration until it answers.
+func (o *outgoing) askAbort() error {
+	return untilAnswered(o.progress, "abort", func(ctx context.Context) error { return o.target.Abort(ctx, o.name) })
+}
+
+// preflight checks, here and then on the target, that the container can
+// go, before anything is frozen; nothing is left anywhere when it fails.
+func (o *outgoing) preflight(opts MigrateOptions) error {
+	m, name := o.m, o.name
+	var err error
+	if o.st, err = m.runningInit(name); err != nil {
+		return err
+	}
+	if o.criu, err = migrate.FindCRIU(m.host.CRIU.Path); err != nil {
+		return err
+	}
+	o.group = cgroup.Open(o.st.Cgroups)
+	t0 := time.Now()
+	o.progress("preflight of %s here", name)
+	if o.res.Blockers, err = m.preflight(o.st, o.group, o.criu); err != nil {
+		return err
+	}
+	if len(o.res.Blockers) > 0 {
+		return kindError{fmt.Errorf("container %s %w: %s; it keeps running here", name, ErrBlocked, describeBlockers(o.res.Blockers)), ErrBlocked}
+	}
+	o.offer, o.backend, err = m.migrationOffer(o.ctx, name, o.st.HostID, o.st.IDCount, o.criu.Version)
 	if err == nil {
-		err = checkTargetCRIU(name, criu.Version, needs, answer)
+		o.offer.CPU, err = migrate.LocalCPU(false) // the target checks it
 	}
 	if err != nil {
-		return abort(err)
+		return fmt.Errorf("migrate %s: %w; it keeps running here", name, err)
 	}
+	o.progress("preflight of %s on the target", name)
+	if o.answer, err = o.target.Preflight(o.ctx, o.offer); err != nil {
+		return fmt.Errorf("migrate %s: the target refused: %w; it keeps running here", name, err)
+	}
+	o.phase("preflight", t0, 0)
+	if to := (idmap.Range{HostID: o.answer.HostID, Size: o.answer.IDCount}); to.Size > 0 && (to.HostID != o.offer.HostID || to.Size != o.offer.IDCount) {
+		o.res.IDRemap = &IDRemap{From: idmap.Range{HostID: o.offer.HostID, Size: o.offer.IDCount}, To: to}
+		o.progress("the id range %s of %s is not free on the target: it gets %s there (the target rewrites the checkpoint's id maps)", o.res.IDRemap.From, name, to)
+	}
+	if opts.Live {
+		o.res.LiveNote = liveNote(o.criu, o.answer)
+		o.progress("--live: %s", o.res.LiveNote)
+	}
+	return nil
+}
 
-	if err := checkAskedLayers(answer.MissingLayers, offer.Layers, name); err != nil {
-		return abort(err)
+// checkTarget checks the target's answer: its CRIU restores what the
+// dump here will use, and it asks only for layers of the offer.
+func (o *outgoing) checkTarget() error {
+	needs, err := migrate.DumpFeatures(o.st.Init.PID)
+	if err == nil {
+		err = checkTargetCRIU(o.name, o.criu.Version, needs, o.answer)
 	}
-	t0 = time.Now()
+	if err != nil {
+		return err
+	}
+	return checkAskedLayers(o.answer.MissingLayers, o.offer.Layers, o.name)
+}
+
+// sendLayers sends the shared overlay layers the target lacks.
+func (o *outgoing) sendLayers() error {
+	t0 := time.Now()
 	var layerBytes int64
-	lowers := m.overlay().Lowers(storage.Tree{Layers: answer.MissingLayers})
-	for i, id := range answer.MissingLayers {
-		progress("sending layer %s (%d of %d)", id, i+1, len(answer.MissingLayers))
-		_, stats, err := treeSend{dir: lowers[i], tick: ticker("layer " + id),
-			receive: func(r io.Reader) error { return target.ReceiveLayer(ctx, name, id, r) }}.run(ctx)
+	lowers := o.m.overlay().Lowers(storage.Tree{Layers: o.answer.MissingLayers})
+	for i, id := range o.answer.MissingLayers {
+		o.progress("sending layer %s (%d of %d)", id, i+1, len(o.answer.MissingLayers))
+		_, stats, err := treeSend{dir: lowers[i], tick: o.ticker("layer " + id),
+			receive: func(r io.Reader) error { return o.target.ReceiveLayer(o.ctx, o.name, id, r) }}.run(o.ctx)
 		if err != nil {
-			return abort(fmt.Errorf("send layer %s: %w", id, err))
+			return fmt.Errorf("send layer %s: %w", id, err)
 		}
 		layerBytes += stats.Bytes
 	}
-	if len(answer.MissingLayers) > 0 {
-		phase("layers", t0, layerBytes)
+	if len(o.answer.MissingLayers) > 0 {
+		o.phase("layers", t0, layerBytes)
 	}
+	return nil
+}
 
-	t0 = time.Now()
-	rootfsDir := m.store.RootfsPath(name)
-	skip := treeSkip(backend)
-	progress("sending the root filesystem of %s (%s storage) while it runs", name, backend)
-	state, stats, err := treeSend{dir: rootfsDir, skip: skip, tick: ticker(fmt.Sprintf("root filesystem (about %d MiB)", offer.Bytes>>20)),
-		receive: func(r io.Reader) error { return target.ReceiveRootfs(ctx, name, r) }}.run(ctx)
+// sendRootfs sends the container's tree while it runs; the dump's
+// callback sends what changed since.
+func (o *outgoing) sendRootfs() error {
+	t0 := time.Now()
+	o.progress("sending the root filesystem of %s (%s storage) while it runs", o.name, o.backend)
+	state, stats, err := treeSend{dir: o.m.store.RootfsPath(o.name), skip: treeSkip(o.backend), tick: o.ticker(fmt.Sprintf("root filesystem (about %d MiB)", o.offer.Bytes>>20)),
+		receive: func(r io.Reader) error { return o.target.ReceiveRootfs(o.ctx, o.name, r) }}.run(o.ctx)
 	if err != nil {
-		return abort(fmt.Errorf("send the root filesystem: %w", err))
+		return fmt.Errorf("send the root filesystem: %w", err)
 	}
-	phase("rootfs", t0, stats.Bytes)
-	if err := ctx.Err(); err != nil {
-		return abort(err)
-	}
+	o.state = state
+	o.phase("rootfs", t0, stats.Bytes)
+	return o.ctx.Err()
+}
 
-	// The dump, and in its post-dump callback (the tree frozen) the rest.
-	rec, req, err := m.dumpPlan(name, st, group)
+// dumpAndFinish dumps the container, restores it on the target from
+// CRIU's post-dump callback (the tree frozen here), then commits it there
+// and removes it here.
+func (o *outgoing) dumpAndFinish() (MigrateResult, error) {
+	m, name := o.m, o.name
+	rec, req, err := m.dumpPlan(name, o.st, o.group)
 	if err != nil {
-		return abort(err)
+		return o.abort(err)
 	}
 	m.removeDumpStaging(name)
 	images := filepath.Join(m.checkpointsDir(name), "migration-"+time.Now().UTC().Format("20060102-150405.000")+".tmp")
 	if err := os.MkdirAll(images, 0o700); err != nil {
-		return abort(err)
+		return o.abort(err)
 	}
 	defer os.RemoveAll(images)
-	rec.CRIU = criu.Version
-	req.ImagesDir, req.LogFile, req.LeaveRunning, req.Hold = images, "dump.log", false, lock.File()
-	var frozenAt, dumpStart, runningAt time.Time
+	rec.CRIU = o.criu.Version
+	req.ImagesDir, req.LogFile, req.LeaveRunning, req.Hold = images, "dump.log", false, o.lock.File()
+	var dumpStart time.Time
 	var callbackErr error
 	req.Completed = func() error {
-		res.Phases = append(res.Phases, MigratePhase{Name: "dump", Time: time.Since(dumpStart)})
-		callbackErr = func() error {
-			if err := migrate.WriteRecord(images, rec); err != nil {
-				return err
-			}
-			progress("sending the changes to the root filesystem of %s (frozen)", name)
-			t0 := time.Now()
-			_, delta, err := treeSend{dir: rootfsDir, prev: state, skip: skip, tick: ticker("root filesystem changes"),
-				receive: func(r io.Reader) error { return target.ReceiveRootfs(ctx, name, r) }}.run(ctx)
-			if err != nil {
-				return fmt.Errorf("send the root filesystem's changes: %w", err)
-			}
-			phase(fmt.Sprintf("rootfs delta (%d entries, %d deleted)", delta.Entries, delta.Deleted), t0, delta.Bytes)
-			t0 = time.Now()
-			progress("sending the checkpoint of %s", name)
-			_, img, err := treeSend{dir: images, skip: func(rel string) bool { return rel == "dump.log" }, tick: ticker("checkpoint"),
-				receive: func(r io.Reader) error { return target.ReceiveCheckpoint(ctx, name, r) }}.run(ctx)
-			if err != nil {
-				return fmt.Errorf("send the checkpoint: %w", err)
-			}
-			phase("checkpoint transfer", t0, img.Bytes)
-			t0 = time.Now()
-			progress("restoring %s on the target", name)
-			done, err := target.Restore(ctx, name)
-			if err != nil {
-				// Its answer may be lost with the target holding it
-				// (frozen, RestoreMigration): removed there before CRIU
-				// resumes the tree here. A target whose server was
-				// killed is asked again until its restarted server
-				// answers, the tree frozen here meanwhile.
-				if aerr := untilAnswered(progress, "abort", func(ctx context.Context) error { return target.Abort(ctx, name) }); aerr != nil {
-					return fmt.Errorf("restore on the target: %w (and removing it there failed: %v; the target holds its copy frozen, uncommitted: delete it there)", err, aerr)
-				}
-				return fmt.Errorf("restore on the target: %w", err)
-			}
-			phase("restore on the target", t0, 0)
-			runningAt, targetRunning = done.Running, true
-			return nil
-		}()
+		o.res.Phases = append(o.res.Phases, MigratePhase{Name: "dump", Time: time.Since(dumpStart)})
+		callbackErr = o.restoreThere(images, rec)
 		return callbackErr
 	}
-	frozenWatch := watchFrozen(group, &frozenAt)
+	frozenWatch := watchFrozen(o.group, &o.frozenAt)
 	dumpStart = time.Now()
-	progress("checkpointing %s", name)
-	monitorFD, monitorErr := openPidfd(st.Monitor)
+	o.progress("checkpointing %s", name)
+	monitorFD, monitorErr := openPidfd(o.st.Monitor)
 	if monitorErr == nil {
 		defer unix.Close(monitorFD)
 	}
-	dumpErr := migrate.Dump(criu, req)
+	dumpErr := migrate.Dump(o.criu, req)
 	frozenWatch()
-	if !targetRunning {
+	if !o.targetRunning {
 		// CRIU resumed the tree (its callback failed) or failed itself;
 		// should CRIU have died, the tree is still frozen.
-		if frozen, err := group.Frozen(); err == nil && frozen {
-			group.Thaw()
+		if frozen, err := o.group.Frozen(); err == nil && frozen {
+			o.group.Thaw()
 		}
 		why := callbackErr
 		if why == nil {
@@ -271,10 +315,10 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 		if why == nil {
 			why = errors.New("the dump ended without the target running it")
 		}
-		return abort(why)
+		return o.abort(why)
 	}
-	if frozenAt.IsZero() || frozenAt.After(runningAt) {
-		frozenAt = dumpStart // an upper bound
+	if o.frozenAt.IsZero() || o.frozenAt.After(o.runningAt) {
+		o.frozenAt = dumpStart // an upper bound
 	}
 	monitorGone := false
 	if dumpErr != nil {
@@ -284,42 +328,102 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 		// one goes on and the target's is removed.
 		monitorGone = monitorErr == nil && waitPidfd(monitorFD, 10*time.Second)
 		if !monitorGone {
-			if aerr := untilAnswered(progress, "abort", func(ctx context.Context) error { return target.Abort(ctx, name) }); aerr != nil {
-				return res, kindError{fmt.Errorf("migrate %s: %w: CRIU failed after the dump here (%v) and the tree may live on here; the target holds its copy frozen, and removing it there failed: %v; check it here with lodge list",
+			if aerr := o.askAbort(); aerr != nil {
+				return o.res, kindError{fmt.Errorf("migrate %s: %w: CRIU failed after the dump here (%v) and the tree may live on here; the target holds its copy frozen, and removing it there failed: %v; check it here with lodge list",
 					name, ErrMigrationAfter, dumpErr, aerr), ErrMigrationAfter}
 			}
-			if frozen, err := group.Frozen(); err == nil && frozen {
-				group.Thaw()
+			if frozen, err := o.group.Frozen(); err == nil && frozen {
+				o.group.Thaw()
 			}
-			return res, fmt.Errorf("migrate %s: CRIU failed after the dump: %v; it keeps running here, and the target keeps nothing of it", name, dumpErr)
+			o.announceHere()
+			return o.res, fmt.Errorf("migrate %s: CRIU failed after the dump: %v; it keeps running here, and the target keeps nothing of it", name, dumpErr)
 		}
 	}
-	// The target holds its copy frozen until the commit: asked until it
-	// answers (a killed server's successor does), this copy being gone.
+	if err := o.commit(); err != nil {
+		return o.res, err
+	}
+	return o.removeHere(func() {
+		if monitorErr == nil && !monitorGone {
+			waitPidfd(monitorFD, 10*time.Second)
+		}
+	})
+}
+
+// restoreThere is the dump's post-dump callback, with the tree frozen
+// here: the root filesystem's changes, the images, and the restore on the
+// target. An error makes CRIU resume the tree here.
+func (o *outgoing) restoreThere(images string, rec migrate.Record) error {
+	name := o.name
+	if err := migrate.WriteRecord(images, rec); err != nil {
+		return err
+	}
+	o.progress("sending the changes to the root filesystem of %s (frozen)", name)
+	t0 := time.Now()
+	_, delta, err := treeSend{dir: o.m.store.RootfsPath(name), prev: o.state, skip: treeSkip(o.backend), tick: o.ticker("root filesystem changes"),
+		receive: func(r io.Reader) error { return o.target.ReceiveRootfs(o.ctx, name, r) }}.run(o.ctx)
+	if err != nil {
+		return fmt.Errorf("send the root filesystem's changes: %w", err)
+	}
+	o.phase(fmt.Sprintf("rootfs delta (%d entries, %d deleted)", delta.Entries, delta.Deleted), t0, delta.Bytes)
 	t0 = time.Now()
-	progress("committing %s on the target", name)
-	if err := untilAnswered(progress, "commit", func(cctx context.Context) error { return target.Commit(cctx, name) }); err != nil {
-		return res, kindError{fmt.Errorf("migrate %s: %w: the target holds it frozen and did not take the commit: %v; its processes are gone here, and its stopped definition is kept here: do not start it; run lodge unfreeze %s on the target (it commits the migration there), then lodge delete %s here",
+	o.progress("sending the checkpoint of %s", name)
+	_, img, err := treeSend{dir: images, skip: func(rel string) bool { return rel == "dump.log" }, tick: o.ticker("checkpoint"),
+		receive: func(r io.Reader) error { return o.target.ReceiveCheckpoint(o.ctx, name, r) }}.run(o.ctx)
+	if err != nil {
+		return fmt.Errorf("send the checkpoint: %w", err)
+	}
+	o.phase("checkpoint transfer", t0, img.Bytes)
+	t0 = time.Now()
+	o.progress("restoring %s on the target", name)
+	done, err := o.target.Restore(o.ctx, name)
+	if err != nil {
+		// Its answer may be lost with the target holding it (frozen,
+		// RestoreMigration): removed there before CRIU resumes the tree
+		// here. A target whose server was killed is asked again until
+		// its restarted server answers, the tree frozen here meanwhile.
+		if aerr := o.askAbort(); aerr != nil {
+			return fmt.Errorf("restore on the target: %w (and removing it there failed: %v; the target holds its copy frozen, uncommitted: delete it there)", err, aerr)
+		}
+		return fmt.Errorf("restore on the target: %w", err)
+	}
+	o.phase("restore on the target", t0, 0)
+	o.runningAt, o.targetRunning = done.Running, true
+	return nil
+}
+
+// commit lets the target's copy run: the target holds it frozen until
+// then, and is asked until it answers (a killed server's successor does),
+// this copy being gone.
+func (o *outgoing) commit() error {
+	name := o.name
+	t0 := time.Now()
+	o.progress("committing %s on the target", name)
+	if err := untilAnswered(o.progress, "commit", func(cctx context.Context) error { return o.target.Commit(cctx, name) }); err != nil {
+		return kindError{fmt.Errorf("migrate %s: %w: the target holds it frozen and did not take the commit: %v; its processes are gone here, and its stopped definition is kept here: do not start it; run lodge unfreeze %s on the target (it commits the migration there), then lodge delete %s here",
 			name, ErrMigrationAfter, err, name, name), ErrMigrationAfter}
 	}
-	if now := time.Now(); now.After(runningAt) {
-		runningAt = now // it runs there once the commit thawed it
+	if now := time.Now(); now.After(o.runningAt) {
+		o.runningAt = now // it runs there once the commit thawed it
 	}
-	res.Downtime = runningAt.Sub(frozenAt)
-	phase("commit", t0, 0)
-	t0 = time.Now()
-	progress("removing %s here", name)
-	if monitorErr == nil && !monitorGone {
-		waitPidfd(monitorFD, 10*time.Second)
+	o.res.Downtime = o.runningAt.Sub(o.frozenAt)
+	o.phase("commit", t0, 0)
+	return nil
+}
+
+// removeHere deletes the container here once it runs on the target,
+// after its monitor here ended (waitMonitor).
+func (o *outgoing) removeHere(waitMonitor func()) (MigrateResult, error) {
+	t0 := time.Now()
+	o.progress("removing %s here", o.name)
+	waitMonitor()
+	o.lock.Unlock()
+	o.unlocked = true
+	if err := o.m.Delete(context.Background(), o.name, true); err != nil {
+		return o.res, kindError{fmt.Errorf("migrate %s: %w: it runs on the target, and removing it here failed: %v; remove it with lodge delete --force %s", o.name, ErrMigrationAfter, err, o.name), ErrMigrationAfter}
 	}
-	lock.Unlock()
-	unlocked = true
-	if err := m.Delete(context.Background(), name, true); err != nil {
-		return res, kindError{fmt.Errorf("migrate %s: %w: it runs on the target, and removing it here failed: %v; remove it with lodge delete --force %s", name, ErrMigrationAfter, err, name), ErrMigrationAfter}
-	}
-	phase("source removed", t0, 0)
-	res.Total = time.Since(began)
-	return res, nil
+	o.phase("source removed", t0, 0)
+	o.res.Total = time.Since(o.began)
+	return o.res, nil
 }
 
 // migrationOffer describes container name for the target's preflight; it

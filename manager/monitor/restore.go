@@ -132,13 +132,14 @@ func (m *Monitor) restore(dir string, hold bool) (*boot, error) {
 		return nil, err
 	}
 	b.console = newConsoleRelay(master, m.consoleLogPath())
-	// CRIU has unlocked the network and resumed the tasks; the NICs
-	// announce themselves from the namespace. A held tree is frozen with
-	// its network locked: it announces itself when it is let go
-	// (manager's releaseHeld, at the migration's commit).
-	if !hold {
-		m.announceNICs(pid)
-	}
+	// The NICs announce themselves from the namespace, so that the
+	// bridges send the container's frames here. A held tree's network is
+	// still locked (frozen tasks, and the lock drops what comes in until
+	// the commit): its peers' frames are dropped here rather than reach
+	// the source's namespace, which answers them with resets once CRIU
+	// has killed the tree there. It announces itself again when it is let
+	// go (manager's releaseHeld).
+	m.announceNICs(pid)
 	r.Success()
 	go b.reap()
 	m.setCurrent(b)
