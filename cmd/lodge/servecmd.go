@@ -37,8 +37,9 @@ it never touches one. It logs each request on stderr and stops on SIGINT or SIGT
 			if err != nil {
 				return err
 			}
-			// What receivers of migrations killed before their restore left
-			// (a previous serve's): staging directories and id ranges.
+			// What a previous serve killed mid-migration left: staging
+			// directories and id ranges of dead receivers go, begun commits
+			// are finished, restored copies stay held for their sources.
 			if err := srv.RecoverMigrations(); err != nil {
 				return err
 			}
