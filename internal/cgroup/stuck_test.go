@@ -64,11 +64,15 @@ func TestFreezeStuckTask(t *testing.T) {
 		t.Fatal(err)
 	}
 	in.Write([]byte("\n"))
+	// In D inside the FUSE request's wait, by its kernel stack: a D seen
+	// earlier (exec, a page fault) would let the freeze below catch the
+	// task before it blocks, in the wait's interruptible first part.
 	waitFor(t, time.Minute, "the stat to block on the FUSE connection", func() bool {
 		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		s := string(stat)
 		i := strings.LastIndexByte(s, ')')
-		return err == nil && strings.Contains(s, "(stat)") && i >= 0 && s[i+2] == 'D'
+		stack, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stack", pid))
+		return err == nil && strings.Contains(s, "(stat)") && i >= 0 && s[i+2] == 'D' && strings.Contains(string(stack), "fuse")
 	})
 	type named struct {
 		name string
