@@ -79,15 +79,10 @@ func Request(route, name string) (method, path string) {
 	return method, strings.Replace(path, "{name}", url.PathEscape(name), 1)
 }
 
-// RequestLayer is Request for RouteMigrationLayer: name and the layer's id.
-func RequestLayer(name, layer string) (method, path string) {
-	method, path = Request(RouteMigrationLayer, name)
-	return method, strings.Replace(path, "{layer}", url.PathEscape(layer), 1)
-}
-
-// RequestCopyLayer is Request for RouteCopyLayer: name and the layer's id.
-func RequestCopyLayer(name, layer string) (method, path string) {
-	method, path = Request(RouteCopyLayer, name)
+// RequestLayer is Request for a layer route (RouteMigrationLayer,
+// RouteCopyLayer): name and the layer's id.
+func RequestLayer(route, name, layer string) (method, path string) {
+	method, path = Request(route, name)
 	return method, strings.Replace(path, "{layer}", url.PathEscape(layer), 1)
 }
 

@@ -23,7 +23,7 @@ func (t *Target) AcceptCopy(ctx context.Context, offer manager.CopyOffer) (manag
 
 // ReceiveCopyLayer implements manager.CopyTarget.
 func (t *Target) ReceiveCopyLayer(ctx context.Context, name, layer string, r io.Reader) error {
-	method, path := api.RequestCopyLayer(name, layer)
+	method, path := api.RequestLayer(api.RouteCopyLayer, name, layer)
 	return t.c.send(ctx, method, path, streamType, body(r), nil, nil)
 }
 

@@ -32,7 +32,7 @@ func (t *Target) Preflight(ctx context.Context, offer manager.MigrationOffer) (m
 
 // ReceiveLayer implements manager.MigrationTarget.
 func (t *Target) ReceiveLayer(ctx context.Context, name, layer string, r io.Reader) error {
-	method, path := api.RequestLayer(name, layer)
+	method, path := api.RequestLayer(api.RouteMigrationLayer, name, layer)
 	return t.c.send(ctx, method, path, streamType, body(r), nil, nil)
 }
 

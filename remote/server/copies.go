@@ -17,11 +17,8 @@ import (
 
 func copyPreflight(c *call) (any, error) {
 	var offer manager.CopyOffer
-	if err := decodeBody(c.r, &offer); err != nil {
+	if err := decodeOffer(c, &offer, func() string { return offer.Name }); err != nil {
 		return nil, err
-	}
-	if name := c.r.PathValue("name"); offer.Name != name {
-		return nil, api.Mark(fmt.Errorf("the offer is for %q and the path names %q", offer.Name, name), manager.ErrInvalid)
 	}
 	m, err := c.migrations()
 	if err != nil {
@@ -30,37 +27,14 @@ func copyPreflight(c *call) (any, error) {
 	return m.AcceptCopy(c.ctx, offer)
 }
 
-func copyLayer(c *call) (any, error) {
-	m, err := c.migrations()
-	if err != nil {
-		return nil, err
-	}
-	return api.Empty{}, m.ReceiveCopyLayer(c.ctx, c.r.PathValue("name"), c.r.PathValue("layer"), c.r.Body)
-}
-
-func copyRootfs(c *call) (any, error) {
-	m, err := c.migrations()
-	if err != nil {
-		return nil, err
-	}
-	return api.Empty{}, m.ReceiveCopyRootfs(c.ctx, c.r.PathValue("name"), c.r.Body)
-}
-
-func copySnapshots(c *call) (any, error) {
-	m, err := c.migrations()
-	if err != nil {
-		return nil, err
-	}
-	return api.Empty{}, m.ReceiveCopySnapshots(c.ctx, c.r.PathValue("name"), c.r.Body)
-}
-
-func copyFinish(c *call) (any, error) {
-	m, err := c.migrations()
-	if err != nil {
-		return nil, err
-	}
-	return m.FinishCopy(c.ctx, c.r.PathValue("name"))
-}
+var (
+	copyLayer     = receiveLayer((*manager.Manager).ReceiveCopyLayer)
+	copyRootfs    = receiveStream((*manager.Manager).ReceiveCopyRootfs)
+	copySnapshots = receiveStream((*manager.Manager).ReceiveCopySnapshots)
+	copyFinish    = onIncoming(func(c *call, m *manager.Manager, name string) (any, error) {
+		return m.FinishCopy(c.ctx, name)
+	})
+)
 
 // copyOut is the source's side of a copy asked for by its target (lodge
 // copy REMOTE:NAME NEW there): this host sends the container to the remote

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"sync"
 
 	"lodge/manager"
@@ -37,11 +39,8 @@ func (mm *migrationManager) get() (*manager.Manager, error) {
 
 func migrationPreflight(c *call) (any, error) {
 	var offer manager.MigrationOffer
-	if err := decodeBody(c.r, &offer); err != nil {
+	if err := decodeOffer(c, &offer, func() string { return offer.Name }); err != nil {
 		return nil, err
-	}
-	if name := c.r.PathValue("name"); offer.Name != name {
-		return nil, api.Mark(fmt.Errorf("the offer is for %q and the path names %q", offer.Name, name), manager.ErrInvalid)
 	}
 	m, err := c.migrations()
 	if err != nil {
@@ -50,53 +49,59 @@ func migrationPreflight(c *call) (any, error) {
 	return m.AcceptMigration(c.ctx, offer)
 }
 
-// The streams are read from the request's body as they come; a client
-// that goes away cuts the body, and the receive fails.
-
-func migrationLayer(c *call) (any, error) {
-	m, err := c.migrations()
-	if err != nil {
-		return nil, err
+// decodeOffer reads a preflight's offer from the request's body into offer
+// and checks that it names the container the path names.
+func decodeOffer(c *call, offer any, offered func() string) error {
+	if err := decodeBody(c.r, offer); err != nil {
+		return err
 	}
-	return api.Empty{}, m.ReceiveMigrationLayer(c.ctx, c.r.PathValue("name"), c.r.PathValue("layer"), c.r.Body)
+	if name := c.r.PathValue("name"); offered() != name {
+		return api.Mark(fmt.Errorf("the offer is for %q and the path names %q", offered(), name), manager.ErrInvalid)
+	}
+	return nil
 }
 
-func migrationRootfs(c *call) (any, error) {
-	m, err := c.migrations()
-	if err != nil {
-		return nil, err
+// onIncoming is a route of a migration or a copy being received: op runs
+// on the server's one migration Manager (which holds what is received),
+// with the container the path names.
+func onIncoming(op func(c *call, m *manager.Manager, name string) (any, error)) operation {
+	return func(c *call) (any, error) {
+		m, err := c.migrations()
+		if err != nil {
+			return nil, err
+		}
+		return op(c, m, c.r.PathValue("name"))
 	}
-	return api.Empty{}, m.ReceiveMigrationRootfs(c.ctx, c.r.PathValue("name"), c.r.Body)
 }
 
-func migrationCheckpoint(c *call) (any, error) {
-	m, err := c.migrations()
-	if err != nil {
-		return nil, err
-	}
-	return api.Empty{}, m.ReceiveMigrationCheckpoint(c.ctx, c.r.PathValue("name"), c.r.Body)
+// receiveStream is a route whose request body is a stream that receive
+// takes, read as it comes: a client that goes away cuts the body, and the
+// receive fails.
+func receiveStream(receive func(m *manager.Manager, ctx context.Context, name string, r io.Reader) error) operation {
+	return onIncoming(func(c *call, m *manager.Manager, name string) (any, error) {
+		return api.Empty{}, receive(m, c.ctx, name, c.r.Body)
+	})
 }
 
-func migrationRestore(c *call) (any, error) {
-	m, err := c.migrations()
-	if err != nil {
-		return nil, err
-	}
-	return m.RestoreMigration(c.ctx, c.r.PathValue("name"))
+// receiveLayer is the layer route of a migration or a copy: the layer the
+// path names, received by receive.
+func receiveLayer(receive func(m *manager.Manager, ctx context.Context, name, layer string, r io.Reader) error) operation {
+	return onIncoming(func(c *call, m *manager.Manager, name string) (any, error) {
+		return api.Empty{}, receive(m, c.ctx, name, c.r.PathValue("layer"), c.r.Body)
+	})
 }
 
-func migrationCommit(c *call) (any, error) {
-	m, err := c.migrations()
-	if err != nil {
-		return nil, err
-	}
-	return api.Empty{}, m.CommitMigration(c.ctx, c.r.PathValue("name"))
-}
-
-func migrationAbort(c *call) (any, error) {
-	m, err := c.migrations()
-	if err != nil {
-		return nil, err
-	}
-	return api.Empty{}, m.AbortMigration(c.ctx, c.r.PathValue("name"))
-}
+var (
+	migrationLayer      = receiveLayer((*manager.Manager).ReceiveMigrationLayer)
+	migrationRootfs     = receiveStream((*manager.Manager).ReceiveMigrationRootfs)
+	migrationCheckpoint = receiveStream((*manager.Manager).ReceiveMigrationCheckpoint)
+	migrationRestore    = onIncoming(func(c *call, m *manager.Manager, name string) (any, error) {
+		return m.RestoreMigration(c.ctx, name)
+	})
+	migrationCommit = onIncoming(func(c *call, m *manager.Manager, name string) (any, error) {
+		return api.Empty{}, m.CommitMigration(c.ctx, name)
+	})
+	migrationAbort = onIncoming(func(c *call, m *manager.Manager, name string) (any, error) {
+		return api.Empty{}, m.AbortMigration(c.ctx, name)
+	})
+)
