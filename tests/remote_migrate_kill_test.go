@@ -199,10 +199,7 @@ func TestRemoteMigrateKilled(t *testing.T) {
 	needCRIU(t)
 	hs := newMigrationHosts(t)
 	h1, h2 := hs.h1, hs.h2
-	h1.startServe()
-	h2.startServe()
-	hs.trust(h1, h2, "h2")
-	hs.trust(h2, h1, "h1")
+	hs.serveEachOther()
 	rng := killRand(t)
 	const name = "mk"
 	h1.createBusybox(name, counterEvery100ms, "limits.memory=64MiB")

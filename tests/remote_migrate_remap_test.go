@@ -237,10 +237,7 @@ func TestRemoteMigrateRemap(t *testing.T) {
 	needCRIU(t)
 	hs := newMigrationHosts(t)
 	h1, h2 := hs.h1, hs.h2
-	h1.startServe()
-	h2.startServe()
-	hs.trust(h1, h2, "h2")
-	hs.trust(h2, h1, "h1")
+	hs.serveEachOther()
 
 	h1.createBusybox("mig", counterEvery100ms, "limits.memory=64MiB")
 	h1.must("start", "mig")
@@ -312,10 +309,7 @@ func TestRemoteMigrateRemapDebian(t *testing.T) {
 	needCRIU(t)
 	hs := newMigrationHosts(t)
 	h1, h2 := hs.h1, hs.h2
-	h1.startServe()
-	h2.startServe()
-	hs.trust(h1, h2, "h2")
-	hs.trust(h2, h1, "h1")
+	hs.serveEachOther()
 
 	h1.must("create", "deb", "--template", "debian")
 	h1.must("start", "deb")

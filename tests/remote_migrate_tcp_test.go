@@ -39,10 +39,7 @@ func TestRemoteMigrateTCP(t *testing.T) {
 			t.Cleanup(func() { c.Process.Kill(); c.Wait() })
 		}
 	}
-	h1.startServe()
-	h2.startServe()
-	hs.trust(h1, h2, "h2")
-	hs.trust(h2, h1, "h1")
+	hs.serveEachOther()
 
 	h2.createBusybox("peer", "network.0.network=seg", "network.0.ipv4=10.78.0.20")
 	h2.must("start", "peer")

@@ -36,10 +36,7 @@ func TestRemoteMigrateBusybox(t *testing.T) {
 	needCRIU(t)
 	hs := newMigrationHosts(t)
 	h1, h2 := hs.h1, hs.h2
-	h1.startServe()
-	h2.startServe()
-	hs.trust(h1, h2, "h2")
-	hs.trust(h2, h1, "h1")
+	hs.serveEachOther()
 
 	h1.createBusybox("mig", counterEvery100ms, "limits.memory=64MiB")
 	h1.must("start", "mig")
@@ -109,10 +106,7 @@ func TestRemoteMigrateWithNIC(t *testing.T) {
 	hs := newMigrationHosts(t)
 	h1, h2 := hs.h1, hs.h2
 	hs.segment(t, "seg", "10.77.0.0/24")
-	h1.startServe()
-	h2.startServe()
-	hs.trust(h1, h2, "h2")
-	hs.trust(h2, h1, "h1")
+	hs.serveEachOther()
 
 	h2.createBusybox("peer", "network.0.network=seg", "network.0.ipv4=10.77.0.20")
 	h2.must("start", "peer")

@@ -231,6 +231,15 @@ func (hs *twoHosts) linkBridges(t *testing.T, bridge1, bridge2 string) {
 	mustRun(t, "ip", "-n", hs.h2.netns, "link", "set", b, "master", bridge2, "up")
 }
 
+// serveEachOther runs lodge serve on both hosts, each a remote of the
+// other (h1 knows h2 as "h2", h2 knows h1 as "h1").
+func (hs *twoHosts) serveEachOther() {
+	hs.h1.startServe()
+	hs.h2.startServe()
+	hs.trust(hs.h1, hs.h2, "h2")
+	hs.trust(hs.h2, hs.h1, "h1")
+}
+
 // segment makes a network of the same name and subnet on both hosts and
 // joins their bridges into one L2 segment, as hosts on one VLAN; it
 // returns the bridges, h1's first.
