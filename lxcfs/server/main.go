@@ -70,6 +70,11 @@ func ServeMain(root string) error {
 	}
 	if errors.Is(err, ErrOtherServer) {
 		log.Info("not serving: another server runs", "state", lxcfs.StatePath(st))
+		// The views are served: under systemd, end as a unit that started
+		// and finished, not as one that failed and must be restarted.
+		if err := notifyReady(); err != nil {
+			log.Warn("systemd was not told", "err", err)
+		}
 		return nil
 	}
 	return err

@@ -61,6 +61,9 @@ func Serve(ctx context.Context, root string, reattach func(*Container) error, lo
 	defer os.Remove(lxcfs.StatePath(st))
 	log.Info("serving", "mountpoint", mnt)
 	reattachAll(index, reattach, log)
+	if err := notifyReady(); err != nil {
+		log.Warn("serving, but systemd was not told", "err", err)
+	}
 	go views.loads.run(ctx)
 	<-ctx.Done()
 	log.Info("stopping", "cause", context.Cause(ctx))
