@@ -5,6 +5,7 @@
 #   make fuzz   every fuzz target for a short time (FUZZTIME, default 5s)
 #   make bench  benchmarks side by side with LXC; writes docs/benchmarks.md
 #   make lint   gofmt, go vet, staticcheck
+#   make install  lodge, its companions and systemd units (PREFIX, DESTDIR); make uninstall
 
 # Go may not be on root's PATH on a fresh machine; Debian images put it here.
 GO          ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
@@ -22,7 +23,7 @@ DEB_PACKAGES := busybox-static iproute2 musl-tools debootstrap xz-utils zstd gcc
 BENCH_PACKAGES := lxc lxc-templates lxcfs rsync uidmap
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all deps build test test-sanitize unit-test fuzz lint demo bench clean
+.PHONY: all deps build install uninstall test test-sanitize unit-test fuzz lint demo bench clean
 
 all: build
 
@@ -41,6 +42,70 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/lodge-monitor ./manager/monitor/lodge-monitor
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/lodge-lxcfs ./cmd/lodge-lxcfs
 	$(HELPER_CC) -static -O2 -Wall -Werror -o $(HELPER) cmd/lodge-helper/*.c
+
+# install puts lodge where a service manager runs it (docs/service.md):
+#   PREFIX/bin/lodge                   a symlink to PREFIX/lib/lodge/lodge, which finds its
+#   PREFIX/lib/lodge/lodge-*           companions beside its real path (os.Executable)
+#   UNITDIR/lodge*.{slice,service}     the systemd units, PREFIX filled in
+#   PREFIX/share/doc/lodge/            README.md, docs/*.md (as in the repo), lodge.toml.example
+#   /etc/lodge/lodge.toml              the host config naming the delegated cgroup base,
+#                                      only if none exists (lodge reads it there, not below PREFIX)
+# It runs no apt (make deps installs the Debian packages and CRIU, which lodge finds
+# in /usr/local/lib/lodge/criu whatever PREFIX is) and enables no unit. With
+# DESTDIR empty on a systemd host it reloads systemd, so the units are known.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  := $(PREFIX)/bin
+LIBDIR  := $(PREFIX)/lib/lodge
+DOCDIR  := $(PREFIX)/share/doc/lodge
+# systemd looks in /usr/lib and /usr/local/lib; for another PREFIX say
+# UNITDIR=/etc/systemd/system.
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+HOST_CONFIG := /etc/lodge/lodge.toml
+SERVICES := lodge-lxcfs.service lodge-containers.service lodge-serve.service
+UNITS   := lodge.slice $(SERVICES)
+PROGRAMS := lodge lodge-monitor lodge-lxcfs lodge-helper
+DELEGATED_BASE := /lodge.slice/lodge-containers.service
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/docs $(DESTDIR)$(dir $(HOST_CONFIG))
+	install -m 0755 $(addprefix bin/,$(PROGRAMS)) $(DESTDIR)$(LIBDIR)/
+	ln -sfn $(LIBDIR)/lodge $(DESTDIR)$(BINDIR)/lodge
+	@for u in $(UNITS); do \
+		echo "dist/systemd/$$u -> $(DESTDIR)$(UNITDIR)/$$u"; \
+		sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' dist/systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u.tmp && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp && mv $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 docs/*.md $(DESTDIR)$(DOCDIR)/docs/
+	install -m 0644 dist/lodge.toml $(DESTDIR)$(DOCDIR)/lodge.toml.example
+	@if [ -e $(DESTDIR)$(HOST_CONFIG) ]; then \
+		echo "$(DESTDIR)$(HOST_CONFIG) exists: left as it is"; \
+		grep -q '^[[:space:]]*parent[[:space:]]*=[[:space:]]*"$(DELEGATED_BASE)"' $(DESTDIR)$(HOST_CONFIG) || \
+		echo "warning: its [cgroup] parent is not \"$(DELEGATED_BASE)\", the cgroup systemd delegates to lodge; see $(DOCDIR)/lodge.toml.example and docs/service.md"; \
+	else \
+		install -m 0644 dist/lodge.toml $(DESTDIR)$(HOST_CONFIG) && echo "dist/lodge.toml -> $(DESTDIR)$(HOST_CONFIG)"; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@if [ -z "$(DESTDIR)" ] && [ ! -x /usr/local/lib/lodge/criu/criu ] && ! command -v criu >/dev/null; then \
+		echo "note: checkpoints need CRIU 4.2 or newer: make deps installs it in /usr/local/lib/lodge/criu"; fi
+	@echo "Installed. To run lodge as a service: systemctl enable --now lodge-lxcfs lodge-containers (and lodge-serve for the host API)"
+
+# uninstall removes what install put there except the host config, and refuses
+# while a unit is enabled or running (its files gone, the host's shutdown could
+# no longer stop the containers cleanly).
+uninstall:
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+		for u in $(SERVICES); do \
+			if systemctl -q is-active $$u || systemctl -q is-enabled $$u 2>/dev/null; then \
+				echo "$$u is enabled or running: first systemctl disable --now lodge-serve lodge-containers lodge-lxcfs (this stops every container)"; exit 1; \
+			fi; \
+		done; \
+	fi
+	rm -f $(DESTDIR)$(BINDIR)/lodge $(addprefix $(DESTDIR)$(LIBDIR)/,$(PROGRAMS)) $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
+	rm -rf $(DESTDIR)$(DOCDIR)
+	@rmdir $(DESTDIR)$(LIBDIR) 2>/dev/null || true # unless make deps's criu/ is there
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "Uninstalled; $(DESTDIR)$(HOST_CONFIG) and lodge's data (/var/lib/lodge) are left, and CRIU if make deps installed it."
 
 test: deps build
 	$(GO) vet ./...
