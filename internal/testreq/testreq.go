@@ -46,6 +46,7 @@ var Features = map[string]string{
 	"btrfs":    "mkfs.btrfs (btrfs-progs) and loop devices: storage tests on a loop-mounted btrfs file",
 	"criu":     "CRIU 4.2 or newer, found as lodge finds it (make deps installs it in /usr/local/lib/lodge/criu): the checkpoint tests",
 	"ia32":     "the kernel runs i386 system calls of 64-bit programs (int 0x80), which the seccomp filter must refuse",
+	"systemd":  "systemd-analyze and the host's units (Debian's systemd package), and make: the make install test checks the units offline",
 }
 
 // Skip skips t with reason, or fails it when feature is required.
