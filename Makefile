@@ -84,6 +84,8 @@ install: build
 		echo "warning: its [cgroup] parent is not \"$(DELEGATED_BASE)\", the cgroup systemd delegates to lodge; see $(DOCDIR)/lodge.toml.example and docs/service.md"; \
 	else \
 		install -m 0644 dist/lodge.toml $(DESTDIR)$(HOST_CONFIG) && echo "dist/lodge.toml -> $(DESTDIR)$(HOST_CONFIG)"; \
+		if [ -z "$(DESTDIR)" ] && ls -d /sys/fs/cgroup/lodge /sys/fs/cgroup/*/lodge >/dev/null 2>&1; then \
+			echo "note: containers started before ran in /lodge (the default base); they keep running there, and go below $(DELEGATED_BASE) when they next start"; fi; \
 	fi
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@if [ -z "$(DESTDIR)" ] && [ ! -x /usr/local/lib/lodge/criu/criu ] && ! command -v criu >/dev/null; then \
