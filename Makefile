@@ -71,19 +71,19 @@ install: build
 	install -m 0755 $(addprefix bin/,$(PROGRAMS)) $(DESTDIR)$(LIBDIR)/
 	ln -sfn $(LIBDIR)/lodge $(DESTDIR)$(BINDIR)/lodge
 	@for u in $(UNITS); do \
-		echo "dist/systemd/$$u -> $(DESTDIR)$(UNITDIR)/$$u"; \
-		sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' dist/systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u.tmp && \
+		echo "cmd/lodge/dist/systemd/$$u -> $(DESTDIR)$(UNITDIR)/$$u"; \
+		sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' cmd/lodge/dist/systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u.tmp && \
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp && mv $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
 	done
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/
 	install -m 0644 docs/*.md $(DESTDIR)$(DOCDIR)/docs/
-	install -m 0644 dist/lodge.toml $(DESTDIR)$(DOCDIR)/lodge.toml.example
+	install -m 0644 cmd/lodge/dist/lodge.toml $(DESTDIR)$(DOCDIR)/lodge.toml.example
 	@if [ -e $(DESTDIR)$(HOST_CONFIG) ]; then \
 		echo "$(DESTDIR)$(HOST_CONFIG) exists: left as it is"; \
 		grep -q '^[[:space:]]*parent[[:space:]]*=[[:space:]]*"$(DELEGATED_BASE)"' $(DESTDIR)$(HOST_CONFIG) || \
 		echo "warning: its [cgroup] parent is not \"$(DELEGATED_BASE)\", the cgroup systemd delegates to lodge; see $(DOCDIR)/lodge.toml.example and docs/service.md"; \
 	else \
-		install -m 0644 dist/lodge.toml $(DESTDIR)$(HOST_CONFIG) && echo "dist/lodge.toml -> $(DESTDIR)$(HOST_CONFIG)"; \
+		install -m 0644 cmd/lodge/dist/lodge.toml $(DESTDIR)$(HOST_CONFIG) && echo "cmd/lodge/dist/lodge.toml -> $(DESTDIR)$(HOST_CONFIG)"; \
 		if [ -z "$(DESTDIR)" ] && ls -d /sys/fs/cgroup/lodge /sys/fs/cgroup/*/lodge >/dev/null 2>&1; then \
 			echo "note: containers started before ran in /lodge (the default base); they keep running there, and go below $(DELEGATED_BASE) when they next start"; fi; \
 	fi

@@ -14,7 +14,7 @@ import (
 	"lodge/internal/testreq"
 )
 
-// The units make install puts in UNITDIR (dist/systemd), and the one whose
+// The units make install puts in UNITDIR (cmd/lodge/dist/systemd), and the one whose
 // cgroup systemd delegates to lodge: the base the installed host config names.
 var (
 	installedUnits = []string{"lodge.slice", "lodge-lxcfs.service", "lodge-containers.service", "lodge-serve.service"}
