@@ -190,7 +190,8 @@ func (g *Graph) Needs(roots []string) []string {
 }
 
 // Sub is the graph of only the named containers (those of g among them):
-// the edges between them stay, the others go.
+// the edges between them stay, and so do their unknown names (still
+// unknown); edges to the containers left out go.
 func (g *Graph) Sub(names []string) *Graph {
 	after := map[string][]string{}
 	keep := map[string]bool{}
@@ -202,7 +203,7 @@ func (g *Graph) Sub(names []string) *Graph {
 	for n := range keep {
 		var deps []string
 		for _, d := range g.after[n] {
-			if keep[d] {
+			if keep[d] || !g.Has(d) {
 				deps = append(deps, d)
 			}
 		}
