@@ -192,6 +192,13 @@ func (b *booter) finish(outcomes map[string]bootorder.Outcome) []BootResult {
 // checkpointed it, it is restored, and, should that fail, booted afresh:
 // restoreErr then says why the restore failed.
 func (m *Manager) bootStart(ctx context.Context, name string, progress func(string, ...any)) (restored bool, restoreErr, err error) {
+	if st, err := m.liveState(name); err != nil {
+		return false, nil, err
+	} else if st != nil {
+		m.clearShutdownCheckpoint(name)
+		progress("running already")
+		return false, nil, ErrRunning
+	}
 	checkpoint := m.shutdownCheckpoint(name)
 	if checkpoint == "" {
 		progress("starting")
