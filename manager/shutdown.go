@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"time"
 
 	"lodge/config"
+	"lodge/internal/atomicfile"
 	"lodge/internal/bootorder"
 	"lodge/internal/store"
 )
@@ -189,7 +189,7 @@ func (m *Manager) checkpointForBoot(ctx context.Context, name string, progress f
 	if err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(m.shutdownMarker(name), []byte(res.Dir+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(m.shutdownMarker(name), []byte(res.Dir+"\n"), 0o600); err != nil {
 		// The stateful stop stands: a plain lodge start resumes it.
 		progress("warning: marking it for lodge autostart failed: %v; lodge start %s resumes it", err, name)
 	}
