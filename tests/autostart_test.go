@@ -329,3 +329,22 @@ func readCounterFile(t *testing.T, e *env, name string) int {
 	})
 	return n
 }
+
+// TestAutostartReadyTimeout: a container whose ready command never
+// succeeds is failed at boot.ready_timeout, keeps running, and those that
+// start after it are skipped.
+func TestAutostartReadyTimeout(t *testing.T) {
+	e := newEnv(t)
+	e.createBusybox("slow", "boot.autostart=true", "boot.ready_command=test -e /never", "boot.ready_timeout=2s")
+	e.createBusybox("next", "boot.autostart=true", "boot.after=slow")
+	res, r := e.autostart()
+	if s := res["slow"]; r.code != 1 || s.Outcome != "failed" || !strings.Contains(s.Reason, "slow is not ready after 2s (boot.ready_timeout); last: boot.ready_command exited 1") {
+		t.Errorf("slow: %+v\n%s", s, r)
+	}
+	if n := res["next"]; n.Outcome != "skipped" || n.Reason != "it starts after slow, which failed" {
+		t.Errorf("next: %+v", n)
+	}
+	if e.info("slow").State != "RUNNING" || e.info("next").State != "STOPPED" {
+		t.Errorf("slow %s, next %s", e.info("slow").State, e.info("next").State)
+	}
+}

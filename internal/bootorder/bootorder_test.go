@@ -222,3 +222,19 @@ func TestRunCancelled(t *testing.T) {
 		t.Errorf("%+v", out)
 	}
 }
+
+// TestRunLongestChainFirst: with one slot, the head of the longest chain
+// goes first, whatever its name.
+func TestRunLongestChainFirst(t *testing.T) {
+	g := New(map[string][]string{"a": nil, "b": nil, "z": nil, "y": {"z"}, "x": {"y"}})
+	tr := &trace{}
+	Run(context.Background(), Plan{Graph: g, Parallel: 1, Step: tr.step})
+	if tr.order[0] != "z" {
+		t.Errorf("order %v: z, at the head of z <- y <- x, should go first", tr.order)
+	}
+	tr = &trace{}
+	Run(context.Background(), Plan{Graph: g, Reverse: true, Parallel: 1, Step: tr.step})
+	if tr.order[0] != "x" {
+		t.Errorf("reverse order %v: x, at the head of x -> y -> z, should go first", tr.order)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Plan says how Run walks a graph.
@@ -59,6 +60,11 @@ type runner struct {
 	pending  map[string]int      // how many of those it waits for are not done yet
 	blocked  map[string]string   // why a container will be skipped, once its turn comes
 	outcomes map[string]Outcome
+	// chain is the length of the longest line of containers that wait,
+	// one for the next, for each one (itself included): of those whose
+	// turn has come, the longest chains go first, so that a slow start
+	// at the head of a long chain does not wait behind unrelated ones.
+	chain map[string]int
 }
 
 func newRun(p Plan) *runner {
@@ -87,16 +93,50 @@ func newRun(p Plan) *runner {
 	for _, n := range g.names {
 		r.pending[n] = len(r.waitsFor[n])
 	}
+	r.chain = map[string]int{}
+	for _, n := range g.names {
+		r.chainOf(n, map[string]bool{})
+	}
 	return r
 }
 
+// chainOf computes chain[n]; onPath guards against cycles (whose
+// containers never get a turn anyway).
+func (r *runner) chainOf(n string, onPath map[string]bool) int {
+	if c, ok := r.chain[n]; ok {
+		return c
+	}
+	if onPath[n] {
+		return 0
+	}
+	onPath[n] = true
+	longest := 0
+	for _, m := range r.unblocks[n] {
+		longest = max(longest, r.chainOf(m, onPath))
+	}
+	delete(onPath, n)
+	r.chain[n] = longest + 1
+	return longest + 1
+}
+
+// byChain orders containers whose turn has come: longest chain first, then by name.
+func (r *runner) byChain(names []string) {
+	slices.SortFunc(names, func(a, b string) int {
+		if r.chain[a] != r.chain[b] {
+			return r.chain[b] - r.chain[a]
+		}
+		return strings.Compare(a, b)
+	})
+}
+
 func (r *runner) loop(ctx context.Context) map[string]Outcome {
-	var queue []string
+	var first []string
 	for _, n := range r.Graph.names {
 		if r.pending[n] == 0 {
-			queue = append(queue, n)
+			first = append(first, n)
 		}
 	}
+	queue := r.enqueue(nil, first)
 	results := make(chan finished)
 	running := 0
 	for {
@@ -105,7 +145,7 @@ func (r *runner) loop(ctx context.Context) map[string]Outcome {
 			queue = queue[1:]
 			if reason := r.skipReason(ctx, n); reason != "" {
 				r.skip(n, reason)
-				queue = append(queue, r.done(n)...)
+				queue = r.enqueue(queue, r.done(n))
 				continue
 			}
 			running++
@@ -117,7 +157,7 @@ func (r *runner) loop(ctx context.Context) map[string]Outcome {
 		f := <-results
 		running--
 		r.outcomes[f.name] = Outcome{Err: f.err}
-		queue = append(queue, r.done(f.name)...)
+		queue = r.enqueue(queue, r.done(f.name))
 	}
 	r.skipStuck()
 	return r.outcomes
@@ -162,8 +202,15 @@ func (r *runner) done(n string) []string {
 			next = append(next, m)
 		}
 	}
-	slices.Sort(next)
 	return next
+}
+
+// enqueue adds containers whose turn has come to the queue, keeping it in
+// byChain order.
+func (r *runner) enqueue(queue, names []string) []string {
+	queue = append(queue, names...)
+	r.byChain(queue)
+	return queue
 }
 
 // skipStuck skips the containers whose turn never came: they are in a
