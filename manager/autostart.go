@@ -217,7 +217,9 @@ func (m *Manager) bootStart(ctx context.Context, name string, progress func(stri
 	if err == nil { // cannot happen: a start that resumed removed the marker
 		err = errors.New("the checkpoint is still pending after the start")
 	}
-	progress("restoring failed (%v); booting it afresh instead (the checkpoint %s is kept)", err, checkpoint)
+	// resume's advice to boot with --fresh is what happens next: left out.
+	err = errors.New(strings.TrimSuffix(err.Error(), "; to boot it instead: lodge start --fresh "+name))
+	progress("restoring failed (%v); booting it afresh instead", err)
 	m.clearShutdownCheckpoint(name)
 	return false, err, m.StartFresh(ctx, name, progress)
 }

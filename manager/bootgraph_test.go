@@ -3,7 +3,9 @@ package manager
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"lodge/config"
 )
@@ -32,5 +34,32 @@ func TestGraphOf(t *testing.T) {
 	g := graphOf(map[string]*config.Container{"web": web}, map[string]error{"db": errors.New("broken")}, map[string][]string{"new": {"web"}})
 	if !slices.Equal(g.Names(), []string{"db", "new", "web"}) || g.Unknown() != nil || !slices.Equal(g.Dependents("web"), []string{"new"}) {
 		t.Errorf("graph: %v, unknown %v", g.Names(), g.Unknown())
+	}
+}
+
+// TestStopOptions: a container gets its own init.stop_timeout, cut short
+// by what is left of shutdown-all's budget, and is killed at once when
+// nothing is left.
+func TestStopOptions(t *testing.T) {
+	cfg := config.Default()
+	cfg.Init.StopTimeout = config.Duration(10 * time.Second)
+	for _, tc := range []struct {
+		left        time.Duration
+		wantForce   bool
+		wantTimeout time.Duration // 0: below left, not checked exactly
+		why         string
+	}{
+		{time.Minute, false, 10 * time.Second, "still running 10s (init.stop_timeout)"},
+		{5 * time.Second, false, 0, "still running when the shutdown's budget ran out"},
+		{-time.Second, true, 0, "budget was spent before its turn"},
+	} {
+		s := &stopper{deadline: time.Now().Add(tc.left)}
+		opts, why := s.stopOptions(cfg)
+		switch {
+		case opts.Force != tc.wantForce, tc.wantTimeout != 0 && opts.Timeout != tc.wantTimeout,
+			tc.wantTimeout == 0 && !tc.wantForce && (opts.Timeout <= 0 || opts.Timeout > tc.left),
+			!strings.Contains(why, tc.why):
+			t.Errorf("%s left: %+v, %q", tc.left, opts, why)
+		}
 	}
 }
