@@ -49,6 +49,7 @@ type Container struct {
 	Rootfs   Rootfs   `toml:"rootfs,omitempty"`
 	LXCFS    LXCFS    `toml:"lxcfs"`
 	Security Security `toml:"security,omitempty"`
+	Boot     Boot     `toml:"boot,omitempty"`
 	// Networks are the container's NICs, [[network]] tables in the file,
 	// network.N.KEY on the command line (nic.go).
 	Networks []NIC `toml:"network,omitempty"`
@@ -112,6 +113,51 @@ type Init struct {
 	StopTimeout Duration `toml:"stop_timeout,omitzero"`
 }
 
+// Boot says how the container takes part in a host's boot and shutdown:
+// `lodge autostart` and `lodge shutdown-all` (docs/operations.md).
+type Boot struct {
+	// Autostart: lodge autostart starts it.
+	Autostart bool `toml:"autostart,omitempty"`
+	// After names containers that must be started, and ready, before this
+	// one starts, and that stop only after it has stopped.
+	After []string `toml:"after,omitempty"`
+	// ReadyCommand, run in the container until it exits 0, says it is
+	// ready; empty: ready when its init says so.
+	ReadyCommand []string `toml:"ready_command,omitempty"`
+	// ReadyTimeout bounds the wait for readiness; nil: DefaultReadyTimeout.
+	// A pointer, because the TOML encoder's omitempty counts a number in a
+	// table as a value: an int field would write an empty [boot] table
+	// into every container's file.
+	ReadyTimeout *Duration `toml:"ready_timeout,omitempty"`
+	// HostShutdown is what shutdown-all does with it: HostShutdownStop
+	// ("" too) or HostShutdownCheckpoint.
+	HostShutdown string `toml:"host_shutdown,omitempty"`
+}
+
+// Boot.HostShutdown values.
+const (
+	HostShutdownStop       = "stop"
+	HostShutdownCheckpoint = "checkpoint"
+)
+
+// DefaultReadyTimeout is how long lodge autostart waits for a container
+// to be ready unless boot.ready_timeout says otherwise: a Debian with
+// systemd reaches "running" in a few seconds, but a host booting dozens of
+// containers at once is slow.
+const DefaultReadyTimeout = Duration(2 * time.Minute)
+
+// ReadyWithin is the readiness timeout in force.
+func (b Boot) ReadyWithin() time.Duration {
+	if b.ReadyTimeout == nil {
+		return DefaultReadyTimeout.Std()
+	}
+	return b.ReadyTimeout.Std()
+}
+
+// CheckpointAtShutdown tells whether shutdown-all checkpoints the
+// container instead of stopping it.
+func (b Boot) CheckpointAtShutdown() bool { return b.HostShutdown == HostShutdownCheckpoint }
+
 // Rootfs holds settings of the container's root filesystem.
 type Rootfs struct {
 	Shift string `toml:"shift,omitempty"` // ShiftAuto, ShiftIDMap or ShiftChown
@@ -163,6 +209,12 @@ func (c *Container) Clone() *Container {
 	clone.Init.Command = slices.Clone(c.Init.Command)
 	clone.Security.Syscalls.Deny = slices.Clone(c.Security.Syscalls.Deny)
 	clone.Security.Syscalls.Allow = slices.Clone(c.Security.Syscalls.Allow)
+	clone.Boot.After = slices.Clone(c.Boot.After)
+	clone.Boot.ReadyCommand = slices.Clone(c.Boot.ReadyCommand)
+	if c.Boot.ReadyTimeout != nil {
+		timeout := *c.Boot.ReadyTimeout
+		clone.Boot.ReadyTimeout = &timeout
+	}
 	clone.Networks = slices.Clone(c.Networks) // NIC holds no references
 	clone.Proxies = maps.Clone(c.Proxies)
 	return &clone

@@ -31,6 +31,51 @@ func (k Key) Default() string { return k.get(Default()) }
 // parser, formatter and validator sit together so they stay in step.
 var keyRegistry = []Key{
 	{
+		Name:    "boot.after",
+		Doc:     "Containers that `lodge autostart` starts, and waits for until they are ready, before this one (even if they are not autostart themselves), as a word list of names; `lodge shutdown-all` stops this one before them. If one of them fails, this one is skipped, and says why. `config set` refuses a name that is not a container here and a cycle (a -> b -> a); `lodge delete` refuses a container others name here, unless --force. See docs/operations.md.",
+		Example: "db cache",
+		set:     func(c *Container, v string) error { return setWords(&c.Boot.After, v) },
+		get:     func(c *Container) string { return joinWords(c.Boot.After) },
+		check:   checkBootAfter,
+	},
+	{
+		Name:    "boot.autostart",
+		Doc:     "Whether `lodge autostart` (run by lodge's boot unit when the host boots) starts the container, after those it names in boot.after.",
+		Example: "true",
+		set:     func(c *Container, v string) error { return setBool(&c.Boot.Autostart, v) },
+		get:     func(c *Container) string { return strconv.FormatBool(c.Boot.Autostart) },
+		check:   func(*Container) error { return nil }, // any boolean is fine
+	},
+	{
+		Name:    "boot.host_shutdown",
+		Doc:     "What `lodge shutdown-all` (run when the host shuts down) does with the running container: stop (its stop signal, killed only if it outlasts its init.stop_timeout or the shutdown's budget), or checkpoint (CRIU saves its processes and stops it; the next `lodge autostart` restores them, whether or not the container is autostart, and boots it afresh, saying so, if the restore fails; a checkpoint that fails at shutdown stops it cleanly instead).",
+		Example: HostShutdownCheckpoint,
+		set:     func(c *Container, v string) error { c.Boot.HostShutdown = strings.TrimSpace(v); return nil },
+		get: func(c *Container) string {
+			if c.Boot.HostShutdown == "" {
+				return HostShutdownStop
+			}
+			return c.Boot.HostShutdown
+		},
+		check: checkHostShutdown,
+	},
+	{
+		Name:    "boot.ready_command",
+		Doc:     "A command that `lodge autostart` runs in the container (as `lodge exec` would) until it exits 0, to know the container is ready for those that start after it; a word list with shell-like quoting. Empty: ready when its init says so (systemd: `systemctl is-system-running` says running or degraded; other inits: once started).",
+		Example: "/bin/sh -c 'test -S /run/postgresql/.s.PGSQL.5432'",
+		set:     func(c *Container, v string) error { return setWords(&c.Boot.ReadyCommand, v) },
+		get:     func(c *Container) string { return joinWords(c.Boot.ReadyCommand) },
+		check:   checkReadyCommand,
+	},
+	{
+		Name:    "boot.ready_timeout",
+		Doc:     "How long `lodge autostart` waits for the container to be ready (boot.ready_command, or its init) before it calls it failed and skips those that start after it, e.g. 30s or 5m.",
+		Example: "5m",
+		set:     setReadyTimeout,
+		get:     func(c *Container) string { return Duration(c.Boot.ReadyWithin()).String() },
+		check:   checkReadyTimeout,
+	},
+	{
 		Name:    "init.command",
 		Doc:     "The init program and its arguments, started as process 1 of the container. A word list with shell-like quoting (e.g. `/bin/sh -c 'exec init'`); the first word must be an absolute path.",
 		Example: "/lib/systemd/systemd --log-level=info",
@@ -322,6 +367,15 @@ func setDisk(c *Container, v string) error {
 		return nil
 	}
 	return setSize(&c.Limits.Disk, v)
+}
+
+func setReadyTimeout(c *Container, v string) error {
+	var timeout Duration
+	if err := setDuration(&timeout, v); err != nil {
+		return err
+	}
+	c.Boot.ReadyTimeout = &timeout
+	return nil
 }
 
 func setSize(dst *Size, value string) error {

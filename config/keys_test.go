@@ -154,7 +154,7 @@ func TestSetErrors(t *testing.T) {
 		{"init.stop_timeout", "-5s", `init.stop_timeout: "-5s" is negative; ` + durationHint},
 		{"rootfs.shift", "x", `rootfs.shift: "x" must be one of auto, idmap, chown`},
 		{"source.template", "debian", "source.template is read-only: it records how the container was made"},
-		{"limits.memroy", "1G", `unknown key "limits.memroy" (did you mean "limits.memory"?); settable keys: init.command, init.stop_signal, init.stop_timeout, limits.cpu, limits.cpuset, limits.disk, limits.memory, limits.network.egress, limits.network.ingress, limits.pids, limits.swap, lxcfs.cpu_quota_view, lxcfs.enabled, network.N.hwaddr, network.N.ipv4, network.N.ipv6, network.N.mtu, network.N.name, network.N.network, network.N.parent, network.N.type, proxy.NAME, rootfs.shift, security.nesting, security.syscalls.allow, security.syscalls.deny`},
+		{"limits.memroy", "1G", `unknown key "limits.memroy" (did you mean "limits.memory"?); settable keys: boot.after, boot.autostart, boot.host_shutdown, boot.ready_command, boot.ready_timeout, init.command, init.stop_signal, init.stop_timeout, limits.cpu, limits.cpuset, limits.disk, limits.memory, limits.network.egress, limits.network.ingress, limits.pids, limits.swap, lxcfs.cpu_quota_view, lxcfs.enabled, network.N.hwaddr, network.N.ipv4, network.N.ipv6, network.N.mtu, network.N.name, network.N.network, network.N.parent, network.N.type, proxy.NAME, rootfs.shift, security.nesting, security.syscalls.allow, security.syscalls.deny`},
 	}
 	for _, tt := range tests {
 		c := Default()
@@ -198,7 +198,7 @@ func TestLookupKey(t *testing.T) {
 		t.Errorf("LookupKey(limits.memory) = %+v, %v", key, err)
 	}
 	_, err = LookupKey("memory")
-	if err == nil || !strings.HasPrefix(err.Error(), `unknown key "memory" (did you mean "limits.memory"?); settable keys: init.command,`) {
+	if err == nil || !strings.HasPrefix(err.Error(), `unknown key "memory" (did you mean "limits.memory"?); settable keys: boot.after,`) {
 		t.Errorf("LookupKey(memory) error = %v", err)
 	}
 	if strings.Contains(err.Error(), "source.") {

@@ -326,6 +326,7 @@ func TestTomlKeys(t *testing.T) {
 		"rootfs", "rootfs.shift",
 		"lxcfs", "lxcfs.enabled", "lxcfs.cpu_quota_view",
 		"security", "security.nesting", "security.syscalls", "security.syscalls.deny", "security.syscalls.allow",
+		"boot", "boot.autostart", "boot.after", "boot.ready_command", "boot.ready_timeout", "boot.host_shutdown",
 		"network", "network.name", "network.type", "network.network", "network.parent", "network.hwaddr", "network.ipv4", "network.ipv6", "network.mtu",
 		"proxy",
 	}

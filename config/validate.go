@@ -202,3 +202,45 @@ func checkSyscallConflicts(key string, s Syscalls) error {
 	}
 	return nil
 }
+
+// checkBootAfter checks the names one by one; whether they are containers,
+// and whether the lists make a cycle, only the manager can tell (it sees
+// every container).
+func checkBootAfter(c *Container) error {
+	for i, name := range c.Boot.After {
+		if err := ValidateName(name); err != nil {
+			return keyErrorf("boot.after", "%v", err)
+		}
+		if slices.Contains(c.Boot.After[:i], name) {
+			return keyErrorf("boot.after", "names %s twice; name it once", name)
+		}
+	}
+	return nil
+}
+
+func checkReadyCommand(c *Container) error {
+	if slices.ContainsFunc(c.Boot.ReadyCommand, func(arg string) bool { return strings.ContainsRune(arg, 0) }) {
+		return keyErrorf("boot.ready_command", "contains a NUL byte, which no program argument can hold; remove it")
+	}
+	return nil
+}
+
+func checkReadyTimeout(c *Container) error {
+	switch timeout := c.Boot.ReadyTimeout; {
+	case timeout == nil:
+		return nil
+	case *timeout < 0:
+		return keyErrorf("boot.ready_timeout", "%s is negative; use a duration like 2m", *timeout)
+	case *timeout == 0:
+		return keyErrorf("boot.ready_timeout", "0s gives the container no time to be ready; use a duration like 2m")
+	}
+	return nil
+}
+
+func checkHostShutdown(c *Container) error {
+	switch c.Boot.HostShutdown {
+	case "", HostShutdownStop, HostShutdownCheckpoint:
+		return nil
+	}
+	return keyErrorf("boot.host_shutdown", "%q must be %s or %s", c.Boot.HostShutdown, HostShutdownStop, HostShutdownCheckpoint)
+}

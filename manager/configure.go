@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 
 	"lodge/config"
 	"lodge/internal/cgroup"
@@ -38,11 +39,15 @@ func (m *Manager) ConfigSet(ctx context.Context, name string, assignments []stri
 	if err != nil {
 		return SetResult{}, err
 	}
+	oldAfter := slices.Clone(cfg.Boot.After)
 	if err := applyAssignments(cfg, assignments, "set"); err != nil {
 		return SetResult{}, err
 	}
 	if err := cfg.ValidateOn(m.hostFacts()); err != nil {
 		return SetResult{}, invalid(err)
+	}
+	if err := m.checkBootAfter(name, oldAfter, cfg); err != nil {
+		return SetResult{}, err
 	}
 	return m.applyAndSave(ctx, name, cfg)
 }
@@ -65,6 +70,13 @@ func (m *Manager) ConfigReplace(ctx context.Context, name string, text []byte) (
 	old, err := config.Load(m.store.ConfigPath(name))
 	if err == nil && !reflect.DeepEqual(old.Source, cfg.Source) {
 		return SetResult{}, invalid(errors.New("the [source] table records how the container was made and cannot be changed"))
+	}
+	var oldAfter []string
+	if old != nil {
+		oldAfter = old.Boot.After
+	}
+	if err := m.checkBootAfter(name, oldAfter, cfg); err != nil {
+		return SetResult{}, err
 	}
 	return m.applyAndSave(ctx, name, cfg)
 }

@@ -133,6 +133,9 @@ func (m *Manager) prepareCreate(opts CreateOptions) (templates.Template, *config
 	if err := cfg.ValidateOn(m.hostFacts()); err != nil {
 		return tmpl, nil, invalid(err)
 	}
+	if err := m.checkBootAfter(opts.Name, nil, cfg); err != nil {
+		return tmpl, nil, err
+	}
 	if cfg.Limits.Disk > 0 {
 		if err := m.checkNewDiskLimit(cfg.Limits.Disk); err != nil {
 			return tmpl, nil, err

@@ -14,14 +14,21 @@ import (
 )
 
 // Delete removes a container: its configuration, root filesystem, logs and id
-// range. A running container is refused unless force is set, which stops it
-// at once first.
+// range. A running container, and one that others name in boot.after, are
+// refused unless force is set, which stops it at once first (and leaves the
+// others' boot.after naming a container that is gone: autostart skips them
+// and says why).
 func (m *Manager) Delete(ctx context.Context, name string, force bool) error {
 	lock, err := m.store.Lock(ctx, name)
 	if err != nil {
 		return err
 	}
 	defer lock.Unlock()
+	if !force {
+		if err := m.refuseDependents(name); err != nil {
+			return err
+		}
+	}
 	st, err := m.liveState(name)
 	if err != nil {
 		return err

@@ -242,7 +242,7 @@ func newDeleteCmd(a *app) *cobra.Command {
 			return m.Delete(cmd.Context(), args[0], force)
 		},
 	}
-	cmd.Flags().BoolVarP(&force, "force", "f", false, "stop a running container at once, then delete it")
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "stop a running container at once, then delete it; delete it also while others name it in boot.after")
 	return cmd
 }
 

@@ -30,6 +30,7 @@ id range, cgroup limits and console.`,
 		newImageCmd(a), newLXCFSCmd(a), newVersionCmd(a), newCopyCmd(a), newSnapshotCmd(a), newNetworkCmd(a),
 		newFreezeCmd(a), newUnfreezeCmd(a), newCheckpointCmd(a), newRestoreCmd(a),
 		newServeCmd(a), newTrustCmd(a), newRemoteCmd(a), newMigrateCmd(a),
+		newAutostartCmd(a), newShutdownAllCmd(a),
 	)
 	return root
 }

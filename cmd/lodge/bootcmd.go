@@ -1,0 +1,232 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"lodge/manager"
+)
+
+// lodge autostart and lodge shutdown-all: what the host's boot and shutdown
+// run (lodge's systemd unit calls them; docs/operations.md).
+
+func newAutostartCmd(a *app) *cobra.Command {
+	var parallel int
+	var format string
+	cmd := &cobra.Command{
+		Use:   "autostart [--parallel N] [--format table|json]",
+		Short: "Start every boot.autostart container, in boot.after order (run at host boot)",
+		Long: `Start every container with boot.autostart = true that does not run, and the
+containers they name in boot.after (even if those are not autostart), and restore those
+that lodge shutdown-all checkpointed (boot.host_shutdown = "checkpoint"; a restore
+that fails boots the container afresh, and says so).
+
+A container starts once every container it names in boot.after is ready: its
+boot.ready_command exits 0 in it, or else its init says so (systemd: systemctl
+is-system-running says running or degraded; other inits: once started), within
+boot.ready_timeout. Containers that do not wait for each other start at the same time,
+up to --parallel at once. A container that fails (its start, its init, its readiness)
+holds up only those that wait for it: they are skipped, and say why.
+
+Progress lines go to stderr as things happen; the summary (start and ready times,
+what failed or was skipped and why) to stdout. The exit status is 1 if any container
+failed or was skipped.`,
+		Example: `  lodge autostart
+  lodge autostart --parallel 8 --format json`,
+		Args: maxArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkResultFormat(format); err != nil {
+				return err
+			}
+			if parallel < 0 {
+				return usageError{"--parallel: use a positive number (0: the default)"}
+			}
+			m, err := a.manager()
+			if err != nil {
+				return err
+			}
+			results, err := m.Autostart(cmd.Context(), manager.BootOptions{Parallel: parallel, Progress: a.syncProgress()})
+			if err != nil {
+				return err
+			}
+			if err := printBootResults(a.stdout, format, results); err != nil {
+				return err
+			}
+			return bootFailures(results)
+		},
+	}
+	cmd.Flags().IntVar(&parallel, "parallel", 0, fmt.Sprintf("start at most N containers at once (default: twice the CPUs, at least 4; here %d)", manager.DefaultParallel()))
+	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	return cmd
+}
+
+func newShutdownAllCmd(a *app) *cobra.Command {
+	var parallel int
+	var timeout, format string
+	cmd := &cobra.Command{
+		Use:   "shutdown-all [--timeout DURATION] [--parallel N] [--format table|json]",
+		Short: "Stop every running container, dependents first, within one budget (run at host shutdown)",
+		Long: `Stop every running container: a container that others name in boot.after stops
+only after they have stopped; containers that do not wait for each other stop at the
+same time. All of it within one budget, --timeout: each container gets its stop
+signal and its init.stop_timeout, cut short by what is left of the budget, and is
+killed only if it still runs then (it ignored its signal, or its shutdown outlasted
+its time). The summary says which were killed.
+
+A container with boot.host_shutdown = "checkpoint" is checkpointed instead (CRIU; a
+stateful stop), and the next lodge autostart restores it. If the checkpoint fails, the
+container is stopped cleanly instead, and the summary says so.
+
+The exit status is 1 if lodge could not stop a container.`,
+		Example: `  lodge shutdown-all --timeout 60
+  lodge shutdown-all --timeout 2m --format json`,
+		Args: maxArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkResultFormat(format); err != nil {
+				return err
+			}
+			budget, err := parseTimeout(timeout)
+			if err != nil {
+				return err
+			}
+			if parallel < 0 {
+				return usageError{"--parallel: use a positive number (0: the default)"}
+			}
+			m, err := a.manager()
+			if err != nil {
+				return err
+			}
+			results, err := m.ShutdownAll(cmd.Context(), budget, manager.BootOptions{Parallel: parallel, Progress: a.syncProgress()})
+			if err != nil {
+				return err
+			}
+			if err := printShutdownResults(a.stdout, format, results); err != nil {
+				return err
+			}
+			return shutdownFailures(results)
+		},
+	}
+	cmd.Flags().StringVar(&timeout, "timeout", "60", "the budget for the whole shutdown, e.g. 60 (seconds), 90s or 2m")
+	cmd.Flags().IntVar(&parallel, "parallel", 0, fmt.Sprintf("stop at most N containers at once (default: 8 per CPU, at least 16; here %d)", manager.DefaultShutdownParallel()))
+	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	return cmd
+}
+
+// syncProgress is a.progress safe to call from several goroutines at once.
+func (a *app) syncProgress() func(string, ...any) {
+	var mu sync.Mutex
+	return func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		a.progress(format, args...)
+	}
+}
+
+func printBootResults(w io.Writer, format string, results []manager.BootResult) error {
+	if format == "json" {
+		if results == nil {
+			results = []manager.BootResult{}
+		}
+		return writeJSON(w, results)
+	}
+	if len(results) == 0 {
+		_, err := fmt.Fprintln(w, "No container to start: none has boot.autostart = true.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tOUTCOME\tSTARTED\tREADY\tNOTE")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Outcome, clock(r.StartedAt), clock(r.ReadyAt), bootNote(r))
+	}
+	return tw.Flush()
+}
+
+// bootNote is the NOTE column: why it failed or was skipped, else how it started.
+func bootNote(r manager.BootResult) string {
+	var notes []string
+	switch {
+	case r.Reason != "":
+		notes = append(notes, r.Reason)
+	case r.AlreadyRunning:
+		notes = append(notes, "was running")
+	case r.Restored:
+		notes = append(notes, "restored from its shutdown checkpoint")
+	}
+	if r.RestoreError != "" {
+		notes = append(notes, "restore failed, booted afresh: "+r.RestoreError)
+	}
+	if !r.Autostart && len(r.NeededBy) > 0 {
+		notes = append(notes, "needed by "+strings.Join(r.NeededBy, ", "))
+	}
+	return strings.Join(notes, "; ")
+}
+
+func clock(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Local().Format("15:04:05.000")
+}
+
+// bootFailures is the command's error when a container failed or was skipped.
+func bootFailures(results []manager.BootResult) error {
+	var failed, skipped []string
+	for _, r := range results {
+		switch r.Outcome {
+		case manager.BootFailed:
+			failed = append(failed, r.Name)
+		case manager.BootSkipped:
+			skipped = append(skipped, r.Name)
+		}
+	}
+	if len(failed)+len(skipped) == 0 {
+		return nil
+	}
+	return fmt.Errorf("autostart: %d failed (%s), %d skipped (%s); see above, and lodge start NAME to retry one",
+		len(failed), dashIfEmpty(strings.Join(failed, ", ")), len(skipped), dashIfEmpty(strings.Join(skipped, ", ")))
+}
+
+func printShutdownResults(w io.Writer, format string, results []manager.ShutdownResult) error {
+	if format == "json" {
+		if results == nil {
+			results = []manager.ShutdownResult{}
+		}
+		return writeJSON(w, results)
+	}
+	if len(results) == 0 {
+		_, err := fmt.Fprintln(w, "No container runs.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tOUTCOME\tSTOPPING\tSTOPPED\tNOTE")
+	for _, r := range results {
+		note := r.Reason
+		if r.CheckpointError != "" {
+			note = strings.TrimPrefix(note+"; ", "; ") + "checkpoint failed, stopped instead: " + r.CheckpointError
+		}
+		if r.Checkpoint != "" {
+			note = "autostart restores " + r.Checkpoint
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Outcome, clock(&r.StoppingAt), clock(&r.StoppedAt), note)
+	}
+	return tw.Flush()
+}
+
+func shutdownFailures(results []manager.ShutdownResult) error {
+	var failed []string
+	for _, r := range results {
+		if r.Outcome == manager.ShutdownFailed {
+			failed = append(failed, r.Name)
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	return fmt.Errorf("shutdown-all: could not stop %s; see above (lodge stop --force NAME kills one)", strings.Join(failed, ", "))
+}
