@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"maps"
 	"strings"
 
 	"lodge/internal/cgroup"
@@ -61,7 +62,7 @@ func (m *Manager) Usage() ([]Usage, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &usageReader{m: m, ks: ks, host: ks.base.Host()}
+	r := &usageReader{m: m, ks: ks, host: ks.base.Host(), quickUsage: storage.QuickUsageUnder(m.store.Root)}
 	out := make([]Usage, 0, len(names))
 	for _, name := range names {
 		out = append(out, r.read(name))
@@ -71,11 +72,14 @@ func (m *Manager) Usage() ([]Usage, error) {
 
 // usageReader holds what one Usage call shares between containers.
 type usageReader struct {
-	m        *Manager
-	ks       *kernelScan
-	host     *cgroup.Host
-	links    map[string]network.Counters // host links' counters, listed on first need
-	linksErr error
+	m    *Manager
+	ks   *kernelScan
+	host *cgroup.Host
+	// quickUsage says whether a backend may know a tree's usage cheaply
+	// under this root at all; if not, no storage record need be read.
+	quickUsage bool
+	links      map[string]network.Counters // host links' counters, listed on first need
+	linksErr   error
 }
 
 func (r *usageReader) read(name string) Usage {
@@ -89,7 +93,7 @@ func (r *usageReader) read(name string) Usage {
 		problems = append(problems, err.Error())
 	}
 	if obs.st != nil {
-		g := r.host.Open(obs.st.Cgroups)
+		g := r.group(name, obs.st)
 		u.State = liveStatus(obs.st, g)
 		if err := r.addStats(&u, g); err != nil {
 			problems = append(problems, err.Error())
@@ -100,6 +104,17 @@ func (r *usageReader) read(name string) Usage {
 	}
 	u.Error = strings.Join(problems, "; ")
 	return u
+}
+
+// group is the running container's cgroup: the base's group of that name
+// when the state records the same directories (as it does unless the host
+// config changed since the start), which costs no reads; else the recorded
+// ones, opened.
+func (r *usageReader) group(name string, st *store.State) *cgroup.Group {
+	if g := r.ks.base.Group(name); maps.Equal(g.Paths(), st.Cgroups) {
+		return g
+	}
+	return r.host.Open(st.Cgroups)
 }
 
 // liveStatus is the state `lodge list` shows for a container that runs
@@ -155,6 +170,9 @@ func (r *usageReader) addNICs(u *Usage) error {
 // rootfsBytes is the root filesystem's usage if its backend knows it
 // without a walk.
 func (r *usageReader) rootfsBytes(name string) (int64, bool) {
+	if !r.quickUsage {
+		return 0, false
+	}
 	b, _, err := storage.ForContainer(r.m.store.Root, r.m.store.ContainerDir(name))
 	if err != nil {
 		return 0, false
