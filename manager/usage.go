@@ -88,7 +88,7 @@ func (r *usageReader) read(name string) Usage {
 	if b, ok := r.rootfsBytes(name); ok {
 		u.RootfsBytes = &b
 	}
-	obs, err := r.m.observe(name, r.ks)
+	obs, err := r.observe(name)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
@@ -104,6 +104,20 @@ func (r *usageReader) read(name string) Usage {
 	}
 	u.Error = strings.Join(problems, "; ")
 	return u
+}
+
+// observe is Manager.observe without its cost for a stopped container:
+// that one looks the container's id range up, reading the whole id table
+// (a scrape would read it once per stopped container). A container with
+// no process in its cgroup is stopped whatever its ids are.
+func (r *usageReader) observe(name string) (observation, error) {
+	if st, err := r.m.store.ReadState(name); err == nil && st != nil && st.Init.Alive() {
+		return observation{st: st}, nil
+	}
+	if len(r.ks.procs(name)) == 0 {
+		return observation{}, nil
+	}
+	return r.m.observe(name, r.ks)
 }
 
 // group is the running container's cgroup: the base's group of that name
