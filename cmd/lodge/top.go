@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"fmt"
@@ -76,7 +77,8 @@ func (o topOptions) check() error {
 // runTop reads the containers' usage every interval and prints what
 // changed between the last two readings.
 func runTop(a *app, m *manager.Manager, opts topOptions) error {
-	clear := opts.format == "table" && !opts.once && isTerminal(a.stdout)
+	screen, live := a.stdout.(*os.File)
+	live = live && opts.format == "table" && !opts.once && terminal.IsTerminal(screen)
 	prev, err := m.Usage()
 	if err != nil {
 		return err
@@ -91,10 +93,13 @@ func runTop(a *app, m *manager.Manager, opts topOptions) error {
 		now := time.Now()
 		rows := topRows(prev, cur, now.Sub(prevAt))
 		sortTop(rows, opts.sort)
-		if clear {
-			fmt.Fprint(a.stdout, "\x1b[H\x1b[2J") // cursor home, clear screen: refresh in place
+		reading := topReading{Time: now, Interval: now.Sub(prevAt).Seconds(), Containers: rows}
+		if live {
+			err = redrawTop(screen, reading)
+		} else {
+			err = printTop(a.stdout, opts.format, reading)
 		}
-		if err := printTop(a.stdout, opts.format, topReading{Time: now, Interval: now.Sub(prevAt).Seconds(), Containers: rows}); err != nil {
+		if err != nil {
 			return err
 		}
 		if opts.once {
@@ -104,9 +109,23 @@ func runTop(a *app, m *manager.Manager, opts topOptions) error {
 	}
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && terminal.IsTerminal(f)
+// redrawTop draws the table over the previous one, in one write (no
+// flicker), keeping to the terminal's height: the rows that do not fit
+// are counted on the last line.
+func redrawTop(screen *os.File, reading topReading) error {
+	if rows, _, ok := terminal.Size(screen); ok && int(rows) >= 3 && len(reading.Containers) > int(rows)-2 {
+		hidden := len(reading.Containers) - (int(rows) - 2)
+		reading.Containers = reading.Containers[:int(rows)-2]
+		defer fmt.Fprintf(screen, "... and %d more (lodge top --once shows them all)\x1b[K", hidden)
+	}
+	var table bytes.Buffer
+	if err := printTop(&table, "table", reading); err != nil {
+		return err
+	}
+	// Cursor home, each line cleared to its end, then the rest of the screen.
+	frame := "\x1b[H" + strings.ReplaceAll(table.String(), "\n", "\x1b[K\n") + "\x1b[J"
+	_, err := screen.WriteString(frame)
+	return err
 }
 
 // topReading is one refresh of lodge top, as --format json prints it.
