@@ -119,16 +119,11 @@ func sample(families map[string]*dto.MetricFamily, name, container string, label
 	return 0, false
 }
 
-// cgroupFile reads a number from a container's cgroup: file v1 in the v1
-// hierarchy whose key contains controller, else file v2 in the cgroup2 one.
+// cgroupFile reads a number from a file of a container's cgroup (see
+// cgroupPath).
 func cgroupFile(t *testing.T, cgroups map[string]string, controller, v1, v2 string) float64 {
 	t.Helper()
-	path := filepath.Join(cgroups["unified"], v2)
-	for key, dir := range cgroups {
-		if key != "unified" && strings.Contains(","+key+",", ","+controller+",") {
-			path = filepath.Join(dir, v1)
-		}
-	}
+	path := cgroupPath(cgroups, controller, v1, v2)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -142,6 +137,17 @@ func cgroupFile(t *testing.T, cgroups map[string]string, controller, v1, v2 stri
 		t.Fatalf("%s: %v", path, err)
 	}
 	return v
+}
+
+// cgroupPath is file v1 in the v1 hierarchy whose key names controller,
+// or file v2 in the cgroup2 hierarchy if none does.
+func cgroupPath(cgroups map[string]string, controller, v1, v2 string) string {
+	for key, dir := range cgroups {
+		if key != "unified" && strings.Contains(","+key+",", ","+controller+",") {
+			return filepath.Join(dir, v1)
+		}
+	}
+	return filepath.Join(cgroups["unified"], v2)
 }
 
 // bracketed checks that a figure read at about the same time as two
@@ -228,6 +234,16 @@ func TestMetricsMatchTheKernel(t *testing.T) {
 
 	t.Run("top", func(t *testing.T) { checkTop(t, e, mem) })
 
+	// A shell that grows past the 64 MiB limit is OOM-killed.
+	if r := e.run("exec", "mem", "--", "sh", "-c", `x=$(head -c 100000000 /dev/zero | tr "\0" a); echo ${#x}`); r.code == 0 {
+		t.Fatalf("a 100 MB shell variable fit in 64 MiB: %s", r)
+	}
+	kills := cgroupKeyed(t, mem, "memory", "memory.oom_control", "memory.events", "oom_kill")
+	if kills < 1 {
+		t.Fatalf("the kernel counts %v OOM kills in mem", kills)
+	}
+	checkExact(t, scrape(t, url), "lodge_container_oom_kills_total", "mem", kills)
+
 	e.must("stop", "few")
 	stopped := scrape(t, url)
 	checkExact(t, stopped, "lodge_container_state", "few", 1, "state", "stopped")
@@ -240,27 +256,33 @@ func TestMetricsMatchTheKernel(t *testing.T) {
 	}
 }
 
-// cpuNanos is the container's CPU time from cpuacct (v1) or cgroup2's
-// cpu.stat, in nanoseconds.
-func cpuNanos(t *testing.T, cgroups map[string]string) float64 {
+// cgroupKeyed reads the value of key in a flat keyed file of a
+// container's cgroup (see cgroupPath).
+func cgroupKeyed(t *testing.T, cgroups map[string]string, controller, v1, v2, key string) float64 {
 	t.Helper()
-	for key, dir := range cgroups {
-		if key != "unified" && strings.Contains(","+key+",", ",cpuacct,") {
-			return cgroupFile(t, map[string]string{key: dir}, "cpuacct", "cpuacct.usage", "")
-		}
-	}
-	data, err := os.ReadFile(filepath.Join(cgroups["unified"], "cpu.stat"))
+	path := cgroupPath(cgroups, controller, v1, v2)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+		if v, ok := strings.CutPrefix(line, key+" "); ok {
 			n, _ := strconv.ParseFloat(v, 64)
-			return n * 1e3
+			return n
 		}
 	}
-	t.Fatalf("no usage_usec in %s/cpu.stat", cgroups["unified"])
+	t.Fatalf("no %s in %s", key, path)
 	return 0
+}
+
+// cpuNanos is the container's CPU time from cpuacct (v1) or cgroup2's
+// cpu.stat, in nanoseconds.
+func cpuNanos(t *testing.T, cgroups map[string]string) float64 {
+	t.Helper()
+	if path := cgroupPath(cgroups, "cpuacct", "cpuacct.usage", ""); filepath.Base(path) == "cpuacct.usage" {
+		return cgroupFile(t, cgroups, "cpuacct", "cpuacct.usage", "")
+	}
+	return cgroupKeyed(t, cgroups, "cpuacct", "", "cpu.stat", "usage_usec") * 1e3
 }
 
 func linkCounter(t *testing.T, link, counter string) float64 {
