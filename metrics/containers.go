@@ -17,7 +17,7 @@ var states = []store.Status{store.Stopped, store.Starting, store.Running, store.
 type containerCollector struct {
 	src UsageSource
 
-	containers, state                          *prometheus.Desc
+	containers, state, readErrors              *prometheus.Desc
 	cpu, memory, memoryLimit, swap, pids       *prometheus.Desc
 	pidsLimit, oomKills, diskRead, diskWritten *prometheus.Desc
 	rootfs                                     *prometheus.Desc
@@ -29,8 +29,10 @@ func newContainerCollector(src UsageSource) *containerCollector {
 		return prometheus.NewDesc("lodge_container_"+name, help, append([]string{"container"}, labels...), nil)
 	}
 	return &containerCollector{
-		src:         src,
-		containers:  prometheus.NewDesc("lodge_containers", "Containers of this lodge root, by state.", []string{"state"}, nil),
+		src:        src,
+		containers: prometheus.NewDesc("lodge_containers", "Containers of this lodge root, by state.", []string{"state"}, nil),
+		readErrors: prometheus.NewDesc("lodge_containers_read_errors",
+			"Containers some of whose figures could not be read at this scrape (lodge top --once --format json says why).", nil, nil),
 		state:       c("state", "1 for the container's current state, 0 for the others.", "state"),
 		cpu:         c("cpu_seconds_total", "CPU time the container used since it started."),
 		memory:      c("memory_bytes", "Memory the container's cgroup uses, page cache included."),
@@ -52,7 +54,7 @@ func newContainerCollector(src UsageSource) *containerCollector {
 // Describe implements prometheus.Collector.
 func (c *containerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.containers, c.state, c.cpu, c.memory, c.memoryLimit, c.swap, c.pids, c.pidsLimit,
+		c.containers, c.state, c.readErrors, c.cpu, c.memory, c.memoryLimit, c.swap, c.pids, c.pidsLimit,
 		c.oomKills, c.diskRead, c.diskWritten, c.rootfs, c.rxBytes, c.txBytes, c.rxPackets, c.txPackets,
 	} {
 		ch <- d
@@ -67,10 +69,15 @@ func (c *containerCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	counts := map[store.Status]int{}
+	failed := 0
 	for _, u := range usage {
 		counts[u.State]++
+		if u.Error != "" {
+			failed++
+		}
 		c.collectOne(ch, u)
 	}
+	ch <- prometheus.MustNewConstMetric(c.readErrors, prometheus.GaugeValue, float64(failed))
 	for _, s := range states {
 		ch <- prometheus.MustNewConstMetric(c.containers, prometheus.GaugeValue, float64(counts[s]), stateLabel(s))
 	}

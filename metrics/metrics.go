@@ -84,6 +84,10 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{
 		// A scrape that fails for one container still reports the others.
 		ErrorHandling: promhttp.ContinueOnError,
+		// Each scrape reads every container's files: a burst of them
+		// (several Prometheus servers, a loop of curl) is answered 503
+		// beyond this many at once rather than piling up.
+		MaxRequestsInFlight: 4,
 	})
 }
 

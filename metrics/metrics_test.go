@@ -23,7 +23,7 @@ func (f fixedUsage) Usage() ([]manager.Usage, error) { return f.usage, f.err }
 func TestContainerMetrics(t *testing.T) {
 	rootfs := int64(1 << 30)
 	src := fixedUsage{usage: []manager.Usage{
-		{Name: "db", State: store.Stopped, RootfsBytes: &rootfs},
+		{Name: "db", State: store.Stopped, RootfsBytes: &rootfs, Error: "its state file is corrupt"},
 		{
 			Name: "web", State: store.Running, CPUSeconds: 12.5, MemoryBytes: 64 << 20, MemoryLimitBytes: 256 << 20,
 			SwapBytes: 4096, Pids: 7, PidsLimit: 0, OOMKills: 1, DiskReadBytes: 100, DiskWriteBytes: 200,
@@ -52,6 +52,9 @@ lodge_container_oom_kills_total{container="web"} 1
 # HELP lodge_container_pids Tasks (processes and threads) in the container.
 # TYPE lodge_container_pids gauge
 lodge_container_pids{container="web"} 7
+# HELP lodge_containers_read_errors Containers some of whose figures could not be read at this scrape (lodge top --once --format json says why).
+# TYPE lodge_containers_read_errors gauge
+lodge_containers_read_errors 1
 # HELP lodge_container_rootfs_bytes Disk space of the container's root filesystem, where the storage backend knows it without a walk (btrfs with quotas).
 # TYPE lodge_container_rootfs_bytes gauge
 lodge_container_rootfs_bytes{container="db"} 1.073741824e+09
@@ -78,7 +81,7 @@ lodge_containers{state="stopping"} 0
 	names := []string{
 		"lodge_container_cpu_seconds_total", "lodge_container_memory_bytes", "lodge_container_memory_limit_bytes",
 		"lodge_container_network_receive_bytes_total", "lodge_container_network_transmit_packets_total",
-		"lodge_container_oom_kills_total", "lodge_container_pids", "lodge_container_rootfs_bytes",
+		"lodge_container_oom_kills_total", "lodge_container_pids", "lodge_containers_read_errors", "lodge_container_rootfs_bytes",
 		"lodge_container_state", "lodge_containers",
 		// Absent: the pids limit of a container without one.
 		"lodge_container_pids_limit",
