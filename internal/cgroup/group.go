@@ -54,6 +54,17 @@ func Open(paths map[string]string) *Group {
 	if err != nil {
 		host = &Host{}
 	}
+	return host.Open(paths)
+}
+
+// Open is the package's Open on a host layout detected earlier, for callers
+// that open many groups at once (a metrics scrape): each DetectHost parses
+// mountinfo again.
+func (h *Host) Open(paths map[string]string) *Group {
+	host := h
+	if len(h.Hierarchies) == 0 {
+		host = &Host{} // filled from the paths below, leaving h as it is
+	}
 	g := &Group{host: host}
 	keys := slices.Sorted(maps.Keys(paths))
 	for _, key := range keys {

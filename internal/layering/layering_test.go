@@ -1,7 +1,8 @@
 // Package layering holds no code, only the test that keeps lodge's import
 // rules (docs/architecture.md, "Layers"): shared infrastructure in internal/
 // and config at the bottom, rootfs, templates, lxcfs, migrate, storage and network above them,
-// manager above those, the host API (remote/...) above manager, the commands on top.
+// manager above those, the host API (remote/...) and the metrics exporter
+// (metrics) above manager, the commands on top.
 // Imports only go down.
 package layering
 
@@ -29,7 +30,7 @@ func layer(pkg string) int {
 		return 1
 	case hasRoot(pkg, "lodge/manager"):
 		return 2
-	case hasRoot(pkg, "lodge/remote"):
+	case hasRoot(pkg, "lodge/remote"), hasRoot(pkg, "lodge/metrics"):
 		return 3
 	default: // cmd/..., tests
 		return 4
