@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lodge/internal/cgroup"
+	"lodge/internal/events"
 	"lodge/internal/store"
 	"lodge/lxcfs"
 	"lodge/migrate"
@@ -199,8 +200,15 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 	if monitorErr == nil {
 		defer unix.Close(monitorFD)
 	}
+	withdrawStop := func() {}
+	if opts.Stop {
+		withdrawStop = m.expectStop(name, events.ReasonCheckpoint)
+	}
 	began := time.Now()
 	if err := migrate.Dump(criu, req); err != nil {
+		if st.Init.Alive() {
+			withdrawStop()
+		}
 		if !wasFrozen {
 			// CRIU thaws the tree when it fails, but not when it dies
 			// (killed): then the tree is left frozen.
@@ -219,6 +227,7 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 		return res, fmt.Errorf("checkpoint %s: %w; the container keeps running", name, err)
 	}
 	res.Millis = time.Since(began).Milliseconds()
+	m.emit(name, events.Event{Type: events.Checkpointed, DurationMS: since(began)})
 	res.Dir, res.Bytes, res.Stopped = final, dirBytes(final), opts.Stop
 	if opts.Stop && monitorErr == nil {
 		waitPidfd(monitorFD, 10*time.Second)
@@ -407,9 +416,13 @@ func (m *Manager) restoreLocked(ctx context.Context, name, dir string, hold bool
 	if hold {
 		args = append(args, "frozen")
 	}
+	began := time.Now()
 	if err := m.runMonitor(ctx, name, progress, args...); err != nil {
 		m.releaseNICsOrWarn(name, progress)
 		return dir, fmt.Errorf("restore %s from %s: %w; the checkpoint is kept", name, dir, err)
+	}
+	if !hold { // a migration's restore: reported at its commit (migrated, in)
+		m.emit(name, events.Event{Type: events.Restored, DurationMS: since(began)})
 	}
 	if len(cfg.Proxies) > 0 {
 		if err := m.refreshForwards(name, cfg); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"lodge/config"
 	"lodge/internal/cgroup"
+	"lodge/internal/events"
 	"lodge/internal/store"
 )
 
@@ -61,6 +62,7 @@ func (m *Manager) Freeze(ctx context.Context, name string, timeout time.Duration
 		}
 		return FreezeResult{}, fmt.Errorf("freeze %s: %w", name, err)
 	}
+	m.emit(name, events.Event{Type: events.Frozen})
 	return FreezeResult{Took: time.Since(began)}, nil
 }
 
@@ -118,6 +120,7 @@ func (m *Manager) Unfreeze(ctx context.Context, name string) (FreezeResult, erro
 		if err := m.finishCommit(ctx, name); err != nil {
 			return FreezeResult{}, fmt.Errorf("unfreeze %s: commit its migration: %w", name, err)
 		}
+		m.emit(name, events.Event{Type: events.Migrated, Direction: events.DirectionIn, Reason: "committed by unfreeze"})
 		return FreezeResult{Took: time.Since(began), Committed: true}, nil
 	}
 	g, unlock, err := m.lockedGroup(ctx, name)
@@ -136,6 +139,7 @@ func (m *Manager) Unfreeze(ctx context.Context, name string) (FreezeResult, erro
 	if err := g.Thaw(); err != nil {
 		return FreezeResult{}, fmt.Errorf("unfreeze %s: %w", name, err)
 	}
+	m.emit(name, events.Event{Type: events.Unfrozen})
 	return FreezeResult{Took: time.Since(began)}, nil
 }
 

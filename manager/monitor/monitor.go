@@ -21,6 +21,7 @@ import (
 
 	"lodge/config"
 	"lodge/internal/cgroup"
+	"lodge/internal/events"
 	"lodge/internal/helper"
 	"lodge/internal/idmap"
 	"lodge/internal/store"
@@ -46,6 +47,7 @@ type Monitor struct {
 	mu       sync.Mutex
 	current  *boot
 	stopping bool
+	killed   bool          // the stop asked for had to kill the container
 	serving  *server       // the Go side of the socket; nil while not serving
 	finished chan struct{} // closed when the container is down and cleaned up
 	replies  sync.WaitGroup
@@ -165,6 +167,7 @@ func (m *Monitor) watch(b *boot) int {
 		reboot := b.rebootRequested() && !m.isStopping()
 		m.log.Info("init exited", "status", describeWait(b.wait), "reboot", reboot)
 		m.teardown(b)
+		m.emit(m.stoppedEvent(b, reboot))
 		if !reboot {
 			break
 		}
@@ -173,6 +176,7 @@ func (m *Monitor) watch(b *boot) int {
 			m.log.Error("reboot failed", "err", err)
 			break
 		}
+		m.emit(events.Event{Type: events.Started, Reason: events.ReasonReboot})
 	}
 	m.finish()
 	return 0
