@@ -53,6 +53,7 @@ const (
 	ReasonKilled     = "killed"     // lodge stop: init did not stop in time, or --force: the container was killed
 	ReasonExited     = "exited"     // init exited by itself (poweroff inside, or it crashed): ExitStatus
 	ReasonSignaled   = "signaled"   // init was killed by a signal nobody at lodge sent (Signal): OOM, kill from the host
+	ReasonPoweroff   = "poweroff"   // the guest powered itself off or halted (reboot(2) in its pid namespace)
 	ReasonReboot     = "reboot"     // the guest rebooted itself; a Started event with the same reason follows
 	ReasonCheckpoint = "checkpoint" // lodge checkpoint --stop (a stateful stop)
 	ReasonMigrated   = "migrated"   // it was migrated to another host

@@ -44,6 +44,8 @@ func (m *Monitor) stoppedEvent(b *boot, reboot bool) events.Event {
 		e.Reason = events.ReasonKilled
 	case stopping:
 		e.Reason = events.ReasonRequested
+	case b.poweroffRequested():
+		e.Reason = events.ReasonPoweroff
 	case b.wait.Exited():
 		e.Reason, e.ExitStatus = events.ReasonExited, events.Status(b.wait.ExitStatus())
 	case b.wait.Signaled():
