@@ -51,6 +51,9 @@ type Monitor struct {
 	serving  *server       // the Go side of the socket; nil while not serving
 	finished chan struct{} // closed when the container is down and cleaned up
 	replies  sync.WaitGroup
+
+	oomMu   sync.Mutex
+	oomSeen uint64 // the OOM kills of this boot reported so far (oom.go)
 }
 
 // Main runs the monitor; args are ROOT and NAME, then "resume" when the idle
@@ -163,7 +166,10 @@ func (m *Monitor) runWith(first func() (*boot, error), what string) int {
 func (m *Monitor) watch(b *boot) int {
 	for {
 		m.idle(b) // returns only if the monitor cannot go idle
+		stopOOM := m.watchOOM(b)
 		<-b.exited
+		stopOOM()
+		m.reportOOM(b) // before the group goes: a kill may be why init ended
 		reboot := b.rebootRequested() && !m.isStopping()
 		m.log.Info("init exited", "status", describeWait(b.wait), "reboot", reboot)
 		m.teardown(b)
@@ -176,6 +182,9 @@ func (m *Monitor) watch(b *boot) int {
 			m.log.Error("reboot failed", "err", err)
 			break
 		}
+		m.oomMu.Lock()
+		m.oomSeen = 0 // a new cgroup
+		m.oomMu.Unlock()
 		m.emit(events.Event{Type: events.Started, Reason: events.ReasonReboot})
 	}
 	m.finish()
