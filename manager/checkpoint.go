@@ -164,6 +164,7 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 	rec.CRIU = criu.Version
 	req.Hold = lock.File()
 	completed := false
+	var began time.Time
 	req.Completed = func() error {
 		rec.Uptime = uptimeOf(st) // the tree is frozen now: its clocks' value at the dump
 		if err := migrate.WriteRecord(staging, rec); err != nil {
@@ -173,6 +174,9 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 			return fmt.Errorf("checkpoint %s: %w", name, err)
 		}
 		completed = true
+		// Here, before CRIU kills the tree (--stop): the monitor's
+		// stopped event comes after this one.
+		m.emit(name, events.Event{Type: events.Checkpointed, DurationMS: since(began)})
 		if opts.Resume {
 			// Before CRIU kills the tree: a stateful stop whose lodge is
 			// killed from here on is still resumed by the next start. If
@@ -204,7 +208,7 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 	if opts.Stop {
 		withdrawStop = m.expectStop(name, events.ReasonCheckpoint)
 	}
-	began := time.Now()
+	began = time.Now()
 	if err := migrate.Dump(criu, req); err != nil {
 		if st.Init.Alive() {
 			withdrawStop()
@@ -227,7 +231,6 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 		return res, fmt.Errorf("checkpoint %s: %w; the container keeps running", name, err)
 	}
 	res.Millis = time.Since(began).Milliseconds()
-	m.emit(name, events.Event{Type: events.Checkpointed, DurationMS: since(began)})
 	res.Dir, res.Bytes, res.Stopped = final, dirBytes(final), opts.Stop
 	if opts.Stop && monitorErr == nil {
 		waitPidfd(monitorFD, 10*time.Second)

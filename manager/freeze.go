@@ -107,6 +107,16 @@ func notFrozenError(name string, timeout time.Duration, nf *cgroup.NotFrozenErro
 // Unfreeze lets a frozen container's processes run again. A container that
 // is not frozen is left as it is (Already).
 func (m *Manager) Unfreeze(ctx context.Context, name string) (FreezeResult, error) {
+	res, err := m.unfreeze(ctx, name)
+	if err == nil && !res.Already && !res.Committed {
+		m.emit(name, events.Event{Type: events.Unfrozen})
+	}
+	return res, err
+}
+
+// unfreeze is Unfreeze without its event, for a migration's commit (the
+// thaw of the held copy is reported as the migration).
+func (m *Manager) unfreeze(ctx context.Context, name string) (FreezeResult, error) {
 	// A copy held for its migration's source (docs/migration.md): thawing
 	// it is the operator's word that it is the one to keep, as the source's
 	// Commit would be. Marked committed first, so that no Abort of that
@@ -139,7 +149,6 @@ func (m *Manager) Unfreeze(ctx context.Context, name string) (FreezeResult, erro
 	if err := g.Thaw(); err != nil {
 		return FreezeResult{}, fmt.Errorf("unfreeze %s: %w", name, err)
 	}
-	m.emit(name, events.Event{Type: events.Unfrozen})
 	return FreezeResult{Took: time.Since(began)}, nil
 }
 

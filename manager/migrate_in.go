@@ -745,7 +745,7 @@ func (m *Manager) releaseHeld(ctx context.Context, name string) error {
 	if err := migrate.UnlockRestoredNetwork(st.Init.PID); err != nil {
 		return fmt.Errorf("let %s go: %w", name, err)
 	}
-	if _, err := m.Unfreeze(context.WithoutCancel(ctx), name); err != nil && !errors.Is(err, ErrNotRunning) {
+	if _, err := m.unfreeze(context.WithoutCancel(ctx), name); err != nil && !errors.Is(err, ErrNotRunning) {
 		return err
 	}
 	if plan, err := network.ReadAttachments(m.store.NICsPath(name)); err == nil {

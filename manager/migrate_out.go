@@ -349,8 +349,6 @@ func (o *outgoing) dumpAndFinish() (MigrateResult, error) {
 	if err := o.commit(); err != nil {
 		return o.res, err
 	}
-	m.emit(name, events.Event{Type: events.Migrated, Direction: events.DirectionOut, Peer: o.peer,
-		DurationMS: since(o.began), DowntimeMS: events.Millis(o.res.Downtime)})
 	return o.removeHere(func() {
 		if monitorErr == nil && !monitorGone {
 			waitPidfd(monitorFD, 10*time.Second)
@@ -425,6 +423,9 @@ func (o *outgoing) removeHere(waitMonitor func()) (MigrateResult, error) {
 	t0 := time.Now()
 	o.progress("removing %s here", o.name)
 	waitMonitor()
+	// After the monitor's stopped event (reason migrated), before deleted.
+	o.m.emit(o.name, events.Event{Type: events.Migrated, Direction: events.DirectionOut, Peer: o.peer,
+		DurationMS: since(o.began), DowntimeMS: events.Millis(o.res.Downtime)})
 	o.lock.Unlock()
 	o.unlocked = true
 	if err := o.m.Delete(context.Background(), o.name, true); err != nil {

@@ -21,6 +21,8 @@ type event struct {
 	ExitStatus *int      `json:"exit_status"`
 	Signal     string    `json:"signal"`
 	DurationMS float64   `json:"duration_ms"`
+	Direction  string    `json:"direction"`
+	Peer       string    `json:"peer"`
 	Count      uint64    `json:"count"`
 	Total      uint64    `json:"total"`
 	Keys       []string  `json:"keys"`
@@ -226,4 +228,51 @@ func TestMonitorRemote(t *testing.T) {
 		t.Errorf("h2's lodge serve did not end the stream of a client that went away:\n%s", h2.serveLogs())
 	}
 	h1.expectFail(2, "follows one host at a time", "monitor", "h2:ev1", "ev1")
+}
+
+// TestMonitorCheckpointRestore: checkpoints and restores are events with
+// their durations; a checkpoint --stop is followed by the monitor's
+// stopped event, reason checkpoint.
+func TestMonitorCheckpointRestore(t *testing.T) {
+	needCRIU(t)
+	e := newEnv(t)
+	s := e.monitor("ev1")
+	e.createBusybox("ev1")
+	e.must("start", "ev1")
+	e.must("checkpoint", "ev1")
+	e.must("checkpoint", "ev1", "--stop")
+	e.must("restore", "ev1")
+	got := s.expect("created ev1", "started ev1", "checkpointed ev1", "checkpointed ev1", "stopped ev1", "restored ev1")
+	for _, i := range []int{2, 3, 5} {
+		if got[i].DurationMS <= 0 {
+			t.Errorf("%s event without its duration: %+v", got[i].Type, got[i])
+		}
+	}
+	if got[4].Reason != "checkpoint" {
+		t.Errorf("stopped by checkpoint --stop: reason %q, want checkpoint", got[4].Reason)
+	}
+}
+
+// TestMonitorMigration: a migration is an event on both hosts, with its
+// direction, peer and duration; on the source the container's stop says
+// it was migrated.
+func TestMonitorMigration(t *testing.T) {
+	needCRIU(t)
+	hs := newTwoHosts(t)
+	hs.serveEachOther()
+	h1, h2 := hs.h1, hs.h2
+	source, target := h1.monitor(), h2.monitor()
+	h1.createBusybox("mig")
+	h1.must("start", "mig")
+	h1.must("migrate", "mig", "h2")
+	got := source.expect("created mig", "started mig", "stopped mig", "migrated mig", "deleted mig")
+	if got[2].Reason != "migrated" {
+		t.Errorf("stopped on the source: reason %q, want migrated", got[2].Reason)
+	}
+	if out := got[3]; out.Direction != "out" || out.Peer != "h2" || out.DurationMS <= 0 {
+		t.Errorf("migrated on the source: want direction out, peer h2 and a duration, got %+v", out)
+	}
+	if in := target.expect("migrated mig")[0]; in.Direction != "in" || in.DurationMS <= 0 {
+		t.Errorf("migrated on the target: want direction in and a duration, got %+v", in)
+	}
 }
