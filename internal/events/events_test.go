@@ -177,3 +177,12 @@ func TestEventString(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkAppend(b *testing.B) {
+	l := Open(b.TempDir())
+	for i := 0; i < b.N; i++ {
+		if err := l.Append(Event{Type: Started, Container: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
