@@ -204,6 +204,18 @@ func TestMonitorOOM(t *testing.T) {
 	if ev := s.expect("oom ev1")[0]; ev.Total != 2 || ev.Count != 1 {
 		t.Errorf("second oom event: count %d total %d, want 1 and 2", ev.Count, ev.Total)
 	}
+
+	// A monitor that stays in Go (a lodge without its helper) reports too;
+	// its init runs the allocation (exec needs the helper).
+	goEnv := newEnv(t)
+	goEnv.bin = lodgeWithoutHelper(t)
+	gs := goEnv.monitor("--type", "oom")
+	goEnv.createBusybox("ev2", "limits.memory=16MiB",
+		`init.command=/bin/sh -c "dd if=/dev/zero of=/dev/null bs=64M count=1; exec sleep 600"`)
+	goEnv.must("start", "ev2")
+	if ev := gs.expect("oom ev2")[0]; ev.Count != 1 {
+		t.Errorf("oom event of the Go monitor: count %d, want 1", ev.Count)
+	}
 }
 
 // TestMonitorRemote: lodge monitor h2: follows h2's events through its

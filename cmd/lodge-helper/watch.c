@@ -28,7 +28,8 @@
 // Environment: _LODGE_WATCH_INIT (init's pid, a child of this process),
 // _LODGE_WATCH_LOG (console.log's path), _LODGE_OOM_SEEN (the OOM kills Go
 // reported; kept for it). argv is the Go monitor's; its last word ("watch")
-// becomes "resume" on hand-over.
+// becomes "resume" on hand-over, and a hand-over for an OOM notification
+// sets _LODGE_RESUME_OOM=1.
 //
 // On hand-over the Go monitor gets: 3 the socket, 4 the console master, 5 the
 // connection of the pending request (if any) with the request line, without
@@ -554,7 +555,9 @@ void watch_mode(char **argv)
 			die("watch: hand over to lodge");
 		}
 		if (fds[3].revents && oom_news()) {
-			hand_over(NULL, NULL); // Go counts the kills, reports them, and comes back
+			// Go counts the kills, reports them, and comes back.
+			if (setenv("_LODGE_RESUME_OOM", "1", 1) == 0)
+				hand_over(NULL, NULL);
 			die("watch: hand over to lodge");
 		}
 		if (fds[1].revents)

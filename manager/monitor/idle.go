@@ -75,6 +75,7 @@ func (m *Monitor) execWatcher(b *boot) error {
 		return err
 	}
 	oom := m.oomNotifier(b)
+	m.reportOOM(b) // kills before the notifier was there
 	// The watcher gets these four (six with the OOM notifier) and nothing
 	// else (see internal/fds).
 	if err := fds.CloseOnExecFrom(3); err != nil {
@@ -135,8 +136,7 @@ func (m *Monitor) resume() int {
 	go b.reap()
 	m.setCurrent(b)
 	m.log.Info("monitor resumes in Go")
-	m.resumeOOMSeen()
-	m.reportOOM(b) // an OOM kill may be why the watcher handed over
+	m.resumeOOM(b)
 	m.startServing()
 	m.takePending()
 	return m.watch(b)

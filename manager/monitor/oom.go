@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"time"
 
 	"lodge/internal/cgroup"
 	"lodge/internal/events"
@@ -18,12 +19,35 @@ import (
 // $_LODGE_OOM_SEEN); Go counts, reports, and goes idle again. A monitor
 // that stays in Go reads the notifier in a goroutine.
 
-// oomSeenEnv carries the kills already reported across the watcher.
-const oomSeenEnv = "_LODGE_OOM_SEEN"
+// oomSeenEnv carries the kills already reported across the watcher;
+// oomResumeEnv is set by the watcher when it hands over for an OOM
+// notification.
+const (
+	oomSeenEnv   = "_LODGE_OOM_SEEN"
+	oomResumeEnv = "_LODGE_RESUME_OOM"
+)
+
+// oomCountLag is how long reportNotifiedOOM looks again for the kill a
+// notification announced, between looks.
+var oomCountLag = []time.Duration{0, 10 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond, 750 * time.Millisecond}
+
+// reportNotifiedOOM reports the kill an OOM notification announced. The v1
+// controller notifies when the group runs out of memory, before the OOM
+// killer has chosen and counted its victim: a count read at once may not
+// have moved yet, so it is read again, for about a second at most (an OOM
+// that found nothing to kill counts nothing).
+func (m *Monitor) reportNotifiedOOM(b *boot) {
+	for _, wait := range oomCountLag {
+		time.Sleep(wait)
+		if m.reportOOM(b) {
+			return
+		}
+	}
+}
 
 // reportOOM emits an oom event if the container had OOM kills since the
-// last report.
-func (m *Monitor) reportOOM(b *boot) {
+// last report, and says whether it did.
+func (m *Monitor) reportOOM(b *boot) bool {
 	m.oomMu.Lock()
 	defer m.oomMu.Unlock()
 	total, err := b.group.OOMKills()
@@ -31,13 +55,15 @@ func (m *Monitor) reportOOM(b *boot) {
 		if !errors.Is(err, cgroup.ErrNoMemoryController) {
 			m.log.Warn("count OOM kills", "err", err)
 		}
-		return
+		return false
 	}
-	if total > m.oomSeen {
+	reported := total > m.oomSeen
+	if reported {
 		m.log.Warn("OOM kills in the container", "new", total-m.oomSeen, "total", total)
 		m.emit(events.Event{Type: events.OOM, Count: total - m.oomSeen, Total: total})
 	}
 	m.oomSeen = total // a group removed inside takes its kills with it: the count may go down
+	return reported
 }
 
 // oomNotifier opens the container's OOM notification for the watcher (or
@@ -64,12 +90,20 @@ func (m *Monitor) oomSeenEnviron() string {
 	return oomSeenEnv + "=" + strconv.FormatUint(m.oomSeen, 10)
 }
 
-// resumeOOMSeen takes the count over from the watcher's environment.
-func (m *Monitor) resumeOOMSeen() {
+// resumeOOM takes the count over from the watcher's environment and
+// reports what the watcher handed over for, if an OOM notification.
+func (m *Monitor) resumeOOM(b *boot) {
 	if n, err := strconv.ParseUint(os.Getenv(oomSeenEnv), 10, 64); err == nil {
 		m.oomSeen = n
 	}
+	notified := os.Getenv(oomResumeEnv) != ""
 	os.Unsetenv(oomSeenEnv)
+	os.Unsetenv(oomResumeEnv)
+	if notified {
+		m.reportNotifiedOOM(b)
+	} else {
+		m.reportOOM(b) // kills while the monitor was handing over
+	}
 }
 
 // watchOOM reports OOM kills from a goroutine while the monitor stays in Go
@@ -79,6 +113,7 @@ func (m *Monitor) watchOOM(b *boot) (stop func()) {
 	if len(files) == 0 {
 		return func() {}
 	}
+	m.reportOOM(b) // kills before the notifier was there
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -89,7 +124,11 @@ func (m *Monitor) watchOOM(b *boot) (stop func()) {
 			if _, err := files[0].Read(buf); err != nil {
 				return
 			}
-			m.reportOOM(b)
+			if len(files) == 1 {
+				m.reportNotifiedOOM(b) // v1: the notification comes before the kill
+			} else {
+				m.reportOOM(b) // cgroup2: memory.events changed, the count with it
+			}
 		}
 	}()
 	return func() {
