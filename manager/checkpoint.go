@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lodge/internal/cgroup"
+	"lodge/internal/events"
 	"lodge/internal/store"
 	"lodge/lxcfs"
 	"lodge/migrate"
@@ -163,6 +164,7 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 	rec.CRIU = criu.Version
 	req.Hold = lock.File()
 	completed := false
+	var began time.Time
 	req.Completed = func() error {
 		rec.Uptime = uptimeOf(st) // the tree is frozen now: its clocks' value at the dump
 		if err := migrate.WriteRecord(staging, rec); err != nil {
@@ -172,6 +174,9 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 			return fmt.Errorf("checkpoint %s: %w", name, err)
 		}
 		completed = true
+		// Here, before CRIU kills the tree (--stop): the monitor's
+		// stopped event comes after this one.
+		m.emit(name, events.Event{Type: events.Checkpointed, DurationMS: since(began)})
 		if opts.Resume {
 			// Before CRIU kills the tree: a stateful stop whose lodge is
 			// killed from here on is still resumed by the next start. If
@@ -199,8 +204,15 @@ func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *
 	if monitorErr == nil {
 		defer unix.Close(monitorFD)
 	}
-	began := time.Now()
+	withdrawStop := func() {}
+	if opts.Stop {
+		withdrawStop = m.expectStop(name, events.ReasonCheckpoint)
+	}
+	began = time.Now()
 	if err := migrate.Dump(criu, req); err != nil {
+		if st.Init.Alive() {
+			withdrawStop()
+		}
 		if !wasFrozen {
 			// CRIU thaws the tree when it fails, but not when it dies
 			// (killed): then the tree is left frozen.
@@ -407,9 +419,13 @@ func (m *Manager) restoreLocked(ctx context.Context, name, dir string, hold bool
 	if hold {
 		args = append(args, "frozen")
 	}
+	began := time.Now()
 	if err := m.runMonitor(ctx, name, progress, args...); err != nil {
 		m.releaseNICsOrWarn(name, progress)
 		return dir, fmt.Errorf("restore %s from %s: %w; the checkpoint is kept", name, dir, err)
+	}
+	if !hold { // a migration's restore: reported at its commit (migrated, in)
+		m.emit(name, events.Event{Type: events.Restored, DurationMS: since(began)})
 	}
 	if len(cfg.Proxies) > 0 {
 		if err := m.refreshForwards(name, cfg); err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"lodge/config"
 	"lodge/internal/cgroup"
+	"lodge/internal/events"
 	"lodge/manager/monitor"
 )
 
@@ -101,6 +102,7 @@ func (m *Manager) saveConfig(name string, cfg *config.Container) (SetResult, err
 	if err := cfg.Save(m.store.ConfigPath(name)); err != nil {
 		return SetResult{}, err
 	}
+	m.emit(name, events.Event{Type: events.ConfigChanged, Keys: changedKeys(old, cfg)})
 	st, err := m.liveState(name)
 	if err != nil || st == nil {
 		return SetResult{}, err

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lodge/config"
+	"lodge/internal/events"
 	"lodge/internal/revert"
 	"lodge/storage"
 	"lodge/templates"
@@ -68,7 +69,11 @@ func (m *Manager) Copy(ctx context.Context, src, dst string, opts CopyOptions) (
 		return CopyResult{}, err
 	}
 	m.sweepTmp()
-	return m.buildCopy(ctx, src, dst, from, opts)
+	res, err := m.buildCopy(ctx, src, dst, from, opts)
+	if err == nil {
+		m.emit(dst, events.Event{Type: events.Copied, Peer: src})
+	}
+	return res, err
 }
 
 // splitSource parses NAME or NAME/SNAP.

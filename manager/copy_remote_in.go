@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"lodge/config"
+	"lodge/internal/events"
 	"lodge/internal/revert"
 	"lodge/migrate"
 	"lodge/network"
@@ -262,5 +263,6 @@ func (m *Manager) FinishCopy(ctx context.Context, name string) (CopyPlaced, erro
 			placed.NICs = append(placed.NICs, CopiedNIC{Name: nic.InterfaceName(i), HWAddr: nic.HWAddr})
 		}
 	}
+	m.emit(name, events.Event{Type: events.Copied, Peer: c.offer.Source, Direction: events.DirectionIn})
 	return placed, nil
 }

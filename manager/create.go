@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lodge/config"
+	"lodge/internal/events"
 	"lodge/internal/revert"
 	"lodge/internal/store"
 	"lodge/storage"
@@ -59,7 +60,11 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) error {
 		return err
 	}
 	m.sweepTmp()
-	return m.build(ctx, opts, tmpl, cfg)
+	if err := m.build(ctx, opts, tmpl, cfg); err != nil {
+		return err
+	}
+	m.emit(opts.Name, events.Event{Type: events.Created, Reason: opts.Template + opts.Image})
+	return nil
 }
 
 // sweepTmp removes what killed creates and deletes left in ROOT/tmp: staging

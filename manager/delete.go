@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"lodge/internal/events"
 	"lodge/storage"
 )
 
@@ -64,6 +65,7 @@ func (m *Manager) Delete(ctx context.Context, name string, force bool) error {
 	if err := removeTree(trash); err != nil {
 		return fmt.Errorf("container %s is deleted but removing its files failed: %w", name, err)
 	}
+	m.emit(name, events.Event{Type: events.Deleted})
 	return nil
 }
 

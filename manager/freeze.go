@@ -9,6 +9,7 @@ import (
 
 	"lodge/config"
 	"lodge/internal/cgroup"
+	"lodge/internal/events"
 	"lodge/internal/store"
 )
 
@@ -61,6 +62,7 @@ func (m *Manager) Freeze(ctx context.Context, name string, timeout time.Duration
 		}
 		return FreezeResult{}, fmt.Errorf("freeze %s: %w", name, err)
 	}
+	m.emit(name, events.Event{Type: events.Frozen})
 	return FreezeResult{Took: time.Since(began)}, nil
 }
 
@@ -105,6 +107,16 @@ func notFrozenError(name string, timeout time.Duration, nf *cgroup.NotFrozenErro
 // Unfreeze lets a frozen container's processes run again. A container that
 // is not frozen is left as it is (Already).
 func (m *Manager) Unfreeze(ctx context.Context, name string) (FreezeResult, error) {
+	res, err := m.unfreeze(ctx, name)
+	if err == nil && !res.Already && !res.Committed {
+		m.emit(name, events.Event{Type: events.Unfrozen})
+	}
+	return res, err
+}
+
+// unfreeze is Unfreeze without its event, for a migration's commit (the
+// thaw of the held copy is reported as the migration).
+func (m *Manager) unfreeze(ctx context.Context, name string) (FreezeResult, error) {
 	// A copy held for its migration's source (docs/migration.md): thawing
 	// it is the operator's word that it is the one to keep, as the source's
 	// Commit would be. Marked committed first, so that no Abort of that
@@ -118,6 +130,7 @@ func (m *Manager) Unfreeze(ctx context.Context, name string) (FreezeResult, erro
 		if err := m.finishCommit(ctx, name); err != nil {
 			return FreezeResult{}, fmt.Errorf("unfreeze %s: commit its migration: %w", name, err)
 		}
+		m.emit(name, events.Event{Type: events.Migrated, Direction: events.DirectionIn, Reason: "committed by unfreeze"})
 		return FreezeResult{Took: time.Since(began), Committed: true}, nil
 	}
 	g, unlock, err := m.lockedGroup(ctx, name)

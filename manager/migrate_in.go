@@ -17,6 +17,7 @@ import (
 
 	"lodge/config"
 	"lodge/internal/atomicfile"
+	"lodge/internal/events"
 	"lodge/internal/idmap"
 	"lodge/migrate"
 	"lodge/network"
@@ -81,7 +82,8 @@ type incoming struct {
 	restored bool
 	// idle removes it when its source stops calling (incoming_idle.go),
 	// until its restore (or a copy's finish) begins.
-	idle *idleTimer
+	idle  *idleTimer
+	began time.Time // the offer's acceptance, for the migrated event's duration
 }
 
 // incomings are the migrations this process receives, by manager and
@@ -257,7 +259,7 @@ func (m *Manager) stageIncoming(offer MigrationOffer, cfg *config.Container, cla
 	if err != nil {
 		return err
 	}
-	in := &incoming{offer: offer, res: res, idle: m.newIdle()}
+	in := &incoming{offer: offer, res: res, idle: m.newIdle(), began: time.Now()}
 	fail := func(err error) error {
 		m.removeStaging(res.dir)
 		res.release()
@@ -688,7 +690,9 @@ func (m *Manager) uncommitted(name string) (migrationMark, bool) {
 // here from now on, which no Abort removes. A Commit again (its answer was
 // lost) is not an error.
 func (m *Manager) CommitMigration(ctx context.Context, name string) error {
+	migrated := events.Event{Type: events.Migrated, Direction: events.DirectionIn}
 	if in, err := m.incoming(name); err == nil {
+		migrated.Peer, migrated.DurationMS = in.offer.Source, since(in.began)
 		in.mu.Lock()
 		restored := in.restored
 		in.mu.Unlock()
@@ -710,7 +714,11 @@ func (m *Manager) CommitMigration(ctx context.Context, name string) error {
 	if err := m.setMark(name, mark); err != nil {
 		return err
 	}
-	return m.finishCommit(ctx, name)
+	if err := m.finishCommit(ctx, name); err != nil {
+		return err
+	}
+	m.emit(name, migrated)
+	return nil
 }
 
 // finishCommit thaws a committed container and removes its marker.
@@ -737,7 +745,7 @@ func (m *Manager) releaseHeld(ctx context.Context, name string) error {
 	if err := migrate.UnlockRestoredNetwork(st.Init.PID); err != nil {
 		return fmt.Errorf("let %s go: %w", name, err)
 	}
-	if _, err := m.Unfreeze(context.WithoutCancel(ctx), name); err != nil && !errors.Is(err, ErrNotRunning) {
+	if _, err := m.unfreeze(context.WithoutCancel(ctx), name); err != nil && !errors.Is(err, ErrNotRunning) {
 		return err
 	}
 	if plan, err := network.ReadAttachments(m.store.NICsPath(name)); err == nil {

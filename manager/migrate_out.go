@@ -15,6 +15,7 @@ import (
 
 	"lodge/config"
 	"lodge/internal/cgroup"
+	"lodge/internal/events"
 	"lodge/internal/idmap"
 	"lodge/internal/store"
 	"lodge/migrate"
@@ -28,6 +29,8 @@ type MigrateOptions struct {
 	// where both hosts allow one. Neither is built yet: the migration is
 	// stop-and-copy, and the result says what the hosts would allow.
 	Live bool
+	// Peer names the target in the event log (the remote's name).
+	Peer string
 }
 
 // MigrateResult says what a migration did and how long each phase took.
@@ -84,7 +87,7 @@ func (m *Manager) Migrate(ctx context.Context, name string, target MigrationTarg
 	if progress == nil {
 		progress = func(string, ...any) {}
 	}
-	o := &outgoing{m: m, ctx: ctx, name: name, target: target, progress: progress, began: time.Now(),
+	o := &outgoing{m: m, ctx: ctx, name: name, target: target, progress: progress, began: time.Now(), peer: opts.Peer,
 		res: MigrateResult{Name: name, Mode: "stop-and-copy"}}
 	lock, err := m.store.Lock(ctx, name)
 	if err != nil {
@@ -121,6 +124,7 @@ type outgoing struct {
 	target   MigrationTarget
 	progress func(string, ...any)
 	began    time.Time
+	peer     string // the target's name, for the event log
 	res      MigrateResult
 	lock     *store.Lock
 	unlocked bool
@@ -300,9 +304,11 @@ func (o *outgoing) dumpAndFinish() (MigrateResult, error) {
 	if monitorErr == nil {
 		defer unix.Close(monitorFD)
 	}
+	withdrawStop := m.expectStop(name, events.ReasonMigrated)
 	dumpErr := migrate.Dump(o.criu, req)
 	frozenWatch()
 	if !o.targetRunning {
+		withdrawStop()
 		// CRIU resumed the tree (its callback failed) or failed itself;
 		// should CRIU have died, the tree is still frozen.
 		if frozen, err := o.group.Frozen(); err == nil && frozen {
@@ -335,6 +341,7 @@ func (o *outgoing) dumpAndFinish() (MigrateResult, error) {
 			if frozen, err := o.group.Frozen(); err == nil && frozen {
 				o.group.Thaw()
 			}
+			withdrawStop()
 			o.announceHere()
 			return o.res, fmt.Errorf("migrate %s: CRIU failed after the dump: %v; it keeps running here, and the target keeps nothing of it", name, dumpErr)
 		}
@@ -416,6 +423,9 @@ func (o *outgoing) removeHere(waitMonitor func()) (MigrateResult, error) {
 	t0 := time.Now()
 	o.progress("removing %s here", o.name)
 	waitMonitor()
+	// After the monitor's stopped event (reason migrated), before deleted.
+	o.m.emit(o.name, events.Event{Type: events.Migrated, Direction: events.DirectionOut, Peer: o.peer,
+		DurationMS: since(o.began), DowntimeMS: events.Millis(o.res.Downtime)})
 	o.lock.Unlock()
 	o.unlocked = true
 	if err := o.m.Delete(context.Background(), o.name, true); err != nil {
@@ -430,6 +440,7 @@ func (o *outgoing) removeHere(waitMonitor func()) (MigrateResult, error) {
 // returns its storage backend's name too.
 func (m *Manager) migrationOffer(ctx context.Context, name string, hostID, count uint32, criuVersion int) (MigrationOffer, string, error) {
 	offer := MigrationOffer{Name: name, HostID: hostID, IDCount: count, CRIU: criuVersion}
+	offer.Source, _ = os.Hostname()
 	if snaps, _ := os.ReadDir(m.snapshotsDir(name)); len(snaps) > 0 {
 		return offer, "", fmt.Errorf("it has snapshots, which a migration does not carry yet: delete them or copy them first")
 	}

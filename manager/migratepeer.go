@@ -67,6 +67,8 @@ type MigrationOffer struct {
 	// processors has, which the container's processes may use; the target
 	// refuses when its own CPU lacks one that matters to user space.
 	CPU migrate.CPU `json:"cpu"`
+	// Source is the source host's name, for the target's event log.
+	Source string `json:"source,omitempty"`
 }
 
 // MigrationAnswer is the target's answer to a preflight that passed.

@@ -16,6 +16,7 @@ import (
 
 	"lodge/config"
 	"lodge/internal/cgroup"
+	"lodge/internal/events"
 	"lodge/internal/failpoint"
 	"lodge/internal/helper"
 	"lodge/internal/store"
@@ -89,6 +90,7 @@ func (m *Manager) startLocked(ctx context.Context, name string, progress func(fo
 		}
 	}
 	m.waitSystemd(ctx, name, cfg, progress)
+	m.emit(name, events.Event{Type: events.Started})
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"lodge/config"
 	"lodge/internal/cgroup"
+	"lodge/internal/events"
 	"lodge/internal/store"
 	"lodge/manager/monitor"
 )
@@ -127,6 +128,7 @@ func (m *Manager) stopWithoutMonitor(name string, st *store.State, opts StopOpti
 		return StopResult{}, fmt.Errorf("stop %s: %w", name, err)
 	}
 	m.store.RemoveState(name)
+	m.emit(name, stoppedWithoutMonitor(killed))
 	return StopResult{Killed: killed}, nil
 }
 
@@ -228,4 +230,13 @@ func (m *Manager) Restart(ctx context.Context, name string, opts StopOptions, pr
 		return err
 	}
 	return m.startLocked(ctx, name, progress)
+}
+
+// stoppedWithoutMonitor is the stopped event of a stop that found no
+// monitor to ask (it reports stops it carries out itself: monitor/events.go).
+func stoppedWithoutMonitor(killed bool) events.Event {
+	if killed {
+		return events.Event{Type: events.Stopped, Reason: events.ReasonKilled}
+	}
+	return events.Event{Type: events.Stopped, Reason: events.ReasonRequested}
 }

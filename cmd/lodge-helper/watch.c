@@ -11,18 +11,25 @@
 //     and refuses malformed ones, exactly as the Go monitor does (request.c;
 //     the protocol is defined once, in manager/monitor, and reaches C through
 //     the generated protocol.h);
-//   - for any other well-formed request (stop) and when init exits, executes
-//     the lodge binary again as `__monitor ROOT NAME resume`, handing over the
-//     socket, the console and the pending request, and Go carries on.
+//   - for any other well-formed request (stop), when init exits, and when the
+//     kernel's OOM killer may have killed in the container, executes the
+//     lodge binary again as `__monitor ROOT NAME resume`, handing over the
+//     socket, the console and the pending request, and Go carries on (for an
+//     OOM kill: it reports it, and executes this again).
 //
-// On entry, $_LODGE_WATCH_FDS names four descriptors, comma-separated: the
-// monitor socket (listening), the console's pty master, the lodge binary (to
-// execute on hand-over) and a memfd with the console history so far. The Go
-// monitor cannot put them at fixed numbers: its runtime's own descriptors live
-// there until the exec. This program moves them to 3, 4, 5 and 6 first thing.
+// On entry, $_LODGE_WATCH_FDS names four to six descriptors, comma-separated:
+// the monitor socket (listening), the console's pty master, the lodge binary
+// (to execute on hand-over), a memfd with the console history so far, then
+// optionally the container's OOM notifier (readable on news: a v1 eventfd or
+// a cgroup2 inotify watch of memory.events) and, on cgroup2, memory.events
+// itself (see cgroup.Group.OOMNotifier). The Go monitor cannot put them at
+// fixed numbers: its runtime's own descriptors live there until the exec.
+// This program moves them to 3, 4, 5, 6 (7, 8) first thing.
 // Environment: _LODGE_WATCH_INIT (init's pid, a child of this process),
-// _LODGE_WATCH_LOG (console.log's path). argv is the Go monitor's; its last
-// word ("watch") becomes "resume" on hand-over.
+// _LODGE_WATCH_LOG (console.log's path), _LODGE_OOM_SEEN (the OOM kills Go
+// reported; kept for it). argv is the Go monitor's; its last word ("watch")
+// becomes "resume" on hand-over, and a hand-over for an OOM notification
+// sets _LODGE_RESUME_OOM=1.
 //
 // On hand-over the Go monitor gets: 3 the socket, 4 the console master, 5 the
 // connection of the pending request (if any) with the request line, without
@@ -47,6 +54,8 @@
 
 enum {
 	LISTEN_FD = 3, MASTER_FD = 4, EXE_FD = 5, HISTORY_FD = 6, // after place_fds
+	OOM_NOTIFY_FD = 7, OOM_COUNT_FD = 8, // optional
+	MIN_FDS = 4, MAX_FDS = 6,
 	EXE_HIGH = 100, // a copy of the lodge binary's, to execute when 5 takes the pending connection
 	MAX_CONNS = 32,
 	HISTORY = LODGE_CONSOLE_HISTORY,
@@ -77,6 +86,8 @@ static struct {
 	int log_fd;
 	off_t log_size;
 	int init_pidfd;
+	int oom_fds;                 // 0: no OOM notifier; 1: the notifier; 2: and memory.events
+	unsigned long long oom_seen; // $_LODGE_OOM_SEEN
 	int master_paused; // no process holds the console open: retry later
 	int accept_paused; // out of descriptors: accept again later, not in a busy loop
 	char history[HISTORY];
@@ -374,50 +385,83 @@ static int expire(void)
 	return (int)next;
 }
 
-// parse_fds parses $_LODGE_WATCH_FDS: four descriptor numbers, comma-separated.
-static void parse_fds(int from[4])
+// parse_fds parses $_LODGE_WATCH_FDS: four to six descriptor numbers,
+// comma-separated; it returns how many.
+static int parse_fds(int from[MAX_FDS])
 {
 	const char *list = getenv("_LODGE_WATCH_FDS");
-	char copy[64], *save = NULL, *tok;
+	char copy[96], *save = NULL, *tok;
 	int n = 0;
 
 	if (list == NULL || strlen(list) >= sizeof(copy))
-		die_msg("watch: $_LODGE_WATCH_FDS must name four descriptors");
+		die_msg("watch: $_LODGE_WATCH_FDS must name four to six descriptors");
 	strcpy(copy, list);
 	for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-		if (n == 4)
-			die_msg("watch: $_LODGE_WATCH_FDS must name four descriptors");
+		if (n == MAX_FDS)
+			die_msg("watch: $_LODGE_WATCH_FDS must name four to six descriptors");
 		from[n++] = (int)parse_ulong(tok, INT_MAX, "descriptor in $_LODGE_WATCH_FDS");
 	}
-	if (n != 4)
-		die_msg("watch: $_LODGE_WATCH_FDS must name four descriptors");
+	if (n < MIN_FDS)
+		die_msg("watch: $_LODGE_WATCH_FDS must name four to six descriptors");
+	return n;
 }
 
-// place_fds moves the descriptors named in $_LODGE_WATCH_FDS to 3, 4, 5, 6,
-// through numbers above any of them so that none is overwritten early.
-static void place_fds(void)
+// place_fds moves the descriptors named in $_LODGE_WATCH_FDS to 3, 4, 5, ...,
+// through numbers above any of them so that none is overwritten early. It
+// returns how many there are.
+static int place_fds(void)
 {
-	int from[4], tmp[4];
+	int from[MAX_FDS], tmp[MAX_FDS];
+	int n = parse_fds(from);
 
-	parse_fds(from);
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < n; i++) {
 		tmp[i] = fcntl(from[i], F_DUPFD_CLOEXEC, 200);
 		if (tmp[i] < 0)
 			die("watch: move descriptors");
 		close(from[i]);
 	}
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < n; i++) {
 		if (dup2(tmp[i], LISTEN_FD + i) < 0)
 			die("watch: move descriptors");
 		close(tmp[i]);
 	}
 	unsetenv("_LODGE_WATCH_FDS");
+	return n;
+}
+
+// oom_news drains the OOM notifier and tells whether Go should look: on v1
+// every notification (the kernel sends one when the container runs out of
+// memory; Go sums the kills of its whole tree), on cgroup2 only once
+// memory.events counts more kills than Go reported (it changes on every
+// memory event, and most are no kill).
+static int oom_news(void)
+{
+	char buf[4096];
+	const char *line;
+	ssize_t n;
+
+	while (read(OOM_NOTIFY_FD, buf, sizeof(buf)) > 0)
+		;
+	if (w.oom_fds < 2)
+		return 1;
+	n = pread(OOM_COUNT_FD, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	line = strstr(buf, "\noom_kill "); // never the first line ("low")
+	return line != NULL && strtoull(line + strlen("\noom_kill "), NULL, 10) > w.oom_seen;
 }
 
 static void setup(char **argv)
 {
-	place_fds();
-	fds_from(HISTORY_FD + 1, 0); // nothing else is ours to hand on
+	int handed = place_fds();
+
+	fds_from(LISTEN_FD + handed, 0); // nothing else is ours to hand on
+	w.oom_fds = handed - MIN_FDS;
+	w.oom_seen = (unsigned long long)env_num("_LODGE_OOM_SEEN", 0, LONG_MAX);
+	for (int fd = OOM_NOTIFY_FD; fd < OOM_NOTIFY_FD + w.oom_fds; fd++)
+		if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+			die("watch: set up the OOM notifier");
 	if (dup3(EXE_FD, EXE_HIGH, O_CLOEXEC) < 0)
 		die("watch: copy the lodge binary's descriptor");
 	w.argv = argv;
@@ -444,8 +488,8 @@ static void setup(char **argv)
 	signal(SIGCHLD, SIG_DFL); // keep init's exit status for Go to collect
 }
 
-// poll_set fills fds for the next poll: init, the socket, the console, then
-// the clients (slot[i]: the client of fds[i]). A console client with
+// poll_set fills fds for the next poll: init, the socket, the console, the
+// OOM notifier (-1 without one: poll skips it), then the clients (slot[i]: the client of fds[i]). A console client with
 // keystrokes the pty has not taken yet is not read; the console is polled
 // for room instead.
 static int poll_set(struct pollfd *fds, int *slot)
@@ -455,6 +499,7 @@ static int poll_set(struct pollfd *fds, int *slot)
 	fds[n++] = (struct pollfd){ .fd = w.init_pidfd, .events = POLLIN };
 	fds[n++] = (struct pollfd){ .fd = w.accept_paused ? -1 : LISTEN_FD, .events = POLLIN };
 	fds[n++] = (struct pollfd){ .fd = MASTER_FD };
+	fds[n++] = (struct pollfd){ .fd = w.oom_fds > 0 ? OOM_NOTIFY_FD : -1, .events = POLLIN };
 	for (int i = 0; i < MAX_CONNS; i++) {
 		struct conn *c = &w.conns[i];
 		if (c->fd < 0)
@@ -492,8 +537,8 @@ static void flush_all_keys(void)
 
 void watch_mode(char **argv)
 {
-	struct pollfd fds[3 + MAX_CONNS];
-	int slot[3 + MAX_CONNS];
+	struct pollfd fds[4 + MAX_CONNS];
+	int slot[4 + MAX_CONNS];
 
 	setup(argv);
 	for (;;) {
@@ -509,13 +554,19 @@ void watch_mode(char **argv)
 			hand_over(NULL, NULL); // init exited: Go reaps it, tears down, maybe reboots
 			die("watch: hand over to lodge");
 		}
+		if (fds[3].revents && oom_news()) {
+			// Go counts the kills, reports them, and comes back.
+			if (setenv("_LODGE_RESUME_OOM", "1", 1) == 0)
+				hand_over(NULL, NULL);
+			die("watch: hand over to lodge");
+		}
 		if (fds[1].revents)
 			accept_client();
 		if (fds[2].revents & POLLOUT)
 			flush_all_keys();
 		if (fds[2].revents & ~POLLOUT)
 			read_console();
-		for (int i = 3; i < n; i++) {
+		for (int i = 4; i < n; i++) {
 			struct conn *c = &w.conns[slot[i]];
 			if (!fds[i].revents || c->fd < 0)
 				continue;

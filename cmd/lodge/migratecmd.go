@@ -60,6 +60,7 @@ uses, other idmap settings, too little disk). The container keeps running here i
 			if err != nil {
 				return err
 			}
+			opts.Peer = remote
 			res, err := m.Migrate(cmd.Context(), name, c.Target(), opts, a.progress)
 			if done, err := jsonResult(a, format, res, len(res.Blockers), err); done {
 				return err

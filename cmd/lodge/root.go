@@ -29,7 +29,7 @@ id range, cgroup limits and console.`,
 		newListCmd(a), newInfoCmd(a), newExecCmd(a), newConsoleCmd(a), newConfigCmd(a),
 		newImageCmd(a), newLXCFSCmd(a), newVersionCmd(a), newCopyCmd(a), newSnapshotCmd(a), newNetworkCmd(a),
 		newFreezeCmd(a), newUnfreezeCmd(a), newCheckpointCmd(a), newRestoreCmd(a),
-		newServeCmd(a), newTrustCmd(a), newRemoteCmd(a), newMigrateCmd(a), newTopCmd(a),
+		newServeCmd(a), newTrustCmd(a), newRemoteCmd(a), newMigrateCmd(a), newTopCmd(a), newMonitorCmd(a),
 		newAutostartCmd(a), newShutdownAllCmd(a),
 	)
 	return root

@@ -107,6 +107,7 @@ func (s *Store) RemoveState(name string) {
 	os.Remove(s.StatePath(name))
 	os.Remove(s.SocketPath(name))
 	os.Remove(s.BootIDPath(name))
+	os.Remove(s.StopReasonPath(name))
 }
 
 // ProcessOf returns the identity of a live process.

@@ -12,6 +12,7 @@
 //	ROOT/run/NAME.sock                 its monitor's socket
 //	ROOT/tmp/                          containers being created or deleted
 //	ROOT/idmap.json                    the id range allocations
+//	ROOT/events/                       the event log (package events)
 package store
 
 import (
@@ -100,6 +101,16 @@ func (s *Store) TmpDir() string { return filepath.Join(s.Root, "tmp") }
 
 // ImagesDir holds the template and image cache.
 func (s *Store) ImagesDir() string { return filepath.Join(s.Root, "images") }
+
+// EventsDir holds the root's event log (package events).
+func (s *Store) EventsDir() string { return filepath.Join(s.Root, "events") }
+
+// StopReasonPath holds why a running container's init is about to end
+// when its monitor cannot know (a checkpoint --stop or a migration: CRIU
+// kills the tree): the monitor reports it in its stopped event.
+func (s *Store) StopReasonPath(name string) string {
+	return filepath.Join(s.RunDir(), name+".stop-reason")
+}
 
 // IDMapPath is the id range allocation table.
 func (s *Store) IDMapPath() string { return filepath.Join(s.Root, "idmap.json") }

@@ -45,6 +45,12 @@ func (b *boot) rebootRequested() bool {
 	return b.wait.Signaled() && b.wait.Signal() == syscall.SIGHUP
 }
 
+// poweroffRequested reports whether the guest powered itself off or
+// halted: reboot(2) in a pid namespace ends its init as if killed by SIGINT.
+func (b *boot) poweroffRequested() bool {
+	return b.wait.Signaled() && b.wait.Signal() == syscall.SIGINT
+}
+
 // boot starts the container: cgroups, namespaces, mounts, init. On failure it
 // leaves nothing behind. It runs on a thread of its own, the stage of the
 // container's locked mounts (see rootfs.Stage), which exits when it is done.

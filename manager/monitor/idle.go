@@ -74,18 +74,21 @@ func (m *Monitor) execWatcher(b *boot) error {
 	if err != nil {
 		return err
 	}
-	// The watcher gets these four and nothing else (see internal/fds).
+	oom := m.oomNotifier(b)
+	m.reportOOM(b) // kills before the notifier was there
+	// The watcher gets these four (six with the OOM notifier) and nothing
+	// else (see internal/fds).
 	if err := fds.CloseOnExecFrom(3); err != nil {
 		return err
 	}
-	fds, err := inheritable(listener, b.console.master, exe, history)
+	fds, err := inheritable(append([]*os.File{listener, b.console.master, exe, history}, oom...)...)
 	if err != nil {
 		return err
 	}
 	m.log.Info("monitor goes idle", "watcher", m.helper)
 	argv := []string{"lodge-monitor", "__monitor", m.store.Root, m.name, "watch"}
 	env := append(os.Environ(), "_LODGE_WATCH=1", "_LODGE_WATCH_INIT="+strconv.Itoa(b.init.PID),
-		"_LODGE_WATCH_LOG="+m.consoleLogPath(), "_LODGE_WATCH_FDS="+fds)
+		"_LODGE_WATCH_LOG="+m.consoleLogPath(), "_LODGE_WATCH_FDS="+fds, m.oomSeenEnviron())
 	return unix.Exec(m.helper, argv, env)
 }
 
@@ -133,6 +136,7 @@ func (m *Monitor) resume() int {
 	go b.reap()
 	m.setCurrent(b)
 	m.log.Info("monitor resumes in Go")
+	m.resumeOOM(b)
 	m.startServing()
 	m.takePending()
 	return m.watch(b)

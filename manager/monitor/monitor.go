@@ -21,6 +21,7 @@ import (
 
 	"lodge/config"
 	"lodge/internal/cgroup"
+	"lodge/internal/events"
 	"lodge/internal/helper"
 	"lodge/internal/idmap"
 	"lodge/internal/store"
@@ -46,9 +47,13 @@ type Monitor struct {
 	mu       sync.Mutex
 	current  *boot
 	stopping bool
+	killed   bool          // the stop asked for had to kill the container
 	serving  *server       // the Go side of the socket; nil while not serving
 	finished chan struct{} // closed when the container is down and cleaned up
 	replies  sync.WaitGroup
+
+	oomMu   sync.Mutex
+	oomSeen uint64 // the OOM kills of this boot reported so far (oom.go)
 }
 
 // Main runs the monitor; args are ROOT and NAME, then "resume" when the idle
@@ -161,10 +166,14 @@ func (m *Monitor) runWith(first func() (*boot, error), what string) int {
 func (m *Monitor) watch(b *boot) int {
 	for {
 		m.idle(b) // returns only if the monitor cannot go idle
+		stopOOM := m.watchOOM(b)
 		<-b.exited
+		stopOOM()
+		m.reportOOM(b) // before the group goes: a kill may be why init ended
 		reboot := b.rebootRequested() && !m.isStopping()
 		m.log.Info("init exited", "status", describeWait(b.wait), "reboot", reboot)
 		m.teardown(b)
+		m.emit(m.stoppedEvent(b, reboot))
 		if !reboot {
 			break
 		}
@@ -173,6 +182,10 @@ func (m *Monitor) watch(b *boot) int {
 			m.log.Error("reboot failed", "err", err)
 			break
 		}
+		m.oomMu.Lock()
+		m.oomSeen = 0 // a new cgroup
+		m.oomMu.Unlock()
+		m.emit(events.Event{Type: events.Started, Reason: events.ReasonReboot})
 	}
 	m.finish()
 	return 0

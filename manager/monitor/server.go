@@ -212,6 +212,9 @@ func (m *Monitor) shutdown(b *boot, req Request) bool {
 			}
 		}
 	}
+	m.mu.Lock()
+	m.killed = true // before the kill: watch reports the stop once init is gone
+	m.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	b.proc.Kill()

@@ -15,6 +15,8 @@ import (
 	"net"
 	"net/url"
 	"strings"
+
+	"lodge/internal/events"
 )
 
 // Version is the API's version; Prefix is the path every route is under.
@@ -64,6 +66,20 @@ const (
 	// pinned certificate is the one the caller names, through that host's
 	// lodge serve.
 	RouteCopyOut = "POST " + Prefix + "/containers/{name}/copy" // CopyOutRequest -> manager.CopyToResult
+
+	// RouteEvents streams the host's events (package events) as they
+	// happen, one Line with Event each, until the client goes away; its
+	// query is EventsQuery's. It never sends a result: only an error ends
+	// it from the server's side.
+	RouteEvents = "GET " + Prefix + "/events"
+)
+
+// EventsQuery is RouteEvents' query: since (RFC 3339; absent: from now),
+// type and container, each repeatable (absent: all).
+const (
+	EventsSince     = "since"
+	EventsType      = "type"
+	EventsContainer = "container"
 )
 
 // CopyOutRequest asks for a copy of a container to the calling host.
@@ -91,6 +107,8 @@ type Line struct {
 	Progress string `json:"progress,omitempty"`
 	Result   any    `json:"result,omitempty"`
 	Error    *Error `json:"error,omitempty"`
+	// Event is one event of RouteEvents' stream.
+	Event *events.Event `json:"event,omitempty"`
 }
 
 // Error is a failure as the server reports it: the manager's error kind

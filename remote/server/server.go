@@ -44,6 +44,10 @@ type Server struct {
 	open func(root string) (*manager.Manager, error)
 	// migrations is the one Manager of the migration routes.
 	migrations *migrationManager
+	// shutdown ends when Serve stops: event streams, which would
+	// otherwise never end by themselves, end with it.
+	shutdown   context.Context
+	endStreams context.CancelFunc
 }
 
 // New prepares a server for the lodge root: its host certificate (made on
@@ -54,6 +58,7 @@ func New(root, version string, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{root: root, version: version, cert: cert, trust: trust.Open(root), log: log, open: manager.New}
+	s.shutdown, s.endStreams = context.WithCancel(context.Background())
 	s.migrations = &migrationManager{open: func(root string) (*manager.Manager, error) { return s.open(root) }, root: root}
 	return s, nil
 }
@@ -104,6 +109,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
+	s.endStreams()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(shutdownCtx)
@@ -139,6 +145,11 @@ func (s *Server) Handler() http.Handler {
 	authed(api.RouteCopySnapshots, copySnapshots)
 	authed(api.RouteCopyFinish, copyFinish)
 	authed(api.RouteCopyOut, copyOut)
+	mux.Handle(api.RouteEvents, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if client, ok := s.trustedClient(w, r); ok {
+			s.events(w, r, client)
+		}
+	}))
 	authed("/", func(c *call) (any, error) {
 		return nil, fmt.Errorf("%s %s: no such API route (this host speaks API %s)", c.r.Method, c.r.URL.Path, api.Version)
 	})
@@ -180,15 +191,8 @@ type operation func(c *call) (any, error)
 func (s *Server) authenticate(op operation) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		begin := time.Now()
-		fp, ok := clientFingerprint(r)
+		name, ok := s.trustedClient(w, r)
 		if !ok {
-			writeError(w, http.StatusUnauthorized, api.Mark(errors.New("a client certificate is required"), api.ErrNotTrusted))
-			return
-		}
-		name, err := s.trust.Trusted(fp)
-		if err != nil {
-			s.log.Warn("refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "fingerprint", fp)
-			writeError(w, http.StatusForbidden, err)
 			return
 		}
 		stream := newStream(w)
@@ -196,6 +200,23 @@ func (s *Server) authenticate(op operation) http.Handler {
 		stream.finish(result, err)
 		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "client", name, "error", errString(err), "ms", time.Since(begin).Milliseconds())
 	})
+}
+
+// trustedClient returns the name the trust store knows the request's
+// client by, or answers the request with the refusal.
+func (s *Server) trustedClient(w http.ResponseWriter, r *http.Request) (string, bool) {
+	fp, ok := clientFingerprint(r)
+	if !ok {
+		writeError(w, http.StatusUnauthorized, api.Mark(errors.New("a client certificate is required"), api.ErrNotTrusted))
+		return "", false
+	}
+	name, err := s.trust.Trusted(fp)
+	if err != nil {
+		s.log.Warn("refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "fingerprint", fp)
+		writeError(w, http.StatusForbidden, err)
+		return "", false
+	}
+	return name, true
 }
 
 func errString(err error) string {

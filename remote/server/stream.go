@@ -28,12 +28,23 @@ func newStream(w http.ResponseWriter) *stream {
 }
 
 func (s *stream) write(line api.Line) {
+	s.writeErr(line) // a client that went away: the operation runs on regardless
+}
+
+// writeErr writes and flushes one line, and says whether it went out.
+func (s *stream) writeErr(line api.Line) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.enc.Encode(line) // a client that went away: the operation runs on regardless
-	if f, ok := s.w.(http.Flusher); ok {
-		f.Flush()
+	if err := s.enc.Encode(line); err != nil {
+		return err
 	}
+	return s.flush()
+}
+
+// flush sends what was written so far (the caller holds mu, or owns the
+// stream alone).
+func (s *stream) flush() error {
+	return http.NewResponseController(s.w).Flush()
 }
 
 func (s *stream) progress(format string, args ...any) {

@@ -1,0 +1,140 @@
+package monitor
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"time"
+
+	"lodge/internal/cgroup"
+	"lodge/internal/events"
+)
+
+// OOM kills are the kernel's news, not lodge's: the monitor watches the
+// container's memory cgroup and reports each kill it counts as an oom
+// event. While idle, the watcher (cmd/lodge-helper/watch.c) polls the
+// descriptors of cgroup.Group.OOMNotifier beside init and the socket, and
+// hands the monitor back to Go when a kill may have happened (on cgroup2
+// only once memory.events' oom_kill passed the count Go reported,
+// $_LODGE_OOM_SEEN); Go counts, reports, and goes idle again. A monitor
+// that stays in Go reads the notifier in a goroutine.
+
+// oomSeenEnv carries the kills already reported across the watcher;
+// oomResumeEnv is set by the watcher when it hands over for an OOM
+// notification.
+const (
+	oomSeenEnv   = "_LODGE_OOM_SEEN"
+	oomResumeEnv = "_LODGE_RESUME_OOM"
+)
+
+// oomCountLag is how long reportNotifiedOOM looks again for the kill a
+// notification announced, between looks.
+var oomCountLag = []time.Duration{0, 10 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond, 750 * time.Millisecond}
+
+// reportNotifiedOOM reports the kill an OOM notification announced. The v1
+// controller notifies when the group runs out of memory, before the OOM
+// killer has chosen and counted its victim: a count read at once may not
+// have moved yet, so it is read again, for about a second at most (an OOM
+// that found nothing to kill counts nothing).
+func (m *Monitor) reportNotifiedOOM(b *boot) {
+	for _, wait := range oomCountLag {
+		time.Sleep(wait)
+		if m.reportOOM(b) {
+			return
+		}
+	}
+}
+
+// reportOOM emits an oom event if the container had OOM kills since the
+// last report, and says whether it did.
+func (m *Monitor) reportOOM(b *boot) bool {
+	m.oomMu.Lock()
+	defer m.oomMu.Unlock()
+	total, err := b.group.OOMKills()
+	if err != nil {
+		if !errors.Is(err, cgroup.ErrNoMemoryController) {
+			m.log.Warn("count OOM kills", "err", err)
+		}
+		return false
+	}
+	reported := total > m.oomSeen
+	if reported {
+		m.log.Warn("OOM kills in the container", "new", total-m.oomSeen, "total", total)
+		m.emit(events.Event{Type: events.OOM, Count: total - m.oomSeen, Total: total})
+	}
+	m.oomSeen = total // a group removed inside takes its kills with it: the count may go down
+	return reported
+}
+
+// oomNotifier opens the container's OOM notification for the watcher (or
+// for watchOOM); nil when the host cannot tell (no memory controller).
+func (m *Monitor) oomNotifier(b *boot) []*os.File {
+	notify, count, err := b.group.OOMNotifier()
+	if err != nil {
+		if !errors.Is(err, cgroup.ErrNoMemoryController) {
+			m.log.Warn("OOM kills will not be reported", "err", err)
+		}
+		return nil
+	}
+	if count == nil {
+		return []*os.File{notify}
+	}
+	return []*os.File{notify, count}
+}
+
+// oomSeenEnviron is the environment entry that tells the watcher (and the
+// monitor it hands back to) how many kills were reported.
+func (m *Monitor) oomSeenEnviron() string {
+	m.oomMu.Lock()
+	defer m.oomMu.Unlock()
+	return oomSeenEnv + "=" + strconv.FormatUint(m.oomSeen, 10)
+}
+
+// resumeOOM takes the count over from the watcher's environment and
+// reports what the watcher handed over for, if an OOM notification.
+func (m *Monitor) resumeOOM(b *boot) {
+	if n, err := strconv.ParseUint(os.Getenv(oomSeenEnv), 10, 64); err == nil {
+		m.oomSeen = n
+	}
+	notified := os.Getenv(oomResumeEnv) != ""
+	os.Unsetenv(oomSeenEnv)
+	os.Unsetenv(oomResumeEnv)
+	if notified {
+		m.reportNotifiedOOM(b)
+	} else {
+		m.reportOOM(b) // kills while the monitor was handing over
+	}
+}
+
+// watchOOM reports OOM kills from a goroutine while the monitor stays in Go
+// (no helper, a console client attached); stop ends it.
+func (m *Monitor) watchOOM(b *boot) (stop func()) {
+	files := m.oomNotifier(b)
+	if len(files) == 0 {
+		return func() {}
+	}
+	m.reportOOM(b) // kills before the notifier was there
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			// Blocks in the runtime's poller (the descriptor is
+			// non-blocking); Close ends it.
+			if _, err := files[0].Read(buf); err != nil {
+				return
+			}
+			if len(files) == 1 {
+				m.reportNotifiedOOM(b) // v1: the notification comes before the kill
+			} else {
+				m.reportOOM(b) // cgroup2: memory.events changed, the count with it
+			}
+		}
+	}()
+	return func() {
+		for _, f := range files {
+			f.Close()
+		}
+		<-done
+	}
+}
