@@ -46,9 +46,12 @@ authentication: keep ADDR on localhost or behind a proxy that authenticates.
 			defer stop()
 			var metricsDone <-chan error
 			if metricsAddr != "" {
-				// The checkpoint and migration histograms are fed with
-				// mx.ObserveCheckpoint and mx.ObserveMigration.
 				mx := metrics.New(m)
+				go func() {
+					if err := mx.Record(ctx, m.Events()); err != nil && ctx.Err() == nil {
+						fmt.Fprintf(a.stderr, "lodge: metrics: the checkpoint and migration histograms stopped: %v\n", err)
+					}
+				}()
 				if metricsDone, err = serveMetrics(ctx, a, mx, metricsAddr); err != nil {
 					return err
 				}
