@@ -43,7 +43,9 @@ func (m *Manager) waitReady(ctx context.Context, name string, cfg *config.Contai
 		if ready {
 			return nil
 		}
-		if s != "" {
+		// A probe cut short by the deadline says nothing about the
+		// container: the previous answer is the one to report.
+		if s != "" && ctx.Err() == nil {
 			status = s
 		}
 		select {
