@@ -54,6 +54,18 @@ func Open(paths map[string]string) *Group {
 	if err != nil {
 		host = &Host{}
 	}
+	return host.Open(paths)
+}
+
+// Open is cgroup.Open on a host detected earlier: a process that opens the
+// groups of many containers (lodge list) detects the host once, not at every
+// group (each detection parses mountinfo and the process's cgroups). h is
+// not changed.
+func (h *Host) Open(paths map[string]string) *Group {
+	host := h
+	if len(h.Hierarchies) == 0 {
+		host = &Host{Mode: h.Mode, Unused: h.Unused} // filled from paths below
+	}
 	g := &Group{host: host}
 	keys := slices.Sorted(maps.Keys(paths))
 	for _, key := range keys {
