@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 type kernelScan struct {
 	m      *Manager
 	base   *cgroup.Base
+	mu     sync.Mutex // List looks containers up in parallel
 	byName map[string][]kernelProc
 }
 
@@ -51,10 +53,12 @@ func (m *Manager) scanKernel() (*kernelScan, error) {
 // systemd guest's init.scope, say) that run with ids of lodge's pool, as
 // every process of a container does.
 func (ks *kernelScan) procs(name string) []kernelProc {
-	if procs, ok := ks.byName[name]; ok {
+	ks.mu.Lock()
+	procs, ok := ks.byName[name]
+	ks.mu.Unlock()
+	if ok {
 		return procs
 	}
-	var procs []kernelProc
 	group := ks.base.Group(name)
 	if group.Exists() {
 		groups := map[string]string{}
@@ -70,7 +74,9 @@ func (ks *kernelScan) procs(name string) []kernelProc {
 			}
 		}
 	}
+	ks.mu.Lock()
 	ks.byName[name] = procs
+	ks.mu.Unlock()
 	return procs
 }
 
