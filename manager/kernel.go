@@ -32,6 +32,9 @@ type kernelScan struct {
 	base   *cgroup.Base
 	mu     sync.Mutex // List looks containers up in parallel
 	byName map[string][]kernelProc
+	// ids is the id table, read once for all containers by List; nil:
+	// read it for each container looked up.
+	ids map[string]idmap.Range
 }
 
 // kernelProc is a process found in a container's cgroup.

@@ -112,14 +112,14 @@ func (m *Manager) List() ([]Info, error) {
 		return nil, err
 	}
 	// One read of the id table for all of them, not one per container.
-	ids, err := m.allocator().List()
-	if err != nil {
-		ids = nil // each describe reads it, and says nothing of ids it cannot read
-	} else if ids == nil {
-		ids = map[string]idmap.Range{}
+	if ids, err := m.allocator().List(); err == nil {
+		ks.ids = ids
+		if ks.ids == nil {
+			ks.ids = map[string]idmap.Range{}
+		}
 	}
 	infos := make([]Info, len(names))
-	parallel.ForEach(len(names), listWorkers, func(i int) { infos[i] = m.describe(names[i], ks, ids) })
+	parallel.ForEach(len(names), listWorkers, func(i int) { infos[i] = m.describe(names[i], ks) })
 	return infos, nil
 }
 
@@ -135,7 +135,7 @@ func (m *Manager) Info(name string) (Info, error) {
 	if err := m.store.MustExist(name); err != nil {
 		return Info{}, err
 	}
-	info := m.describe(name, nil, nil)
+	info := m.describe(name, nil)
 	info.Storage = m.storageInfo(context.Background(), name)
 	info.Checkpoints = m.checkpointList(name)
 	if _, held := m.heldForMigration(name); held {
@@ -145,9 +145,8 @@ func (m *Manager) Info(name string) (Info, error) {
 }
 
 // describe builds the Info of an existing container, reporting damage in
-// Info.Error rather than failing. ids is the id table when the caller read
-// it for many containers, or nil to read it here.
-func (m *Manager) describe(name string, ks *kernelScan, ids map[string]idmap.Range) Info {
+// Info.Error rather than failing. ks is a scan of the kernel to use, or nil.
+func (m *Manager) describe(name string, ks *kernelScan) Info {
 	info := Info{Name: name, State: store.Stopped, Monitor: monitorNone, Rootfs: m.store.RootfsPath(name)}
 	var problems []string
 	if cfg, err := config.Load(m.store.ConfigPath(name)); err != nil {
@@ -158,7 +157,7 @@ func (m *Manager) describe(name string, ks *kernelScan, ids map[string]idmap.Ran
 		info.NICs = nicInfos(cfg)
 		info.Proxies = proxyInfos(cfg)
 	}
-	if r, ok := m.idRange(name, ids); ok {
+	if r, ok := m.idRange(name, ks); ok {
 		info.IDMap = r.String()
 	}
 	obs, err := m.observe(name, ks)
@@ -183,11 +182,11 @@ func (m *Manager) describe(name string, ks *kernelScan, ids map[string]idmap.Ran
 	return info
 }
 
-// idRange is container name's id range, from ids if the caller read the
-// table, else from the table file.
-func (m *Manager) idRange(name string, ids map[string]idmap.Range) (idmap.Range, bool) {
-	if ids != nil {
-		r, ok := ids[name]
+// idRange is container name's id range, from the table ks read with it (a
+// list of hundreds of containers reads the table once), else from the file.
+func (m *Manager) idRange(name string, ks *kernelScan) (idmap.Range, bool) {
+	if ks != nil && ks.ids != nil {
+		r, ok := ks.ids[name]
 		return r, ok
 	}
 	r, ok, err := m.allocator().Lookup(name)
@@ -280,7 +279,7 @@ func (m *Manager) observe(name string, ks *kernelScan) (observation, error) {
 		}
 	}
 	var ids *idmap.Range
-	if r, ok, err := m.allocator().Lookup(name); err == nil && ok {
+	if r, ok := m.idRange(name, ks); ok {
 		ids = &r
 	}
 	found := ks.find(name, ids)
