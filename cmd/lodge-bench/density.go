@@ -84,7 +84,7 @@ func runDensity(b *bench) (*groupResult, error) {
 			return res, err
 		}
 		if err != nil {
-			res.Notes = append(res.Notes, fmt.Sprintf("LXC stopped at %d running containers: %v", len(f.running), err))
+			res.Notes = append(res.Notes, fmt.Sprintf("LXC stopped at %d running containers: %v", reached[rt.Name()], err))
 		}
 	}
 	res.Rows = densityRows(levels, measured, reached)
