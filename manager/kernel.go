@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,7 +30,11 @@ import (
 type kernelScan struct {
 	m      *Manager
 	base   *cgroup.Base
+	mu     sync.Mutex // List looks containers up in parallel
 	byName map[string][]kernelProc
+	// ids is the id table, read once for all containers by List; nil:
+	// read it for each container looked up.
+	ids map[string]idmap.Range
 }
 
 // kernelProc is a process found in a container's cgroup.
@@ -51,10 +56,12 @@ func (m *Manager) scanKernel() (*kernelScan, error) {
 // systemd guest's init.scope, say) that run with ids of lodge's pool, as
 // every process of a container does.
 func (ks *kernelScan) procs(name string) []kernelProc {
-	if procs, ok := ks.byName[name]; ok {
+	ks.mu.Lock()
+	procs, ok := ks.byName[name]
+	ks.mu.Unlock()
+	if ok {
 		return procs
 	}
-	var procs []kernelProc
 	group := ks.base.Group(name)
 	if group.Exists() {
 		groups := map[string]string{}
@@ -70,7 +77,9 @@ func (ks *kernelScan) procs(name string) []kernelProc {
 			}
 		}
 	}
+	ks.mu.Lock()
 	ks.byName[name] = procs
+	ks.mu.Unlock()
 	return procs
 }
 

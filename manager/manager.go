@@ -63,6 +63,16 @@ func (m *Manager) cgroupHost() (*cgroup.Host, error) {
 	return b.Host(), nil
 }
 
+// openGroup returns a container's (or monitor's) group from the paths of its
+// state, on the host layout this manager detected once (cgroup.Open would
+// detect it again at every call: a list of 500 containers paid 500).
+func (m *Manager) openGroup(paths map[string]string) *cgroup.Group {
+	if host, err := m.cgroupHost(); err == nil {
+		return host.Open(paths)
+	}
+	return cgroup.Open(paths)
+}
+
 // New opens the lodge root (creating it if needed) with the host configuration
 // from config.HostConfigPath.
 func New(root string) (*Manager, error) {

@@ -13,8 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lodge/config"
-	"lodge/internal/cgroup"
 	"lodge/internal/idmap"
+	"lodge/internal/parallel"
 	"lodge/internal/store"
 )
 
@@ -111,12 +111,22 @@ func (m *Manager) List() ([]Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	infos := make([]Info, 0, len(names))
-	for _, name := range names {
-		infos = append(infos, m.describe(name, ks))
+	// One read of the id table for all of them, not one per container.
+	if ids, err := m.allocator().List(); err == nil {
+		ks.ids = ids
+		if ks.ids == nil {
+			ks.ids = map[string]idmap.Range{}
+		}
 	}
+	infos := make([]Info, len(names))
+	parallel.ForEach(len(names), listWorkers, func(i int) { infos[i] = m.describe(names[i], ks) })
 	return infos, nil
 }
+
+// listWorkers is how many containers List describes at a time. Describing
+// one is a dozen small reads (config, state, /proc, cgroup files), each a
+// wait in the kernel; on a loaded 2-CPU host more than a few add nothing.
+const listWorkers = 4
 
 // Info describes one container. Its state comes from the kernel: a recorded
 // init that is gone means STOPPED, whatever the state file says, and a
@@ -135,7 +145,7 @@ func (m *Manager) Info(name string) (Info, error) {
 }
 
 // describe builds the Info of an existing container, reporting damage in
-// Info.Error rather than failing.
+// Info.Error rather than failing. ks is a scan of the kernel to use, or nil.
 func (m *Manager) describe(name string, ks *kernelScan) Info {
 	info := Info{Name: name, State: store.Stopped, Monitor: monitorNone, Rootfs: m.store.RootfsPath(name)}
 	var problems []string
@@ -147,7 +157,7 @@ func (m *Manager) describe(name string, ks *kernelScan) Info {
 		info.NICs = nicInfos(cfg)
 		info.Proxies = proxyInfos(cfg)
 	}
-	if r, ok, err := m.allocator().Lookup(name); err == nil && ok {
+	if r, ok := m.idRange(name, ks); ok {
 		info.IDMap = r.String()
 	}
 	obs, err := m.observe(name, ks)
@@ -170,6 +180,17 @@ func (m *Manager) describe(name string, ks *kernelScan) Info {
 	}
 	info.Error = strings.Join(problems, "; ")
 	return info
+}
+
+// idRange is container name's id range, from the table ks read with it (a
+// list of hundreds of containers reads the table once), else from the file.
+func (m *Manager) idRange(name string, ks *kernelScan) (idmap.Range, bool) {
+	if ks != nil && ks.ids != nil {
+		r, ok := ks.ids[name]
+		return r, ok
+	}
+	r, ok, err := m.allocator().Lookup(name)
+	return r, err == nil && ok
 }
 
 // loadConfig reads a container's configuration; a missing or broken file is
@@ -204,7 +225,7 @@ func (m *Manager) addRuntime(info *Info, st *store.State) {
 	} else if st.Status == store.Stopping {
 		info.State = store.Running // nobody is stopping it any more
 	}
-	if frozen, err := cgroup.Open(st.Cgroups).Frozen(); err == nil && frozen {
+	if frozen, err := m.openGroup(st.Cgroups).Frozen(); err == nil && frozen {
 		info.State = store.Frozen
 	}
 }
@@ -258,7 +279,7 @@ func (m *Manager) observe(name string, ks *kernelScan) (observation, error) {
 		}
 	}
 	var ids *idmap.Range
-	if r, ok, err := m.allocator().Lookup(name); err == nil && ok {
+	if r, ok := m.idRange(name, ks); ok {
 		ids = &r
 	}
 	found := ks.find(name, ids)

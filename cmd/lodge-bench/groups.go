@@ -30,6 +30,7 @@ func groups() []group {
 		freezeGroup(),
 		checkpointGroup(),
 		migrationGroup(),
+		densityGroup(),
 	}
 }
 

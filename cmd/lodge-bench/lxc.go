@@ -28,7 +28,7 @@ type lxcRuntime struct {
 // lxcSeccompProfile is the seccomp policy LXC's common.conf gives containers.
 const lxcSeccompProfile = "/usr/share/lxc/config/common.seccomp"
 
-var lxcTools = []string{"lxc-create", "lxc-start", "lxc-stop", "lxc-attach", "lxc-info", "lxc-destroy", "lxc-copy", "lxc-snapshot", "lxc-freeze", "lxc-unfreeze", "lxc-checkpoint", "newuidmap", "newgidmap"}
+var lxcTools = []string{"lxc-create", "lxc-start", "lxc-stop", "lxc-attach", "lxc-info", "lxc-destroy", "lxc-copy", "lxc-snapshot", "lxc-freeze", "lxc-unfreeze", "lxc-checkpoint", "lxc-ls", "newuidmap", "newgidmap"}
 
 // newLXC prepares the lxcpath, root's subordinate ids and the configuration
 // lines; the caller undoes the id grants (undoIDs) when done.

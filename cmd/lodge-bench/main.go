@@ -41,6 +41,9 @@ type options struct {
 	ckptRounds          int           // checkpoint: rounds per case (idle, Debian, 64 and 256 MiB)
 	ckptBigRounds       int           // checkpoint: rounds with 1 GiB
 	migRounds           int           // migration: rounds per case, per runtime
+	densityMax          int           // density: the most containers running per runtime
+	densityLXCMax       int           // density: the most LXC containers running
+	densityRounds       int           // density: samples per row
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -54,7 +57,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.k, "k", 10, "containers per runtime for the memory measurement")
 	fs.IntVar(&o.memRounds, "mem-rounds", 3, "rounds of the memory measurement")
 	fs.DurationVar(&o.settle, "settle", 100*time.Millisecond, "untimed pause between steps")
-	fs.StringVar(&o.only, "only", "", "run only these groups (comma-separated: start, exec, stop, memory, debian, views, storage, network, freeze, checkpoint, migration)")
+	fs.StringVar(&o.only, "only", "", "run only these groups (comma-separated: start, exec, stop, memory, debian, views, storage, network, freeze, checkpoint, migration, density)")
 	fs.StringVar(&o.procread, "procread", "bin/lodge-procread", "the reader the views group copies into containers (make bench builds it)")
 	fs.IntVar(&o.viewsRounds, "views-rounds", 5, "samples per views row, per runtime")
 	fs.IntVar(&o.viewsK, "views-k", 50, "containers per runtime for the views servers' memory")
@@ -65,6 +68,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.ckptRounds, "ckpt-rounds", 5, "checkpoint: rounds of checkpoint and restore per case, per runtime (Debian: at most 3)")
 	fs.IntVar(&o.ckptBigRounds, "ckpt-big-rounds", 2, "checkpoint: rounds with 1 GiB of touched memory, per runtime")
 	fs.IntVar(&o.migRounds, "mig-rounds", 5, "migration: rounds of migration per case, per runtime (after one untimed round)")
+	fs.IntVar(&o.densityMax, "density-max", 500, "density: the most busybox containers running per runtime (measured at 1, 10, 100 below it, and it)")
+	fs.IntVar(&o.densityLXCMax, "density-lxc-max", 100, "density: the most LXC containers running (lxc-create -t busybox takes seconds each, so 500 take most of an hour)")
+	fs.IntVar(&o.densityRounds, "density-rounds", 10, "density: samples of list, start and exec per count, per runtime")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -72,11 +78,15 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if o.n < 1 || o.stopN < 1 || o.k < 1 || o.memRounds < 1 || o.viewsRounds < 1 || o.viewsK < 1 ||
-		o.netRounds < 1 || o.netTime < time.Second || o.pingCount < 1 || o.ckptRounds < 1 || o.ckptBigRounds < 1 || o.migRounds < 1 {
-		return o, errors.New("-n, -stop-n, -k, -mem-rounds, -views-rounds, -views-k, -net-rounds, -ping-count, -ckpt-rounds, -ckpt-big-rounds and -mig-rounds must be at least 1, -net-time at least 1s")
+		o.netRounds < 1 || o.netTime < time.Second || o.pingCount < 1 || o.ckptRounds < 1 || o.ckptBigRounds < 1 || o.migRounds < 1 ||
+		o.densityMax < 2 || o.densityLXCMax < 1 || o.densityRounds < 1 {
+		return o, errors.New("-n, -stop-n, -k, -mem-rounds, -views-rounds, -views-k, -net-rounds, -ping-count, -ckpt-rounds, -ckpt-big-rounds, -mig-rounds, -density-lxc-max and -density-rounds must be at least 1, -density-max at least 2, -net-time at least 1s")
 	}
 	if o.k > 1000 {
 		return o, errors.New("-k: at most 1000 containers")
+	}
+	if o.densityMax > 2000 {
+		return o, errors.New("-density-max: at most 2000 containers")
 	}
 	return o, nil
 }

@@ -79,6 +79,27 @@ func (r *runner) timed(argv []string) (time.Duration, error) {
 	return elapsed, nil
 }
 
+// timedCPU is timed, and returns the CPU time (user and system) the command
+// and the children it waited for used, from the kernel's rusage.
+func (r *runner) timedCPU(argv []string) (wall, cpu time.Duration, err error) {
+	if err := r.resetErrFile(); err != nil {
+		return 0, 0, err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = r.env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = r.devNull, r.devNull, r.errFile
+	start := time.Now()
+	err = cmd.Run()
+	wall = time.Since(start)
+	if cmd.ProcessState != nil {
+		cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	if err != nil {
+		return wall, cpu, r.failure(argv, err, r.stderrText())
+	}
+	return wall, cpu, nil
+}
+
 // timedOutput is timed, and returns what the command printed on stdout and
 // stderr too: for commands that report a measurement of their own (the
 // time `lodge snapshot create` kept a container frozen).

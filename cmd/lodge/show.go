@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -75,7 +76,10 @@ func printList(w io.Writer, format string, infos []manager.Info) error {
 	case "csv":
 		return writeCSV(w, infos)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	// One write for the table, not a few per cell (tabwriter writes cells
+	// one by one): hundreds of containers made thousands of writes.
+	out := bufio.NewWriter(w)
+	tw := tabwriter.NewWriter(out, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(listColumns, "\t"))
 	for _, info := range infos {
 		fmt.Fprintln(tw, strings.Join(listRow(info), "\t"))
@@ -85,10 +89,10 @@ func printList(w io.Writer, format string, infos []manager.Info) error {
 	}
 	for _, info := range infos {
 		if info.Error != "" {
-			fmt.Fprintf(w, "\n%s: %s\n", info.Name, info.Error)
+			fmt.Fprintf(out, "\n%s: %s\n", info.Name, info.Error)
 		}
 	}
-	return nil
+	return out.Flush()
 }
 
 var listColumns = []string{"NAME", "STATE", "PID", "TEMPLATE", "MEMORY", "CPU", "CPUSET", "IDMAP", "IPV4"}

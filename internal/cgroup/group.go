@@ -57,13 +57,14 @@ func Open(paths map[string]string) *Group {
 	return host.Open(paths)
 }
 
-// Open is the package's Open on a host layout detected earlier, for callers
-// that open many groups at once (a metrics scrape): each DetectHost parses
-// mountinfo again.
+// Open is cgroup.Open on a host detected earlier: a process that opens the
+// groups of many containers (lodge list) detects the host once, not at every
+// group (each detection parses mountinfo and the process's cgroups). h is
+// not changed.
 func (h *Host) Open(paths map[string]string) *Group {
 	host := h
 	if len(h.Hierarchies) == 0 {
-		host = &Host{} // filled from the paths below, leaving h as it is
+		host = &Host{Mode: h.Mode, Unused: h.Unused} // filled from paths below
 	}
 	g := &Group{host: host}
 	keys := slices.Sorted(maps.Keys(paths))

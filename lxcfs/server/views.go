@@ -14,7 +14,9 @@ import (
 // Views renders each file for the container of the process that reads it.
 // Renders are cached per container and file for a short while: a reader in
 // a tight loop then costs a map lookup, so one container cannot make the
-// server busy for everyone, and memory stays bounded by containers × files.
+// server busy for everyone. Expired renders are dropped (sweepLocked), so
+// memory is bounded by what was read in the last CacheTTL, not by every
+// container and file ever read.
 type Views struct {
 	index *Index
 	loads *loadSampler
@@ -22,6 +24,7 @@ type Views struct {
 
 	mu    sync.Mutex
 	cache map[cacheKey]cached
+	swept time.Time // when expired renders were last dropped
 }
 
 type cacheKey struct {
@@ -66,8 +69,27 @@ func (v *Views) Render(pid int, file string) ([]byte, error) {
 	}
 	v.mu.Lock()
 	v.cache[key] = cached{text: text, at: now}
+	if now.Sub(v.swept) >= cacheSweepEvery {
+		v.sweepLocked(now)
+	}
 	v.mu.Unlock()
 	return text, nil
+}
+
+// cacheSweepEvery is how often Render drops expired renders.
+const cacheSweepEvery = time.Second
+
+// sweepLocked drops the renders too old to be served again: on a host of
+// hundreds of containers, each read now and then (a monitoring agent's
+// /proc/meminfo), they would otherwise stay until the container stops (a
+// few KiB per container and file).
+func (v *Views) sweepLocked(now time.Time) {
+	for k, c := range v.cache {
+		if now.Sub(c.at) >= CacheTTL {
+			delete(v.cache, k)
+		}
+	}
+	v.swept = now
 }
 
 // Forget drops the cached views of a container that stopped.
