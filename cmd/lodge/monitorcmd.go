@@ -23,7 +23,7 @@ type monitorOptions struct {
 func newMonitorCmd(a *app) *cobra.Command {
 	var opts monitorOptions
 	cmd := &cobra.Command{
-		Use:   "monitor [REMOTE:][NAME...] [--format human|json] [--type T,...] [--since DURATION]",
+		Use:   "monitor [REMOTE:][NAME...] [--format table|json] [--type T,...] [--since DURATION]",
 		Short: "Stream the host's container events (created, started, stopped, oom, ...) as they happen",
 		Long: `Print each lifecycle event of this host's containers as it happens, whoever
 caused it: another shell's lodge, lodge serve, or the container itself (an init
@@ -55,7 +55,7 @@ checkpoint, migrated). See docs/monitoring.md, "Events".`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&opts.format, "format", "human", "output format: human (one line per event) or json (one object per line)")
+	cmd.Flags().StringVar(&opts.format, "format", "table", "output format: table (one line per event) or json (one object per line)")
 	cmd.Flags().StringSliceVar(&opts.types, "type", nil, "only events of these types (comma-separated)")
 	cmd.Flags().DurationVar(&opts.since, "since", 0, "first show the events of this recent past, e.g. 10m")
 	return cmd
@@ -73,8 +73,8 @@ func typeNames() []string {
 // the flags into a filter.
 func parseMonitorArgs(args []string, opts monitorOptions) (events.Filter, string, error) {
 	var filter events.Filter
-	if opts.format != "human" && opts.format != "json" {
-		return filter, "", usageError{fmt.Sprintf("unknown format %q: use human or json", opts.format)}
+	if err := checkFormatIn(opts.format, "table", "json"); err != nil {
+		return filter, "", err
 	}
 	if opts.since < 0 {
 		return filter, "", usageError{"--since takes a duration into the past, e.g. 10m"}

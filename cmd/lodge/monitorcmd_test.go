@@ -14,14 +14,14 @@ func TestParseMonitorArgs(t *testing.T) {
 		names       []string
 		err         string
 	}{
-		{args: nil, format: "human"},
+		{args: nil, format: "table"},
 		{args: []string{"web", "db"}, format: "json", names: []string{"web", "db"}},
-		{args: []string{"h2:"}, format: "human", remote: "h2"},
-		{args: []string{"h2:web", "h2:db"}, format: "human", remote: "h2", names: []string{"web", "db"}},
-		{args: []string{"h2:web", "db"}, format: "human", err: "one host at a time"},
-		{args: []string{"h2:", "h3:"}, format: "human", err: "one host at a time"},
-		{format: "yaml", err: `unknown format "yaml"`},
-		{format: "human", types: []string{"stopped,begun"}, err: `unknown event type "begun"`},
+		{args: []string{"h2:"}, format: "table", remote: "h2"},
+		{args: []string{"h2:web", "h2:db"}, format: "table", remote: "h2", names: []string{"web", "db"}},
+		{args: []string{"h2:web", "db"}, format: "table", err: "one host at a time"},
+		{args: []string{"h2:", "h3:"}, format: "table", err: "one host at a time"},
+		{format: "yaml", err: `--format "yaml": use table or json`},
+		{format: "table", types: []string{"stopped,begun"}, err: `unknown event type "begun"`},
 	} {
 		filter, remote, err := parseMonitorArgs(tc.args, monitorOptions{format: tc.format, types: tc.types})
 		if tc.err != "" {
