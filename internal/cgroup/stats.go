@@ -71,7 +71,13 @@ func (g *Group) memoryStats(s *Stats, errs *[]error) {
 	if both := readStat(d, "memory.memsw.usage_in_bytes", errs); both > s.MemoryUsage {
 		s.SwapUsage = both - s.MemoryUsage
 	}
-	s.OOMKills = readKeyed(d, "memory.oom_control", "oom_kill", errs)
+	// v1 counts a kill in the victim's own group only (a systemd guest's
+	// service), not in its ancestors: sum the container's subtree.
+	kills, err := g.OOMKills()
+	if err != nil {
+		*errs = append(*errs, err)
+	}
+	s.OOMKills = int64(kills)
 }
 
 // ioStats fills the block I/O bytes from cgroup2's io.stat or v1's blkio
