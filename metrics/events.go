@@ -19,8 +19,13 @@ func (m *Metrics) Record(ctx context.Context, log *events.Log) error {
 	})
 }
 
-// observe records one event's duration in its histogram, if it has one.
+// observe records one event's duration in its histogram, if it has one. A
+// migrated event without a duration (the commit of a held copy, after the
+// target's serve restarted or by an operator's unfreeze) is not a sample.
 func (m *Metrics) observe(e events.Event) {
+	if e.DurationMS <= 0 {
+		return
+	}
 	d := time.Duration(e.DurationMS * float64(time.Millisecond))
 	switch e.Type {
 	case events.Checkpointed:

@@ -41,6 +41,7 @@ func TestRecordFromEventLog(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	appendEvent(events.Event{Type: events.Started, Container: "c"})
+	appendEvent(events.Event{Type: events.Migrated, Container: "held", Direction: events.DirectionIn}) // a commit: no duration
 	appendEvent(events.Event{Type: events.Migrated, Container: "c", Direction: events.DirectionIn, DurationMS: 2000})
 	appendEvent(events.Event{Type: events.Migrated, Container: "c", Direction: events.DirectionOut, DurationMS: 250})
 	for sampleCount(t, m, `lodge_migration_duration_seconds_count{direction="out"} `) == 0 {
