@@ -22,6 +22,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, client string) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	select {
+	case s.eventStreams <- struct{}{}:
+		defer func() { <-s.eventStreams }()
+	default:
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("this host already serves %d event streams, its most: try again later, or follow it from fewer clients", maxEventStreams))
+		return
+	}
 	m, err := s.open(s.root)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
@@ -33,9 +40,15 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, client string) {
 	defer stop()
 	stream := newStream(w)
 	stream.flush() // the client knows the stream is on
+	// A client that stops reading (but keeps its connection) would block a
+	// write, and so this handler, forever: each line must go out in time.
+	rc := http.NewResponseController(w)
 	err = m.Events().Follow(ctx, since, func(e events.Event) error {
 		if !filter.Match(e) {
 			return nil
+		}
+		if err := rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout)); err != nil {
+			return err
 		}
 		return stream.writeErr(api.Line{Event: &e})
 	})
@@ -44,6 +57,15 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, client string) {
 	}
 	s.log.Info("event stream ended", "client", client, "error", errString(err))
 }
+
+// maxEventStreams is how many event streams a server serves at once: each
+// holds an inotify instance (of 128 per user by default, shared with every
+// other follower of root's) and a goroutine.
+const maxEventStreams = 32
+
+// eventWriteTimeout is how long one event's line may take to reach a
+// client before its stream is ended.
+const eventWriteTimeout = 30 * time.Second
 
 // eventsQuery parses RouteEvents' query (api.EventsQuery).
 func eventsQuery(r *http.Request) (events.Filter, time.Time, error) {

@@ -48,6 +48,9 @@ type Server struct {
 	// otherwise never end by themselves, end with it.
 	shutdown   context.Context
 	endStreams context.CancelFunc
+	// eventStreams holds a token per event stream being served, and bounds
+	// them.
+	eventStreams chan struct{}
 }
 
 // New prepares a server for the lodge root: its host certificate (made on
@@ -59,6 +62,7 @@ func New(root, version string, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{root: root, version: version, cert: cert, trust: trust.Open(root), log: log, open: manager.New}
 	s.shutdown, s.endStreams = context.WithCancel(context.Background())
+	s.eventStreams = make(chan struct{}, maxEventStreams)
 	s.migrations = &migrationManager{open: func(root string) (*manager.Manager, error) { return s.open(root) }, root: root}
 	return s, nil
 }

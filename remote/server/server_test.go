@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"lodge/internal/events"
 	"lodge/manager"
 	"lodge/remote/api"
 	"lodge/remote/client"
@@ -121,5 +122,37 @@ func TestClientWithoutCertificate(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "certificate required") {
 		t.Fatalf("a client without a certificate: %v", err)
+	}
+}
+
+// A server that serves its most event streams refuses one more, saying so,
+// and serves again once one ends.
+func TestEventStreamsBounded(t *testing.T) {
+	srv, addr := serve(t)
+	tok, err := trust.Open(srv.root).AddToken("h1", time.Hour, srv.Fingerprint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientRoot := t.TempDir()
+	ctx := context.Background()
+	if _, err := client.Add(ctx, clientRoot, "h2", addr, tok.Encode()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Open(clientRoot, "h2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range maxEventStreams {
+		srv.eventStreams <- struct{}{} // streams being served
+	}
+	ignore := func(events.Event) error { return nil }
+	if err := c.Events(ctx, time.Time{}, events.Filter{}, ignore); err == nil || !strings.Contains(err.Error(), "event streams") {
+		t.Fatalf("one stream too many: %v, want a refusal", err)
+	}
+	<-srv.eventStreams
+	// Past the bound, the request reaches the manager (which this server
+	// cannot open).
+	if err := c.Events(ctx, time.Time{}, events.Filter{}, ignore); !errors.Is(err, manager.ErrNotRoot) {
+		t.Fatalf("a stream within the bound: %v, want the manager's error", err)
 	}
 }
