@@ -62,7 +62,7 @@ DOCDIR  := $(PREFIX)/share/doc/lodge
 # UNITDIR=/etc/systemd/system.
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 HOST_CONFIG := /etc/lodge/lodge.toml
-SERVICES := lodge-lxcfs.service lodge-containers.service lodge-serve.service
+SERVICES := lodge-lxcfs.service lodge-containers.service lodge-autostart.service lodge-serve.service
 UNITS   := lodge.slice $(SERVICES)
 PROGRAMS := lodge lodge-monitor lodge-lxcfs lodge-helper
 DELEGATED_BASE := /lodge.slice/lodge-containers.service
@@ -90,7 +90,7 @@ install: build
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@if [ -z "$(DESTDIR)" ] && [ ! -x /usr/local/lib/lodge/criu/criu ] && ! command -v criu >/dev/null; then \
 		echo "note: checkpoints need CRIU 4.2 or newer: make deps installs it in /usr/local/lib/lodge/criu"; fi
-	@echo "Installed. To run lodge as a service: systemctl enable --now lodge-lxcfs lodge-containers (and lodge-serve for the host API)"
+	@echo "Installed. To run lodge as a service: systemctl enable --now lodge-lxcfs lodge-containers lodge-autostart (and lodge-serve for the host API)"
 
 # uninstall removes what install put there except the host config, and refuses
 # while a unit is enabled or running (its files gone, the host's shutdown could
@@ -99,7 +99,7 @@ uninstall:
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
 		for u in $(SERVICES); do \
 			if systemctl -q is-active $$u || systemctl -q is-enabled $$u 2>/dev/null; then \
-				echo "$$u is enabled or running: first systemctl disable --now lodge-serve lodge-containers lodge-lxcfs (this stops every container)"; exit 1; \
+				echo "$$u is enabled or running: first systemctl disable --now lodge-serve lodge-autostart lodge-containers lodge-lxcfs (this stops every container)"; exit 1; \
 			fi; \
 		done; \
 	fi

@@ -17,7 +17,7 @@ import (
 // The units make install puts in UNITDIR (cmd/lodge/dist/systemd), and the one whose
 // cgroup systemd delegates to lodge: the base the installed host config names.
 var (
-	installedUnits = []string{"lodge.slice", "lodge-lxcfs.service", "lodge-containers.service", "lodge-serve.service"}
+	installedUnits = []string{"lodge.slice", "lodge-lxcfs.service", "lodge-containers.service", "lodge-autostart.service", "lodge-serve.service"}
 	delegatedUnit  = "lodge-containers.service"
 )
 
