@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -72,14 +73,19 @@ func (m *Manager) Autostart(ctx context.Context, opts BootOptions) ([]BootResult
 		return nil, err
 	}
 	g := graphOf(cfgs, broken, nil)
-	b := &booter{m: m, opts: opts, cfgs: cfgs, results: map[string]*BootResult{}}
-	for name, err := range broken {
-		b.results[name] = &BootResult{Name: name, Outcome: BootFailed, Reason: "its configuration cannot be read, so lodge cannot tell whether it should start: " + err.Error()}
-		opts.Progress("%s: failed: %s", name, b.results[name].Reason)
-	}
+	b := &booter{m: m, opts: opts, cfgs: cfgs, broken: broken, results: map[string]*BootResult{}}
 	wanted := g.Needs(b.roots())
 	for _, name := range wanted {
 		b.result(name, g, wanted)
+	}
+	// A broken container no other needs is not in the walk: it fails here.
+	// One that others need fails as its step, so that they are skipped.
+	for name := range broken {
+		if !slices.Contains(wanted, name) {
+			r := &BootResult{Name: name, Outcome: BootFailed, Reason: b.brokenError(name).Error()}
+			b.results[name] = r
+			opts.Progress("%s: failed: %s", name, r.Reason)
+		}
 	}
 	outcomes := bootorder.Run(ctx, bootorder.Plan{
 		Graph: g.Sub(wanted), Parallel: opts.Parallel, Step: b.start,
@@ -103,7 +109,10 @@ type booter struct {
 	m    *Manager
 	opts BootOptions
 	cfgs map[string]*config.Container
-	mu   sync.Mutex // guards results' entries, written by parallel steps
+	// broken holds the containers whose configuration cannot be read, and
+	// why: they are in no cfgs, and their step fails at once.
+	broken map[string]error
+	mu     sync.Mutex // guards results' entries, written by parallel steps
 	// results holds every container autostart had to do with.
 	results map[string]*BootResult
 }
@@ -133,14 +142,26 @@ func (b *booter) result(name string, g *bootorder.Graph, wanted []string) {
 	b.results[name] = r
 }
 
+// brokenError is why a container whose configuration cannot be read is
+// not started.
+func (b *booter) brokenError(name string) error {
+	return fmt.Errorf("its configuration cannot be read, so lodge cannot start it or tell when it is ready: %w; fix it (lodge config edit %s) and run lodge autostart again", b.broken[name], name)
+}
+
 // start is one container's step: start it unless it runs, then wait until
-// it is ready.
+// it is ready. One whose configuration cannot be read fails at once, even
+// if it runs: lodge cannot tell whether it is ready.
 func (b *booter) start(ctx context.Context, name string) error {
 	b.mu.Lock()
 	r := b.results[name]
 	b.mu.Unlock()
-	cfg := b.cfgs[name]
 	progress := func(format string, args ...any) { b.opts.Progress(name+": "+format, args...) }
+	cfg := b.cfgs[name]
+	if cfg == nil {
+		err := b.brokenError(name)
+		progress("failed: %v", err)
+		return err
+	}
 	began := time.Now()
 	restored, restoreErr, err := b.m.bootStart(ctx, name, progress)
 	b.mu.Lock()

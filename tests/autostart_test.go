@@ -348,3 +348,39 @@ func TestAutostartReadyTimeout(t *testing.T) {
 		t.Errorf("slow %s, next %s", e.info("slow").State, e.info("next").State)
 	}
 }
+
+// TestAutostartBrokenConfig: a running container whose config.toml is
+// damaged, named in another's boot.after, fails (lodge cannot tell whether
+// it is ready) without bringing autostart down; the one that starts after
+// it is skipped, saying why; an unrelated one starts.
+func TestAutostartBrokenConfig(t *testing.T) {
+	e := newEnv(t)
+	e.createBusybox("damaged")
+	e.createBusybox("after", "boot.autostart=true", "boot.after=damaged")
+	e.createBusybox("free", "boot.autostart=true")
+	e.must("start", "damaged")
+	path := filepath.Join(e.root, "containers", "damaged", "config.toml")
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Put back before the env's clean-up (cleanups run last first).
+	t.Cleanup(func() { os.WriteFile(path, good, 0o600) })
+	if err := os.WriteFile(path, []byte("this is [not toml\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	res, r := e.autostart()
+	if r.code != 1 || strings.Contains(r.stderr, "panic") {
+		t.Errorf("autostart: %s", r)
+	}
+	if d := res["damaged"]; d.Outcome != "failed" || !strings.Contains(d.Reason, "configuration cannot be read") || !slices.Equal(d.NeededBy, []string{"after"}) {
+		t.Errorf("damaged: %+v", d)
+	}
+	if a := res["after"]; a.Outcome != "skipped" || a.Reason != "it starts after damaged, which failed" || e.info("after").State != "STOPPED" {
+		t.Errorf("after: %+v", a)
+	}
+	if f := res["free"]; f.Outcome != "ready" || e.info("free").State != "RUNNING" {
+		t.Errorf("free: %+v", f)
+	}
+}
