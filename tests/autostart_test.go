@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -382,5 +383,42 @@ func TestAutostartBrokenConfig(t *testing.T) {
 	}
 	if f := res["free"]; f.Outcome != "ready" || e.info("free").State != "RUNNING" {
 		t.Errorf("free: %+v", f)
+	}
+}
+
+// TestBootAfterConcurrentCycle: config set a boot.after=b and config set b
+// boot.after=a at the same moment: exactly one passes, the other is
+// refused as a cycle, every time (the check and the save are one step for
+// the whole host, not per container).
+func TestBootAfterConcurrentCycle(t *testing.T) {
+	e := newEnv(t)
+	e.createBusybox("ca")
+	e.createBusybox("cb")
+	for round := 0; round < 20; round++ {
+		sets := [][]string{{"config", "set", "ca", "boot.after=cb"}, {"config", "set", "cb", "boot.after=ca"}}
+		results := make([]result, len(sets))
+		var wg sync.WaitGroup
+		for i, args := range sets {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i] = e.run(args...)
+			}()
+		}
+		wg.Wait()
+		ok := 0
+		for _, r := range results {
+			switch {
+			case r.code == 0:
+				ok++
+			case r.code != 2 || !strings.Contains(r.stderr, "would make a cycle"):
+				t.Errorf("round %d: a refusal that is not the cycle's: %s", round, r)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("round %d: %d of the two config sets passed, want exactly 1:\n%s\n%s", round, ok, results[0], results[1])
+		}
+		e.must("config", "set", "ca", "boot.after=")
+		e.must("config", "set", "cb", "boot.after=")
 	}
 }
