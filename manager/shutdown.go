@@ -182,16 +182,26 @@ func (s *stopper) stopOptions(cfg *config.Container) (StopOptions, string) {
 }
 
 // checkpointForBoot makes a stateful stop of container name and marks it
-// for autostart to restore. A failed checkpoint leaves the container
-// running (CRIU's guarantee), to be stopped instead.
+// for autostart to restore. The mark is written before the dump, so that a
+// shutdown-all killed once the dump is done (the container down, its
+// resume pending) still has autostart restore it; a checkpoint that fails
+// withdraws it. A failed checkpoint leaves the container running (CRIU's
+// guarantee), to be stopped instead.
 func (m *Manager) checkpointForBoot(ctx context.Context, name string, progress func(string, ...any)) (string, error) {
-	res, err := m.Checkpoint(ctx, name, CheckpointOptions{Stop: true, Resume: true})
+	dir := m.newCheckpointDir(name)
+	if err := atomicfile.Write(m.shutdownMarker(name), []byte(dir+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("mark it for lodge autostart: %w", err)
+	}
+	_, err := m.Checkpoint(ctx, name, CheckpointOptions{Stop: true, Resume: true, Dir: dir})
+	if err != nil && m.resumePending(name) == dir {
+		// CRIU failed after the checkpoint was complete and the tree
+		// killed: the stateful stop stands, and autostart restores it.
+		progress("warning: %v; it is down with its checkpoint complete, which lodge autostart restores", err)
+		return dir, nil
+	}
 	if err != nil {
+		m.clearShutdownCheckpoint(name)
 		return "", err
 	}
-	if err := atomicfile.Write(m.shutdownMarker(name), []byte(res.Dir+"\n"), 0o600); err != nil {
-		// The stateful stop stands: a plain lodge start resumes it.
-		progress("warning: marking it for lodge autostart failed: %v; lodge start %s resumes it", err, name)
-	}
-	return res.Dir, nil
+	return dir, nil
 }

@@ -422,3 +422,42 @@ func TestBootAfterConcurrentCycle(t *testing.T) {
 		e.must("config", "set", "cb", "boot.after=")
 	}
 }
+
+// TestAutostartUnmadeCheckpoint: shutdown-all marks a container before its
+// checkpoint's dump; if it is killed before the dump is complete, the
+// container goes down with the host unsaved, and autostart boots it afresh
+// and says so. A marker whose checkpoint exists but is no longer pending
+// (it was resumed since) is ignored.
+func TestAutostartUnmadeCheckpoint(t *testing.T) {
+	e := newEnv(t)
+	cp := "boot.host_shutdown=checkpoint"
+	e.createBusybox("cut", cp)
+	e.createBusybox("stale", cp)
+	mark := func(name, checkpoint string) {
+		dir := filepath.Join(e.root, "containers", name)
+		if err := os.WriteFile(filepath.Join(dir, "shutdown-checkpoint"), []byte(filepath.Join(dir, "checkpoints", checkpoint)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mark("cut", "20260101-000000.000") // never made
+	mark("stale", "20260101-000000.000")
+	if err := os.MkdirAll(filepath.Join(e.root, "containers", "stale", "checkpoints", "20260101-000000.000"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	res, r := e.autostart()
+	if r.code != 0 || !strings.Contains(r.stderr, "booting it afresh") {
+		t.Errorf("autostart: %s", r)
+	}
+	if c := res["cut"]; c.Outcome != "ready" || c.Restored || !strings.Contains(c.RestoreError, "shutdown-all was cut short before its checkpoint") || e.info("cut").State != "RUNNING" {
+		t.Errorf("cut: %+v", c)
+	}
+	if s, ok := res["stale"]; ok || e.info("stale").State != "STOPPED" {
+		t.Errorf("stale, whose marker's checkpoint is not pending, was started: %+v", s)
+	}
+	// The marker went with the start: once stopped, cut stays down.
+	e.must("stop", "cut")
+	if res, _ := e.autostart(); len(res) != 0 {
+		t.Errorf("second autostart: %+v", res)
+	}
+}
