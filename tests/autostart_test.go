@@ -461,3 +461,42 @@ func TestAutostartUnmadeCheckpoint(t *testing.T) {
 		t.Errorf("second autostart: %+v", res)
 	}
 }
+
+// TestShutdownAllNoCap: every container whose turn has come gets its stop
+// signal at once, however many (more than the 16 slots shutdown-all once
+// had): 18 that ignore theirs are all killed at the budget's end, none for
+// lack of a turn. A checkpoint is not begun with too little of the budget
+// left: that container is stopped cleanly instead, and says why.
+func TestShutdownAllNoCap(t *testing.T) {
+	e := newEnv(t)
+	auto := "boot.autostart=true"
+	var deaf []string
+	for i := 1; i <= 18; i++ {
+		name := fmt.Sprintf("deaf%02d", i)
+		e.createBusybox(name, auto, "init.stop_signal=SIGURG", "init.stop_timeout=60s")
+		deaf = append(deaf, name)
+	}
+	e.createBusybox("saved", auto, "boot.host_shutdown=checkpoint")
+	if res, r := e.autostart(); r.code != 0 || len(res) != 19 {
+		t.Fatalf("autostart: %s", r)
+	}
+
+	stops := e.shutdownAll("--timeout", "4")
+	for _, n := range deaf {
+		if s := stops[n]; s.Outcome != "killed" || !strings.Contains(s.Reason, "still running when the shutdown's budget ran out") {
+			t.Errorf("%s: %+v", n, s)
+		}
+	}
+	if s := stops["saved"]; s.Outcome != "stopped" || !strings.Contains(s.CheckpointError, "too little to begin a checkpoint") {
+		t.Errorf("saved, with 4s of budget: %+v", s)
+	}
+	for _, i := range e.list() {
+		if i.State != "STOPPED" {
+			t.Errorf("%s is %s after shutdown-all", i.Name, i.State)
+		}
+	}
+	// Not checkpointed, so not marked: autostart starts it as any other.
+	if res, _ := e.autostart(); res["saved"].Restored || res["saved"].RestoreError != "" {
+		t.Errorf("saved after autostart: %+v", res["saved"])
+	}
+}
