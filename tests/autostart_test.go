@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -498,5 +499,48 @@ func TestShutdownAllNoCap(t *testing.T) {
 	// Not checkpointed, so not marked: autostart starts it as any other.
 	if res, _ := e.autostart(); res["saved"].Restored || res["saved"].RestoreError != "" {
 		t.Errorf("saved after autostart: %+v", res["saved"])
+	}
+}
+
+// TestShutdownAllBound: shutdown-all gives up on a stop that is not done
+// by the budget's end plus its grace, and reports it failed, instead of
+// waiting for it: here one whose container lock another command holds (the
+// test). The container it waits for, whose turn never came, is reported
+// failed too; both still run.
+func TestShutdownAllBound(t *testing.T) {
+	e := newEnv(t)
+	e.createBusybox("base", "boot.autostart=true")
+	e.createBusybox("stuck", "boot.autostart=true", "boot.after=base")
+	if _, r := e.autostart(); r.code != 0 {
+		t.Fatalf("autostart: %s", r)
+	}
+	dir, err := os.Open(filepath.Join(e.root, "containers", "stuck"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	if err := syscall.Flock(int(dir.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+
+	r := e.run("shutdown-all", "--timeout", "1", "--format", "json")
+	t.Logf("lodge shutdown-all:\n%s", r)
+	var list []shutdownResult
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || r.code != 1 || len(list) != 2 {
+		t.Fatalf("shutdown-all with a stop that cannot be done: %v\n%s", err, r)
+	}
+	stops := map[string]shutdownResult{list[0].Name: list[0], list[1].Name: list[1]}
+	if s := stops["stuck"]; s.Outcome != "failed" || !strings.Contains(s.Reason, "was not done when the budget and its 10s grace ran out") {
+		t.Errorf("stuck: %+v", s)
+	}
+	if s := stops["base"]; s.Outcome != "failed" || !strings.Contains(s.Reason, "had not come when the budget and its 10s grace ran out") {
+		t.Errorf("base: %+v", s)
+	}
+	dir.Close() // the lock goes: stop them now
+	for _, n := range []string{"stuck", "base"} {
+		if e.info(n).State != "RUNNING" {
+			t.Errorf("%s is %s", n, e.info(n).State)
+		}
+		e.must("stop", n)
 	}
 }
