@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -72,14 +73,19 @@ func (m *Manager) Autostart(ctx context.Context, opts BootOptions) ([]BootResult
 		return nil, err
 	}
 	g := graphOf(cfgs, broken, nil)
-	b := &booter{m: m, opts: opts, cfgs: cfgs, results: map[string]*BootResult{}}
-	for name, err := range broken {
-		b.results[name] = &BootResult{Name: name, Outcome: BootFailed, Reason: "its configuration cannot be read, so lodge cannot tell whether it should start: " + err.Error()}
-		opts.Progress("%s: failed: %s", name, b.results[name].Reason)
-	}
+	b := &booter{m: m, opts: opts, cfgs: cfgs, broken: broken, results: map[string]*BootResult{}}
 	wanted := g.Needs(b.roots())
 	for _, name := range wanted {
 		b.result(name, g, wanted)
+	}
+	// A broken container no other needs is not in the walk: it fails here.
+	// One that others need fails as its step, so that they are skipped.
+	for name := range broken {
+		if !slices.Contains(wanted, name) {
+			r := &BootResult{Name: name, Outcome: BootFailed, Reason: b.brokenError(name).Error()}
+			b.results[name] = r
+			opts.Progress("%s: failed: %s", name, r.Reason)
+		}
 	}
 	outcomes := bootorder.Run(ctx, bootorder.Plan{
 		Graph: g.Sub(wanted), Parallel: opts.Parallel, Step: b.start,
@@ -103,17 +109,20 @@ type booter struct {
 	m    *Manager
 	opts BootOptions
 	cfgs map[string]*config.Container
-	mu   sync.Mutex // guards results' entries, written by parallel steps
+	// broken holds the containers whose configuration cannot be read, and
+	// why: they are in no cfgs, and their step fails at once.
+	broken map[string]error
+	mu     sync.Mutex // guards results' entries, written by parallel steps
 	// results holds every container autostart had to do with.
 	results map[string]*BootResult
 }
 
 // roots are the containers autostart is for: those with boot.autostart,
-// and those with a checkpoint of shutdown-all to restore.
+// and those shutdown-all marked for a checkpoint.
 func (b *booter) roots() []string {
 	var roots []string
 	for name, cfg := range b.cfgs {
-		if cfg.Boot.Autostart || b.m.shutdownCheckpoint(name) != "" {
+		if _, marked := b.m.shutdownMarkOf(name); cfg.Boot.Autostart || marked {
 			roots = append(roots, name)
 		}
 	}
@@ -133,14 +142,26 @@ func (b *booter) result(name string, g *bootorder.Graph, wanted []string) {
 	b.results[name] = r
 }
 
+// brokenError is why a container whose configuration cannot be read is
+// not started.
+func (b *booter) brokenError(name string) error {
+	return fmt.Errorf("its configuration cannot be read, so lodge cannot start it or tell when it is ready: %w; fix it (lodge config edit %s) and run lodge autostart again", b.broken[name], name)
+}
+
 // start is one container's step: start it unless it runs, then wait until
-// it is ready.
+// it is ready. One whose configuration cannot be read fails at once, even
+// if it runs: lodge cannot tell whether it is ready.
 func (b *booter) start(ctx context.Context, name string) error {
 	b.mu.Lock()
 	r := b.results[name]
 	b.mu.Unlock()
-	cfg := b.cfgs[name]
 	progress := func(format string, args ...any) { b.opts.Progress(name+": "+format, args...) }
+	cfg := b.cfgs[name]
+	if cfg == nil {
+		err := b.brokenError(name)
+		progress("failed: %v", err)
+		return err
+	}
 	began := time.Now()
 	restored, restoreErr, err := b.m.bootStart(ctx, name, progress)
 	b.mu.Lock()
@@ -190,7 +211,9 @@ func (b *booter) finish(outcomes map[string]bootorder.Outcome) []BootResult {
 
 // bootStart starts container name (ErrRunning if it runs). If shutdown-all
 // checkpointed it, it is restored, and, should that fail, booted afresh:
-// restoreErr then says why the restore failed.
+// restoreErr then says why the restore failed. If shutdown-all meant to
+// checkpoint it but was cut short before the checkpoint was complete, it
+// is booted afresh, and restoreErr says so.
 func (m *Manager) bootStart(ctx context.Context, name string, progress func(string, ...any)) (restored bool, restoreErr, err error) {
 	if st, err := m.liveState(name); err != nil {
 		return false, nil, err
@@ -199,10 +222,16 @@ func (m *Manager) bootStart(ctx context.Context, name string, progress func(stri
 		progress("running already")
 		return false, nil, ErrRunning
 	}
-	checkpoint := m.shutdownCheckpoint(name)
-	if checkpoint == "" {
+	mark, marked := m.shutdownMarkOf(name)
+	switch {
+	case !marked:
 		progress("starting")
 		return false, nil, m.Start(ctx, name, progress)
+	case !mark.made:
+		restoreErr = fmt.Errorf("lodge shutdown-all was cut short before its checkpoint %s was complete: there is nothing to restore", mark.dir)
+		progress("%v; booting it afresh instead", restoreErr)
+		m.clearShutdownCheckpoint(name)
+		return false, restoreErr, m.Start(ctx, name, progress)
 	}
 	progress("restoring from the checkpoint shutdown-all made")
 	err = m.Start(ctx, name, progress) // resumes: shutdown-all made a stateful stop
@@ -211,8 +240,7 @@ func (m *Manager) bootStart(ctx context.Context, name string, progress func(stri
 		return false, nil, err
 	}
 	if err == nil && m.resumePending(name) == "" {
-		m.clearShutdownCheckpoint(name)
-		return true, nil, nil
+		return true, nil, nil // the start removed the marker
 	}
 	if err == nil { // cannot happen: a start that resumed removed the marker
 		err = errors.New("the checkpoint is still pending after the start")
@@ -225,26 +253,54 @@ func (m *Manager) bootStart(ctx context.Context, name string, progress func(stri
 }
 
 // shutdownMarker is the file by which shutdown-all tells autostart that it
-// checkpointed the container: it holds the checkpoint's directory.
+// checkpointed the container: it holds the checkpoint's directory. It is
+// written before the dump begins, so that a shutdown-all killed in the
+// middle leaves it behind, and withdrawn if the checkpoint fails; the next
+// start of the container removes it.
 func (m *Manager) shutdownMarker(name string) string {
 	return filepath.Join(m.store.ContainerDir(name), "shutdown-checkpoint")
 }
 
-// shutdownCheckpoint is the checkpoint shutdown-all left for autostart to
-// restore, or "": one that is no longer the container's pending resume (it
-// was started, or stopped plainly, since) does not count.
-func (m *Manager) shutdownCheckpoint(name string) string {
+// shutdownMark is what shutdown-all's marker says at boot.
+type shutdownMark struct {
+	dir string // the checkpoint shutdown-all made, or meant to make
+	// made: dir is the container's pending resume, to restore. If not, the
+	// dump never completed (dir does not exist): shutdown-all was cut
+	// short, and the container went down with the host, unsaved.
+	made bool
+}
+
+// shutdownMarkOf reads container name's marker. A marker whose checkpoint
+// exists but is no longer the pending resume (it was resumed, or the
+// container stopped plainly since) does not count.
+func (m *Manager) shutdownMarkOf(name string) (shutdownMark, bool) {
 	data, err := os.ReadFile(m.shutdownMarker(name))
 	if err != nil {
-		return ""
+		return shutdownMark{}, false
 	}
 	dir := strings.TrimSpace(string(data))
-	if dir == "" || dir != m.resumePending(name) {
-		return ""
+	switch {
+	case dir == "":
+		return shutdownMark{}, false
+	case dir == m.resumePending(name):
+		return shutdownMark{dir: dir, made: true}, true
 	}
-	return dir
+	if _, err := os.Stat(dir); err == nil {
+		return shutdownMark{}, false
+	}
+	return shutdownMark{dir: dir}, true
 }
 
 // clearShutdownCheckpoint removes the marker. Best effort: a marker left
-// behind no longer counts once the checkpoint is not the pending resume.
+// behind no longer counts once its checkpoint is not the pending resume.
 func (m *Manager) clearShutdownCheckpoint(name string) { os.Remove(m.shutdownMarker(name)) }
+
+// clearShutdownCheckpointOn removes the marker once a start went through
+// (the container has run since shutdown-all), and passes the start's
+// error on.
+func (m *Manager) clearShutdownCheckpointOn(name string, startErr error) error {
+	if startErr == nil {
+		m.clearShutdownCheckpoint(name)
+	}
+	return startErr
+}

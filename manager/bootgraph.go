@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -56,11 +57,26 @@ func graphOf(cfgs map[string]*config.Container, broken map[string]error, overrid
 // checkBootAfter refuses a boot.after list of container name that names a
 // container that does not exist, or makes a cycle. An unchanged list
 // passes: a container's other keys can be set while a container its list
-// names is gone (deleted with --force; autostart says so).
-func (m *Manager) checkBootAfter(name string, old []string, cfg *config.Container) error {
+// names is gone (deleted with --force; autostart says so). A changed list
+// that passes is returned with the boot-order lock held: call unlock once
+// the configuration is saved, so that no other change is checked against
+// the lists as they were before this one (store.LockBootOrder).
+func (m *Manager) checkBootAfter(ctx context.Context, name string, old []string, cfg *config.Container) (unlock func(), err error) {
 	if slices.Equal(old, cfg.Boot.After) {
-		return nil
+		return func() {}, nil
 	}
+	lock, err := m.store.LockBootOrder(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.checkBootAfterLocked(name, old, cfg); err != nil {
+		lock.Unlock()
+		return nil, err
+	}
+	return lock.Unlock, nil
+}
+
+func (m *Manager) checkBootAfterLocked(name string, old []string, cfg *config.Container) error {
 	g, err := m.bootGraph(map[string][]string{name: cfg.Boot.After})
 	if err != nil {
 		return err

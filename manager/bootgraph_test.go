@@ -1,7 +1,9 @@
 package manager
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -60,6 +62,26 @@ func TestStopOptions(t *testing.T) {
 			tc.wantTimeout == 0 && !tc.wantForce && (opts.Timeout <= 0 || opts.Timeout > tc.left),
 			!strings.Contains(why, tc.why):
 			t.Errorf("%s left: %+v, %q", tc.left, opts, why)
+		}
+	}
+}
+
+// TestCheckpointNeedsTime: shutdown-all begins no checkpoint with less
+// than MinCheckpointLeft of its budget left (a dump cannot be cut short),
+// and says why, for the container to be stopped cleanly instead.
+func TestCheckpointNeedsTime(t *testing.T) {
+	for _, tc := range []struct {
+		left time.Duration
+		why  string
+	}{
+		{MinCheckpointLeft / 2, "too little to begin a checkpoint"},
+		{-time.Second, "budget was spent before its turn"},
+	} {
+		var said []string
+		s := &stopper{deadline: time.Now().Add(tc.left)} // no manager: nothing may be begun
+		_, err := s.checkpoint(context.Background(), "c", func(f string, a ...any) { said = append(said, fmt.Sprintf(f, a...)) })
+		if err == nil || !strings.Contains(err.Error(), tc.why) || len(said) != 1 || !strings.Contains(said[0], "stopping it cleanly instead") {
+			t.Errorf("%s left: %v, said %q", tc.left, err, said)
 		}
 	}
 }

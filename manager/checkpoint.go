@@ -59,6 +59,12 @@ type CheckpointResult struct {
 
 func (m *Manager) checkpointsDir(name string) string { return m.store.CheckpointsDir(name) }
 
+// newCheckpointDir names a new checkpoint of container name, in its
+// checkpoints directory, by the time.
+func (m *Manager) newCheckpointDir(name string) string {
+	return filepath.Join(m.checkpointsDir(name), time.Now().UTC().Format("20060102-150405.000"))
+}
+
 // Checkpoint dumps a running container with CRIU; see CheckpointOptions.
 func (m *Manager) Checkpoint(ctx context.Context, name string, opts CheckpointOptions) (CheckpointResult, error) {
 	lock, err := m.store.Lock(ctx, name)
@@ -145,7 +151,7 @@ func describeBlockers(bs []migrate.Blocker) string {
 func (m *Manager) dump(name string, st *store.State, group *cgroup.Group, criu *migrate.CRIU, opts CheckpointOptions, res CheckpointResult, lock *store.Lock) (CheckpointResult, error) {
 	final := opts.Dir
 	if final == "" {
-		final = filepath.Join(m.checkpointsDir(name), time.Now().UTC().Format("20060102-150405.000"))
+		final = m.newCheckpointDir(name)
 	}
 	staging := final + ".tmp"
 	m.removeDumpStaging(name)

@@ -47,9 +47,11 @@ func (m *Manager) ConfigSet(ctx context.Context, name string, assignments []stri
 	if err := cfg.ValidateOn(m.hostFacts()); err != nil {
 		return SetResult{}, invalid(err)
 	}
-	if err := m.checkBootAfter(name, oldAfter, cfg); err != nil {
+	unlockBootOrder, err := m.checkBootAfter(ctx, name, oldAfter, cfg)
+	if err != nil {
 		return SetResult{}, err
 	}
+	defer unlockBootOrder()
 	return m.applyAndSave(ctx, name, cfg)
 }
 
@@ -76,9 +78,11 @@ func (m *Manager) ConfigReplace(ctx context.Context, name string, text []byte) (
 	if old != nil {
 		oldAfter = old.Boot.After
 	}
-	if err := m.checkBootAfter(name, oldAfter, cfg); err != nil {
+	unlockBootOrder, err := m.checkBootAfter(ctx, name, oldAfter, cfg)
+	if err != nil {
 		return SetResult{}, err
 	}
+	defer unlockBootOrder()
 	return m.applyAndSave(ctx, name, cfg)
 }
 

@@ -45,7 +45,7 @@ func (m *Manager) Create(ctx context.Context, opts CreateOptions) error {
 	if err := m.nameFree(opts.Name); err != nil {
 		return err
 	}
-	tmpl, cfg, err := m.prepareCreate(opts)
+	tmpl, cfg, err := m.prepareCreate(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func (m *Manager) existsError(name string) error {
 }
 
 // prepareCreate checks the template and the configuration before any work.
-func (m *Manager) prepareCreate(opts CreateOptions) (templates.Template, *config.Container, error) {
+func (m *Manager) prepareCreate(ctx context.Context, opts CreateOptions) (templates.Template, *config.Container, error) {
 	tmpl, source, err := m.resolveSource(opts)
 	if err != nil {
 		return tmpl, nil, err
@@ -138,9 +138,14 @@ func (m *Manager) prepareCreate(opts CreateOptions) (templates.Template, *config
 	if err := cfg.ValidateOn(m.hostFacts()); err != nil {
 		return tmpl, nil, invalid(err)
 	}
-	if err := m.checkBootAfter(opts.Name, nil, cfg); err != nil {
+	// The lock need not be held until the container appears: until then no
+	// other list can name it but one that named it already, which the
+	// check sees.
+	unlockBootOrder, err := m.checkBootAfter(ctx, opts.Name, nil, cfg)
+	if err != nil {
 		return tmpl, nil, err
 	}
+	unlockBootOrder()
 	if cfg.Limits.Disk > 0 {
 		if err := m.checkNewDiskLimit(cfg.Limits.Disk); err != nil {
 			return tmpl, nil, err

@@ -32,7 +32,7 @@ func (m *Manager) Start(ctx context.Context, name string, progress func(format s
 		return err
 	}
 	defer lock.Unlock()
-	return m.startLocked(ctx, name, progress)
+	return m.clearShutdownCheckpointOn(name, m.startLocked(ctx, name, progress))
 }
 
 // StartFresh is Start that boots the container even when a stateful stop
@@ -46,7 +46,7 @@ func (m *Manager) StartFresh(ctx context.Context, name string, progress func(for
 	if err := os.Remove(m.resumeMarker(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return m.startLocked(ctx, name, progress)
+	return m.clearShutdownCheckpointOn(name, m.startLocked(ctx, name, progress))
 }
 
 func (m *Manager) startLocked(ctx context.Context, name string, progress func(format string, args ...any)) error {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -346,5 +348,199 @@ func TestAutostartReadyTimeout(t *testing.T) {
 	}
 	if e.info("slow").State != "RUNNING" || e.info("next").State != "STOPPED" {
 		t.Errorf("slow %s, next %s", e.info("slow").State, e.info("next").State)
+	}
+}
+
+// TestAutostartBrokenConfig: a running container whose config.toml is
+// damaged, named in another's boot.after, fails (lodge cannot tell whether
+// it is ready) without bringing autostart down; the one that starts after
+// it is skipped, saying why; an unrelated one starts.
+func TestAutostartBrokenConfig(t *testing.T) {
+	e := newEnv(t)
+	e.createBusybox("damaged")
+	e.createBusybox("after", "boot.autostart=true", "boot.after=damaged")
+	e.createBusybox("free", "boot.autostart=true")
+	e.must("start", "damaged")
+	path := filepath.Join(e.root, "containers", "damaged", "config.toml")
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Put back before the env's clean-up (cleanups run last first).
+	t.Cleanup(func() { os.WriteFile(path, good, 0o600) })
+	if err := os.WriteFile(path, []byte("this is [not toml\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	res, r := e.autostart()
+	if r.code != 1 || strings.Contains(r.stderr, "panic") {
+		t.Errorf("autostart: %s", r)
+	}
+	if d := res["damaged"]; d.Outcome != "failed" || !strings.Contains(d.Reason, "configuration cannot be read") || !slices.Equal(d.NeededBy, []string{"after"}) {
+		t.Errorf("damaged: %+v", d)
+	}
+	if a := res["after"]; a.Outcome != "skipped" || a.Reason != "it starts after damaged, which failed" || e.info("after").State != "STOPPED" {
+		t.Errorf("after: %+v", a)
+	}
+	if f := res["free"]; f.Outcome != "ready" || e.info("free").State != "RUNNING" {
+		t.Errorf("free: %+v", f)
+	}
+}
+
+// TestBootAfterConcurrentCycle: config set a boot.after=b and config set b
+// boot.after=a at the same moment: exactly one passes, the other is
+// refused as a cycle, every time (the check and the save are one step for
+// the whole host, not per container).
+func TestBootAfterConcurrentCycle(t *testing.T) {
+	e := newEnv(t)
+	e.createBusybox("ca")
+	e.createBusybox("cb")
+	for round := 0; round < 20; round++ {
+		sets := [][]string{{"config", "set", "ca", "boot.after=cb"}, {"config", "set", "cb", "boot.after=ca"}}
+		results := make([]result, len(sets))
+		var wg sync.WaitGroup
+		for i, args := range sets {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i] = e.run(args...)
+			}()
+		}
+		wg.Wait()
+		ok := 0
+		for _, r := range results {
+			switch {
+			case r.code == 0:
+				ok++
+			case r.code != 2 || !strings.Contains(r.stderr, "would make a cycle"):
+				t.Errorf("round %d: a refusal that is not the cycle's: %s", round, r)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("round %d: %d of the two config sets passed, want exactly 1:\n%s\n%s", round, ok, results[0], results[1])
+		}
+		e.must("config", "set", "ca", "boot.after=")
+		e.must("config", "set", "cb", "boot.after=")
+	}
+}
+
+// TestAutostartUnmadeCheckpoint: shutdown-all marks a container before its
+// checkpoint's dump; if it is killed before the dump is complete, the
+// container goes down with the host unsaved, and autostart boots it afresh
+// and says so. A marker whose checkpoint exists but is no longer pending
+// (it was resumed since) is ignored.
+func TestAutostartUnmadeCheckpoint(t *testing.T) {
+	e := newEnv(t)
+	cp := "boot.host_shutdown=checkpoint"
+	e.createBusybox("cut", cp)
+	e.createBusybox("stale", cp)
+	mark := func(name, checkpoint string) {
+		dir := filepath.Join(e.root, "containers", name)
+		if err := os.WriteFile(filepath.Join(dir, "shutdown-checkpoint"), []byte(filepath.Join(dir, "checkpoints", checkpoint)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mark("cut", "20260101-000000.000") // never made
+	mark("stale", "20260101-000000.000")
+	if err := os.MkdirAll(filepath.Join(e.root, "containers", "stale", "checkpoints", "20260101-000000.000"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	res, r := e.autostart()
+	if r.code != 0 || !strings.Contains(r.stderr, "booting it afresh") {
+		t.Errorf("autostart: %s", r)
+	}
+	if c := res["cut"]; c.Outcome != "ready" || c.Restored || !strings.Contains(c.RestoreError, "shutdown-all was cut short before its checkpoint") || e.info("cut").State != "RUNNING" {
+		t.Errorf("cut: %+v", c)
+	}
+	if s, ok := res["stale"]; ok || e.info("stale").State != "STOPPED" {
+		t.Errorf("stale, whose marker's checkpoint is not pending, was started: %+v", s)
+	}
+	// The marker went with the start: once stopped, cut stays down.
+	e.must("stop", "cut")
+	if res, _ := e.autostart(); len(res) != 0 {
+		t.Errorf("second autostart: %+v", res)
+	}
+}
+
+// TestShutdownAllNoCap: every container whose turn has come gets its stop
+// signal at once, however many (more than the 16 slots shutdown-all once
+// had): 18 that ignore theirs are all killed at the budget's end, none for
+// lack of a turn. A checkpoint is not begun with too little of the budget
+// left: that container is stopped cleanly instead, and says why.
+func TestShutdownAllNoCap(t *testing.T) {
+	e := newEnv(t)
+	auto := "boot.autostart=true"
+	var deaf []string
+	for i := 1; i <= 18; i++ {
+		name := fmt.Sprintf("deaf%02d", i)
+		e.createBusybox(name, auto, "init.stop_signal=SIGURG", "init.stop_timeout=60s")
+		deaf = append(deaf, name)
+	}
+	e.createBusybox("saved", auto, "boot.host_shutdown=checkpoint")
+	if res, r := e.autostart(); r.code != 0 || len(res) != 19 {
+		t.Fatalf("autostart: %s", r)
+	}
+
+	stops := e.shutdownAll("--timeout", "4")
+	for _, n := range deaf {
+		if s := stops[n]; s.Outcome != "killed" || !strings.Contains(s.Reason, "still running when the shutdown's budget ran out") {
+			t.Errorf("%s: %+v", n, s)
+		}
+	}
+	if s := stops["saved"]; s.Outcome != "stopped" || !strings.Contains(s.CheckpointError, "too little to begin a checkpoint") {
+		t.Errorf("saved, with 4s of budget: %+v", s)
+	}
+	for _, i := range e.list() {
+		if i.State != "STOPPED" {
+			t.Errorf("%s is %s after shutdown-all", i.Name, i.State)
+		}
+	}
+	// Not checkpointed, so not marked: autostart starts it as any other.
+	if res, _ := e.autostart(); res["saved"].Restored || res["saved"].RestoreError != "" {
+		t.Errorf("saved after autostart: %+v", res["saved"])
+	}
+}
+
+// TestShutdownAllBound: shutdown-all gives up on a stop that is not done
+// by the budget's end plus its grace, and reports it failed, instead of
+// waiting for it: here one whose container lock another command holds (the
+// test). The container it waits for, whose turn never came, is reported
+// failed too; both still run.
+func TestShutdownAllBound(t *testing.T) {
+	e := newEnv(t)
+	e.createBusybox("base", "boot.autostart=true")
+	e.createBusybox("stuck", "boot.autostart=true", "boot.after=base")
+	if _, r := e.autostart(); r.code != 0 {
+		t.Fatalf("autostart: %s", r)
+	}
+	dir, err := os.Open(filepath.Join(e.root, "containers", "stuck"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	if err := syscall.Flock(int(dir.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+
+	r := e.run("shutdown-all", "--timeout", "1", "--format", "json")
+	t.Logf("lodge shutdown-all:\n%s", r)
+	var list []shutdownResult
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || r.code != 1 || len(list) != 2 {
+		t.Fatalf("shutdown-all with a stop that cannot be done: %v\n%s", err, r)
+	}
+	stops := map[string]shutdownResult{list[0].Name: list[0], list[1].Name: list[1]}
+	if s := stops["stuck"]; s.Outcome != "failed" || !strings.Contains(s.Reason, "was not done when the budget and its 10s grace ran out") {
+		t.Errorf("stuck: %+v", s)
+	}
+	if s := stops["base"]; s.Outcome != "failed" || !strings.Contains(s.Reason, "had not come when the budget and its 10s grace ran out") {
+		t.Errorf("base: %+v", s)
+	}
+	dir.Close() // the lock goes: stop them now
+	for _, n := range []string{"stuck", "base"} {
+		if e.info(n).State != "RUNNING" {
+			t.Errorf("%s is %s", n, e.info(n).State)
+		}
+		e.must("stop", n)
 	}
 }

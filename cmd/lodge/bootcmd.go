@@ -72,18 +72,24 @@ func newShutdownAllCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "shutdown-all [--timeout DURATION] [--parallel N] [--format table|json]",
 		Short: "Stop every running container, dependents first, within one budget (run at host shutdown)",
-		Long: `Stop every running container: a container that others name in boot.after stops
+		Long: fmt.Sprintf(`Stop every running container: a container that others name in boot.after stops
 only after they have stopped; containers that do not wait for each other stop at the
-same time. All of it within one budget, --timeout: each container gets its stop
-signal and its init.stop_timeout, cut short by what is left of the budget, and is
-killed only if it still runs then (it ignored its signal, or its shutdown outlasted
-its time). The summary says which were killed.
+same time (--parallel caps how many). All of it within one budget, --timeout: each
+container gets its stop signal and its init.stop_timeout, cut short by what is left of
+the budget, and is killed only if it still runs then (it ignored its signal, or its
+shutdown outlasted its time). The summary says which were killed.
+
+The command returns at most %s after the budget (a grace for the last kills and
+clean-ups): a container whose stop is not done by then is reported failed (it may
+still run). So whatever runs it must allow --timeout + %s, and a little more for
+lodge itself (lodge's systemd unit: --timeout 60, TimeoutStopSec=80).
 
 A container with boot.host_shutdown = "checkpoint" is checkpointed instead (CRIU; a
-stateful stop), and the next lodge autostart restores it. If the checkpoint fails, the
+stateful stop), and the next lodge autostart restores it. A checkpoint is begun only
+with at least %s of the budget left. If the checkpoint fails or is not begun, the
 container is stopped cleanly instead, and the summary says so.
 
-The exit status is 1 if lodge could not stop a container.`,
+The exit status is 1 if lodge could not stop a container.`, manager.ShutdownGrace, manager.ShutdownGrace, manager.MinCheckpointLeft),
 		Example: `  lodge shutdown-all --timeout 60
   lodge shutdown-all --timeout 2m --format json`,
 		Args: maxArgs(0, "no arguments"),
@@ -113,7 +119,7 @@ The exit status is 1 if lodge could not stop a container.`,
 		},
 	}
 	cmd.Flags().StringVar(&timeout, "timeout", "60", "the budget for the whole shutdown, e.g. 60 (seconds), 90s or 2m")
-	cmd.Flags().IntVar(&parallel, "parallel", 0, fmt.Sprintf("stop at most N containers at once (default: 8 per CPU, at least 16; here %d)", manager.DefaultShutdownParallel()))
+	cmd.Flags().IntVar(&parallel, "parallel", 0, "stop at most N containers at once (default: no cap, every container whose turn has come)")
 	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
 	return cmd
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -60,5 +62,34 @@ func TestPrintShutdownResults(t *testing.T) {
 	}
 	if err := shutdownFailures([]manager.ShutdownResult{{Name: "x", Outcome: manager.ShutdownFailed}}); err == nil || !strings.Contains(err.Error(), "could not stop x") {
 		t.Errorf("shutdownFailures: %v", err)
+	}
+}
+
+// TestUnitAllowsShutdownAll: lodge-containers.service gives shutdown-all
+// (ExecStop=) more than its bound, its budget plus manager.ShutdownGrace,
+// with a few seconds for lodge itself: systemd must never kill it while
+// it still stops containers cleanly.
+func TestUnitAllowsShutdownAll(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("dist", "systemd", "lodge-containers.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var budget, stopLimit time.Duration
+	for _, line := range strings.Split(string(data), "\n") {
+		key, value, _ := strings.Cut(strings.TrimSpace(line), "=")
+		switch key {
+		case "ExecStop":
+			_, timeout, ok := strings.Cut(value, "shutdown-all --timeout ")
+			if budget, err = parseTimeout(strings.Fields(timeout + " ")[0]); !ok || err != nil {
+				t.Fatalf("ExecStop=%s: no shutdown-all --timeout: %v", value, err)
+			}
+		case "TimeoutStopSec":
+			if stopLimit, err = time.ParseDuration(value + "s"); err != nil {
+				t.Fatalf("TimeoutStopSec=%s: %v", value, err)
+			}
+		}
+	}
+	if margin := 5 * time.Second; budget == 0 || stopLimit < budget+manager.ShutdownGrace+margin {
+		t.Errorf("TimeoutStopSec=%s, below shutdown-all's bound: --timeout %s + grace %s + %s for lodge itself", stopLimit, budget, manager.ShutdownGrace, margin)
 	}
 }

@@ -79,6 +79,31 @@ func (s *Store) stillAt(dir *os.File, name string) error {
 	return nil
 }
 
+// LockBootOrder takes the host-wide lock of the containers' boot.after
+// lists, waiting for another holder until ctx ends. A change of one list is
+// checked against all the others (no cycle, no unknown name) and saved
+// under it: each container's own lock alone would let two changes made at
+// once, a after b and b after a, both pass their check. It is a flock on
+// the containers directory, so it leaves no file behind. Take it after a
+// container's own lock, never before (one order: no deadlock).
+func (s *Store) LockBootOrder(ctx context.Context) (*Lock, error) {
+	if err := s.Prepare(); err != nil {
+		return nil, err
+	}
+	dir, err := os.Open(s.containersDir())
+	if err != nil {
+		return nil, fmt.Errorf("lock the boot order: %w", err)
+	}
+	if err := flockContext(ctx, dir); err != nil {
+		dir.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("another lodge command is changing a boot.after list; stopped waiting for it: %w", err)
+		}
+		return nil, fmt.Errorf("lock the boot order: %w", err)
+	}
+	return &Lock{dir: dir}, nil
+}
+
 // Unlock releases the lock. It is safe to call on a nil Lock.
 func (l *Lock) Unlock() {
 	if l != nil && l.dir != nil {
