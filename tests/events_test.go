@@ -180,6 +180,23 @@ func TestMonitorInitEndsByItself(t *testing.T) {
 	}
 }
 
+// TestMonitorInitExitsAtOnce: an init that ends as soon as it runs is
+// reported started, then stopped: the monitor writes both, in the order
+// they happened, whatever the lodge start that booted it does meanwhile.
+func TestMonitorInitExitsAtOnce(t *testing.T) {
+	e := newEnv(t)
+	s := e.monitor("ev1", "--type", "started,stopped")
+	e.createBusybox("ev1", `init.command=/bin/sh -c "exit 0"`)
+	e.run("start", "ev1") // it may see init gone already: only the events matter here
+	got := s.expect("started ev1", "stopped ev1")
+	if got[1].Reason != "exited" {
+		t.Errorf("stopped: reason %q, want exited", got[1].Reason)
+	}
+	// Exactly one started per start: the next start's is the next event.
+	e.run("start", "ev1")
+	s.expect("started ev1", "stopped ev1")
+}
+
 // TestMonitorOOM: a process of a container that allocates past
 // limits.memory is killed by the kernel, and the container's (idle)
 // monitor reports it.

@@ -137,7 +137,22 @@ func lookupRange(st *store.Store, host *config.Host, name string) (idmap.Range, 
 
 // run boots the container, reports to the CLI, and watches it. Requests on
 // the socket wait in its backlog until the monitor goes idle (or serves them).
-func (m *Monitor) run() int { return m.runWith(m.boot, "boot") }
+//
+// The monitor, not the CLI, reports the start: once init runs, before the
+// CLI hears of it (so before anything the CLI does next) and before the
+// monitor can report init's end, so "started" always comes before its
+// "stopped", however long the CLI then waits (for systemd, say) and even if
+// it is interrupted. A restore (runRestore) reports itself as restored or
+// migrated instead, from the lodge that asked for it.
+func (m *Monitor) run() int {
+	return m.runWith(func() (*boot, error) {
+		b, err := m.boot()
+		if err == nil {
+			m.emit(events.Event{Type: events.Started})
+		}
+		return b, err
+	}, "boot")
+}
 
 // runWith runs the monitor around first, which brings the container up
 // (a boot, or a restore), and names it what in the log.
