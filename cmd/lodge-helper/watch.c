@@ -17,14 +17,15 @@
 //     socket, the console and the pending request, and Go carries on (for an
 //     OOM kill: it reports it, and executes this again).
 //
-// On entry, $_LODGE_WATCH_FDS names four to six descriptors, comma-separated:
+// On entry, $_LODGE_WATCH_FDS names four or five descriptors, comma-separated:
 // the monitor socket (listening), the console's pty master, the lodge binary
 // (to execute on hand-over), a memfd with the console history so far, then
-// optionally the container's OOM notifier (readable on news: a v1 eventfd or
-// a cgroup2 inotify watch of memory.events) and, on cgroup2, memory.events
-// itself (see cgroup.Group.OOMNotifier). The Go monitor cannot put them at
-// fixed numbers: its runtime's own descriptors live there until the exec.
-// This program moves them to 3, 4, 5, 6 (7, 8) first thing.
+// optionally the container's OOM notifier (see cgroup.OOMNotifier): a v1
+// eventfd, readable on news, or with $_LODGE_OOM_UNIFIED=1 cgroup2's
+// memory.events itself, which the kernel marks POLLPRI on every change and
+// which holds the count. The Go monitor cannot put them at fixed numbers: its
+// runtime's own descriptors live there until the exec. This program moves
+// them to 3, 4, 5, 6 (7) first thing.
 // Environment: _LODGE_WATCH_INIT (init's pid, a child of this process),
 // _LODGE_WATCH_LOG (console.log's path), _LODGE_OOM_SEEN (the OOM kills Go
 // reported; kept for it). argv is the Go monitor's; its last word ("watch")
@@ -54,8 +55,8 @@
 
 enum {
 	LISTEN_FD = 3, MASTER_FD = 4, EXE_FD = 5, HISTORY_FD = 6, // after place_fds
-	OOM_NOTIFY_FD = 7, OOM_COUNT_FD = 8, // optional
-	MIN_FDS = 4, MAX_FDS = 6,
+	OOM_NOTIFY_FD = 7, // optional
+	MIN_FDS = 4, MAX_FDS = 5,
 	EXE_HIGH = 100, // a copy of the lodge binary's, to execute when 5 takes the pending connection
 	MAX_CONNS = 32,
 	HISTORY = LODGE_CONSOLE_HISTORY,
@@ -86,7 +87,8 @@ static struct {
 	int log_fd;
 	off_t log_size;
 	int init_pidfd;
-	int oom_fds;                 // 0: no OOM notifier; 1: the notifier; 2: and memory.events
+	int oom_notifier;            // the OOM notifier is there
+	int oom_unified;             // it is cgroup2's memory.events (else a v1 eventfd)
 	unsigned long long oom_seen; // $_LODGE_OOM_SEEN
 	int master_paused; // no process holds the console open: retry later
 	int accept_paused; // out of descriptors: accept again later, not in a busy loop
@@ -385,7 +387,7 @@ static int expire(void)
 	return (int)next;
 }
 
-// parse_fds parses $_LODGE_WATCH_FDS: four to six descriptor numbers,
+// parse_fds parses $_LODGE_WATCH_FDS: four or five descriptor numbers,
 // comma-separated; it returns how many.
 static int parse_fds(int from[MAX_FDS])
 {
@@ -394,15 +396,15 @@ static int parse_fds(int from[MAX_FDS])
 	int n = 0;
 
 	if (list == NULL || strlen(list) >= sizeof(copy))
-		die_msg("watch: $_LODGE_WATCH_FDS must name four to six descriptors");
+		die_msg("watch: $_LODGE_WATCH_FDS must name four or five descriptors");
 	strcpy(copy, list);
 	for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
 		if (n == MAX_FDS)
-			die_msg("watch: $_LODGE_WATCH_FDS must name four to six descriptors");
+			die_msg("watch: $_LODGE_WATCH_FDS must name four or five descriptors");
 		from[n++] = (int)parse_ulong(tok, INT_MAX, "descriptor in $_LODGE_WATCH_FDS");
 	}
 	if (n < MIN_FDS)
-		die_msg("watch: $_LODGE_WATCH_FDS must name four to six descriptors");
+		die_msg("watch: $_LODGE_WATCH_FDS must name four or five descriptors");
 	return n;
 }
 
@@ -429,22 +431,23 @@ static int place_fds(void)
 	return n;
 }
 
-// oom_news drains the OOM notifier and tells whether Go should look: on v1
-// every notification (the kernel sends one when the container runs out of
-// memory; Go sums the kills of its whole tree), on cgroup2 only once
-// memory.events counts more kills than Go reported (it changes on every
-// memory event, and most are no kill).
+// oom_news consumes the OOM notification and tells whether Go should look:
+// on v1 every notification (the kernel sends one when the container runs out
+// of memory; Go sums the kills of its whole tree; one read drains the
+// eventfd), on cgroup2 only once memory.events counts more kills than Go
+// reported (it changes on every memory event, and most are no kill; reading
+// it arms the next POLLPRI).
 static int oom_news(void)
 {
 	char buf[4096];
 	const char *line;
 	ssize_t n;
 
-	while (read(OOM_NOTIFY_FD, buf, sizeof(buf)) > 0)
-		;
-	if (w.oom_fds < 2)
+	if (!w.oom_unified) {
+		(void)read(OOM_NOTIFY_FD, buf, sizeof(buf)); // one read takes the eventfd's whole count
 		return 1;
-	n = pread(OOM_COUNT_FD, buf, sizeof(buf) - 1, 0);
+	}
+	n = pread(OOM_NOTIFY_FD, buf, sizeof(buf) - 1, 0);
 	if (n <= 0)
 		return 0;
 	buf[n] = '\0';
@@ -457,11 +460,12 @@ static void setup(char **argv)
 	int handed = place_fds();
 
 	fds_from(LISTEN_FD + handed, 0); // nothing else is ours to hand on
-	w.oom_fds = handed - MIN_FDS;
+	w.oom_notifier = handed > MIN_FDS;
+	w.oom_unified = getenv("_LODGE_OOM_UNIFIED") != NULL;
 	w.oom_seen = (unsigned long long)env_num("_LODGE_OOM_SEEN", 0, LONG_MAX);
-	for (int fd = OOM_NOTIFY_FD; fd < OOM_NOTIFY_FD + w.oom_fds; fd++)
-		if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
-			die("watch: set up the OOM notifier");
+	if (w.oom_notifier && (fcntl(OOM_NOTIFY_FD, F_SETFD, FD_CLOEXEC) < 0 ||
+			       fcntl(OOM_NOTIFY_FD, F_SETFL, O_NONBLOCK) < 0))
+		die("watch: set up the OOM notifier");
 	if (dup3(EXE_FD, EXE_HIGH, O_CLOEXEC) < 0)
 		die("watch: copy the lodge binary's descriptor");
 	w.argv = argv;
@@ -484,6 +488,7 @@ static void setup(char **argv)
 	unsetenv("_LODGE_WATCH");
 	unsetenv("_LODGE_WATCH_INIT");
 	unsetenv("_LODGE_WATCH_LOG");
+	unsetenv("_LODGE_OOM_UNIFIED");
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL); // keep init's exit status for Go to collect
 }
@@ -499,7 +504,8 @@ static int poll_set(struct pollfd *fds, int *slot)
 	fds[n++] = (struct pollfd){ .fd = w.init_pidfd, .events = POLLIN };
 	fds[n++] = (struct pollfd){ .fd = w.accept_paused ? -1 : LISTEN_FD, .events = POLLIN };
 	fds[n++] = (struct pollfd){ .fd = MASTER_FD };
-	fds[n++] = (struct pollfd){ .fd = w.oom_fds > 0 ? OOM_NOTIFY_FD : -1, .events = POLLIN };
+	fds[n++] = (struct pollfd){ .fd = w.oom_notifier ? OOM_NOTIFY_FD : -1,
+				    .events = w.oom_unified ? POLLPRI : POLLIN };
 	for (int i = 0; i < MAX_CONNS; i++) {
 		struct conn *c = &w.conns[i];
 		if (c->fd < 0)

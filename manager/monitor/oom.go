@@ -13,7 +13,7 @@ import (
 // OOM kills are the kernel's news, not lodge's: the monitor watches the
 // container's memory cgroup and reports each kill it counts as an oom
 // event. While idle, the watcher (cmd/lodge-helper/watch.c) polls the
-// descriptors of cgroup.Group.OOMNotifier beside init and the socket, and
+// descriptor of cgroup.Group.OOMNotifier beside init and the socket, and
 // hands the monitor back to Go when a kill may have happened (on cgroup2
 // only once memory.events' oom_kill passed the count Go reported,
 // $_LODGE_OOM_SEEN); Go counts, reports, and goes idle again. A monitor
@@ -21,10 +21,13 @@ import (
 
 // oomSeenEnv carries the kills already reported across the watcher;
 // oomResumeEnv is set by the watcher when it hands over for an OOM
-// notification.
+// notification; oomUnifiedEnv tells the watcher that its notifier is
+// cgroup2's memory.events (poll it for POLLPRI, read the count from it),
+// not a v1 eventfd.
 const (
-	oomSeenEnv   = "_LODGE_OOM_SEEN"
-	oomResumeEnv = "_LODGE_RESUME_OOM"
+	oomSeenEnv    = "_LODGE_OOM_SEEN"
+	oomResumeEnv  = "_LODGE_RESUME_OOM"
+	oomUnifiedEnv = "_LODGE_OOM_UNIFIED"
 )
 
 // oomCountLag is how long reportNotifiedOOM looks again for the kill a
@@ -68,18 +71,15 @@ func (m *Monitor) reportOOM(b *boot) bool {
 
 // oomNotifier opens the container's OOM notification for the watcher (or
 // for watchOOM); nil when the host cannot tell (no memory controller).
-func (m *Monitor) oomNotifier(b *boot) []*os.File {
-	notify, count, err := b.group.OOMNotifier()
+func (m *Monitor) oomNotifier(b *boot) *cgroup.OOMNotifier {
+	n, err := b.group.OOMNotifier()
 	if err != nil {
 		if !errors.Is(err, cgroup.ErrNoMemoryController) {
 			m.log.Warn("OOM kills will not be reported", "err", err)
 		}
 		return nil
 	}
-	if count == nil {
-		return []*os.File{notify}
-	}
-	return []*os.File{notify, count}
+	return n
 }
 
 // oomSeenEnviron is the environment entry that tells the watcher (and the
@@ -107,34 +107,43 @@ func (m *Monitor) resumeOOM(b *boot) {
 }
 
 // watchOOM reports OOM kills from a goroutine while the monitor stays in Go
-// (no helper, a console client attached); stop ends it.
+// (no helper, a console client attached); stop ends it. The goroutine
+// blocks in poll(2), on a thread of its own: the runtime's poller knows no
+// POLLPRI, which is how cgroup2 tells.
 func (m *Monitor) watchOOM(b *boot) (stop func()) {
-	files := m.oomNotifier(b)
-	if len(files) == 0 {
+	n := m.oomNotifier(b)
+	if n == nil {
+		return func() {}
+	}
+	stopR, stopW, err := os.Pipe()
+	if err != nil {
+		n.File.Close()
+		m.log.Warn("OOM kills will not be reported", "err", err)
 		return func() {}
 	}
 	m.reportOOM(b) // kills before the notifier was there
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		buf := make([]byte, 4096)
 		for {
-			// Blocks in the runtime's poller (the descriptor is
-			// non-blocking); Close ends it.
-			if _, err := files[0].Read(buf); err != nil {
+			news, err := n.Wait(stopR)
+			if err != nil {
+				m.log.Warn("OOM kills will not be reported", "err", err)
+			}
+			if !news {
 				return
 			}
-			if len(files) == 1 {
-				m.reportNotifiedOOM(b) // v1: the notification comes before the kill
+			if n.Unified() {
+				m.reportOOM(b) // memory.events changed, the count with it
 			} else {
-				m.reportOOM(b) // cgroup2: memory.events changed, the count with it
+				m.reportNotifiedOOM(b) // v1: the notification comes before the kill
 			}
 		}
 	}()
 	return func() {
-		for _, f := range files {
-			f.Close()
-		}
+		stopW.Close()
 		<-done
+		stopR.Close()
+		n.File.Close()
 	}
 }
