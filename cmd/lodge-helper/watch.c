@@ -11,11 +11,14 @@
 //     and refuses malformed ones, exactly as the Go monitor does (request.c;
 //     the protocol is defined once, in manager/monitor, and reaches C through
 //     the generated protocol.h);
-//   - for any other well-formed request (stop), when init exits, and when the
-//     kernel's OOM killer may have killed in the container, executes the
-//     lodge binary again as `__monitor ROOT NAME resume`, handing over the
-//     socket, the console and the pending request, and Go carries on (for an
-//     OOM kill: it reports it, and executes this again).
+//   - when the kernel's OOM killer may have killed in the container, starts a
+//     reporter, the lodge binary as `__monitor ROOT NAME oom`, which counts
+//     the kills, logs the oom event, writes the count back on a pipe and
+//     exits; the watcher goes on meanwhile (the console's clients and its
+//     history stay), and reaps it when its pidfd says it exited;
+//   - for any other well-formed request (stop) and when init exits, executes
+//     the lodge binary again as `__monitor ROOT NAME resume`, handing over the
+//     socket, the console and the pending request, and Go carries on.
 //
 // On entry, $_LODGE_WATCH_FDS names four or five descriptors, comma-separated:
 // the monitor socket (listening), the console's pty master, the lodge binary
@@ -28,9 +31,9 @@
 // them to 3, 4, 5, 6 (7) first thing.
 // Environment: _LODGE_WATCH_INIT (init's pid, a child of this process),
 // _LODGE_WATCH_LOG (console.log's path), _LODGE_OOM_SEEN (the OOM kills Go
-// reported; kept for it). argv is the Go monitor's; its last word ("watch")
-// becomes "resume" on hand-over, and a hand-over for an OOM notification
-// sets _LODGE_RESUME_OOM=1.
+// reported so far; the watcher keeps it up to date from its reporters and
+// passes it on to them and to Go). argv is the Go monitor's; its last word
+// ("watch") becomes "resume" on hand-over, "oom" in a reporter.
 //
 // On hand-over the Go monitor gets: 3 the socket, 4 the console master, 5 the
 // connection of the pending request (if any) with the request line, without
@@ -49,6 +52,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,6 +68,7 @@ enum {
 	REQUEST_MAX = LODGE_REQUEST_MAX,
 	KEYS_MAX = 1024, // keystrokes read from a console client at once
 	EIO_PAUSE_MS = 50,
+	FIXED_POLLS = 5, // init, socket, console, OOM notifier, OOM reporter; then the clients
 };
 
 _Static_assert(LISTEN_FD == LODGE_RESUME_LISTEN_FD && MASTER_FD == LODGE_RESUME_MASTER_FD &&
@@ -89,7 +94,11 @@ static struct {
 	int init_pidfd;
 	int oom_notifier;            // the OOM notifier is there
 	int oom_unified;             // it is cgroup2's memory.events (else a v1 eventfd)
-	unsigned long long oom_seen; // $_LODGE_OOM_SEEN
+	unsigned long long oom_seen; // $_LODGE_OOM_SEEN, then what the reporters said
+	pid_t reporter;              // the OOM reporter running (0: none)
+	int reporter_pidfd;          // readable once it exited (-1: none)
+	int reporter_out;            // the pipe it writes its count to
+	int oom_again;               // news came while it ran: report again after it
 	int master_paused; // no process holds the console open: retry later
 	int accept_paused; // out of descriptors: accept again later, not in a busy loop
 	char history[HISTORY];
@@ -214,6 +223,70 @@ static void flush_keys(struct conn *c)
 	c->keys_off = c->keys_len = 0;
 }
 
+// set_last_arg replaces argv's last word (the mode: "watch").
+static void set_last_arg(const char *word)
+{
+	int last = 0;
+
+	while (w.argv[last + 1] != NULL)
+		last++;
+	w.argv[last] = (char *)word;
+}
+
+// start_reporter forks and executes the OOM reporter (`__monitor ROOT NAME
+// oom`, see manager/monitor/oom.go) with $_LODGE_OOM_SEEN and a pipe at its
+// descriptor 3 for the count it reports. Everything of the watcher's is
+// close-on-exec: the reporter gets nothing else. It returns whether the
+// reporter runs.
+static int start_reporter(void)
+{
+	int out[2];
+	char seen[32];
+	pid_t pid;
+
+	if (pipe2(out, O_CLOEXEC) < 0)
+		return 0;
+	pid = fork();
+	if (pid == 0) { // the watcher is single-threaded: setenv is safe here
+		snprintf(seen, sizeof(seen), "%llu", w.oom_seen);
+		set_last_arg(LODGE_OOM_REPORT_ARG);
+		if (dup2(out[1], LODGE_OOM_COUNT_FD) >= 0 && setenv(LODGE_OOM_SEEN_ENV, seen, 1) == 0)
+			fexecve(EXE_HIGH, w.argv, environ);
+		_exit(127);
+	}
+	close(out[1]);
+	if (pid < 0) {
+		close(out[0]);
+		return 0;
+	}
+	w.reporter = pid;
+	w.reporter_out = out[0];
+	w.reporter_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	return 1;
+}
+
+// finish_reporter reaps the reporter once it exited (or waits for it, if
+// wait: it runs a second at most) and takes the count it reported.
+static void finish_reporter(int wait)
+{
+	char buf[32];
+	ssize_t n;
+	int status;
+
+	if (w.reporter == 0 || waitpid(w.reporter, &status, wait ? 0 : WNOHANG) == 0)
+		return;
+	n = read(w.reporter_out, buf, sizeof(buf) - 1);
+	if (n > 0) {
+		buf[n] = '\0';
+		w.oom_seen = strtoull(buf, NULL, 10);
+	}
+	close(w.reporter_out);
+	if (w.reporter_pidfd >= 0)
+		close(w.reporter_pidfd);
+	w.reporter = 0;
+	w.reporter_pidfd = -1;
+}
+
 // hand_over executes the Go monitor in place with the socket, the console and
 // the pending request (line: without its newline). It returns only if that
 // fails, with the descriptors as they were. The pending connection replaces
@@ -221,11 +294,13 @@ static void flush_keys(struct conn *c)
 // and the binary is executed from its copy at EXE_HIGH.
 static void hand_over(struct conn *pending, const char *line)
 {
-	int last = 0;
+	char seen[32];
 
-	while (w.argv[last + 1] != NULL)
-		last++;
-	w.argv[last] = "resume";
+	finish_reporter(1); // its count, and its event before whatever Go reports
+	snprintf(seen, sizeof(seen), "%llu", w.oom_seen);
+	if (setenv(LODGE_OOM_SEEN_ENV, seen, 1) < 0)
+		return;
+	set_last_arg("resume");
 	if (pending != NULL) {
 		if (setenv(LODGE_RESUME_REQUEST_ENV, line, 1) < 0 ||
 		    dup2(pending->fd, LODGE_RESUME_CONN_FD) < 0)
@@ -241,6 +316,24 @@ static void hand_over(struct conn *pending, const char *line)
 	fcntl(MASTER_FD, F_SETFD, FD_CLOEXEC);
 	dup3(EXE_HIGH, EXE_FD, O_CLOEXEC);
 	unsetenv(LODGE_RESUME_REQUEST_ENV);
+}
+
+// report_oom starts a reporter for the news, or notes it for later if one
+// runs: the next reporter counts it then. Should the fork fail, Go reports
+// (it counts the kills once it resumes).
+static void report_oom(void)
+{
+	if (w.reporter != 0) {
+		w.oom_again = 1;
+		return;
+	}
+	w.oom_again = 0;
+	if (!start_reporter()) {
+		hand_over(NULL, NULL);
+		die("watch: hand over to lodge");
+	}
+	if (w.reporter_pidfd < 0) // no pidfd to poll (the kernel gave init one, though)
+		finish_reporter(1);
 }
 
 static void set_size(unsigned long rows, unsigned long cols)
@@ -461,8 +554,9 @@ static void setup(char **argv)
 
 	fds_from(LISTEN_FD + handed, 0); // nothing else is ours to hand on
 	w.oom_notifier = handed > MIN_FDS;
-	w.oom_unified = getenv("_LODGE_OOM_UNIFIED") != NULL;
-	w.oom_seen = (unsigned long long)env_num("_LODGE_OOM_SEEN", 0, LONG_MAX);
+	w.oom_unified = getenv(LODGE_OOM_UNIFIED_ENV) != NULL;
+	w.oom_seen = (unsigned long long)env_num(LODGE_OOM_SEEN_ENV, 0, LONG_MAX);
+	w.reporter_pidfd = -1;
 	if (w.oom_notifier && (fcntl(OOM_NOTIFY_FD, F_SETFD, FD_CLOEXEC) < 0 ||
 			       fcntl(OOM_NOTIFY_FD, F_SETFL, O_NONBLOCK) < 0))
 		die("watch: set up the OOM notifier");
@@ -488,13 +582,14 @@ static void setup(char **argv)
 	unsetenv("_LODGE_WATCH");
 	unsetenv("_LODGE_WATCH_INIT");
 	unsetenv("_LODGE_WATCH_LOG");
-	unsetenv("_LODGE_OOM_UNIFIED");
+	unsetenv(LODGE_OOM_UNIFIED_ENV);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL); // keep init's exit status for Go to collect
 }
 
 // poll_set fills fds for the next poll: init, the socket, the console, the
-// OOM notifier (-1 without one: poll skips it), then the clients (slot[i]: the client of fds[i]). A console client with
+// OOM notifier and the OOM reporter's pidfd (-1 without one: poll skips it),
+// then the clients (slot[i]: the client of fds[i]). A console client with
 // keystrokes the pty has not taken yet is not read; the console is polled
 // for room instead.
 static int poll_set(struct pollfd *fds, int *slot)
@@ -506,6 +601,7 @@ static int poll_set(struct pollfd *fds, int *slot)
 	fds[n++] = (struct pollfd){ .fd = MASTER_FD };
 	fds[n++] = (struct pollfd){ .fd = w.oom_notifier ? OOM_NOTIFY_FD : -1,
 				    .events = w.oom_unified ? POLLPRI : POLLIN };
+	fds[n++] = (struct pollfd){ .fd = w.reporter_pidfd, .events = POLLIN };
 	for (int i = 0; i < MAX_CONNS; i++) {
 		struct conn *c = &w.conns[i];
 		if (c->fd < 0)
@@ -543,8 +639,8 @@ static void flush_all_keys(void)
 
 void watch_mode(char **argv)
 {
-	struct pollfd fds[4 + MAX_CONNS];
-	int slot[4 + MAX_CONNS];
+	struct pollfd fds[FIXED_POLLS + MAX_CONNS];
+	int slot[FIXED_POLLS + MAX_CONNS];
 
 	setup(argv);
 	for (;;) {
@@ -560,11 +656,12 @@ void watch_mode(char **argv)
 			hand_over(NULL, NULL); // init exited: Go reaps it, tears down, maybe reboots
 			die("watch: hand over to lodge");
 		}
-		if (fds[3].revents && oom_news()) {
-			// Go counts the kills, reports them, and comes back.
-			if (setenv("_LODGE_RESUME_OOM", "1", 1) == 0)
-				hand_over(NULL, NULL);
-			die("watch: hand over to lodge");
+		if (fds[3].revents && oom_news())
+			report_oom();
+		if (fds[4].revents) {
+			finish_reporter(0);
+			if (w.reporter == 0 && w.oom_again)
+				report_oom(); // news that came while it ran
 		}
 		if (fds[1].revents)
 			accept_client();
@@ -572,7 +669,7 @@ void watch_mode(char **argv)
 			flush_all_keys();
 		if (fds[2].revents & ~POLLOUT)
 			read_console();
-		for (int i = 4; i < n; i++) {
+		for (int i = FIXED_POLLS; i < n; i++) {
 			struct conn *c = &w.conns[slot[i]];
 			if (!fds[i].revents || c->fd < 0)
 				continue;

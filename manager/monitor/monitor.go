@@ -57,10 +57,13 @@ type Monitor struct {
 }
 
 // Main runs the monitor; args are ROOT and NAME, then "resume" when the idle
-// watcher (see idle.go) hands the monitor back to Go, or "restore DIR" to
-// bring the container back from a checkpoint (restore.go). It returns the
-// exit status.
+// watcher (see idle.go) hands the monitor back to Go, "oom" for the watcher's
+// short-lived OOM reporter (oom.go), or "restore DIR" to bring the container
+// back from a checkpoint (restore.go). It returns the exit status.
 func Main(args []string) int {
+	if len(args) == 3 && args[2] == oomReportArg {
+		return reportOOMMain(args[0], args[1])
+	}
 	resume := len(args) == 3 && args[2] == resumeArg
 	restore := (len(args) == 4 || len(args) == 5 && args[4] == frozenArg) && args[2] == restoreArg
 	status := &statusPipe{}
