@@ -568,7 +568,7 @@ static void setup(char **argv)
 	if (w.log_path != NULL)
 		open_log();
 	w.init_pidfd = (int)syscall(SYS_pidfd_open, (pid_t)env_num("_LODGE_WATCH_INIT", 0, INT_MAX), 0);
-	if (w.init_pidfd < 0)
+	if (w.init_pidfd < 0 && errno != ESRCH)
 		die("watch init");
 	for (int i = 0; i < MAX_CONNS; i++)
 		w.conns[i].fd = -1;
@@ -643,6 +643,12 @@ void watch_mode(char **argv)
 	int slot[FIXED_POLLS + MAX_CONNS];
 
 	setup(argv);
+	if (w.init_pidfd < 0) {
+		// init ended and the Go monitor reaped it just before it executed
+		// this: Go tears down (and reports the stop) as for any exit.
+		hand_over(NULL, NULL);
+		die("watch: hand over to lodge");
+	}
 	for (;;) {
 		int timeout = poll_timeout();
 		int n = poll_set(fds, slot);
