@@ -125,7 +125,7 @@ test: deps build
 SANITIZE_CC      ?= gcc
 SANITIZE_HELPER  := bin/lodge-helper-sanitized
 SANITIZE_REPORTS := $(CURDIR)/bin/sanitizer-reports
-SANITIZE_TESTS   ?= ^(TestBusyboxLifecycle|TestExec|TestExecPty|TestConsole|TestMonitorProtocolConformance|TestMonitorConsoleKeepsTypedBytes|TestViewsSurviveServerKill|TestMonitorKilled|TestMonitorOOM)$$
+SANITIZE_TESTS   ?= ^(TestBusyboxLifecycle|TestExec|TestExecPty|TestConsole|TestMonitorProtocolConformance|TestMonitorConsoleKeepsTypedBytes|TestViewsSurviveServerKill|TestMonitorKilled|TestMonitorOOM|TestMonitorOOMKeepsConsole)$$
 test-sanitize:
 	@rm -rf $(SANITIZE_REPORTS) && mkdir -p $(SANITIZE_REPORTS)
 	$(SANITIZE_CC) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \

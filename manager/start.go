@@ -16,7 +16,6 @@ import (
 
 	"lodge/config"
 	"lodge/internal/cgroup"
-	"lodge/internal/events"
 	"lodge/internal/failpoint"
 	"lodge/internal/helper"
 	"lodge/internal/store"
@@ -90,8 +89,7 @@ func (m *Manager) startLocked(ctx context.Context, name string, progress func(fo
 		}
 	}
 	m.waitSystemd(ctx, name, cfg, progress)
-	m.emit(name, events.Event{Type: events.Started})
-	return nil
+	return nil // the monitor reported the start (monitor.Monitor.run)
 }
 
 // systemdReadyLimit bounds how long start waits for systemd to take requests.

@@ -174,9 +174,45 @@ func TestMonitorInitEndsByItself(t *testing.T) {
 	}
 	e.createBusybox("ev2")
 	e.must("start", "ev2")
-	e.must("exec", "ev2", "--", "poweroff")
+	// poweroff itself may be killed (143) by the shutdown it asked for:
+	// only the event matters.
+	e.run("exec", "ev2", "--", "poweroff")
 	if ev := s.expect("stopped ev2")[0]; ev.Reason != "poweroff" {
 		t.Errorf("poweroff inside: reason %q, want poweroff", ev.Reason)
+	}
+}
+
+// TestMonitorInitExitsAtOnce: an init that ends as soon as it runs is
+// reported started, then stopped: the monitor writes both, in the order
+// they happened, whatever the lodge start that booted it does meanwhile.
+func TestMonitorInitExitsAtOnce(t *testing.T) {
+	e := newEnv(t)
+	s := e.monitor("ev1", "--type", "started,stopped")
+	e.createBusybox("ev1", `init.command=/bin/sh -c "exit 0"`)
+	for round := 0; round < 3; round++ {
+		startFast(t, e, "ev1")
+		got := s.expect("started ev1", "stopped ev1") // exactly one started per start
+		if got[1].Reason != "exited" {
+			t.Errorf("stopped: reason %q, want exited", got[1].Reason)
+		}
+		// The monitor reports the stop before it removes the runtime state.
+		waitUntil(t, "ev1 stopped", func() bool { return e.info("ev1").State == "STOPPED" })
+	}
+}
+
+// startFast starts a container whose init ends at once until a start
+// succeeds: one fails, and reports nothing, when init is gone before the
+// boot is complete ("init exited right after it started").
+func startFast(t *testing.T, e *env, name string) {
+	t.Helper()
+	for try := 0; ; try++ {
+		r := e.run("start", name)
+		if r.code == 0 {
+			return
+		}
+		if try == 20 || !strings.Contains(r.stderr, "exited right after it started") {
+			t.Fatalf("start %s: %s", name, r)
+		}
 	}
 }
 
@@ -216,6 +252,57 @@ func TestMonitorOOM(t *testing.T) {
 	if ev := gs.expect("oom ev2")[0]; ev.Count != 1 {
 		t.Errorf("oom event of the Go monitor: count %d, want 1", ev.Count)
 	}
+}
+
+// TestMonitorOOMKeepsConsole: an OOM kill in a running container is
+// reported without disturbing its console: an attached lodge console
+// stays connected and the console's history (replayed to a new client)
+// keeps what came before the kill.
+func TestMonitorOOMKeepsConsole(t *testing.T) {
+	e := newEnv(t)
+	s := e.monitor("oc1", "--type", "oom")
+	e.createBusybox("oc1", "limits.memory=16MiB")
+	e.must("start", "oc1")
+	waitUntil(t, "getty on the console", func() bool {
+		return strings.Contains(e.must("exec", "oc1", "--", "ps"), "getty")
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	keys, screen := e.attachConsole(ctx, "oc1")
+	readUntil(t, screen, "oc1 login:")
+
+	if r := e.run("exec", "oc1", "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"); r.code != 137 {
+		t.Fatalf("dd of 64 MiB in 16 MiB: want it killed (exit 137), got %s", r)
+	}
+	if ev := s.expect("oom oc1")[0]; ev.Count != 1 {
+		t.Errorf("oom event: count %d, want 1", ev.Count)
+	}
+	// The client attached before the kill still talks to getty.
+	io.WriteString(keys, "root\n")
+	readUntil(t, screen, "Password:")
+	// A new client gets the history, from before the kill on.
+	secondKeys, secondScreen := e.attachConsole(ctx, "oc1")
+	replay := readUntil(t, secondScreen, "Password:")
+	io.WriteString(secondKeys, "\x01q")
+	if !strings.Contains(replay, "oc1 login:") {
+		t.Errorf("the console's history lost what came before the OOM kill; a new client saw:\n%s", replay)
+	}
+	io.WriteString(keys, "\x01q")
+}
+
+// attachConsole runs `lodge console NAME` with pipes: what is written to
+// keys is typed on the console, screen shows it. It ends with ctx, or on
+// Ctrl-a q; the test's cleanup waits for it.
+func (e *env) attachConsole(ctx context.Context, name string) (keys io.WriteCloser, screen io.Reader) {
+	e.t.Helper()
+	cmd := e.command(ctx, "console", name)
+	keys, _ = cmd.StdinPipe()
+	screen, _ = cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { keys.Close(); cmd.Wait() })
+	return keys, screen
 }
 
 // TestMonitorRemote: lodge monitor h2: follows h2's events through its

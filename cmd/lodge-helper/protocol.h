@@ -2,7 +2,7 @@
 // Regenerate with: go generate ./manager/monitor
 //
 // The monitor socket protocol as lodge-helper's watcher needs it, from its one
-// definition in manager/monitor (protocol.go, wire.go, errors.go, idle.go).
+// definition in manager/monitor (protocol.go, wire.go, errors.go, idle.go, oom.go).
 #ifndef LODGE_PROTOCOL_H
 #define LODGE_PROTOCOL_H
 
@@ -19,6 +19,12 @@
 #define LODGE_RESUME_MASTER_FD 4
 #define LODGE_RESUME_CONN_FD 5
 #define LODGE_RESUME_REQUEST_ENV "_LODGE_RESUME_REQUEST"
+
+// The OOM watch (oom.go): the reporter's mode and count pipe, the environment.
+#define LODGE_OOM_REPORT_ARG "oom"
+#define LODGE_OOM_COUNT_FD 3
+#define LODGE_OOM_SEEN_ENV "_LODGE_OOM_SEEN"
+#define LODGE_OOM_UNIFIED_ENV "_LODGE_OOM_UNIFIED"
 
 // Whole response lines, byte for byte as the Go monitor writes them.
 #define LODGE_REPLY_OK "{\"ok\":true}\n"

@@ -11,25 +11,29 @@
 //     and refuses malformed ones, exactly as the Go monitor does (request.c;
 //     the protocol is defined once, in manager/monitor, and reaches C through
 //     the generated protocol.h);
-//   - for any other well-formed request (stop), when init exits, and when the
-//     kernel's OOM killer may have killed in the container, executes the
-//     lodge binary again as `__monitor ROOT NAME resume`, handing over the
-//     socket, the console and the pending request, and Go carries on (for an
-//     OOM kill: it reports it, and executes this again).
+//   - when the kernel's OOM killer may have killed in the container, starts a
+//     reporter, the lodge binary as `__monitor ROOT NAME oom`, which counts
+//     the kills, logs the oom event, writes the count back on a pipe and
+//     exits; the watcher goes on meanwhile (the console's clients and its
+//     history stay), and reaps it when its pidfd says it exited;
+//   - for any other well-formed request (stop) and when init exits, executes
+//     the lodge binary again as `__monitor ROOT NAME resume`, handing over the
+//     socket, the console and the pending request, and Go carries on.
 //
-// On entry, $_LODGE_WATCH_FDS names four to six descriptors, comma-separated:
+// On entry, $_LODGE_WATCH_FDS names four or five descriptors, comma-separated:
 // the monitor socket (listening), the console's pty master, the lodge binary
 // (to execute on hand-over), a memfd with the console history so far, then
-// optionally the container's OOM notifier (readable on news: a v1 eventfd or
-// a cgroup2 inotify watch of memory.events) and, on cgroup2, memory.events
-// itself (see cgroup.Group.OOMNotifier). The Go monitor cannot put them at
-// fixed numbers: its runtime's own descriptors live there until the exec.
-// This program moves them to 3, 4, 5, 6 (7, 8) first thing.
+// optionally the container's OOM notifier (see cgroup.OOMNotifier): a v1
+// eventfd, readable on news, or with $_LODGE_OOM_UNIFIED=1 cgroup2's
+// memory.events itself, which the kernel marks POLLPRI on every change and
+// which holds the count. The Go monitor cannot put them at fixed numbers: its
+// runtime's own descriptors live there until the exec. This program moves
+// them to 3, 4, 5, 6 (7) first thing.
 // Environment: _LODGE_WATCH_INIT (init's pid, a child of this process),
 // _LODGE_WATCH_LOG (console.log's path), _LODGE_OOM_SEEN (the OOM kills Go
-// reported; kept for it). argv is the Go monitor's; its last word ("watch")
-// becomes "resume" on hand-over, and a hand-over for an OOM notification
-// sets _LODGE_RESUME_OOM=1.
+// reported so far; the watcher keeps it up to date from its reporters and
+// passes it on to them and to Go). argv is the Go monitor's; its last word
+// ("watch") becomes "resume" on hand-over, "oom" in a reporter.
 //
 // On hand-over the Go monitor gets: 3 the socket, 4 the console master, 5 the
 // connection of the pending request (if any) with the request line, without
@@ -48,14 +52,15 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 enum {
 	LISTEN_FD = 3, MASTER_FD = 4, EXE_FD = 5, HISTORY_FD = 6, // after place_fds
-	OOM_NOTIFY_FD = 7, OOM_COUNT_FD = 8, // optional
-	MIN_FDS = 4, MAX_FDS = 6,
+	OOM_NOTIFY_FD = 7, // optional
+	MIN_FDS = 4, MAX_FDS = 5,
 	EXE_HIGH = 100, // a copy of the lodge binary's, to execute when 5 takes the pending connection
 	MAX_CONNS = 32,
 	HISTORY = LODGE_CONSOLE_HISTORY,
@@ -63,6 +68,7 @@ enum {
 	REQUEST_MAX = LODGE_REQUEST_MAX,
 	KEYS_MAX = 1024, // keystrokes read from a console client at once
 	EIO_PAUSE_MS = 50,
+	FIXED_POLLS = 5, // init, socket, console, OOM notifier, OOM reporter; then the clients
 };
 
 _Static_assert(LISTEN_FD == LODGE_RESUME_LISTEN_FD && MASTER_FD == LODGE_RESUME_MASTER_FD &&
@@ -86,8 +92,13 @@ static struct {
 	int log_fd;
 	off_t log_size;
 	int init_pidfd;
-	int oom_fds;                 // 0: no OOM notifier; 1: the notifier; 2: and memory.events
-	unsigned long long oom_seen; // $_LODGE_OOM_SEEN
+	int oom_notifier;            // the OOM notifier is there
+	int oom_unified;             // it is cgroup2's memory.events (else a v1 eventfd)
+	unsigned long long oom_seen; // $_LODGE_OOM_SEEN, then what the reporters said
+	pid_t reporter;              // the OOM reporter running (0: none)
+	int reporter_pidfd;          // readable once it exited (-1: none)
+	int reporter_out;            // the pipe it writes its count to
+	int oom_again;               // news came while it ran: report again after it
 	int master_paused; // no process holds the console open: retry later
 	int accept_paused; // out of descriptors: accept again later, not in a busy loop
 	char history[HISTORY];
@@ -212,6 +223,70 @@ static void flush_keys(struct conn *c)
 	c->keys_off = c->keys_len = 0;
 }
 
+// set_last_arg replaces argv's last word (the mode: "watch").
+static void set_last_arg(const char *word)
+{
+	int last = 0;
+
+	while (w.argv[last + 1] != NULL)
+		last++;
+	w.argv[last] = (char *)word;
+}
+
+// start_reporter forks and executes the OOM reporter (`__monitor ROOT NAME
+// oom`, see manager/monitor/oom.go) with $_LODGE_OOM_SEEN and a pipe at its
+// descriptor 3 for the count it reports. Everything of the watcher's is
+// close-on-exec: the reporter gets nothing else. It returns whether the
+// reporter runs.
+static int start_reporter(void)
+{
+	int out[2];
+	char seen[32];
+	pid_t pid;
+
+	if (pipe2(out, O_CLOEXEC) < 0)
+		return 0;
+	pid = fork();
+	if (pid == 0) { // the watcher is single-threaded: setenv is safe here
+		snprintf(seen, sizeof(seen), "%llu", w.oom_seen);
+		set_last_arg(LODGE_OOM_REPORT_ARG);
+		if (dup2(out[1], LODGE_OOM_COUNT_FD) >= 0 && setenv(LODGE_OOM_SEEN_ENV, seen, 1) == 0)
+			fexecve(EXE_HIGH, w.argv, environ);
+		_exit(127);
+	}
+	close(out[1]);
+	if (pid < 0) {
+		close(out[0]);
+		return 0;
+	}
+	w.reporter = pid;
+	w.reporter_out = out[0];
+	w.reporter_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	return 1;
+}
+
+// finish_reporter reaps the reporter once it exited (or waits for it, if
+// wait: it runs a second at most) and takes the count it reported.
+static void finish_reporter(int wait)
+{
+	char buf[32];
+	ssize_t n;
+	int status;
+
+	if (w.reporter == 0 || waitpid(w.reporter, &status, wait ? 0 : WNOHANG) == 0)
+		return;
+	n = read(w.reporter_out, buf, sizeof(buf) - 1);
+	if (n > 0) {
+		buf[n] = '\0';
+		w.oom_seen = strtoull(buf, NULL, 10);
+	}
+	close(w.reporter_out);
+	if (w.reporter_pidfd >= 0)
+		close(w.reporter_pidfd);
+	w.reporter = 0;
+	w.reporter_pidfd = -1;
+}
+
 // hand_over executes the Go monitor in place with the socket, the console and
 // the pending request (line: without its newline). It returns only if that
 // fails, with the descriptors as they were. The pending connection replaces
@@ -219,11 +294,13 @@ static void flush_keys(struct conn *c)
 // and the binary is executed from its copy at EXE_HIGH.
 static void hand_over(struct conn *pending, const char *line)
 {
-	int last = 0;
+	char seen[32];
 
-	while (w.argv[last + 1] != NULL)
-		last++;
-	w.argv[last] = "resume";
+	finish_reporter(1); // its count, and its event before whatever Go reports
+	snprintf(seen, sizeof(seen), "%llu", w.oom_seen);
+	if (setenv(LODGE_OOM_SEEN_ENV, seen, 1) < 0)
+		return;
+	set_last_arg("resume");
 	if (pending != NULL) {
 		if (setenv(LODGE_RESUME_REQUEST_ENV, line, 1) < 0 ||
 		    dup2(pending->fd, LODGE_RESUME_CONN_FD) < 0)
@@ -239,6 +316,24 @@ static void hand_over(struct conn *pending, const char *line)
 	fcntl(MASTER_FD, F_SETFD, FD_CLOEXEC);
 	dup3(EXE_HIGH, EXE_FD, O_CLOEXEC);
 	unsetenv(LODGE_RESUME_REQUEST_ENV);
+}
+
+// report_oom starts a reporter for the news, or notes it for later if one
+// runs: the next reporter counts it then. Should the fork fail, Go reports
+// (it counts the kills once it resumes).
+static void report_oom(void)
+{
+	if (w.reporter != 0) {
+		w.oom_again = 1;
+		return;
+	}
+	w.oom_again = 0;
+	if (!start_reporter()) {
+		hand_over(NULL, NULL);
+		die("watch: hand over to lodge");
+	}
+	if (w.reporter_pidfd < 0) // no pidfd to poll (the kernel gave init one, though)
+		finish_reporter(1);
 }
 
 static void set_size(unsigned long rows, unsigned long cols)
@@ -385,7 +480,7 @@ static int expire(void)
 	return (int)next;
 }
 
-// parse_fds parses $_LODGE_WATCH_FDS: four to six descriptor numbers,
+// parse_fds parses $_LODGE_WATCH_FDS: four or five descriptor numbers,
 // comma-separated; it returns how many.
 static int parse_fds(int from[MAX_FDS])
 {
@@ -394,15 +489,15 @@ static int parse_fds(int from[MAX_FDS])
 	int n = 0;
 
 	if (list == NULL || strlen(list) >= sizeof(copy))
-		die_msg("watch: $_LODGE_WATCH_FDS must name four to six descriptors");
+		die_msg("watch: $_LODGE_WATCH_FDS must name four or five descriptors");
 	strcpy(copy, list);
 	for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
 		if (n == MAX_FDS)
-			die_msg("watch: $_LODGE_WATCH_FDS must name four to six descriptors");
+			die_msg("watch: $_LODGE_WATCH_FDS must name four or five descriptors");
 		from[n++] = (int)parse_ulong(tok, INT_MAX, "descriptor in $_LODGE_WATCH_FDS");
 	}
 	if (n < MIN_FDS)
-		die_msg("watch: $_LODGE_WATCH_FDS must name four to six descriptors");
+		die_msg("watch: $_LODGE_WATCH_FDS must name four or five descriptors");
 	return n;
 }
 
@@ -429,22 +524,23 @@ static int place_fds(void)
 	return n;
 }
 
-// oom_news drains the OOM notifier and tells whether Go should look: on v1
-// every notification (the kernel sends one when the container runs out of
-// memory; Go sums the kills of its whole tree), on cgroup2 only once
-// memory.events counts more kills than Go reported (it changes on every
-// memory event, and most are no kill).
+// oom_news consumes the OOM notification and tells whether Go should look:
+// on v1 every notification (the kernel sends one when the container runs out
+// of memory; Go sums the kills of its whole tree; one read drains the
+// eventfd), on cgroup2 only once memory.events counts more kills than Go
+// reported (it changes on every memory event, and most are no kill; reading
+// it arms the next POLLPRI).
 static int oom_news(void)
 {
 	char buf[4096];
 	const char *line;
 	ssize_t n;
 
-	while (read(OOM_NOTIFY_FD, buf, sizeof(buf)) > 0)
-		;
-	if (w.oom_fds < 2)
+	if (!w.oom_unified) {
+		(void)read(OOM_NOTIFY_FD, buf, sizeof(buf)); // one read takes the eventfd's whole count
 		return 1;
-	n = pread(OOM_COUNT_FD, buf, sizeof(buf) - 1, 0);
+	}
+	n = pread(OOM_NOTIFY_FD, buf, sizeof(buf) - 1, 0);
 	if (n <= 0)
 		return 0;
 	buf[n] = '\0';
@@ -457,11 +553,13 @@ static void setup(char **argv)
 	int handed = place_fds();
 
 	fds_from(LISTEN_FD + handed, 0); // nothing else is ours to hand on
-	w.oom_fds = handed - MIN_FDS;
-	w.oom_seen = (unsigned long long)env_num("_LODGE_OOM_SEEN", 0, LONG_MAX);
-	for (int fd = OOM_NOTIFY_FD; fd < OOM_NOTIFY_FD + w.oom_fds; fd++)
-		if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
-			die("watch: set up the OOM notifier");
+	w.oom_notifier = handed > MIN_FDS;
+	w.oom_unified = getenv(LODGE_OOM_UNIFIED_ENV) != NULL;
+	w.oom_seen = (unsigned long long)env_num(LODGE_OOM_SEEN_ENV, 0, LONG_MAX);
+	w.reporter_pidfd = -1;
+	if (w.oom_notifier && (fcntl(OOM_NOTIFY_FD, F_SETFD, FD_CLOEXEC) < 0 ||
+			       fcntl(OOM_NOTIFY_FD, F_SETFL, O_NONBLOCK) < 0))
+		die("watch: set up the OOM notifier");
 	if (dup3(EXE_FD, EXE_HIGH, O_CLOEXEC) < 0)
 		die("watch: copy the lodge binary's descriptor");
 	w.argv = argv;
@@ -470,7 +568,7 @@ static void setup(char **argv)
 	if (w.log_path != NULL)
 		open_log();
 	w.init_pidfd = (int)syscall(SYS_pidfd_open, (pid_t)env_num("_LODGE_WATCH_INIT", 0, INT_MAX), 0);
-	if (w.init_pidfd < 0)
+	if (w.init_pidfd < 0 && errno != ESRCH)
 		die("watch init");
 	for (int i = 0; i < MAX_CONNS; i++)
 		w.conns[i].fd = -1;
@@ -484,12 +582,14 @@ static void setup(char **argv)
 	unsetenv("_LODGE_WATCH");
 	unsetenv("_LODGE_WATCH_INIT");
 	unsetenv("_LODGE_WATCH_LOG");
+	unsetenv(LODGE_OOM_UNIFIED_ENV);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL); // keep init's exit status for Go to collect
 }
 
 // poll_set fills fds for the next poll: init, the socket, the console, the
-// OOM notifier (-1 without one: poll skips it), then the clients (slot[i]: the client of fds[i]). A console client with
+// OOM notifier and the OOM reporter's pidfd (-1 without one: poll skips it),
+// then the clients (slot[i]: the client of fds[i]). A console client with
 // keystrokes the pty has not taken yet is not read; the console is polled
 // for room instead.
 static int poll_set(struct pollfd *fds, int *slot)
@@ -499,7 +599,9 @@ static int poll_set(struct pollfd *fds, int *slot)
 	fds[n++] = (struct pollfd){ .fd = w.init_pidfd, .events = POLLIN };
 	fds[n++] = (struct pollfd){ .fd = w.accept_paused ? -1 : LISTEN_FD, .events = POLLIN };
 	fds[n++] = (struct pollfd){ .fd = MASTER_FD };
-	fds[n++] = (struct pollfd){ .fd = w.oom_fds > 0 ? OOM_NOTIFY_FD : -1, .events = POLLIN };
+	fds[n++] = (struct pollfd){ .fd = w.oom_notifier ? OOM_NOTIFY_FD : -1,
+				    .events = w.oom_unified ? POLLPRI : POLLIN };
+	fds[n++] = (struct pollfd){ .fd = w.reporter_pidfd, .events = POLLIN };
 	for (int i = 0; i < MAX_CONNS; i++) {
 		struct conn *c = &w.conns[i];
 		if (c->fd < 0)
@@ -537,10 +639,16 @@ static void flush_all_keys(void)
 
 void watch_mode(char **argv)
 {
-	struct pollfd fds[4 + MAX_CONNS];
-	int slot[4 + MAX_CONNS];
+	struct pollfd fds[FIXED_POLLS + MAX_CONNS];
+	int slot[FIXED_POLLS + MAX_CONNS];
 
 	setup(argv);
+	if (w.init_pidfd < 0) {
+		// init ended and the Go monitor reaped it just before it executed
+		// this: Go tears down (and reports the stop) as for any exit.
+		hand_over(NULL, NULL);
+		die("watch: hand over to lodge");
+	}
 	for (;;) {
 		int timeout = poll_timeout();
 		int n = poll_set(fds, slot);
@@ -554,11 +662,12 @@ void watch_mode(char **argv)
 			hand_over(NULL, NULL); // init exited: Go reaps it, tears down, maybe reboots
 			die("watch: hand over to lodge");
 		}
-		if (fds[3].revents && oom_news()) {
-			// Go counts the kills, reports them, and comes back.
-			if (setenv("_LODGE_RESUME_OOM", "1", 1) == 0)
-				hand_over(NULL, NULL);
-			die("watch: hand over to lodge");
+		if (fds[3].revents && oom_news())
+			report_oom();
+		if (fds[4].revents) {
+			finish_reporter(0);
+			if (w.reporter == 0 && w.oom_again)
+				report_oom(); // news that came while it ran
 		}
 		if (fds[1].revents)
 			accept_client();
@@ -566,7 +675,7 @@ void watch_mode(char **argv)
 			flush_all_keys();
 		if (fds[2].revents & ~POLLOUT)
 			read_console();
-		for (int i = 4; i < n; i++) {
+		for (int i = FIXED_POLLS; i < n; i++) {
 			struct conn *c = &w.conns[slot[i]];
 			if (!fds[i].revents || c->fd < 0)
 				continue;

@@ -68,28 +68,93 @@ func oomKillField(path string) (uint64, error) {
 	return 0, fmt.Errorf("%s has no oom_kill line (a kernel before 4.13?)", path)
 }
 
-// OOMNotifier returns a descriptor that becomes readable when the group
-// may have had an OOM kill: on v1 an eventfd registered for the group's
-// OOM notifications (cgroup.event_control with memory.oom_control), which
-// the kernel signals when the group or one below it runs out of memory;
-// on cgroup2 an inotify watch of memory.events, which changes on any
-// memory event (high, max too), with count, the open memory.events, to
-// tell an oom_kill from the others without waking anyone (nil on v1).
-// Both descriptors are non-blocking and close-on-exec.
-func (g *Group) OOMNotifier() (notify, count *os.File, err error) {
+// OOMNotifier tells when the group may have had an OOM kill. It costs one
+// descriptor and no other kernel object: no inotify instance, of which a
+// user has only fs.inotify.max_user_instances (128 by default), far fewer
+// than a host's containers.
+type OOMNotifier struct {
+	// File is, on v1, an eventfd registered for the group's OOM
+	// notifications (cgroup.event_control with memory.oom_control), which
+	// the kernel signals (POLLIN) when the group or one below it runs out
+	// of memory. On cgroup2 it is the group's memory.events itself: the
+	// kernel wakes its pollers with POLLPRI whenever the file changes
+	// (cgroup_file_notify, on any memory event: low, high, max, oom,
+	// oom_kill), and a read of it re-arms that; its oom_kill line tells a
+	// kill from the other events without waking anyone. Close-on-exec, and
+	// blocking: it is read once poll(2) said it has news (the runtime's
+	// poller, which a non-blocking one would join, knows no POLLPRI).
+	File *os.File
+	// Events is the poll(2) event that means news: POLLIN on v1, POLLPRI
+	// on cgroup2.
+	Events int16
+}
+
+// Unified tells whether File is cgroup2's memory.events (read it for the
+// count) rather than a v1 eventfd (read it to drain it).
+func (n *OOMNotifier) Unified() bool { return n.Events == unix.POLLPRI }
+
+// OOMNotifier opens the group's OOM notification.
+func (g *Group) OOMNotifier() (*OOMNotifier, error) {
 	d, ok := g.dirFor("memory")
 	if !ok {
-		return nil, nil, ErrNoMemoryController
+		return nil, ErrNoMemoryController
 	}
 	if d.h.Version == 2 {
-		return inotifyEvents(filepath.Join(d.path, "memory.events"))
+		return notifyOnChange(filepath.Join(d.path, "memory.events"))
 	}
-	notify, err = oomEventfd(d.path)
-	return notify, nil, err
+	notify, err := oomEventfd(d.path)
+	if err != nil {
+		return nil, err
+	}
+	return &OOMNotifier{File: notify, Events: unix.POLLIN}, nil
+}
+
+// notifyOnChange opens a cgroup2 file whose changes the kernel notifies
+// (memory.events, cgroup.events, ...) to be polled for POLLPRI.
+func notifyOnChange(path string) (*OOMNotifier, error) {
+	// Blocking, so that os.NewFile keeps it out of the runtime's poller.
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", path, err)
+	}
+	return &OOMNotifier{File: os.NewFile(uintptr(fd), path), Events: unix.POLLPRI}, nil
+}
+
+// Wait blocks until the notifier has news or stop (a pipe's read end, say)
+// is readable or closed at its other end, and tells which. On news it
+// consumes the notification: it drains the eventfd (v1) or reads
+// memory.events (cgroup2), which arms the next one.
+func (n *OOMNotifier) Wait(stop *os.File) (news bool, err error) {
+	fds := []unix.PollFd{{Fd: int32(n.File.Fd()), Events: n.Events}, {Fd: int32(stop.Fd()), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("wait for OOM notifications: %w", err)
+		}
+		if fds[0].Revents != 0 {
+			n.consume()
+			return true, nil
+		}
+		if fds[1].Revents != 0 {
+			return false, nil
+		}
+	}
+}
+
+func (n *OOMNotifier) consume() {
+	buf := make([]byte, 4096)
+	if n.Unified() {
+		n.File.ReadAt(buf, 0) // a read re-arms the POLLPRI
+		return
+	}
+	n.File.Read(buf) // one read takes an eventfd's whole count
 }
 
 func oomEventfd(dir string) (*os.File, error) {
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("OOM notification of %s: eventfd: %w", dir, err)
 	}
@@ -105,21 +170,4 @@ func oomEventfd(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("OOM notification of %s: %w", dir, err)
 	}
 	return notify, nil
-}
-
-func inotifyEvents(path string) (notify, count *os.File, err error) {
-	ifd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		return nil, nil, fmt.Errorf("watch %s: %w", path, err)
-	}
-	notify = os.NewFile(uintptr(ifd), "oom-inotify")
-	if _, err := unix.InotifyAddWatch(ifd, path, unix.IN_MODIFY); err != nil {
-		notify.Close()
-		return nil, nil, fmt.Errorf("watch %s: %w", path, err)
-	}
-	if count, err = os.Open(path); err != nil {
-		notify.Close()
-		return nil, nil, err
-	}
-	return notify, count, nil
 }

@@ -19,7 +19,7 @@ package events
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -155,17 +155,8 @@ type Filter struct {
 
 // Match reports whether e passes the filter.
 func (f Filter) Match(e Event) bool {
-	return (len(f.Types) == 0 || contains(f.Types, e.Type)) &&
-		(len(f.Containers) == 0 || contains(f.Containers, e.Container))
-}
-
-func contains[T comparable](list []T, v T) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
+	return (len(f.Types) == 0 || slices.Contains(f.Types, e.Type)) &&
+		(len(f.Containers) == 0 || slices.Contains(f.Containers, e.Container))
 }
 
 // ParseTypes parses a comma-separated list of event types (`--type`),
@@ -178,8 +169,8 @@ func ParseTypes(list []string) ([]Type, error) {
 			if s == "" {
 				continue
 			}
-			if !contains(Types, Type(s)) {
-				return nil, fmt.Errorf("unknown event type %q; known types: %s", s, typeList())
+			if !slices.Contains(Types, Type(s)) {
+				return nil, fmt.Errorf("unknown event type %q; known types: %s", s, strings.Join(TypeNames(), ", "))
 			}
 			out = append(out, Type(s))
 		}
@@ -187,13 +178,15 @@ func ParseTypes(list []string) ([]Type, error) {
 	return out, nil
 }
 
-func typeList() string {
+// TypeNames lists the event types' names, sorted, for help texts and
+// error messages.
+func TypeNames() []string {
 	names := make([]string, len(Types))
 	for i, t := range Types {
 		names[i] = string(t)
 	}
-	sort.Strings(names)
-	return strings.Join(names, ", ")
+	slices.Sort(names)
+	return names
 }
 
 // Decode parses one line of the log.

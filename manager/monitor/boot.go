@@ -37,6 +37,10 @@ type boot struct {
 	rootfsMode string        // "idmapped" or "shifted"
 	exited     chan struct{} // closed when init has exited and been reaped
 	wait       syscall.WaitStatus
+	// waitLost: init was reaped by another (the monitor that went idle
+	// reaped it just before it executed the watcher): how it ended is
+	// unknown.
+	waitLost bool
 }
 
 // rebootRequested reports whether the guest asked for a reboot: reboot(2) in a
@@ -255,6 +259,8 @@ func cgroupMounts(group *cgroup.Group) []rootfs.CgroupMount {
 func (b *boot) reap() {
 	if state, err := b.proc.Wait(); err == nil {
 		b.wait = state.Sys().(syscall.WaitStatus)
+	} else {
+		b.waitLost = true
 	}
 	close(b.exited)
 }

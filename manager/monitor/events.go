@@ -46,6 +46,8 @@ func (m *Monitor) stoppedEvent(b *boot, reboot bool) events.Event {
 		e.Reason = events.ReasonRequested
 	case b.poweroffRequested():
 		e.Reason = events.ReasonPoweroff
+	case b.waitLost:
+		e.Reason = events.ReasonExited // by itself, but with what status is lost
 	case b.wait.Exited():
 		e.Reason, e.ExitStatus = events.ReasonExited, events.Status(b.wait.ExitStatus())
 	case b.wait.Signaled():

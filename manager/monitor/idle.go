@@ -74,22 +74,28 @@ func (m *Monitor) execWatcher(b *boot) error {
 	if err != nil {
 		return err
 	}
-	oom := m.oomNotifier(b)
+	files := []*os.File{listener, b.console.master, exe, history}
+	env := append(os.Environ(), "_LODGE_WATCH=1", "_LODGE_WATCH_INIT="+strconv.Itoa(b.init.PID),
+		"_LODGE_WATCH_LOG="+m.consoleLogPath())
+	if oom := m.oomNotifier(b); oom != nil {
+		files = append(files, oom.File)
+		if oom.Unified() {
+			env = append(env, oomUnifiedEnv+"=1")
+		}
+	}
 	m.reportOOM(b) // kills before the notifier was there
-	// The watcher gets these four (six with the OOM notifier) and nothing
+	// The watcher gets these four (five with the OOM notifier) and nothing
 	// else (see internal/fds).
 	if err := fds.CloseOnExecFrom(3); err != nil {
 		return err
 	}
-	fds, err := inheritable(append([]*os.File{listener, b.console.master, exe, history}, oom...)...)
+	fds, err := inheritable(files...)
 	if err != nil {
 		return err
 	}
 	m.log.Info("monitor goes idle", "watcher", m.helper)
 	argv := []string{"lodge-monitor", "__monitor", m.store.Root, m.name, "watch"}
-	env := append(os.Environ(), "_LODGE_WATCH=1", "_LODGE_WATCH_INIT="+strconv.Itoa(b.init.PID),
-		"_LODGE_WATCH_LOG="+m.consoleLogPath(), "_LODGE_WATCH_FDS="+fds, m.oomSeenEnviron())
-	return unix.Exec(m.helper, argv, env)
+	return unix.Exec(m.helper, argv, append(env, "_LODGE_WATCH_FDS="+fds, m.oomSeenEnviron()))
 }
 
 func historyFile(data []byte) (*os.File, error) {

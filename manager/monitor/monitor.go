@@ -57,10 +57,13 @@ type Monitor struct {
 }
 
 // Main runs the monitor; args are ROOT and NAME, then "resume" when the idle
-// watcher (see idle.go) hands the monitor back to Go, or "restore DIR" to
-// bring the container back from a checkpoint (restore.go). It returns the
-// exit status.
+// watcher (see idle.go) hands the monitor back to Go, "oom" for the watcher's
+// short-lived OOM reporter (oom.go), or "restore DIR" to bring the container
+// back from a checkpoint (restore.go). It returns the exit status.
 func Main(args []string) int {
+	if len(args) == 3 && args[2] == oomReportArg {
+		return reportOOMMain(args[0], args[1])
+	}
 	resume := len(args) == 3 && args[2] == resumeArg
 	restore := (len(args) == 4 || len(args) == 5 && args[4] == frozenArg) && args[2] == restoreArg
 	status := &statusPipe{}
@@ -137,7 +140,22 @@ func lookupRange(st *store.Store, host *config.Host, name string) (idmap.Range, 
 
 // run boots the container, reports to the CLI, and watches it. Requests on
 // the socket wait in its backlog until the monitor goes idle (or serves them).
-func (m *Monitor) run() int { return m.runWith(m.boot, "boot") }
+//
+// The monitor, not the CLI, reports the start: once init runs, before the
+// CLI hears of it (so before anything the CLI does next) and before the
+// monitor can report init's end, so "started" always comes before its
+// "stopped", however long the CLI then waits (for systemd, say) and even if
+// it is interrupted. A restore (runRestore) reports itself as restored or
+// migrated instead, from the lodge that asked for it.
+func (m *Monitor) run() int {
+	return m.runWith(func() (*boot, error) {
+		b, err := m.boot()
+		if err == nil {
+			m.emit(events.Event{Type: events.Started})
+		}
+		return b, err
+	}, "boot")
+}
 
 // runWith runs the monitor around first, which brings the container up
 // (a boot, or a restore), and names it what in the log.
