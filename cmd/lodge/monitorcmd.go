@@ -33,7 +33,7 @@ Names limit it to those containers; REMOTE: (or REMOTE:NAME) follows another hos
 events through its lodge serve. --since shows the events of that recent past first
 (as far back as the log goes; it keeps the last 4 to 8 MiB of events).
 
-Types: ` + strings.Join(typeNames(), ", ") + `. A stopped event says why
+Types: ` + strings.Join(events.TypeNames(), ", ") + `. A stopped event says why
 (reason: requested, killed, exited with exit_status, signaled with signal, reboot,
 checkpoint, migrated). See docs/monitoring.md, "Events".`,
 		Example: `  lodge monitor
@@ -59,14 +59,6 @@ checkpoint, migrated). See docs/monitoring.md, "Events".`,
 	cmd.Flags().StringSliceVar(&opts.types, "type", nil, "only events of these types (comma-separated)")
 	cmd.Flags().DurationVar(&opts.since, "since", 0, "first show the events of this recent past, e.g. 10m")
 	return cmd
-}
-
-func typeNames() []string {
-	names := make([]string, len(events.Types))
-	for i, t := range events.Types {
-		names[i] = string(t)
-	}
-	return names
 }
 
 // parseMonitorArgs reads the names (all local, or all on one remote) and
