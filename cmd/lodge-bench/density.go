@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"lodge/internal/parallel"
 )
@@ -51,6 +52,9 @@ type densityFleet struct {
 	prefix  string   // container names: PREFIX1, PREFIX2, ...; PREFIXx is the one more
 	created []string // everything created, to delete at the end
 	running []string
+	// Creation is untimed setup; its times are kept to say what it cost.
+	createMs []float64     // per container: lodge create, or lxc-copy and the config lines
+	seedTime time.Duration // LXC: lxc-create -t busybox of the seed, once
 }
 
 func runDensity(b *bench) (*groupResult, error) {
@@ -71,13 +75,14 @@ func runDensity(b *bench) (*groupResult, error) {
 		if rt.Name() == "LXC" {
 			upTo = slices.DeleteFunc(slices.Clone(levels), func(n int) bool { return n > b.opts.densityLXCMax })
 			if len(upTo) < len(levels) {
-				res.Notes = append(res.Notes, fmt.Sprintf("LXC was run up to %d containers (-density-lxc-max): `lxc-create -t busybox` "+
-					"took seconds per container on this machine (its template links each busybox applet with its own `ln` process), "+
-					"so %d would have taken most of an hour.", b.opts.densityLXCMax, levels[len(levels)-1]))
+				res.Notes = append(res.Notes, fmt.Sprintf("LXC was run up to %d containers (-density-lxc-max).", b.opts.densityLXCMax))
 			}
 		}
 		err := b.densityRun(f, lx, upTo, m, res)
 		reached[rt.Name()] = len(f.running)
+		if note := densityCreationNote(f); note != "" {
+			res.Notes = append(res.Notes, note)
+		}
 		b.logf("density: %s: removing %d containers", rt.Name(), len(f.created))
 		err = errors.Join(err, b.densityTeardown(f))
 		if err != nil && rt.Name() == "lodge" {
@@ -95,6 +100,13 @@ func runDensity(b *bench) (*groupResult, error) {
 // densityRun grows rt's fleet to each level and measures there.
 func (b *bench) densityRun(f *densityFleet, lx *lxcfsServer, levels []int, m *densityMetrics, res *groupResult) error {
 	extra := f.prefix + "x"
+	if f.rt.Name() == "LXC" {
+		t0 := time.Now()
+		if err := b.lxc.ensureSeed(); err != nil {
+			return err
+		}
+		f.seedTime = time.Since(t0)
+	}
 	if err := b.densityCreate(f, lx, extra); err != nil {
 		return err
 	}
@@ -121,14 +133,40 @@ func (b *bench) densityRun(f *densityFleet, lx *lxcfsServer, levels []int, m *de
 	return nil
 }
 
-// densityCreate creates a busybox container of the fleet; LXC's get
-// lxcfs's files, as LXC's lxcfs hook gives them.
+// densityCreate creates a busybox container of the fleet; LXC's are
+// copies of one lxc-create'd seed (lxc-copy) and get lxcfs's files, as
+// LXC's lxcfs hook gives them.
 func (b *bench) densityCreate(f *densityFleet, lx *lxcfsServer, name string) error {
 	f.created = append(f.created, name)
+	t0 := time.Now()
 	if f.rt.Name() == "lodge" {
-		return b.lodge.Create(name)
+		if err := b.lodge.Create(name); err != nil {
+			return err
+		}
+	} else {
+		if err := b.lxc.CreateCopy(name); err != nil {
+			return err
+		}
+		if err := b.bindLXCViews(lx, name); err != nil {
+			return err
+		}
 	}
-	return b.createLXCWithViews(lx, name)
+	f.createMs = append(f.createMs, ms(time.Since(t0)))
+	return nil
+}
+
+// densityCreationNote says what the untimed creation of rt's fleet cost.
+func densityCreationNote(f *densityFleet) string {
+	if len(f.createMs) == 0 {
+		return ""
+	}
+	s := summarize(f.createMs)
+	if f.rt.Name() == "lodge" {
+		return fmt.Sprintf("Creating lodge's %d containers (untimed setup): `lodge create` %.0f ms per container (median; p90 %.0f ms).",
+			len(f.createMs), s.Median, s.P90)
+	}
+	return fmt.Sprintf("Creating LXC's %d containers (untimed setup): `lxc-create -t busybox` of the seed %.1f s once, then `lxc-copy` "+
+		"and the config lines %.0f ms per container (median; p90 %.0f ms).", len(f.createMs), f.seedTime.Seconds(), s.Median, s.P90)
 }
 
 // densityAdd creates, starts and reads the views of one more container.
@@ -209,13 +247,22 @@ func densityListCmd(b *bench, rt runtime) []string {
 
 func (b *bench) densityCommands(rt runtime, prefix, extra string) []string {
 	first := prefix + "1"
-	return []string{
+	var create []string
+	if rt.Name() == "lodge" {
+		create = []string{b.run.display(b.lodge.CreateCmd(first)) + "   # untimed, for each container"}
+	} else {
+		create = []string{
+			b.run.display(b.lxc.createCmdIn(b.lxc.seedPath, lxcSeedName)) + "   # once, untimed",
+			b.run.display(b.lxc.CopyCmd(first)) + "   # untimed, for each container; then the id map, cgroup, seccomp and lxcfs lines appended to its config",
+		}
+	}
+	return append(create,
 		fmt.Sprintf("%s   # then %s, for each container; and the same for %s2, %s3, ...", b.run.display(rt.StartCmd(first)),
 			b.run.display(rt.ExecCmd(first, densityReads...)), prefix, prefix),
 		b.run.display(densityListCmd(b, rt)),
-		b.run.display(rt.StartCmd(extra)) + "   # one more container, then " + b.run.display(rt.StopCmd(extra, true)),
+		b.run.display(rt.StartCmd(extra))+"   # one more container, then "+b.run.display(rt.StopCmd(extra, true)),
 		b.run.display(rt.ExecCmd(first, "true")),
-	}
+	)
 }
 
 // densityTeardown deletes the fleet, a few containers at a time.
@@ -310,6 +357,13 @@ func densityMethod(levels []int, rounds int) []string {
 			"system, from the kernel's rusage of the child), a start of one more stopped container (**timed**) and its forced stop "+
 			"(untimed, waiting until its processes are gone), and an exec of `true` in the first container (**timed**).",
 			strings.Join(counts, ", "), memBootSettle, rounds, warmups),
+		"Creating the containers is untimed setup, so how they are made does not change what is measured. lodge's are made by " +
+			"`lodge create --template busybox`. LXC's are full copies (`lxc-copy -B dir`: an rsync of a 2 MB rootfs) of one busybox " +
+			"container that `lxc-create -t busybox` made once, since the template takes seconds per container here (it links each " +
+			"busybox applet with its own `ln` process); each copy is then configured as the other groups configure an lxc-create'd " +
+			"container (unprivileged id map, idmapped rootfs, cgroups under the benchmark's, LXC's default seccomp profile, lxcfs's " +
+			"files). A copy's config differs from an lxc-create'd one's only in its name (`lxc.uts.name`) and rootfs path (the " +
+			"containers have no network, so no MAC address to change). The notes say what creation cost.",
 		"`lxc-ls -f` is LXC's listing with each container's state (and autostart, groups, addresses): like `lodge list`, it " +
 			"looks at every container, asking each running one's monitor over its command socket. `lxc-ls --running` would only " +
 			"print names, which `lodge list` has no equivalent of.",

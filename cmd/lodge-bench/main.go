@@ -69,7 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.ckptBigRounds, "ckpt-big-rounds", 2, "checkpoint: rounds with 1 GiB of touched memory, per runtime")
 	fs.IntVar(&o.migRounds, "mig-rounds", 5, "migration: rounds of migration per case, per runtime (after one untimed round)")
 	fs.IntVar(&o.densityMax, "density-max", 500, "density: the most busybox containers running per runtime (measured at 1, 10, 100 below it, and it)")
-	fs.IntVar(&o.densityLXCMax, "density-lxc-max", 100, "density: the most LXC containers running (lxc-create -t busybox takes seconds each, so 500 take most of an hour)")
+	fs.IntVar(&o.densityLXCMax, "density-lxc-max", 0, "density: the most LXC containers running (0: as many as -density-max)")
 	fs.IntVar(&o.densityRounds, "density-rounds", 10, "density: samples of list, start and exec per count, per runtime")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -79,8 +79,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.n < 1 || o.stopN < 1 || o.k < 1 || o.memRounds < 1 || o.viewsRounds < 1 || o.viewsK < 1 ||
 		o.netRounds < 1 || o.netTime < time.Second || o.pingCount < 1 || o.ckptRounds < 1 || o.ckptBigRounds < 1 || o.migRounds < 1 ||
-		o.densityMax < 2 || o.densityLXCMax < 1 || o.densityRounds < 1 {
-		return o, errors.New("-n, -stop-n, -k, -mem-rounds, -views-rounds, -views-k, -net-rounds, -ping-count, -ckpt-rounds, -ckpt-big-rounds, -mig-rounds, -density-lxc-max and -density-rounds must be at least 1, -density-max at least 2, -net-time at least 1s")
+		o.densityMax < 2 || o.densityLXCMax < 0 || o.densityRounds < 1 {
+		return o, errors.New("-n, -stop-n, -k, -mem-rounds, -views-rounds, -views-k, -net-rounds, -ping-count, -ckpt-rounds, -ckpt-big-rounds, -mig-rounds and -density-rounds must be at least 1, -density-max at least 2, -density-lxc-max at least 0, -net-time at least 1s")
+	}
+	if o.densityLXCMax == 0 {
+		o.densityLXCMax = o.densityMax
 	}
 	if o.k > 1000 {
 		return o, errors.New("-k: at most 1000 containers")

@@ -338,6 +338,11 @@ func (b *bench) createLXCWithViews(lx *lxcfsServer, name string) error {
 	if err := b.lxc.Create(name); err != nil {
 		return err
 	}
+	return b.bindLXCViews(lx, name)
+}
+
+// bindLXCViews makes LXC container name bind lxcfs's files over its own.
+func (b *bench) bindLXCViews(lx *lxcfsServer, name string) error {
 	var lines []string
 	for _, f := range []string{"meminfo", "cpuinfo", "stat", "uptime", "loadavg", "swaps", "diskstats"} {
 		lines = append(lines, fmt.Sprintf("lxc.mount.entry = %s/proc/%s proc/%s none bind,optional 0 0", lx.mnt, f, f))
