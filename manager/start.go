@@ -288,7 +288,23 @@ func readMonitorStatus(ctx context.Context, r io.Reader, name string, progress f
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return fmt.Errorf("start %s: the monitor exited without a word; see %s", name, logPath)
+	return fmt.Errorf("start %s: the monitor exited without a word; see %s%s", name, logPath, logTail(logPath, 5))
+}
+
+// logTail is the last n lines of the log at path, indented on lines of
+// their own after a colon, or "" if it cannot be read: what a monitor that
+// died says about why, without a trip to the file.
+func logTail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) == 1 && lines[0] == "" {
+		return ""
+	}
+	lines = lines[max(0, len(lines)-n):]
+	return ", which ends:\n    " + strings.Join(lines, "\n    ")
 }
 
 // cleanupStale removes what a container left behind when it stopped without
