@@ -135,20 +135,30 @@ func (a *app) syncProgress() func(string, ...any) {
 }
 
 func printBootResults(w io.Writer, format string, results []manager.BootResult) error {
+	return printSummary(w, format, results, "No container to start: none has boot.autostart = true.",
+		"NAME\tOUTCOME\tSTARTED\tREADY\tNOTE", func(r manager.BootResult) []string {
+			return []string{r.Name, string(r.Outcome), clock(r.StartedAt), clock(r.ReadyAt), bootNote(r)}
+		})
+}
+
+// printSummary writes autostart's or shutdown-all's results: a JSON list
+// (empty, not null, when there are none), or a table of header's columns
+// with a row per result, or none when there are none.
+func printSummary[T any](w io.Writer, format string, results []T, none, header string, row func(T) []string) error {
 	if format == "json" {
 		if results == nil {
-			results = []manager.BootResult{}
+			results = []T{}
 		}
 		return writeJSON(w, results)
 	}
 	if len(results) == 0 {
-		_, err := fmt.Fprintln(w, "No container to start: none has boot.autostart = true.")
+		_, err := fmt.Fprintln(w, none)
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tOUTCOME\tSTARTED\tREADY\tNOTE")
+	fmt.Fprintln(tw, header)
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Outcome, clock(r.StartedAt), clock(r.ReadyAt), bootNote(r))
+		fmt.Fprintln(tw, strings.Join(row(r), "\t"))
 	}
 	return tw.Flush()
 }
@@ -199,29 +209,17 @@ func bootFailures(results []manager.BootResult) error {
 }
 
 func printShutdownResults(w io.Writer, format string, results []manager.ShutdownResult) error {
-	if format == "json" {
-		if results == nil {
-			results = []manager.ShutdownResult{}
-		}
-		return writeJSON(w, results)
-	}
-	if len(results) == 0 {
-		_, err := fmt.Fprintln(w, "No container runs.")
-		return err
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tOUTCOME\tSTOPPING\tSTOPPED\tNOTE")
-	for _, r := range results {
-		note := r.Reason
-		if r.CheckpointError != "" {
-			note = strings.TrimPrefix(note+"; ", "; ") + "checkpoint failed, stopped instead: " + r.CheckpointError
-		}
-		if r.Checkpoint != "" {
-			note = "autostart restores " + r.Checkpoint
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Outcome, clock(&r.StoppingAt), clock(&r.StoppedAt), note)
-	}
-	return tw.Flush()
+	return printSummary(w, format, results, "No container runs.",
+		"NAME\tOUTCOME\tSTOPPING\tSTOPPED\tNOTE", func(r manager.ShutdownResult) []string {
+			note := r.Reason
+			if r.CheckpointError != "" {
+				note = strings.TrimPrefix(note+"; ", "; ") + "checkpoint failed, stopped instead: " + r.CheckpointError
+			}
+			if r.Checkpoint != "" {
+				note = "autostart restores " + r.Checkpoint
+			}
+			return []string{r.Name, string(r.Outcome), clock(&r.StoppingAt), clock(&r.StoppedAt), note}
+		})
 }
 
 func shutdownFailures(results []manager.ShutdownResult) error {
