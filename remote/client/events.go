@@ -50,10 +50,7 @@ func (c *Client) readEvents(ctx context.Context, resp *http.Response, handle fun
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
 	for sc.Scan() {
-		var line struct {
-			Event *events.Event `json:"event"`
-			Error *api.Error    `json:"error"`
-		}
+		var line api.Line // an event, or the error that ends the stream
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
 			return c.protocolError(resp, err)
 		}
