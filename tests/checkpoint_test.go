@@ -370,10 +370,24 @@ func TestPreflightNamesExecHostFile(t *testing.T) {
 	if i := e.info("hf"); i.State != "RUNNING" {
 		t.Fatalf("after the refusal hf is %s", i.State)
 	}
-	e.must("exec", "hf", "--", "sh", "-c", "kill $(pidof sleep)")
-	waitUntil(t, "the sleep to end", func() bool { return e.run("exec", "hf", "--", "pidof", "sleep").code != 0 })
+	endPrintedPid(t, e, "hf", out.Name())
 	e.must("checkpoint", "hf")
 	e.must("stop", "--force", "hf")
+}
+
+// endPrintedPid ends the process whose pid (inside the container) a lodge
+// exec wrote to the file printed, and waits for it to be gone. By pid, not
+// `pidof sleep`: that would also name a counter's own short sleeps, which
+// may end before the kill reaches them.
+func endPrintedPid(t *testing.T, e *env, name, printed string) {
+	t.Helper()
+	b, err := os.ReadFile(printed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := strings.TrimSpace(string(b))
+	e.must("exec", name, "--", "kill", pid)
+	waitUntil(t, "process "+pid+" to end", func() bool { return e.run("exec", name, "--", "test", "-e", "/proc/"+pid).code != 0 })
 }
 
 // A process holding an io_uring instance (allowed by the container's

@@ -195,8 +195,7 @@ func TestMigrateRefusedByPreflight(t *testing.T) {
 	gone(t, p.b, "hf")
 
 	// The target's preflight: the name taken there.
-	p.a.must("exec", "hf", "--", "sh", "-c", "kill $(pidof sleep)")
-	waitUntil(t, "the sleep to end", func() bool { return p.a.run("exec", "hf", "--", "pidof", "sleep").code != 0 })
+	endPrintedPid(t, p.a, "hf", out.Name())
 	p.b.createBusybox("hf")
 	_, err = p.ma.Migrate(context.Background(), "hf", &manager.LocalTarget{M: p.mb}, manager.MigrateOptions{}, nil)
 	if !errors.Is(err, manager.ErrExists) || !strings.Contains(err.Error(), "keeps running here") {
