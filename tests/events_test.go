@@ -237,8 +237,12 @@ func TestMonitorOOM(t *testing.T) {
 	}
 	// Again: the monitor went idle again after its report.
 	e.run("exec", "ev1", "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1")
-	if ev := s.expect("oom ev1")[0]; ev.Total != 2 || ev.Count != 1 {
-		t.Errorf("second oom event: count %d total %d, want 1 and 2", ev.Count, ev.Total)
+	// One allocation may cost more than one kill (the kernel can pick a
+	// second victim before the first has freed its memory): the second
+	// event counts the kills since the first, whatever their number.
+	if ev2 := s.expect("oom ev1")[0]; ev2.Total <= ev.Total || ev2.Count != ev2.Total-ev.Total {
+		t.Errorf("second oom event: count %d total %d after a first one with total %d, want total above it and count the difference",
+			ev2.Count, ev2.Total, ev.Total)
 	}
 
 	// A monitor that stays in Go (a lodge without its helper) reports too;
