@@ -2,14 +2,15 @@ package config
 
 import (
 	"fmt"
-	"os"
+
+	"lodge/internal/rawfile"
 )
 
 // Load reads a container config file. Decoding is strict: unknown keys and
 // wrongly typed values are errors naming the file and line. Keys missing
 // from the file keep the values of Default(). The result is validated.
 func Load(path string) (*Container, error) {
-	text, err := os.ReadFile(path)
+	text, err := rawfile.Read(path)
 	if err != nil {
 		return nil, fmt.Errorf("read container config: %w", err)
 	}

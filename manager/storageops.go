@@ -14,6 +14,7 @@ import (
 	"lodge/config"
 	"lodge/internal/atomicfile"
 	"lodge/internal/cgroup"
+	"lodge/internal/rawfile"
 	"lodge/internal/store"
 	"lodge/rootfs"
 	"lodge/storage"
@@ -91,7 +92,7 @@ func (m *Manager) prepareStorage(name string) error {
 
 // restoring reports the snapshot an interrupted restore was bringing back.
 func (m *Manager) restoring(name string) (string, bool) {
-	data, err := os.ReadFile(filepath.Join(m.store.ContainerDir(name), restoringFile))
+	data, err := rawfile.Read(filepath.Join(m.store.ContainerDir(name), restoringFile))
 	if err != nil {
 		return "", false
 	}
@@ -227,7 +228,7 @@ func writeOwnerFile(path string) error {
 }
 
 func readOwnerFile(path string) (store.Process, bool) {
-	data, err := os.ReadFile(path)
+	data, err := rawfile.Read(path)
 	if err != nil {
 		return store.Process{}, false
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"lodge/internal/atomicfile"
+	"lodge/internal/rawfile"
 	"lodge/internal/revert"
 )
 
@@ -198,7 +199,7 @@ func WriteAttachments(path string, as []Attachment) error {
 // ReadAttachments reads what WriteAttachments recorded; a missing file is
 // no attachment.
 func ReadAttachments(path string) ([]Attachment, error) {
-	data, err := os.ReadFile(path)
+	data, err := rawfile.Read(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

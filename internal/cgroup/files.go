@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"lodge/internal/rawfile"
 )
 
 // writeFile writes value to an existing control file in one write(2). It
@@ -31,39 +31,12 @@ func writeFile(path, value string) error {
 	return err
 }
 
-// readFile returns a control file's content without surrounding white space.
-// It reads with bare system calls: os.ReadFile also stats the file and
-// tries to register it with the network poller, twice the calls, and a
-// metrics scrape reads a dozen control files per container.
+// readFile returns a control file's content without surrounding white space,
+// read with bare system calls (rawfile): a metrics scrape or a list reads a
+// dozen control files per container.
 func readFile(path string) (string, error) {
-	fd, err := ignoringEINTR(func() (int, error) { return unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0) })
-	if err != nil {
-		return "", &fs.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	var data []byte
-	buf := make([]byte, 4096)
-	for {
-		n, err := ignoringEINTR(func() (int, error) { return unix.Read(fd, buf) })
-		if err != nil {
-			return "", &fs.PathError{Op: "read", Path: path, Err: err}
-		}
-		if n == 0 {
-			return strings.TrimSpace(string(data)), nil
-		}
-		data = append(data, buf[:n]...)
-	}
-}
-
-// ignoringEINTR retries a system call the Go runtime's preemption signal
-// interrupted, as package os does.
-func ignoringEINTR(call func() (int, error)) (int, error) {
-	for {
-		n, err := call()
-		if err != unix.EINTR {
-			return n, err
-		}
-	}
+	data, err := rawfile.Read(path)
+	return strings.TrimSpace(string(data)), err
 }
 
 func readInt(path string) (int64, error) {

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"lodge/internal/rawfile"
 )
 
 // Mode is how the host mounts its cgroup hierarchies.
@@ -159,7 +161,7 @@ func readProcCgroup(pid string) ([]ProcCgroup, error) {
 }
 
 func readV2Controllers(dir string) ([]string, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+	data, err := rawfile.Read(filepath.Join(dir, "cgroup.controllers"))
 	if err != nil {
 		return nil, err
 	}

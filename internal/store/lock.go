@@ -7,6 +7,8 @@ import (
 	"os"
 	"time"
 
+	"lodge/internal/rawfile"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -154,12 +156,7 @@ func sleepContext(ctx context.Context, d time.Duration) error {
 // Busy reports whether a lifecycle change (start, stop, delete, config edit)
 // holds container name's lock right now. It must not be asked by the holder.
 func (s *Store) Busy(name string) bool {
-	dir, err := os.Open(s.ContainerDir(name))
-	if err != nil {
-		return false
-	}
-	defer dir.Close()
-	return unix.Flock(int(dir.Fd()), unix.LOCK_SH|unix.LOCK_NB) == unix.EWOULDBLOCK
+	return rawfile.Locked(s.ContainerDir(name))
 }
 
 // File is the locked directory. A child process given it (exec.Cmd's

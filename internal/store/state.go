@@ -11,6 +11,7 @@ import (
 
 	"lodge/internal/atomicfile"
 	"lodge/internal/cgroup"
+	"lodge/internal/rawfile"
 )
 
 // Status is a container's lifecycle state as users see it.
@@ -64,7 +65,7 @@ type State struct {
 // (its pids may name unrelated processes now): ReadState returns an error
 // that matches ErrOtherBoot for it, and callers treat it as no state.
 func (s *Store) ReadState(name string) (*State, error) {
-	data, err := os.ReadFile(s.StatePath(name))
+	data, err := rawfile.Read(s.StatePath(name))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -147,7 +148,7 @@ func processStart(pid int) (uint64, error) {
 // StatFields returns the fields of /proc/PID/stat after the command name:
 // [0] is field 3, the state letter (R, S, D, Z, ...).
 func StatFields(pid int) ([]string, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	data, err := rawfile.Read("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return nil, err
 	}
