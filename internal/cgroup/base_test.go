@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"lodge/internal/testreq"
 )
 
 // The base is fixed by the host config, whatever cgroup the lodge process
@@ -212,6 +214,59 @@ func TestMonitorGroupLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := g.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A v1 cpuset .monitor that another start has given its memory nodes but
+// not yet its CPUs (its copy is two writes): a monitor's group made then
+// still gets CPUs, and its monitor can join it. Before, the filled
+// cpuset.mems was taken for a finished copy, and the join failed with
+// ENOSPC ("No space left on device") when containers started at once.
+func TestMonitorGroupHalfSeededCpuset(t *testing.T) {
+	h := rootHost(t)
+	hi, ok := h.hierarchy("cpuset")
+	if !ok || hi.Version != 1 {
+		testreq.Skip(t, "cpuset", "no v1 cpuset hierarchy on this host: cgroup2 cpusets need no seeding")
+	}
+	parent := uniqueParent(t)
+	t.Cleanup(func() { cleanupParent(t, h, parent) })
+	parents, err := OwnParents(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.Base("/unused", parents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ensure(); err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(hi.OwnDir(), parent)
+	monitors := filepath.Join(base, MonitorDir)
+	if err := mkdir(monitors); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(filepath.Join(monitors, "cpuset.mems"), readOrFail(t, filepath.Join(base, "cpuset.mems"))); err != nil {
+		t.Fatal(err)
+	}
+	mg := b.MonitorGroup("web1")
+	if err := mg.Create(); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{monitors, filepath.Join(monitors, "web1")} {
+		if cpus := readOrFail(t, filepath.Join(dir, "cpuset.cpus")); cpus == "" {
+			t.Errorf("%s has no CPUs", dir)
+		}
+	}
+	sleep := startSleep(t)
+	if err := mg.AddProcess(sleep.pid); err != nil {
+		t.Fatalf("the monitor joins its group: %v", err)
+	}
+	if err := mg.Leave(sleep.pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := mg.Destroy(); err != nil {
 		t.Fatal(err)
 	}
 }

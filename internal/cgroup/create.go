@@ -106,13 +106,20 @@ func (d groupDir) create(monitor bool) error {
 	return writeFile(filepath.Join(d.path, "cgroup.clone_children"), "1")
 }
 
-// copyCpuset gives dir its parent's CPUs and memory nodes if it has none.
-// Concurrent callers write the same values, so no lock is needed.
+// copyCpuset gives dir its parent's CPUs and memory nodes where it has none.
+// Concurrent callers write the same values, so no lock is needed; but each
+// file is checked on its own: another caller may have written the first
+// and not yet the second, and a caller that took a filled cpuset.mems for
+// a finished copy left cpuset.cpus empty, so that its container's monitor
+// could not join (ENOSPC) when two started at once.
 func copyCpuset(from, dir string) error {
 	for _, f := range []string{"cpuset.mems", "cpuset.cpus"} {
 		cur, err := readFile(filepath.Join(dir, f))
-		if err != nil || cur != "" {
+		if err != nil {
 			return err
+		}
+		if cur != "" {
+			continue
 		}
 		v, err := readFile(filepath.Join(from, f))
 		if err != nil {
