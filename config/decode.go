@@ -84,7 +84,11 @@ func (f sourceFile) decodeStrict(v any) (toml.MetaData, error) {
 		return meta, f.decodeError(err)
 	}
 	schema := reflect.TypeOf(v).Elem()
-	return meta, f.unknownKeys(strayKeys(meta, schema), tomlKeys(schema))
+	stray := strayKeys(meta, schema)
+	if len(stray) == 0 {
+		return meta, nil // the usual case: no need for the list of known keys
+	}
+	return meta, f.unknownKeys(stray, tomlKeys(schema))
 }
 
 // strayKeys returns, in document order, the keys schema has no field for:

@@ -4,6 +4,7 @@ import (
 	"encoding"
 	"reflect"
 	"strings"
+	"sync"
 )
 
 // The structs' toml tags are the schema of the files: these helpers read
@@ -64,15 +65,31 @@ func hasKey(schema reflect.Type, key []string) bool {
 
 // fieldByTag finds the field of a table type whose toml name is name.
 func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
-	if !isTable(t) {
-		return reflect.StructField{}, false
+	field, ok := tableFields(t)[name]
+	return field, ok
+}
+
+// tableFieldsByType holds tableFields' answers: every key of every config
+// file read is looked up (lodge list reads hundreds of files), and walking
+// a struct's fields by reflection each time was a fifth of a file's parse.
+var tableFieldsByType sync.Map // reflect.Type -> map[string]reflect.StructField
+
+// tableFields maps the toml names of a table type's fields to the fields;
+// a type that is not a table has none.
+func tableFields(t reflect.Type) map[string]reflect.StructField {
+	if fields, ok := tableFieldsByType.Load(t); ok {
+		return fields.(map[string]reflect.StructField)
 	}
-	for field := range t.Fields() {
-		if tomlName(field) == name {
-			return field, true
+	fields := map[string]reflect.StructField{}
+	if isTable(t) {
+		for field := range t.Fields() {
+			if name := tomlName(field); name != "" {
+				fields[name] = field
+			}
 		}
 	}
-	return reflect.StructField{}, false
+	tableFieldsByType.Store(t, fields)
+	return fields
 }
 
 // elemTable is the element type of an array of tables ([[network]]), or t.
