@@ -256,8 +256,10 @@ func TestRemoteMigrateKilled(t *testing.T) {
 			serveKills++
 			h2.startServe()
 			// The restarted serve holds the restored copy (froze it, if
-			// the killed one had not) before it answers h1's Abort.
-			if strings.Count(h2.serveLogs(), heldWarning) == warned {
+			// the killed one had not) before it answers h1's Abort: it
+			// says so before "Serving on", but on stderr, whose pipe the
+			// test reads apart from stdout's, so the line may come later.
+			if !eventually(10*time.Second, func() bool { return strings.Count(h2.serveLogs(), heldWarning) > warned }) {
 				t.Errorf("round %d: h2's restarted serve did not hold the restored %s:\n%s", round, name, h2.serveLogs())
 			}
 		case serving:
@@ -315,7 +317,8 @@ func TestRemoteMigrateKilled(t *testing.T) {
 					// A restarted serve keeps it held, and says so.
 					h2.stopServe()
 					h2.startServe()
-					if !strings.Contains(h2.serveLogs(), heldWarning) || heldOrGone(h2, name) != "held" {
+					said := eventually(10*time.Second, func() bool { return strings.Contains(h2.serveLogs(), heldWarning) })
+					if !said || heldOrGone(h2, name) != "held" {
 						t.Errorf("round %d: h2's restarted serve does not keep %s held, or does not say so:\n%s", round, name, h2.serveLogs())
 					}
 					// Its source resumed and never aborted it: the

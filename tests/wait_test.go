@@ -48,3 +48,16 @@ func expectFile(t *testing.T, path, want string) {
 		t.Errorf("%s = %q, want %q", path, got, want)
 	}
 }
+
+// eventually tells whether cond holds within d, asking every 20 ms: for a
+// check that is not fatal, or whose failure message needs what was seen.
+func eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
