@@ -88,7 +88,8 @@ func TestRemoteMigrateBusybox(t *testing.T) {
 		}
 		waitCounterAbove(t, to.env, "mig", after)
 		for _, path := range []string{"/1.0/migrations/mig ", "/1.0/migrations/mig/rootfs ", "/1.0/migrations/mig/checkpoint ", "/1.0/migrations/mig/restore ", "/1.0/migrations/mig/commit "} {
-			if !strings.Contains(to.serveLogs(), "path="+path+"client="+from.name) {
+			// A request is logged once answered, on serve's stderr: wait for it.
+			if !eventually(10*time.Second, func() bool { return strings.Contains(to.serveLogs(), "path="+path+"client="+from.name) }) {
 				t.Errorf("round %d: %s's serve did not log %s from %s:\n%s", round, to.name, path, from.name, to.serveLogs())
 			}
 		}

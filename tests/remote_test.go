@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"lodge/remote/pki"
 	"lodge/remote/trust"
@@ -180,8 +181,9 @@ func TestRemoteCommands(t *testing.T) {
 	if len(listed) != 1 || listed[0].PID != running.PID {
 		t.Fatalf("after a restart of lodge serve: %+v", listed)
 	}
-	if logs := h2.serveLogs(); !strings.Contains(logs, "path=/1.0/containers client=h1") {
-		t.Errorf("h2's lodge serve did not log h1's requests:\n%s", logs)
+	// A request is logged once answered, on serve's stderr: wait for it.
+	if !eventually(10*time.Second, func() bool { return strings.Contains(h2.serveLogs(), "path=/1.0/containers client=h1") }) {
+		t.Errorf("h2's lodge serve did not log h1's requests:\n%s", h2.serveLogs())
 	}
 }
 
