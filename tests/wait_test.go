@@ -12,12 +12,8 @@ import (
 // waitUntil polls cond for up to a minute: a hang guard, not a timing assertion.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !eventually(time.Minute, cond) {
+		t.Fatalf("gave up waiting for: %s", what)
 	}
 }
 
