@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"lodge/internal/rawfile"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -52,7 +54,7 @@ func ProcessUses(pid int, r Range) bool {
 	if !r.Contains(st.Uid) && !r.Contains(st.Gid) && !mapsRange(filepath.Join(dir, "uid_map"), r) {
 		return false
 	}
-	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
+	stat, err := rawfile.Read(filepath.Join(dir, "stat"))
 	if err != nil {
 		return false
 	}

@@ -8,6 +8,7 @@ package rawfile
 import (
 	"errors"
 	"io/fs"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,7 +27,7 @@ func Read(path string) ([]byte, error) {
 	data := make([]byte, 0, chunk)
 	for {
 		if len(data) == cap(data) {
-			data = append(data, 0)[:len(data)]
+			data = slices.Grow(data, chunk)
 		}
 		n, err := retry(func() (int, error) { return unix.Read(fd, data[len(data):cap(data)]) })
 		if err != nil {
